@@ -1,0 +1,7 @@
+//go:build !cgo
+
+package memory
+
+// cgoEnabled reports whether this binary was built with cgo, which decides
+// where Pebble's manual allocator takes memory from (see PebbleOffHeap).
+const cgoEnabled = false

@@ -1,0 +1,103 @@
+package memory
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+)
+
+func TestParseBytes(t *testing.T) {
+	f := func(in string, want int64, wantErr error) {
+		t.Helper()
+		got, err := ParseBytes(in)
+		if !errors.Is(err, wantErr) || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d, %v", in, got, err, want, wantErr)
+		}
+	}
+	f("0", 0, nil)
+	f("1048576", 1<<20, nil)
+	f("4GiB", 4<<30, nil)
+	f("1GiB", 1<<30, nil)
+	f(" 512 MiB ", 512<<20, nil)
+	f("64KiB", 64<<10, nil)
+	f("2TiB", 2<<40, nil)
+	f("300MB", 300e6, nil)
+	f("5KB", 5000, nil)
+	f("4G", 4<<30, nil)
+	f("4608M", 4608<<20, nil)
+	f("1.5GiB", 3<<29, nil)
+	f("10B", 10, nil)
+	f("9223372036854775807", math.MaxInt64, nil)
+
+	f("", 0, ErrSizeSyntax)
+	f("GiB", 0, ErrSizeSyntax)
+	f("-1GiB", 0, ErrSizeSyntax)
+	f("1e9", 0, ErrSizeSyntax)
+	f("4 gib", 0, ErrSizeUnit)
+	f("4XB", 0, ErrSizeUnit)
+	f("1.2.3", 0, ErrSizeSyntax)
+	f(".", 0, ErrSizeSyntax)
+	f("9223372036854775808", 0, ErrSizeRange)
+	f("8388608TiB", 0, ErrSizeRange)
+	f("8388608.0TiB", 0, ErrSizeRange)
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
+		t.Fatalf("zero Config: %v", err)
+	}
+	bad := Config{Budget: -1, OffHeap: -1, GOGC: -2, TrimInterval: -time.Second, TrimThreshold: -1}
+	err := bad.Validate()
+	for _, want := range []error{ErrNegativeBudget, ErrNegativeOffHeap, ErrBadGOGC, ErrNegativeTrimInterval, ErrNegativeTrimThreshold} {
+		if !errors.Is(err, want) {
+			t.Errorf("Validate(%+v) = %v, missing %v", bad, err, want)
+		}
+	}
+}
+
+func TestConfigWithDefaults(t *testing.T) {
+	got := Config{}.WithDefaults()
+	want := Config{GOGC: DefaultGOGC, TrimInterval: DefaultTrimInterval, TrimThreshold: DefaultTrimThreshold}
+	if got != want {
+		t.Fatalf("WithDefaults() = %+v, want %+v", got, want)
+	}
+	off := Config{GOGC: -1}.WithDefaults()
+	if off.GOGC != -1 {
+		t.Fatalf("GOGC -1 became %d", off.GOGC)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	f := func(budget, offHeap, want int64, wantErr error) {
+		t.Helper()
+		got, err := memoryLimit(budget, offHeap)
+		if !errors.Is(err, wantErr) || got != want {
+			t.Errorf("memoryLimit(%d, %d) = %d, %v; want %d, %v", budget, offHeap, got, err, want, wantErr)
+		}
+	}
+	f(4<<30, 0, 4<<30/10*9+(4<<30)%10*9/10, nil)
+	f(1000<<20, 100<<20, 800<<20, nil)
+	f(math.MaxInt64, 0, math.MaxInt64/100*90+math.MaxInt64%100*90/100, nil)
+	f(64<<20, 0, 0, ErrBudgetTooSmall)
+	f(1<<30, 1<<30, 0, ErrBudgetTooSmall)
+}
+
+func TestPebbleOffHeap(t *testing.T) {
+	got := PebbleOffHeap(256<<20, 64<<20, 4)
+	want := int64(0)
+	if cgoEnabled {
+		want = 512 << 20
+	}
+	if got != want {
+		t.Fatalf("PebbleOffHeap = %d, want %d (cgo %t)", got, want, cgoEnabled)
+	}
+	if cgoEnabled {
+		if got := PebbleOffHeap(-5, math.MaxInt64, 2); got != math.MaxInt64 {
+			t.Fatalf("overflow not saturated: %d", got)
+		}
+		if got := PebbleOffHeap(1<<20, 0, 0); got != 1<<20 {
+			t.Fatalf("cache only = %d", got)
+		}
+	}
+}
