@@ -50,12 +50,12 @@ const MaxLen = 100
 // Errors returned by Parse and Decode. They are distinct values so callers
 // can count them without string matching.
 var (
-	ErrTruncated   = errors.New("cid: truncated")
-	ErrVersion     = errors.New("cid: not CIDv1")
-	ErrVarint      = errors.New("cid: malformed varint")
-	ErrTooLong     = errors.New("cid: longer than MaxLen")
-	ErrNotBlessed  = errors.New("cid: not a blessed atproto CID (v1, dag-cbor or raw, sha2-256)")
-	ErrBadString   = errors.New("cid: malformed base32 string")
+	ErrTruncated    = errors.New("cid: truncated")
+	ErrVersion      = errors.New("cid: not CIDv1")
+	ErrVarint       = errors.New("cid: malformed varint")
+	ErrTooLong      = errors.New("cid: longer than MaxLen")
+	ErrNotBlessed   = errors.New("cid: not a blessed atproto CID (v1, dag-cbor or raw, sha2-256)")
+	ErrBadString    = errors.New("cid: malformed base32 string")
 	ErrHashMismatch = errors.New("cid: digest does not match data")
 )
 
