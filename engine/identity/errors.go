@@ -1,0 +1,148 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reason classifies why a DID could not be resolved to a working identity.
+// Each reason has its own sentinel error (ErrNotFound, …) and its own
+// resolve-error counter label (Reason.String), created at zero when the
+// Resolver starts. Negative cache entries remember the reason, so a cached
+// failure returns the same sentinel as the original one.
+type Reason uint8
+
+// The failure reasons. ReasonNone marks success and is never counted.
+const (
+	ReasonNone       Reason = iota
+	ReasonNotFound          // 404 or 410: unknown or tombstoned DID
+	ReasonHTTPStatus        // any other non-200 status
+	ReasonTransport         // connection, TLS or read failure
+	ReasonTimeout           // the per-request timeout expired
+	ReasonTooLarge          // document larger than Config.MaxDocBytes
+	ReasonBadJSON           // body is not a JSON DID document
+	ReasonIDMismatch        // document id differs from the requested DID
+	ReasonNoKey             // no usable #atproto verification method
+	ReasonBadKey            // #atproto key present but unparseable or off-curve
+	ReasonNoPDS             // no #atproto_pds AtprotoPersonalDataServer service
+	ReasonBadPDS            // PDS endpoint is not an http(s)://host[:port] URL
+	numReasons
+)
+
+// Sentinel errors, one per Reason. Lookup wraps them with the DID on a fresh
+// failure and returns them bare on a negative-cache hit; use errors.Is.
+var (
+	ErrNotFound   = errors.New("identity: DID not found or tombstoned")
+	ErrHTTPStatus = errors.New("identity: unexpected HTTP status")
+	ErrTransport  = errors.New("identity: transport error")
+	ErrTimeout    = errors.New("identity: resolution timed out")
+	ErrTooLarge   = errors.New("identity: DID document too large")
+	ErrBadJSON    = errors.New("identity: malformed DID document")
+	ErrIDMismatch = errors.New("identity: DID document id does not match DID")
+	ErrNoKey      = errors.New("identity: no #atproto signing key")
+	ErrBadKey     = errors.New("identity: invalid #atproto signing key")
+	ErrNoPDS      = errors.New("identity: no #atproto_pds service")
+	ErrBadPDS     = errors.New("identity: invalid #atproto_pds endpoint")
+)
+
+// Errors that involve no resolution attempt and are never cached.
+var (
+	ErrBadDID            = errors.New("identity: malformed DID")
+	ErrUnsupportedMethod = errors.New("identity: unsupported DID method")
+	ErrClosed            = errors.New("identity: resolver closed")
+)
+
+// String returns the reason's metric label.
+func (r Reason) String() string {
+	switch r {
+	case ReasonNone:
+		return "none"
+	case ReasonNotFound:
+		return "not_found"
+	case ReasonHTTPStatus:
+		return "http_status"
+	case ReasonTransport:
+		return "transport"
+	case ReasonTimeout:
+		return "timeout"
+	case ReasonTooLarge:
+		return "too_large"
+	case ReasonBadJSON:
+		return "bad_json"
+	case ReasonIDMismatch:
+		return "id_mismatch"
+	case ReasonNoKey:
+		return "no_key"
+	case ReasonBadKey:
+		return "bad_key"
+	case ReasonNoPDS:
+		return "no_pds"
+	case ReasonBadPDS:
+		return "bad_pds"
+	}
+	return "unknown"
+}
+
+// Err returns the reason's sentinel error (nil for ReasonNone).
+func (r Reason) Err() error {
+	switch r {
+	case ReasonNotFound:
+		return ErrNotFound
+	case ReasonHTTPStatus:
+		return ErrHTTPStatus
+	case ReasonTransport:
+		return ErrTransport
+	case ReasonTimeout:
+		return ErrTimeout
+	case ReasonTooLarge:
+		return ErrTooLarge
+	case ReasonBadJSON:
+		return ErrBadJSON
+	case ReasonIDMismatch:
+		return ErrIDMismatch
+	case ReasonNoKey:
+		return ErrNoKey
+	case ReasonBadKey:
+		return ErrBadKey
+	case ReasonNoPDS:
+		return ErrNoPDS
+	case ReasonBadPDS:
+		return ErrBadPDS
+	}
+	return nil
+}
+
+// ResolveError is a fresh resolution failure: the DID, the reason and the
+// underlying cause. errors.Is matches the reason's sentinel.
+type ResolveError struct {
+	DID    string
+	Reason Reason
+	Cause  error // the transport or parse error, or nil
+}
+
+func (e *ResolveError) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%v: %s: %v", e.Reason.Err(), e.DID, e.Cause)
+	}
+	return fmt.Sprintf("%v: %s", e.Reason.Err(), e.DID)
+}
+
+// Is makes errors.Is(err, ErrNotFound) and friends work.
+func (e *ResolveError) Is(target error) bool { return target == e.Reason.Err() }
+
+// Unwrap exposes the cause (for example a *url.Error).
+func (e *ResolveError) Unwrap() error { return e.Cause }
+
+// reasonOf extracts the Reason from an error produced by this package.
+func reasonOf(err error) Reason {
+	var re *ResolveError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	for r := ReasonNone + 1; r < numReasons; r++ {
+		if errors.Is(err, r.Err()) {
+			return r
+		}
+	}
+	return ReasonTransport
+}

@@ -1,0 +1,205 @@
+package identity
+
+import (
+	"net"
+	"net/url"
+	"strings"
+)
+
+// plcIDLen is the length of the method-specific part of a did:plc: 24
+// characters of lower-case base32 (a truncated SHA-256), 15 bytes decoded.
+const plcIDLen = 24
+
+// plcKey is a did:plc in binary form: the base32 identifier decoded. Used as
+// the cache key it is pointer-free, so 40 million of them cost the garbage
+// collector nothing to scan.
+type plcKey [15]byte
+
+const (
+	plcPrefix = "did:plc:"
+	webPrefix = "did:web:"
+	maxDIDLen = 2048 // digest §2.1
+)
+
+// didRef is a parsed DID: either a did:plc (plc set) or a did:web (host
+// holds the decoded host[:port]).
+type didRef struct {
+	isPLC bool
+	plc   plcKey
+	host  string // did:web only: lower-case host, optional :port
+}
+
+// parseDID accepts the two methods atproto supports. did:plc must be exactly
+// 24 lower-case base32 characters; did:web is a hostname with an optional
+// %3A-encoded port (development) and no path.
+func parseDID(did string) (didRef, error) {
+	if len(did) > maxDIDLen {
+		return didRef{}, ErrBadDID
+	}
+	if id, ok := strings.CutPrefix(did, plcPrefix); ok {
+		k, ok := decodePLC(id)
+		if !ok {
+			return didRef{}, ErrBadDID
+		}
+		return didRef{isPLC: true, plc: k}, nil
+	}
+	if h, ok := strings.CutPrefix(did, webPrefix); ok {
+		host, ok := webHost(h)
+		if !ok {
+			return didRef{}, ErrBadDID
+		}
+		return didRef{host: host}, nil
+	}
+	if strings.HasPrefix(did, "did:") {
+		return didRef{}, ErrUnsupportedMethod
+	}
+	return didRef{}, ErrBadDID
+}
+
+// decodePLC decodes 24 base32 characters (a-z, 2-7) into 15 bytes.
+func decodePLC(id string) (k plcKey, ok bool) {
+	if len(id) != plcIDLen {
+		return k, false
+	}
+	var acc uint64
+	bits, o := 0, 0
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		var v byte
+		switch {
+		case c >= 'a' && c <= 'z':
+			v = c - 'a'
+		case c >= '2' && c <= '7':
+			v = c - '2' + 26
+		default:
+			return k, false
+		}
+		acc = acc<<5 | uint64(v)
+		bits += 5
+		if bits >= 8 {
+			bits -= 8
+			k[o] = byte(acc >> bits)
+			o++
+		}
+	}
+	return k, true
+}
+
+// webHost decodes the method-specific part of a did:web: a lower-case
+// hostname, optionally followed by %3A and a port. Path segments (further
+// colons) are not allowed in atproto.
+func webHost(s string) (string, bool) {
+	host, port := s, ""
+	if i := strings.Index(s, "%3A"); i >= 0 {
+		host, port = s[:i], s[i+3:]
+	} else if i := strings.Index(s, "%3a"); i >= 0 {
+		host, port = s[:i], s[i+3:]
+	}
+	if !validHostname(host, false) {
+		return "", false
+	}
+	if port == "" {
+		if len(s) != len(host) {
+			return "", false
+		}
+		return host, true
+	}
+	if !validPort(port) {
+		return "", false
+	}
+	return host + ":" + port, true
+}
+
+func validPort(p string) bool {
+	if len(p) == 0 || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+		n = n*10 + int(p[i]-'0')
+	}
+	return n > 0 && n <= 65535
+}
+
+// validHostname checks handle-style hostname syntax (digest §2.2): at most
+// 253 characters, labels of 1-63 [a-z0-9-] not starting or ending with '-'.
+// With handle set it also requires two or more labels and a TLD not
+// starting with a digit. Upper case is rejected; callers lower-case first
+// where the input is case-insensitive.
+func validHostname(h string, handle bool) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	labels := 0
+	start := 0
+	for i := 0; i <= len(h); i++ {
+		if i < len(h) && h[i] != '.' {
+			c := h[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+			continue
+		}
+		l := h[start:i]
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		labels++
+		if i == len(h) && handle && (labels < 2 || l[0] >= '0' && l[0] <= '9') {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+// handleFromAKA returns the first syntactically valid handle among
+// "at://<handle>" entries of alsoKnownAs, lower-cased, or "" if none.
+func handleFromAKA(aka []string) string {
+	for _, s := range aka {
+		h, ok := strings.CutPrefix(s, "at://")
+		if !ok {
+			continue
+		}
+		h = strings.ToLower(h)
+		if validHostname(h, true) {
+			return h
+		}
+	}
+	return ""
+}
+
+// NormalizePDSHost turns a #atproto_pds serviceEndpoint into the host name
+// the relay compares upstream connections against (digest §8.3): lower
+// case, no scheme, no port except for localhost and loopback addresses
+// (development fleets), e.g. "https://PDS.example.com/" → "pds.example.com"
+// and "http://localhost:5201" → "localhost:5201". Endpoints with user info,
+// a path, a query or a fragment, or a scheme other than http/https, are
+// rejected.
+func NormalizePDSHost(endpoint string) (string, bool) {
+	if len(endpoint) > 512 {
+		return "", false
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", false
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port != "" && !validPort(port) {
+		return "", false
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if ip == nil && !validHostname(host, false) {
+		return "", false
+	}
+	if port != "" && loopback {
+		return net.JoinHostPort(host, port), true
+	}
+	return host, true
+}
