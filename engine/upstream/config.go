@@ -1,0 +1,240 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Defaults. Zero in a Config field always means "use the default", never
+// "no limit": the peers are untrusted.
+const (
+	DefaultMaxFrameBytes      = 5_000_000 // spec §9.2 REF read limit
+	DefaultDialTimeout        = 5 * time.Second
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultMaxConcurrentDials = 32
+	DefaultBackoffMin         = time.Second
+	DefaultBackoffMax         = 30 * time.Second
+	DefaultSlowAfterFailures  = 15 // spec §14.4: ~15 failed dials → offline
+	DefaultSlowRetry          = 15 * time.Minute
+	DefaultIdlePing           = 2 * time.Minute
+	DefaultPongTimeout        = 30 * time.Second
+	DefaultTick               = time.Second
+	DefaultReadBufferBytes    = 64 << 10
+	DefaultTurnBytes          = 1 << 20
+	DefaultUserAgent          = "relay/1 (atproto-relay upstream)"
+)
+
+// Sink receives every complete binary message, error frames (op -1)
+// included: the loop does not decode CBOR. It runs on a reader goroutine and
+// takes ownership of f: it must call f.Release exactly once, now or later
+// from any goroutine. Returning false pauses the host: nothing more is read
+// from its socket until Loop.Resume(h), so buffered memory stays bounded by
+// the frames the engine already holds. The Sink may call Remove, Resume and
+// Reconnect.
+type Sink func(h *Host, f Frame) (keep bool)
+
+// Config configures a Loop. Fields are read once by New.
+type Config struct {
+	// Sink receives frames. Required.
+	Sink Sink
+	// Cursor returns the host's last persisted upstream seq; it is called
+	// before every dial (on a dialer goroutine) unless Reconnect supplied one.
+	// ok=false dials without a cursor (live only). Nil: never send a cursor.
+	Cursor func(h *Host) (seq int64, ok bool)
+	// OnConnect, if set, is called on a dialer goroutine after a successful
+	// upgrade, before the first frame is read.
+	OnConnect func(h *Host)
+	// OnDisconnect, if set, is called after a failed dial or when an
+	// established connection ends, with the reason counted and the error.
+	// It runs on a loop goroutine and must not block.
+	OnDisconnect func(h *Host, r Reason, err error)
+
+	// Readers is the number of reader goroutines. Default GOMAXPROCS.
+	Readers int
+	// MaxConcurrentDials bounds dials in flight (one goroutine each).
+	// Env RELAY_UPSTREAM_MAX_DIALS. Default 32.
+	MaxConcurrentDials int
+	// MaxFrameBytes bounds one WebSocket message (all fragments). Bigger →
+	// reason "oversize", connection dropped, reconnect with backoff.
+	// Env RELAY_UPSTREAM_MAX_FRAME_BYTES. Default 5,000,000.
+	MaxFrameBytes int
+	// ReadBufferBytes is each reader goroutine's scratch buffer (not per
+	// connection). Default 64 KiB.
+	ReadBufferBytes int
+	// TurnBytes is how much one reader takes from one host before it yields
+	// to others (fairness). Default 1 MiB.
+	TurnBytes int
+
+	// DialTimeout bounds the TCP connect. Default 5 s.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds TLS plus the HTTP upgrade. Default 10 s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds writing one control frame. Default 10 s.
+	WriteTimeout time.Duration
+	// BackoffMin and BackoffMax shape reconnect delays: BackoffMin·2^(n-1)
+	// after n consecutive failures, capped at BackoffMax, with jitter in
+	// [d/2, d]. Defaults 1 s and 30 s.
+	BackoffMin, BackoffMax time.Duration
+	// SlowAfterFailures consecutive failures switch a host to SlowRetry
+	// (never given up). Default 15.
+	SlowAfterFailures int
+	// SlowRetry is the retry period of a failing host, jittered to
+	// [SlowRetry·2/3, SlowRetry·4/3]. Default 15 min.
+	SlowRetry time.Duration
+	// IdlePing: a connection that delivered no bytes for this long gets a
+	// ping. Env RELAY_UPSTREAM_IDLE_PING. Default 2 min.
+	IdlePing time.Duration
+	// PongTimeout: after our ping, this much more silence drops the
+	// connection (reason "timeout"). Default 30 s.
+	PongTimeout time.Duration
+	// Tick is the period of the one goroutine that schedules redials and
+	// checks liveness. It is the granularity of every timer here. Default 1 s.
+	Tick time.Duration
+
+	// AllowInsecureHosts is the development switch: it permits ws://,
+	// explicit ports (localhost:PORT) and non-public destination addresses.
+	// Env RELAY_UPSTREAM_ALLOW_INSECURE. Default off.
+	AllowInsecureHosts bool
+	// TLSConfig is cloned for wss:// dials (ServerName set to the host when
+	// empty). Nil: system roots, TLS 1.2+.
+	TLSConfig *tls.Config
+	// UserAgent is sent on every upgrade request.
+	UserAgent string
+	// Metrics receives the loop's counters and gauges. Nil: a private set.
+	Metrics *metrics.Set
+}
+
+// withDefaults returns c with zero fields replaced by defaults.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Readers, runtime.GOMAXPROCS(0))
+	def(&c.MaxConcurrentDials, DefaultMaxConcurrentDials)
+	def(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	def(&c.ReadBufferBytes, DefaultReadBufferBytes)
+	def(&c.TurnBytes, DefaultTurnBytes)
+	def(&c.SlowAfterFailures, DefaultSlowAfterFailures)
+	defD(&c.DialTimeout, DefaultDialTimeout)
+	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	defD(&c.WriteTimeout, DefaultWriteTimeout)
+	defD(&c.BackoffMin, DefaultBackoffMin)
+	defD(&c.BackoffMax, DefaultBackoffMax)
+	defD(&c.SlowRetry, DefaultSlowRetry)
+	defD(&c.IdlePing, DefaultIdlePing)
+	defD(&c.PongTimeout, DefaultPongTimeout)
+	defD(&c.Tick, DefaultTick)
+	if c.UserAgent == "" {
+		c.UserAgent = DefaultUserAgent
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	return c
+}
+
+// Validate reports every inconsistency of a defaulted Config at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("upstream: "+format, args...)) }
+	if c.Sink == nil {
+		bad("Sink is required")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"Readers", c.Readers}, {"MaxConcurrentDials", c.MaxConcurrentDials},
+		{"MaxFrameBytes", c.MaxFrameBytes}, {"ReadBufferBytes", c.ReadBufferBytes},
+		{"TurnBytes", c.TurnBytes}, {"SlowAfterFailures", c.SlowAfterFailures},
+	} {
+		if f.v < 0 {
+			bad("%s = %d must not be negative", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"DialTimeout", c.DialTimeout}, {"HandshakeTimeout", c.HandshakeTimeout},
+		{"WriteTimeout", c.WriteTimeout}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax},
+		{"SlowRetry", c.SlowRetry}, {"IdlePing", c.IdlePing}, {"PongTimeout", c.PongTimeout}, {"Tick", c.Tick},
+	} {
+		if f.v < 0 {
+			bad("%s = %v must not be negative", f.name, f.v)
+		}
+	}
+	if c.BackoffMax < c.BackoffMin {
+		bad("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
+	}
+	if c.ReadBufferBytes > 0 && c.ReadBufferBytes < 1024 {
+		bad("ReadBufferBytes = %d is below 1024", c.ReadBufferBytes)
+	}
+	if c.MaxFrameBytes > 1<<30 {
+		bad("MaxFrameBytes = %d is above 1 GiB", c.MaxFrameBytes)
+	}
+	return errors.Join(errs...)
+}
+
+// Environment variable names read by LoadEnv.
+const (
+	EnvMaxDials      = "RELAY_UPSTREAM_MAX_DIALS"
+	EnvMaxFrameBytes = "RELAY_UPSTREAM_MAX_FRAME_BYTES"
+	EnvIdlePing      = "RELAY_UPSTREAM_IDLE_PING"
+	EnvAllowInsecure = "RELAY_UPSTREAM_ALLOW_INSECURE"
+)
+
+// LoadEnv overrides fields from the environment variables named by the Env*
+// constants, looked up through getenv (os.Getenv in production, a map in
+// tests). Unset variables leave fields alone; malformed ones are all
+// reported together.
+func (c *Config) LoadEnv(getenv func(string) string) error {
+	var errs []error
+	if v := getenv(EnvMaxDials); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a positive integer", EnvMaxDials, v))
+		} else {
+			c.MaxConcurrentDials = n
+		}
+	}
+	if v := getenv(EnvMaxFrameBytes); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a positive integer", EnvMaxFrameBytes, v))
+		} else {
+			c.MaxFrameBytes = n
+		}
+	}
+	if v := getenv(EnvIdlePing); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a positive duration", EnvIdlePing, v))
+		} else {
+			c.IdlePing = d
+		}
+	}
+	if v := getenv(EnvAllowInsecure); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a boolean", EnvAllowInsecure, v))
+		} else {
+			c.AllowInsecureHosts = b
+		}
+	}
+	return errors.Join(errs...)
+}

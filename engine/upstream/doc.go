@@ -1,0 +1,104 @@
+// Package upstream keeps a WebSocket subscription open to the
+// com.atproto.sync.subscribeRepos firehose of each of thousands of PDS hosts
+// and hands every complete binary message to the engine. It owns sockets,
+// framing, limits, reconnects and liveness; it does not decode CBOR (an error
+// frame, op -1, reaches the Sink like any other message).
+//
+// # Goroutines
+//
+// A Loop runs a fixed set of goroutines, whatever the number of hosts: one
+// epoll poller, Config.Readers readers, Config.MaxConcurrentDials dialers
+// (they are the dial semaphore) and one clock. An idle host holds no
+// goroutine and no read buffer: only its socket, a small parse state and its
+// epoll registration.
+//
+// # Readiness and ownership
+//
+// Each connection is registered level-triggered with EPOLLONESHOT. The
+// poller never reads: a report moves the host from armed to reading and
+// queues it; one reader then owns the connection exclusively. The reader
+// reads with read(2) on the nonblocking descriptor into its own scratch
+// buffer (large payloads go straight into the message buffer), parses whole
+// frames, and re-arms only after a read returned EAGAIN. Because the
+// descriptor is level-triggered, bytes that arrive between that EAGAIN and
+// the re-arm are reported at once, so none are stranded. EPOLLRDHUP, HUP and
+// ERR simply wake the reader, whose read then returns EOF or the error.
+//
+// A host's Host.state names its owner: waiting (the clock), dial-queued or
+// dialing (a dialer), armed (nobody: epoll), reading (a reader), parked
+// (nobody: paused by the Sink), closed. Other goroutines never touch the
+// connection; Remove, Reconnect, Resume and the clock set request bits and,
+// if nobody owns the host, "kick" it to a reader, which acts on them. Only
+// the owner writes (pong, ping, close) and closes, so a descriptor is never
+// read after it was closed and reused.
+//
+// # Frames
+//
+// A frame's header (up to 14 bytes) is kept across turns; once it is
+// complete and passes gobwas/ws CheckHeader (client side: unmasked, no RSV,
+// proper fragmentation, control frames final and ≤ 125 bytes) and the size
+// limit, a pooled buffer sized from the header receives the payload, and
+// continuation frames extend it. Ping is answered with pong, close with
+// close then a reconnect, text frames are a protocol error. A message over
+// Config.MaxFrameBytes (5,000,000 by default, spec §9.2) drops the
+// connection with reason "oversize" and reconnects with backoff. Partial
+// frames cost only their own bytes while in flight.
+//
+// # Back-pressure
+//
+// The Sink owns each Frame until it calls Release; Host.Outstanding and the
+// relay_upstream_outstanding_bytes gauge count what is held. When the Sink
+// returns false the host is parked: its socket is not re-armed, so the
+// kernel's receive window and then TCP flow control push back on the PDS,
+// until Loop.Resume. Bytes already read past the paused frame wait in a
+// small pending buffer. Readers give up a host after Config.TurnBytes and
+// requeue it, so one busy host cannot starve the others.
+//
+// # TLS
+//
+// crypto/tls sits above the socket and may hold decrypted or raw record
+// bytes, which epoll cannot see. The design keeps it from stranding data:
+// the TLS client runs over nbConn, whose Read returns a temporary net.Error
+// instead of blocking. crypto/tls does not poison a connection on temporary
+// errors, and tls.Conn.Read only reaches the socket after its plaintext is
+// consumed and no complete record is buffered. So "read until the TLS layer
+// reports would-block, then re-arm" implies nothing readable remains above
+// the socket. Readers yielding on budget requeue the host instead of
+// re-arming (the socket may be empty while crypto/tls still holds records),
+// and a new connection's first turn runs before it is armed, for the same
+// reason and for frames that arrived with the 101 response. The cost: each
+// idle TLS connection keeps crypto/tls's record buffer (up to ~17 KiB after
+// a full-size record) that this package cannot release.
+//
+// # Dialing
+//
+// wss:// on 443 by default. Config.AllowInsecureHosts (development only)
+// permits ws://, explicit ports such as localhost:PORT, and non-public
+// addresses; otherwise a net.Dialer Control hook refuses loopback, private,
+// link-local, unspecified, multicast and reserved addresses on the address
+// actually dialed (ErrForbiddenAddress, reason "dial"). TCP connect has
+// Config.DialTimeout (5 s), TLS plus upgrade Config.HandshakeTimeout. The
+// request carries our User-Agent and cursor=<seq> from Config.Cursor (or
+// from Reconnect). A non-101 answer is a *StatusError; a Server header
+// containing "atproto-relay" is ErrRelayLoop (reason "relay_loop", and the
+// host goes straight to the slow schedule; the engine may Remove it).
+// Failures back off exponentially from BackoffMin to BackoffMax (30 s) with
+// jitter; after SlowAfterFailures in a row the host is retried every
+// SlowRetry (15 min ± 1/3), forever. A connection that delivered a message
+// resets the count.
+//
+// # Liveness
+//
+// The clock scans hosts every Tick. A connection that read nothing for
+// IdlePing gets a ping; if nothing at all is read within PongTimeout after
+// it, the connection is dropped (reason "timeout") and redialed.
+//
+// # Metrics
+//
+// In Config.Metrics: relay_upstream_frames_total, relay_upstream_bytes_total,
+// relay_upstream_dials_total, relay_upstream_errors_total{reason} (one series
+// per Reason, created at zero), and the gauges relay_upstream_connections,
+// relay_upstream_hosts, relay_upstream_outstanding_bytes.
+//
+// Linux only (epoll).
+package upstream
