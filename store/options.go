@@ -1,0 +1,173 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable/block"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// SyncPolicy says when Append's batch reaches stable storage.
+type SyncPolicy uint8
+
+const (
+	// SyncEveryBatch fsyncs the WAL once per Append batch before Append
+	// returns. The zero value, and the default.
+	SyncEveryBatch SyncPolicy = 0
+	// NoSync writes the WAL without fsync: nothing is lost on a process
+	// crash (the data is in the page cache), but a power loss loses the
+	// batches since the OS last wrote the file back.
+	NoSync SyncPolicy = 1
+)
+
+// Options configure a Store. Zero fields take the documented default;
+// Validate reports every inconsistent field at once.
+type Options struct {
+	// FS is the filesystem; nil means the OS filesystem. Tests pass
+	// vfs.NewMem() or an errorfs wrapper.
+	FS vfs.FS
+
+	// InitialSeq is the first seq of a fresh database (like the reference
+	// relay's --initial-seq-number). Default 1. Ignored once the database
+	// has assigned a seq.
+	InitialSeq Seq
+
+	// Sync is the durability policy of Append. Default SyncEveryBatch.
+	Sync SyncPolicy
+
+	// BlockCacheBytes sizes Pebble's block cache. Default 1 GiB: on a
+	// 24 GiB machine it holds the account table's hot part and the
+	// replay window's newest minutes, leaving most RAM to the page cache.
+	BlockCacheBytes int64
+
+	// MemTableBytes sizes one Pebble memtable. Default 64 MiB: about
+	// 20,000 3 KB frames, so flushes happen every few seconds at peak.
+	MemTableBytes uint64
+
+	// ReplayWindow is how long events stay replayable. Default 72h
+	// (spec §15, REF default).
+	ReplayWindow time.Duration
+
+	// DiskBudgetBytes, if above zero, makes retention drop the oldest
+	// events while Pebble's disk usage exceeds it, even inside the window.
+	// Zero means the budget is not enforced (the window still is).
+	DiskBudgetBytes uint64
+
+	// RetentionInterval is how often the retention goroutine runs.
+	// Default 1 minute.
+	RetentionInterval time.Duration
+
+	// MaxBatchEvents bounds one Append call. Default 4096.
+	MaxBatchEvents int
+
+	// Now is the clock for commit times, last-seen times and retention.
+	// Default time.Now.
+	Now func() time.Time
+
+	// Logger receives Pebble's log lines; nil discards them. Pebble's fatal
+	// reports (failed WAL writes, for one) reach it through Errorf, and make
+	// the store fail every later write with ErrFailed instead of exiting.
+	Logger pebble.Logger
+}
+
+// Defaults used by withDefaults.
+const (
+	DefaultBlockCacheBytes   = 1 << 30
+	DefaultMemTableBytes     = 64 << 20
+	DefaultReplayWindow      = 72 * time.Hour
+	DefaultRetentionInterval = time.Minute
+	DefaultMaxBatchEvents    = 4096
+)
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.InitialSeq == SeqNone {
+		o.InitialSeq = 1
+	}
+	if o.BlockCacheBytes == 0 {
+		o.BlockCacheBytes = DefaultBlockCacheBytes
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = DefaultMemTableBytes
+	}
+	if o.ReplayWindow == 0 {
+		o.ReplayWindow = DefaultReplayWindow
+	}
+	if o.RetentionInterval == 0 {
+		o.RetentionInterval = DefaultRetentionInterval
+	}
+	if o.MaxBatchEvents == 0 {
+		o.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Validate reports every invalid field of o (after defaults) in one error
+// that matches ErrBadOptions.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	var errs []error
+	if o.InitialSeq > MaxSeq {
+		errs = append(errs, fmt.Errorf("InitialSeq %d above MaxSeq", o.InitialSeq))
+	}
+	if o.Sync > NoSync {
+		errs = append(errs, fmt.Errorf("Sync policy %d unknown", o.Sync))
+	}
+	if o.BlockCacheBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("BlockCacheBytes %d below 1 MiB", o.BlockCacheBytes))
+	}
+	if o.MemTableBytes < 1<<20 || o.MemTableBytes >= 4<<30 {
+		errs = append(errs, fmt.Errorf("MemTableBytes %d outside [1 MiB, 4 GiB)", o.MemTableBytes))
+	}
+	if o.ReplayWindow < time.Minute {
+		errs = append(errs, fmt.Errorf("ReplayWindow %v below 1m", o.ReplayWindow))
+	}
+	if o.RetentionInterval < 0 {
+		errs = append(errs, fmt.Errorf("RetentionInterval %v negative", o.RetentionInterval))
+	}
+	if o.MaxBatchEvents < 1 {
+		errs = append(errs, fmt.Errorf("MaxBatchEvents %d below 1", o.MaxBatchEvents))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrBadOptions, errors.Join(errs...))
+}
+
+// pebbleOptions builds Pebble's options. Compression: Snappy on L0–L2,
+// where data is rewritten soon and CPU matters; Zstd on L3–L6, where nearly
+// all bytes of a multi-day window end up.
+func (o *Options) pebbleOptions(cache *pebble.Cache, listener *pebble.EventListener) *pebble.Options {
+	po := &pebble.Options{
+		FS:                          o.FS,
+		Cache:                       cache,
+		MemTableSize:                o.MemTableBytes,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		LBaseMaxBytes:               256 << 20,
+		MaxOpenFiles:                4096,
+		FormatMajorVersion:          pebble.FormatNewest,
+		EventListener:               listener,
+	}
+	// Two cores: one compaction normally, a second when debt builds up.
+	po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
+	for i := range po.Levels {
+		po.Levels[i].BlockSize = 32 << 10
+		if i < 3 {
+			po.Levels[i].Compression = func() *block.CompressionProfile { return block.SnappyCompression }
+		} else {
+			po.Levels[i].Compression = func() *block.CompressionProfile { return block.ZstdCompression }
+		}
+	}
+	po.TargetFileSizes[0] = 16 << 20
+	return po
+}

@@ -1,0 +1,416 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func TestAppendReplayReopen(t *testing.T) {
+	fs := vfs.NewMem()
+	o := testOptions(fs)
+	o.InitialSeq = 1000
+	s := openTest(t, o)
+	h := mustHost(t, s, "pds.example.com")
+	if got := s.NewestSeq(); got != 999 {
+		t.Fatalf("fresh NewestSeq = %d, want 999", got)
+	}
+	if got := s.OldestSeq(); got != SeqNone {
+		t.Fatalf("fresh OldestSeq = %d, want SeqNone", got)
+	}
+	f := &seqFramer{body: []byte("frame")}
+	evs := []Event{
+		{Kind: KindIdentity, DID: did(1), Frame: f, Host: h.ID, Cursor: 1},
+		{Kind: KindCommit, DID: did(1), Frame: f, Host: h.ID, Cursor: 2, Rev: rev(1), Commit: []byte("c1"), Data: []byte("d1")},
+		{Kind: KindCommit, DID: did(2), Frame: f, Host: h.ID, Cursor: 3, Rev: rev(1), Commit: []byte("c2"), Data: []byte("d2")},
+	}
+	res, err := s.Append(evs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Seq != Seq(1000+i) || r.Outcome != Written {
+			t.Fatalf("result %d = %+v, want seq %d written", i, r, 1000+i)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		seqs, frames := collect(t, s, 0)
+		if len(seqs) != 3 || seqs[0] != 1000 || seqs[2] != 1002 {
+			t.Fatalf("replayed seqs %v", seqs)
+		}
+		for i, fr := range frames {
+			if frameSeq(t, fr) != seqs[i] || !bytes.HasSuffix(fr, []byte("frame")) {
+				t.Fatalf("frame %d = %x", i, fr)
+			}
+		}
+		var a Account
+		ok, err := s.GetAccount(did(1), &a)
+		if err != nil || !ok {
+			t.Fatalf("GetAccount: %v %v", ok, err)
+		}
+		if string(a.Rev) != string(rev(1)) || string(a.Commit) != "c1" || string(a.Data) != "d1" ||
+			a.Host != h.ID || a.UID != 1 || !a.Active() {
+			t.Fatalf("account = %+v", a)
+		}
+		got, _ := s.GetHost(h.ID)
+		if got.Cursor != 3 || got.AccountCount != 2 || got.Events != 3 {
+			t.Fatalf("host = %+v", got)
+		}
+		if s.OldestSeq() != 1000 || s.NewestSeq() != 1002 {
+			t.Fatalf("bounds %d..%d", s.OldestSeq(), s.NewestSeq())
+		}
+		accts, err := s.ListAccounts(0, 10)
+		if err != nil || len(accts) != 2 || string(accts[0].DID) != string(did(1)) || accts[1].UID != 2 {
+			t.Fatalf("ListAccounts = %+v, %v", accts, err)
+		}
+		if more, _ := s.ListAccounts(1, 10); len(more) != 1 || string(more[0].DID) != string(did(2)) {
+			t.Fatalf("ListAccounts(after 1) = %+v", more)
+		}
+		if seqs, _ := collect(t, s, 1001); len(seqs) != 1 || seqs[0] != 1002 {
+			t.Fatalf("replay after 1001 = %v", seqs)
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, o)
+	defer s.Close()
+	check(s)
+	res, err = s.Append(evs[:1], res[:0])
+	if err != nil || res[0].Seq != 1003 {
+		t.Fatalf("append after reopen: %+v %v", res, err)
+	}
+}
+
+func TestConditionalRev(t *testing.T) {
+	s := openTest(t, testOptions(vfs.NewMem()))
+	defer s.Close()
+	h := mustHost(t, s, "a.example")
+	f := &seqFramer{}
+	c := func(kind Kind, n int) Event {
+		return Event{Kind: kind, DID: did(7), Frame: f, Host: h.ID, Rev: rev(n),
+			Commit: []byte{byte(n)}, Data: []byte{byte(n), 'd'}}
+	}
+	type step struct {
+		batch []Event
+		want  []Outcome
+	}
+	steps := []step{
+		{[]Event{c(KindCommit, 5)}, []Outcome{Written}},
+		{[]Event{c(KindCommit, 5)}, []Outcome{DroppedStale}},
+		{[]Event{c(KindCommit, 4)}, []Outcome{DroppedStale}},
+		{[]Event{c(KindSync, 5)}, []Outcome{WrittenSameRev}},
+		{[]Event{c(KindSync, 4)}, []Outcome{DroppedStale}},
+		// Two updates to one DID in one batch see each other.
+		{[]Event{c(KindCommit, 7), c(KindCommit, 6), c(KindCommit, 7), c(KindCommit, 8)},
+			[]Outcome{Written, DroppedStale, DroppedStale, Written}},
+		{[]Event{c(KindSync, 9), {Kind: KindIdentity, DID: did(7), Frame: f}}, []Outcome{Written, Written}},
+	}
+	next := Seq(1)
+	for i, st := range steps {
+		res, err := s.Append(st.batch, nil)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		for j, r := range res {
+			if r.Outcome != st.want[j] {
+				t.Fatalf("step %d event %d: outcome %v, want %v", i, j, r.Outcome, st.want[j])
+			}
+			if r.Outcome == DroppedStale {
+				if r.Seq != SeqNone {
+					t.Fatalf("step %d event %d: dropped event got seq %d", i, j, r.Seq)
+				}
+				continue
+			}
+			if r.Seq != next {
+				t.Fatalf("step %d event %d: seq %d, want %d", i, j, r.Seq, next)
+			}
+			next++
+		}
+	}
+	var a Account
+	if ok, err := s.GetAccount(did(7), &a); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if string(a.Rev) != string(rev(9)) || a.Commit[0] != 9 {
+		t.Fatalf("final account rev %s commit %x", a.Rev, a.Commit)
+	}
+	if seqs, _ := collect(t, s, 0); len(seqs) != int(next-1) {
+		t.Fatalf("log has %d events, want %d", len(seqs), next-1)
+	}
+}
+
+func TestAccountMovesHost(t *testing.T) {
+	s := openTest(t, testOptions(vfs.NewMem()))
+	defer s.Close()
+	a, b := mustHost(t, s, "a.example"), mustHost(t, s, "b.example")
+	f := &seqFramer{}
+	if _, err := s.Append([]Event{
+		{Kind: KindCommit, DID: did(1), Frame: f, Host: a.ID, Rev: rev(1)},
+		{Kind: KindCommit, DID: did(1), Frame: f, Host: b.ID, Rev: rev(2)},
+		{Kind: KindAccount, DID: did(1), Frame: f, Host: a.ID, Status: StatusDeactivated},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ha, _ := s.GetHost(a.ID)
+	hb, _ := s.GetHost(b.ID)
+	if ha.AccountCount != 0 || hb.AccountCount != 1 {
+		t.Fatalf("counts a=%d b=%d", ha.AccountCount, hb.AccountCount)
+	}
+	var acct Account
+	s.GetAccount(did(1), &acct)
+	if acct.Host != b.ID || acct.UpstreamStatus != StatusDeactivated || acct.Active() {
+		t.Fatalf("account %+v", acct)
+	}
+}
+
+func TestAppendRefusesBadInput(t *testing.T) {
+	s := openTest(t, testOptions(vfs.NewMem()))
+	defer s.Close()
+	f := &seqFramer{}
+	long := bytes.Repeat([]byte{'x'}, MaxDIDBytes+1)
+	cases := []struct {
+		name string
+		ev   Event
+		want error
+	}{
+		{"kind", Event{Kind: 9, Frame: f}, ErrBadKind},
+		{"noframe", Event{Kind: KindCommit}, ErrNoFrame},
+		{"did", Event{Kind: KindCommit, Frame: f, DID: long}, ErrTooLong},
+		{"rev", Event{Kind: KindCommit, Frame: f, DID: did(1), Rev: long[:MaxRevBytes+1]}, ErrTooLong},
+		{"cid", Event{Kind: KindCommit, Frame: f, DID: did(1), Rev: rev(1), Data: long[:MaxCIDBytes+1]}, ErrTooLong},
+		{"status", Event{Kind: KindAccount, Frame: f, DID: did(1), Status: 99}, ErrBadStatus},
+		{"host", Event{Kind: KindCommit, Frame: f, DID: did(1), Host: 42, Cursor: 1}, ErrNoHost},
+		{"emptyframe", Event{Kind: KindCommit, Frame: emptyFramer{}}, ErrTooLong},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := s.Append([]Event{c.ev}, nil); !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+		})
+	}
+	big := make([]Event, DefaultMaxBatchEvents+1)
+	if _, err := s.Append(big, nil); !errors.Is(err, ErrBatchTooBig) {
+		t.Fatalf("big batch: %v", err)
+	}
+	// Refused batches wrote nothing, and the store still works.
+	if s.NewestSeq() != 0 {
+		t.Fatalf("NewestSeq = %d after refusals", s.NewestSeq())
+	}
+	if res, err := s.Append([]Event{{Kind: KindCommit, Frame: f}}, nil); err != nil || res[0].Seq != 1 {
+		t.Fatalf("append after refusals: %v %v", res, err)
+	}
+}
+
+type emptyFramer struct{}
+
+func (emptyFramer) AppendFrame(dst []byte, _ Seq) []byte { return dst }
+
+func TestHiddenAfterTakedown(t *testing.T) {
+	s := openTest(t, testOptions(vfs.NewMem()))
+	defer s.Close()
+	f := &seqFramer{}
+	if _, err := s.Append([]Event{
+		{Kind: KindCommit, DID: did(1), Frame: f, Rev: rev(1)},
+		{Kind: KindCommit, DID: did(2), Frame: f, Rev: rev(1)},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLocalStatus(did(1), LocalTakendown); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLocalStatus(did(99), LocalTakendown); !errors.Is(err, ErrNoAccount) {
+		t.Fatalf("unknown account: %v", err)
+	}
+	// The relay's own #account for the takedown stays visible.
+	if _, err := s.Append([]Event{{Kind: KindAccount, DID: did(1), Frame: f}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if seqs, _ := collect(t, s, 0); len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 3 {
+		t.Fatalf("replay with takedown: %v", seqs)
+	}
+	var a Account
+	s.GetAccount(did(1), &a)
+	if a.LocalStatus != LocalTakendown || a.Active() {
+		t.Fatalf("account %+v", a)
+	}
+	if err := s.SetLocalStatus(did(1), LocalActive); err != nil {
+		t.Fatal(err)
+	}
+	if seqs, _ := collect(t, s, 0); len(seqs) != 3 {
+		t.Fatalf("replay after restore: %v", seqs)
+	}
+}
+
+func TestHostsAndBans(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openTest(t, testOptions(fs))
+	a := mustHost(t, s, "pds.a.example")
+	b := mustHost(t, s, "pds.b.example")
+	if _, err := s.CreateHost(NewHost{Hostname: "pds.a.example", Status: HostActive}); !errors.Is(err, ErrHostExists) {
+		t.Fatalf("duplicate host: %v", err)
+	}
+	if _, err := s.UpdateHost(b.ID, func(h *Host) {
+		h.Status, h.LastError, h.AccountCount, h.Cursor = HostOffline, "dial: refused", 999, 77
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateHost(123, func(*Host) {}); !errors.Is(err, ErrNoHost) {
+		t.Fatalf("unknown host: %v", err)
+	}
+	for _, d := range []string{"Bad.Example", "evil.test"} {
+		if err := s.BanDomain(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = openTest(t, testOptions(fs))
+	defer s.Close()
+	hosts := s.ListHosts(HostNone, 10)
+	if len(hosts) != 2 || hosts[0].ID != a.ID || hosts[1].Hostname != "pds.b.example" {
+		t.Fatalf("hosts %+v", hosts)
+	}
+	if hosts[1].Status != HostOffline || hosts[1].LastError != "dial: refused" || hosts[1].AccountCount != 0 || hosts[1].Cursor != 77 {
+		t.Fatalf("updated host %+v", hosts[1])
+	}
+	if h, ok := s.HostByName("pds.b.example"); !ok || h.ID != b.ID {
+		t.Fatalf("HostByName %+v %v", h, ok)
+	}
+	if got := s.ListHosts(a.ID, 10); len(got) != 1 || got[0].ID != b.ID {
+		t.Fatalf("ListHosts after a: %+v", got)
+	}
+	banned := func(name string, want bool) {
+		t.Helper()
+		if s.IsBanned(name) != want {
+			t.Fatalf("IsBanned(%q) = %v", name, !want)
+		}
+	}
+	banned("bad.example", true)
+	banned("pds.BAD.example", true)
+	banned("example", false)
+	banned("notbad.example", false)
+	banned("x.y.evil.test", true)
+	if err := s.UnbanDomain("evil.test"); err != nil {
+		t.Fatal(err)
+	}
+	banned("x.y.evil.test", false)
+	if got := s.Bans(); len(got) != 1 || got[0] != "bad.example" {
+		t.Fatalf("Bans = %v", got)
+	}
+}
+
+func TestSchemaNewerRefused(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openTest(t, testOptions(fs))
+	s.Close()
+	db, err := pebble.Open("db", &pebble.Options{FS: fs, Logger: &fatalLogger{s: &Store{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Set(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion+1), pebble.Sync)
+	db.Close()
+	if _, err := Open("db", testOptions(fs)); !errors.Is(err, ErrSchema) {
+		t.Fatalf("Open newer schema: %v", err)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	err := Options{MemTableBytes: 1, ReplayWindow: time.Second, MaxBatchEvents: -1, Sync: 7}.Validate()
+	if !errors.Is(err, ErrBadOptions) {
+		t.Fatalf("Validate: %v", err)
+	}
+	for _, field := range []string{"MemTableBytes", "ReplayWindow", "MaxBatchEvents", "Sync"} {
+		if !bytes.Contains([]byte(err.Error()), []byte(field)) {
+			t.Errorf("Validate error misses %s: %v", field, err)
+		}
+	}
+	if err := (Options{}).Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+}
+
+func TestRetentionWindowAndSeqAtTime(t *testing.T) {
+	clk := newFakeClock()
+	o := testOptions(vfs.NewMem())
+	o.Now = clk.Now
+	o.ReplayWindow = time.Hour
+	s := openTest(t, o)
+	defer s.Close()
+	f := &seqFramer{body: make([]byte, 100)}
+	start := clk.Now()
+	// 10 batches of 5 events, 15 minutes apart: seqs 1..50.
+	for i := 0; i < 10; i++ {
+		batch := make([]Event, 5)
+		for j := range batch {
+			batch[j] = Event{Kind: KindIdentity, DID: did(j), Frame: f}
+		}
+		if _, err := s.Append(batch, nil); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(15 * time.Minute)
+	}
+	if seq, ok, err := s.SeqAtTime(start.Add(31 * time.Minute)); err != nil || !ok || seq != 16 {
+		t.Fatalf("SeqAtTime(+31m) = %d %v %v, want 16", seq, ok, err)
+	}
+	if _, ok, _ := s.SeqAtTime(clk.Now()); ok {
+		t.Fatal("SeqAtTime(now) found an event")
+	}
+	// Now is start+150m; the window keeps events committed at or after
+	// start+90m: batches 6..9, seqs 31..50.
+	n, err := s.RunRetention(context.Background())
+	if err != nil || n != 30 {
+		t.Fatalf("RunRetention = %d, %v; want 30", n, err)
+	}
+	if s.OldestSeq() != 31 || s.NewestSeq() != 50 {
+		t.Fatalf("bounds %d..%d", s.OldestSeq(), s.NewestSeq())
+	}
+	if seqs, _ := collect(t, s, 0); len(seqs) != 20 || seqs[0] != 31 {
+		t.Fatalf("replay after retention: %d events from %v", len(seqs), seqs[:1])
+	}
+	if seq, ok, _ := s.SeqAtTime(start); !ok || seq != 31 {
+		t.Fatalf("SeqAtTime(before window) = %d %v", seq, ok)
+	}
+	// Idle past the window: everything goes, seqs continue.
+	clk.Advance(2 * time.Hour)
+	if n, err := s.RunRetention(context.Background()); err != nil || n != 20 {
+		t.Fatalf("second RunRetention = %d, %v", n, err)
+	}
+	if s.OldestSeq() != SeqNone || s.NewestSeq() != 50 {
+		t.Fatalf("empty bounds %d..%d", s.OldestSeq(), s.NewestSeq())
+	}
+	res, err := s.Append([]Event{{Kind: KindIdentity, DID: did(1), Frame: f}}, nil)
+	if err != nil || res[0].Seq != 51 || s.OldestSeq() != 51 {
+		t.Fatalf("append after purge: %+v %v oldest %d", res, err, s.OldestSeq())
+	}
+	if st := s.Stats(); st.RetentionDropped != 50 || st.NewestSeq != 51 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRetentionDiskBudget(t *testing.T) {
+	o := testOptions(vfs.NewMem())
+	o.DiskBudgetBytes = 1 // always over budget
+	s := openTest(t, o)
+	defer s.Close()
+	f := &seqFramer{body: make([]byte, 1000)}
+	batch := make([]Event, 100)
+	for i := range batch {
+		batch[i] = Event{Kind: KindIdentity, Frame: f}
+	}
+	if _, err := s.Append(batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RunRetention(context.Background())
+	if err != nil || n != 10 || s.OldestSeq() != 11 {
+		t.Fatalf("budget pass dropped %d (%v), oldest %d", n, err, s.OldestSeq())
+	}
+}

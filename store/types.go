@@ -1,0 +1,199 @@
+package store
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Seq is a relay sequence number. The store assigns seqs at commit time,
+// contiguous from Options.InitialSeq, strictly increasing and never reused;
+// a seq is durable before Append returns it, so before any consumer sees
+// it. Valid seqs lie in [1, MaxSeq].
+type Seq uint64
+
+// SeqNone is "no seq": an empty log's oldest and newest seq, and the seq
+// result of an event Append dropped.
+const SeqNone Seq = 0
+
+// MaxSeq is the largest seq the store assigns: 2^53−1, so seqs survive JSON
+// numbers (spec §9.3).
+const MaxSeq Seq = 1<<53 - 1
+
+// HostID identifies an upstream host. The store assigns ids on host
+// creation, increasing, so id order is first-seen order.
+type HostID uint32
+
+// HostNone is "no host": relay-generated events and unknown hosts.
+const HostNone HostID = 0
+
+// Kind is the type of a logged event.
+type Kind uint8
+
+// Event kinds; the values are stored on disk.
+const (
+	KindCommit   Kind = 1
+	KindSync     Kind = 2
+	KindIdentity Kind = 3
+	KindAccount  Kind = 4
+)
+
+func (k Kind) valid() bool { return k >= KindCommit && k <= KindAccount }
+
+// String returns the message type name without the '#'.
+func (k Kind) String() string {
+	switch k {
+	case KindCommit:
+		return "commit"
+	case KindSync:
+		return "sync"
+	case KindIdentity:
+		return "identity"
+	case KindAccount:
+		return "account"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// AccountStatus is an account's status as its host reports it (spec §13.4).
+// The values are stored on disk.
+type AccountStatus uint8
+
+// Upstream account statuses. StatusUnchanged is not stored: in an Event it
+// means "leave the stored status as it is".
+const (
+	StatusUnchanged      AccountStatus = 0
+	StatusActive         AccountStatus = 1
+	StatusDeactivated    AccountStatus = 2
+	StatusDeleted        AccountStatus = 3
+	StatusTakendown      AccountStatus = 4
+	StatusSuspended      AccountStatus = 5
+	StatusDesynchronized AccountStatus = 6
+	StatusThrottled      AccountStatus = 7
+)
+
+func (s AccountStatus) valid() bool { return s >= StatusActive && s <= StatusThrottled }
+
+// String returns the lexicon spelling of the status.
+func (s AccountStatus) String() string {
+	switch s {
+	case StatusUnchanged:
+		return "unchanged"
+	case StatusActive:
+		return "active"
+	case StatusDeactivated:
+		return "deactivated"
+	case StatusDeleted:
+		return "deleted"
+	case StatusTakendown:
+		return "takendown"
+	case StatusSuspended:
+		return "suspended"
+	case StatusDesynchronized:
+		return "desynchronized"
+	case StatusThrottled:
+		return "throttled"
+	}
+	return "status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// LocalStatus is the relay's own verdict on an account (spec §13.4). The
+// values are stored on disk.
+type LocalStatus uint8
+
+// Local statuses.
+const (
+	LocalActive         LocalStatus = 1
+	LocalTakendown      LocalStatus = 2
+	LocalSuspended      LocalStatus = 3
+	LocalThrottled      LocalStatus = 4
+	LocalDesynchronized LocalStatus = 5
+	LocalHostThrottled  LocalStatus = 6
+)
+
+func (s LocalStatus) valid() bool { return s >= LocalActive && s <= LocalHostThrottled }
+
+// hides reports whether the status hides the account's earlier events from
+// replay (REC of spec §13.4).
+func (s LocalStatus) hides() bool { return s == LocalTakendown || s == LocalSuspended }
+
+// String returns the status name.
+func (s LocalStatus) String() string {
+	switch s {
+	case LocalActive:
+		return "active"
+	case LocalTakendown:
+		return "takendown"
+	case LocalSuspended:
+		return "suspended"
+	case LocalThrottled:
+		return "throttled"
+	case LocalDesynchronized:
+		return "desynchronized"
+	case LocalHostThrottled:
+		return "host-throttled"
+	}
+	return "local(" + strconv.Itoa(int(s)) + ")"
+}
+
+// HostStatus is a host's subscription state (spec §14.1). The values are
+// stored on disk.
+type HostStatus uint8
+
+// Host statuses.
+const (
+	HostActive    HostStatus = 1
+	HostIdle      HostStatus = 2
+	HostOffline   HostStatus = 3
+	HostThrottled HostStatus = 4
+	HostBanned    HostStatus = 5
+)
+
+func (s HostStatus) valid() bool { return s >= HostActive && s <= HostBanned }
+
+// String returns the lexicon spelling of the status.
+func (s HostStatus) String() string {
+	switch s {
+	case HostActive:
+		return "active"
+	case HostIdle:
+		return "idle"
+	case HostOffline:
+		return "offline"
+	case HostThrottled:
+		return "throttled"
+	case HostBanned:
+		return "banned"
+	}
+	return "hoststatus(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Size limits. Inputs beyond them are refused with ErrTooLong before
+// anything is written; stored values beyond them are reported as ErrCorrupt.
+const (
+	MaxDIDBytes      = 2048      // spec §11
+	MaxRevBytes      = 64        // a TID is 13 characters; room for odd legacy revs
+	MaxCIDBytes      = 100       // same bound as engine/cid.MaxLen
+	MaxHostnameBytes = 253       // DNS name limit
+	MaxErrorBytes    = 512       // last error text kept per host
+	MaxFrameBytes    = 5_000_000 // spec §11 max frame
+	MaxDomainBytes   = MaxHostnameBytes
+)
+
+// Errors. Each failure reason is a distinct value; wrapped errors carry
+// context and match with errors.Is.
+var (
+	ErrClosed       = errors.New("store: closed")
+	ErrFailed       = errors.New("store: an earlier write failed; reopen the store")
+	ErrCorrupt      = errors.New("store: corrupt stored value")
+	ErrSchema       = errors.New("store: database schema is newer than this binary")
+	ErrTooLong      = errors.New("store: input exceeds a size limit")
+	ErrBadKind      = errors.New("store: invalid event kind")
+	ErrBadStatus    = errors.New("store: invalid status value")
+	ErrNoFrame      = errors.New("store: event has no frame encoder")
+	ErrSeqExhausted = errors.New("store: seq space exhausted (MaxSeq)")
+	ErrBatchTooBig  = errors.New("store: batch has more events than Options.MaxBatchEvents")
+	ErrNoAccount    = errors.New("store: no such account")
+	ErrNoHost       = errors.New("store: no such host")
+	ErrHostExists   = errors.New("store: host already exists")
+	ErrBadOptions   = errors.New("store: invalid options")
+)
