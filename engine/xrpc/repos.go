@@ -1,0 +1,249 @@
+package xrpc
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/relay/relay/engine/cid"
+	"github.com/relay/relay/engine/identity"
+	"github.com/relay/relay/engine/syntax"
+	"github.com/relay/relay/store"
+)
+
+// maxScanPages bounds the work of one listRepos call: accounts without a
+// commit are skipped, so a page may need several store reads to fill, but
+// never more than this many pages' worth. A short page then still carries
+// a cursor, and the client simply asks again.
+const maxScanPages = 8
+
+// repoView is the API's single view of an account's two statuses (see the
+// package doc): active, and the lexicon status name when inactive.
+func repoView(a *store.Account) (active bool, status string) {
+	if a.Active() {
+		return true, ""
+	}
+	switch a.LocalStatus {
+	case store.LocalTakendown:
+		return false, "takendown"
+	case store.LocalSuspended:
+		return false, "suspended"
+	}
+	if a.UpstreamStatus != store.StatusActive {
+		// AccountStatus.String spells the lexicon's knownValues.
+		return false, a.UpstreamStatus.String()
+	}
+	switch a.LocalStatus {
+	case store.LocalThrottled, store.LocalHostThrottled:
+		return false, "throttled"
+	case store.LocalDesynchronized:
+		return false, "desynchronized"
+	}
+	return false, ""
+}
+
+// repoItem is com.atproto.sync.listRepos#repo.
+type repoItem struct {
+	DID    string `json:"did"`
+	Head   string `json:"head"`
+	Rev    string `json:"rev"`
+	Active bool   `json:"active"`
+	Status string `json:"status,omitempty"`
+}
+
+type listReposOutput struct {
+	Cursor string     `json:"cursor,omitempty"`
+	Repos  []repoItem `json:"repos"`
+}
+
+func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
+	limit, ok := parseLimit(r, defaultReposLimit)
+	if !ok {
+		return writeError(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
+	}
+	after, ok := parseCursor(r)
+	if !ok {
+		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
+	}
+	out := listReposOutput{Repos: make([]repoItem, 0, min(limit, 64))}
+	more := false
+	for range maxScanPages {
+		want := limit - len(out.Repos)
+		page, err := s.st.ListAccounts(after, want)
+		if err != nil {
+			return s.internalError(w, r, err)
+		}
+		for i := range page {
+			a := &page[i]
+			after = a.UID
+			if len(a.Rev) == 0 || len(a.Commit) == 0 {
+				continue // no commit seen yet: nothing to list
+			}
+			active, status := repoView(a)
+			out.Repos = append(out.Repos, repoItem{
+				DID: string(a.DID), Head: cid.CID(a.Commit).String(), Rev: string(a.Rev),
+				Active: active, Status: status,
+			})
+		}
+		// A full store page means more accounts may follow.
+		more = len(page) == want
+		if !more || len(out.Repos) == limit {
+			break
+		}
+	}
+	if more {
+		out.Cursor = strconv.FormatUint(after, 10)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// account parses the did parameter and loads the account. On failure it has
+// written the error response and returns ok false with the status code.
+func (s *Server) account(w http.ResponseWriter, r *http.Request, a *store.Account) (code int, ok bool) {
+	did := r.URL.Query().Get("did")
+	if did == "" {
+		return writeError(w, http.StatusBadRequest, "InvalidRequest", "did parameter required"), false
+	}
+	if _, err := syntax.ParseDID(did); err != nil {
+		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid did: "+err.Error()), false
+	}
+	found, err := s.st.GetAccount([]byte(did), a)
+	if err != nil {
+		return s.internalError(w, r, err), false
+	}
+	if !found {
+		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo not found: "+did), false
+	}
+	return 0, true
+}
+
+// inactiveError answers for an account whose commits are not served: the
+// lexicon names takedown, suspension and deactivation; a deleted account
+// is not found; other inactive states (throttled, desynchronized upstream)
+// get RepoInactive like the reference relay, for want of a lexicon name.
+func inactiveError(w http.ResponseWriter, status string) int {
+	switch status {
+	case "takendown":
+		return writeError(w, http.StatusForbidden, "RepoTakendown", "repo has been taken down")
+	case "suspended":
+		return writeError(w, http.StatusForbidden, "RepoSuspended", "repo is suspended")
+	case "deactivated":
+		return writeError(w, http.StatusForbidden, "RepoDeactivated", "repo is deactivated")
+	case "deleted":
+		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo has been deleted")
+	}
+	msg := "repo is not active"
+	if status != "" {
+		msg += " (" + status + ")"
+	}
+	return writeError(w, http.StatusForbidden, "RepoInactive", msg)
+}
+
+type latestCommitOutput struct {
+	CID string `json:"cid"`
+	Rev string `json:"rev"`
+}
+
+func (s *Server) getLatestCommit(w http.ResponseWriter, r *http.Request) int {
+	var a store.Account
+	if code, ok := s.account(w, r, &a); !ok {
+		return code
+	}
+	if active, status := repoView(&a); !active {
+		return inactiveError(w, status)
+	}
+	if len(a.Rev) == 0 || len(a.Commit) == 0 {
+		return writeError(w, http.StatusNotFound, "RepoNotSynchronized", "no commit seen for this repo yet")
+	}
+	return writeJSON(w, http.StatusOK, latestCommitOutput{CID: cid.CID(a.Commit).String(), Rev: string(a.Rev)})
+}
+
+type repoStatusOutput struct {
+	DID    string `json:"did"`
+	Active bool   `json:"active"`
+	Status string `json:"status,omitempty"`
+	Rev    string `json:"rev,omitempty"`
+}
+
+func (s *Server) getRepoStatus(w http.ResponseWriter, r *http.Request) int {
+	var a store.Account
+	if code, ok := s.account(w, r, &a); !ok {
+		return code
+	}
+	active, status := repoView(&a)
+	return writeJSON(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: status, Rev: string(a.Rev)})
+}
+
+// getRepo redirects to the account's PDS: a relay keeps no repositories.
+// The PDS comes from the DID document; if resolution fails for a transient
+// reason, the host the account's events arrive from is the fallback.
+func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	if since := q.Get("since"); since != "" {
+		if _, err := syntax.ParseTID(since); err != nil {
+			return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid since: "+err.Error())
+		}
+	}
+	var a store.Account
+	if code, ok := s.account(w, r, &a); !ok {
+		return code
+	}
+	switch a.LocalStatus {
+	case store.LocalTakendown:
+		return inactiveError(w, "takendown")
+	case store.LocalSuspended:
+		return inactiveError(w, "suspended")
+	}
+	did := string(a.DID)
+	host := ""
+	id, err := s.res.Lookup(r.Context(), did)
+	switch {
+	case err == nil:
+		host = id.PDSHost
+	case permanentResolveFailure(err):
+		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS for "+did)
+	default:
+		if h, ok := s.st.GetHost(a.Host); ok {
+			host = h.Hostname
+		}
+	}
+	if host == "" {
+		return writeError(w, http.StatusBadGateway, "UpstreamFailure", "could not resolve the repo's PDS")
+	}
+	target := url.URL{
+		Scheme:   pdsScheme(host),
+		Host:     host,
+		Path:     "/xrpc/com.atproto.sync.getRepo",
+		RawQuery: q.Encode(),
+	}
+	w.Header().Set("Location", target.String())
+	w.WriteHeader(http.StatusFound)
+	return http.StatusFound
+}
+
+// permanentResolveFailure reports whether err means the DID has no usable
+// PDS (as opposed to the resolver being unable to ask right now).
+func permanentResolveFailure(err error) bool {
+	return errors.Is(err, identity.ErrNotFound) || errors.Is(err, identity.ErrNoPDS) ||
+		errors.Is(err, identity.ErrBadPDS) || errors.Is(err, identity.ErrBadDID) ||
+		errors.Is(err, identity.ErrUnsupportedMethod)
+}
+
+// pdsScheme is https except for development hosts with a port on loopback
+// (identity.NormalizePDSHost keeps a port only for those).
+func pdsScheme(host string) string {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil || port == "" {
+		return "https"
+	}
+	if strings.EqualFold(h, "localhost") {
+		return "http"
+	}
+	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return "http"
+	}
+	return "https"
+}
