@@ -1,0 +1,228 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrRelayNotReady: the relay's _health did not answer 200 in time.
+var ErrRelayNotReady = errors.New("harness: relay not ready")
+
+// RunCLI runs the harness from command-line arguments (the `relay bench`
+// command), writing the PLC URL, hosts, progress and summary to stdout.
+// With first argument "chart" it instead draws reports into a PNG:
+//
+//	bench [--capture shared|DIR|FILE] [--relay-api URL] [--relay-metrics URL] ...
+//	bench chart --out mem.png run1.json[=label] run2.json[=label] ...
+func RunCLI(args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "chart" {
+		return runChartCLI(args[1:], stdout)
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var (
+		capturePath = fs.String("capture", SharedCapture, `capture to replay: "shared" (captures/realpds-2), a shared-format folder or a capture file`)
+		api         = fs.String("relay-api", "http://127.0.0.1:2470", "relay public API base URL")
+		metricsURL  = fs.String("relay-metrics", "", "relay Prometheus metrics URL, e.g. http://127.0.0.1:2471/metrics")
+		token       = fs.String("admin-token", "", "bearer token sent with requestCrawl")
+		consumers   = fs.Int("consumers", 10, "subscribeRepos consumers")
+		speed       = fs.String("speed", "max", `pacing: "max" (as fast as possible) or N (N times real speed)`)
+		duration    = fs.Duration("duration", 0, "stop after this long (0: when every consumer has every event)")
+		timeout     = fs.Duration("timeout", 10*time.Minute, "give up on an unfinished run after this long")
+		connectTO   = fs.Duration("connect-timeout", 30*time.Second, "wait this long for the relay to be ready and subscribe to the hosts")
+		expected    = fs.Int64("expected", 0, "events each consumer must receive (0: every replayed frame)")
+		jsonOut     = fs.String("json", "", "write the report as JSON to this file")
+		pngOut      = fs.String("png", "", "write the memory chart as PNG to this file")
+		noCrawl     = fs.Bool("no-crawl", false, "do not send requestCrawl (relay already configured with the hosts)")
+		relayCmd    = fs.String("relay-cmd", "", "start the relay as a child with this command line; {plc} and {hosts} (comma separated) are substituted")
+		relayLog    = fs.String("relay-log", "", "file for the child relay's output (default: discarded)")
+		quiet       = fs.Bool("quiet", false, "no live progress line")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", ErrBadConfig, fs.Args())
+	}
+	cfg := Config{
+		Capture: *capturePath, Consumers: *consumers, Duration: *duration, Timeout: *timeout,
+		ConnectTimeout: *connectTO, Expected: *expected,
+		Relay: Relay{API: *api, Metrics: *metricsURL, AdminToken: *token, NoCrawl: *noCrawl},
+	}
+	if *speed != "max" {
+		v, err := strconv.ParseFloat(*speed, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%w: --speed %q: want max or a positive number", ErrBadConfig, *speed)
+		}
+		cfg.Speed = v
+	}
+	if !*quiet {
+		cfg.Progress = stdout
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	h, err := Prepare(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	fmt.Fprintf(stdout, "fake PLC: %s\nreplay hosts: %s\nexpected events per consumer: %d\n",
+		h.PLCURL(), strings.Join(h.Hostnames(), " "), h.Expected())
+	if *relayCmd != "" {
+		child, err := startRelay(*relayCmd, *relayLog, h)
+		if err != nil {
+			return err
+		}
+		defer child.stop()
+	}
+	if err := waitHealthy(ctx, cfg.Relay, *connectTO); err != nil {
+		return err
+	}
+	rep, runErr := h.Run(ctx, cfg.Relay)
+	if rep.ConsumerResults == nil {
+		return runErr // nothing ran
+	}
+	if err := rep.WriteSummary(stdout); err != nil {
+		return err
+	}
+	if *jsonOut != "" {
+		if err := writeFile(*jsonOut, rep.WriteJSON); err != nil {
+			return err
+		}
+	}
+	if *pngOut != "" {
+		err := writeFile(*pngOut, func(w io.Writer) error { return WriteMemoryPNG(w, []Report{rep}, nil) })
+		if err != nil {
+			return err
+		}
+	}
+	return runErr
+}
+
+// runChartCLI draws the memory chart of one or more JSON reports.
+func runChartCLI(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench chart", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	out := fs.String("out", "memory.png", "PNG file to write")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: bench chart needs report JSON files", ErrBadConfig)
+	}
+	var reports []Report
+	var names []string
+	for _, arg := range fs.Args() {
+		path, name, _ := strings.Cut(arg, "=")
+		r, err := ReadReport(path)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, r)
+		names = append(names, name)
+	}
+	return writeFile(*out, func(w io.Writer) error { return WriteMemoryPNG(w, reports, names) })
+}
+
+// writeFile creates path and fills it with write.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// waitHealthy polls the relay's /xrpc/_health until it answers 200.
+func waitHealthy(ctx context.Context, relay Relay, timeout time.Duration) error {
+	url := relay.httpBase() + "/xrpc/_health"
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrBadConfig, err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s: %w", ErrRelayNotReady, url, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// childRelay is a relay process the CLI started; owned by RunCLI.
+type childRelay struct {
+	cmd *exec.Cmd
+	log *os.File // nil when output is discarded
+}
+
+// startRelay starts the relay command line with {plc} and {hosts} substituted.
+func startRelay(cmdline, logPath string, h *Harness) (*childRelay, error) {
+	r := strings.NewReplacer("{plc}", h.PLCURL(), "{hosts}", strings.Join(h.Hostnames(), ","))
+	argv := strings.Fields(r.Replace(cmdline))
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("%w: empty --relay-cmd", ErrBadConfig)
+	}
+	c := &childRelay{cmd: exec.Command(argv[0], argv[1:]...)}
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return nil, err
+		}
+		c.log = f
+		c.cmd.Stdout, c.cmd.Stderr = f, f
+	}
+	if err := c.cmd.Start(); err != nil {
+		if c.log != nil {
+			c.log.Close()
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// stop interrupts the child, and kills it if it has not exited in 10 s.
+func (c *childRelay) stop() {
+	c.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() {
+		c.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	if c.log != nil {
+		c.log.Close()
+	}
+}

@@ -1,0 +1,306 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/relay/relay/bench/capture"
+	"github.com/relay/relay/engine/fixtures"
+)
+
+// sharedFrames returns the first n frames of each of the first hosts of
+// the shared capture (fixtures captures/realpds-2), with their records.
+func sharedFrames(t testing.TB, hosts, n int) (*capture.Capture, [][]capture.Record) {
+	t.Helper()
+	c, err := capture.ImportShared(fixtures.Path("captures/realpds-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]capture.Record, hosts)
+	it, err := c.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	for {
+		r, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			return c, out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Source < hosts && len(out[r.Source]) < n {
+			r.Frame = bytes.Clone(r.Frame)
+			out[r.Source] = append(out[r.Source], r)
+		}
+	}
+}
+
+// smallCapture writes a capture file holding the first n frames of the
+// first hosts of the shared capture, and returns its path and the number
+// of commits in it.
+func smallCapture(t testing.TB, hosts, n int) (string, int) {
+	t.Helper()
+	c, recs := sharedFrames(t, hosts, n)
+	hdr := capture.Header{Created: c.Header.Created, Note: "harness test", Sources: c.Header.Sources[:hosts]}
+	for i := range hdr.Sources {
+		hdr.Sources[i].Frames = int64(len(recs[i]))
+	}
+	path := filepath.Join(t.TempDir(), "small.cap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := capture.NewWriter(f, hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := 0
+	for _, hr := range recs {
+		for _, r := range hr {
+			if err := w.Write(r); err != nil {
+				t.Fatal(err)
+			}
+			info, err := capture.PeekFrame(r.Frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Type == "#commit" {
+				commits++
+			}
+		}
+	}
+	w.SetSnapshot(c.Identities)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, commits
+}
+
+// miniRelay is a stand-in relay: requestCrawl makes it subscribe to a
+// host; every upstream frame becomes a small re-sequenced frame carrying
+// the type, DID and rev; consumers get the live stream; /metrics serves
+// this process's Go and process metrics plus an ingest counter. Faults
+// make it skip a seq (gapAt) or send a frame twice (dupAt).
+type miniRelay struct {
+	api, metricsURL string
+	gapAt, dupAt    int64 // static: faults by output seq; 0 = none
+
+	set    *metrics.Set
+	ingest *metrics.Counter
+
+	mu   sync.Mutex // guards the fields below
+	cond *sync.Cond
+	log  [][]byte
+	seq  int64
+	done bool
+
+	wg   sync.WaitGroup
+	srv  *httptest.Server
+	stop context.CancelFunc
+	ctx  context.Context
+}
+
+func newMiniRelay(t testing.TB, gapAt, dupAt int64) *miniRelay {
+	t.Helper()
+	r := &miniRelay{gapAt: gapAt, dupAt: dupAt, set: metrics.NewSet()}
+	r.cond = sync.NewCond(&r.mu)
+	r.ingest = r.set.NewCounter("relay_upstream_frames_total")
+	r.set.NewCounter(`relay_ingest_dropped_total{reason="bad_sig"}`).Add(3)
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/xrpc/com.atproto.sync.requestCrawl", r.requestCrawl)
+	mux.HandleFunc("/xrpc/com.atproto.sync.subscribeRepos", r.subscribe)
+	mux.HandleFunc("/xrpc/_health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		metrics.WriteProcessMetrics(w)
+		r.set.WritePrometheus(w)
+	})
+	r.srv = httptest.NewServer(mux)
+	r.api = r.srv.URL
+	r.metricsURL = r.srv.URL + "/metrics"
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *miniRelay) close() {
+	r.stop()
+	r.mu.Lock()
+	r.done = true
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	r.srv.CloseClientConnections()
+	r.srv.Close()
+	r.wg.Wait()
+}
+
+func (r *miniRelay) requestCrawl(w http.ResponseWriter, req *http.Request) {
+	var body struct{ Hostname string }
+	if json.NewDecoder(req.Body).Decode(&body) != nil || body.Hostname == "" {
+		http.Error(w, `{"error":"BadRequest"}`, http.StatusBadRequest)
+		return
+	}
+	conn, _, _, err := ws.Dial(r.ctx, "ws://"+body.Hostname+"/xrpc/com.atproto.sync.subscribeRepos")
+	if err != nil {
+		http.Error(w, `{"error":"HostNotFound"}`, http.StatusBadRequest)
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer conn.Close()
+		stop := context.AfterFunc(r.ctx, func() { conn.Close() })
+		defer stop()
+		for {
+			msg, err := wsutil.ReadServerBinary(conn)
+			if err != nil {
+				return
+			}
+			r.ingest.Inc()
+			r.publish(msg)
+		}
+	}()
+}
+
+// publish re-sequences one upstream frame.
+func (r *miniRelay) publish(up []byte) {
+	var fi frameInfo
+	if scanFrame(up, &fi) != nil || !fi.hasSeq {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seq++
+	if r.seq == r.gapAt {
+		r.seq++
+	}
+	f := encodeFrame(string(fi.typ), r.seq, string(fi.did), string(fi.rev))
+	r.log = append(r.log, f)
+	if r.seq == r.dupAt {
+		r.log = append(r.log, f)
+	}
+	r.cond.Broadcast()
+}
+
+func (r *miniRelay) subscribe(w http.ResponseWriter, req *http.Request) {
+	conn, _, _, err := ws.UpgradeHTTP(req, w)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	r.mu.Lock()
+	pos := len(r.log)
+	r.mu.Unlock()
+	stop := context.AfterFunc(r.ctx, func() { conn.Close() })
+	defer stop()
+	go io.Copy(io.Discard, conn) // clients send only control frames
+	for {
+		r.mu.Lock()
+		for pos == len(r.log) && !r.done {
+			r.cond.Wait()
+		}
+		if r.done {
+			r.mu.Unlock()
+			return
+		}
+		batch := r.log[pos:]
+		r.mu.Unlock()
+		for _, f := range batch {
+			if wsutil.WriteServerBinary(conn, f) != nil {
+				return
+			}
+		}
+		pos += len(batch)
+	}
+}
+
+// encodeFrame builds a minimal firehose message: {op:1, t} then a body
+// with seq, repo (commits) or did, and rev when given.
+func encodeFrame(typ string, seq int64, did, rev string) []byte {
+	b := []byte{0xa2}
+	b = cborString(b, "t")
+	b = cborString(b, typ)
+	b = cborString(b, "op")
+	b = append(b, 0x01)
+	n := byte(2)
+	if rev != "" {
+		n++
+	}
+	b = append(b, 0xa0|n)
+	b = cborString(b, "seq")
+	b = append(b, 0x1b)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	key := "did"
+	if typ == "#commit" {
+		key = "repo"
+	}
+	b = cborString(b, key)
+	b = cborString(b, did)
+	if rev != "" {
+		b = cborString(b, "rev")
+		b = cborString(b, rev)
+	}
+	return b
+}
+
+func cborString(b []byte, s string) []byte {
+	switch {
+	case len(s) < 24:
+		b = append(b, 0x60|byte(len(s)))
+	case len(s) < 256:
+		b = append(b, 0x78, byte(len(s)))
+	default:
+		b = append(b, 0x79, byte(len(s)>>8), byte(len(s)))
+	}
+	return append(b, s...)
+}
+
+// quietConfig is a fast test config.
+func quietConfig(path string, consumers int) Config {
+	return Config{Capture: path, Consumers: consumers, SampleInterval: 20 * time.Millisecond,
+		Timeout: time.Minute, ConnectTimeout: 10 * time.Second}
+}
+
+// reportKeys decodes a report's JSON into a generic map.
+func reportKeys(t *testing.T, r Report) map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func hasFailure(r Report, substr string) bool {
+	for _, f := range r.Failures {
+		if strings.Contains(f, substr) {
+			return true
+		}
+	}
+	return false
+}

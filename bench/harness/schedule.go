@@ -1,0 +1,116 @@
+package harness
+
+import (
+	"errors"
+	"hash/maphash"
+	"io"
+	"time"
+
+	"github.com/relay/relay/bench/capture"
+)
+
+// schedule knows when the replay sends each commit, relative to the gate
+// release: the harness's answer to "when was (did, rev) sent?".
+//
+// bench/replay has no send hook, so rather than proxying every upstream
+// frame (an extra hop and a frame parse inside the measured path), the
+// schedule recomputes the replay's own pacing: a host releases frame i at
+// max over k ≤ i of (recvTime[k] − base) / speed after Start, base being
+// the earliest first frame of any host (replay.Replayer.Start and
+// host.pace). As fast as possible releases everything at once, so the
+// offset is zero and latency is measured from the gate release: it then
+// includes the time the frame waited in the replay host and the relay.
+//
+// It is built once by newSchedule and read-only afterwards, so consumers
+// share it without locks.
+type schedule struct {
+	seed    maphash.Seed
+	sendAt  map[uint64]time.Duration // hash(did, rev) of a #commit → release offset
+	commits int64                    // commits served
+	frames  int64                    // frames served (what the replay hosts will send)
+	last    time.Duration            // release offset of the last frame
+}
+
+// commitKey hashes a (did, rev) pair with the schedule's seed; h is the
+// caller's scratch hash, so keying never allocates.
+func commitKey(h *maphash.Hash, did, rev []byte) uint64 {
+	h.Reset()
+	h.Write(did)
+	h.WriteByte(0)
+	h.Write(rev)
+	return h.Sum64()
+}
+
+// newSchedule reads every record of c once and mirrors the replay's
+// choices: records without a seq, or with a seq not above their host's
+// previous one, are not served.
+func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
+	s := &schedule{seed: maphash.MakeSeed(), sendAt: map[uint64]time.Duration{}}
+	it, err := c.Records()
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	type hostState struct {
+		lastSeq int64
+		firstAt int64 // receive time of the first served frame
+		maxRecv int64 // running max of receive times: the pacer never goes back
+		seen    bool
+	}
+	hosts := make([]hostState, len(c.Header.Sources))
+	// The base (earliest first frame over hosts) is known only after the
+	// pass, so keep raw times and convert at the end.
+	type pending struct {
+		key  uint64
+		recv int64
+	}
+	var commits []pending
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	var fi frameInfo
+	for {
+		rec, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		hs := &hosts[rec.Source]
+		if rec.Seq <= 0 || (hs.seen && rec.Seq <= hs.lastSeq) {
+			continue
+		}
+		if !hs.seen {
+			hs.firstAt, hs.maxRecv = rec.RecvTime, rec.RecvTime
+		}
+		hs.seen, hs.lastSeq = true, rec.Seq
+		hs.maxRecv = max(hs.maxRecv, rec.RecvTime)
+		s.frames++
+		if scanFrame(rec.Frame, &fi) != nil || !fi.isCommit() {
+			continue
+		}
+		s.commits++
+		commits = append(commits, pending{key: commitKey(&h, fi.did, fi.rev), recv: hs.maxRecv})
+	}
+	base, first := int64(0), true
+	for _, hs := range hosts {
+		if hs.seen && (first || hs.firstAt < base) {
+			base, first = hs.firstAt, false
+		}
+	}
+	offset := func(recv int64) time.Duration {
+		if speed <= 0 {
+			return 0
+		}
+		return time.Duration(float64(recv-base) / speed)
+	}
+	for _, p := range commits {
+		s.sendAt[p.key] = offset(p.recv)
+	}
+	for _, hs := range hosts {
+		if hs.seen {
+			s.last = max(s.last, offset(hs.maxRecv))
+		}
+	}
+	return s, nil
+}
