@@ -175,15 +175,15 @@ func (a *accountState) genesis(now time.Time) ([]Event, error) {
 	return []Event{a.identityEvent(), a.accountEvent(), c, s}, nil
 }
 
-// step executes one planned action. A deactivated account reactivates
-// instead (#account active, #identity, #sync, the reference order); a
-// deleted account does nothing (nil events).
+// step executes one planned action. A deactivated or deleted account
+// comes back instead (#account active, #identity, #sync, the reference
+// order): deleted accounts may return (spec §13.4), and with Zipf-skewed
+// traffic a popular account that stayed deleted would silence a large
+// share of the planned rate for the rest of a run.
 func (a *accountState) step(kind ActionKind, now time.Time) ([]Event, error) {
 	a.now = now
 	switch a.status {
-	case StatusDeleted:
-		return nil, nil
-	case StatusDeactivated:
+	case StatusDeactivated, StatusDeleted:
 		a.status = StatusActive
 		s, err := a.syncEvent()
 		if err != nil {

@@ -37,6 +37,6 @@ func (s *Sim) Doc(pdsURL string) plc.Doc {
 // the empty #commit, #sync), stamped at now.
 func (s *Sim) Genesis(now time.Time) ([]Event, error) { return s.st.genesis(now) }
 
-// Step executes one planned action at now (see Planner); a deleted
-// account returns no events.
+// Step executes one planned action at now (see Planner); an inactive
+// account is reactivated instead.
 func (s *Sim) Step(kind ActionKind, now time.Time) ([]Event, error) { return s.st.step(kind, now) }
