@@ -18,6 +18,27 @@ func benchInvert(b *testing.B, c *captureCommit) {
 	}
 }
 
+// benchInvertVerified is benchInvert on the relay's path: blocks already
+// hash-verified by the CAR reader.
+func benchInvertVerified(b *testing.B, c *captureCommit) {
+	var inv Inverter
+	get := mapGetter(c.blocks)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := inv.CheckVerified(get, c.data, c.prevData, c.ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInvertVerifiedTypical: BenchmarkInvertTypical without re-hashing
+// the node blocks.
+func BenchmarkInvertVerifiedTypical(b *testing.B) { benchInvertVerified(b, typicalCommit(b)) }
+
+// BenchmarkInvertVerifiedExtreme: BenchmarkInvertExtreme without re-hashing
+// the node blocks.
+func BenchmarkInvertVerifiedExtreme(b *testing.B) { benchInvertVerified(b, findCommit(b, 0, 4424)) }
+
 // BenchmarkInvertTypical: a median single-create commit of the capture.
 func BenchmarkInvertTypical(b *testing.B) { benchInvert(b, typicalCommit(b)) }
 

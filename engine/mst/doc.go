@@ -58,6 +58,12 @@
 // ErrMissingBlock. Trimming the root may leave a stub as the new root; its
 // CID is then the tree's root CID.
 //
+// SHA-256 dominates the cost of a small commit, so each hash is taken
+// once: InvertVerified/CheckVerified skip re-hashing node blocks for a
+// getter that already verified them (the relay's CAR reader), and an op's
+// path height is read from the loaded node that holds the key (whose keys'
+// heights loading checked) instead of being hashed again.
+//
 // # Ownership
 //
 // Tree, Inverter and Walker are each used by one goroutine at a time. Slices

@@ -61,10 +61,18 @@ var (
 // between calls, so steady-state use does not allocate. Single goroutine:
 // give each validation worker its own.
 type Inverter struct {
-	f    forest // nodes of the current call; pool reused
-	keys []byte // decoded keys of the current call
-	ops  []Op   // sorted copy of the current call's ops
+	f    forest      // nodes of the current call; pool reused
+	keys []byte      // decoded keys of the current call
+	ops  []pendingOp // sorted copy of the current call's ops
 	root [cid.BlessedLen]byte
+}
+
+// pendingOp is one op of the current Invert call with the height of its
+// path, computed once: SHA-256 of the path is a large share of a small
+// commit's cost. Owned by the Inverter.
+type pendingOp struct {
+	Op
+	height int
 }
 
 // Invert loads the partial tree rooted at data from get, checks that every
@@ -75,6 +83,19 @@ type Inverter struct {
 // create/update record is in the CAR is the caller's check (digest §12.3
 // step 2).
 func (v *Inverter) Invert(get BlockGetter, data cid.CID, ops []Op) (cid.CID, error) {
+	return v.invert(get, data, ops, false)
+}
+
+// InvertVerified is Invert for a getter that returns only blocks already
+// verified to hash to the CID they are returned for, such as a CAR reader
+// that checked every block's hash: node blocks are then not hashed again.
+// Every other check of Invert is made.
+func (v *Inverter) InvertVerified(get BlockGetter, data cid.CID, ops []Op) (cid.CID, error) {
+	return v.invert(get, data, ops, true)
+}
+
+// invert is Invert; verified skips re-hashing the blocks get returns.
+func (v *Inverter) invert(get BlockGetter, data cid.CID, ops []Op, verified bool) (cid.CID, error) {
 	f := &v.f
 	f.reuse = true
 	f.resetPool()
@@ -82,28 +103,30 @@ func (v *Inverter) Invert(get BlockGetter, data cid.CID, ops []Op) (cid.CID, err
 	if len(ops) > MaxOps {
 		return nil, ErrTooManyOps
 	}
-	v.ops = append(v.ops[:0], ops...)
-	for i := range v.ops {
-		if err := checkOp(&v.ops[i]); err != nil {
+	v.ops = v.ops[:0]
+	for i := range ops {
+		v.ops = append(v.ops, pendingOp{Op: ops[i], height: -1})
+		if err := checkOp(&v.ops[i].Op); err != nil {
 			return nil, err
 		}
 	}
-	slices.SortFunc(v.ops, func(a, b Op) int { return bytes.Compare(a.Path, b.Path) })
+	slices.SortFunc(v.ops, func(a, b pendingOp) int { return bytes.Compare(a.Path, b.Path) })
 	for i := 1; i < len(v.ops); i++ {
 		if bytes.Equal(v.ops[i-1].Path, v.ops[i].Path) {
 			return nil, fmt.Errorf("%w: %q", ErrDuplicatePath, v.ops[i].Path)
 		}
 	}
 	var err error
-	if v.keys, err = f.loadPartial(get, data, v.keys[:0]); err != nil {
+	if v.keys, err = f.loadPartial(get, data, v.keys[:0], verified); err != nil {
 		return nil, err
 	}
 	for i := range v.ops {
 		op := &v.ops[i]
 		if op.Action == ActionDelete {
+			op.height = Height(op.Path)
 			continue
 		}
-		got, err := f.get(op.Path, Height(op.Path))
+		got, err := v.forward(op)
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +136,7 @@ func (v *Inverter) Invert(get BlockGetter, data cid.CID, ops []Op) (cid.CID, err
 	}
 	// Reference order: deletes first, then by path. The final root does
 	// not depend on it; the blocks the steps touch do (digest §12.3).
-	slices.SortFunc(v.ops, func(a, b Op) int {
+	slices.SortFunc(v.ops, func(a, b pendingOp) int {
 		if da, db := a.Action == ActionDelete, b.Action == ActionDelete; da != db {
 			if da {
 				return -1
@@ -131,9 +154,38 @@ func (v *Inverter) Invert(get BlockGetter, data cid.CID, ops []Op) (cid.CID, err
 	return v.root[:], nil
 }
 
+// forward returns the value the freshly loaded tree holds at op's path and
+// sets op.height. A key found in a loaded node has that node's level as
+// its height, because loading checked the height of every key, so the
+// path is hashed only when the loaded nodes do not hold it; get then gives
+// the same answer as a search by height (nil or ErrMissingBlock).
+func (v *Inverter) forward(op *pendingOp) (cid.CID, error) {
+	for n := v.f.root; n != nil && n.loaded; {
+		i, found := search(n.ents, op.Path)
+		if found {
+			op.height = n.level
+			return n.ents[i].val, nil
+		}
+		n = n.gap(i)
+	}
+	op.height = Height(op.Path)
+	return v.f.get(op.Path, op.height)
+}
+
 // Check inverts the commit and compares the result with prevData.
 func (v *Inverter) Check(get BlockGetter, data, prevData cid.CID, ops []Op) error {
-	prev, err := v.Invert(get, data, ops)
+	return v.check(get, data, prevData, ops, false)
+}
+
+// CheckVerified is Check for a getter of already verified blocks (see
+// InvertVerified).
+func (v *Inverter) CheckVerified(get BlockGetter, data, prevData cid.CID, ops []Op) error {
+	return v.check(get, data, prevData, ops, true)
+}
+
+// check is Check; verified as for invert.
+func (v *Inverter) check(get BlockGetter, data, prevData cid.CID, ops []Op, verified bool) error {
+	prev, err := v.invert(get, data, ops, verified)
 	if err != nil {
 		return err
 	}
@@ -143,9 +195,9 @@ func (v *Inverter) Check(get BlockGetter, data, prevData cid.CID, ops []Op) erro
 	return nil
 }
 
-// undo applies the inverse of one op.
-func (v *Inverter) undo(op *Op) error {
-	h := Height(op.Path)
+// undo applies the inverse of one op at its known height.
+func (v *Inverter) undo(op *pendingOp) error {
+	h := op.height
 	switch op.Action {
 	case ActionCreate:
 		old, err := v.f.remove(op.Path, h)

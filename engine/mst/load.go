@@ -15,6 +15,8 @@ type BlockGetter func(c cid.CID) ([]byte, bool)
 // checkNode validates a decoded node against its position: level (its
 // layer), the exclusive key bounds lo/hi of its gap (nil = unbounded) and
 // whether it is the root. The codec has already checked everything local.
+// A root's level must come from rootLevel: its first key then has that
+// height by construction, so only the others are hashed.
 func checkNode(nd *NodeData, level int, lo, hi []byte, isRoot bool) error {
 	if len(nd.Entries) == 0 {
 		switch {
@@ -41,7 +43,11 @@ func checkNode(nd *NodeData, level int, lo, hi []byte, isRoot bool) error {
 			}
 		}
 	}
-	for i := range nd.Entries {
+	first := 0
+	if isRoot {
+		first = 1
+	}
+	for i := first; i < len(nd.Entries); i++ {
 		if Height(nd.Entries[i].Key) != level {
 			return ErrKeyHeight
 		}
@@ -66,7 +72,9 @@ func rootLevel(nd *NodeData) int {
 // loadPartial replaces the tree with the partial tree rooted at data:
 // every reachable node whose block get returns is decoded and checked, the
 // others stay stubs. keys receives the decoded keys and is returned.
-func (f *forest) loadPartial(get BlockGetter, data cid.CID, keys []byte) ([]byte, error) {
+// verified says get returns only blocks already checked against the CID
+// they are returned for, so hashing them again would be waste.
+func (f *forest) loadPartial(get BlockGetter, data cid.CID, keys []byte, verified bool) ([]byte, error) {
 	f.root = nil
 	if !data.IsBlessedDagCBOR() {
 		return keys, ErrLinkNotBlessed
@@ -75,7 +83,7 @@ func (f *forest) loadPartial(get BlockGetter, data cid.CID, keys []byte) ([]byte
 	if !ok {
 		return keys, ErrMissingBlock
 	}
-	if !verifyBlock(data, b) {
+	if !verified && !verifyBlock(data, b) {
 		return keys, ErrBlockHash
 	}
 	var err error
@@ -98,7 +106,7 @@ func (f *forest) loadPartial(get BlockGetter, data cid.CID, keys []byte) ([]byte
 		return keys, err
 	}
 	f.root = n
-	return f.loadChildren(get, n, nil, nil, keys)
+	return f.loadChildren(get, n, nil, nil, keys, verified)
 }
 
 // fill copies the checked f.nd into n, turning links into stubs. n keeps
@@ -137,8 +145,9 @@ func (f *forest) stub(c cid.CID, level int) (*node, error) {
 	return s, nil
 }
 
-// loadChildren loads the stubs below n whose blocks are available.
-func (f *forest) loadChildren(get BlockGetter, n *node, lo, hi []byte, keys []byte) ([]byte, error) {
+// loadChildren loads the stubs below n whose blocks are available
+// (verified as for loadPartial).
+func (f *forest) loadChildren(get BlockGetter, n *node, lo, hi []byte, keys []byte, verified bool) ([]byte, error) {
 	for i := 0; i <= len(n.ents); i++ {
 		c := n.gap(i)
 		if c == nil {
@@ -155,7 +164,7 @@ func (f *forest) loadChildren(get BlockGetter, n *node, lo, hi []byte, keys []by
 		if !ok {
 			continue
 		}
-		if !verifyBlock(c.cid[:], b) {
+		if !verified && !verifyBlock(c.cid[:], b) {
 			return keys, ErrBlockHash
 		}
 		var err error
@@ -168,7 +177,7 @@ func (f *forest) loadChildren(get BlockGetter, n *node, lo, hi []byte, keys []by
 		if err := f.fill(c); err != nil {
 			return keys, err
 		}
-		if keys, err = f.loadChildren(get, c, clo, chi, keys); err != nil {
+		if keys, err = f.loadChildren(get, c, clo, chi, keys, verified); err != nil {
 			return keys, err
 		}
 	}

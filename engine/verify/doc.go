@@ -55,5 +55,7 @@
 // buffer is. A validation allocates nothing at steady state, except one
 // string per change of DID between consecutive calls (the Identities
 // interface takes a string; the last one is kept) and the error detail of
-// failures.
+// failures. Every block is hashed exactly once, by the CAR reader in step
+// 7; the inverter relies on that (mst.Inverter.CheckVerified) and only
+// decodes and checks the node blocks.
 package verify
