@@ -1,0 +1,220 @@
+package resync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/relay/relay/pool"
+)
+
+// Errors of a fetch, one per reason. Result.Err wraps them.
+var (
+	ErrRepoNotFound    = errors.New("resync: PDS has no such repository")
+	ErrRepoDeactivated = errors.New("resync: PDS reports the repository deactivated")
+	ErrRepoTakendown   = errors.New("resync: PDS reports the repository taken down")
+	ErrRepoSuspended   = errors.New("resync: PDS reports the repository suspended")
+	ErrHTTPStatus      = errors.New("resync: unexpected HTTP status from getRepo")
+	ErrTransport       = errors.New("resync: getRepo request failed")
+	ErrTooLarge        = errors.New("resync: repository larger than MaxRepoBytes")
+	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecure")
+	ErrBlockedAddress  = errors.New("resync: PDS address is not a public address")
+)
+
+// maxErrorBody bounds how much of a non-200 answer is read for its XRPC
+// error name; reference PDS error bodies are a few dozen bytes.
+const maxErrorBody = 4 << 10
+
+// firstReadSize is the buffer requested when the body's length is unknown:
+// most repositories are small, and the buffer doubles as it fills.
+const firstReadSize = 64 << 10
+
+// baseURL returns the scheme and authority getRepo is fetched from for a
+// normalized PDS host (identity.NormalizePDSHost). Development hosts
+// (localhost:PORT and loopback addresses, which keep their port) use
+// http:// and only when allowInsecure; every other host uses https://.
+func baseURL(host string, allowInsecure bool) (string, error) {
+	if devHost(host) {
+		if !allowInsecure {
+			return "", fmt.Errorf("%w: %q", ErrInsecureHost, host)
+		}
+		return "http://" + host, nil
+	}
+	return "https://" + host, nil
+}
+
+// devHost reports whether host is localhost or a loopback address, with
+// or without a port.
+func devHost(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil && ip.IsLoopback()
+}
+
+// newClient builds the default fetch client: bounded dial, TLS and header
+// waits (the whole attempt is bounded by FetchTimeout through its
+// context), no redirects (a PDS serves getRepo itself; following a
+// redirect would let a DID document point the relay anywhere), and unless
+// allowInsecure a dialer that refuses non-public addresses, because the
+// PDS host comes from a DID document anyone can write.
+func newClient(allowInsecure bool) *http.Client {
+	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
+	if !allowInsecure {
+		d.Control = publicOnly
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           d.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          64,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   DefaultDialTimeout,
+			ResponseHeaderTimeout: 30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// publicOnly is a net.Dialer Control that refuses loopback, private,
+// link-local, multicast and unspecified addresses.
+func publicOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %q", ErrBlockedAddress, address)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: %q", ErrBlockedAddress, address)
+	}
+	ip = ip.Unmap()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() {
+		return fmt.Errorf("%w: %s", ErrBlockedAddress, ip)
+	}
+	return nil
+}
+
+// fetch performs one getRepo attempt. On success it returns the CAR in a
+// buffer from bufs that the caller must Put. On failure it returns the
+// outcome, whether a retry may help, and the error.
+func (r *Resyncer) fetch(ctx context.Context, base, did string) (*bytebufferpool.ByteBuffer, Outcome, bool, error) {
+	actx, cancel := context.WithTimeout(ctx, r.cfg.FetchTimeout)
+	defer cancel()
+	u := base + "/xrpc/com.atproto.sync.getRepo?did=" + url.QueryEscape(did)
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, FetchError, false, fmt.Errorf("%w: %w", ErrTransport, err)
+	}
+	req.Header.Set("Accept", "application/vnd.ipld.car")
+	req.Header.Set("User-Agent", r.cfg.UserAgent)
+	resp, err := r.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, FetchError, !errors.Is(err, ErrBlockedAddress), fmt.Errorf("%w: %w", ErrTransport, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		o, retry, err := classifyStatus(resp.StatusCode, body)
+		return nil, o, retry, err
+	}
+	if resp.ContentLength > r.cfg.MaxRepoBytes {
+		return nil, TooLarge, false, fmt.Errorf("%w: Content-Length %d", ErrTooLarge, resp.ContentLength)
+	}
+	buf, err := readBounded(r.cfg.Buffers, resp.Body, resp.ContentLength, r.cfg.MaxRepoBytes)
+	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return nil, TooLarge, false, err
+		}
+		return nil, FetchError, true, fmt.Errorf("%w: reading body: %w", ErrTransport, err)
+	}
+	r.m.fetchedBytes.Add(len(buf.B))
+	return buf, OK, false, nil
+}
+
+// readBounded reads body into a buffer from bufs, sized by hint (the
+// Content-Length, -1 when unknown) and grown by doubling, and fails with
+// ErrTooLarge as soon as more than max bytes arrive. On error the buffer
+// is already returned to bufs.
+func readBounded(bufs *pool.Buffers, body io.Reader, hint, max int64) (*bytebufferpool.ByteBuffer, error) {
+	size := int64(firstReadSize)
+	if hint >= 0 {
+		// One spare byte, so a body of exactly hint bytes ends with EOF
+		// without growing the buffer first.
+		size = hint + 1
+	}
+	size = min(size, max+1)
+	buf := bufs.Get(int(size))
+	// A value, not io.LimitReader's pointer, so reading does not allocate.
+	lr := io.LimitedReader{R: body, N: max + 1}
+	for {
+		if len(buf.B) == cap(buf.B) {
+			nb := bufs.Get(int(min(2*int64(cap(buf.B)), max+1)))
+			nb.B = append(nb.B, buf.B...)
+			bufs.Put(buf)
+			buf = nb
+		}
+		n, err := lr.Read(buf.B[len(buf.B):cap(buf.B)])
+		buf.B = buf.B[:len(buf.B)+n]
+		if int64(len(buf.B)) > max {
+			bufs.Put(buf)
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			bufs.Put(buf)
+			return nil, err
+		}
+	}
+}
+
+// xrpcError is the body of an XRPC error answer.
+type xrpcError struct {
+	Error string `json:"error"`
+}
+
+// classifyStatus maps a non-200 getRepo answer to its outcome: the
+// lexicon's error names first (whatever the status, since PDS versions
+// differ between 400 and 404), then 404 as not found, 429 and 5xx as
+// retryable fetch errors, anything else as a final fetch error.
+func classifyStatus(code int, body []byte) (Outcome, bool, error) {
+	var xe xrpcError
+	if json.Unmarshal(body, &xe) == nil {
+		switch xe.Error {
+		case "RepoNotFound":
+			return NotFound, false, fmt.Errorf("%w (%d RepoNotFound)", ErrRepoNotFound, code)
+		case "RepoDeactivated":
+			return Deactivated, false, fmt.Errorf("%w (%d)", ErrRepoDeactivated, code)
+		case "RepoTakendown":
+			return Takendown, false, fmt.Errorf("%w (%d)", ErrRepoTakendown, code)
+		case "RepoSuspended":
+			return Suspended, false, fmt.Errorf("%w (%d)", ErrRepoSuspended, code)
+		}
+	}
+	switch {
+	case code == http.StatusNotFound:
+		return NotFound, false, fmt.Errorf("%w (404)", ErrRepoNotFound)
+	case code == http.StatusTooManyRequests || code >= 500:
+		return FetchError, true, fmt.Errorf("%w: %d", ErrHTTPStatus, code)
+	}
+	return FetchError, false, fmt.Errorf("%w: %d", ErrHTTPStatus, code)
+}
