@@ -2,12 +2,20 @@
 //
 // Usage:
 //
-//	relay serve [flags]    run the relay
+//	relay serve [flags]      run the relay
+//	relay admin <command>    call the admin API of a running relay
+//	relay capture [flags]    record subscribeRepos endpoints into a capture file
+//	relay replay [flags]     serve a capture as its original hosts plus a fake PLC
+//	relay generate [flags]   write a synthetic capture (signed ahead of time)
+//	relay bench [flags]      run a capture through a relay with consumers and report
 package main
 
 import (
 	"fmt"
 	"os"
+
+	"github.com/relay/relay/bench/harness"
+	"github.com/relay/relay/engine/admin"
 )
 
 func main() {
@@ -19,6 +27,16 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = runServe(os.Args[2:])
+	case "admin":
+		err = admin.RunCLI(os.Args[2:], os.Stdout)
+	case "capture":
+		err = runCapture(os.Args[2:], os.Stdout)
+	case "replay":
+		err = runReplay(os.Args[2:], os.Stdout)
+	case "generate":
+		err = runGenerate(os.Args[2:], os.Stdout)
+	case "bench":
+		err = harness.RunCLI(os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		usage()
 		return
@@ -37,6 +55,11 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage: relay <command> [flags]
 
 commands:
-  serve    run the relay (public API on :2470, admin/metrics/pprof on :2471)
+  serve     run the relay (public API on :2470, admin/metrics/pprof on :2471)
+  admin     call the admin API (relay admin help)
+  capture   record subscribeRepos endpoints into a capture file
+  replay    serve a capture (or "shared") as its hosts plus a fake PLC
+  generate  write a synthetic capture from the fleet's workload model
+  bench     replay a capture through a relay with consumers and report figures
 `)
 }

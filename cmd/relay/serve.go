@@ -4,62 +4,273 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/relay/relay/engine/admin"
+	"github.com/relay/relay/engine/firehose"
+	"github.com/relay/relay/engine/identity"
+	"github.com/relay/relay/engine/memory"
+	"github.com/relay/relay/engine/relay"
+	"github.com/relay/relay/engine/verify"
+	"github.com/relay/relay/engine/xrpc"
+	"github.com/relay/relay/store"
 )
 
-func runServe(args []string) error {
+// serveFlags are the settings of `relay serve`; every flag defaults to its
+// RELAY_* environment variable (deploy/relay.env), then to the built-in value.
+type serveFlags struct {
+	apiAddr, adminAddr, dataDir, plcHost, trusted, seedURL, adminToken string
+	logLevel, logFormat, syncPolicy, validation                        string
+	memBudget, identityBudget, diskBudget                              string
+	replayWindow, trimInterval                                         time.Duration
+	accountLimit                                                       uint64
+	newHostsPerDay, workers, gogc                                      int
+	allowInsecure                                                      bool
+	initialSeq                                                         uint64
+}
+
+func parseServe(args []string) (*serveFlags, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	apiAddr := fs.String("api-listen", envOr("RELAY_API_LISTEN", ":2470"), "public API listen address (env RELAY_API_LISTEN)")
-	adminAddr := fs.String("admin-listen", envOr("RELAY_METRICS_LISTEN", ":2471"), "admin, metrics and pprof listen address (env RELAY_METRICS_LISTEN)")
-	_ = fs.String("data-dir", envOr("RELAY_DATA_DIR", "./data"), "directory of the embedded Pebble database (env RELAY_DATA_DIR)")
+	f := &serveFlags{}
+	env := os.Getenv
+	str := func(p *string, name, envName, def, help string) {
+		fs.StringVar(p, name, envOr(envName, def), help+" (env "+envName+")")
+	}
+	str(&f.apiAddr, "api-listen", "RELAY_API_LISTEN", ":2470", "public API and firehose listen address")
+	str(&f.adminAddr, "admin-listen", "RELAY_METRICS_LISTEN", ":2471", "admin API, /metrics and pprof listen address")
+	str(&f.dataDir, "data-dir", "RELAY_DATA_DIR", "./data", "directory of the Pebble database")
+	str(&f.plcHost, "plc-host", "RELAY_PLC_HOST", "https://plc.directory", "PLC directory URL")
+	str(&f.trusted, "trusted-domains", "RELAY_TRUSTED_DOMAINS", "*.host.bsky.network", "comma-separated trusted host patterns")
+	str(&f.seedURL, "seed-hosts-url", "RELAY_SEED_HOSTS_URL", "https://bsky.network", "relay whose listHosts seeds an empty database; empty: off")
+	str(&f.adminToken, "admin-password", "RELAY_ADMIN_PASSWORD", "", "admin API bearer token (required for the admin API)")
+	str(&f.logLevel, "log-level", "RELAY_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&f.logFormat, "log-format", "RELAY_LOG_FORMAT", "json", "json or text")
+	str(&f.syncPolicy, "sync-policy", "RELAY_SYNC_POLICY", "every-batch", "every-batch or none")
+	str(&f.validation, "validation", "RELAY_VALIDATION", "strict", "strict or lenient")
+	str(&f.memBudget, "memory-budget", "RELAY_MEMORY_BUDGET", "0", "memory of the whole process (0: cgroup or MemTotal)")
+	str(&f.identityBudget, "identity-cache-budget", "RELAY_IDENTITY_CACHE_BUDGET", "512MiB", "memory for cached identities")
+	str(&f.diskBudget, "disk-budget", "RELAY_DISK_BUDGET", "0", "disk the event log may use; 0: time window only")
+	var errs []error
+	dur := func(p *time.Duration, name, envName string, def time.Duration, help string) {
+		d := def
+		if v := env(envName); v != "" {
+			var err error
+			if d, err = time.ParseDuration(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName, err))
+			}
+		}
+		fs.DurationVar(p, name, d, help+" (env "+envName+")")
+	}
+	num := func(name, envName string, def int64, help string) *int64 {
+		d := def
+		if v := env(envName); v != "" {
+			var err error
+			if d, err = strconv.ParseInt(v, 10, 64); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName, err))
+			}
+		}
+		return fs.Int64(name, d, help+" (env "+envName+")")
+	}
+	dur(&f.replayWindow, "replay-window", "RELAY_REPLAY_WINDOW", store.DefaultReplayWindow, "how long events stay replayable")
+	dur(&f.trimInterval, "trim-interval", "RELAY_TRIM_INTERVAL", memory.DefaultTrimInterval, "least time between two heap trims")
+	limit := num("default-account-limit", "RELAY_DEFAULT_ACCOUNT_LIMIT", relay.DefaultAccountLimit, "accounts a new host may serve")
+	perDay := num("new-hosts-per-day", "RELAY_NEW_HOSTS_PER_DAY", relay.DefaultNewHostsPerDay, "new hosts accepted by requestCrawl per day")
+	workers := num("workers", "RELAY_WORKERS", 0, "validation workers; 0: GOMAXPROCS")
+	gogc := num("gogc", "RELAY_GOGC", memory.DefaultGOGC, "Go GC target percentage; -1: off")
+	initial := num("initial-seq", "RELAY_INITIAL_SEQ", 1, "first seq of a new database")
+	insecure := fs.Bool("allow-insecure-hosts", env("RELAY_ALLOW_INSECURE_HOSTS") == "true", "accept localhost:PORT hosts over ws:// (development; env RELAY_ALLOW_INSECURE_HOSTS)")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if *limit < 0 || *perDay < 0 || *workers < 0 || *initial < 1 {
+		return nil, fmt.Errorf("serve: negative limit, worker count or initial seq")
+	}
+	f.accountLimit, f.newHostsPerDay, f.workers, f.gogc = uint64(*limit), int(*perDay), int(*workers), int(*gogc)
+	f.initialSeq, f.allowInsecure = uint64(*initial), *insecure
+	return f, nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want json or text", format)
+}
+
+func runServe(args []string) error {
+	f, err := parseServe(args)
+	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	budget, err := memory.ParseBytes(f.memBudget)
+	if err != nil {
+		return fmt.Errorf("RELAY_MEMORY_BUDGET: %w", err)
+	}
+	idBudget, err := memory.ParseBytes(f.identityBudget)
+	if err != nil {
+		return fmt.Errorf("RELAY_IDENTITY_CACHE_BUDGET: %w", err)
+	}
+	disk, err := memory.ParseBytes(f.diskBudget)
+	if err != nil {
+		return fmt.Errorf("RELAY_DISK_BUDGET: %w", err)
+	}
+	set := metrics.NewSet()
+	metrics.RegisterSet(set)
+	memCfg := memory.Config{Budget: budget, OffHeap: memory.PebbleOffHeap(store.DefaultBlockCacheBytes, store.DefaultMemTableBytes, 4) + idBudget,
+		GOGC: f.gogc, TrimInterval: f.trimInterval}
+	settings, err := memory.Apply(memCfg, log)
+	if err != nil {
+		return err
+	}
+	memory.RegisterRuntimeMetrics(set, settings)
+	trim, err := memory.NewTrimmer(memCfg, set, log)
+	if err != nil {
+		return err
+	}
+	if err := trim.Start(); err != nil {
+		return err
+	}
+	defer trim.Stop()
 
-	api := http.NewServeMux()
-	api.HandleFunc("GET /xrpc/_health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
-	})
-	admin := http.NewServeMux()
-	admin.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		metrics.WritePrometheus(w, true)
-	})
+	sync := store.SyncEveryBatch
+	switch f.syncPolicy {
+	case "every-batch":
+	case "none":
+		sync = store.NoSync
+	default:
+		return fmt.Errorf("RELAY_SYNC_POLICY %q: want every-batch or none", f.syncPolicy)
+	}
+	mode := verify.Strict
+	switch f.validation {
+	case "strict":
+	case "lenient":
+		mode = verify.Lenient
+	default:
+		return fmt.Errorf("RELAY_VALIDATION %q: want strict or lenient", f.validation)
+	}
+	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+		return err
+	}
+	st, err := store.Open(f.dataDir, store.Options{InitialSeq: store.Seq(f.initialSeq), Sync: sync,
+		ReplayWindow: f.replayWindow, DiskBudgetBytes: uint64(disk)})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("store close", "err", err)
+		}
+	}()
+	st.RegisterMetrics(set)
+	ids := identity.New(identity.Config{PLCURL: f.plcHost, AllowInsecure: f.allowInsecure, MaxCacheBytes: idBudget, Metrics: set})
+	defer ids.Close()
+	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{Metrics: set, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer hub.Close()
+	var trusted []string
+	for _, p := range strings.Split(f.trusted, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			trusted = append(trusted, p)
+		}
+	}
+	r, err := relay.New(relay.Config{
+		AllowInsecureHosts: f.allowInsecure, DefaultAccountLimit: f.accountLimit, TrustedDomains: trusted,
+		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: f.workers, Validation: mode,
+	}, relay.Deps{Store: st, Identity: ids, Hub: hub, Logger: log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	api, err := xrpc.New(xrpc.Config{Store: st, Engine: xrpcEngine{r}, Resolver: ids, Firehose: hub, Metrics: set, Logger: log})
+	if err != nil {
+		return err
+	}
+	adminMux := http.NewServeMux()
+	adminMux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
+	if f.adminToken != "" {
+		adm, err := admin.New(admin.Config{Store: st, Engine: adminEngine{r: r, hub: hub}, Token: f.adminToken, Logger: log})
+		if err != nil {
+			return err
+		}
+		adminMux.Handle("/admin/", adm)
+		adminMux.Handle("/debug/pprof/", adm.Protect(http.HandlerFunc(pprof.Index)))
+		adminMux.Handle("/debug/pprof/profile", adm.Protect(http.HandlerFunc(pprof.Profile)))
+		adminMux.Handle("/debug/pprof/trace", adm.Protect(http.HandlerFunc(pprof.Trace)))
+		adminMux.Handle("/debug/pprof/symbol", adm.Protect(http.HandlerFunc(pprof.Symbol)))
+		adminMux.Handle("/debug/pprof/cmdline", adm.Protect(http.HandlerFunc(pprof.Cmdline)))
+	} else {
+		log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 2)
+	var servers []*http.Server
 	for _, s := range []struct {
 		addr string
 		h    http.Handler
-	}{{*apiAddr, api}, {*adminAddr, admin}} {
+	}{{f.apiAddr, api}, {f.adminAddr, adminMux}} {
 		ln, err := net.Listen("tcp", s.addr)
 		if err != nil {
+			_ = r.Close()
 			return err
 		}
 		log.Info("listening", "addr", ln.Addr().String())
 		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
 		go func() { errc <- srv.Serve(ln) }()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
 	}
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
+	if err := r.Start(ctx); err != nil {
+		_ = r.Close()
 		return err
 	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-r.Done():
+		runErr = r.Err()
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = err
+		}
+	}
+	// Stop reading upstream, drain workers and sequencer, then close the
+	// consumers and the listeners; deferred calls close the hub and store.
+	if err := r.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	for _, s := range servers {
+		_ = s.Close()
+	}
+	return runErr
 }
 
 func envOr(name, def string) string {

@@ -1,0 +1,133 @@
+package firehose
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Config holds the hub's knobs. Zero values mean the documented default;
+// negative values are rejected by NewHub.
+type Config struct {
+	// RingBytes bounds the payload bytes held by the ring of recent frames
+	// (default 128 MiB). The newest frame is always kept, even alone above
+	// the bound, so live consumers never miss it.
+	RingBytes int
+	// RingFrames bounds the number of frames in the ring (default 131072,
+	// rounded up to a power of two); the slot array is allocated up front.
+	RingFrames int
+	// BatchFrames is the most frames a consumer takes from the ring and
+	// writes with one writev (default 64, at most 512).
+	BatchFrames int
+	// PingInterval is the ping period for idle consumers (default 30 s,
+	// spec §9.1): a consumer that was sent nothing during a whole interval
+	// is pinged at the end of the next tick, so after one to two intervals
+	// of silence.
+	PingInterval time.Duration
+	// WriteTimeout is how long one socket write may block before the
+	// consumer is treated as dead and disconnected (default 60 s). It is
+	// not the slow-consumer rule: a consumer that reads slowly keeps its
+	// place and falls back to the Log.
+	WriteTimeout time.Duration
+	// ReplayBufferBytes is the size of each consumer's write buffer for
+	// frames replayed from the Log (default 64 KiB); replayed frames are
+	// only valid during the Log callback, so they are copied into it.
+	ReplayBufferBytes int
+	// SocketSendBufferBytes, when positive, sets SO_SNDBUF on each consumer
+	// socket, bounding kernel memory per consumer (default: the OS's).
+	SocketSendBufferBytes int
+	// Software names the relay in the HTTP Server header, which reads
+	// "<Software> (atproto-relay)" (default "relay").
+	Software string
+	// Metrics receives the hub's metrics (default: a private Set).
+	Metrics *metrics.Set
+	// Logger receives connect and disconnect lines (default: discard).
+	Logger *slog.Logger
+}
+
+// Default values of Config's fields.
+const (
+	DefaultRingBytes         = 128 << 20
+	DefaultRingFrames        = 1 << 17
+	DefaultBatchFrames       = 64
+	MaxBatchFrames           = 512
+	DefaultPingInterval      = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultReplayBufferBytes = 64 << 10
+)
+
+// ErrConfig is returned (wrapped) by NewHub for an invalid Config.
+var ErrConfig = errors.New("firehose: invalid config")
+
+// withDefaults returns c with zero fields replaced by their defaults and
+// RingFrames rounded up to a power of two.
+func (c Config) withDefaults() Config {
+	if c.RingBytes == 0 {
+		c.RingBytes = DefaultRingBytes
+	}
+	if c.RingFrames == 0 {
+		c.RingFrames = DefaultRingFrames
+	}
+	if c.BatchFrames == 0 {
+		c.BatchFrames = DefaultBatchFrames
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.ReplayBufferBytes == 0 {
+		c.ReplayBufferBytes = DefaultReplayBufferBytes
+	}
+	if c.Software == "" {
+		c.Software = "relay"
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RingFrames > 0 && c.RingFrames <= 1<<30 {
+		n := 1
+		for n < c.RingFrames {
+			n <<= 1
+		}
+		c.RingFrames = n
+	}
+	return c
+}
+
+// validate reports every out-of-range field of a defaulted Config at once.
+func (c Config) validate() error {
+	var errs []error
+	if c.RingBytes < 0 {
+		errs = append(errs, fmt.Errorf("RingBytes %d < 0", c.RingBytes))
+	}
+	if c.RingFrames < 0 || c.RingFrames > 1<<30 {
+		errs = append(errs, fmt.Errorf("RingFrames %d outside 1..2^30", c.RingFrames))
+	}
+	if c.BatchFrames < 0 || c.BatchFrames > MaxBatchFrames {
+		errs = append(errs, fmt.Errorf("BatchFrames %d outside 1..%d", c.BatchFrames, MaxBatchFrames))
+	}
+	if c.PingInterval < 0 {
+		errs = append(errs, fmt.Errorf("PingInterval %v < 0", c.PingInterval))
+	}
+	if c.WriteTimeout < 0 {
+		errs = append(errs, fmt.Errorf("WriteTimeout %v < 0", c.WriteTimeout))
+	}
+	if c.ReplayBufferBytes < 0 {
+		errs = append(errs, fmt.Errorf("ReplayBufferBytes %d < 0", c.ReplayBufferBytes))
+	}
+	if c.SocketSendBufferBytes < 0 {
+		errs = append(errs, fmt.Errorf("SocketSendBufferBytes %d < 0", c.SocketSendBufferBytes))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}

@@ -1,0 +1,110 @@
+package firehose
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Errors of parseCursor.
+var (
+	// ErrCursorSyntax: the cursor is not a decimal integer.
+	ErrCursorSyntax = errors.New("firehose: cursor is not an integer")
+	// ErrCursorNegative: the cursor is a negative integer.
+	ErrCursorNegative = errors.New("firehose: cursor is negative")
+	// ErrCursorRange: the cursor does not fit in 64 bits.
+	ErrCursorRange = errors.New("firehose: cursor out of range")
+)
+
+// parseCursor parses the cursor query parameter; an empty value means no
+// cursor, like an absent one.
+func parseCursor(s string) (cursor uint64, ok bool, err error) {
+	if s == "" {
+		return 0, false, nil
+	}
+	if s[0] == '-' {
+		if _, err := strconv.ParseUint(s[1:], 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+			return 0, false, ErrCursorNegative
+		}
+		return 0, false, ErrCursorSyntax
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, false, ErrCursorRange
+	case err != nil:
+		return 0, false, ErrCursorSyntax
+	}
+	return n, true, nil
+}
+
+// xrpcError writes an XRPC JSON error body with the given status.
+func xrpcError(w http.ResponseWriter, status int, name, message string) {
+	body, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message,omitempty"`
+	}{name, message})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// ServeHTTP serves GET /xrpc/com.atproto.sync.subscribeRepos: it checks the
+// request and the cursor (HTTP errors as XRPC JSON), upgrades to a
+// WebSocket and runs the consumer in this goroutine until it disconnects.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Server", h.server)
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		h.m.badRequests.Inc()
+		xrpcError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "subscribeRepos is a GET WebSocket endpoint")
+		return
+	}
+	cursor, hasCursor, err := parseCursor(r.URL.Query().Get("cursor"))
+	if err != nil {
+		h.m.badRequests.Inc()
+		xrpcError(w, http.StatusBadRequest, "InvalidRequest", "cursor must be a non-negative integer")
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		h.m.badRequests.Inc()
+		xrpcError(w, http.StatusUpgradeRequired, "InvalidRequest", "subscribeRepos requires a WebSocket upgrade")
+		return
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		xrpcError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "relay is shutting down")
+		return
+	}
+	conn, rw, _, err := h.upgrader.Upgrade(r, w)
+	if err != nil {
+		// The upgrader has written the HTTP error response.
+		h.m.badRequests.Inc()
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	if n := h.cfg.SocketSendBufferBytes; n > 0 {
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(n)
+		}
+	}
+	c := newConsumer(h, conn, context.Background())
+	c.userAgent = r.UserAgent()
+	c.cursor, c.hasCursor = cursor, hasCursor
+	if !h.register(c) {
+		_ = conn.Close()
+		return
+	}
+	h.m.connects.Inc()
+	h.cfg.Logger.Debug("firehose consumer connected", "remote", c.remote, "cursor", r.URL.Query().Get("cursor"))
+	go c.readLoop(rw.Reader)
+	c.serve()
+}

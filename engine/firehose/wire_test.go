@@ -1,0 +1,227 @@
+package firehose
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/gobwas/ws"
+)
+
+// decodeTwo splits a frame into its header and body maps and checks that
+// each is canonical (DAG-CBOR key order = CTAP2 length-first).
+func decodeTwo(t *testing.T, frame []byte) (hdr, body map[string]any) {
+	t.Helper()
+	dec := cbor.NewDecoder(bytes.NewReader(frame))
+	if err := dec.Decode(&hdr); err != nil {
+		t.Fatalf("header: %v", err)
+	}
+	off := dec.NumBytesRead()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	if dec.NumBytesRead() != len(frame) {
+		t.Fatalf("%d trailing bytes", len(frame)-dec.NumBytesRead())
+	}
+	em, err := cbor.CTAP2EncOptions().EncMode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, _ := em.Marshal(hdr)
+	b2, _ := em.Marshal(body)
+	if !bytes.Equal(append(h2, b2...), frame) || !bytes.Equal(h2, frame[:off]) {
+		t.Fatalf("not canonical:\n got %x\nwant %x%x", frame, h2, b2)
+	}
+	return hdr, body
+}
+
+func TestControlFramesCanonical(t *testing.T) {
+	f := func(name string, frame []byte, wantHex string, wantHdr, wantBody map[string]any) {
+		t.Run(name, func(t *testing.T) {
+			if wantHex != "" && hex.EncodeToString(frame) != wantHex {
+				t.Fatalf("bytes\n got %x\nwant %s", frame, wantHex)
+			}
+			hdr, body := decodeTwo(t, frame)
+			for k, v := range wantHdr {
+				if hdr[k] != v {
+					t.Fatalf("header %s = %v, want %v (%v)", k, hdr[k], v, hdr)
+				}
+			}
+			if wantBody == nil {
+				return
+			}
+			if len(body) != len(wantBody) {
+				t.Fatalf("body %v, want %v", body, wantBody)
+			}
+			for k, v := range wantBody {
+				if body[k] != v {
+					t.Fatalf("body %s = %v, want %v", k, body[k], v)
+				}
+			}
+		})
+	}
+	// {op:-1} {error:"FutureCursor"}
+	f("error without message", appendErrorFrame(nil, "FutureCursor", ""),
+		"a1626f7020"+"a1656572726f72"+"6c467574757265437572736f72",
+		map[string]any{"op": int64(-1)}, map[string]any{"error": "FutureCursor"})
+	// {t:"#info",op:1} {name:"OutdatedCursor"}
+	f("info without message", appendInfoFrame(nil, "OutdatedCursor", ""),
+		"a2617465"+"23696e666f"+"626f7001"+"a1646e616d65"+"6e4f757464617465644375"+"72736f72",
+		map[string]any{"t": "#info", "op": uint64(1)}, map[string]any{"name": "OutdatedCursor"})
+	cf := newControlFrames()
+	f("FutureCursor", cf.futureCursor, "", map[string]any{"op": int64(-1)},
+		map[string]any{"error": "FutureCursor", "message": "cursor is beyond the newest event"})
+	f("ConsumerTooSlow", cf.consumerTooSlow, "", map[string]any{"op": int64(-1)},
+		map[string]any{"error": "ConsumerTooSlow", "message": "consumer fell out of the replay window"})
+	f("OutdatedCursor", cf.outdatedCursor, "", map[string]any{"t": "#info", "op": uint64(1)},
+		map[string]any{"name": "OutdatedCursor",
+			"message": "requested cursor is older than the replay window; starting from the oldest event"})
+	long := string(bytes.Repeat([]byte("x"), 300))
+	f("long message", appendErrorFrame(nil, "X", long), "", map[string]any{"op": int64(-1)},
+		map[string]any{"error": "X", "message": long})
+	f("test frame", appendTestFrame(nil, 1<<40, 70000), "", map[string]any{"t": "#commit", "op": uint64(1)}, nil)
+}
+
+func TestCBORHeadShortest(t *testing.T) {
+	for _, n := range []uint64{0, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32} {
+		got := cborHead(nil, 0, n)
+		want, _ := cbor.Marshal(n)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d: got %x, want %x", n, got, want)
+		}
+	}
+}
+
+func TestPutWSHeaderMatchesGobwas(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 5_000_000} {
+		var want bytes.Buffer
+		if err := ws.WriteHeader(&want, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n)}); err != nil {
+			t.Fatal(err)
+		}
+		var got [wsHeaderMax]byte
+		k := putWSHeader(got[:], wsBinary, n)
+		if !bytes.Equal(got[:k], want.Bytes()) {
+			t.Errorf("len %d: got %x, want %x", n, got[:k], want.Bytes())
+		}
+	}
+}
+
+func TestParseCursor(t *testing.T) {
+	f := func(in string, want uint64, wantOK bool, wantErr error) {
+		t.Helper()
+		got, ok, err := parseCursor(in)
+		if got != want || ok != wantOK || !errors.Is(err, wantErr) || (wantErr == nil) != (err == nil) {
+			t.Errorf("parseCursor(%q) = %d, %v, %v; want %d, %v, %v", in, got, ok, err, want, wantOK, wantErr)
+		}
+	}
+	f("", 0, false, nil)
+	f("0", 0, true, nil)
+	f("42", 42, true, nil)
+	f("18446744073709551615", 1<<64-1, true, nil)
+	f("18446744073709551616", 0, false, ErrCursorRange)
+	f("-1", 0, false, ErrCursorNegative)
+	f("-99999999999999999999", 0, false, ErrCursorNegative)
+	f("-", 0, false, ErrCursorSyntax)
+	f("-x", 0, false, ErrCursorSyntax)
+	f("+1", 0, false, ErrCursorSyntax)
+	f("1.5", 0, false, ErrCursorSyntax)
+	f("0x10", 0, false, ErrCursorSyntax)
+	f("1_000", 0, false, ErrCursorSyntax)
+	f(" 1", 0, false, ErrCursorSyntax)
+}
+
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{"", "0", "17", "-1", "abc", "1e3", "99999999999999999999", "-", "+5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok, err := parseCursor(s)
+		if err != nil && ok {
+			t.Fatal("error with ok")
+		}
+		if ok {
+			if got, ok2, err2 := parseCursor(uitoa(n)); got != n || !ok2 || err2 != nil {
+				t.Fatalf("round trip of %d failed", n)
+			}
+		}
+	})
+}
+
+func uitoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// clientFrame returns a masked client frame.
+func clientFrame(op ws.OpCode, fin bool, payload []byte) []byte {
+	var buf bytes.Buffer
+	fr := ws.MaskFrame(ws.NewFrame(op, fin, append([]byte(nil), payload...)))
+	_ = ws.WriteFrame(&buf, fr)
+	return buf.Bytes()
+}
+
+func TestDiscardClientFrames(t *testing.T) {
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	f := func(name string, in []byte, want cause, wantPings ...string) {
+		t.Run(name, func(t *testing.T) {
+			var pings []string
+			got := discardClientFrames(bufio.NewReader(bytes.NewReader(in)), func(p []byte) { pings = append(pings, string(p)) })
+			if got != want {
+				t.Fatalf("cause %v, want %v", got, want)
+			}
+			if len(pings) != len(wantPings) {
+				t.Fatalf("pings %q, want %q", pings, wantPings)
+			}
+			for i := range pings {
+				if pings[i] != wantPings[i] {
+					t.Fatalf("pings %q, want %q", pings, wantPings)
+				}
+			}
+		})
+	}
+	f("eof", nil, causeClientClosed)
+	f("close", clientFrame(ws.OpClose, true, []byte{3, 232}), causeClientClosed)
+	f("text then ping then close", cat(
+		clientFrame(ws.OpText, true, []byte("ignored")),
+		clientFrame(ws.OpBinary, false, bytes.Repeat([]byte{1}, 70000)),
+		clientFrame(ws.OpContinuation, true, []byte("end")),
+		clientFrame(ws.OpPing, true, []byte("p1")),
+		clientFrame(ws.OpPong, true, nil),
+		clientFrame(ws.OpClose, true, nil)), causeClientClosed, "p1")
+	f("unmasked", []byte{0x82, 0x01, 0x00}, causeProtocol)
+	f("stray continuation", clientFrame(ws.OpContinuation, true, []byte("x")), causeProtocol)
+	f("reserved opcode", clientFrame(ws.OpCode(0x3), true, nil), causeProtocol)
+	f("control too long", []byte{0x89, 0xfe, 0x00, 0x80, 0, 0, 0, 0}, causeProtocol)
+	f("64-bit length msb", []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}, causeProtocol)
+	f("truncated payload", clientFrame(ws.OpBinary, true, []byte("abcdef"))[:8], causeClientClosed)
+}
+
+func FuzzDiscardClientFrames(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(clientFrame(ws.OpPing, true, []byte("hi")))
+	f.Add(clientFrame(ws.OpBinary, true, []byte("data")))
+	f.Add(clientFrame(ws.OpClose, true, []byte{3, 232, 'b', 'y', 'e'}))
+	f.Add([]byte{0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
+	f.Add([]byte{0x89, 0xfe, 0x00, 0x80})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got := discardClientFrames(bufio.NewReader(bytes.NewReader(in)), func(p []byte) {
+			if len(p) > 125 {
+				t.Fatalf("ping payload of %d bytes", len(p))
+			}
+		})
+		if got != causeClientClosed && got != causeProtocol {
+			t.Fatalf("cause %v", got)
+		}
+	})
+}

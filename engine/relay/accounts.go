@@ -1,0 +1,340 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/relay/relay/engine/event"
+	"github.com/relay/relay/engine/syntax"
+	"github.com/relay/relay/engine/verify"
+	"github.com/relay/relay/store"
+)
+
+// ErrBadDID is returned by account operations given a malformed DID.
+var ErrBadDID = errors.New("relay: malformed DID")
+
+// ErrUnknownAccount is returned by account operations on an account the
+// relay has never seen.
+var ErrUnknownAccount = errors.New("relay: unknown account")
+
+// controlKind is an operator action on one account.
+type controlKind uint8
+
+const (
+	ctlTakedown controlKind = iota + 1
+	ctlSuspend
+	ctlRestore
+	ctlResync
+)
+
+// control is an account action run on the DID's worker, ordered with the
+// account's events. done receives the outcome (buffered, one slot).
+type control struct {
+	did  string
+	kind controlKind
+	done chan error
+}
+
+// upstreamStatus maps an #account status string to the stored status.
+// Unknown or absent reasons are stored as deactivated: the store has no
+// "inactive" value (the emitted event still carries what the host sent).
+func upstreamStatus(active bool, status []byte) store.AccountStatus {
+	if active {
+		return store.StatusActive
+	}
+	switch string(status) {
+	case "deleted":
+		return store.StatusDeleted
+	case "takendown":
+		return store.StatusTakendown
+	case "suspended":
+		return store.StatusSuspended
+	case "desynchronized":
+		return store.StatusDesynchronized
+	case "throttled":
+		return store.StatusThrottled
+	}
+	return store.StatusDeactivated
+}
+
+// localRestricts reports whether the relay itself withholds the account,
+// and the status it reports for it then (spec §13.3, §13.4).
+func localRestricts(l store.LocalStatus) (string, bool) {
+	switch l {
+	case store.LocalTakendown:
+		return "takendown", true
+	case store.LocalSuspended:
+		return "suspended", true
+	case store.LocalHostThrottled:
+		return "throttled", true
+	}
+	return "", false
+}
+
+// accountView builds the relay's combined #account body (spec §13.3):
+// active when the relay does not restrict the account and the host says
+// active; status the local one if the relay restricts, else the host's.
+func accountView(a *acctState, upstreamActive bool, upstreamStatusText []byte, did, tm []byte) event.Account {
+	v := event.Account{DID: did, Time: tm}
+	if s, ok := localRestricts(a.local); ok {
+		v.Status = []byte(s)
+		return v
+	}
+	v.Active = upstreamActive
+	if !upstreamActive {
+		v.Status = upstreamStatusText
+	}
+	return v
+}
+
+func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, res *result) (DropReason, bool) {
+	if syntax.CheckDID(e.DID) != nil || len(e.DID) > store.MaxDIDBytes {
+		return DropBadDID, false
+	}
+	a, err := r.load(s, e.DID)
+	if err != nil {
+		r.fail(err)
+		return DropShutdown, false
+	}
+	// §13.2: purge, re-resolve, keep the handle only if the host is the
+	// account's PDS and the document declares that handle.
+	r.ids.Purge(a.did)
+	id, err := r.ids.Lookup(r.ctx, a.did)
+	authoritative := err == nil && id.PDSHost == hs.name
+	if !a.known && !authoritative {
+		return DropNotAuthoritative, false
+	}
+	if authoritative && !r.admit(hs, a) {
+		return DropHostThrottled, false
+	}
+	out := r.bufs.Get(len(e.DID) + len(e.Handle) + 128)
+	ident := *e
+	if ident.Handle != nil && (!authoritative || !strings.EqualFold(string(ident.Handle), id.Handle)) {
+		ident.Handle = nil
+	}
+	out.B = event.AppendIdentity(out.B[:0], &ident)
+	r.finish(s, hs, a, res, out, store.KindIdentity, verify.State{}, store.StatusUnchanged)
+	if !authoritative {
+		res.ev.Host = store.HostNone
+	}
+	return 0, true
+}
+
+func (r *Relay) processAccount(s *scratch, hs *hostState, e *event.Account, res *result) (DropReason, bool) {
+	if syntax.CheckDID(e.DID) != nil || len(e.DID) > store.MaxDIDBytes {
+		return DropBadDID, false
+	}
+	a, err := r.load(s, e.DID)
+	if err != nil {
+		r.fail(err)
+		return DropShutdown, false
+	}
+	if !r.authoritative(a.did, hs) {
+		return DropNotAuthoritative, false
+	}
+	if !r.admit(hs, a) {
+		return DropHostThrottled, false
+	}
+	st := upstreamStatus(e.Active, e.Status)
+	a.upstream = st
+	view := accountView(a, e.Active, e.Status, e.DID, e.Time)
+	view.Seq = e.Seq
+	out := r.bufs.Get(len(e.DID) + 160)
+	out.B = event.AppendAccount(out.B[:0], &view)
+	r.finish(s, hs, a, res, out, store.KindAccount, verify.State{}, st)
+	return 0, true
+}
+
+// authoritative applies §8.3 with one re-resolve on mismatch.
+func (r *Relay) authoritative(did string, hs *hostState) bool {
+	id, err := r.ids.Lookup(r.ctx, did)
+	if err == nil && id.PDSHost == hs.name {
+		return true
+	}
+	r.ids.Purge(did)
+	id, err = r.ids.Lookup(r.ctx, did)
+	return err == nil && id.PDSHost == hs.name
+}
+
+// desync marks an account desynchronized after a chain break or a
+// re-activation, and asks the resyncer to repair it.
+func (r *Relay) desync(a *acctState, hs *hostState) {
+	if a.local == store.LocalDesynchronized {
+		return
+	}
+	a.local = store.LocalDesynchronized
+	r.m.desyncMarked.Inc()
+	if r.resync != nil {
+		r.m.resyncEnqueued.Inc()
+		r.resync.Enqueue(a.did, hs.name)
+	}
+}
+
+// Takedown takes an account down: its events are no longer accepted or
+// replayed, and consumers get the relay's #account {active:false,
+// status:takendown}.
+func (r *Relay) Takedown(ctx context.Context, did string) error {
+	return r.control(ctx, did, ctlTakedown)
+}
+
+// Suspend is a time-limited takedown (status suspended).
+func (r *Relay) Suspend(ctx context.Context, did string) error {
+	return r.control(ctx, did, ctlSuspend)
+}
+
+// Restore lifts a takedown or suspension and emits the recomputed view.
+func (r *Relay) Restore(ctx context.Context, did string) error {
+	return r.control(ctx, did, ctlRestore)
+}
+
+// Resync marks an account desynchronized and queues a repair.
+func (r *Relay) Resync(ctx context.Context, did string) error {
+	return r.control(ctx, did, ctlResync)
+}
+
+func (r *Relay) control(ctx context.Context, did string, k controlKind) error {
+	if syntax.CheckDID([]byte(did)) != nil {
+		return fmt.Errorf("%w: %q", ErrBadDID, did)
+	}
+	c := &control{did: did, kind: k, done: make(chan error, 1)}
+	if err := r.submitControl(ctx, c); err != nil {
+		return err
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runControl executes an account action on the DID's worker.
+func (r *Relay) runControl(s *scratch, t task) {
+	c := t.ctl
+	a, err := r.load(s, []byte(c.did))
+	if err == nil && !a.known {
+		err = ErrUnknownAccount
+	}
+	if err != nil {
+		c.done <- err
+		return
+	}
+	var local store.LocalStatus
+	switch c.kind {
+	case ctlTakedown:
+		local = store.LocalTakendown
+	case ctlSuspend:
+		local = store.LocalSuspended
+	case ctlRestore:
+		local = store.LocalActive
+	case ctlResync:
+		if hs := r.hostFor(a.host); hs != nil {
+			r.desync(a, hs)
+		}
+		local = a.local
+	}
+	if err := r.st.SetLocalStatus([]byte(c.did), local); err != nil {
+		c.done <- err
+		return
+	}
+	prev := a.local
+	a.local = local
+	if prev == local || c.kind == ctlResync {
+		c.done <- nil
+		return
+	}
+	// Emit the relay's own #account for the change.
+	tm := []byte(r.now().UTC().Format("2006-01-02T15:04:05.000Z"))
+	view := accountView(a, a.upstream == store.StatusActive, []byte(a.upstream.String()), []byte(a.did), tm)
+	view.Seq = 1
+	out := r.bufs.Get(len(a.did) + 160)
+	out.B = event.AppendAccount(out.B[:0], &view)
+	res := result{worker: s.id, start: t.start, kind: event.KindAccount, frameLen: len(out.B)}
+	didAt := len(out.B)
+	out.B = append(out.B, a.did...)
+	res.out = out
+	res.ev = store.Event{Kind: store.KindAccount, DID: out.B[didAt:]}
+	a.ticket = s.ticket + 1
+	r.send(s, res)
+	c.done <- nil
+}
+
+// SetHostLimits changes a host's account limit and trust. Raising the limit
+// re-activates throttled accounts up to it and queues their resync, so none
+// stays silently missing.
+func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
+	h, ok := r.st.HostByName(hostname)
+	if !ok {
+		return ErrUnknownHost
+	}
+	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.AccountLimit, h.Trusted = accountLimit, trusted }); err != nil {
+		return err
+	}
+	hs := r.hostFor(h.ID)
+	if hs == nil {
+		return nil
+	}
+	hs.accountLimit.Store(accountLimit)
+	hs.trusted.Store(trusted)
+	hs.mu.Lock()
+	hs.rate.init(r.rateFor(hs), r.now())
+	var freed []string
+	for did := range hs.throttled {
+		if hs.accounts.Load() >= int64(accountLimit) {
+			break
+		}
+		delete(hs.throttled, did)
+		freed = append(freed, did)
+	}
+	hs.mu.Unlock()
+	for _, did := range freed {
+		// The account was never stored: it is created by its next event;
+		// a resync fetches what was missed meanwhile.
+		r.m.desyncMarked.Inc()
+		if r.resync != nil {
+			r.m.resyncEnqueued.Inc()
+			r.resync.Enqueue(did, hs.name)
+		}
+	}
+	return nil
+}
+
+// verifyStatus maps a stored upstream status to the validator's.
+func verifyStatus(s store.AccountStatus) verify.Status {
+	switch s {
+	case store.StatusActive, store.StatusUnchanged:
+		return verify.StatusActive
+	case store.StatusDeactivated:
+		return verify.StatusDeactivated
+	case store.StatusDeleted:
+		return verify.StatusDeleted
+	case store.StatusTakendown:
+		return verify.StatusTakendown
+	case store.StatusSuspended:
+		return verify.StatusSuspended
+	case store.StatusDesynchronized:
+		return verify.StatusDesynchronized
+	case store.StatusThrottled:
+		return verify.StatusThrottled
+	}
+	return verify.StatusInactive
+}
+
+// verifyLocal maps a local status to the validator's. A desynchronized
+// account keeps flowing (the chain break was counted; commits still pass,
+// §12.2 step 13), so it validates as active.
+func verifyLocal(l store.LocalStatus) verify.Status {
+	switch l {
+	case store.LocalActive, store.LocalDesynchronized:
+		return verify.StatusActive
+	case store.LocalTakendown:
+		return verify.StatusTakendown
+	case store.LocalSuspended:
+		return verify.StatusSuspended
+	case store.LocalThrottled, store.LocalHostThrottled:
+		return verify.StatusThrottled
+	}
+	return verify.StatusInactive
+}

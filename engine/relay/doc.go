@@ -1,0 +1,38 @@
+// Package relay is the engine core: it wires the upstream epoll loop, the
+// keyed validation workers, the single sequencer, the store and the
+// firehose hub into a relay (engine design, spec digest §8.3, §9.3, §12–§15).
+//
+// # Data flow
+//
+//	upstream.Loop reader ─Sink─▶ Peek (kind, seq, DID; no allocation)
+//	   │ out-of-order seq: dropped; seq registered in the host's tracker
+//	   ▼
+//	pool.Workers keyed by DID (bytes-bounded; full ⇒ host paused)
+//	   │ decode, account state (overlay ▸ store), verify, canonical frame
+//	   ▼
+//	results channel ─▶ sequencer (one goroutine): store.Append (group
+//	   commit, seqs, account rows, host cursors) ▸ Hub.Publish ▸ durable marks
+//
+// # Invariants
+//
+//   - Nothing reaches a consumer before store.Append returned: the hub is
+//     fed after the batch commit.
+//   - Per-account order: one DID always lands on one worker; the store's
+//     conditional rev update is the second line of defence.
+//   - A host's persisted cursor is the low-water mark of its tracker: every
+//     upstream seq at or below it was fully processed (accepted and durable,
+//     or dropped). Dropped frames complete their seq too.
+//   - A worker's overlay holds the latest accepted state of its accounts;
+//     an entry is evicted only once the sequencer reported its ticket
+//     durable, so a store read never returns a state older than one the
+//     worker already accepted.
+//   - A store write error stops ingestion for good (Healthy false, Err set,
+//     every host paused); it is never swallowed.
+//
+// # Back-pressure
+//
+// Upstream frame buffers are bounded by the loop, worker queues by bytes, and
+// the results channel by items. A full worker queue parks the host's frame
+// with the resumer goroutine and pauses the host; a host over its event rate
+// is paused until a token is due. Limits delay, they never drop.
+package relay

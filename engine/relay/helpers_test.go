@@ -1,0 +1,260 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/relay/relay/bench/replay"
+	"github.com/relay/relay/engine/firehose"
+	"github.com/relay/relay/engine/fixtures"
+	"github.com/relay/relay/engine/identity"
+	"github.com/relay/relay/store"
+)
+
+// harness is one relay with its store, hub and public listener.
+type harness struct {
+	t     *testing.T
+	st    *store.Store
+	ids   *identity.Resolver
+	hub   *firehose.Hub
+	r     *Relay
+	srv   *http.Server
+	addr  string
+	fleet *replay.Fleet
+}
+
+func startFleet(t *testing.T, gated bool) *replay.Fleet {
+	t.Helper()
+	fl, err := replay.StartFromShared(context.Background(), fixtures.Path("captures/realpds-2"), replay.Options{Gated: gated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fl.Close() })
+	return fl
+}
+
+func testConfig() Config {
+	return Config{
+		AllowInsecureHosts:  true,
+		DefaultAccountLimit: 1000,
+		EventsPerSecond:     1e6,
+		Workers:             2,
+	}
+}
+
+func startRelay(t *testing.T, fl *replay.Fleet, dir string, cfg Config, sync store.SyncPolicy) *harness {
+	t.Helper()
+	st, err := store.Open(dir, store.Options{Sync: sync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecure: true})
+	hub, err := firehose.NewHub(StoreLog{St: st}, firehose.Config{RingBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log *slog.Logger
+	if os.Getenv("RELAY_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	r, err := New(cfg, Deps{Store: st, Identity: ids, Hub: hub, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/xrpc/com.atproto.sync.subscribeRepos", hub)
+	h := &harness{t: t, st: st, ids: ids, hub: hub, r: r, srv: &http.Server{Handler: mux}, addr: ln.Addr().String(), fleet: fl}
+	go func() { _ = h.srv.Serve(ln) }()
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// stop shuts the harness down gracefully.
+func (h *harness) stop() {
+	if err := h.r.Close(); err != nil {
+		h.t.Errorf("relay close: %v", err)
+	}
+	h.hub.Close()
+	_ = h.srv.Close()
+	h.ids.Close()
+	if err := h.st.Close(); err != nil {
+		h.t.Errorf("store close: %v", err)
+	}
+}
+
+func (h *harness) crawlAll() {
+	h.t.Helper()
+	for _, name := range h.fleet.Hostnames {
+		if err := h.r.RequestCrawl(context.Background(), name); err != nil {
+			h.t.Fatalf("requestCrawl %s: %v", name, err)
+		}
+	}
+	h.waitConnected()
+}
+
+// waitConnected waits until every subscribed host has a connection, so a
+// gated fleet released afterwards reaches the relay live.
+func (h *harness) waitConnected() {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, name := range h.fleet.Hostnames {
+		for {
+			h.r.hostsMu.Lock()
+			hs := h.r.hosts[name]
+			h.r.hostsMu.Unlock()
+			if hs != nil && hs.up.Load().Connected() {
+				break
+			}
+			if time.Now().After(deadline) {
+				h.t.Fatalf("host %s never connected", name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// waitCaughtUp waits until every fleet host's tracker has completed its
+// last seq, failing after a generous deadline (a hang, not a speed check).
+func (h *harness) waitCaughtUp() {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, fh := range h.fleet.Replay.Hosts() {
+		for {
+			h.r.hostsMu.Lock()
+			hs := h.r.hosts[fh.Name]
+			h.r.hostsMu.Unlock()
+			if hs != nil && hs.tr.lowWater() >= fh.LastSeq {
+				break
+			}
+			if time.Now().After(deadline) {
+				for r := DropReason(0); r < numDropReasons; r++ {
+					h.t.Logf("dropped %s: %d", r, h.r.m.dropped[r].Get())
+				}
+				for l, c := range h.r.m.rejected {
+					if c.Get() > 0 {
+						h.t.Logf("rejected %s: %d", l, c.Get())
+					}
+				}
+				if hs != nil {
+					h.t.Logf("tracker low %d last %d newest %d", hs.tr.lowWater(), hs.tr.lastSeq(), h.st.NewestSeq())
+				}
+				h.t.Fatalf("host %s did not catch up to seq %d", fh.Name, fh.LastSeq)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// consumer collects every frame a subscribeRepos connection delivers.
+type consumer struct {
+	mu     sync.Mutex
+	frames [][]byte
+	conn   net.Conn
+	done   chan struct{}
+	err    error // why the read loop ended; read after done
+}
+
+func dialConsumer(t *testing.T, addr string, cursor int64) *consumer {
+	t.Helper()
+	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos"
+	if cursor >= 0 {
+		u += "?cursor=" + strconv.FormatInt(cursor, 10)
+	}
+	conn, br, _, err := ws.Dial(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Frames sent right after the 101 may already sit in br.
+	var src io.ReadWriter = conn
+	if br != nil {
+		src = struct {
+			io.Reader
+			io.Writer
+		}{io.MultiReader(br, conn), conn}
+	}
+	c := &consumer{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			b, err := wsutil.ReadServerBinary(src)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.mu.Lock()
+			c.frames = append(c.frames, b)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = conn.Close(); <-c.done })
+	return c
+}
+
+// waitFrames waits until the consumer holds n frames (deadline as above).
+func (c *consumer) waitFrames(t *testing.T, n int) [][]byte {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := len(c.frames)
+		c.mu.Unlock()
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			select {
+			case <-c.done:
+				t.Fatalf("consumer got %d of %d frames; read loop ended: %v", got, n, c.err)
+			default:
+			}
+			t.Fatalf("consumer got %d of %d frames", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.frames...)
+}
+
+// finalState is the capture's final-state.json.
+type finalState struct {
+	Accounts map[string]struct {
+		Rev    string  `json:"rev"`
+		CID    string  `json:"cid"`
+		Data   string  `json:"data"`
+		Active bool    `json:"active"`
+		Status *string `json:"status"`
+	} `json:"accounts"`
+}
+
+func readFinalState(t *testing.T) finalState {
+	t.Helper()
+	b, err := os.ReadFile(fixtures.Path("captures/realpds-2/final-state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs finalState
+	if err := json.Unmarshal(b, &fs); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+var testEpoch = time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)

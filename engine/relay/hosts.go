@@ -1,0 +1,510 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/relay/relay/engine/upstream"
+	"github.com/relay/relay/store"
+)
+
+// Errors of the requestCrawl flow (spec §14.3), one per refusal reason.
+var (
+	// ErrBadHostname: the hostname does not normalise (§14.2).
+	ErrBadHostname = errors.New("relay: invalid hostname")
+	// ErrHostBanned: the host or one of its parent domains is banned.
+	ErrHostBanned = errors.New("relay: host is banned")
+	// ErrHostNotFound: the describeServer probe failed.
+	ErrHostNotFound = errors.New("relay: host did not answer describeServer")
+	// ErrNewHostLimit: the per-day limit of new hosts is used up.
+	ErrNewHostLimit = errors.New("relay: new-host limit for today reached")
+	// ErrCrawlDisabled: public requestCrawl is switched off by the operator.
+	ErrCrawlDisabled = errors.New("relay: public requestCrawl is disabled")
+	// ErrUnknownHost: an admin operation named a host the relay does not know.
+	ErrUnknownHost = errors.New("relay: unknown host")
+)
+
+// hostState is the relay's live view of one upstream host.
+type hostState struct {
+	// Static after creation.
+	id       store.HostID
+	name     string
+	insecure bool
+	frames   *metrics.Counter // nil beyond maxHostSeries
+	bytes    *metrics.Counter
+
+	// up is set once by subscribe, before the first frame; read by anyone.
+	up atomic.Pointer[upstream.Host]
+
+	// tr is the in-flight tracker (its own lock).
+	tr tracker
+
+	// Owned by the host's current Sink invocation (the upstream loop runs
+	// one Sink call per host at a time).
+	fresh      bool  // first frame of a new connection not yet seen
+	dialCursor int64 // cursor the current connection was dialed with
+
+	trusted      atomic.Bool
+	accountLimit atomic.Uint64
+	accounts     atomic.Int64 // accounts on this host, including not yet durable creations
+
+	// Guarded by mu.
+	mu        sync.Mutex
+	rate      bucket
+	throttled map[string]struct{} // DIDs refused for the account limit
+	pending   *task               // the frame a full pool refused; submitted by the resumer
+}
+
+// subscribeLocked starts reading a host. REQUIRES: r.hostsMu held.
+func (r *Relay) subscribeLocked(h store.Host) (*hostState, error) {
+	if hs := r.hosts[h.Hostname]; hs != nil {
+		return hs, nil
+	}
+	hs := &hostState{id: h.ID, name: h.Hostname, insecure: isDevHost(h.Hostname)}
+	hs.frames, hs.bytes = r.m.hostCounters(h.Hostname)
+	hs.trusted.Store(h.Trusted)
+	hs.accountLimit.Store(h.AccountLimit)
+	hs.accounts.Store(int64(h.AccountCount))
+	hs.tr.reset(int64(h.Cursor))
+	hs.rate.init(r.rateFor(hs), r.now())
+	up, err := r.loop.Add(h.Hostname, upstream.HostOptions{Insecure: hs.insecure, Value: hs})
+	if err != nil {
+		return nil, err
+	}
+	hs.up.Store(up)
+	r.hosts[h.Hostname] = hs
+	r.hostsByID[h.ID] = hs
+	return hs, nil
+}
+
+// rateFor is the host's event budget per second (spec §14.4, REF numbers).
+func (r *Relay) rateFor(hs *hostState) float64 {
+	if hs.trusted.Load() {
+		return r.cfg.TrustedEventsPerSecond
+	}
+	return r.cfg.EventsPerSecond + float64(hs.accountLimit.Load())/1000
+}
+
+func isDevHost(name string) bool { return strings.HasPrefix(name, "localhost:") }
+
+// NormalizeHostname reduces a requestCrawl hostname to the form hosts are
+// stored under (spec §14.2): lower case, no scheme, no path, no port except
+// localhost:PORT, which (like http:// and ws://) needs allowInsecure.
+func NormalizeHostname(s string, allowInsecure bool) (string, error) {
+	s = strings.TrimSpace(strings.ToLower(s))
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme := s[:i]
+		switch scheme {
+		case "https", "wss":
+		case "http", "ws":
+			if !allowInsecure {
+				return "", fmt.Errorf("%w: %s:// needs insecure hosts allowed", ErrBadHostname, scheme)
+			}
+		default:
+			return "", fmt.Errorf("%w: scheme %q", ErrBadHostname, scheme)
+		}
+		s = s[i+3:]
+	}
+	s = strings.TrimSuffix(s, "/")
+	if s == "" || len(s) > store.MaxHostnameBytes || strings.ContainsAny(s, "/?#@ ") {
+		return "", fmt.Errorf("%w: %q", ErrBadHostname, s)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err == nil {
+		if host != "localhost" || !allowInsecure {
+			return "", fmt.Errorf("%w: ports are only allowed on localhost in development", ErrBadHostname)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return "", fmt.Errorf("%w: bad port %q", ErrBadHostname, port)
+		}
+		return s, nil
+	}
+	if net.ParseIP(s) != nil {
+		return "", fmt.Errorf("%w: IP addresses are not hosts", ErrBadHostname)
+	}
+	labels := strings.Split(s, ".")
+	if len(labels) < 2 {
+		return "", fmt.Errorf("%w: single-label name", ErrBadHostname)
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", fmt.Errorf("%w: bad label %q", ErrBadHostname, l)
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", fmt.Errorf("%w: bad character in %q", ErrBadHostname, l)
+			}
+		}
+	}
+	if last := labels[len(labels)-1]; last[0] >= '0' && last[0] <= '9' {
+		return "", fmt.Errorf("%w: numeric top-level domain", ErrBadHostname)
+	}
+	return s, nil
+}
+
+// isTrusted matches hostname against the trusted patterns: "*.suffix"
+// matches any subdomain of suffix, anything else matches exactly.
+func (r *Relay) isTrusted(hostname string) bool {
+	for _, p := range r.cfg.TrustedDomains {
+		if suffix, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(hostname, "."+suffix) {
+				return true
+			}
+		} else if hostname == p {
+			return true
+		}
+	}
+	return false
+}
+
+// RequestCrawl is the public com.atproto.sync.requestCrawl (spec §14.3).
+func (r *Relay) RequestCrawl(ctx context.Context, hostname string) error {
+	if !r.publicCrawl.Load() {
+		return ErrCrawlDisabled
+	}
+	return r.crawl(ctx, hostname, false)
+}
+
+// AdminRequestCrawl is requestCrawl for operators: no daily limit.
+func (r *Relay) AdminRequestCrawl(ctx context.Context, hostname string) error {
+	return r.crawl(ctx, hostname, true)
+}
+
+// SetPublicCrawl switches public requestCrawl on or off.
+func (r *Relay) SetPublicCrawl(on bool) { r.publicCrawl.Store(on) }
+
+// PublicCrawl reports whether public requestCrawl is on.
+func (r *Relay) PublicCrawl() bool { return r.publicCrawl.Load() }
+
+func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
+	name, err := NormalizeHostname(raw, r.cfg.AllowInsecureHosts)
+	if err != nil {
+		return err
+	}
+	if r.st.IsBanned(name) {
+		return ErrHostBanned
+	}
+	h, known := r.st.HostByName(name)
+	if known && h.Status == store.HostBanned {
+		return ErrHostBanned
+	}
+	r.hostsMu.Lock()
+	_, live := r.hosts[name]
+	r.hostsMu.Unlock()
+	if live {
+		return nil
+	}
+	if err := r.probe(ctx, name); err != nil {
+		return err
+	}
+	if !known {
+		if !admin && !r.takeNewHostSlot() {
+			return ErrNewHostLimit
+		}
+		limit := r.cfg.DefaultAccountLimit
+		trusted := r.isTrusted(name)
+		if trusted {
+			limit = r.cfg.TrustedAccountLimit
+		}
+		h, err = r.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, Trusted: trusted, AccountLimit: limit})
+		if errors.Is(err, store.ErrHostExists) {
+			h, _ = r.st.HostByName(name)
+		} else if err != nil {
+			return err
+		}
+		r.log.Info("new host", "host", name, "trusted", trusted, "account_limit", limit)
+	} else if h.Status != store.HostActive {
+		if h, err = r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostActive }); err != nil {
+			return err
+		}
+	}
+	r.hostsMu.Lock()
+	defer r.hostsMu.Unlock()
+	_, err = r.subscribeLocked(h)
+	return err
+}
+
+// takeNewHostSlot counts one new host against today's limit (UTC day).
+func (r *Relay) takeNewHostSlot() bool {
+	r.dayMu.Lock()
+	defer r.dayMu.Unlock()
+	day := r.now().UTC().YearDay() + 1000*r.now().UTC().Year()
+	if day != r.day {
+		r.day, r.dayCount = day, 0
+	}
+	if r.dayCount >= r.cfg.NewHostsPerDay {
+		return false
+	}
+	r.dayCount++
+	return true
+}
+
+// probe asks the host's describeServer (http:// for development hosts).
+func (r *Relay) probe(ctx context.Context, name string) error {
+	scheme := "https"
+	if isDevHost(name) {
+		scheme = "http"
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+name+"/xrpc/com.atproto.server.describeServer", nil)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrHostNotFound, err)
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrHostNotFound, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: describeServer answered %d", ErrHostNotFound, resp.StatusCode)
+	}
+	return nil
+}
+
+// resubscribe starts every host the store lists as active (at start-up,
+// from their persisted cursors).
+func (r *Relay) resubscribe() error {
+	r.hostsMu.Lock()
+	defer r.hostsMu.Unlock()
+	after := store.HostNone
+	for {
+		page := r.st.ListHosts(after, 1000)
+		if len(page) == 0 {
+			return nil
+		}
+		for _, h := range page {
+			after = h.ID
+			if h.Status != store.HostActive {
+				continue
+			}
+			if _, err := r.subscribeLocked(h); err != nil {
+				r.log.Warn("cannot resubscribe host", "host", h.Hostname, "err", err)
+			}
+		}
+	}
+}
+
+// bootstrap seeds an empty host table from a seed relay's listHosts.
+func (r *Relay) bootstrap(ctx context.Context) error {
+	if r.cfg.SeedHostsURL == "" || len(r.st.ListHosts(store.HostNone, 1)) > 0 {
+		return nil
+	}
+	base := strings.TrimSuffix(r.cfg.SeedHostsURL, "/")
+	cursor, added := "", 0
+	for page := 0; page < 1000; page++ {
+		u := base + "/xrpc/com.atproto.sync.listHosts?limit=1000"
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var out struct {
+			Cursor string `json:"cursor"`
+			Hosts  []struct {
+				Hostname string `json:"hostname"`
+				Status   string `json:"status"`
+			} `json:"hosts"`
+		}
+		if err := r.getJSON(ctx, u, &out); err != nil {
+			return fmt.Errorf("relay: bootstrap from %s: %w", base, err)
+		}
+		for _, h := range out.Hosts {
+			if h.Status != "" && h.Status != "active" {
+				continue
+			}
+			name, err := NormalizeHostname(h.Hostname, false)
+			if err != nil || r.st.IsBanned(name) {
+				continue
+			}
+			limit, trusted := r.cfg.DefaultAccountLimit, r.isTrusted(name)
+			if trusted {
+				limit = r.cfg.TrustedAccountLimit
+			}
+			sh, err := r.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, Trusted: trusted, AccountLimit: limit})
+			if err != nil {
+				continue
+			}
+			r.hostsMu.Lock()
+			_, err = r.subscribeLocked(sh)
+			r.hostsMu.Unlock()
+			if err == nil {
+				added++
+			}
+		}
+		if out.Cursor == "" || len(out.Hosts) == 0 {
+			break
+		}
+		cursor = out.Cursor
+	}
+	r.log.Info("bootstrapped hosts from seed relay", "seed", base, "hosts", added)
+	return nil
+}
+
+func (r *Relay) getJSON(ctx context.Context, u string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(v)
+}
+
+// hostFor returns the live state of a stored host id (nil if not subscribed).
+func (r *Relay) hostFor(id store.HostID) *hostState {
+	r.hostsMu.Lock()
+	defer r.hostsMu.Unlock()
+	return r.hostsByID[id]
+}
+
+// BanHost bans a host: it is unsubscribed and refused by requestCrawl.
+func (r *Relay) BanHost(hostname string) error {
+	h, ok := r.st.HostByName(hostname)
+	if !ok {
+		return ErrUnknownHost
+	}
+	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostBanned }); err != nil {
+		return err
+	}
+	r.dropHost(hostname)
+	return nil
+}
+
+// UnbanHost lifts a host ban; the host is resubscribed from its cursor.
+func (r *Relay) UnbanHost(hostname string) error {
+	h, ok := r.st.HostByName(hostname)
+	if !ok {
+		return ErrUnknownHost
+	}
+	h, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostActive })
+	if err != nil {
+		return err
+	}
+	r.hostsMu.Lock()
+	defer r.hostsMu.Unlock()
+	_, err = r.subscribeLocked(h)
+	return err
+}
+
+// BanDomain bans a domain and every host under it.
+func (r *Relay) BanDomain(domain string) error {
+	if err := r.st.BanDomain(strings.ToLower(domain)); err != nil {
+		return err
+	}
+	r.hostsMu.Lock()
+	var victims []string
+	for name := range r.hosts {
+		if r.st.IsBanned(name) {
+			victims = append(victims, name)
+		}
+	}
+	r.hostsMu.Unlock()
+	for _, v := range victims {
+		r.dropHost(v)
+	}
+	return nil
+}
+
+// UnbanDomain lifts a domain ban (hosts come back on their next requestCrawl).
+func (r *Relay) UnbanDomain(domain string) error { return r.st.UnbanDomain(strings.ToLower(domain)) }
+
+// KillUpstream disconnects a host without banning it; it comes back on its
+// next requestCrawl.
+func (r *Relay) KillUpstream(hostname string) error {
+	h, ok := r.st.HostByName(hostname)
+	if !ok {
+		return ErrUnknownHost
+	}
+	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostIdle }); err != nil {
+		return err
+	}
+	r.dropHost(hostname)
+	return nil
+}
+
+func (r *Relay) dropHost(name string) {
+	r.hostsMu.Lock()
+	hs := r.hosts[name]
+	delete(r.hosts, name)
+	if hs != nil {
+		delete(r.hostsByID, hs.id)
+	}
+	r.hostsMu.Unlock()
+	if hs != nil {
+		r.loop.Remove(hs.up.Load())
+	}
+}
+
+// ResetCursor forgets a host's cursor and reconnects it live.
+func (r *Relay) ResetCursor(hostname string) error {
+	h, ok := r.st.HostByName(hostname)
+	if !ok {
+		return ErrUnknownHost
+	}
+	r.hostsMu.Lock()
+	hs := r.hosts[hostname]
+	r.hostsMu.Unlock()
+	if hs != nil {
+		hs.tr.reset(0)
+	}
+	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Cursor = 0 }); err != nil {
+		return err
+	}
+	if hs != nil {
+		r.loop.Reconnect(hs.up.Load(), -1)
+	}
+	return nil
+}
+
+// HostInfo is the live view of one host for the admin API.
+type HostInfo struct {
+	store.Host
+	Connected   bool
+	Paused      bool
+	Outstanding int64
+	InFlightLow int64 // low-water cursor in memory (≥ the persisted one)
+}
+
+// Hosts lists stored hosts with their live connection state.
+func (r *Relay) Hosts() []HostInfo {
+	var out []HostInfo
+	after := store.HostNone
+	for {
+		page := r.st.ListHosts(after, 1000)
+		if len(page) == 0 {
+			return out
+		}
+		for _, h := range page {
+			after = h.ID
+			hi := HostInfo{Host: h}
+			if hs := r.hostFor(h.ID); hs != nil {
+				if up := hs.up.Load(); up != nil {
+					hi.Connected, hi.Paused, hi.Outstanding = up.Connected(), up.Paused(), up.Outstanding()
+				}
+				hi.InFlightLow = hs.tr.lowWater()
+			}
+			out = append(out, hi)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package relay
+
+import "sync"
+
+// tracker follows the upstream seqs of one host that were handed to the
+// pipeline and not yet completed, so the persisted cursor is the low-water
+// mark: every seq at or below it has been fully processed (spec §14.4).
+// Seqs are registered in increasing order by the host's Sink and completed
+// in any order by the sequencer. A generation number lets a cursor reset
+// (FutureCursor, a host whose seq went backwards) orphan everything still
+// in flight from before.
+//
+// Safe for concurrent use: every field is guarded by mu.
+type tracker struct {
+	mu   sync.Mutex
+	gen  uint64
+	low  int64   // every registered seq ≤ low is complete
+	last int64   // highest registered seq
+	seqs []int64 // registered, not yet popped, increasing; from head
+	done []bool
+	head int
+}
+
+// reset forgets everything in flight and restarts at cursor.
+func (t *tracker) reset(cursor int64) {
+	t.mu.Lock()
+	t.gen++
+	t.low, t.last = cursor, cursor
+	t.seqs, t.done, t.head = t.seqs[:0], t.done[:0], 0
+	t.mu.Unlock()
+}
+
+// register records seq as in flight and returns its generation. The caller
+// guarantees seq > last (the Sink drops anything else first).
+func (t *tracker) register(seq int64) uint64 {
+	t.mu.Lock()
+	if t.head > 0 && t.head >= len(t.seqs)/2 {
+		n := copy(t.seqs, t.seqs[t.head:])
+		copy(t.done, t.done[t.head:])
+		t.seqs, t.done, t.head = t.seqs[:n], t.done[:n], 0
+	}
+	t.seqs = append(t.seqs, seq)
+	t.done = append(t.done, false)
+	t.last = seq
+	g := t.gen
+	t.mu.Unlock()
+	return g
+}
+
+// lastSeq returns the highest registered seq.
+func (t *tracker) lastSeq() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
+}
+
+// lowWater returns the current low-water mark.
+func (t *tracker) lowWater() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.low
+}
+
+// complete marks seq of generation gen as processed and returns the new
+// low-water mark and whether it moved. Completions of an older generation
+// are ignored.
+func (t *tracker) complete(gen uint64, seq int64) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if gen != t.gen {
+		return t.low, false
+	}
+	live := t.seqs[t.head:]
+	lo, hi := 0, len(live)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if live[mid] < seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == len(live) || live[lo] != seq {
+		return t.low, false
+	}
+	t.done[t.head+lo] = true
+	moved := false
+	for t.head < len(t.seqs) && t.done[t.head] {
+		t.low = t.seqs[t.head]
+		t.head++
+		moved = true
+	}
+	if t.head == len(t.seqs) {
+		t.seqs, t.done, t.head = t.seqs[:0], t.done[:0], 0
+	}
+	return t.low, moved
+}

@@ -1,0 +1,218 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/relay/relay/engine/event"
+	"github.com/relay/relay/engine/upstream"
+	"github.com/relay/relay/pool"
+)
+
+// bucket is a token bucket of events per second with one second of burst.
+// Over-limit hosts are paused until a token is due, never dropped (§14.4).
+// Guarded by its hostState's mu.
+type bucket struct {
+	rate   float64 // tokens per second
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) init(rate float64, now time.Time) {
+	b.rate, b.tokens, b.last = rate, rate, now
+}
+
+// take spends one token; when none is left it returns how long until one is.
+func (b *bucket) take(now time.Time) (wait time.Duration, ok bool) {
+	if b.rate <= 0 {
+		return 0, true
+	}
+	b.tokens += now.Sub(b.last).Seconds() * b.rate
+	if b.tokens > b.rate {
+		b.tokens = b.rate
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	b.tokens--
+	return time.Duration(-b.tokens / b.rate * float64(time.Second)), false
+}
+
+// task is one unit of worker input: an upstream frame, or a control action
+// on one account (takedown, restore, unthrottle) when ctl is set.
+type task struct {
+	hs    *hostState
+	f     upstream.Frame
+	seq   int64
+	gen   uint64
+	kind  event.Kind
+	ctl   *control
+	start time.Time
+}
+
+// sink is the upstream.Sink: peek, order check, register, dispatch.
+func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
+	hs, _ := h.Value().(*hostState)
+	if hs == nil {
+		f.Release()
+		return true
+	}
+	n := f.Len()
+	r.m.framesIn.Inc()
+	r.m.bytesIn.Add(n)
+	if hs.frames != nil {
+		hs.frames.Inc()
+		hs.bytes.Add(n)
+	}
+	if r.failed.Load() {
+		r.m.dropped[DropShutdown].Inc()
+		f.Release()
+		return false
+	}
+	var p Peeked
+	if err := Peek(f.Bytes(), &p); err != nil {
+		r.m.dropped[DropMalformed].Inc()
+		f.Release()
+		return true
+	}
+	switch p.Kind {
+	case event.KindError:
+		r.upstreamError(hs, p.Name)
+		r.m.dropped[DropErrorFrame].Inc()
+		f.Release()
+		return true
+	case event.KindInfo:
+		r.log.Info("upstream #info", "host", hs.name, "name", string(p.Name))
+		r.m.dropped[DropInfo].Inc()
+		f.Release()
+		return true
+	case event.KindUnknown:
+		r.m.dropped[DropUnknownKind].Inc()
+		f.Release()
+		return true
+	}
+	if !p.HasSeq || p.Seq <= 0 || len(p.DID) == 0 {
+		r.m.dropped[DropMalformed].Inc()
+		f.Release()
+		return true
+	}
+	if last := hs.tr.lastSeq(); p.Seq <= last {
+		if !hs.fresh {
+			r.m.dropped[DropOutOfOrder].Inc()
+			f.Release()
+			return true
+		}
+		// The first frame of a connection at or below the cursor we dialed
+		// with: the host's sequence went backwards (it lost its database).
+		// Restart tracking just below it instead of stalling forever.
+		r.m.cursorResets[resetSeqBackwards].Inc()
+		r.log.Warn("host seq went backwards; resetting its cursor", "host", hs.name, "cursor", last, "seq", p.Seq)
+		hs.tr.reset(p.Seq - 1)
+		r.markCursorDirty(hs)
+	}
+	hs.fresh = false
+	t := task{hs: hs, f: f, seq: p.Seq, kind: p.Kind, start: r.now()}
+	t.gen = hs.tr.register(p.Seq)
+	keep := true
+	hs.mu.Lock()
+	wait, ok := hs.rate.take(t.start)
+	hs.mu.Unlock()
+	if !ok {
+		r.m.hostPauses[pauseRateLimit].Inc()
+		up := hs.up.Load()
+		time.AfterFunc(wait, func() { r.loop.Resume(up) })
+		keep = false
+	}
+	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(n)); {
+	case err == nil:
+		return keep
+	case errors.Is(err, pool.ErrQueueFull):
+		r.m.hostPauses[pausePoolFull].Inc()
+		hs.mu.Lock()
+		hs.pending = &t
+		hs.mu.Unlock()
+		r.resume <- hs
+		return false
+	default:
+		r.completeDropped(t, DropShutdown)
+		return false
+	}
+}
+
+// resumer submits the frames a full pool refused, blocking until there is
+// room, then lets their hosts read again. One goroutine, so a stall costs
+// nothing per host beyond its one pending task.
+func (r *Relay) resumer() {
+	defer r.wg.Done()
+	for hs := range r.resume {
+		hs.mu.Lock()
+		t := hs.pending
+		hs.pending = nil
+		hs.mu.Unlock()
+		if t == nil {
+			continue
+		}
+		var p Peeked
+		_ = Peek(t.f.Bytes(), &p)
+		err := r.workers.SubmitBytes(r.ctx, p.DID, *t, int64(t.f.Len()))
+		if err != nil {
+			r.completeDropped(*t, DropShutdown)
+			continue
+		}
+		r.loop.Resume(hs.up.Load())
+	}
+}
+
+// completeDropped releases a task that never reached a worker and still
+// completes its seq, so the host cursor can move past it.
+func (r *Relay) completeDropped(t task, reason DropReason) {
+	r.m.dropped[reason].Inc()
+	t.f.Release()
+	if t.hs != nil {
+		t.hs.tr.complete(t.gen, t.seq)
+	}
+}
+
+// upstreamError handles an error frame from a host (op -1).
+func (r *Relay) upstreamError(hs *hostState, name []byte) {
+	if string(name) != "FutureCursor" {
+		r.log.Warn("upstream error frame", "host", hs.name, "error", string(name))
+		return
+	}
+	// Our cursor is past the host's head: the host lost data or was
+	// restored from a backup. Start over live rather than stall (§9.3).
+	r.m.cursorResets[resetFutureCursor].Inc()
+	r.log.Warn("host answered FutureCursor; resetting its cursor", "host", hs.name, "cursor", hs.dialCursor)
+	hs.tr.reset(0)
+	r.markCursorDirty(hs)
+	r.loop.Reconnect(hs.up.Load(), -1)
+}
+
+// onConnect marks the next frame as the first of a connection.
+func (r *Relay) onConnect(h *upstream.Host) {
+	if hs, _ := h.Value().(*hostState); hs != nil {
+		hs.fresh = true
+	}
+}
+
+// cursorFor is upstream.Config.Cursor: the highest seq handed to the
+// pipeline (every frame at or below it is being processed and will be
+// durable), so a reconnect never re-reads what is in flight.
+func (r *Relay) cursorFor(h *upstream.Host) (int64, bool) {
+	hs, _ := h.Value().(*hostState)
+	if hs == nil {
+		return 0, false
+	}
+	c := hs.tr.lastSeq()
+	hs.dialCursor = c
+	return c, c > 0
+}
+
+// submitControl queues an account action on the DID's worker, so it is
+// ordered with the account's events.
+func (r *Relay) submitControl(ctx context.Context, c *control) error {
+	return r.workers.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: r.now()}, 1)
+}

@@ -1,0 +1,349 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/relay/relay/engine/firehose"
+	"github.com/relay/relay/engine/identity"
+	"github.com/relay/relay/engine/upstream"
+	"github.com/relay/relay/engine/verify"
+	"github.com/relay/relay/pool"
+	"github.com/relay/relay/store"
+)
+
+// Defaults of Config's fields (zero means these, never "unlimited").
+const (
+	DefaultAccountLimit           = 100        // spec §14.3 REF
+	DefaultTrustedAccountLimit    = 10_000_000 // spec §14.3 REF
+	DefaultNewHostsPerDay         = 50
+	DefaultEventsPerSecond        = 50    // untrusted host base rate (§14.4)
+	DefaultTrustedEventsPerSecond = 5_000 // §14.4
+	DefaultWorkerQueueBytes       = 64 << 20
+	DefaultWorkerQueueItems       = 4096
+	DefaultResultsQueue           = 8192
+	DefaultMaxBatchEvents         = 2048
+	DefaultCursorFlushInterval    = time.Second
+	DefaultProbeTimeout           = 5 * time.Second
+	DefaultOverlayEntries         = 1 << 16
+)
+
+// ErrConfig is returned (wrapped) by New for an invalid Config or Deps.
+var ErrConfig = errors.New("relay: invalid config")
+
+// ErrStoreFailed is what Err returns after a store write failed: ingestion
+// stopped and the relay must be restarted (the cause is wrapped).
+var ErrStoreFailed = errors.New("relay: store write failed; ingestion stopped")
+
+// Config holds the engine's knobs; cmd/relay fills it from flags and RELAY_*
+// environment variables. Zero fields take the defaults above.
+type Config struct {
+	// AllowInsecureHosts accepts localhost:PORT hosts over ws:// and http://
+	// (development only; RELAY_ALLOW_INSECURE_HOSTS).
+	AllowInsecureHosts bool
+	// DefaultAccountLimit is how many accounts a new host may serve before
+	// further new accounts are host-throttled (RELAY_DEFAULT_ACCOUNT_LIMIT).
+	DefaultAccountLimit uint64
+	// TrustedAccountLimit is the account limit of trusted hosts.
+	TrustedAccountLimit uint64
+	// TrustedDomains are host patterns ("*.host.bsky.network" or an exact
+	// name) that get TrustedAccountLimit and TrustedEventsPerSecond
+	// (RELAY_TRUSTED_DOMAINS).
+	TrustedDomains []string
+	// NewHostsPerDay bounds hosts added by public requestCrawl per UTC day
+	// (RELAY_NEW_HOSTS_PER_DAY).
+	NewHostsPerDay int
+	// SeedHostsURL is a relay whose listHosts seeds an empty host table;
+	// empty disables bootstrapping (RELAY_SEED_HOSTS_URL).
+	SeedHostsURL string
+	// DisablePublicCrawl starts with public requestCrawl switched off.
+	DisablePublicCrawl bool
+	// Workers is the number of validation workers (RELAY_WORKERS); default
+	// GOMAXPROCS.
+	Workers int
+	// Validation is Strict (default) or Lenient (RELAY_VALIDATION).
+	Validation verify.Mode
+	// WorkerQueueBytes bounds each worker's queued frame bytes; a full
+	// queue pauses the sending host (relay_host_pauses_total{reason="pool_full"}).
+	WorkerQueueBytes int64
+	// WorkerQueueItems bounds each worker's queued frames.
+	WorkerQueueItems int
+	// ResultsQueue bounds results waiting for the sequencer (items).
+	ResultsQueue int
+	// MaxBatchEvents bounds one group commit; at most store's MaxBatchEvents.
+	MaxBatchEvents int
+	// EventsPerSecond is an untrusted host's base event rate; its account
+	// limit / 1000 is added (§14.4). Over-limit hosts are paused, not dropped
+	// (relay_host_pauses_total{reason="rate_limit"}).
+	EventsPerSecond float64
+	// TrustedEventsPerSecond is a trusted host's event rate.
+	TrustedEventsPerSecond float64
+	// CursorFlushInterval is how often host cursors that moved without an
+	// event to carry them (dropped frames) are persisted.
+	CursorFlushInterval time.Duration
+	// ProbeTimeout bounds the describeServer probe of requestCrawl.
+	ProbeTimeout time.Duration
+	// OverlayEntries bounds each worker's cache of account states.
+	OverlayEntries int
+	// Upstream configures the epoll loop; Sink, Cursor, OnConnect and
+	// AllowInsecureHosts are set by New.
+	Upstream upstream.Config
+}
+
+func (c Config) withDefaults() Config {
+	setU := func(v *uint64, d uint64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setI := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setF := func(v *float64, d float64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setD := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setU(&c.DefaultAccountLimit, DefaultAccountLimit)
+	setU(&c.TrustedAccountLimit, DefaultTrustedAccountLimit)
+	setI(&c.NewHostsPerDay, DefaultNewHostsPerDay)
+	setI(&c.Workers, runtime.GOMAXPROCS(0))
+	setI(&c.WorkerQueueItems, DefaultWorkerQueueItems)
+	setI(&c.ResultsQueue, DefaultResultsQueue)
+	setI(&c.MaxBatchEvents, DefaultMaxBatchEvents)
+	setI(&c.OverlayEntries, DefaultOverlayEntries)
+	if c.WorkerQueueBytes <= 0 {
+		c.WorkerQueueBytes = DefaultWorkerQueueBytes
+	}
+	setF(&c.EventsPerSecond, DefaultEventsPerSecond)
+	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
+	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)
+	setD(&c.ProbeTimeout, DefaultProbeTimeout)
+	return c
+}
+
+// Resyncer repairs a desynchronized account (fetch the repo from its PDS,
+// verify, store, emit #sync). engine/resync implements it; without one the
+// relay keeps such accounts desynchronized and counts them.
+type Resyncer interface {
+	Enqueue(did, host string)
+}
+
+// Deps are the already-open services the relay wires together.
+type Deps struct {
+	Store    *store.Store       // required
+	Identity *identity.Resolver // required
+	Hub      *firehose.Hub      // required; built on StoreLog(Store)
+	Resyncer Resyncer           // optional
+	Logger   *slog.Logger       // default: discard
+	Metrics  *metrics.Set       // default: a private set
+	// HTTPClient probes describeServer and bootstraps; default: a client
+	// with ProbeTimeout.
+	HTTPClient *http.Client
+	// Now is the clock (rate limits, validation); default time.Now.
+	Now func() time.Time
+}
+
+// Relay is the running engine: hosts, ingest, workers and the sequencer.
+// Its exported methods are safe for concurrent use.
+type Relay struct {
+	// Static after New.
+	cfg     Config
+	st      *store.Store
+	ids     *identity.Resolver
+	hub     *firehose.Hub
+	resync  Resyncer
+	log     *slog.Logger
+	m       *metricsSet
+	http    *http.Client
+	now     func() time.Time
+	loop    *upstream.Loop
+	workers *pool.Workers[task, scratch]
+	bufs    *pool.Buffers
+	frames  *pool.Frames
+	seq     *sequencer
+	results chan result
+	resume  chan *hostState
+	ctx     context.Context
+	cancel  context.CancelFunc
+	durable []atomic.Uint64 // per worker: last ticket known durable
+	closing sync.Once
+	wg      sync.WaitGroup // resumer
+	seqDone chan struct{}
+
+	failed      atomic.Bool
+	failErr     atomic.Pointer[error]
+	publicCrawl atomic.Bool
+
+	// Guarded by hostsMu.
+	hostsMu   sync.Mutex
+	hosts     map[string]*hostState
+	hostsByID map[store.HostID]*hostState
+
+	// Guarded by dayMu.
+	dayMu    sync.Mutex
+	day      int
+	dayCount int
+}
+
+// New builds the relay and starts its workers and sequencer. Call Start to
+// subscribe to hosts and Close to stop.
+func New(cfg Config, d Deps) (*Relay, error) {
+	cfg = cfg.withDefaults()
+	if d.Store == nil || d.Identity == nil || d.Hub == nil {
+		return nil, fmt.Errorf("%w: Store, Identity and Hub are required", ErrConfig)
+	}
+	if cfg.MaxBatchEvents > store.DefaultMaxBatchEvents {
+		return nil, fmt.Errorf("%w: MaxBatchEvents %d above the store's %d", ErrConfig, cfg.MaxBatchEvents, store.DefaultMaxBatchEvents)
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = metrics.NewSet()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.HTTPClient == nil {
+		d.HTTPClient = &http.Client{Timeout: cfg.ProbeTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	r := &Relay{
+		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, resync: d.Resyncer, log: d.Logger,
+		http: d.HTTPClient, now: d.Now,
+		results:   make(chan result, cfg.ResultsQueue),
+		resume:    make(chan *hostState, 1024),
+		hosts:     make(map[string]*hostState),
+		hostsByID: make(map[store.HostID]*hostState),
+		seqDone:   make(chan struct{}),
+	}
+	r.publicCrawl.Store(!cfg.DisablePublicCrawl)
+	var rejects, breaks []string
+	for _, v := range verify.AllReasons() {
+		rejects = append(rejects, v.String())
+	}
+	for _, b := range []verify.ChainBreak{verify.BreakSince, verify.BreakPrevData} {
+		breaks = append(breaks, b.String())
+	}
+	r.m = newMetrics(d.Metrics, rejects, breaks)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.bufs = pool.NewBuffers(d.Metrics, "relay")
+	r.frames = pool.NewFrames(r.bufs)
+	r.durable = make([]atomic.Uint64, cfg.Workers)
+	r.seq = newSequencer(r)
+	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: cfg.WorkerQueueBytes},
+		r.newScratch, r.handle)
+
+	ucfg := cfg.Upstream
+	ucfg.Sink = r.sink
+	ucfg.Cursor = r.cursorFor
+	ucfg.OnConnect = r.onConnect
+	ucfg.AllowInsecureHosts = cfg.AllowInsecureHosts
+	if ucfg.Metrics == nil {
+		ucfg.Metrics = d.Metrics
+	}
+	loop, err := upstream.New(ucfg)
+	if err != nil {
+		_ = r.workers.Close()
+		return nil, fmt.Errorf("%w: upstream: %v", ErrConfig, err)
+	}
+	r.loop = loop
+	r.registerGauges(d.Metrics)
+	go r.seq.run()
+	r.wg.Add(1)
+	go r.resumer()
+	return r, nil
+}
+
+func (r *Relay) registerGauges(set *metrics.Set) {
+	gauge(set, "relay_worker_queue_bytes", func() float64 {
+		var sum int64
+		for i := 0; i < r.workers.NumWorkers(); i++ {
+			_, b := r.workers.Queued(i)
+			sum += b
+		}
+		return float64(sum)
+	})
+	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
+	gauge(set, "relay_healthy", func() float64 {
+		if r.failed.Load() {
+			return 0
+		}
+		return 1
+	})
+	gauge(set, "relay_hosts_subscribed", func() float64 {
+		r.hostsMu.Lock()
+		defer r.hostsMu.Unlock()
+		return float64(len(r.hosts))
+	})
+}
+
+// Start resubscribes every active host from its persisted cursor and, if
+// the host table is empty and a seed relay is configured, bootstraps it.
+func (r *Relay) Start(ctx context.Context) error {
+	if err := r.resubscribe(); err != nil {
+		return err
+	}
+	if err := r.bootstrap(ctx); err != nil {
+		r.log.Warn("host bootstrap failed", "err", err)
+	}
+	return nil
+}
+
+// Healthy reports whether ingestion is running (no store failure).
+func (r *Relay) Healthy() bool { return !r.failed.Load() }
+
+// Err returns the error that stopped ingestion, or nil.
+func (r *Relay) Err() error {
+	if p := r.failErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Done is closed when the sequencer has stopped, after Close or a store
+// failure.
+func (r *Relay) Done() <-chan struct{} { return r.seqDone }
+
+// fail stops ingestion after a store error: every host is paused by the Sink
+// from now on, the health endpoint turns unhealthy, the error is logged.
+func (r *Relay) fail(err error) {
+	if r.failed.Swap(true) {
+		return
+	}
+	err = fmt.Errorf("%w: %w", ErrStoreFailed, err)
+	r.failErr.Store(&err)
+	r.m.storeFailures.Inc()
+	r.log.Error("STORE WRITE FAILED: ingestion stopped, restart the relay", "err", err)
+}
+
+// Close stops reading upstream, drains the workers and the sequencer (every
+// frame already read is validated, persisted and published) and persists
+// host cursors. It does not close the store or the hub.
+func (r *Relay) Close() error {
+	r.closing.Do(func() {
+		_ = r.loop.Close()
+		close(r.resume)
+		r.wg.Wait()
+		_ = r.workers.Close()
+		close(r.results)
+		<-r.seqDone
+		r.cancel()
+	})
+	return r.Err()
+}

@@ -1,0 +1,272 @@
+package relay
+
+import (
+	"context"
+	"time"
+
+	"github.com/relay/relay/engine/event"
+	"github.com/relay/relay/pool"
+	"github.com/relay/relay/store"
+)
+
+// sequencer is the single goroutine that turns worker results into durable,
+// published events: group commit into store.Append (which assigns the relay
+// seqs), host cursors as the low-water mark of each host's tracker, publish
+// to the hub only after the batch is durable, then advance the workers'
+// durable marks and release buffers.
+//
+// Every field is owned by the sequencer goroutine.
+type sequencer struct {
+	r       *Relay
+	batch   []result
+	events  []store.Event
+	framers []seqFramer
+	results []store.Result
+	evHost  []*hostState         // host of events[i] when its store Host is set
+	dirty   map[*hostState]int64 // cursors moved with no event to carry them
+	marks   []uint64             // per worker: highest ticket in the batch
+}
+
+// seqFramer is the store.Framer of one event: it rewrites the worker's
+// frame with the seq the store assigned, into a refcounted frame for the hub,
+// and hands the same bytes to the store.
+type seqFramer struct {
+	frames *pool.Frames
+	out    []byte
+	f      *pool.Frame
+	err    error
+}
+
+// AppendFrame implements store.Framer.
+func (sf *seqFramer) AppendFrame(dst []byte, seq store.Seq) []byte {
+	f := sf.frames.Get(len(sf.out) + 16)
+	b, err := event.RewriteSeq(f.Buffer().B[:0], sf.out, int64(seq))
+	if err != nil {
+		// Workers only produce canonical frames; keep the batch going and
+		// report the bug after the commit.
+		sf.err = err
+		b = append(b[:0], sf.out...)
+	}
+	f.Buffer().B = b
+	sf.f = f
+	return append(dst, b...)
+}
+
+func newSequencer(r *Relay) *sequencer {
+	n := r.cfg.MaxBatchEvents
+	return &sequencer{
+		r:       r,
+		batch:   make([]result, 0, n),
+		events:  make([]store.Event, 0, n),
+		framers: make([]seqFramer, n),
+		results: make([]store.Result, 0, n),
+		dirty:   make(map[*hostState]int64),
+		marks:   make([]uint64, r.cfg.Workers),
+	}
+}
+
+func (q *sequencer) run() {
+	defer close(q.r.seqDone)
+	tick := time.NewTicker(q.r.cfg.CursorFlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case res, ok := <-q.r.results:
+			if !ok {
+				q.flushCursors()
+				return
+			}
+			q.batch = append(q.batch[:0], res)
+		drain:
+			for len(q.batch) < cap(q.batch) {
+				select {
+				case res, ok := <-q.r.results:
+					if !ok {
+						break drain
+					}
+					q.batch = append(q.batch, res)
+				default:
+					break drain
+				}
+			}
+			q.commit()
+		case <-tick.C:
+			q.flushCursors()
+		}
+	}
+}
+
+// commit writes one batch.
+func (q *sequencer) commit() {
+	r := q.r
+	q.events = q.events[:0]
+	q.evHost = q.evHost[:0]
+	clear(q.marks)
+	for i := range q.batch {
+		res := &q.batch[i]
+		if res.ticket > q.marks[res.worker] {
+			q.marks[res.worker] = res.ticket
+		}
+		if hs := res.hs; hs != nil {
+			if low, moved := hs.tr.complete(res.gen, res.seq); moved {
+				q.dirty[hs] = low
+			}
+		}
+		if res.out == nil {
+			continue
+		}
+		j := len(q.events)
+		sf := &q.framers[j]
+		*sf = seqFramer{frames: r.frames, out: res.out.B[:res.frameLen]}
+		ev := res.ev
+		ev.Frame = sf
+		q.events = append(q.events, ev)
+		if ev.Host != store.HostNone {
+			q.evHost = append(q.evHost, res.hs)
+		} else {
+			q.evHost = append(q.evHost, nil)
+		}
+	}
+	// Attach each moved cursor to the host's last event of the batch; the
+	// rest wait in dirty for the periodic flush.
+	for i := len(q.events) - 1; i >= 0; i-- {
+		hs := q.evHost[i]
+		if hs == nil || len(q.dirty) == 0 {
+			continue
+		}
+		if low, ok := q.dirty[hs]; ok && low > 0 {
+			q.events[i].Cursor = uint64(low)
+			delete(q.dirty, hs)
+		}
+	}
+	if r.failed.Load() {
+		q.abandon(DropShutdown)
+		return
+	}
+	if len(q.events) > 0 {
+		began := time.Now()
+		var err error
+		q.results, err = r.st.Append(q.events, q.results[:0])
+		r.m.commitSeconds.UpdateDuration(began)
+		r.m.batchEvents.Update(float64(len(q.events)))
+		if err != nil {
+			r.fail(err)
+			q.abandon(DropShutdown)
+			return
+		}
+	}
+	q.publish()
+	for w, t := range q.marks {
+		if t > 0 {
+			r.durable[w].Store(t)
+		}
+	}
+}
+
+// publish hands durable frames to the hub and releases worker buffers.
+func (q *sequencer) publish() {
+	r := q.r
+	j := 0
+	for i := range q.batch {
+		res := &q.batch[i]
+		if res.out == nil {
+			continue
+		}
+		sf := &q.framers[j]
+		out := q.results[j]
+		j++
+		if sf.err != nil {
+			r.log.Error("BUG: worker produced a non-canonical frame", "err", sf.err)
+		}
+		if out.Outcome == store.DroppedStale || sf.f == nil {
+			r.m.dropped[DropStale].Inc()
+			if sf.f != nil {
+				sf.f.Release()
+			}
+		} else {
+			r.m.accepted[res.kind].Inc()
+			if err := r.hub.Publish(uint64(out.Seq), sf.f); err != nil {
+				sf.f.Release()
+				r.log.Warn("firehose publish failed", "seq", out.Seq, "err", err)
+			}
+			if res.desyncAfterWrite {
+				_ = r.st.SetLocalStatus(res.ev.DID, store.LocalActive)
+			}
+		}
+		sf.f = nil
+		r.bufs.Put(res.out)
+		res.out = nil
+	}
+}
+
+// abandon releases a batch that will not be written (store failure).
+func (q *sequencer) abandon(reason DropReason) {
+	for i := range q.framers[:len(q.events)] {
+		if f := q.framers[i].f; f != nil {
+			f.Release()
+			q.framers[i].f = nil
+		}
+	}
+	for i := range q.batch {
+		if q.batch[i].out != nil {
+			q.r.m.dropped[reason].Inc()
+			q.r.bufs.Put(q.batch[i].out)
+			q.batch[i].out = nil
+		}
+	}
+}
+
+// flushCursors persists cursors that moved without an event to carry them.
+func (q *sequencer) flushCursors() {
+	if q.r.failed.Load() {
+		return
+	}
+	for hs, low := range q.dirty {
+		if _, err := q.r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(low) }); err != nil {
+			q.r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
+		}
+		delete(q.dirty, hs)
+	}
+}
+
+// markCursorDirty asks the sequencer to persist a host's reset cursor.
+func (r *Relay) markCursorDirty(hs *hostState) {
+	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(hs.tr.lowWater()) }); err != nil {
+		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
+	}
+}
+
+// StoreLog adapts the store to firehose.Log.
+type StoreLog struct{ St *store.Store }
+
+// Replay implements firehose.Log: every event with seq > after, in order.
+func (l StoreLog) Replay(ctx context.Context, after uint64, fn func(seq uint64, frame []byte) error) error {
+	it, err := l.St.NewIterator(store.Seq(after))
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(uint64(it.Seq()), it.Frame()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// OldestSeq implements firehose.Log.
+func (l StoreLog) OldestSeq() (uint64, bool) {
+	s := l.St.OldestSeq()
+	return uint64(s), s != store.SeqNone
+}
+
+// NewestSeq implements firehose.Log.
+func (l StoreLog) NewestSeq() (uint64, bool) {
+	if l.St.OldestSeq() == store.SeqNone {
+		return 0, false
+	}
+	return uint64(l.St.NewestSeq()), true
+}

@@ -1,0 +1,292 @@
+package relay
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/relay/relay/engine/cid"
+	"github.com/relay/relay/engine/event"
+	"github.com/relay/relay/engine/verify"
+	"github.com/relay/relay/store"
+	"github.com/valyala/bytebufferpool"
+)
+
+// scratch is one worker's private state, reused across its tasks: owned by
+// that worker goroutine alone.
+type scratch struct {
+	id      int
+	dec     event.Decoder
+	msg     event.Message
+	val     *verify.Validator
+	vs      verify.AccountState
+	acct    store.Account
+	overlay map[string]*acctState
+	ticket  uint64 // increases with every result this worker sends
+	commit  event.Commit
+}
+
+// acctState is the worker's view of one account: the latest accepted state,
+// which may not be durable yet (ticket above the worker's durable mark).
+// Owned by the worker whose key the DID hashes to.
+type acctState struct {
+	did               string
+	known             bool // the store has (or will have, once durable) a row
+	host              store.HostID
+	upstream          store.AccountStatus
+	local             store.LocalStatus
+	rev, commit, data []byte
+	ticket            uint64
+}
+
+// result is what a worker hands the sequencer for every task.
+type result struct {
+	hs     *hostState // nil for relay-generated events
+	seq    int64      // upstream seq to complete in hs's tracker
+	gen    uint64
+	worker int
+	ticket uint64
+	start  time.Time
+	kind   event.Kind
+	// out holds the output frame (placeholder seq) followed by copies of the
+	// event's DID, rev, commit and data; nil when the frame was dropped.
+	out              *bytebufferpool.ByteBuffer
+	frameLen         int
+	ev               store.Event // Frame set by the sequencer; byte fields view out
+	desyncAfterWrite bool
+}
+
+func (r *Relay) newScratch(worker int) scratch {
+	return scratch{
+		id:      worker,
+		val:     verify.New(verify.Config{Mode: r.cfg.Validation, Now: r.now}),
+		overlay: make(map[string]*acctState, 1024),
+	}
+}
+
+// handle runs one task on a worker.
+func (r *Relay) handle(s *scratch, t task) {
+	if t.ctl != nil {
+		r.runControl(s, t)
+		return
+	}
+	res := result{hs: t.hs, seq: t.seq, gen: t.gen, worker: s.id, start: t.start, kind: t.kind}
+	reason, ok := r.process(s, t, &res)
+	t.f.Release()
+	if !ok {
+		if reason < numDropReasons {
+			r.m.dropped[reason].Inc()
+		}
+		if res.out != nil {
+			r.bufs.Put(res.out)
+			res.out = nil
+		}
+	}
+	r.send(s, res)
+}
+
+// send hands a result to the sequencer with the worker's next ticket.
+func (r *Relay) send(s *scratch, res result) {
+	s.ticket++
+	res.ticket = s.ticket
+	r.results <- res
+}
+
+// noDrop marks a verify rejection already counted under its own reason.
+const noDrop = numDropReasons
+
+func (r *Relay) process(s *scratch, t task, res *result) (DropReason, bool) {
+	if err := s.dec.Decode(t.f.Bytes(), &s.msg); err != nil {
+		return DropMalformed, false
+	}
+	m := &s.msg
+	switch m.Kind {
+	case event.KindCommit:
+		return r.processCommit(s, t.hs, &m.Commit, res)
+	case event.KindSync:
+		return r.processSync(s, t.hs, &m.Sync, res)
+	case event.KindIdentity:
+		return r.processIdentity(s, t.hs, &m.Identity, res)
+	case event.KindAccount:
+		return r.processAccount(s, t.hs, &m.Account, res)
+	}
+	return DropUnknownKind, false
+}
+
+// load returns the account's state from the overlay, else from the store.
+func (r *Relay) load(s *scratch, did []byte) (*acctState, error) {
+	if a := s.overlay[string(did)]; a != nil {
+		return a, nil
+	}
+	found, err := r.st.GetAccount(did, &s.acct)
+	if err != nil {
+		return nil, err
+	}
+	r.evict(s)
+	a := &acctState{did: string(did), known: found}
+	if found {
+		a.host, a.upstream, a.local = s.acct.Host, s.acct.UpstreamStatus, s.acct.LocalStatus
+		a.rev = append(a.rev, s.acct.Rev...)
+		a.commit = append(a.commit, s.acct.Commit...)
+		a.data = append(a.data, s.acct.Data...)
+	} else {
+		a.upstream, a.local = store.StatusActive, store.LocalActive
+	}
+	s.overlay[a.did] = a
+	return a, nil
+}
+
+// evict keeps the overlay under its bound by forgetting durable entries
+// (an entry not yet durable is the only record of its state: never evicted).
+func (r *Relay) evict(s *scratch) {
+	if len(s.overlay) < r.cfg.OverlayEntries {
+		return
+	}
+	mark := r.durable[s.id].Load()
+	n := 0
+	for k, a := range s.overlay {
+		if a.ticket <= mark {
+			delete(s.overlay, k)
+			if n++; n >= r.cfg.OverlayEntries/8 {
+				return
+			}
+		}
+	}
+}
+
+func (r *Relay) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
+	vs := &s.vs
+	*vs = verify.AccountState{Known: a.known}
+	if !a.known {
+		return vs
+	}
+	if hs := r.hostFor(a.host); hs != nil {
+		vs.Host = hs.name
+	} else if h, ok := r.st.GetHost(a.host); ok {
+		vs.Host = h.Hostname
+	}
+	vs.Upstream = verifyStatus(a.upstream)
+	vs.Local = verifyLocal(a.local)
+	if len(a.rev) > 0 {
+		vs.Rev, vs.Commit, vs.Data = a.rev, cid.CID(a.commit), cid.CID(a.data)
+	}
+	return vs
+}
+
+// admit applies the host's account limit to an account the relay is about
+// to create; false means the account is host-throttled.
+func (r *Relay) admit(hs *hostState, a *acctState) bool {
+	if a.known {
+		return a.local != store.LocalHostThrottled
+	}
+	if hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
+		hs.mu.Lock()
+		if hs.throttled == nil {
+			hs.throttled = make(map[string]struct{})
+		}
+		hs.throttled[a.did] = struct{}{}
+		hs.mu.Unlock()
+		return false
+	}
+	hs.accounts.Add(1)
+	a.known, a.host = true, hs.id
+	return true
+}
+
+func (r *Relay) processCommit(s *scratch, hs *hostState, c *event.Commit, res *result) (DropReason, bool) {
+	a, err := r.load(s, c.Repo)
+	if err != nil {
+		r.fail(err)
+		return DropShutdown, false
+	}
+	if a.known && a.local == store.LocalHostThrottled {
+		return DropHostThrottled, false
+	}
+	vs := r.fillVerifyState(s, a)
+	began := time.Now()
+	v := s.val.Commit(r.ctx, c, hs.name, vs, r.ids)
+	r.m.validation.UpdateDuration(began)
+	if v.Action != verify.Accept {
+		r.m.reject(v.Reason.String())
+		return noDrop, false
+	}
+	if !r.admit(hs, a) {
+		return DropHostThrottled, false
+	}
+	s.commit = *c
+	s.commit.TooBig, s.commit.Rebase, s.commit.Blobs = false, false, nil
+	out := r.bufs.Get(len(c.Blocks) + 1024)
+	out.B = event.AppendCommit(out.B[:0], &s.commit)
+	r.finish(s, hs, a, res, out, store.KindCommit, v.NewState, store.StatusUnchanged)
+	if v.Break != verify.BreakNone {
+		r.m.chainBreak(v.Break.String())
+		r.desync(a, hs)
+	}
+	return 0, true
+}
+
+func (r *Relay) processSync(s *scratch, hs *hostState, sy *event.Sync, res *result) (DropReason, bool) {
+	a, err := r.load(s, sy.DID)
+	if err != nil {
+		r.fail(err)
+		return DropShutdown, false
+	}
+	if a.known && a.local == store.LocalHostThrottled {
+		return DropHostThrottled, false
+	}
+	vs := r.fillVerifyState(s, a)
+	began := time.Now()
+	v := s.val.Sync(r.ctx, sy, hs.name, vs, r.ids)
+	r.m.validation.UpdateDuration(began)
+	switch {
+	case v.Action == verify.Accept:
+	case v.Action == verify.Ignore && v.Reason == verify.ReasonStaleRev && bytes.Equal(sy.Rev, a.rev):
+		// A #sync restating the current state (the reference PDS sends one
+		// on reactivation) is valid and forwarded; the store logs it as a
+		// no-op on the account row.
+		v.NewState = verify.State{Rev: a.rev, Commit: cid.CID(a.commit), Data: cid.CID(a.data)}
+	default:
+		r.m.reject(v.Reason.String())
+		return noDrop, false
+	}
+	if !r.admit(hs, a) {
+		return DropHostThrottled, false
+	}
+	out := r.bufs.Get(len(sy.Blocks) + 512)
+	out.B = event.AppendSync(out.B[:0], sy)
+	r.finish(s, hs, a, res, out, store.KindSync, v.NewState, store.StatusUnchanged)
+	if a.local == store.LocalDesynchronized {
+		// A #sync resets the chain (§13.1): the account is in sync again.
+		a.local = store.LocalActive
+		res.desyncAfterWrite = true
+	}
+	return 0, true
+}
+
+// finish fills res with the output frame and the store event, and updates
+// the overlay with the state the event establishes.
+func (r *Relay) finish(s *scratch, hs *hostState, a *acctState, res *result, out *bytebufferpool.ByteBuffer,
+	kind store.Kind, ns verify.State, status store.AccountStatus) {
+	res.frameLen = len(out.B)
+	b := out.B
+	didAt := len(b)
+	b = append(b, a.did...)
+	ev := store.Event{Kind: kind, Host: hs.id, Status: status}
+	if kind == store.KindCommit || kind == store.KindSync {
+		revAt := len(b)
+		b = append(b, ns.Rev...)
+		cAt := len(b)
+		b = append(b, ns.Commit...)
+		dAt := len(b)
+		b = append(b, ns.Data...)
+		ev.Rev, ev.Commit, ev.Data = b[revAt:cAt], b[cAt:dAt], b[dAt:]
+		a.rev = append(a.rev[:0], ev.Rev...)
+		a.commit = append(a.commit[:0], ev.Commit...)
+		a.data = append(a.data[:0], ev.Data...)
+		a.host = hs.id
+	}
+	ev.DID = b[didAt : didAt+len(a.did)]
+	out.B = b
+	res.out, res.ev = out, ev
+	a.known = true
+	a.ticket = s.ticket + 1 // the ticket send will assign
+}
