@@ -10,6 +10,12 @@ PKGS      := ./...
 build:
 	$(GO) build -o $(BIN) ./cmd/relay
 
+# Installs bin/relay, the systemd unit and /etc/relay/relay.env (kept if
+# present) on a Debian server; run `make build` first, then this as root.
+.PHONY: install
+install:
+	deploy/install.sh $(BIN)
+
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
 

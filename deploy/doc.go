@@ -1,10 +1,26 @@
 // Package deploy holds the files that run the relay on a dedicated Debian
-// server, and a test that keeps them consistent. It has no Go API.
+// server, and tests that keep them consistent with each other and with the
+// code. It has no Go API.
 //
-//	relay.service  systemd unit: user relay, state in /var/lib/relay,
-//	               settings from /etc/relay/relay.env, memory limits, hardening
-//	relay.env      every RELAY_* setting with its default and meaning
-//	install.sh     idempotent install: user, binary, unit, env file, enable
+//	relay.service           systemd unit: user relay, state in /var/lib/relay,
+//	                        settings from /etc/relay/relay.env, memory limits, hardening
+//	relay.env               every RELAY_* setting with its default and meaning
+//	install.sh              idempotent install: user, binary, unit, env file, enable
+//	                        (`make install` runs it on bin/relay)
+//	grafana-dashboard.json  Grafana dashboard: ingest, validation, sequencer and
+//	                        storage, consumers, memory, pools
+//	RUNBOOK.md              install, first start, upgrade, backup, capture and
+//	                        replay, profiling, the dashboard, alerts
+//
+// # Tests
+//
+// deploy_test.go checks the unit's syntax and settings, relay.env against
+// the defaults, the memory rule below and install.sh. dashboard_test.go
+// checks every Grafana expression names a metric the relay binary exports,
+// filters by $instance and groups histogram buckets by the right label;
+// the exported set comes from a source scan of the packages cmd/relay links
+// (exported_test.go says why and how). The same set checks the metric
+// names RUNBOOK.md mentions.
 //
 // # Settings
 //

@@ -40,6 +40,15 @@ type Event struct {
 
 	// Status, unless StatusUnchanged, sets the account's upstream status.
 	Status AccountStatus
+
+	// Local, unless zero, sets the account's local status in the same
+	// batch (a chain break marking it desynchronized, a #sync clearing
+	// that mark), so the mark and the event it belongs to are durable
+	// together. Only non-hiding statuses are allowed (LocalActive,
+	// LocalThrottled, LocalDesynchronized, LocalHostThrottled): takedowns
+	// and suspensions go through SetLocalStatus, which maintains the
+	// replay filter. It is not applied when the event is dropped as stale.
+	Local LocalStatus
 }
 
 // Outcome is what Append did with one event.
@@ -93,6 +102,10 @@ func (e *Event) validate() error {
 		return fmt.Errorf("%w: CID of %d/%d bytes", ErrTooLong, len(e.Commit), len(e.Data))
 	case e.Status != StatusUnchanged && !e.Status.valid():
 		return fmt.Errorf("%w: account status %d", ErrBadStatus, e.Status)
+	case e.Local != 0 && (!e.Local.valid() || e.Local.hides()):
+		return fmt.Errorf("%w: event local status %d", ErrBadStatus, e.Local)
+	case e.Local != 0 && len(e.DID) == 0:
+		return fmt.Errorf("%w: local status without a DID", ErrBadStatus)
 	}
 	return nil
 }
@@ -236,6 +249,9 @@ func (s *Store) applyAccountLocked(ev *Event, now int64, uid *uint64) (Outcome, 
 	}
 	if ev.Status != StatusUnchanged {
 		a.UpstreamStatus = ev.Status
+	}
+	if ev.Local != 0 {
+		a.LocalStatus = ev.Local
 	}
 	a.LastSeenMilli = now
 	return outcome, nil

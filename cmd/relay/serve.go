@@ -22,6 +22,7 @@ import (
 	"github.com/relay/relay/engine/identity"
 	"github.com/relay/relay/engine/memory"
 	"github.com/relay/relay/engine/relay"
+	"github.com/relay/relay/engine/resync"
 	"github.com/relay/relay/engine/verify"
 	"github.com/relay/relay/engine/xrpc"
 	"github.com/relay/relay/store"
@@ -51,7 +52,7 @@ func parseServe(args []string) (*serveFlags, error) {
 	str(&f.adminAddr, "admin-listen", "RELAY_METRICS_LISTEN", ":2471", "admin API, /metrics and pprof listen address")
 	str(&f.dataDir, "data-dir", "RELAY_DATA_DIR", "./data", "directory of the Pebble database")
 	str(&f.plcHost, "plc-host", "RELAY_PLC_HOST", "https://plc.directory", "PLC directory URL")
-	str(&f.trusted, "trusted-domains", "RELAY_TRUSTED_DOMAINS", "*.host.bsky.network", "comma-separated trusted host patterns")
+	str(&f.trusted, "trusted-domains", "RELAY_TRUSTED_DOMAINS", "*.host.bsky.network", "comma-separated trusted host patterns: *.domain, exact names, localhost:* (any port; development)")
 	str(&f.seedURL, "seed-hosts-url", "RELAY_SEED_HOSTS_URL", "https://bsky.network", "relay whose listHosts seeds an empty database; empty: off")
 	str(&f.adminToken, "admin-password", "RELAY_ADMIN_PASSWORD", "", "admin API bearer token (required for the admin API)")
 	str(&f.logLevel, "log-level", "RELAY_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -201,10 +202,20 @@ func runServe(args []string) error {
 			trusted = append(trusted, p)
 		}
 	}
-	r, err := relay.New(relay.Config{
+	// The resyncer reports into the relay, which does not exist yet: r is
+	// assigned before Start, and nothing is enqueued before Start, so every
+	// OnResult sees it (the Enqueue channel orders the two).
+	var r *relay.Relay
+	rs, err := resync.New(resync.Config{Identities: ids, AllowInsecure: f.allowInsecure, Metrics: set, Logger: log,
+		OnResult: func(did string, res resync.Result) { r.OnResyncResult(did, res) }})
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	r, err = relay.New(relay.Config{
 		AllowInsecureHosts: f.allowInsecure, DefaultAccountLimit: f.accountLimit, TrustedDomains: trusted,
 		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: f.workers, Validation: mode,
-	}, relay.Deps{Store: st, Identity: ids, Hub: hub, Logger: log, Metrics: set})
+	}, relay.Deps{Store: st, Identity: ids, Hub: hub, Resyncer: rs, Logger: log, Metrics: set})
 	if err != nil {
 		return err
 	}
@@ -262,8 +273,11 @@ func runServe(args []string) error {
 			runErr = err
 		}
 	}
-	// Stop reading upstream, drain workers and sequencer, then close the
-	// consumers and the listeners; deferred calls close the hub and store.
+	// Stop resyncing (accounts still desynchronized are enqueued again at
+	// the next start), stop reading upstream, drain workers and sequencer,
+	// then close the consumers and the listeners; deferred calls close the
+	// hub and store.
+	rs.Close()
 	if err := r.Close(); err != nil && runErr == nil {
 		runErr = err
 	}

@@ -27,14 +27,17 @@ const (
 	ctlSuspend
 	ctlRestore
 	ctlResync
+	ctlResyncDone // a resync delivered a verified head (control.resync)
+	ctlUnthrottle // let a host-throttled account in (its host's limit was raised)
 )
 
 // control is an account action run on the DID's worker, ordered with the
 // account's events. done receives the outcome (buffered, one slot).
 type control struct {
-	did  string
-	kind controlKind
-	done chan error
+	did    string
+	kind   controlKind
+	done   chan error
+	resync *resyncDone // ctlResyncDone only
 }
 
 // upstreamStatus maps an #account status string to the stored status.
@@ -166,10 +169,7 @@ func (r *Relay) desync(a *acctState, hs *hostState) {
 	}
 	a.local = store.LocalDesynchronized
 	r.m.desyncMarked.Inc()
-	if r.resync != nil {
-		r.m.resyncEnqueued.Inc()
-		r.resync.Enqueue(a.did, hs.name)
-	}
+	r.requestResync(a.did, hs.name)
 }
 
 // Takedown takes an account down: its events are no longer accepted or
@@ -221,6 +221,15 @@ func (r *Relay) runControl(s *scratch, t task) {
 		c.done <- err
 		return
 	}
+	switch c.kind {
+	case ctlResyncDone:
+		r.applyResync(s, t, a)
+		c.done <- nil
+		return
+	case ctlUnthrottle:
+		c.done <- r.unthrottle(a)
+		return
+	}
 	var local store.LocalStatus
 	switch c.kind {
 	case ctlTakedown:
@@ -262,8 +271,9 @@ func (r *Relay) runControl(s *scratch, t task) {
 }
 
 // SetHostLimits changes a host's account limit and trust. Raising the limit
-// re-activates throttled accounts up to it and queues their resync, so none
-// stays silently missing.
+// lets host-throttled accounts in up to it, marks them desynchronized and
+// queues their resync (events were refused meanwhile), so none stays
+// silently missing. Finding them scans the account table once.
 func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
 	h, ok := r.st.HostByName(hostname)
 	if !ok {
@@ -280,24 +290,57 @@ func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit
 	hs.trusted.Store(trusted)
 	hs.mu.Lock()
 	hs.rate.init(r.rateFor(hs), r.now())
-	var freed []string
-	for did := range hs.throttled {
-		if hs.accounts.Load() >= int64(accountLimit) {
-			break
-		}
-		delete(hs.throttled, did)
-		freed = append(freed, did)
-	}
 	hs.mu.Unlock()
-	for _, did := range freed {
-		// The account was never stored: it is created by its next event;
-		// a resync fetches what was missed meanwhile.
-		r.m.desyncMarked.Inc()
-		if r.resync != nil {
-			r.m.resyncEnqueued.Inc()
-			r.resync.Enqueue(did, hs.name)
+	room := int64(accountLimit) - hs.accounts.Load()
+	if room <= 0 {
+		return nil
+	}
+	var dids []string
+	err := r.st.ScanAccounts(func(a *store.Account) bool {
+		if a.Host == h.ID && a.LocalStatus == store.LocalHostThrottled {
+			dids = append(dids, string(a.DID))
+		}
+		return int64(len(dids)) < room
+	})
+	if err != nil {
+		return err
+	}
+	for _, did := range dids {
+		c := &control{did: did, kind: ctlUnthrottle, done: make(chan error, 1)}
+		if err := r.submitControl(ctx, c); err != nil {
+			return err
+		}
+		select {
+		case err := <-c.done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
+	return nil
+}
+
+// unthrottle lets a host-throttled account in if its host has room: the
+// row is counted and marked desynchronized in one write, then resynced.
+// Runs on the DID's worker.
+func (r *Relay) unthrottle(a *acctState) error {
+	if a.local != store.LocalHostThrottled {
+		return nil
+	}
+	hs := r.hostFor(a.host)
+	if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
+		return nil
+	}
+	if _, err := r.st.ReleaseThrottled([]byte(a.did), store.LocalDesynchronized); err != nil {
+		return err
+	}
+	hs.accounts.Add(1)
+	a.local = store.LocalDesynchronized
+	r.m.unthrottled.Inc()
+	r.m.desyncMarked.Inc()
+	r.requestResync(a.did, hs.name)
 	return nil
 }
 

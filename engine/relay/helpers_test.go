@@ -19,6 +19,7 @@ import (
 	"github.com/relay/relay/engine/firehose"
 	"github.com/relay/relay/engine/fixtures"
 	"github.com/relay/relay/engine/identity"
+	"github.com/relay/relay/engine/resync"
 	"github.com/relay/relay/store"
 )
 
@@ -31,7 +32,10 @@ type harness struct {
 	r     *Relay
 	srv   *http.Server
 	addr  string
-	fleet *replay.Fleet
+	fleet *replay.Fleet // nil for a bench/fleet harness
+	rs    *resync.Resyncer
+	// hostnames are the hosts crawlAll and waitConnected cover.
+	hostnames []string
 }
 
 func startFleet(t *testing.T, gated bool) *replay.Fleet {
@@ -55,12 +59,27 @@ func testConfig() Config {
 
 func startRelay(t *testing.T, fl *replay.Fleet, dir string, cfg Config, sync store.SyncPolicy) *harness {
 	t.Helper()
+	h := startRelayPLC(t, fl.PLCURL, fl.Hostnames, dir, cfg, sync, 64<<20, nil)
+	h.fleet = fl
+	return h
+}
+
+// startRelayPLC starts a relay with a real resyncer (fast retries) against
+// the PLC at plcURL and a hub ring of ringBytes (small rings make slow
+// consumers replay from the store); prepare, if set, runs on the open
+// store before the relay starts (to seed hosts).
+func startRelayPLC(t *testing.T, plcURL string, hostnames []string, dir string, cfg Config, sync store.SyncPolicy,
+	ringBytes int, prepare func(*store.Store)) *harness {
+	t.Helper()
 	st, err := store.Open(dir, store.Options{Sync: sync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecure: true})
-	hub, err := firehose.NewHub(StoreLog{St: st}, firehose.Config{RingBytes: 64 << 20})
+	if prepare != nil {
+		prepare(st)
+	}
+	ids := identity.New(identity.Config{PLCURL: plcURL, AllowInsecure: true})
+	hub, err := firehose.NewHub(StoreLog{St: st}, firehose.Config{RingBytes: ringBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +87,17 @@ func startRelay(t *testing.T, fl *replay.Fleet, dir string, cfg Config, sync sto
 	if os.Getenv("RELAY_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	r, err := New(cfg, Deps{Store: st, Identity: ids, Hub: hub, Logger: log})
+	var r *Relay
+	rs, err := resync.New(resync.Config{Identities: ids, AllowInsecure: true, RatePerSecond: 1000, Burst: 100,
+		RetryBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		OnResult: func(did string, res resync.Result) { r.OnResyncResult(did, res) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ResyncRetryBackoff == 0 {
+		cfg.ResyncRetryBackoff, cfg.ResyncMaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	}
+	r, err = New(cfg, Deps{Store: st, Identity: ids, Hub: hub, Resyncer: rs, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +107,8 @@ func startRelay(t *testing.T, fl *replay.Fleet, dir string, cfg Config, sync sto
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/xrpc/com.atproto.sync.subscribeRepos", hub)
-	h := &harness{t: t, st: st, ids: ids, hub: hub, r: r, srv: &http.Server{Handler: mux}, addr: ln.Addr().String(), fleet: fl}
+	h := &harness{t: t, st: st, ids: ids, hub: hub, r: r, rs: rs, srv: &http.Server{Handler: mux}, addr: ln.Addr().String(),
+		hostnames: hostnames}
 	go func() { _ = h.srv.Serve(ln) }()
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -88,6 +118,7 @@ func startRelay(t *testing.T, fl *replay.Fleet, dir string, cfg Config, sync sto
 
 // stop shuts the harness down gracefully.
 func (h *harness) stop() {
+	h.rs.Close()
 	if err := h.r.Close(); err != nil {
 		h.t.Errorf("relay close: %v", err)
 	}
@@ -101,7 +132,7 @@ func (h *harness) stop() {
 
 func (h *harness) crawlAll() {
 	h.t.Helper()
-	for _, name := range h.fleet.Hostnames {
+	for _, name := range h.hostnames {
 		if err := h.r.RequestCrawl(context.Background(), name); err != nil {
 			h.t.Fatalf("requestCrawl %s: %v", name, err)
 		}
@@ -114,7 +145,7 @@ func (h *harness) crawlAll() {
 func (h *harness) waitConnected() {
 	h.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for _, name := range h.fleet.Hostnames {
+	for _, name := range h.hostnames {
 		for {
 			h.r.hostsMu.Lock()
 			hs := h.r.hosts[name]

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/relay/relay/engine/upstream"
 	"github.com/relay/relay/store"
 )
@@ -42,8 +41,10 @@ type hostState struct {
 	id       store.HostID
 	name     string
 	insecure bool
-	frames   *metrics.Counter // nil beyond maxHostSeries
-	bytes    *metrics.Counter
+
+	// Totals received, for the top-talker series (hostTop).
+	framesIn atomic.Int64
+	bytesIn  atomic.Int64
 
 	// up is set once by subscribe, before the first frame; read by anyone.
 	up atomic.Pointer[upstream.Host]
@@ -61,10 +62,9 @@ type hostState struct {
 	accounts     atomic.Int64 // accounts on this host, including not yet durable creations
 
 	// Guarded by mu.
-	mu        sync.Mutex
-	rate      bucket
-	throttled map[string]struct{} // DIDs refused for the account limit
-	pending   *task               // the frame a full pool refused; submitted by the resumer
+	mu      sync.Mutex
+	rate    bucket
+	pending []task // frames a full pool refused, in arrival order; submitted by the resumer (guarded by mu)
 }
 
 // subscribeLocked starts reading a host. REQUIRES: r.hostsMu held.
@@ -73,7 +73,6 @@ func (r *Relay) subscribeLocked(h store.Host) (*hostState, error) {
 		return hs, nil
 	}
 	hs := &hostState{id: h.ID, name: h.Hostname, insecure: isDevHost(h.Hostname)}
-	hs.frames, hs.bytes = r.m.hostCounters(h.Hostname)
 	hs.trusted.Store(h.Trusted)
 	hs.accountLimit.Store(h.AccountLimit)
 	hs.accounts.Store(int64(h.AccountCount))
@@ -156,10 +155,16 @@ func NormalizeHostname(s string, allowInsecure bool) (string, error) {
 }
 
 // isTrusted matches hostname against the trusted patterns: "*.suffix"
-// matches any subdomain of suffix, anything else matches exactly.
+// matches any subdomain of suffix, "name:*" matches name on any port (so
+// "localhost:*" trusts every development host, for benchmarks with many
+// local hosts), anything else matches exactly.
 func (r *Relay) isTrusted(hostname string) bool {
 	for _, p := range r.cfg.TrustedDomains {
-		if suffix, ok := strings.CutPrefix(p, "*."); ok {
+		if name, ok := strings.CutSuffix(p, ":*"); ok {
+			if h, _, err := net.SplitHostPort(hostname); err == nil && h == name {
+				return true
+			}
+		} else if suffix, ok := strings.CutPrefix(p, "*."); ok {
 			if strings.HasSuffix(hostname, "."+suffix) {
 				return true
 			}

@@ -54,6 +54,13 @@ func (t *tracker) lastSeq() int64 {
 	return t.last
 }
 
+// generation returns the current generation (bumped by reset).
+func (t *tracker) generation() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gen
+}
+
 // lowWater returns the current low-water mark.
 func (t *tracker) lowWater() int64 {
 	t.mu.Lock()

@@ -63,10 +63,8 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 	n := f.Len()
 	r.m.framesIn.Inc()
 	r.m.bytesIn.Add(n)
-	if hs.frames != nil {
-		hs.frames.Inc()
-		hs.bytes.Add(n)
-	}
+	hs.framesIn.Add(1)
+	hs.bytesIn.Add(int64(n))
 	if r.failed.Load() {
 		r.m.dropped[DropShutdown].Inc()
 		f.Release()
@@ -119,6 +117,15 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 	keep := true
 	hs.mu.Lock()
 	wait, ok := hs.rate.take(t.start)
+	if len(hs.pending) > 0 {
+		// Earlier frames of this host still wait for room in the pool:
+		// this one queues behind them, so no account's events overtake
+		// each other (a rate-limit resume can deliver a frame while the
+		// resumer has not submitted the refused ones yet).
+		hs.pending = append(hs.pending, t)
+		hs.mu.Unlock()
+		return false
+	}
 	hs.mu.Unlock()
 	if !ok {
 		r.m.hostPauses[pauseRateLimit].Inc()
@@ -132,9 +139,12 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 	case errors.Is(err, pool.ErrQueueFull):
 		r.m.hostPauses[pausePoolFull].Inc()
 		hs.mu.Lock()
-		hs.pending = &t
+		hs.pending = append(hs.pending, t)
+		first := len(hs.pending) == 1
 		hs.mu.Unlock()
-		r.resume <- hs
+		if first {
+			r.resume <- hs
+		}
 		return false
 	default:
 		r.completeDropped(t, DropShutdown)
@@ -144,23 +154,31 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 
 // resumer submits the frames a full pool refused, blocking until there is
 // room, then lets their hosts read again. One goroutine, so a stall costs
-// nothing per host beyond its one pending task.
+// nothing per host beyond its pending tasks (one, plus at most one per
+// rate-limit resume that raced with the refusal).
 func (r *Relay) resumer() {
 	defer r.wg.Done()
 	for hs := range r.resume {
-		hs.mu.Lock()
-		t := hs.pending
-		hs.pending = nil
-		hs.mu.Unlock()
-		if t == nil {
-			continue
-		}
-		var p Peeked
-		_ = Peek(t.f.Bytes(), &p)
-		err := r.workers.SubmitBytes(r.ctx, p.DID, *t, int64(t.f.Len()))
-		if err != nil {
-			r.completeDropped(*t, DropShutdown)
-			continue
+		for {
+			hs.mu.Lock()
+			if len(hs.pending) == 0 {
+				hs.pending = hs.pending[:0]
+				hs.mu.Unlock()
+				break
+			}
+			t := hs.pending[0]
+			hs.mu.Unlock()
+			var p Peeked
+			_ = Peek(t.f.Bytes(), &p)
+			err := r.workers.SubmitBytes(r.ctx, p.DID, t, int64(t.f.Len()))
+			if err != nil {
+				r.completeDropped(t, DropShutdown)
+			}
+			// Pop only after submitting, so the Sink keeps queueing behind
+			// this task until it is in the pool.
+			hs.mu.Lock()
+			hs.pending = append(hs.pending[:0], hs.pending[1:]...)
+			hs.mu.Unlock()
 		}
 		r.loop.Resume(hs.up.Load())
 	}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -67,10 +66,12 @@ type metricsSet struct {
 	commitSeconds     *metrics.Histogram
 	storeFailures     *metrics.Counter
 	hostPauses        [2]*metrics.Counter // pool_full, rate_limit
-
-	// per-host series for the first maxHostSeries hosts, guarded by hostMu.
-	hostMu     sync.Mutex
-	hostSeries int
+	resyncRefused     *metrics.Counter
+	resyncGaveUp      *metrics.Counter
+	reactivated       *metrics.Counter
+	desyncSeconds     *metrics.Histogram
+	hostThrottled     *metrics.Counter
+	unthrottled       *metrics.Counter
 }
 
 const (
@@ -78,9 +79,6 @@ const (
 	resetSeqBackwards = 1
 	pausePoolFull     = 0
 	pauseRateLimit    = 1
-	// maxHostSeries bounds per-host label cardinality: only the first hosts
-	// to talk get their own frames/bytes series.
-	maxHostSeries = 64
 )
 
 func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSet {
@@ -96,6 +94,12 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		batchEvents:    set.NewHistogram("relay_sequencer_batch_events"),
 		commitSeconds:  set.NewHistogram("relay_sequencer_commit_seconds"),
 		storeFailures:  set.NewCounter("relay_store_failures_total"),
+		resyncRefused:  set.NewCounter("relay_resyncs_refused_total"),
+		resyncGaveUp:   set.NewCounter("relay_resyncs_given_up_total"),
+		reactivated:    set.NewCounter("relay_accounts_resynchronized_total"),
+		desyncSeconds:  set.NewHistogram("relay_account_desynchronized_seconds"),
+		hostThrottled:  set.NewCounter("relay_accounts_host_throttled_total"),
+		unthrottled:    set.NewCounter("relay_accounts_unthrottled_total"),
 	}
 	for _, k := range acceptedKinds {
 		m.accepted[k] = set.NewCounter(fmt.Sprintf(`relay_events_accepted_total{kind=%q}`, k.String()))
@@ -118,19 +122,6 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 	m.hostPauses[pausePoolFull] = set.NewCounter(`relay_host_pauses_total{reason="pool_full"}`)
 	m.hostPauses[pauseRateLimit] = set.NewCounter(`relay_host_pauses_total{reason="rate_limit"}`)
 	return m
-}
-
-// hostCounters returns per-host frame and byte counters for one of the
-// first maxHostSeries hosts, or nils beyond that.
-func (m *metricsSet) hostCounters(name string) (frames, bytes *metrics.Counter) {
-	m.hostMu.Lock()
-	defer m.hostMu.Unlock()
-	if m.hostSeries >= maxHostSeries {
-		return nil, nil
-	}
-	m.hostSeries++
-	return m.set.GetOrCreateCounter(fmt.Sprintf(`relay_host_frames_received_total{host=%q}`, name)),
-		m.set.GetOrCreateCounter(fmt.Sprintf(`relay_host_bytes_received_total{host=%q}`, name))
 }
 
 func (m *metricsSet) reject(label string) {

@@ -34,6 +34,12 @@ const (
 	DefaultCursorFlushInterval    = time.Second
 	DefaultProbeTimeout           = 5 * time.Second
 	DefaultOverlayEntries         = 1 << 16
+	DefaultResultsQueueBytes      = 256 << 20
+	DefaultResyncRetryBackoff     = 30 * time.Second
+	DefaultResyncMaxBackoff       = 30 * time.Minute
+	DefaultResyncMaxAttempts      = 8
+	DefaultHostMetricsInterval    = 30 * time.Second
+	DefaultHostMetricsTopN        = 50
 )
 
 // ErrConfig is returned (wrapped) by New for an invalid Config or Deps.
@@ -78,6 +84,21 @@ type Config struct {
 	WorkerQueueItems int
 	// ResultsQueue bounds results waiting for the sequencer (items).
 	ResultsQueue int
+	// ResultsQueueBytes bounds the output frame bytes waiting for the
+	// sequencer; a worker over it waits (its queue fills, its hosts pause).
+	ResultsQueueBytes int64
+	// ResyncRetryBackoff is the wait before retrying a refused or failed
+	// resync, doubled per failure up to ResyncMaxBackoff.
+	ResyncRetryBackoff, ResyncMaxBackoff time.Duration
+	// ResyncMaxAttempts bounds failed resyncs of one account in a row; the
+	// account then stays desynchronized until the next restart, chain
+	// break or operator resync.
+	ResyncMaxAttempts int
+	// HostMetricsInterval is how often the per-host series are re-chosen:
+	// the HostMetricsTopN hosts by bytes received since the last pass.
+	HostMetricsInterval time.Duration
+	// HostMetricsTopN bounds the hosts with their own series.
+	HostMetricsTopN int
 	// MaxBatchEvents bounds one group commit; at most store's MaxBatchEvents.
 	MaxBatchEvents int
 	// EventsPerSecond is an untrusted host's base event rate; its account
@@ -134,14 +155,25 @@ func (c Config) withDefaults() Config {
 	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
 	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)
 	setD(&c.ProbeTimeout, DefaultProbeTimeout)
+	if c.ResultsQueueBytes <= 0 {
+		c.ResultsQueueBytes = DefaultResultsQueueBytes
+	}
+	setD(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
+	setD(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
+	setI(&c.ResyncMaxAttempts, DefaultResyncMaxAttempts)
+	setD(&c.HostMetricsInterval, DefaultHostMetricsInterval)
+	setI(&c.HostMetricsTopN, DefaultHostMetricsTopN)
 	return c
 }
 
-// Resyncer repairs a desynchronized account (fetch the repo from its PDS,
-// verify, store, emit #sync). engine/resync implements it; without one the
-// relay keeps such accounts desynchronized and counts them.
+// Resyncer repairs a desynchronized account: fetch the repo from its PDS
+// and verify it, then report through Relay.OnResyncResult. engine/resync
+// implements it (wire its Config.OnResult to OnResyncResult); without one
+// the relay keeps such accounts desynchronized and counts them. Enqueue
+// returns false when it refuses the DID (queue full, closing): the relay
+// counts the refusal and retries later.
 type Resyncer interface {
-	Enqueue(did, host string)
+	Enqueue(did, host string) bool
 }
 
 // Deps are the already-open services the relay wires together.
@@ -163,28 +195,34 @@ type Deps struct {
 // Its exported methods are safe for concurrent use.
 type Relay struct {
 	// Static after New.
-	cfg     Config
-	st      *store.Store
-	ids     *identity.Resolver
-	hub     *firehose.Hub
-	resync  Resyncer
-	log     *slog.Logger
-	m       *metricsSet
-	http    *http.Client
-	now     func() time.Time
-	loop    *upstream.Loop
-	workers *pool.Workers[task, scratch]
-	bufs    *pool.Buffers
-	frames  *pool.Frames
-	seq     *sequencer
-	results chan result
-	resume  chan *hostState
-	ctx     context.Context
-	cancel  context.CancelFunc
-	durable []atomic.Uint64 // per worker: last ticket known durable
-	closing sync.Once
-	wg      sync.WaitGroup // resumer
-	seqDone chan struct{}
+	cfg      Config
+	st       *store.Store
+	ids      *identity.Resolver
+	hub      *firehose.Hub
+	resync   Resyncer
+	log      *slog.Logger
+	m        *metricsSet
+	http     *http.Client
+	now      func() time.Time
+	loop     *upstream.Loop
+	workers  *pool.Workers[task, scratch]
+	bufs     *pool.Buffers
+	frames   *pool.Frames
+	seq      *sequencer
+	results  chan result
+	resume   chan *hostState
+	ctx      context.Context
+	cancel   context.CancelFunc
+	durable  []atomic.Uint64 // per worker: last ticket known durable
+	closing  sync.Once
+	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
+	seqDone  chan struct{}
+	bgCtx    context.Context // canceled first by Close: background loops exit
+	bgCancel context.CancelFunc
+
+	rs        resyncTracker // its own lock
+	resBudget byteBudget    // its own lock
+	hostTop   hostTop       // owned by the host-metrics goroutine
 
 	failed      atomic.Bool
 	failErr     atomic.Pointer[error]
@@ -233,6 +271,10 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		seqDone:   make(chan struct{}),
 	}
 	r.publicCrawl.Store(!cfg.DisablePublicCrawl)
+	r.rs.since = make(map[string]time.Time)
+	r.rs.attempts = make(map[string]int)
+	r.rs.timers = make(map[string]*time.Timer)
+	r.resBudget.init(cfg.ResultsQueueBytes)
 	var rejects, breaks []string
 	for _, v := range verify.AllReasons() {
 		rejects = append(rejects, v.String())
@@ -242,6 +284,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	}
 	r.m = newMetrics(d.Metrics, rejects, breaks)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.bufs = pool.NewBuffers(d.Metrics, "relay")
 	r.frames = pool.NewFrames(r.bufs)
 	r.durable = make([]atomic.Uint64, cfg.Workers)
@@ -265,8 +308,9 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r.loop = loop
 	r.registerGauges(d.Metrics)
 	go r.seq.run()
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.resumer()
+	go r.hostMetricsLoop()
 	return r, nil
 }
 
@@ -280,6 +324,24 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		return float64(sum)
 	})
 	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
+	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
+	gauge(set, `relay_accounts_desynchronized`, func() float64 {
+		r.rs.mu.Lock()
+		defer r.rs.mu.Unlock()
+		return float64(len(r.rs.since))
+	})
+	for _, st := range []string{"connected", "paused", "disconnected"} {
+		gauge(set, `relay_upstream_hosts_by_status{status="`+st+`"}`, func() float64 {
+			c, p, d := r.upstreamCounts()
+			switch st {
+			case "connected":
+				return float64(c)
+			case "paused":
+				return float64(p)
+			}
+			return float64(d)
+		})
+	}
 	gauge(set, "relay_healthy", func() float64 {
 		if r.failed.Load() {
 			return 0
@@ -299,6 +361,11 @@ func (r *Relay) Start(ctx context.Context) error {
 	if err := r.resubscribe(); err != nil {
 		return err
 	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.recoverAccounts(r.bgCtx)
+	}()
 	if err := r.bootstrap(ctx); err != nil {
 		r.log.Warn("host bootstrap failed", "err", err)
 	}
@@ -337,8 +404,10 @@ func (r *Relay) fail(err error) {
 // host cursors. It does not close the store or the hub.
 func (r *Relay) Close() error {
 	r.closing.Do(func() {
+		r.stopResyncTimers()
 		_ = r.loop.Close()
 		close(r.resume)
+		r.bgCancel()
 		r.wg.Wait()
 		_ = r.workers.Close()
 		close(r.results)

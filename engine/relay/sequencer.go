@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/relay/relay/engine/event"
@@ -17,7 +18,16 @@ import (
 //
 // Every field is owned by the sequencer goroutine.
 type sequencer struct {
-	r       *Relay
+	r *Relay
+	// in is what one drain of the results channel took; ready holds
+	// results whose host seqs are complete up to theirs, in release order;
+	// held holds, per host, results that finished before an earlier seq
+	// of their host: persisting them first would put events above the
+	// host's persisted cursor, to be processed twice after a crash.
+	in      []result
+	ready   []result
+	held    map[*hostState][]result
+	minHeld []uint64 // per worker: lowest ticket held (0: none)
 	batch   []result
 	events  []store.Event
 	framers []seqFramer
@@ -62,6 +72,8 @@ func newSequencer(r *Relay) *sequencer {
 		results: make([]store.Result, 0, n),
 		dirty:   make(map[*hostState]int64),
 		marks:   make([]uint64, r.cfg.Workers),
+		held:    make(map[*hostState][]result),
+		minHeld: make([]uint64, r.cfg.Workers),
 	}
 }
 
@@ -76,27 +88,123 @@ func (q *sequencer) run() {
 				q.flushCursors()
 				return
 			}
-			q.batch = append(q.batch[:0], res)
+			q.in = append(q.in[:0], res)
 		drain:
-			for len(q.batch) < cap(q.batch) {
+			for len(q.in) < cap(q.batch) {
 				select {
 				case res, ok := <-q.r.results:
 					if !ok {
 						break drain
 					}
-					q.batch = append(q.batch, res)
+					q.in = append(q.in, res)
 				default:
 					break drain
 				}
 			}
-			q.commit()
+			q.release()
+			for len(q.ready) > 0 {
+				n := copy(q.batch[:cap(q.batch)], q.ready)
+				q.batch = q.batch[:n]
+				q.ready = append(q.ready[:0], q.ready[n:]...)
+				q.commit()
+			}
 		case <-tick.C:
+			if q.sweepHeld() {
+				for len(q.ready) > 0 {
+					n := copy(q.batch[:cap(q.batch)], q.ready)
+					q.batch = q.batch[:n]
+					q.ready = append(q.ready[:0], q.ready[n:]...)
+					q.commit()
+				}
+			}
 			q.flushCursors()
 		}
 	}
 }
 
-// commit writes one batch.
+// release completes the seqs of the incoming results in their hosts'
+// trackers and moves to ready every result whose host is complete up to
+// its seq (per host in seq order, which keeps each account's order: one
+// account's seqs rise with its events). The rest wait in held.
+func (q *sequencer) release() {
+	for _, res := range q.in {
+		hs := res.hs
+		if hs == nil || res.gen != hs.tr.generation() {
+			// Relay-generated, or orphaned by a cursor reset: no order
+			// to keep with the host's other frames.
+			q.ready = append(q.ready, res)
+			continue
+		}
+		low, moved := hs.tr.complete(res.gen, res.seq)
+		if moved {
+			q.dirty[hs] = low
+		}
+		h := append(q.held[hs], res)
+		if !moved && res.seq > low {
+			q.held[hs] = h
+			continue
+		}
+		// Release, in seq order, everything of hs now at or below low,
+		// before any later incoming result of hs.
+		sort.Slice(h, func(i, j int) bool { return h[i].seq < h[j].seq })
+		k := 0
+		for _, x := range h {
+			if x.seq <= low || x.gen != res.gen {
+				q.ready = append(q.ready, x)
+			} else {
+				h[k] = x
+				k++
+			}
+		}
+		clear(h[k:])
+		if k == 0 {
+			delete(q.held, hs)
+		} else {
+			q.held[hs] = h[:k]
+		}
+	}
+	clear(q.in)
+	clear(q.minHeld)
+	for _, h := range q.held {
+		for i := range h {
+			if m := q.minHeld[h[i].worker]; m == 0 || h[i].ticket < m {
+				q.minHeld[h[i].worker] = h[i].ticket
+			}
+		}
+	}
+}
+
+// sweepHeld releases held results that no incoming result will release:
+// those at or below their host's low-water mark (moved by a completion
+// outside the sequencer, such as a frame dropped before it reached a
+// worker) and those orphaned by a cursor reset. It reports whether any
+// result became ready.
+func (q *sequencer) sweepHeld() bool {
+	found := false
+	for hs, h := range q.held {
+		gen, low := hs.tr.generation(), hs.tr.lowWater()
+		sort.Slice(h, func(i, j int) bool { return h[i].seq < h[j].seq })
+		k := 0
+		for _, x := range h {
+			if x.gen != gen || x.seq <= low {
+				q.ready = append(q.ready, x)
+				found = true
+			} else {
+				h[k] = x
+				k++
+			}
+		}
+		clear(h[k:])
+		if k == 0 {
+			delete(q.held, hs)
+		} else {
+			q.held[hs] = h[:k]
+		}
+	}
+	return found
+}
+
+// commit writes one batch of released results.
 func (q *sequencer) commit() {
 	r := q.r
 	q.events = q.events[:0]
@@ -106,11 +214,6 @@ func (q *sequencer) commit() {
 		res := &q.batch[i]
 		if res.ticket > q.marks[res.worker] {
 			q.marks[res.worker] = res.ticket
-		}
-		if hs := res.hs; hs != nil {
-			if low, moved := hs.tr.complete(res.gen, res.seq); moved {
-				q.dirty[hs] = low
-			}
 		}
 		if res.out == nil {
 			continue
@@ -141,6 +244,7 @@ func (q *sequencer) commit() {
 	}
 	if r.failed.Load() {
 		q.abandon(DropShutdown)
+		q.releaseBudget()
 		return
 	}
 	if len(q.events) > 0 {
@@ -152,12 +256,19 @@ func (q *sequencer) commit() {
 		if err != nil {
 			r.fail(err)
 			q.abandon(DropShutdown)
+			q.releaseBudget()
 			return
 		}
 	}
 	q.publish()
+	q.afterCommit()
 	for w, t := range q.marks {
-		if t > 0 {
+		// A held result of this worker is not durable: no overlay entry
+		// at or above its ticket may be evicted yet.
+		if m := q.minHeld[w]; m > 0 && t >= m {
+			t = m - 1
+		}
+		if t > r.durable[w].Load() {
 			r.durable[w].Store(t)
 		}
 	}
@@ -189,13 +300,37 @@ func (q *sequencer) publish() {
 				sf.f.Release()
 				r.log.Warn("firehose publish failed", "seq", out.Seq, "err", err)
 			}
-			if res.desyncAfterWrite {
-				_ = r.st.SetLocalStatus(res.ev.DID, store.LocalActive)
-			}
 		}
 		sf.f = nil
 		r.bufs.Put(res.out)
 		res.out = nil
+	}
+}
+
+// afterCommit applies the local-status changes of results without an
+// event, now that every earlier event of their accounts is durable, and
+// returns the batch's share of the results budget.
+func (q *sequencer) afterCommit() {
+	for i := range q.batch {
+		res := &q.batch[i]
+		if res.localAfter != 0 && res.did != "" {
+			if err := q.r.st.SetLocalStatus([]byte(res.did), res.localAfter); err != nil {
+				q.r.log.Warn("cannot set local status", "did", res.did, "err", err)
+			}
+		}
+	}
+	q.releaseBudget()
+}
+
+// releaseBudget returns the batch's bytes to the results budget.
+func (q *sequencer) releaseBudget() {
+	var n int64
+	for i := range q.batch {
+		n += q.batch[i].budget
+		q.batch[i].budget = 0
+	}
+	if n > 0 {
+		q.r.resBudget.release(n)
 	}
 }
 

@@ -49,10 +49,17 @@ type result struct {
 	kind   event.Kind
 	// out holds the output frame (placeholder seq) followed by copies of the
 	// event's DID, rev, commit and data; nil when the frame was dropped.
-	out              *bytebufferpool.ByteBuffer
-	frameLen         int
-	ev               store.Event // Frame set by the sequencer; byte fields view out
-	desyncAfterWrite bool
+	out      *bytebufferpool.ByteBuffer
+	frameLen int
+	ev       store.Event // Frame set by the sequencer; byte fields view out
+	// did and localAfter, for a result without an event, ask the sequencer
+	// to set the account's local status once the batch is durable (a
+	// resync that found the account already past the fetched head).
+	did        string
+	localAfter store.LocalStatus
+	// budget is what this result holds of the results byte budget,
+	// returned by the sequencer after the batch.
+	budget int64
 }
 
 func (r *Relay) newScratch(worker int) scratch {
@@ -84,10 +91,17 @@ func (r *Relay) handle(s *scratch, t task) {
 	r.send(s, res)
 }
 
-// send hands a result to the sequencer with the worker's next ticket.
+// send hands a result to the sequencer with the worker's next ticket,
+// first taking its output bytes from the results budget (blocking while the
+// sequencer is that far behind, which fills this worker's queue and pauses
+// the hosts feeding it).
 func (r *Relay) send(s *scratch, res result) {
 	s.ticket++
 	res.ticket = s.ticket
+	if res.out != nil {
+		res.budget = int64(cap(res.out.B))
+		r.resBudget.acquire(res.budget)
+	}
 	r.results <- res
 }
 
@@ -179,12 +193,15 @@ func (r *Relay) admit(hs *hostState, a *acctState) bool {
 		return a.local != store.LocalHostThrottled
 	}
 	if hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
-		hs.mu.Lock()
-		if hs.throttled == nil {
-			hs.throttled = make(map[string]struct{})
+		// Persist the refusal so that raising the limit, even after a
+		// restart, finds the account (store.MarkHostThrottled).
+		if _, err := r.st.MarkHostThrottled([]byte(a.did), hs.id); err != nil {
+			r.log.Warn("cannot record host-throttled account", "did", a.did, "host", hs.name, "err", err)
+			return false
 		}
-		hs.throttled[a.did] = struct{}{}
-		hs.mu.Unlock()
+		r.m.hostThrottled.Inc()
+		a.known, a.host, a.local = true, hs.id, store.LocalHostThrottled
+		a.upstream = store.StatusActive
 		return false
 	}
 	hs.accounts.Add(1)
@@ -219,6 +236,9 @@ func (r *Relay) processCommit(s *scratch, hs *hostState, c *event.Commit, res *r
 	r.finish(s, hs, a, res, out, store.KindCommit, v.NewState, store.StatusUnchanged)
 	if v.Break != verify.BreakNone {
 		r.m.chainBreak(v.Break.String())
+		if a.local != store.LocalDesynchronized {
+			res.ev.Local = store.LocalDesynchronized
+		}
 		r.desync(a, hs)
 	}
 	return 0, true
@@ -255,9 +275,11 @@ func (r *Relay) processSync(s *scratch, hs *hostState, sy *event.Sync, res *resu
 	out.B = event.AppendSync(out.B[:0], sy)
 	r.finish(s, hs, a, res, out, store.KindSync, v.NewState, store.StatusUnchanged)
 	if a.local == store.LocalDesynchronized {
-		// A #sync resets the chain (§13.1): the account is in sync again.
+		// A #sync resets the chain (§13.1): the account is in sync again,
+		// durably with the event.
 		a.local = store.LocalActive
-		res.desyncAfterWrite = true
+		res.ev.Local = store.LocalActive
+		r.resynced(a.did)
 	}
 	return 0, true
 }
