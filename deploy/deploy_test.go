@@ -196,6 +196,7 @@ func briefDefaults() map[string]string {
 		"RELAY_MEMORY_BUDGET":         "4GiB",
 		"RELAY_GOGC":                  "100",
 		"RELAY_TRIM_INTERVAL":         "1m",
+		"RELAY_TRIM":                  "true",
 		"RELAY_WORKERS":               "0",
 		"RELAY_SYNC_POLICY":           "every-batch",
 		"RELAY_VALIDATION":            "strict",

@@ -44,6 +44,7 @@
 //	RELAY_MEMORY_BUDGET          process memory (4GiB); equals the unit's MemoryHigh
 //	RELAY_GOGC                   Go GC percentage (100)
 //	RELAY_TRIM_INTERVAL          least time between idle-heap trims (1m)
+//	RELAY_TRIM                   run the FreeOSMemory heap trimmer (true)
 //	RELAY_IDENTITY_CACHE_BUDGET  identity cache size (1GiB), part of the memory budget
 //	RELAY_ADMIN_PASSWORD         admin bearer token, required
 //	RELAY_LOG_LEVEL              debug, info, warn or error (info)

@@ -37,7 +37,7 @@ type serveFlags struct {
 	replayWindow, trimInterval                                         time.Duration
 	accountLimit                                                       uint64
 	newHostsPerDay, workers, gogc                                      int
-	allowInsecure                                                      bool
+	allowInsecure, trim                                                bool
 	initialSeq                                                         uint64
 }
 
@@ -90,6 +90,7 @@ func parseServe(args []string) (*serveFlags, error) {
 	workers := num("workers", "RELAY_WORKERS", 0, "validation workers; 0: GOMAXPROCS")
 	gogc := num("gogc", "RELAY_GOGC", memory.DefaultGOGC, "Go GC target percentage; -1: off")
 	initial := num("initial-seq", "RELAY_INITIAL_SEQ", 1, "first seq of a new database")
+	trimOn := fs.Bool("trim", env("RELAY_TRIM") != "false", "run the FreeOSMemory heap trimmer (env RELAY_TRIM; false turns it off, for measurements)")
 	insecure := fs.Bool("allow-insecure-hosts", env("RELAY_ALLOW_INSECURE_HOSTS") == "true", "accept localhost:PORT hosts over ws:// (development; env RELAY_ALLOW_INSECURE_HOSTS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -101,7 +102,7 @@ func parseServe(args []string) (*serveFlags, error) {
 		return nil, fmt.Errorf("serve: negative limit, worker count or initial seq")
 	}
 	f.accountLimit, f.newHostsPerDay, f.workers, f.gogc = uint64(*limit), int(*perDay), int(*workers), int(*gogc)
-	f.initialSeq, f.allowInsecure = uint64(*initial), *insecure
+	f.initialSeq, f.allowInsecure, f.trim = uint64(*initial), *insecure, *trimOn
 	return f, nil
 }
 
@@ -154,10 +155,14 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := trim.Start(); err != nil {
-		return err
+	if f.trim {
+		if err := trim.Start(); err != nil {
+			return err
+		}
+		defer trim.Stop()
+	} else {
+		log.Info("heap trimmer off")
 	}
-	defer trim.Stop()
 
 	sync := store.SyncEveryBatch
 	switch f.syncPolicy {
