@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: build run test test-unit test-race bench bench-e2e fuzz lint demo clean
+.PHONY: build run test test-unit test-race bench bench-e2e fuzz lint demo clean install
 
 build:
 	$(GO) build -o $(BIN) ./cmd/relay
@@ -45,6 +45,33 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+# A relay command line for local runs against the bench tools: development hosts
+# (localhost:PORT over ws://) are allowed and trusted, the PLC is the fake one.
+DEV_RELAY = $(abspath $(BIN)) serve --allow-insecure-hosts --new-hosts-per-day 100000 \
+	--trusted-domains localhost:* --plc-host {plc} --seed-hosts-url= --log-level warn \
+	--api-listen 127.0.0.1:2570 --admin-listen 127.0.0.1:2571
+DEV_URLS  = --relay-api http://127.0.0.1:2570 --relay-metrics http://127.0.0.1:2571/metrics
+E2E_CAP   ?= bench-data/e2e-1000h.cap
+
+# The standard end-to-end scenario: 1,000 hosts, 10 consumers, full validation,
+# as fast as the relay goes. The capture is generated once (signed ahead of time).
+bench-e2e: build
+	@mkdir -p bench-data
+	@test -f $(E2E_CAP) || $(BIN) generate --out $(E2E_CAP) --hosts 1000 --accounts 10 --actions 200000 --rate 2000
+	rm -rf bench-data/relay-e2e
+	$(BIN) bench --capture $(E2E_CAP) --consumers 10 --speed max --timeout 10m \
+		--relay-cmd "$(DEV_RELAY) --data-dir bench-data/relay-e2e" $(DEV_URLS) \
+		--json bench-data/e2e.json --png bench-data/e2e.png
+
+# The relay against the recorded reference-PDS capture replayed at real speed by two
+# local fake PDS hosts and a fake PLC, with a consumer printing live figures: no
+# internet needed.
+demo: build
+	rm -rf bench-data/relay-demo
+	@mkdir -p bench-data
+	$(BIN) bench --capture shared --consumers 1 --speed 1 --timeout 10m \
+		--relay-cmd "$(DEV_RELAY) --data-dir bench-data/relay-demo" $(DEV_URLS)
 
 clean:
 	rm -rf bin
