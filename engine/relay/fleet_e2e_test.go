@@ -52,7 +52,7 @@ func seedHosts(t *testing.T, st *store.Store, names []string, limit uint64) {
 // newest seq durably (a deadline catches hangs; it is not a speed check).
 func (h *harness) waitFleetCaughtUp(fl *fleet.Fleet) {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for _, fh := range fl.Hosts() {
 		want := fh.Seq()
 		for {
@@ -192,7 +192,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	}
 	h.waitFleetCaughtUp(fl)
 	// The broken chain is repaired by a resync: wait for it.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for h.r.m.reactivated.Get() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("no account was resynchronized (resync enqueued %d, refused %d)", h.r.m.resyncEnqueued.Get(), h.r.m.resyncRefused.Get())

@@ -93,7 +93,7 @@ func TestKill9(t *testing.T) {
 			lo := total * (round + 1) / 5
 			target = lo + rng.IntN(total/5)
 		}
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(hangTimeout)
 		for consumers[0].count() < target && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}

@@ -40,7 +40,7 @@ func TestHostThrottledAccounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for h.r.m.reactivated.Get() < 4 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of 4 accounts resynchronized", h.r.m.reactivated.Get())
