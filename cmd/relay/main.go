@@ -12,6 +12,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/relay/relay/bench/harness"
@@ -36,7 +37,7 @@ func main() {
 	case "generate":
 		err = runGenerate(os.Args[2:], os.Stdout)
 	case "bench":
-		err = harness.RunCLI(os.Args[2:], os.Stdout)
+		err = runBench(os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		usage()
 		return
@@ -50,6 +51,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// runBench is `relay bench`: the load harness's command line.
+func runBench(args []string, stdout io.Writer) error { return harness.RunCLI(args, stdout) }
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: relay <command> [flags]
