@@ -81,6 +81,10 @@ func (f *Frame) Bytes() []byte {
 // Len returns the length of the frame's contents.
 func (f *Frame) Len() int { return len(f.Bytes()) }
 
+// Cap returns the capacity of the frame's buffer: the memory the frame
+// pins while any reader holds it.
+func (f *Frame) Cap() int { return cap(f.Bytes()) }
+
 // Refs returns the current reference count, for tests and debugging; it is
 // stale as soon as it returns.
 func (f *Frame) Refs() int32 { return f.refs.Load() }

@@ -115,7 +115,9 @@ func NewHub(log Log, cfg Config) (*Hub, error) {
 // ErrSeqOrder) the caller keeps its reference. Not safe for concurrent use:
 // the single sequencer goroutine calls it, in seq order.
 func (h *Hub) Publish(seq uint64, f *pool.Frame) error {
-	n := f.Len()
+	// The ring is bounded by the memory its frames pin (buffer capacity),
+	// not by their length: a size class holds up to twice a frame's bytes.
+	n := f.Cap()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
