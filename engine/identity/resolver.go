@@ -147,6 +147,7 @@ type Resolver struct {
 
 	// Metrics, registered in cfg.Metrics at New.
 	hits, misses, negHits, coalesced, resolves *metrics.Counter
+	resolveTime                                *metrics.Histogram // seconds per DID document fetch
 	hostsFull                                  *metrics.Counter
 	resolveErrs                                [numReasons]*metrics.Counter
 }
@@ -215,6 +216,7 @@ func (r *Resolver) registerMetrics() {
 	r.negHits = s.NewCounter("relay_identity_cache_negative_hits_total")
 	r.coalesced = s.NewCounter("relay_identity_coalesced_lookups_total")
 	r.resolves = s.NewCounter("relay_identity_resolves_total")
+	r.resolveTime = s.NewHistogram("relay_identity_resolve_seconds")
 	r.hostsFull = s.NewCounter("relay_identity_host_table_full_total")
 	for reason := ReasonNone + 1; reason < numReasons; reason++ {
 		r.resolveErrs[reason] = s.NewCounter(fmt.Sprintf(`relay_identity_resolve_errors_total{reason=%q}`, reason.String()))
@@ -344,7 +346,9 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 	}
 	r.inFlight.Add(1)
 	r.resolves.Inc()
+	began := time.Now()
 	f.id, f.err = r.fetch(&ref, did)
+	r.resolveTime.UpdateDuration(began)
 	r.inFlight.Add(-1)
 	<-r.sem
 	cacheable := !errors.Is(f.err, ErrClosed)
