@@ -35,6 +35,11 @@ type sequencer struct {
 	evHost  []*hostState         // host of events[i] when its store Host is set
 	dirty   map[*hostState]int64 // cursors moved with no event to carry them
 	marks   []uint64             // per worker: highest ticket in the batch
+	// reach is, per host, the highest upstream seq among the results of
+	// the batch being written. Results are released per host in seq order
+	// and only once every earlier seq is complete, so that seq is the
+	// host's cursor once this batch (not a later one) is durable.
+	reach map[*hostState]int64
 }
 
 // seqFramer is the store.Framer of one event: it rewrites the worker's
@@ -71,6 +76,7 @@ func newSequencer(r *Relay) *sequencer {
 		framers: make([]seqFramer, n),
 		results: make([]store.Result, 0, n),
 		dirty:   make(map[*hostState]int64),
+		reach:   make(map[*hostState]int64),
 		marks:   make([]uint64, r.cfg.Workers),
 		held:    make(map[*hostState][]result),
 		minHeld: make([]uint64, r.cfg.Workers),
@@ -136,9 +142,6 @@ func (q *sequencer) release() {
 			continue
 		}
 		low, moved := hs.tr.complete(res.gen, res.seq)
-		if moved {
-			q.dirty[hs] = low
-		}
 		h := append(q.held[hs], res)
 		if !moved && res.seq > low {
 			q.held[hs] = h
@@ -210,10 +213,14 @@ func (q *sequencer) commit() {
 	q.events = q.events[:0]
 	q.evHost = q.evHost[:0]
 	clear(q.marks)
+	clear(q.reach)
 	for i := range q.batch {
 		res := &q.batch[i]
 		if res.ticket > q.marks[res.worker] {
 			q.marks[res.worker] = res.ticket
+		}
+		if hs := res.hs; hs != nil && res.gen == hs.tr.generation() && res.seq > q.reach[hs] {
+			q.reach[hs] = res.seq
 		}
 		if res.out == nil {
 			continue
@@ -230,15 +237,17 @@ func (q *sequencer) commit() {
 			q.evHost = append(q.evHost, nil)
 		}
 	}
-	// Attach each moved cursor to the host's last event of the batch; the
-	// rest wait in dirty for the periodic flush.
+	// Attach each host's cursor to its last event of the batch; hosts with
+	// only dropped frames in it wait in dirty for the periodic flush (set
+	// below, once the batch is durable).
 	for i := len(q.events) - 1; i >= 0; i-- {
 		hs := q.evHost[i]
-		if hs == nil || len(q.dirty) == 0 {
+		if hs == nil {
 			continue
 		}
-		if low, ok := q.dirty[hs]; ok && low > 0 {
-			q.events[i].Cursor = uint64(low)
+		if c, ok := q.reach[hs]; ok && c > 0 {
+			q.events[i].Cursor = uint64(c)
+			delete(q.reach, hs)
 			delete(q.dirty, hs)
 		}
 	}
@@ -258,6 +267,11 @@ func (q *sequencer) commit() {
 			q.abandon(DropShutdown)
 			q.releaseBudget()
 			return
+		}
+	}
+	for hs, c := range q.reach {
+		if c > q.dirty[hs] {
+			q.dirty[hs] = c
 		}
 	}
 	q.publish()
