@@ -135,6 +135,9 @@ func (q *sequencer) run() {
 func (q *sequencer) release() {
 	for _, res := range q.in {
 		hs := res.hs
+		if hs == nil && q.followHeld(&res) {
+			continue
+		}
 		if hs == nil || res.gen != hs.tr.generation() {
 			// Relay-generated, or orphaned by a cursor reset: no order
 			// to keep with the host's other frames.
@@ -149,7 +152,7 @@ func (q *sequencer) release() {
 		}
 		// Release, in seq order, everything of hs now at or below low,
 		// before any later incoming result of hs.
-		sort.Slice(h, func(i, j int) bool { return h[i].seq < h[j].seq })
+		sort.SliceStable(h, func(i, j int) bool { return h[i].seq < h[j].seq })
 		k := 0
 		for _, x := range h {
 			if x.seq <= low || x.gen != res.gen {
@@ -177,6 +180,40 @@ func (q *sequencer) release() {
 	}
 }
 
+// followHeld queues a relay-generated result (a resync's #sync, a
+// takedown's #account) behind the last held result of the same account,
+// so it cannot overtake that account's earlier events: the worker produced
+// them first. It reports whether the result was queued.
+func (q *sequencer) followHeld(res *result) bool {
+	did := string(res.ev.DID)
+	if did == "" {
+		did = res.did
+	}
+	if did == "" || len(q.held) == 0 {
+		return false
+	}
+	var host *hostState
+	var last *result
+	for hs, h := range q.held {
+		for i := range h {
+			x := &h[i]
+			xdid := string(x.ev.DID)
+			if xdid == "" {
+				xdid = x.did
+			}
+			if xdid == did && (last == nil || x.seq > last.seq) {
+				host, last = hs, x
+			}
+		}
+	}
+	if last == nil {
+		return false
+	}
+	res.hs, res.gen, res.seq = host, last.gen, last.seq
+	q.held[host] = append(q.held[host], *res)
+	return true
+}
+
 // sweepHeld releases held results that no incoming result will release:
 // those at or below their host's low-water mark (moved by a completion
 // outside the sequencer, such as a frame dropped before it reached a
@@ -186,7 +223,7 @@ func (q *sequencer) sweepHeld() bool {
 	found := false
 	for hs, h := range q.held {
 		gen, low := hs.tr.generation(), hs.tr.lowWater()
-		sort.Slice(h, func(i, j int) bool { return h[i].seq < h[j].seq })
+		sort.SliceStable(h, func(i, j int) bool { return h[i].seq < h[j].seq })
 		k := 0
 		for _, x := range h {
 			if x.gen != gen || x.seq <= low {
