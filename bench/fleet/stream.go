@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"bufio"
-	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/relay/relay/bench/replay"
 	"github.com/relay/relay/engine/event"
 )
 
@@ -189,7 +189,7 @@ func (s *stream) run(pos, joined int64) {
 func (s *stream) writeFrame(f []byte, flush bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, err := s.bw.Write(appendWSHeader(s.hdr[:0], ws.OpBinary, len(f))); err != nil {
+	if _, err := s.bw.Write(replay.AppendFrameHeader(s.hdr[:0], ws.OpBinary, len(f))); err != nil {
 		return err
 	}
 	if _, err := s.bw.Write(f); err != nil {
@@ -204,7 +204,7 @@ func (s *stream) writeFrame(f []byte, flush bool) error {
 // writeSlow writes one message in slowChunks pieces, flushing and pausing
 // after each, so the reader sees a frame trickle in.
 func (s *stream) writeSlow(f []byte) error {
-	msg := append(appendWSHeader(nil, ws.OpBinary, len(f)), f...)
+	msg := append(replay.AppendFrameHeader(nil, ws.OpBinary, len(f)), f...)
 	step := (len(msg) + slowChunks - 1) / slowChunks
 	for len(msg) > 0 {
 		n := min(step, len(msg))
@@ -230,26 +230,13 @@ func (s *stream) writeSlow(f []byte) error {
 func (s *stream) writeControl(op ws.OpCode, payload []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, err := s.bw.Write(appendWSHeader(s.hdr[:0], op, len(payload))); err != nil {
+	if _, err := s.bw.Write(replay.AppendFrameHeader(s.hdr[:0], op, len(payload))); err != nil {
 		return err
 	}
 	if _, err := s.bw.Write(payload); err != nil {
 		return err
 	}
 	return s.bw.Flush()
-}
-
-// appendWSHeader encodes a final, unmasked frame header (RFC 6455 §5.2).
-func appendWSHeader(b []byte, op ws.OpCode, n int) []byte {
-	b = append(b, 0x80|byte(op))
-	switch {
-	case n < 126:
-		return append(b, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
-	}
 }
 
 // readControl answers pings and a close, discards data frames and ends the

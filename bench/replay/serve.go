@@ -184,7 +184,7 @@ func (s *session) send(cur *cursor, pos, head int) (int, error) {
 func (s *session) writeFrameNoFlush(f []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	n := appendHeader(s.hdr[:0], ws.OpBinary, len(f))
+	n := AppendFrameHeader(s.hdr[:0], ws.OpBinary, len(f))
 	if _, err := s.bw.Write(n); err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func (s *session) writeFrame(f []byte) error {
 func (s *session) writeControl(op ws.OpCode, payload []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if _, err := s.bw.Write(appendHeader(s.hdr[:0], op, len(payload))); err != nil {
+	if _, err := s.bw.Write(AppendFrameHeader(s.hdr[:0], op, len(payload))); err != nil {
 		return err
 	}
 	if _, err := s.bw.Write(payload); err != nil {
@@ -213,9 +213,10 @@ func (s *session) writeControl(op ws.OpCode, payload []byte) error {
 	return s.bw.Flush()
 }
 
-// appendHeader encodes a final, unmasked frame header (RFC 6455 §5.2)
-// without the allocation ws.WriteHeader makes.
-func appendHeader(b []byte, op ws.OpCode, n int) []byte {
+// AppendFrameHeader appends a final, unmasked WebSocket frame header (RFC
+// 6455 §5.2), as a server sends it, without the allocation ws.WriteHeader
+// makes. The synthetic fleet's hosts use it too.
+func AppendFrameHeader(b []byte, op ws.OpCode, n int) []byte {
 	b = append(b, 0x80|byte(op))
 	switch {
 	case n < 126:
