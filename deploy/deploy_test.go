@@ -182,29 +182,34 @@ func TestUnitFile(t *testing.T) {
 // briefDefaults returns every setting relay.env must carry, with its default.
 func briefDefaults() map[string]string {
 	return map[string]string{
-		"RELAY_API_LISTEN":            ":2470",
-		"RELAY_METRICS_LISTEN":        ":2471",
-		"RELAY_DATA_DIR":              "/var/lib/relay",
-		"RELAY_PLC_HOST":              "https://plc.directory",
-		"RELAY_REPLAY_WINDOW":         "72h",
-		"RELAY_DISK_BUDGET":           "0",
-		"RELAY_DEFAULT_ACCOUNT_LIMIT": "100",
-		"RELAY_TRUSTED_DOMAINS":       "*.host.bsky.network",
-		"RELAY_NEW_HOSTS_PER_DAY":     "50",
-		"RELAY_ADMIN_PASSWORD":        "",
-		"RELAY_SEED_HOSTS_URL":        "https://bsky.network",
-		"RELAY_MEMORY_BUDGET":         "4GiB",
-		"RELAY_GOGC":                  "100",
-		"RELAY_TRIM_INTERVAL":         "1m",
-		"RELAY_TRIM":                  "true",
-		"RELAY_WORKERS":               "0",
-		"RELAY_SYNC_POLICY":           "every-batch",
-		"RELAY_VALIDATION":            "strict",
-		"RELAY_LOG_LEVEL":             "info",
-		"RELAY_LOG_FORMAT":            "json",
-		"RELAY_ALLOW_INSECURE_HOSTS":  "false",
-		"RELAY_INITIAL_SEQ":           "1",
-		"RELAY_IDENTITY_CACHE_BUDGET": "1GiB",
+		"RELAY_API_LISTEN":                ":2470",
+		"RELAY_METRICS_LISTEN":            ":2471",
+		"RELAY_DATA_DIR":                  "/var/lib/relay",
+		"RELAY_PLC_HOST":                  "https://plc.directory",
+		"RELAY_REPLAY_WINDOW":             "72h",
+		"RELAY_DISK_BUDGET":               "0",
+		"RELAY_DEFAULT_ACCOUNT_LIMIT":     "100",
+		"RELAY_TRUSTED_DOMAINS":           "*.host.bsky.network",
+		"RELAY_NEW_HOSTS_PER_DAY":         "50",
+		"RELAY_ADMIN_PASSWORD":            "",
+		"RELAY_SEED_HOSTS_URL":            "https://bsky.network",
+		"RELAY_MEMORY_BUDGET":             "4GiB",
+		"RELAY_GOGC":                      "100",
+		"RELAY_TRIM_INTERVAL":             "10s",
+		"RELAY_TRIM":                      "true",
+		"RELAY_WORKERS":                   "0",
+		"RELAY_SYNC_POLICY":               "every-batch",
+		"RELAY_VALIDATION":                "strict",
+		"RELAY_LOG_LEVEL":                 "info",
+		"RELAY_LOG_FORMAT":                "json",
+		"RELAY_ALLOW_INSECURE_HOSTS":      "false",
+		"RELAY_INITIAL_SEQ":               "1",
+		"RELAY_IDENTITY_CACHE_BUDGET":     "0",
+		"RELAY_FIREHOSE_BUFFER":           "0",
+		"RELAY_PEBBLE_CACHE":              "0",
+		"RELAY_PEBBLE_MEMTABLE":           "0",
+		"RELAY_EVENTS_PER_SECOND":         "50",
+		"RELAY_TRUSTED_EVENTS_PER_SECOND": "5000",
 	}
 }
 
@@ -264,7 +269,7 @@ func TestEnvNamesDocumented(t *testing.T) {
 }
 
 // TestMemoryMatchesUnit checks the rule written in both files: the budget
-// equals MemoryHigh, MemoryMax sits above it, and the identity cache fits.
+// equals MemoryHigh, MemoryMax sits above it, and explicit cache sizes fit.
 func TestMemoryMatchesUnit(t *testing.T) {
 	u := mustParseUnit(t, readFile(t, "relay.service"))
 	env := map[string]string{}
@@ -282,15 +287,23 @@ func TestMemoryMatchesUnit(t *testing.T) {
 	budget := size("RELAY_MEMORY_BUDGET", env["RELAY_MEMORY_BUDGET"])
 	high := size("MemoryHigh", u.get(t, "Service", "MemoryHigh"))
 	hard := size("MemoryMax", u.get(t, "Service", "MemoryMax"))
-	ident := size("RELAY_IDENTITY_CACHE_BUDGET", env["RELAY_IDENTITY_CACHE_BUDGET"])
+	// Explicit sizes (0 means a share of the budget) must leave the heap room.
+	var explicit int64
+	for _, name := range []string{"RELAY_IDENTITY_CACHE_BUDGET", "RELAY_FIREHOSE_BUFFER", "RELAY_PEBBLE_CACHE"} {
+		n, err := memory.ParseBytes(env[name])
+		if err != nil || n < 0 {
+			t.Fatalf("%s=%q: %v", name, env[name], err)
+		}
+		explicit += n
+	}
 	if budget != high {
 		t.Errorf("RELAY_MEMORY_BUDGET %d != MemoryHigh %d", budget, high)
 	}
 	if hard <= high || hard > high+high/4 {
 		t.Errorf("MemoryMax %d should be a little above MemoryHigh %d", hard, high)
 	}
-	if ident > budget/2 {
-		t.Errorf("RELAY_IDENTITY_CACHE_BUDGET %d is more than half the memory budget %d", ident, budget)
+	if explicit > budget/2 {
+		t.Errorf("explicit cache and buffer sizes %d are more than half the memory budget %d", explicit, budget)
 	}
 	if env["RELAY_DATA_DIR"] != u.get(t, "Service", "WorkingDirectory") {
 		t.Errorf("RELAY_DATA_DIR %q is not the unit's WorkingDirectory", env["RELAY_DATA_DIR"])

@@ -37,15 +37,20 @@
 //	RELAY_DEFAULT_ACCOUNT_LIMIT  accounts a new host may serve (100)
 //	RELAY_TRUSTED_DOMAINS        hosts exempt from that limit (*.host.bsky.network)
 //	RELAY_NEW_HOSTS_PER_DAY      requestCrawl admissions per day (50)
+//	RELAY_EVENTS_PER_SECOND      untrusted host event rate, + account limit/1000 (50)
+//	RELAY_TRUSTED_EVENTS_PER_SECOND trusted host event rate (5000)
 //	RELAY_SEED_HOSTS_URL         relay whose host list seeds a new database (https://bsky.network)
 //	RELAY_ALLOW_INSECURE_HOSTS   allow ws:// and http:// hosts (false)
 //	RELAY_VALIDATION             strict or lenient commit validation
 //	RELAY_WORKERS                event workers, 0 = GOMAXPROCS
 //	RELAY_MEMORY_BUDGET          process memory (4GiB); equals the unit's MemoryHigh
 //	RELAY_GOGC                   Go GC percentage (100)
-//	RELAY_TRIM_INTERVAL          least time between idle-heap trims (1m)
+//	RELAY_TRIM_INTERVAL          least time between idle-heap trims (10s)
 //	RELAY_TRIM                   run the FreeOSMemory heap trimmer (true)
-//	RELAY_IDENTITY_CACHE_BUDGET  identity cache size (1GiB), part of the memory budget
+//	RELAY_IDENTITY_CACHE_BUDGET  identity cache size (0 = 1/8 of the budget)
+//	RELAY_FIREHOSE_BUFFER        recent frames in memory for consumers (0 = 1/4 of the budget)
+//	RELAY_PEBBLE_CACHE           Pebble block cache, off heap (0 = 1/16 of the budget)
+//	RELAY_PEBBLE_MEMTABLE        one Pebble memtable, off heap, up to 4 (0 = 1/128 of the budget)
 //	RELAY_ADMIN_PASSWORD         admin bearer token, required
 //	RELAY_LOG_LEVEL              debug, info, warn or error (info)
 //	RELAY_LOG_FORMAT             json or text (json)
@@ -54,7 +59,9 @@
 //
 // The unit's MemoryHigh equals RELAY_MEMORY_BUDGET; MemoryMax is 12.5 %
 // above it as the hard stop. The relay (engine/memory) sets GOMEMLIMIT to
-// 90 % of the budget minus Pebble's off-heap cache, so the Go heap is
-// collected harder well before the kernel starts reclaiming at MemoryHigh.
-// The test in this package checks the three agree.
+// 90 % of the budget minus Pebble's off-heap cache and memtables, so the Go
+// heap is collected harder well before the kernel starts reclaiming at
+// MemoryHigh. The caches and buffers default to shares of the budget
+// (engine/memory.SharesOf); explicit sizes must fit in it. The test in this
+// package checks the unit, the budget and the explicit sizes agree.
 package deploy

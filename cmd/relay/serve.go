@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,8 @@ type serveFlags struct {
 	apiAddr, adminAddr, dataDir, plcHost, trusted, seedURL, adminToken string
 	logLevel, logFormat, syncPolicy, validation                        string
 	memBudget, identityBudget, diskBudget                              string
+	pebbleCache, pebbleMemTable, firehoseBuffer                        string
+	eventsPerSecond, trustedEventsPerSecond                            float64
 	replayWindow, trimInterval                                         time.Duration
 	accountLimit                                                       uint64
 	newHostsPerDay, workers, gogc                                      int
@@ -60,7 +63,10 @@ func parseServe(args []string) (*serveFlags, error) {
 	str(&f.syncPolicy, "sync-policy", "RELAY_SYNC_POLICY", "every-batch", "every-batch or none")
 	str(&f.validation, "validation", "RELAY_VALIDATION", "strict", "strict or lenient")
 	str(&f.memBudget, "memory-budget", "RELAY_MEMORY_BUDGET", "0", "memory of the whole process (0: cgroup or MemTotal)")
-	str(&f.identityBudget, "identity-cache-budget", "RELAY_IDENTITY_CACHE_BUDGET", "512MiB", "memory for cached identities")
+	str(&f.identityBudget, "identity-cache-budget", "RELAY_IDENTITY_CACHE_BUDGET", "0", "memory for cached identities (0: 1/8 of the memory budget)")
+	str(&f.pebbleCache, "pebble-cache", "RELAY_PEBBLE_CACHE", "0", "Pebble block cache (0: 1/16 of the memory budget, 8 MiB–1 GiB)")
+	str(&f.pebbleMemTable, "pebble-memtable", "RELAY_PEBBLE_MEMTABLE", "0", "one Pebble memtable, up to 4 in memory (0: 1/128 of the memory budget, 4–64 MiB)")
+	str(&f.firehoseBuffer, "firehose-buffer", "RELAY_FIREHOSE_BUFFER", "0", "recent frames kept in memory for consumers (0: 1/4 of the memory budget)")
 	str(&f.diskBudget, "disk-budget", "RELAY_DISK_BUDGET", "0", "disk the event log may use; 0: time window only")
 	var errs []error
 	dur := func(p *time.Duration, name, envName string, def time.Duration, help string) {
@@ -90,6 +96,10 @@ func parseServe(args []string) (*serveFlags, error) {
 	workers := num("workers", "RELAY_WORKERS", 0, "validation workers; 0: GOMAXPROCS")
 	gogc := num("gogc", "RELAY_GOGC", memory.DefaultGOGC, "Go GC target percentage; -1: off")
 	initial := num("initial-seq", "RELAY_INITIAL_SEQ", 1, "first seq of a new database")
+	fs.Float64Var(&f.eventsPerSecond, "events-per-second", floatEnv(env, "RELAY_EVENTS_PER_SECOND", relay.DefaultEventsPerSecond, &errs),
+		"an untrusted host's base event rate, plus its account limit / 1000 (env RELAY_EVENTS_PER_SECOND)")
+	fs.Float64Var(&f.trustedEventsPerSecond, "trusted-events-per-second", floatEnv(env, "RELAY_TRUSTED_EVENTS_PER_SECOND", relay.DefaultTrustedEventsPerSecond, &errs),
+		"a trusted host's event rate; faster events wait, none is dropped (env RELAY_TRUSTED_EVENTS_PER_SECOND)")
 	trimOn := fs.Bool("trim", env("RELAY_TRIM") != "false", "run the FreeOSMemory heap trimmer (env RELAY_TRIM; false turns it off, for measurements)")
 	insecure := fs.Bool("allow-insecure-hosts", env("RELAY_ALLOW_INSECURE_HOSTS") == "true", "accept localhost:PORT hosts over ws:// (development; env RELAY_ALLOW_INSECURE_HOSTS)")
 	if err := fs.Parse(args); err != nil {
@@ -134,9 +144,15 @@ func runServe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("RELAY_MEMORY_BUDGET: %w", err)
 	}
-	idBudget, err := memory.ParseBytes(f.identityBudget)
-	if err != nil {
-		return fmt.Errorf("RELAY_IDENTITY_CACHE_BUDGET: %w", err)
+	var over sizeOverrides
+	for _, x := range []struct {
+		dst       *int64
+		val, name string
+	}{{&over.identity, f.identityBudget, "RELAY_IDENTITY_CACHE_BUDGET"}, {&over.cache, f.pebbleCache, "RELAY_PEBBLE_CACHE"},
+		{&over.memTable, f.pebbleMemTable, "RELAY_PEBBLE_MEMTABLE"}, {&over.ring, f.firehoseBuffer, "RELAY_FIREHOSE_BUFFER"}} {
+		if *x.dst, err = memory.ParseBytes(x.val); err != nil {
+			return fmt.Errorf("%s: %w", x.name, err)
+		}
 	}
 	disk, err := memory.ParseBytes(f.diskBudget)
 	if err != nil {
@@ -144,12 +160,24 @@ func runServe(args []string) error {
 	}
 	set := metrics.NewSet()
 	metrics.RegisterSet(set)
-	memCfg := memory.Config{Budget: budget, OffHeap: memory.PebbleOffHeap(store.DefaultBlockCacheBytes, store.DefaultMemTableBytes, 4) + idBudget,
+	memCfg := memory.Config{Budget: budget, OffHeapOf: func(b int64) int64 { return over.apply(b).OffHeap() },
 		GOGC: f.gogc, TrimInterval: f.trimInterval}
+	if !memory.TuneCAllocator() {
+		log.Warn("memory: the C allocator refused a setting (see memory.TuneCAllocator)")
+	}
 	settings, err := memory.Apply(memCfg, log)
 	if err != nil {
 		return err
 	}
+	shares := over.apply(settings.Budget)
+	memCfg.TrimThreshold = shares.TrimThreshold
+	workers := f.workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	log.Info("memory shares", "budget", settings.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
+		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "intake", shares.Intake,
+		"results", shares.Results, "trim_threshold", shares.TrimThreshold)
 	memory.RegisterRuntimeMetrics(set, settings)
 	trim, err := memory.NewTrimmer(memCfg, set, log)
 	if err != nil {
@@ -184,7 +212,8 @@ func runServe(args []string) error {
 		return err
 	}
 	st, err := store.Open(f.dataDir, store.Options{InitialSeq: store.Seq(f.initialSeq), Sync: sync,
-		ReplayWindow: f.replayWindow, DiskBudgetBytes: uint64(disk)})
+		ReplayWindow: f.replayWindow, DiskBudgetBytes: uint64(disk),
+		BlockCacheBytes: shares.BlockCache, MemTableBytes: uint64(shares.MemTable)})
 	if err != nil {
 		return err
 	}
@@ -194,9 +223,9 @@ func runServe(args []string) error {
 		}
 	}()
 	st.RegisterMetrics(set)
-	ids := identity.New(identity.Config{PLCURL: f.plcHost, AllowInsecure: f.allowInsecure, MaxCacheBytes: idBudget, Metrics: set})
+	ids := identity.New(identity.Config{PLCURL: f.plcHost, AllowInsecure: f.allowInsecure, MaxCacheBytes: shares.IdentityCache, Metrics: set})
 	defer ids.Close()
-	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{Metrics: set, Logger: log})
+	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{RingBytes: int(shares.Ring), Metrics: set, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -219,7 +248,9 @@ func runServe(args []string) error {
 	defer rs.Close()
 	r, err = relay.New(relay.Config{
 		AllowInsecureHosts: f.allowInsecure, DefaultAccountLimit: f.accountLimit, TrustedDomains: trusted,
-		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: f.workers, Validation: mode,
+		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: workers, Validation: mode,
+		EventsPerSecond: f.eventsPerSecond, TrustedEventsPerSecond: f.trustedEventsPerSecond,
+		WorkerQueueBytes: shares.Intake / int64(workers), ResultsQueueBytes: shares.Results,
 	}, relay.Deps{Store: st, Identity: ids, Hub: hub, Resyncer: rs, Logger: log, Metrics: set})
 	if err != nil {
 		return err
@@ -290,6 +321,39 @@ func runServe(args []string) error {
 		_ = s.Close()
 	}
 	return runErr
+}
+
+// floatEnv returns the float in environment variable name, def when unset;
+// a malformed value is appended to errs.
+func floatEnv(env func(string) string, name string, def float64, errs *[]error) float64 {
+	v := env(name)
+	if v == "" {
+		return def
+	}
+	d, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %w", name, err))
+		return def
+	}
+	return d
+}
+
+// sizeOverrides are the explicitly configured sizes; zero fields take their
+// share of the memory budget.
+type sizeOverrides struct{ identity, cache, memTable, ring int64 }
+
+// apply returns the budget's shares with the overrides in place.
+func (o sizeOverrides) apply(budget int64) memory.Shares {
+	sh := memory.SharesOf(budget)
+	for _, x := range []struct {
+		dst *int64
+		v   int64
+	}{{&sh.IdentityCache, o.identity}, {&sh.BlockCache, o.cache}, {&sh.MemTable, o.memTable}, {&sh.Ring, o.ring}} {
+		if x.v > 0 {
+			*x.dst = x.v
+		}
+	}
+	return sh
 }
 
 func envOr(name, def string) string {

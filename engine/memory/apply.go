@@ -96,6 +96,9 @@ func apply(cfg Config, log *slog.Logger, lookupEnv func(string) (string, bool), 
 		s.Budget, s.BudgetSource = total, SourceMachine
 	}
 
+	if cfg.OffHeapOf != nil {
+		s.OffHeap = cfg.OffHeapOf(s.Budget)
+	}
 	limit, err := memoryLimit(s.Budget, s.OffHeap)
 	_, limitFromEnv := lookupEnv("GOMEMLIMIT")
 	if err != nil && !limitFromEnv {

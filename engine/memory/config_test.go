@@ -3,6 +3,7 @@ package memory
 import (
 	"errors"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -59,7 +60,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigWithDefaults(t *testing.T) {
 	got := Config{}.WithDefaults()
 	want := Config{GOGC: DefaultGOGC, TrimInterval: DefaultTrimInterval, TrimThreshold: DefaultTrimThreshold}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("WithDefaults() = %+v, want %+v", got, want)
 	}
 	off := Config{GOGC: -1}.WithDefaults()
@@ -99,5 +100,45 @@ func TestPebbleOffHeap(t *testing.T) {
 		if got := PebbleOffHeap(1<<20, 0, 0); got != 1<<20 {
 			t.Fatalf("cache only = %d", got)
 		}
+	}
+}
+
+func TestSharesOf(t *testing.T) {
+	const mib = 1 << 20
+	small := SharesOf(512 * mib)
+	want := Shares{BlockCache: 32 * mib, MemTable: 4 * mib, Ring: 128 * mib, IdentityCache: 64 * mib,
+		Intake: 32 * mib, Results: 32 * mib, TrimThreshold: 8 * mib}
+	if small != want {
+		t.Fatalf("SharesOf(512 MiB) = %+v, want %+v", small, want)
+	}
+	// The shares, with every memtable Pebble may hold, leave a quarter of the
+	// budget to GC headroom and the runtime, from tiny budgets to huge ones.
+	for _, b := range []int64{256 * mib, 512 * mib, 4 << 30, 24 << 30, 256 << 30} {
+		s := SharesOf(b)
+		sum := s.BlockCache + MemTablesInMemory*s.MemTable + s.Ring + s.IdentityCache + s.Intake + s.Results
+		if sum > b*3/4 {
+			t.Errorf("budget %d: shares sum to %d, more than 3/4", b, sum)
+		}
+	}
+	big := SharesOf(24 << 30)
+	if big.BlockCache != 1<<30 || big.MemTable != 64*mib {
+		t.Fatalf("SharesOf(24 GiB) = %+v: cache and memtable should hit their caps", big)
+	}
+}
+
+func TestApplyOffHeapOf(t *testing.T) {
+	keepRuntime(t)
+	h := fakeHost(t, map[string]string{"/proc/meminfo": "MemTotal: 1048576 kB\n"})
+	var seen int64
+	s, err := apply(Config{OffHeap: 1, OffHeapOf: func(b int64) int64 { seen = b; return 100 << 20 }},
+		nil, env(nil), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != 1<<30 || s.OffHeap != 100<<20 {
+		t.Fatalf("OffHeapOf saw budget %d, OffHeap %d; want 1 GiB and 100 MiB", seen, s.OffHeap)
+	}
+	if want, _ := memoryLimit(1<<30, 100<<20); s.MemoryLimit != want {
+		t.Fatalf("MemoryLimit %d, want %d", s.MemoryLimit, want)
 	}
 }
