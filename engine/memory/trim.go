@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -37,6 +38,13 @@ const (
 // scavenger does the same slowly; the trimmer catches spikes, such as a burst
 // of large frames, that would otherwise keep RSS high for minutes.
 //
+// Idle heap appears all at once, when a collection frees spans, so besides
+// polling the trimmer is woken at the end of every GC cycle (a finalizer on a
+// sentinel object, re-armed each cycle) and trims then: RSS comes back down to
+// the heap in use within milliseconds of a collection instead of staying up
+// for a poll period. The forced collection inside FreeOSMemory wakes it too;
+// that check finds nothing idle and does nothing.
+//
 // FreeOSMemory forces a full collection, so the interval also bounds the CPU
 // the trimmer can cost. Start and Stop are safe for concurrent use; check is
 // called only by the trimmer's own goroutine (or directly by tests when the
@@ -50,6 +58,10 @@ type Trimmer struct {
 	// Owned by the goroutine running check.
 	samples [numTrimSamples]metrics.Sample
 	lastRun time.Time // zero: never trimmed
+
+	// gcDone receives (without blocking) one token per finished GC cycle
+	// while the trimmer runs; buffered 1 so a burst collapses into one check.
+	gcDone chan struct{}
 
 	// Atomics, written by check, read by the metrics writer.
 	checks        atomic.Uint64
@@ -81,6 +93,7 @@ func NewTrimmer(cfg Config, set *vm.Set, log *slog.Logger) (*Trimmer, error) {
 		interval:  cfg.TrimInterval,
 		threshold: uint64(cfg.TrimThreshold),
 		log:       log,
+		gcDone:    make(chan struct{}, 1),
 	}
 	t.samples[sampleHeapFree].Name = "/memory/classes/heap/free:bytes"
 	t.samples[sampleHeapReleased].Name = "/memory/classes/heap/released:bytes"
@@ -97,8 +110,33 @@ func (t *Trimmer) Start() error {
 		return ErrTrimmerRunning
 	}
 	t.stop, t.done = make(chan struct{}), make(chan struct{})
+	armGCNotice(t.gcDone, t.stop)
 	go t.run(t.stop, t.done)
 	return nil
+}
+
+// gcSentinel is allocated only to be collected: its finalizer marks the end
+// of a GC cycle. 32 bytes keeps it out of the tiny allocator, whose objects
+// may share a block with live ones and never be finalized.
+type gcSentinel struct{ _ [4]uint64 }
+
+// armGCNotice allocates a sentinel that, once a collection finds it
+// unreachable, sends a token on notify (dropped if one is pending) and arms
+// the next sentinel, until stop is closed. Finalizers run on the runtime's
+// finalizer goroutine, so this must not block: the send is non-blocking.
+func armGCNotice(notify chan<- struct{}, stop <-chan struct{}) {
+	runtime.SetFinalizer(new(gcSentinel), func(*gcSentinel) {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		select {
+		case notify <- struct{}{}:
+		default:
+		}
+		armGCNotice(notify, stop)
+	})
 }
 
 // Stop ends the trimmer's goroutine and waits for it. Stopping a trimmer that
@@ -126,6 +164,8 @@ func (t *Trimmer) run(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		case now := <-tick.C:
 			t.check(now)
+		case <-t.gcDone:
+			t.check(time.Now())
 		}
 	}
 }

@@ -164,3 +164,28 @@ func TestTrimmerLoopTrims(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestTrimmerWakesAfterGC: with a poll period of 15 minutes, only the
+// end-of-GC notice can make the trimmer run within the test's lifetime.
+func TestTrimmerWakesAfterGC(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tr, _ := newTestTrimmer(t, Config{TrimInterval: time.Hour, TrimThreshold: 1 << 20})
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Stop()
+	makeIdleHeap()
+	for tr.runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Stopped, the notices stop too: a collection leaves the count alone.
+	tr.Stop()
+	checks := tr.checks.Load()
+	makeIdleHeap()
+	runtime.GC()
+	time.Sleep(10 * time.Millisecond)
+	if got := tr.checks.Load(); got != checks {
+		t.Fatalf("checks went from %d to %d after Stop", checks, got)
+	}
+}
