@@ -167,3 +167,9 @@ func TestApplyBudgetSources(t *testing.T) {
 	f("budget too small", Config{Budget: 64 << 20}, nil, 0, "", ErrBudgetTooSmall)
 	f("invalid config", Config{GOGC: -7}, nil, 0, "", ErrBadGOGC)
 }
+
+func TestTuneCAllocator(t *testing.T) {
+	if !TuneCAllocator() {
+		t.Fatal("glibc refused a mallopt setting")
+	}
+}

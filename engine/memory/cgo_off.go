@@ -5,3 +5,7 @@ package memory
 // cgoEnabled reports whether this binary was built with cgo, which decides
 // where Pebble's manual allocator takes memory from (see PebbleOffHeap).
 const cgoEnabled = false
+
+// TuneCAllocator does nothing without cgo, where nothing is allocated in C;
+// it reports true.
+func TuneCAllocator() bool { return true }
