@@ -5,12 +5,6 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-# pebblegozstd: Pebble compresses with the pure-Go zstd (klauspost/compress)
-# instead of the cgo one, so its compression buffers live in the Go heap,
-# where GOMEMLIMIT and the trimmer see them, not in C malloc arenas (PERF.md,
-# Memory). A plain `go build` works too, with cgo zstd.
-export GOFLAGS := -tags=pebblegozstd $(GOFLAGS)
-
 .PHONY: build run test test-unit test-race bench bench-e2e fuzz lint demo clean install
 
 build:
