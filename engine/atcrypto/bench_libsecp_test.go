@@ -79,3 +79,60 @@ func TestVerifyK256NoAlloc(t *testing.T) {
 		t.Fatalf("Verifier.Verify allocates %v times per call, want 0", allocs)
 	}
 }
+
+// TestKeyCacheCollisions: two keys sharing a cache slot evict each other and
+// never verify each other's signatures; every answer matches a Verifier with
+// an empty cache.
+func TestKeyCacheCollisions(t *testing.T) {
+	slot := func(k PublicKey) uint32 {
+		c := k.Compressed()
+		return (uint32(c[1]) | uint32(c[2])<<8 | uint32(c[3])<<16 | uint32(c[4])<<24) % keyCacheSlots
+	}
+	// Birthday bound: ~160 keys for a shared slot among 16,384.
+	seen := map[uint32]benchVector{}
+	var a, b benchVector
+	for i := 0; ; i++ {
+		if i == 5000 {
+			t.Fatal("no two keys shared a slot in 5,000")
+		}
+		v := newBenchVector(t, K256)
+		s := slot(v.key.Public())
+		if prev, ok := seen[s]; ok {
+			a, b = prev, v
+			break
+		}
+		seen[s] = v
+	}
+	var ver Verifier
+	for round := 0; round < 3; round++ {
+		for _, c := range []struct {
+			key  benchVector
+			sig  benchVector
+			want bool
+		}{{a, a, true}, {b, b, true}, {a, b, false}, {b, a, false}, {a, a, true}} {
+			err := ver.Verify(c.key.key.Public(), c.sig.msg, c.sig.sig)
+			var fresh Verifier
+			errFresh := fresh.Verify(c.key.key.Public(), c.sig.msg, c.sig.sig)
+			if (err == nil) != c.want || (err == nil) != (errFresh == nil) {
+				t.Fatalf("round %d: err %v, fresh verifier %v, want ok=%t", round, err, errFresh, c.want)
+			}
+		}
+	}
+}
+
+// BenchmarkVerifyK256Cached is the production path with the key already in
+// the Verifier's cache: the decompression is paid once per key.
+func BenchmarkVerifyK256Cached(b *testing.B) {
+	v := newBenchVector(b, K256)
+	pub := v.key.Public()
+	var ver Verifier
+	if err := ver.Verify(pub, v.msg, v.sig); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ver.VerifyHash(pub, v.hash[:], v.sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

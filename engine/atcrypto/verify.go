@@ -36,14 +36,20 @@ func (k PublicKey) VerifyHash(hash, sig []byte) error {
 
 // Verifier holds the scratch space for verifying without allocation: with
 // the cgo backend, secp256k1 verification through a reused Verifier does not
-// allocate. The zero value is ready to use. A Verifier is owned by one
-// goroutine at a time (keep one per worker); it holds no state between calls.
+// allocate once the key has been seen. The zero value is ready to use. A
+// Verifier is owned by one goroutine at a time (keep one per worker); the
+// only state it keeps between calls is a cache of decompressed keys, which
+// changes its speed, never its answers.
 type Verifier struct {
 	// Inputs copied for the C call (see k256_libsecp.go); owned by the
 	// goroutine currently calling Verify.
 	key  [CompressedLen]byte
+	full [uncompressedLen]byte
 	hash [32]byte
 	sig  [SignatureLen]byte
+	// keys caches decompressed secp256k1 keys for the cgo backend,
+	// allocated on first use; nil in the pure-Go build.
+	keys *keyCache
 }
 
 // Verify is PublicKey.Verify using v's scratch space.
