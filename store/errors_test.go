@@ -10,11 +10,15 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
-// injectOn returns an injector failing writes and syncs of files whose
-// name ends in suffix, while the toggle is on.
-func injectOn(suffix string, kinds ...errorfs.OpKind) *errorfs.Toggle {
+// injectOn returns an injector failing the given operations on files whose
+// name ends in one of the comma-separated suffixes, while the toggle is on.
+func injectOn(suffixes string, kinds ...errorfs.OpKind) *errorfs.Toggle {
 	return &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !strings.HasSuffix(op.Path, suffix) {
+		matched := false
+		for _, suffix := range strings.Split(suffixes, ",") {
+			matched = matched || strings.HasSuffix(op.Path, suffix)
+		}
+		if !matched {
 			return nil
 		}
 		for _, k := range kinds {
@@ -62,7 +66,9 @@ func TestWALWriteErrorSurfaces(t *testing.T) {
 }
 
 func TestReadErrorSurfaces(t *testing.T) {
-	toggle := injectOn(".sst", errorfs.OpFileReadAt, errorfs.OpFileRead)
+	// Event frames live in blob files (value separation), accounts in
+	// sstables: both must surface read errors.
+	toggle := injectOn(".sst,.blob", errorfs.OpFileReadAt, errorfs.OpFileRead)
 	fs := errorfs.Wrap(vfs.NewMem(), toggle)
 	o := testOptions(fs)
 	s := openTest(t, o)

@@ -47,6 +47,12 @@ type Options struct {
 	// 20,000 3 KB frames, so flushes happen every few seconds at peak.
 	MemTableBytes uint64
 
+	// InlineValues turns off value separation. By default values of 512
+	// bytes and more (event frames) go to Pebble blob files when a memtable
+	// is flushed, compressed once with zstd, and compactions move references
+	// to them instead of rewriting them: BenchmarkSustainedAppendCPU measures
+	// 12.6 instead of 19.2 µs of CPU per event, for the same bytes on disk.
+	InlineValues bool
 	// ReplayWindow is how long events stay replayable. Default 72h
 	// (spec §15, REF default).
 	ReplayWindow time.Duration
@@ -142,9 +148,11 @@ func (o Options) Validate() error {
 	return fmt.Errorf("%w: %w", ErrBadOptions, errors.Join(errs...))
 }
 
-// pebbleOptions builds Pebble's options. Compression: Snappy on L0–L2,
-// where data is rewritten soon and CPU matters; Zstd on L3–L6, where nearly
-// all bytes of a multi-day window end up.
+// pebbleOptions builds Pebble's options. Compression: with value separation
+// (the default) every level uses zstd, because the large values are
+// compressed once, at flush, and never again; with InlineValues, Snappy on
+// L0–L2, where data is rewritten soon and CPU matters, and zstd on L3–L6,
+// where nearly all bytes of a multi-day window end up.
 func (o *Options) pebbleOptions(cache *pebble.Cache, listener *pebble.EventListener) *pebble.Options {
 	po := &pebble.Options{
 		FS:                          o.FS,
@@ -162,12 +170,18 @@ func (o *Options) pebbleOptions(cache *pebble.Cache, listener *pebble.EventListe
 	po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
 	for i := range po.Levels {
 		po.Levels[i].BlockSize = 32 << 10
-		if i < 3 {
+		if i < 3 && o.InlineValues {
 			po.Levels[i].Compression = func() *block.CompressionProfile { return block.SnappyCompression }
 		} else {
 			po.Levels[i].Compression = func() *block.CompressionProfile { return block.ZstdCompression }
 		}
 	}
 	po.TargetFileSizes[0] = 16 << 20
+	if !o.InlineValues {
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 512, MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge: 10 * time.Minute, TargetGarbageRatio: 0.2}
+		}
+	}
 	return po
 }
