@@ -8,7 +8,9 @@ package memory
 //
 //	BlockCache    B/16   Pebble block cache (off heap under cgo)
 //	MemTable      B/128  one Pebble memtable; up to 4 exist (off heap under cgo)
-//	Ring          B/4    the firehose ring of recent frames (Go heap)
+//	Ring          B/4    the firehose ring of recent frames (Go heap), ≤ 1 GiB:
+//	                     about an hour of the live network, older frames
+//	                     are read from Pebble
 //	IdentityCache B/8    resolved DID documents (Go heap)
 //	Intake        B/16   frames queued for the validation workers (Go heap)
 //	Results       B/16   validated frames waiting for the sequencer (Go heap)
@@ -42,7 +44,7 @@ func SharesOf(budget int64) Shares {
 	return Shares{
 		BlockCache:    clamp(budget/16, 8*mib, 1<<30),
 		MemTable:      clamp(budget/128, 4*mib, 64*mib),
-		Ring:          clamp(budget/4, 16*mib, 4<<30),
+		Ring:          clamp(budget/4, 16*mib, 1<<30),
 		IdentityCache: clamp(budget/8, 16*mib, 8<<30),
 		Intake:        clamp(budget/16, 16*mib, 512*mib),
 		Results:       clamp(budget/16, 16*mib, 256*mib),
