@@ -83,6 +83,9 @@ type Buffers struct {
 
 	oversize *metrics.Counter // Get larger than MaxClassSize
 	dropped  *metrics.Counter // Put of a buffer no class takes
+
+	set   *metrics.Set // where the series live, for Unregister
+	names []string     // the series' names
 }
 
 // bufferClass is one size class; its fields are static or atomic.
@@ -116,19 +119,32 @@ func NewBuffers(set *metrics.Set, name string) *Buffers {
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	b := &Buffers{}
+	b := &Buffers{set: set}
+	counter := func(n string) *metrics.Counter {
+		b.names = append(b.names, n)
+		return set.NewCounter(n)
+	}
 	pl := `pool="` + name + `"`
 	for i := range b.classes {
 		c := &b.classes[i]
 		l := "{" + pl + `,class="` + strconv.Itoa(classSizes[i]) + `"}`
-		c.gets = set.NewCounter("relay_pool_buffer_gets_total" + l)
-		c.hits = set.NewCounter("relay_pool_buffer_hits_total" + l)
-		c.misses = set.NewCounter("relay_pool_buffer_misses_total" + l)
+		c.gets = counter("relay_pool_buffer_gets_total" + l)
+		c.hits = counter("relay_pool_buffer_hits_total" + l)
+		c.misses = counter("relay_pool_buffer_misses_total" + l)
+		b.names = append(b.names, "relay_pool_buffer_held_bytes"+l)
 		set.NewGauge("relay_pool_buffer_held_bytes"+l, func() float64 { return float64(max(c.held.Load(), 0)) })
 	}
-	b.oversize = set.NewCounter("relay_pool_buffer_oversize_total{" + pl + "}")
-	b.dropped = set.NewCounter("relay_pool_buffer_dropped_total{" + pl + "}")
+	b.oversize = counter("relay_pool_buffer_oversize_total{" + pl + "}")
+	b.dropped = counter("relay_pool_buffer_dropped_total{" + pl + "}")
 	return b
+}
+
+// Unregister removes b's series from the set NewBuffers registered them on,
+// so that a new Buffers of the same name can use it. b keeps working.
+func (b *Buffers) Unregister() {
+	for _, n := range b.names {
+		b.set.UnregisterMetric(n)
+	}
 }
 
 // Get returns an empty buffer (len 0) with capacity ≥ size, from the

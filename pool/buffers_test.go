@@ -126,3 +126,14 @@ func TestBuffersNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestBuffersUnregister(t *testing.T) {
+	set := metrics.NewSet()
+	b := NewBuffers(set, "x")
+	b.Put(b.Get(100))
+	b.Unregister()
+	if names := set.ListMetricNames(); len(names) != 0 {
+		t.Fatalf("series left after Unregister: %v", names)
+	}
+	_ = NewBuffers(set, "x") // the name is free again: no "BUG:" panic
+}

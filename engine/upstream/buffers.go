@@ -1,24 +1,29 @@
 package upstream
 
-import "github.com/valyala/bytebufferpool"
+import (
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/relay/relay/pool"
+	"github.com/valyala/bytebufferpool"
+)
 
-// bufPool hands out message buffers. Every acquisition in the package goes
-// through get, so moving to pool/'s size-classed buffers is a change to this
-// file only. Safe for concurrent use.
+// bufPool hands out message buffers from pool's size classes (label
+// pool="upstream" on the relay_pool_buffer_* metrics). A single
+// bytebufferpool.Pool, used before, calibrates one default size for frames
+// from 100 B to 2 MB: buffers under it were replaced by fresh allocations
+// and those over it dropped on Put, ~0.5 KB of garbage per frame at 2,400
+// frames/s. Every acquisition in the package goes through get. Safe for
+// concurrent use.
 type bufPool struct {
-	p bytebufferpool.Pool // static after construction; internally synchronised
+	p *pool.Buffers // static after newBufPool
 }
 
-// get returns an empty buffer with capacity for at least n bytes. A pooled
-// buffer that is too small is replaced rather than grown, so the copy of old
-// contents never happens.
+func newBufPool(set *metrics.Set) bufPool {
+	return bufPool{p: pool.NewBuffers(set, "upstream")}
+}
+
+// get returns an empty buffer with capacity for at least n bytes.
 func (b *bufPool) get(n int) *bytebufferpool.ByteBuffer {
-	bb := b.p.Get()
-	if cap(bb.B) < n {
-		bb.B = make([]byte, 0, n)
-	}
-	bb.B = bb.B[:0]
-	return bb
+	return b.p.Get(n)
 }
 
 // put returns bb to the pool; bb must not be used afterwards.

@@ -11,7 +11,8 @@ import (
 
 // newFrameReader is a reader with its own pool and the given limit.
 func newFrameReader(max int) *frameReader {
-	return &frameReader{bufs: &bufPool{}, max: max}
+	bp := newBufPool(nil)
+	return &frameReader{bufs: &bp, max: max}
 }
 
 // parseAll feeds stream in chunks of chunk bytes and returns the messages

@@ -62,6 +62,7 @@ func New(cfg Config) (*Loop, error) {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.m = newLoopMetrics(cfg.Metrics, l)
+	l.bufs = newBufPool(cfg.Metrics)
 	l.wg.Add(2 + cfg.Readers + cfg.MaxConcurrentDials)
 	go l.pollLoop()
 	go l.clockLoop()
@@ -256,5 +257,6 @@ func (l *Loop) Close() error {
 	}
 	l.ep.close()
 	l.m.unregister()
+	l.bufs.p.Unregister()
 	return nil
 }
