@@ -1,8 +1,9 @@
 package relay
 
 import (
+	"cmp"
 	"context"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/relay/relay/engine/event"
@@ -27,7 +28,8 @@ type sequencer struct {
 	in      []result
 	ready   []result
 	held    map[*hostState][]result
-	minHeld []uint64 // per worker: lowest ticket held (0: none)
+	spare   [][]result // emptied held slices, reused so holding allocates nothing
+	minHeld []uint64   // per worker: lowest ticket held (0: none)
 	batch   []result
 	events  []store.Event
 	framers []seqFramer
@@ -145,14 +147,18 @@ func (q *sequencer) release() {
 			continue
 		}
 		low, moved := hs.tr.complete(res.gen, res.seq)
-		h := append(q.held[hs], res)
+		h, ok := q.held[hs]
+		if !ok && len(q.spare) > 0 {
+			h, q.spare = q.spare[len(q.spare)-1], q.spare[:len(q.spare)-1]
+		}
+		h = append(h, res)
 		if !moved && res.seq > low {
 			q.held[hs] = h
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
 		// before any later incoming result of hs.
-		sort.SliceStable(h, func(i, j int) bool { return h[i].seq < h[j].seq })
+		slices.SortStableFunc(h, bySeq)
 		k := 0
 		for _, x := range h {
 			if x.seq <= low || x.gen != res.gen {
@@ -162,12 +168,7 @@ func (q *sequencer) release() {
 				k++
 			}
 		}
-		clear(h[k:])
-		if k == 0 {
-			delete(q.held, hs)
-		} else {
-			q.held[hs] = h[:k]
-		}
+		q.keepHeld(hs, h, k)
 	}
 	clear(q.in)
 	clear(q.minHeld)
@@ -223,7 +224,7 @@ func (q *sequencer) sweepHeld() bool {
 	found := false
 	for hs, h := range q.held {
 		gen, low := hs.tr.generation(), hs.tr.lowWater()
-		sort.SliceStable(h, func(i, j int) bool { return h[i].seq < h[j].seq })
+		slices.SortStableFunc(h, bySeq)
 		k := 0
 		for _, x := range h {
 			if x.gen != gen || x.seq <= low {
@@ -234,15 +235,32 @@ func (q *sequencer) sweepHeld() bool {
 				k++
 			}
 		}
-		clear(h[k:])
-		if k == 0 {
-			delete(q.held, hs)
-		} else {
-			q.held[hs] = h[:k]
-		}
+		q.keepHeld(hs, h, k)
 	}
 	return found
 }
+
+// keepHeld stores the first k results of h as hs's held results, or, when
+// none is left, drops hs from held and keeps the slice for reuse. The rest
+// of h is cleared so released results are not kept reachable.
+func (q *sequencer) keepHeld(hs *hostState, h []result, k int) {
+	clear(h[k:])
+	if k > 0 {
+		q.held[hs] = h[:k]
+		return
+	}
+	delete(q.held, hs)
+	if len(q.spare) < maxSpareHeld {
+		q.spare = append(q.spare, h[:0])
+	}
+}
+
+// maxSpareHeld bounds the emptied held slices kept for reuse: about as many
+// hosts as have results held at once under load.
+const maxSpareHeld = 256
+
+// bySeq orders results by upstream seq.
+func bySeq(a, b result) int { return cmp.Compare(a.seq, b.seq) }
 
 // commit writes one batch of released results.
 func (q *sequencer) commit() {
