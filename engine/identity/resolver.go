@@ -147,6 +147,7 @@ type Resolver struct {
 
 	// Metrics, registered in cfg.Metrics at New.
 	hits, misses, negHits, coalesced, resolves *metrics.Counter
+	prefetches                                 *metrics.Counter   // resolutions Prefetch started
 	resolveTime                                *metrics.Histogram // seconds per DID document fetch
 	hostsFull                                  *metrics.Counter
 	resolveErrs                                [numReasons]*metrics.Counter
@@ -216,6 +217,7 @@ func (r *Resolver) registerMetrics() {
 	r.negHits = s.NewCounter("relay_identity_cache_negative_hits_total")
 	r.coalesced = s.NewCounter("relay_identity_coalesced_lookups_total")
 	r.resolves = s.NewCounter("relay_identity_resolves_total")
+	r.prefetches = s.NewCounter("relay_identity_prefetches_total")
 	r.resolveTime = s.NewHistogram("relay_identity_resolve_seconds")
 	r.hostsFull = s.NewCounter("relay_identity_host_table_full_total")
 	for reason := ReasonNone + 1; reason < numReasons; reason++ {

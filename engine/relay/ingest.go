@@ -97,6 +97,10 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		f.Release()
 		return true
 	}
+	// Start resolving an identity the cache lacks now, while the frame
+	// waits for its worker, so workers do not take turns waiting on the
+	// directory one account at a time.
+	r.ids.Prefetch(p.DID)
 	if last := hs.tr.lastSeq(); p.Seq <= last {
 		if !hs.fresh {
 			r.m.dropped[DropOutOfOrder].Inc()

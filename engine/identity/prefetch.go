@@ -1,0 +1,51 @@
+package identity
+
+import (
+	"strings"
+	"unsafe"
+)
+
+// maxPrefetchFlights bounds, as a multiple of MaxInFlight, the resolutions
+// Prefetch may have started and not finished: each is a goroutine waiting
+// for an HTTP slot, so the bound is on goroutines and memory, not requests.
+const maxPrefetchFlights = 8
+
+// Prefetch starts resolving did in the background unless it is cached
+// (positively or negatively), already being resolved, malformed, or too many
+// resolutions are pending; it never waits. The relay calls it when a frame
+// arrives, before the frame queues for a worker: the worker's Lookup then
+// joins the flight or hits the cache, so N accounts new to the cache cost
+// about N/MaxInFlight round trips to the directory instead of N per worker
+// (after a restart with a cold cache that is the difference between minutes
+// and hours). did is only read during the call. A cached did:plc does not
+// allocate.
+func (r *Resolver) Prefetch(did []byte) {
+	if len(did) == 0 {
+		return
+	}
+	// The cache keys did:plc by its decoded bytes, so a view of the frame
+	// is enough; did:web keys may be stored as given: copy those (rare).
+	s := unsafe.String(&did[0], len(did))
+	if !strings.HasPrefix(s, plcPrefix) {
+		s = string(did)
+	}
+	ref, err := parseDID(s)
+	if err != nil {
+		return
+	}
+	if _, _, ok := r.cache.get(&ref, s, r.now()); ok {
+		return
+	}
+	r.mu.Lock()
+	if r.mu.closed || r.mu.flights[s] != nil || len(r.mu.flights) >= maxPrefetchFlights*r.cfg.MaxInFlight {
+		r.mu.Unlock()
+		return
+	}
+	f := &flight{done: make(chan struct{})}
+	owned := clone(s)
+	r.mu.flights[owned] = f
+	r.wg.Add(1)
+	go r.run(ref, owned, f)
+	r.mu.Unlock()
+	r.prefetches.Inc()
+}
