@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		relayCmd    = fs.String("relay-cmd", "", "start the relay as a child with this command line; {plc} and {hosts} (comma separated) are substituted")
 		relayLog    = fs.String("relay-log", "", "file for the child relay's output (default: discarded)")
 		quiet       = fs.Bool("quiet", false, "no live progress line")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the harness itself (replayer, PLC, consumers) during the run to this file")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -89,6 +91,13 @@ func RunCLI(args []string, stdout io.Writer) error {
 	if err := waitHealthy(ctx, cfg.Relay, *connectTO); err != nil {
 		return err
 	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	rep, runErr := h.Run(ctx, cfg.Relay)
 	if rep.ConsumerResults == nil {
 		return runErr // nothing ran
@@ -108,6 +117,24 @@ func RunCLI(args []string, stdout io.Writer) error {
 		}
 	}
 	return runErr
+}
+
+// startCPUProfile starts profiling this process's CPU into path; the
+// returned function stops it and closes the file. It shows where the load
+// generator's own share of the machine goes.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // runChartCLI draws the memory chart of one or more JSON reports.
