@@ -19,6 +19,14 @@ import (
 // ErrRelayNotReady: the relay's _health did not answer 200 in time.
 var ErrRelayNotReady = errors.New("harness: relay not ready")
 
+// ErrRelayAddrBusy: --relay-cmd was given but a relay already answers at
+// --relay-api, so the child could not listen there and the run would
+// measure the other one.
+var ErrRelayAddrBusy = errors.New("harness: a relay already answers at the relay API address")
+
+// ErrRelayExited: the child relay exited before the run ended.
+var ErrRelayExited = errors.New("harness: the child relay exited")
+
 // RunCLI runs the harness from command-line arguments (the `relay bench`
 // command), writing the PLC URL, hosts, progress and summary to stdout.
 // With first argument "chart" it instead draws reports into a PNG:
@@ -82,11 +90,23 @@ func RunCLI(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "fake PLC: %s\nreplay hosts: %s\nexpected events per consumer: %d\n",
 		h.PLCURL(), strings.Join(h.Hostnames(), " "), h.Expected())
 	if *relayCmd != "" {
+		if healthy(ctx, cfg.Relay) {
+			return fmt.Errorf("%w: %s", ErrRelayAddrBusy, cfg.Relay.httpBase())
+		}
 		child, err := startRelay(*relayCmd, *relayLog, h)
 		if err != nil {
 			return err
 		}
 		defer child.stop()
+		// A child that dies (a port taken, a bad flag, a crash) ends the
+		// run at once instead of leaving it to its timeout.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			<-child.exited
+			cancel(fmt.Errorf("%w: %v", ErrRelayExited, child.err))
+		}()
 	}
 	if err := waitHealthy(ctx, cfg.Relay, *connectTO); err != nil {
 		return err
@@ -99,6 +119,9 @@ func RunCLI(args []string, stdout io.Writer) error {
 		defer stopProfile()
 	}
 	rep, runErr := h.Run(ctx, cfg.Relay)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrRelayExited) {
+		runErr = errors.Join(runErr, cause)
+	}
 	if rep.ConsumerResults == nil {
 		return runErr // nothing ran
 	}
@@ -176,6 +199,21 @@ func writeFile(path string, write func(io.Writer) error) error {
 }
 
 // waitHealthy polls the relay's /xrpc/_health until it answers 200.
+// healthy reports whether a relay answers _health at relay's API address
+// right now.
+func healthy(ctx context.Context, relay Relay) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, relay.httpBase()+"/xrpc/_health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := (&http.Client{Timeout: time.Second}).Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func waitHealthy(ctx context.Context, relay Relay, timeout time.Duration) error {
 	url := relay.httpBase() + "/xrpc/_health"
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -198,7 +236,7 @@ func waitHealthy(ctx context.Context, relay Relay, timeout time.Duration) error 
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -206,8 +244,10 @@ func waitHealthy(ctx context.Context, relay Relay, timeout time.Duration) error 
 
 // childRelay is a relay process the CLI started; owned by RunCLI.
 type childRelay struct {
-	cmd *exec.Cmd
-	log *os.File // nil when output is discarded
+	cmd    *exec.Cmd
+	log    *os.File      // nil when output is discarded
+	exited chan struct{} // closed when the child has exited; err is set before
+	err    error         // cmd.Wait's result; read only after exited is closed
 }
 
 // startRelay starts the relay command line with {plc} and {hosts} substituted.
@@ -232,22 +272,22 @@ func startRelay(cmdline, logPath string, h *Harness) (*childRelay, error) {
 		}
 		return nil, err
 	}
+	c.exited = make(chan struct{})
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
 	return c, nil
 }
 
 // stop interrupts the child, and kills it if it has not exited in 10 s.
 func (c *childRelay) stop() {
 	c.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() {
-		c.cmd.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-c.exited:
 	case <-time.After(10 * time.Second):
 		c.cmd.Process.Kill()
-		<-done
+		<-c.exited
 	}
 	if c.log != nil {
 		c.log.Close()

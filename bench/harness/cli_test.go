@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The CLI runs a capture through a relay that crawls and serves metrics,
@@ -65,5 +69,35 @@ func TestRunCLIErrors(t *testing.T) {
 	err := RunCLI([]string{"--capture", path, "--relay-api", "http://127.0.0.1:1", "--connect-timeout", "200ms", "--quiet"}, &out)
 	if !errors.Is(err, ErrRelayNotReady) {
 		t.Errorf("no relay: %v", err)
+	}
+}
+
+// TestRunCLIChildRelay: with --relay-cmd, a relay already answering at the
+// API address is refused (the child could not listen there), and a child
+// that exits ends the run at once rather than at its timeout.
+func TestRunCLIChildRelay(t *testing.T) {
+	var out bytes.Buffer
+	path, _ := smallCapture(t, 1, 5)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer busy.Close()
+	err := RunCLI([]string{"--capture", path, "--relay-api", busy.URL, "--relay-cmd", "true", "--quiet"}, &out)
+	if !errors.Is(err, ErrRelayAddrBusy) {
+		t.Errorf("relay address taken: %v", err)
+	}
+	falseBin, lookErr := exec.LookPath("false")
+	if lookErr != nil {
+		t.Skip("no false(1) to stand in for a failing relay")
+	}
+	free := httptest.NewServer(http.NotFoundHandler())
+	addr := free.URL
+	free.Close() // nothing answers there now
+	start := time.Now()
+	err = RunCLI([]string{"--capture", path, "--relay-api", addr, "--relay-cmd", falseBin,
+		"--connect-timeout", "1m", "--quiet"}, &out)
+	if !errors.Is(err, ErrRelayExited) {
+		t.Errorf("child exited: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("a dead child ended the run after %v", d)
 	}
 }
