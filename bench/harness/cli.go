@@ -198,41 +198,42 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return f.Close()
 }
 
-// waitHealthy polls the relay's /xrpc/_health until it answers 200.
+// probeHealth asks relay's _health once: nil when it answers 200. A request
+// that cannot be built is a configuration error (ErrBadConfig).
+func probeHealth(ctx context.Context, client *http.Client, relay Relay) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, relay.httpBase()+"/xrpc/_health", nil)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
+
 // healthy reports whether a relay answers _health at relay's API address
 // right now.
 func healthy(ctx context.Context, relay Relay) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, relay.httpBase()+"/xrpc/_health", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := (&http.Client{Timeout: time.Second}).Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return probeHealth(ctx, &http.Client{Timeout: time.Second}, relay) == nil
 }
 
+// waitHealthy polls relay's _health until it answers 200, timeout passes
+// or ctx ends (returning its cause).
 func waitHealthy(ctx context.Context, relay Relay, timeout time.Duration) error {
-	url := relay.httpBase() + "/xrpc/_health"
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrBadConfig, err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
+		err := probeHealth(ctx, client, relay)
+		if err == nil || errors.Is(err, ErrBadConfig) {
+			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s: %w", ErrRelayNotReady, url, err)
+			return fmt.Errorf("%w: %s: %w", ErrRelayNotReady, relay.httpBase()+"/xrpc/_health", err)
 		}
 		select {
 		case <-ctx.Done():
