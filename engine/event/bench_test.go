@@ -167,6 +167,21 @@ func BenchmarkRewriteSeq(b *testing.B) {
 	})
 }
 
+// BenchmarkRewriteEncodedSeq is the sequencer's path: RewriteSeq without
+// the whole-body canonical check.
+func BenchmarkRewriteEncodedSeq(b *testing.B) {
+	f := medianCommit(b)
+	buf := make([]byte, 0, len(f)+16)
+	b.SetBytes(int64(len(f)))
+	b.ReportAllocs()
+	reportCPU(b, func() {
+		var err error
+		if buf, err = event.RewriteEncodedSeq(buf[:0], f, 20_000_000_000); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
 func BenchmarkAppendWithSeq(b *testing.B) {
 	f := medianCommit(b)
 	var d event.Decoder

@@ -26,7 +26,7 @@ func TestCaptures(t *testing.T) {
 	var d event.Decoder
 	var m event.Message
 	var r car.Reader
-	var enc, rw, full []byte
+	var enc, rw, rwe, full []byte
 	for host, frames := range all {
 		var got counts
 		for i, f := range frames {
@@ -95,6 +95,11 @@ func TestCaptures(t *testing.T) {
 			full, _ = event.AppendWithSeq(full[:0], &m, newSeq)
 			if !bytes.Equal(rw, full) {
 				t.Fatalf("host %d seq %d: RewriteSeq differs from re-encode", host, seq)
+			}
+			// TestRewriteEncodedSeq: the unchecked path gives the same bytes
+			// on our own encoding of every capture frame.
+			if rwe, err = event.RewriteEncodedSeq(rwe[:0], enc, newSeq); err != nil || !bytes.Equal(rwe, full) {
+				t.Fatalf("host %d seq %d: RewriteEncodedSeq differs (%v)", host, seq, err)
 			}
 		}
 		if got != want[host] {

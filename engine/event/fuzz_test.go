@@ -39,6 +39,12 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
+		// The unchecked rewrite takes any bytes without panicking, and on
+		// frames that pass the checked one it gives the same result.
+		rwe, eerr := event.RewriteEncodedSeq(nil, fr, 12345)
+		if rw, rerr := event.RewriteSeq(nil, fr, 12345); rerr == nil && (eerr != nil || !bytes.Equal(rw, rwe)) {
+			t.Fatalf("RewriteEncodedSeq differs from RewriteSeq on a canonical frame (%v)", eerr)
+		}
 		if err != nil || m.Kind == event.KindUnknown {
 			return
 		}

@@ -16,6 +16,20 @@ import (
 //
 // dst and frame must not overlap.
 func RewriteSeq(dst, frame []byte, seq int64) ([]byte, error) {
+	return rewriteSeq(dst, frame, seq, true)
+}
+
+// RewriteEncodedSeq is RewriteSeq for a frame this process encoded itself
+// (AppendMessage, AppendWithSeq or a RewriteSeq result): it skips the
+// whole-body canonical check, which such a frame passes by construction, and
+// keeps the structural walk to the seq field. The sequencer stamps every
+// event with it; TestRewriteEncodedSeq holds it equal to RewriteSeq on every
+// capture frame. dst and frame must not overlap.
+func RewriteEncodedSeq(dst, frame []byte, seq int64) ([]byte, error) {
+	return rewriteSeq(dst, frame, seq, false)
+}
+
+func rewriteSeq(dst, frame []byte, seq int64, check bool) ([]byte, error) {
 	if seq < 1 {
 		return dst, ErrSeq
 	}
@@ -30,10 +44,12 @@ func RewriteSeq(dst, frame []byte, seq int64) ([]byte, error) {
 	// Checking the whole body is cheap (blocks is skipped, not read) and
 	// is what makes the splice safe: the output is canonical iff the input
 	// was.
-	if err := dagcbor.Validate(body); err != nil {
-		return dst, err
+	if check {
+		if err := dagcbor.Validate(body); err != nil {
+			return dst, err
+		}
 	}
-	if dagcbor.Major(body[0]>>5) != dagcbor.MajorMap {
+	if len(body) == 0 || dagcbor.Major(body[0]>>5) != dagcbor.MajorMap {
 		return dst, ErrBody
 	}
 	vs, ve, ok := findSeq(body)
@@ -56,12 +72,20 @@ func rewritableHeader(frame []byte) int {
 	return 0
 }
 
-// findSeq locates the value of the top-level "seq" key of a validated
-// canonical body map and returns its byte range.
+// findSeq locates the value of the top-level "seq" key of a canonical body
+// map and returns its byte range. It checks every head and bound it reads,
+// so a malformed body (possible on RewriteEncodedSeq's unchecked path) is
+// reported, never a panic.
 func findSeq(body []byte) (start, end int, ok bool) {
-	_, pairs, off, _ := dagcbor.ReadHead(body)
+	m, pairs, off, err := dagcbor.ReadHead(body)
+	if err != nil || m != dagcbor.MajorMap {
+		return 0, 0, false
+	}
 	for range pairs {
-		_, klen, kn, _ := dagcbor.ReadHead(body[off:])
+		km, klen, kn, err := dagcbor.ReadHead(body[off:])
+		if err != nil || km != dagcbor.MajorText || klen > uint64(len(body)-off-kn) {
+			return 0, 0, false
+		}
 		key := body[off+kn : off+kn+int(klen)]
 		off += kn + int(klen)
 		vn, err := dagcbor.WellformedFirst(body[off:])

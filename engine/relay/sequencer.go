@@ -57,7 +57,7 @@ type seqFramer struct {
 // AppendFrame implements store.Framer.
 func (sf *seqFramer) AppendFrame(dst []byte, seq store.Seq) []byte {
 	f := sf.frames.Get(len(sf.out) + 16)
-	b, err := event.RewriteSeq(f.Buffer().B[:0], sf.out, int64(seq))
+	b, err := event.RewriteEncodedSeq(f.Buffer().B[:0], sf.out, int64(seq))
 	if err != nil {
 		// Workers only produce canonical frames; keep the batch going and
 		// report the bug after the commit.
