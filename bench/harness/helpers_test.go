@@ -204,14 +204,17 @@ func (r *miniRelay) publish(up []byte) {
 }
 
 func (r *miniRelay) subscribe(w http.ResponseWriter, req *http.Request) {
+	// The live position is taken before the handshake answer: a consumer
+	// that has seen the upgrade may already have let the harness open the
+	// gate, and frames published from then on must reach it.
+	r.mu.Lock()
+	pos := len(r.log)
+	r.mu.Unlock()
 	conn, _, _, err := ws.UpgradeHTTP(req, w)
 	if err != nil {
 		return
 	}
 	defer conn.Close()
-	r.mu.Lock()
-	pos := len(r.log)
-	r.mu.Unlock()
 	stop := context.AfterFunc(r.ctx, func() { conn.Close() })
 	defer stop()
 	go io.Copy(io.Discard, conn) // clients send only control frames
