@@ -41,11 +41,7 @@ func (r *Resolver) Prefetch(did []byte) {
 		r.mu.Unlock()
 		return
 	}
-	f := &flight{done: make(chan struct{})}
-	owned := clone(s)
-	r.mu.flights[owned] = f
-	r.wg.Add(1)
-	go r.run(ref, owned, f)
+	r.startFlightLocked(ref, s)
 	r.mu.Unlock()
 	r.prefetches.Inc()
 }

@@ -317,11 +317,7 @@ func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identi
 	if f != nil {
 		r.coalesced.Inc()
 	} else {
-		f = &flight{done: make(chan struct{})}
-		did = clone(did)
-		r.mu.flights[did] = f
-		r.wg.Add(1)
-		go r.run(*ref, did, f)
+		f = r.startFlightLocked(*ref, did)
 	}
 	r.mu.Unlock()
 	select {
@@ -333,6 +329,18 @@ func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identi
 	case <-ctx.Done():
 		return Identity{}, ctx.Err()
 	}
+}
+
+// startFlightLocked registers a resolution of did (copied: the caller's
+// string may alias a frame) and starts it. r.mu must be held, the resolver
+// open and no flight for did registered.
+func (r *Resolver) startFlightLocked(ref didRef, did string) *flight {
+	f := &flight{done: make(chan struct{})}
+	did = clone(did)
+	r.mu.flights[did] = f
+	r.wg.Add(1)
+	go r.run(ref, did, f)
+	return f
 }
 
 // run performs one resolution and publishes it to the cache and waiters.
