@@ -96,10 +96,20 @@ func parseServe(args []string) (*serveFlags, error) {
 	workers := num("workers", "RELAY_WORKERS", 0, "validation workers; 0: GOMAXPROCS")
 	gogc := num("gogc", "RELAY_GOGC", memory.DefaultGOGC, "Go GC target percentage; -1: off")
 	initial := num("initial-seq", "RELAY_INITIAL_SEQ", 1, "first seq of a new database")
-	fs.Float64Var(&f.eventsPerSecond, "events-per-second", floatEnv(env, "RELAY_EVENTS_PER_SECOND", relay.DefaultEventsPerSecond, &errs),
-		"an untrusted host's base event rate, plus its account limit / 1000 (env RELAY_EVENTS_PER_SECOND)")
-	fs.Float64Var(&f.trustedEventsPerSecond, "trusted-events-per-second", floatEnv(env, "RELAY_TRUSTED_EVENTS_PER_SECOND", relay.DefaultTrustedEventsPerSecond, &errs),
-		"a trusted host's event rate; faster events wait, none is dropped (env RELAY_TRUSTED_EVENTS_PER_SECOND)")
+	flt := func(p *float64, name, envName string, def float64, help string) {
+		d := def
+		if v := env(envName); v != "" {
+			var err error
+			if d, err = strconv.ParseFloat(v, 64); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName, err))
+			}
+		}
+		fs.Float64Var(p, name, d, help+" (env "+envName+")")
+	}
+	flt(&f.eventsPerSecond, "events-per-second", "RELAY_EVENTS_PER_SECOND", relay.DefaultEventsPerSecond,
+		"an untrusted host's base event rate, plus its account limit / 1000")
+	flt(&f.trustedEventsPerSecond, "trusted-events-per-second", "RELAY_TRUSTED_EVENTS_PER_SECOND", relay.DefaultTrustedEventsPerSecond,
+		"a trusted host's event rate; faster events wait, none is dropped")
 	trimOn := fs.Bool("trim", env("RELAY_TRIM") != "false", "run the FreeOSMemory heap trimmer (env RELAY_TRIM; false turns it off, for measurements)")
 	insecure := fs.Bool("allow-insecure-hosts", env("RELAY_ALLOW_INSECURE_HOSTS") == "true", "accept localhost:PORT hosts over ws:// (development; env RELAY_ALLOW_INSECURE_HOSTS)")
 	if err := fs.Parse(args); err != nil {
@@ -321,21 +331,6 @@ func runServe(args []string) error {
 		_ = s.Close()
 	}
 	return runErr
-}
-
-// floatEnv returns the float in environment variable name, def when unset;
-// a malformed value is appended to errs.
-func floatEnv(env func(string) string, name string, def float64, errs *[]error) float64 {
-	v := env(name)
-	if v == "" {
-		return def
-	}
-	d, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s: %w", name, err))
-		return def
-	}
-	return d
 }
 
 // sizeOverrides are the explicitly configured sizes; zero fields take their
