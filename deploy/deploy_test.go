@@ -199,6 +199,7 @@ func briefDefaults() map[string]string {
 		"RELAY_TRIM":                      "true",
 		"RELAY_WORKERS":                   "0",
 		"RELAY_SYNC_POLICY":               "every-batch",
+		"RELAY_SYNC_INTERVAL":             "1ms",
 		"RELAY_VALIDATION":                "strict",
 		"RELAY_LOG_LEVEL":                 "info",
 		"RELAY_LOG_FORMAT":                "json",

@@ -32,6 +32,7 @@
 //	RELAY_REPLAY_WINDOW          how long events stay replayable (72h)
 //	RELAY_DISK_BUDGET            event log size cap, 0 = off
 //	RELAY_SYNC_POLICY            fsync per write batch (every-batch) or none
+//	RELAY_SYNC_INTERVAL          least time between two fsyncs (1ms)
 //	RELAY_INITIAL_SEQ            first sequence number of a new database (1)
 //	RELAY_PLC_HOST               PLC directory (https://plc.directory)
 //	RELAY_DEFAULT_ACCOUNT_LIMIT  accounts a new host may serve (100)

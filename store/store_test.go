@@ -324,17 +324,39 @@ func TestSchemaNewerRefused(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	err := Options{MemTableBytes: 1, ReplayWindow: time.Second, MaxBatchEvents: -1, Sync: 7}.Validate()
+	err := Options{MemTableBytes: 1, ReplayWindow: time.Second, MaxBatchEvents: -1, Sync: 7, SyncInterval: time.Second}.Validate()
 	if !errors.Is(err, ErrBadOptions) {
 		t.Fatalf("Validate: %v", err)
 	}
-	for _, field := range []string{"MemTableBytes", "ReplayWindow", "MaxBatchEvents", "Sync"} {
+	for _, field := range []string{"MemTableBytes", "ReplayWindow", "MaxBatchEvents", "Sync ", "SyncInterval"} {
 		if !bytes.Contains([]byte(err.Error()), []byte(field)) {
 			t.Errorf("Validate error misses %s: %v", field, err)
 		}
 	}
 	if err := (Options{}).Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
+	}
+}
+
+// TestSyncIntervalSpacesFsyncs: Append returns only after its fsync, and
+// fsyncs are at least SyncInterval apart, so back-to-back Appends take at
+// least that long each after the first. (A lower bound: a slow machine can
+// only make it longer.)
+func TestSyncIntervalSpacesFsyncs(t *testing.T) {
+	const interval = 40 * time.Millisecond
+	o := testOptions(vfs.NewMem())
+	o.SyncInterval = interval
+	s := openTest(t, o)
+	defer s.Close()
+	f := &seqFramer{body: make([]byte, 100)}
+	start := time.Now()
+	for i := 0; i < 4; i++ {
+		if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(i), Frame: f}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < 3*interval {
+		t.Fatalf("4 Appends took %v, want at least %v: fsyncs not spaced", took, 3*interval)
 	}
 }
 

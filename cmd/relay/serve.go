@@ -37,7 +37,7 @@ type serveFlags struct {
 	memBudget, identityBudget, diskBudget                              string
 	pebbleCache, pebbleMemTable, firehoseBuffer                        string
 	eventsPerSecond, trustedEventsPerSecond                            float64
-	replayWindow, trimInterval                                         time.Duration
+	replayWindow, trimInterval, syncInterval                           time.Duration
 	accountLimit                                                       uint64
 	newHostsPerDay, workers, gogc                                      int
 	allowInsecure, trim                                                bool
@@ -90,6 +90,7 @@ func parseServe(args []string) (*serveFlags, error) {
 		return fs.Int64(name, d, help+" (env "+envName+")")
 	}
 	dur(&f.replayWindow, "replay-window", "RELAY_REPLAY_WINDOW", store.DefaultReplayWindow, "how long events stay replayable")
+	dur(&f.syncInterval, "sync-interval", "RELAY_SYNC_INTERVAL", store.DefaultSyncInterval, "least time between two fsyncs of the event log under every-batch; 0: fsync each batch at once (at most 100ms)")
 	dur(&f.trimInterval, "trim-interval", "RELAY_TRIM_INTERVAL", memory.DefaultTrimInterval, "least time between two heap trims")
 	limit := num("default-account-limit", "RELAY_DEFAULT_ACCOUNT_LIMIT", relay.DefaultAccountLimit, "accounts a new host may serve")
 	perDay := num("new-hosts-per-day", "RELAY_NEW_HOSTS_PER_DAY", relay.DefaultNewHostsPerDay, "new hosts accepted by requestCrawl per day")
@@ -221,7 +222,7 @@ func runServe(args []string) error {
 	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 		return err
 	}
-	st, err := store.Open(f.dataDir, store.Options{InitialSeq: store.Seq(f.initialSeq), Sync: sync,
+	st, err := store.Open(f.dataDir, store.Options{InitialSeq: store.Seq(f.initialSeq), Sync: sync, SyncInterval: f.syncInterval,
 		ReplayWindow: f.replayWindow, DiskBudgetBytes: uint64(disk),
 		BlockCacheBytes: shares.BlockCache, MemTableBytes: uint64(shares.MemTable)})
 	if err != nil {
