@@ -136,7 +136,10 @@ type Resolver struct {
 	mu struct {
 		sync.Mutex
 		flights map[string]*flight // guarded by mu; DID → resolution in progress
-		closed  bool               // guarded by mu
+		// refreshes holds the resolutions Refresh started, not yet taken
+		// by Reresolve: detached from flights and the cache until then.
+		refreshes map[string]refresh // guarded by mu
+		closed    bool               // guarded by mu
 	}
 
 	inFlight atomic.Int64 // HTTP requests running
@@ -148,6 +151,7 @@ type Resolver struct {
 	// Metrics, registered in cfg.Metrics at New.
 	hits, misses, negHits, coalesced, resolves *metrics.Counter
 	prefetches                                 *metrics.Counter   // resolutions Prefetch started
+	refreshed, refreshUsed                     *metrics.Counter   // resolutions Refresh started; those Reresolve took
 	resolveTime                                *metrics.Histogram // seconds per DID document fetch
 	hostsFull                                  *metrics.Counter
 	resolveErrs                                [numReasons]*metrics.Counter
@@ -159,6 +163,10 @@ type flight struct {
 	done chan struct{}
 	id   Identity
 	err  error
+	// finished is set by finish, before done is closed: from then on the
+	// result is in id and err, and whoever adopts a detached flight must
+	// store it in the cache itself. Guarded by Resolver.mu.
+	finished bool
 }
 
 // New returns a Resolver; call Close to stop it.
@@ -187,6 +195,7 @@ func New(cfg Config) *Resolver {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.flights = make(map[string]*flight)
+	r.mu.refreshes = make(map[string]refresh)
 	r.registerMetrics()
 	if useTicker {
 		r.wg.Add(1)
@@ -218,6 +227,8 @@ func (r *Resolver) registerMetrics() {
 	r.coalesced = s.NewCounter("relay_identity_coalesced_lookups_total")
 	r.resolves = s.NewCounter("relay_identity_resolves_total")
 	r.prefetches = s.NewCounter("relay_identity_prefetches_total")
+	r.refreshed = s.NewCounter("relay_identity_refreshes_total")
+	r.refreshUsed = s.NewCounter("relay_identity_refreshes_used_total")
 	r.resolveTime = s.NewHistogram("relay_identity_resolve_seconds")
 	r.hostsFull = s.NewCounter("relay_identity_host_table_full_total")
 	for reason := ReasonNone + 1; reason < numReasons; reason++ {
@@ -374,13 +385,18 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 func (r *Resolver) finish(ref *didRef, did string, f *flight, cacheable bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	f.finished = true
 	if r.mu.flights[did] != f {
-		return // purged while running
+		return // purged while running, or a refresh nobody has taken yet
 	}
 	delete(r.mu.flights, did)
-	if !cacheable {
-		return
+	if cacheable {
+		r.storeLocked(ref, did, f)
 	}
+}
+
+// storeLocked caches the finished flight f's result for did. r.mu held.
+func (r *Resolver) storeLocked(ref *didRef, did string, f *flight) {
 	now := r.now()
 	if f.err != nil {
 		r.cache.put(ref, did, entry{reason: reasonOf(f.err), expires: now + seconds(r.cfg.NegativeTTL)}, "", now)

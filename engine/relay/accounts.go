@@ -103,8 +103,7 @@ func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, re
 	}
 	// §13.2: purge, re-resolve, keep the handle only if the host is the
 	// account's PDS and the document declares that handle.
-	r.ids.Purge(a.did)
-	id, err := r.ids.Lookup(r.ctx, a.did)
+	id, err := r.ids.Reresolve(r.ctx, a.did)
 	authoritative := err == nil && id.PDSHost == hs.name
 	if !a.known && !authoritative {
 		return DropNotAuthoritative, false

@@ -7,6 +7,7 @@ import (
 
 	"github.com/relay/relay/engine/cid"
 	"github.com/relay/relay/engine/event"
+	"github.com/relay/relay/engine/identity"
 	"github.com/relay/relay/engine/verify"
 	"github.com/relay/relay/store"
 )
@@ -109,6 +110,7 @@ func checkStreamBreaks(t *testing.T, h *harness, frames [][]byte, first int64, a
 	val := verify.New(verify.Config{Now: h.r.now})
 	type acct struct{ rev, commit, data []byte }
 	states := map[string]*acct{}
+	rotatedSeen := map[string]bool{}
 	it, err := h.st.NewIterator(store.Seq(first - 1))
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +141,19 @@ func checkStreamBreaks(t *testing.T, h *harness, frames [][]byte, first int64, a
 				t.Fatal(err)
 			}
 			vs.Host = id.PDSHost
-			v := val.Commit(context.Background(), c, id.PDSHost, &vs, h.ids)
+			var v verify.Verdict
+			if old, ok := h.rotated[string(c.Repo)]; ok && !rotatedSeen[string(c.Repo)] {
+				// Commits before the rotation verify with the old key; the
+				// first that does not must verify with the new one, and so
+				// must every later one.
+				prev := vs
+				if v = val.Commit(context.Background(), c, id.PDSHost, &prev, fixedIdentity{old}); v.Action != verify.Accept {
+					rotatedSeen[string(c.Repo)] = true
+				}
+			}
+			if v.Action != verify.Accept {
+				v = val.Commit(context.Background(), c, id.PDSHost, &vs, h.ids)
+			}
 			broke := v.Break != verify.BreakNone && (allowBreak == nil || !allowBreak(string(c.Repo)))
 			if v.Action != verify.Accept || broke {
 				t.Fatalf("seq %d: re-verify %v %v %v break %v", seq, v.Action, v.Reason, v.Err, v.Break)
@@ -157,3 +171,10 @@ func checkStreamBreaks(t *testing.T, h *harness, frames [][]byte, first int64, a
 		}
 	}
 }
+
+// fixedIdentity answers every Lookup with one identity: the checker's view
+// of an account before its key rotation.
+type fixedIdentity struct{ id identity.Identity }
+
+func (f fixedIdentity) Lookup(context.Context, string) (identity.Identity, error) { return f.id, nil }
+func (fixedIdentity) Purge(string)                                                {}

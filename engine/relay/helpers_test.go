@@ -36,6 +36,9 @@ type harness struct {
 	rs    *resync.Resyncer
 	// hostnames are the hosts crawlAll and waitConnected cover.
 	hostnames []string
+	// rotated holds, per account whose key a test rotated, its identity
+	// before the rotation, for checkStreamBreaks.
+	rotated map[string]identity.Identity
 }
 
 func startFleet(t *testing.T, gated bool) *replay.Fleet {

@@ -97,10 +97,6 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		f.Release()
 		return true
 	}
-	// Start resolving an identity the cache lacks now, while the frame
-	// waits for its worker, so workers do not take turns waiting on the
-	// directory one account at a time.
-	r.ids.Prefetch(p.DID)
 	if last := hs.tr.lastSeq(); p.Seq <= last {
 		if !hs.fresh {
 			r.m.dropped[DropOutOfOrder].Inc()
@@ -116,6 +112,15 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		r.markCursorDirty(hs)
 	}
 	hs.fresh = false
+	// Start resolving an identity the cache lacks now (or, for #identity,
+	// the fresh document its worker will ask for), while the frame waits
+	// for its worker, so workers do not take turns waiting on the
+	// directory one account at a time.
+	if p.Kind == event.KindIdentity {
+		r.ids.Refresh(p.DID)
+	} else {
+		r.ids.Prefetch(p.DID)
+	}
 	t := task{hs: hs, f: f, seq: p.Seq, kind: p.Kind, start: r.now()}
 	t.gen = hs.tr.register(p.Seq)
 	keep := true
