@@ -5,6 +5,12 @@ import (
 	"errors"
 )
 
+// refreshKey names one #identity event: its DID and the caller's tag.
+type refreshKey struct {
+	did string
+	tag uint64
+}
+
 // refresh is a resolution Refresh started for an #identity event that has
 // arrived but not been processed. Its flight is in neither flights nor the
 // cache: frames of the account queued before the event must still see the
@@ -20,18 +26,31 @@ type refresh struct {
 // throttled host, shutdown).
 const refreshMaxAge = 60
 
+// maxRefreshes bounds the refreshes held, running or finished and waiting
+// for their event to be processed. Frames can queue far ahead of the
+// workers (a restarted relay catching up, a replay at full speed), and a
+// finished refresh is only its result (about 250 bytes), so the table
+// looks much further ahead than the maxPrefetchFlights × MaxInFlight
+// running ones it allows: 16,384 is 4 MiB at most.
+const maxRefreshes = 16384
+
 // Refresh starts re-resolving did in the background because an #identity
 // event for it has just arrived: by the time a worker reaches the event,
-// Reresolve finds the fresh document fetched or on its way instead of
-// making the worker wait a round trip to the directory. The request starts
-// after the event arrived, so it is as fresh as one made when the event is
-// processed. A refresh of did still pending is replaced, never reused: it
-// was started before this event arrived (for an earlier #identity that was
-// dropped, or is still queued and may as well take the fresher one), so it
-// may predate the change this event announces. Nothing is started if did
-// is malformed, the resolver is closed or maxPrefetchFlights × MaxInFlight
-// refreshes are pending; it never waits. did is only read during the call.
-func (r *Resolver) Refresh(did []byte) {
+// Reresolve(did, tag) finds the fresh document fetched or on its way
+// instead of making the worker wait a round trip to the directory. The
+// request starts after the event arrived, so it is as fresh as one made
+// when the event is processed.
+//
+// tag tells the account's #identity events apart (the relay passes the
+// host and its seq): each event takes only its own refresh, so one that is
+// dropped before processing never hands its older document to a later
+// event, and several queued events of one account each find theirs. A
+// refresh pending under the same did and tag is replaced: whoever takes it
+// then gets a fresher document, never an older one, whatever the tag.
+// Nothing is started if did is malformed, the resolver is closed,
+// maxPrefetchFlights × MaxInFlight refreshes are running or maxRefreshes
+// are held; it never waits. did is only read during the call.
+func (r *Resolver) Refresh(did []byte, tag uint64) {
 	if len(did) == 0 {
 		return
 	}
@@ -47,31 +66,41 @@ func (r *Resolver) Refresh(did []byte) {
 	}
 	// The replaced flight, if any, runs on detached and its result is
 	// dropped by finish.
-	delete(r.mu.refreshes, string(did))
-	limit := maxPrefetchFlights * r.cfg.MaxInFlight
-	if len(r.mu.refreshes) >= limit {
-		for d, old := range r.mu.refreshes {
+	delete(r.mu.refreshes, refreshKey{string(did), tag})
+	if r.mu.refreshRunning >= maxPrefetchFlights*r.cfg.MaxInFlight {
+		return
+	}
+	if len(r.mu.refreshes) >= r.maxRefreshes {
+		// Sweep at most once a second: a full table of young refreshes
+		// (a flood of #identity events) must not cost a scan per frame.
+		if now == r.mu.lastSweep {
+			return
+		}
+		r.mu.lastSweep = now
+		for k, old := range r.mu.refreshes {
 			if old.f.finished && now-old.started > refreshMaxAge {
-				delete(r.mu.refreshes, d)
+				delete(r.mu.refreshes, k)
 			}
 		}
-		if len(r.mu.refreshes) >= limit {
+		if len(r.mu.refreshes) >= r.maxRefreshes {
 			return
 		}
 	}
 	s := string(did)
-	f := &flight{done: make(chan struct{})}
-	r.mu.refreshes[s] = refresh{f: f, started: now}
+	f := &flight{done: make(chan struct{}), refresh: true}
+	r.mu.refreshes[refreshKey{s, tag}] = refresh{f: f, started: now}
+	r.mu.refreshRunning++
 	r.wg.Add(1)
 	go r.run(ref, s, f)
 	r.refreshed.Inc()
 }
 
-// Reresolve purges did and returns its identity resolved anew: the result
-// of the refresh Refresh started for it, if one is pending (waiting for it
-// if need be), else a fresh request, exactly as Purge then Lookup. Either
-// way the result is cached and later Lookups of did see it.
-func (r *Resolver) Reresolve(ctx context.Context, did string) (Identity, error) {
+// Reresolve purges did and returns its identity resolved anew for the
+// #identity event tagged tag: the result of the refresh Refresh started
+// for that event, if one is held (waiting for it if need be), else a fresh
+// request, exactly as Purge then Lookup. Either way the result is cached
+// and later Lookups of did see it.
+func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Identity, error) {
 	ref, err := parseDID(did)
 	if err != nil {
 		return Identity{}, err
@@ -79,13 +108,14 @@ func (r *Resolver) Reresolve(ctx context.Context, did string) (Identity, error) 
 	r.mu.Lock()
 	delete(r.mu.flights, did)
 	r.cache.remove(&ref, did)
-	rf, ok := r.mu.refreshes[did]
+	key := refreshKey{did, tag}
+	rf, ok := r.mu.refreshes[key]
 	if !ok || r.mu.closed {
 		r.mu.Unlock()
 		r.misses.Inc()
 		return r.resolve(ctx, &ref, did)
 	}
-	delete(r.mu.refreshes, did)
+	delete(r.mu.refreshes, key)
 	r.refreshUsed.Inc()
 	f := rf.f
 	if f.finished {

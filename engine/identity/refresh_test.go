@@ -43,12 +43,12 @@ func TestRefreshDetachedUntilReresolve(t *testing.T) {
 	p.body[did] = docFor(did, rotated, "https://pds.example.com", "at://new.example.com")
 	p.mu.Unlock()
 
-	r.Refresh([]byte(did))
+	r.Refresh([]byte(did), 1)
 	waitRequests(t, p, did, 2)
 	if id, err := r.Lookup(ctx, did); err != nil || id.Key != old.Key {
 		t.Fatalf("Lookup during refresh: %+v %v, want the old key", id, err)
 	}
-	id, err := r.Reresolve(ctx, did)
+	id, err := r.Reresolve(ctx, did, 1)
 	if err != nil || id.Key != rotated || id.Handle != "new.example.com" {
 		t.Fatalf("Reresolve: %+v %v, want the rotated key", id, err)
 	}
@@ -61,10 +61,36 @@ func TestRefreshDetachedUntilReresolve(t *testing.T) {
 	if r.refreshed.Get() != 1 || r.refreshUsed.Get() != 1 {
 		t.Fatalf("refreshes %d, used %d; want 1, 1", r.refreshed.Get(), r.refreshUsed.Get())
 	}
-	// A refresh left over (its #identity was dropped before processing)
-	// is replaced by the next one, never served for a later event.
-	r.Refresh([]byte(did))
+	// Two events queued for one account each take the refresh started
+	// when they arrived.
+	older, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.body[did] = docFor(did, older.Public(), "https://pds.example.com", "at://new.example.com")
+	p.mu.Unlock()
+	r.Refresh([]byte(did), 10)
 	waitRequests(t, p, did, 3)
+	p.mu.Lock()
+	p.body[did] = docFor(did, rotated, "https://pds.example.com", "at://new.example.com")
+	p.mu.Unlock()
+	r.Refresh([]byte(did), 11)
+	waitRequests(t, p, did, 4)
+	if id, err := r.Reresolve(ctx, did, 10); err != nil || id.Key != older.Public() {
+		t.Fatalf("first of two queued events: %+v %v", id, err)
+	}
+	if id, err := r.Reresolve(ctx, did, 11); err != nil || id.Key != rotated {
+		t.Fatalf("second of two queued events: %+v %v", id, err)
+	}
+	if p.count(did) != 4 {
+		t.Fatalf("%d requests, want 4", p.count(did))
+	}
+	// Each event takes its own refresh: one left over (its #identity was
+	// dropped before processing, tag 2) is never served for a later event
+	// (tag 3), and a refresh under the same tag is replaced by the newer.
+	r.Refresh([]byte(did), 2)
+	waitRequests(t, p, did, 5)
 	k2, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
 	if err != nil {
 		t.Fatal(err)
@@ -72,14 +98,24 @@ func TestRefreshDetachedUntilReresolve(t *testing.T) {
 	p.mu.Lock()
 	p.body[did] = docFor(did, k2.Public(), "https://pds.example.com", "at://new.example.com")
 	p.mu.Unlock()
-	r.Refresh([]byte(did))
-	waitRequests(t, p, did, 4)
-	if id, err := r.Reresolve(ctx, did); err != nil || id.Key != k2.Public() {
-		t.Fatalf("Reresolve after a replaced refresh: %+v %v, want the newest key", id, err)
+	r.Refresh([]byte(did), 3)
+	waitRequests(t, p, did, 6)
+	if id, err := r.Reresolve(ctx, did, 3); err != nil || id.Key != k2.Public() {
+		t.Fatalf("Reresolve of a later event: %+v %v, want its own (newest) key", id, err)
+	}
+	r.Refresh([]byte(did), 5)
+	waitRequests(t, p, did, 7)
+	r.Refresh([]byte(did), 5)
+	waitRequests(t, p, did, 8)
+	if id, err := r.Reresolve(ctx, did, 5); err != nil || id.Key != k2.Public() {
+		t.Fatalf("Reresolve of a replaced refresh: %+v %v", id, err)
 	}
 	// Without a pending refresh Reresolve is Purge then Lookup.
-	if _, err := r.Reresolve(ctx, did); err != nil || p.count(did) != 5 {
-		t.Fatalf("Reresolve without refresh: %v, %d requests, want 5", err, p.count(did))
+	if _, err := r.Reresolve(ctx, did, 4); err != nil || p.count(did) != 9 {
+		t.Fatalf("Reresolve without refresh: %v, %d requests, want 9", err, p.count(did))
+	}
+	if r.refreshUsed.Get() != 5 {
+		t.Fatalf("refreshes used %d, want 5", r.refreshUsed.Get())
 	}
 }
 
@@ -93,7 +129,7 @@ func TestReresolveJoinsRunningRefresh(t *testing.T) {
 	r, _ := newTestResolver(t, p, Config{})
 	did := plcDID(22)
 	ctx := context.Background()
-	r.Refresh([]byte(did))
+	r.Refresh([]byte(did), 1)
 	waitRequests(t, p, did, 1)
 	type res struct {
 		id  Identity
@@ -101,7 +137,7 @@ func TestReresolveJoinsRunningRefresh(t *testing.T) {
 	}
 	got := make(chan res, 2)
 	go func() {
-		id, err := r.Reresolve(ctx, did)
+		id, err := r.Reresolve(ctx, did, 1)
 		got <- res{id, err}
 	}()
 	for {
@@ -131,29 +167,39 @@ func TestReresolveJoinsRunningRefresh(t *testing.T) {
 	}
 }
 
-// TestRefreshBounded: refreshes nobody takes are bounded; finished ones are
-// dropped once they are older than refreshMaxAge and room is needed.
+// TestRefreshBounded: running refreshes are bounded like Prefetch's
+// flights; held ones (finished, waiting for their event) by maxRefreshes,
+// and finished ones nobody took are dropped once older than refreshMaxAge
+// and room is needed.
 func TestRefreshBounded(t *testing.T) {
 	p := newFakePLC(t)
+	gate := make(chan struct{})
+	p.setGate(gate)
 	r, clk := newTestResolver(t, p, Config{MaxInFlight: 1})
-	limit := maxPrefetchFlights * 1
-	for i := range uint64(limit + 5) {
-		r.Refresh([]byte(plcDID(100 + i)))
+	r.maxRefreshes = 3 * maxPrefetchFlights
+	running := maxPrefetchFlights * 1
+	for i := range uint64(running + 5) {
+		r.Refresh([]byte(plcDID(100+i)), 0)
 	}
-	if n := r.refreshed.Get(); n != uint64(limit) {
-		t.Fatalf("%d refreshes started, want %d", n, limit)
+	if n := r.refreshed.Get(); n != uint64(running) {
+		t.Fatalf("%d refreshes started against a stalled directory, want %d", n, running)
 	}
-	for i := range uint64(limit) {
-		waitRequests(t, p, plcDID(100+i), 1)
+	close(gate)
+	r.wg.Wait() // every refresh finished; none taken
+	for i := range uint64(2 * running) {
+		r.Refresh([]byte(plcDID(200+i)), 0)
+		r.wg.Wait()
 	}
-	r.wg.Wait() // every refresh finished (and stays, untaken)
-	r.Refresh([]byte(plcDID(500)))
-	if n := r.refreshed.Get(); n != uint64(limit) {
+	if n := r.refreshed.Get(); n != uint64(r.maxRefreshes) {
+		t.Fatalf("%d refreshes held, want the table's %d", n, r.maxRefreshes)
+	}
+	r.Refresh([]byte(plcDID(500)), 0)
+	if n := r.refreshed.Get(); n != uint64(r.maxRefreshes) {
 		t.Fatalf("full table of young refreshes took another: %d", n)
 	}
 	clk.Advance((refreshMaxAge + 1) * time.Second)
-	r.Refresh([]byte(plcDID(500)))
-	if n := r.refreshed.Get(); n != uint64(limit)+1 {
+	r.Refresh([]byte(plcDID(500)), 0)
+	if n := r.refreshed.Get(); n != uint64(r.maxRefreshes)+1 {
 		t.Fatalf("stale refreshes not dropped: %d started", n)
 	}
 	r.mu.Lock()
@@ -163,9 +209,9 @@ func TestRefreshBounded(t *testing.T) {
 		t.Fatalf("%d refreshes kept, want 1", left)
 	}
 	// Malformed input starts nothing.
-	r.Refresh(nil)
-	r.Refresh([]byte("did:plc:short"))
-	if n := r.refreshed.Get(); n != uint64(limit)+1 {
+	r.Refresh(nil, 0)
+	r.Refresh([]byte("did:plc:short"), 0)
+	if n := r.refreshed.Get(); n != uint64(r.maxRefreshes)+1 {
 		t.Fatalf("bad input started a refresh: %d", n)
 	}
 }

@@ -128,18 +128,24 @@ type Resolver struct {
 	ownsTrans bool
 	cache     *cache
 	epoch     time.Time
-	sem       chan struct{}   // MaxInFlight tokens
-	ctx       context.Context // cancelled by Close
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup // resolution goroutines
+	sem       chan struct{} // MaxInFlight tokens
+	// maxRefreshes is maxRefreshes; tests lower it.
+	maxRefreshes int
+	ctx          context.Context // cancelled by Close
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup // resolution goroutines
 
 	mu struct {
 		sync.Mutex
 		flights map[string]*flight // guarded by mu; DID → resolution in progress
 		// refreshes holds the resolutions Refresh started, not yet taken
 		// by Reresolve: detached from flights and the cache until then.
-		refreshes map[string]refresh // guarded by mu
-		closed    bool               // guarded by mu
+		refreshes map[refreshKey]refresh // guarded by mu
+		// refreshRunning counts refresh flights not finished, taken or
+		// not: each is a goroutine. Guarded by mu.
+		refreshRunning int
+		lastSweep      uint32 // guarded by mu; cache clock of the last stale-refresh sweep
+		closed         bool   // guarded by mu
 	}
 
 	inFlight atomic.Int64 // HTTP requests running
@@ -167,6 +173,7 @@ type flight struct {
 	// result is in id and err, and whoever adopts a detached flight must
 	// store it in the cache itself. Guarded by Resolver.mu.
 	finished bool
+	refresh  bool // started by Refresh; static
 }
 
 // New returns a Resolver; call Close to stop it.
@@ -177,11 +184,12 @@ func New(cfg Config) *Resolver {
 		cfg.Now = time.Now
 	}
 	r := &Resolver{
-		cfg:       cfg,
-		useTicker: useTicker,
-		cache:     newCache(cfg.Shards, cfg.MaxCacheBytes, cfg.MaxHosts),
-		epoch:     cfg.Now(),
-		sem:       make(chan struct{}, cfg.MaxInFlight),
+		cfg:          cfg,
+		useTicker:    useTicker,
+		cache:        newCache(cfg.Shards, cfg.MaxCacheBytes, cfg.MaxHosts),
+		epoch:        cfg.Now(),
+		sem:          make(chan struct{}, cfg.MaxInFlight),
+		maxRefreshes: maxRefreshes,
 	}
 	tr := cfg.Transport
 	if tr == nil {
@@ -195,7 +203,7 @@ func New(cfg Config) *Resolver {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.flights = make(map[string]*flight)
-	r.mu.refreshes = make(map[string]refresh)
+	r.mu.refreshes = make(map[refreshKey]refresh)
 	r.registerMetrics()
 	if useTicker {
 		r.wg.Add(1)
@@ -386,6 +394,9 @@ func (r *Resolver) finish(ref *didRef, did string, f *flight, cacheable bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f.finished = true
+	if f.refresh {
+		r.mu.refreshRunning--
+	}
 	if r.mu.flights[did] != f {
 		return // purged while running, or a refresh nobody has taken yet
 	}

@@ -103,7 +103,7 @@ func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, re
 	}
 	// §13.2: purge, re-resolve, keep the handle only if the host is the
 	// account's PDS and the document declares that handle.
-	id, err := r.ids.Reresolve(r.ctx, a.did)
+	id, err := r.ids.Reresolve(r.ctx, a.did, identityTag(hs, e.Seq))
 	authoritative := err == nil && id.PDSHost == hs.name
 	if !a.known && !authoritative {
 		return DropNotAuthoritative, false
@@ -379,4 +379,11 @@ func verifyLocal(l store.LocalStatus) verify.Status {
 		return verify.StatusThrottled
 	}
 	return verify.StatusInactive
+}
+
+// identityTag names an #identity event for identity.Refresh and Reresolve:
+// its host and upstream seq. Collisions only ever hand an event a fresher
+// document than its own (see Refresh).
+func identityTag(hs *hostState, seq int64) uint64 {
+	return uint64(hs.id)<<40 ^ uint64(seq)
 }

@@ -117,7 +117,7 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 	// for its worker, so workers do not take turns waiting on the
 	// directory one account at a time.
 	if p.Kind == event.KindIdentity {
-		r.ids.Refresh(p.DID)
+		r.ids.Refresh(p.DID, identityTag(hs, p.Seq))
 	} else {
 		r.ids.Prefetch(p.DID)
 	}
