@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -99,4 +101,20 @@ func FuzzParseMetrics(f *testing.F) {
 		}
 		m.Drops()
 	})
+}
+
+// TestSampleCPUNeedsInterval: a sample taken milliseconds after the last
+// one (the final sample of a run) reports no CPU rate instead of one clock
+// tick divided by a few milliseconds.
+func TestSampleCPUNeedsInterval(t *testing.T) {
+	s := &sampler{cfg: Config{SampleInterval: time.Second}.withDefaults(), epoch: time.Now().Add(-time.Minute),
+		gate: new(atomic.Int64), source: ingestFromMetrics}
+	s.prev = point{at: time.Since(s.epoch) - 5*time.Millisecond, cpu: 1.00}
+	if smp := s.take(Metrics{metricCPU: 1.01}); smp.CPUCores != 0 {
+		t.Fatalf("5 ms after the last sample: %v cores, want none", smp.CPUCores)
+	}
+	s.prev = point{at: time.Since(s.epoch) - time.Second, cpu: 1.00}
+	if smp := s.take(Metrics{metricCPU: 1.50}); smp.CPUCores < 0.4 || smp.CPUCores > 0.6 {
+		t.Fatalf("a second after the last sample: %v cores, want about 0.5", smp.CPUCores)
+	}
 }

@@ -160,7 +160,12 @@ func (s *sampler) take(m Metrics) Sample {
 		smp.IngestedPerSec = di / dt
 		smp.DeliveredPerSec = float64(cur.delivered-s.prev.delivered) / dt
 		smp.DeliveredBytesPerSec = float64(cur.bytes-s.prev.bytes) / dt
-		smp.CPUCores = (cur.cpu - s.prev.cpu) / dt
+		// process_cpu_seconds_total moves in clock ticks (10 ms): over
+		// the few milliseconds between the last periodic sample and the
+		// final one, one tick reads as several cores.
+		if dt >= s.cfg.SampleInterval.Seconds()/2 {
+			smp.CPUCores = (cur.cpu - s.prev.cpu) / dt
+		}
 		if di > 0 {
 			smp.AllocsPerEvent = (cur.mallocs - s.prev.mallocs) / di
 		}
