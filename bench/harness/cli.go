@@ -47,6 +47,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		consumers   = fs.Int("consumers", 10, "subscribeRepos consumers")
 		speed       = fs.String("speed", "max", `pacing: "max" (as fast as possible) or N (N times real speed)`)
 		duration    = fs.Duration("duration", 0, "stop after this long (0: when every consumer has every event)")
+		warmup      = fs.Duration("latency-warmup", 0, "paced runs: leave commits released in the first DURATION out of the latency figures (still checked)")
 		timeout     = fs.Duration("timeout", 10*time.Minute, "give up on an unfinished run after this long")
 		connectTO   = fs.Duration("connect-timeout", 30*time.Second, "wait this long for the relay to be ready and subscribe to the hosts")
 		expected    = fs.Int64("expected", 0, "events each consumer must receive (0: every replayed frame)")
@@ -66,7 +67,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 	}
 	cfg := Config{
 		Capture: *capturePath, Consumers: *consumers, Duration: *duration, Timeout: *timeout,
-		ConnectTimeout: *connectTO, Expected: *expected,
+		ConnectTimeout: *connectTO, Expected: *expected, LatencyWarmup: *warmup,
 		Relay: Relay{API: *api, Metrics: *metricsURL, AdminToken: *token, NoCrawl: *noCrawl},
 	}
 	if *speed != "max" {

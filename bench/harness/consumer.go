@@ -268,7 +268,9 @@ func (c *consumer) handle(msg []byte) {
 	}
 	if commit {
 		if off, ok := c.sched.sendAt[commitKey(&c.hash, fi.did, fi.rev)]; ok {
-			c.hist.record(now - time.Duration(c.gate.Load()) - off)
+			if off >= c.sched.warmup {
+				c.hist.record(now - time.Duration(c.gate.Load()) - off)
+			}
 		} else {
 			c.unmatched++
 		}

@@ -50,6 +50,7 @@ func Prepare(ctx context.Context, cfg Config) (*Harness, error) {
 	if err != nil {
 		return nil, fmt.Errorf("harness: reading %s: %w", name, err)
 	}
+	sched.warmup = cfg.LatencyWarmup
 	opts := replay.Options{Gated: true}
 	if cfg.Speed > 0 {
 		opts.Pacing, opts.Speed = replay.Scaled, cfg.Speed

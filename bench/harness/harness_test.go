@@ -91,6 +91,31 @@ func TestStandInScaled(t *testing.T) {
 	if h.sched.last <= 0 {
 		t.Errorf("schedule spans %v", h.sched.last)
 	}
+
+	// With a warm-up, only commits released after it are timed; every
+	// event is still delivered and checked.
+	cfg.LatencyWarmup = h.sched.last / 2
+	hw, err := Prepare(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hw.Close()
+	var timed int64
+	for _, off := range hw.sched.sendAt {
+		if off >= cfg.LatencyWarmup {
+			timed++
+		}
+	}
+	if timed == 0 || timed == int64(commits) {
+		t.Fatalf("warm-up %v times %d of %d commits: pick another", cfg.LatencyWarmup, timed, commits)
+	}
+	rep, err = hw.Run(context.Background(), Relay{API: "ws://" + hw.Hostnames()[0], NoCrawl: true})
+	if err != nil {
+		t.Fatalf("run with warm-up: %v %v", err, rep.Failures)
+	}
+	if rep.Latency.Count != 2*timed || !strings.HasPrefix(rep.LatencyFrom, "schedule, after") {
+		t.Fatalf("warm-up run: %d latencies from %q, want %d", rep.Latency.Count, rep.LatencyFrom, 2*timed)
+	}
 }
 
 // Through a stand-in relay that crawls, re-sequences and serves metrics.
@@ -187,6 +212,9 @@ func TestSetupErrors(t *testing.T) {
 	}
 	if _, err := Prepare(context.Background(), Config{}); !errors.Is(err, ErrBadConfig) {
 		t.Errorf("no capture: %v", err)
+	}
+	if _, err := Prepare(context.Background(), Config{Capture: path, LatencyWarmup: time.Second}); !errors.Is(err, ErrBadConfig) {
+		t.Errorf("warm-up at full speed: %v", err)
 	}
 	cfg := quietConfig(path, 1)
 	cfg.ConnectTimeout = 200 * time.Millisecond

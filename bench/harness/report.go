@@ -24,7 +24,8 @@ type Report struct {
 	// Pacing is "max" (as fast as possible) or "x<speed>" (scaled).
 	Pacing string `json:"pacing"`
 	// LatencyFrom says what latency is measured from: "schedule" (each
-	// commit's scheduled release) or "gate" (the single release under max).
+	// commit's scheduled release; "schedule, after the first D" with
+	// Config.LatencyWarmup) or "gate" (the single release under max).
 	LatencyFrom string `json:"latencyFrom"`
 	Consumers   int    `json:"consumers"`
 	// ExpectedEvents is what each consumer had to receive.
@@ -138,6 +139,9 @@ func (h *Harness) report(relay Relay, consumers []*consumer, s *sampler, ended s
 	r.Started = consumers[0].epoch.Add(time.Duration(consumers[0].gate.Load())).UTC().Format(time.RFC3339Nano)
 	if h.cfg.Speed > 0 {
 		r.Pacing, r.LatencyFrom = fmt.Sprintf("x%g", h.cfg.Speed), "schedule"
+		if h.cfg.LatencyWarmup > 0 {
+			r.LatencyFrom = fmt.Sprintf("schedule, after the first %v", h.cfg.LatencyWarmup)
+		}
 	}
 	if s.last != nil {
 		r.Drops = s.last.Drops()

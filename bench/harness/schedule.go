@@ -29,6 +29,9 @@ type schedule struct {
 	commits int64                    // commits served
 	frames  int64                    // frames served (what the replay hosts will send)
 	last    time.Duration            // release offset of the last frame
+	// warmup is Config.LatencyWarmup: commits released before it are
+	// not timed.
+	warmup time.Duration
 }
 
 // commitKey hashes a (did, rev) pair with the schedule's seed; h is the
