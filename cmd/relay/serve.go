@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,10 +181,6 @@ func runServe(args []string) error {
 	}
 	shares := over.apply(settings.Budget)
 	memCfg.TrimThreshold = shares.TrimThreshold
-	workers := f.workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
 	log.Info("memory shares", "budget", settings.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
 		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "intake", shares.Intake,
 		"results", shares.Results, "trim_threshold", shares.TrimThreshold)
@@ -259,9 +254,9 @@ func runServe(args []string) error {
 	defer rs.Close()
 	r, err = relay.New(relay.Config{
 		AllowInsecureHosts: f.allowInsecure, DefaultAccountLimit: f.accountLimit, TrustedDomains: trusted,
-		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: workers, Validation: mode,
+		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: f.workers, Validation: mode,
 		EventsPerSecond: f.eventsPerSecond, TrustedEventsPerSecond: f.trustedEventsPerSecond,
-		WorkerQueueBytes: shares.Intake / int64(workers), ResultsQueueBytes: shares.Results,
+		IntakeBytes: shares.Intake, ResultsQueueBytes: shares.Results,
 	}, relay.Deps{Store: st, Identity: ids, Hub: hub, Resyncer: rs, Logger: log, Metrics: set})
 	if err != nil {
 		return err

@@ -25,9 +25,9 @@ const (
 	DefaultAccountLimit           = 100        // spec §14.3 REF
 	DefaultTrustedAccountLimit    = 10_000_000 // spec §14.3 REF
 	DefaultNewHostsPerDay         = 50
-	DefaultEventsPerSecond        = 50    // untrusted host base rate (§14.4)
-	DefaultTrustedEventsPerSecond = 5_000 // §14.4
-	DefaultWorkerQueueBytes       = 64 << 20
+	DefaultEventsPerSecond        = 50       // untrusted host base rate (§14.4)
+	DefaultTrustedEventsPerSecond = 5_000    // §14.4
+	DefaultWorkerQueueBytes       = 64 << 20 // intake per worker when IntakeBytes is unset
 	DefaultWorkerQueueItems       = 4096
 	DefaultResultsQueue           = 8192
 	DefaultMaxBatchEvents         = 2048
@@ -77,9 +77,12 @@ type Config struct {
 	Workers int
 	// Validation is Strict (default) or Lenient (RELAY_VALIDATION).
 	Validation verify.Mode
-	// WorkerQueueBytes bounds each worker's queued frame bytes; a full
-	// queue pauses the sending host (relay_host_pauses_total{reason="pool_full"}).
-	WorkerQueueBytes int64
+	// IntakeBytes bounds the frame bytes queued for all workers together,
+	// split evenly between them (the memory budget's intake share); a full
+	// worker queue pauses the sending host
+	// (relay_host_pauses_total{reason="pool_full"}). Default
+	// DefaultWorkerQueueBytes per worker.
+	IntakeBytes int64
 	// WorkerQueueItems bounds each worker's queued frames.
 	WorkerQueueItems int
 	// ResultsQueue bounds results waiting for the sequencer (items).
@@ -148,8 +151,8 @@ func (c Config) withDefaults() Config {
 	setI(&c.ResultsQueue, DefaultResultsQueue)
 	setI(&c.MaxBatchEvents, DefaultMaxBatchEvents)
 	setI(&c.OverlayEntries, DefaultOverlayEntries)
-	if c.WorkerQueueBytes <= 0 {
-		c.WorkerQueueBytes = DefaultWorkerQueueBytes
+	if c.IntakeBytes <= 0 {
+		c.IntakeBytes = DefaultWorkerQueueBytes * int64(c.Workers)
 	}
 	setF(&c.EventsPerSecond, DefaultEventsPerSecond)
 	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
@@ -289,7 +292,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r.frames = pool.NewFrames(r.bufs)
 	r.durable = make([]atomic.Uint64, cfg.Workers)
 	r.seq = newSequencer(r)
-	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: cfg.WorkerQueueBytes},
+	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(cfg.IntakeBytes/int64(cfg.Workers), 1)},
 		r.newScratch, r.handle)
 
 	ucfg := cfg.Upstream
