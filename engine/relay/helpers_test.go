@@ -74,7 +74,10 @@ func startRelay(t *testing.T, fl *replay.Fleet, dir string, cfg Config, sync sto
 func startRelayPLC(t *testing.T, plcURL string, hostnames []string, dir string, cfg Config, sync store.SyncPolicy,
 	ringBytes int, prepare func(*store.Store)) *harness {
 	t.Helper()
-	st, err := store.Open(dir, store.Options{Sync: sync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
+	// The fsync spacing relay serve runs with, so the end-to-end and kill -9
+	// tests cover what production does.
+	st, err := store.Open(dir, store.Options{Sync: sync, SyncInterval: store.DefaultSyncInterval,
+		BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
