@@ -1,9 +1,8 @@
 package relay
 
 import (
-	"cmp"
 	"context"
-	"slices"
+	"sort"
 	"time"
 
 	"github.com/relay/relay/engine/event"
@@ -24,7 +23,8 @@ type sequencer struct {
 	// results whose host seqs are complete up to theirs, in release order;
 	// held holds, per host, results that finished before an earlier seq
 	// of their host: persisting them first would put events above the
-	// host's persisted cursor, to be processed twice after a crash.
+	// host's persisted cursor, to be processed twice after a crash. Each
+	// list is kept in seq order (insertHeld), equal seqs in arrival order.
 	in      []result
 	ready   []result
 	held    map[*hostState][]result
@@ -151,14 +151,13 @@ func (q *sequencer) release() {
 		if !ok && len(q.spare) > 0 {
 			h, q.spare = q.spare[len(q.spare)-1], q.spare[:len(q.spare)-1]
 		}
-		h = append(h, res)
+		h = insertHeld(h, res)
 		if !moved && res.seq > low {
 			q.held[hs] = h
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
 		// before any later incoming result of hs.
-		slices.SortStableFunc(h, bySeq)
 		k := 0
 		for _, x := range h {
 			if x.seq <= low || x.gen != res.gen {
@@ -211,7 +210,7 @@ func (q *sequencer) followHeld(res *result) bool {
 		return false
 	}
 	res.hs, res.gen, res.seq = host, last.gen, last.seq
-	q.held[host] = append(q.held[host], *res)
+	q.held[host] = insertHeld(q.held[host], *res)
 	return true
 }
 
@@ -224,7 +223,6 @@ func (q *sequencer) sweepHeld() bool {
 	found := false
 	for hs, h := range q.held {
 		gen, low := hs.tr.generation(), hs.tr.lowWater()
-		slices.SortStableFunc(h, bySeq)
 		k := 0
 		for _, x := range h {
 			if x.gen != gen || x.seq <= low {
@@ -259,8 +257,23 @@ func (q *sequencer) keepHeld(hs *hostState, h []result, k int) {
 // hosts as have results held at once under load.
 const maxSpareHeld = 256
 
-// bySeq orders results by upstream seq.
-func bySeq(a, b result) int { return cmp.Compare(a.seq, b.seq) }
+// insertHeld inserts x into h, which is in seq order, after every result
+// whose seq is not above x's: h stays in seq order, equal seqs in arrival
+// order (a relay-generated result follows the account's result it was
+// queued behind). Results of a host mostly finish in about seq order, so x
+// usually lands at or near the end: sorting the whole list on every
+// arrival instead cost 5 % of the relay's CPU in bench-e2e, where the
+// busiest host holds hundreds of results of ~300 bytes each.
+func insertHeld(h []result, x result) []result {
+	i := len(h)
+	if i > 0 && h[i-1].seq > x.seq {
+		i = sort.Search(len(h), func(j int) bool { return h[j].seq > x.seq })
+	}
+	h = append(h, result{})
+	copy(h[i+1:], h[i:])
+	h[i] = x
+	return h
+}
 
 // commit writes one batch of released results.
 func (q *sequencer) commit() {
