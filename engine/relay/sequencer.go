@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/relay/relay/engine/event"
@@ -23,13 +22,12 @@ type sequencer struct {
 	// results whose host seqs are complete up to theirs, in release order;
 	// held holds, per host, results that finished before an earlier seq
 	// of their host: persisting them first would put events above the
-	// host's persisted cursor, to be processed twice after a crash. Each
-	// list is kept in seq order (insertHeld), equal seqs in arrival order.
+	// host's persisted cursor, to be processed twice after a crash.
 	in      []result
 	ready   []result
-	held    map[*hostState][]result
-	spare   [][]result // emptied held slices, reused so holding allocates nothing
-	minHeld []uint64   // per worker: lowest ticket held (0: none)
+	held    map[*hostState]*heldList
+	spare   []*heldList // emptied held lists, reused so holding allocates nothing
+	minHeld []uint64    // per worker: lowest ticket held (0: none)
 	batch   []result
 	events  []store.Event
 	framers []seqFramer
@@ -80,7 +78,7 @@ func newSequencer(r *Relay) *sequencer {
 		dirty:   make(map[*hostState]int64),
 		reach:   make(map[*hostState]int64),
 		marks:   make([]uint64, r.cfg.Workers),
-		held:    make(map[*hostState][]result),
+		held:    make(map[*hostState]*heldList),
 		minHeld: make([]uint64, r.cfg.Workers),
 	}
 }
@@ -147,36 +145,50 @@ func (q *sequencer) release() {
 			continue
 		}
 		low, moved := hs.tr.complete(res.gen, res.seq)
-		h, ok := q.held[hs]
-		if !ok && len(q.spare) > 0 {
-			h, q.spare = q.spare[len(q.spare)-1], q.spare[:len(q.spare)-1]
-		}
-		h = insertHeld(h, res)
+		l := q.heldOf(hs)
+		l.insert(res)
 		if !moved && res.seq > low {
-			q.held[hs] = h
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
 		// before any later incoming result of hs.
-		k := 0
-		for _, x := range h {
-			if x.seq <= low || x.gen != res.gen {
-				q.ready = append(q.ready, x)
-			} else {
-				h[k] = x
-				k++
-			}
-		}
-		q.keepHeld(hs, h, k)
+		q.ready = l.release(q.ready, res.gen, low)
+		q.dropIfEmpty(hs, l)
 	}
 	clear(q.in)
 	clear(q.minHeld)
-	for _, h := range q.held {
-		for i := range h {
-			if m := q.minHeld[h[i].worker]; m == 0 || h[i].ticket < m {
-				q.minHeld[h[i].worker] = h[i].ticket
+	for _, l := range q.held {
+		for _, x := range l.items() {
+			if m := q.minHeld[x.worker]; m == 0 || x.ticket < m {
+				q.minHeld[x.worker] = x.ticket
 			}
 		}
+	}
+}
+
+// heldOf returns hs's held list, taking a spare one if hs holds nothing.
+func (q *sequencer) heldOf(hs *hostState) *heldList {
+	l := q.held[hs]
+	if l == nil {
+		if n := len(q.spare); n > 0 {
+			l, q.spare = q.spare[n-1], q.spare[:n-1]
+		} else {
+			l = new(heldList)
+		}
+		q.held[hs] = l
+	}
+	return l
+}
+
+// dropIfEmpty forgets hs's held list once it holds nothing, keeping the
+// list for reuse.
+func (q *sequencer) dropIfEmpty(hs *hostState, l *heldList) {
+	if !l.empty() {
+		return
+	}
+	delete(q.held, hs)
+	if len(q.spare) < maxSpareHeld {
+		q.spare = append(q.spare, l)
 	}
 }
 
@@ -194,9 +206,10 @@ func (q *sequencer) followHeld(res *result) bool {
 	}
 	var host *hostState
 	var last *result
-	for hs, h := range q.held {
-		for i := range h {
-			x := &h[i]
+	for hs, l := range q.held {
+		items := l.items()
+		for i := range items {
+			x := &items[i]
 			xdid := string(x.ev.DID)
 			if xdid == "" {
 				xdid = x.did
@@ -210,7 +223,7 @@ func (q *sequencer) followHeld(res *result) bool {
 		return false
 	}
 	res.hs, res.gen, res.seq = host, last.gen, last.seq
-	q.held[host] = insertHeld(q.held[host], *res)
+	q.held[host].insert(*res)
 	return true
 }
 
@@ -220,60 +233,17 @@ func (q *sequencer) followHeld(res *result) bool {
 // worker) and those orphaned by a cursor reset. It reports whether any
 // result became ready.
 func (q *sequencer) sweepHeld() bool {
-	found := false
-	for hs, h := range q.held {
-		gen, low := hs.tr.generation(), hs.tr.lowWater()
-		k := 0
-		for _, x := range h {
-			if x.gen != gen || x.seq <= low {
-				q.ready = append(q.ready, x)
-				found = true
-			} else {
-				h[k] = x
-				k++
-			}
-		}
-		q.keepHeld(hs, h, k)
+	before := len(q.ready)
+	for hs, l := range q.held {
+		q.ready = l.release(q.ready, hs.tr.generation(), hs.tr.lowWater())
+		q.dropIfEmpty(hs, l)
 	}
-	return found
+	return len(q.ready) > before
 }
 
-// keepHeld stores the first k results of h as hs's held results, or, when
-// none is left, drops hs from held and keeps the slice for reuse. The rest
-// of h is cleared so released results are not kept reachable.
-func (q *sequencer) keepHeld(hs *hostState, h []result, k int) {
-	clear(h[k:])
-	if k > 0 {
-		q.held[hs] = h[:k]
-		return
-	}
-	delete(q.held, hs)
-	if len(q.spare) < maxSpareHeld {
-		q.spare = append(q.spare, h[:0])
-	}
-}
-
-// maxSpareHeld bounds the emptied held slices kept for reuse: about as many
+// maxSpareHeld bounds the emptied held lists kept for reuse: about as many
 // hosts as have results held at once under load.
 const maxSpareHeld = 256
-
-// insertHeld inserts x into h, which is in seq order, after every result
-// whose seq is not above x's: h stays in seq order, equal seqs in arrival
-// order (a relay-generated result follows the account's result it was
-// queued behind). Results of a host mostly finish in about seq order, so x
-// usually lands at or near the end: sorting the whole list on every
-// arrival instead cost 5 % of the relay's CPU in bench-e2e, where the
-// busiest host holds hundreds of results of ~300 bytes each.
-func insertHeld(h []result, x result) []result {
-	i := len(h)
-	if i > 0 && h[i-1].seq > x.seq {
-		i = sort.Search(len(h), func(j int) bool { return h[j].seq > x.seq })
-	}
-	h = append(h, result{})
-	copy(h[i+1:], h[i:])
-	h[i] = x
-	return h
-}
 
 // commit writes one batch of released results.
 func (q *sequencer) commit() {
