@@ -128,13 +128,5 @@ func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Ident
 		r.mu.flights[did] = f
 	}
 	r.mu.Unlock()
-	select {
-	case <-f.done:
-		if f.err != nil {
-			return Identity{}, f.err
-		}
-		return f.id, nil
-	case <-ctx.Done():
-		return Identity{}, ctx.Err()
-	}
+	return f.wait(ctx)
 }

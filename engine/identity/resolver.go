@@ -339,6 +339,11 @@ func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identi
 		f = r.startFlightLocked(*ref, did)
 	}
 	r.mu.Unlock()
+	return f.wait(ctx)
+}
+
+// wait returns the flight's result once it is done, or ctx's error first.
+func (f *flight) wait(ctx context.Context) (Identity, error) {
 	select {
 	case <-f.done:
 		if f.err != nil {
