@@ -9,6 +9,23 @@ import (
 	"github.com/relay/relay/engine/atcrypto"
 )
 
+// newKey returns a fresh secp256k1 public key.
+func newKey(t *testing.T) atcrypto.PublicKey {
+	t.Helper()
+	k, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+// setKey makes the directory serve did with key (and a new handle).
+func (p *fakePLC) setKey(did string, key atcrypto.PublicKey) {
+	p.mu.Lock()
+	p.body[did] = docFor(did, key, "https://pds.example.com", "at://new.example.com")
+	p.mu.Unlock()
+}
+
 // waitRequests spins until the fake directory has seen n requests for did.
 func waitRequests(t *testing.T, p *fakePLC, did string, n int) {
 	t.Helper()
@@ -34,14 +51,8 @@ func TestRefreshDetachedUntilReresolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rotated := k.Public()
-	p.mu.Lock()
-	p.body[did] = docFor(did, rotated, "https://pds.example.com", "at://new.example.com")
-	p.mu.Unlock()
+	rotated := newKey(t)
+	p.setKey(did, rotated)
 
 	r.Refresh([]byte(did), 1)
 	waitRequests(t, p, did, 2)
@@ -63,21 +74,14 @@ func TestRefreshDetachedUntilReresolve(t *testing.T) {
 	}
 	// Two events queued for one account each take the refresh started
 	// when they arrived.
-	older, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.body[did] = docFor(did, older.Public(), "https://pds.example.com", "at://new.example.com")
-	p.mu.Unlock()
+	older := newKey(t)
+	p.setKey(did, older)
 	r.Refresh([]byte(did), 10)
 	waitRequests(t, p, did, 3)
-	p.mu.Lock()
-	p.body[did] = docFor(did, rotated, "https://pds.example.com", "at://new.example.com")
-	p.mu.Unlock()
+	p.setKey(did, rotated)
 	r.Refresh([]byte(did), 11)
 	waitRequests(t, p, did, 4)
-	if id, err := r.Reresolve(ctx, did, 10); err != nil || id.Key != older.Public() {
+	if id, err := r.Reresolve(ctx, did, 10); err != nil || id.Key != older {
 		t.Fatalf("first of two queued events: %+v %v", id, err)
 	}
 	if id, err := r.Reresolve(ctx, did, 11); err != nil || id.Key != rotated {
@@ -91,23 +95,18 @@ func TestRefreshDetachedUntilReresolve(t *testing.T) {
 	// (tag 3), and a refresh under the same tag is replaced by the newer.
 	r.Refresh([]byte(did), 2)
 	waitRequests(t, p, did, 5)
-	k2, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.body[did] = docFor(did, k2.Public(), "https://pds.example.com", "at://new.example.com")
-	p.mu.Unlock()
+	k2 := newKey(t)
+	p.setKey(did, k2)
 	r.Refresh([]byte(did), 3)
 	waitRequests(t, p, did, 6)
-	if id, err := r.Reresolve(ctx, did, 3); err != nil || id.Key != k2.Public() {
+	if id, err := r.Reresolve(ctx, did, 3); err != nil || id.Key != k2 {
 		t.Fatalf("Reresolve of a later event: %+v %v, want its own (newest) key", id, err)
 	}
 	r.Refresh([]byte(did), 5)
 	waitRequests(t, p, did, 7)
 	r.Refresh([]byte(did), 5)
 	waitRequests(t, p, did, 8)
-	if id, err := r.Reresolve(ctx, did, 5); err != nil || id.Key != k2.Public() {
+	if id, err := r.Reresolve(ctx, did, 5); err != nil || id.Key != k2 {
 		t.Fatalf("Reresolve of a replaced refresh: %+v %v", id, err)
 	}
 	// Without a pending refresh Reresolve is Purge then Lookup.
