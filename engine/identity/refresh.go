@@ -54,10 +54,12 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 	if len(did) == 0 {
 		return
 	}
-	ref, err := parseDID(string(did))
+	s := string(did) // the flight and the table keep it: a copy of the frame's bytes
+	ref, err := parseDID(s)
 	if err != nil {
 		return
 	}
+	key := refreshKey{s, tag}
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -66,7 +68,7 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 	}
 	// The replaced flight, if any, runs on detached and its result is
 	// dropped by finish.
-	delete(r.mu.refreshes, refreshKey{string(did), tag})
+	delete(r.mu.refreshes, key)
 	if r.mu.refreshRunning >= maxPrefetchFlights*r.cfg.MaxInFlight {
 		return
 	}
@@ -86,9 +88,8 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 			return
 		}
 	}
-	s := string(did)
 	f := &flight{done: make(chan struct{}), refresh: true}
-	r.mu.refreshes[refreshKey{s, tag}] = refresh{f: f, started: now}
+	r.mu.refreshes[key] = refresh{f: f, started: now}
 	r.mu.refreshRunning++
 	r.wg.Add(1)
 	go r.run(ref, s, f)

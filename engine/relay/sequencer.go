@@ -158,9 +158,10 @@ func (q *sequencer) release() {
 	clear(q.in)
 	clear(q.minHeld)
 	for _, l := range q.held {
-		for _, x := range l.items() {
-			if m := q.minHeld[x.worker]; m == 0 || x.ticket < m {
-				q.minHeld[x.worker] = x.ticket
+		items := l.items()
+		for i := range items {
+			if w, t := items[i].worker, items[i].ticket; q.minHeld[w] == 0 || t < q.minHeld[w] {
+				q.minHeld[w] = t
 			}
 		}
 	}
