@@ -12,6 +12,20 @@
 // RequestTimeout with at most MaxInFlight at once over one shared transport.
 // Concurrent lookups of one DID share one request.
 //
+// # Resolving ahead
+//
+// The relay asks twice per frame: when it arrives and when a worker
+// processes it, possibly much later. Prefetch (arrival) starts resolving a
+// DID the cache lacks, so the worker's Lookup joins the request or hits the
+// cache. An #identity event must be answered with a document fetched after
+// it arrived, yet frames queued before it must keep the identity they were
+// sent under: Refresh (arrival) starts a resolution that stays out of the
+// cache, keyed by the DID and a tag naming the event, and Reresolve (the
+// worker, in order) purges the DID and takes exactly that resolution,
+// waiting only for what is left of it. Both are bounded: running ones by
+// a multiple of MaxInFlight (each is a goroutine), finished refreshes not
+// yet taken by maxRefreshes.
+//
 // # Cache layout
 //
 // The cache has Shards shards, each a mutex over two Go maps:
