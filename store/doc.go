@@ -89,7 +89,10 @@
 // # Durability
 //
 // SyncEveryBatch (the default) fsyncs the WAL once per Append batch before
-// Append returns (group commit). NoSync writes the WAL into the OS page
+// Append returns (group commit). With Options.SyncInterval the fsyncs are
+// at least that far apart: a batch that comes sooner is written at once
+// and waits, with the batches after it, for the next one; Append still
+// returns only once its batch is durable. NoSync writes the WAL into the OS page
 // cache without fsync: a process crash loses nothing, but a power loss or
 // kernel crash loses the batches since the OS last flushed the file, and
 // those seqs may be reassigned to different events after the restart.
