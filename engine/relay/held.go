@@ -7,8 +7,8 @@ import "sort"
 // queued behind). The results are r[off:]: releasing a prefix, the usual
 // case, only advances off, and the front is reused once the slice is full,
 // so holding and releasing move each result a constant number of times
-// however long the list (the busiest host of bench-e2e holds thousands
-// when one worker runs ahead of the other).
+// however long the list grows (it grows while one worker runs ahead of the
+// other through a busy host's frames).
 //
 // Owned by the sequencer goroutine.
 type heldList struct {
