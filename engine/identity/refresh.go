@@ -107,8 +107,7 @@ func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Ident
 		return Identity{}, err
 	}
 	r.mu.Lock()
-	delete(r.mu.flights, did)
-	r.cache.remove(&ref, did)
+	r.purgeLocked(&ref, did)
 	key := refreshKey{did, tag}
 	rf, ok := r.mu.refreshes[key]
 	if !ok || r.mu.closed {

@@ -321,9 +321,15 @@ func (r *Resolver) Purge(did string) {
 		return
 	}
 	r.mu.Lock()
-	delete(r.mu.flights, did)
-	r.cache.remove(&ref, did)
+	r.purgeLocked(&ref, did)
 	r.mu.Unlock()
+}
+
+// purgeLocked forgets did's cache entry and detaches its running flight.
+// r.mu held.
+func (r *Resolver) purgeLocked(ref *didRef, did string) {
+	delete(r.mu.flights, did)
+	r.cache.remove(ref, did)
 }
 
 func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identity, error) {
