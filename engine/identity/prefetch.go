@@ -41,6 +41,12 @@ func (r *Resolver) Prefetch(did []byte) {
 		r.mu.Unlock()
 		return
 	}
+	// A flight may have finished and been cached since the check above
+	// (finish does both under r.mu).
+	if _, _, ok := r.cache.get(&ref, s, r.now()); ok {
+		r.mu.Unlock()
+		return
+	}
 	r.startFlightLocked(ref, s)
 	r.mu.Unlock()
 	r.prefetches.Inc()

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
@@ -71,5 +72,38 @@ func TestPrefetchCachedNoAlloc(t *testing.T) {
 	b := []byte(did)
 	if a := testing.AllocsPerRun(100, func() { r.Prefetch(b) }); a != 0 {
 		t.Fatalf("Prefetch of a cached DID allocates %v times", a)
+	}
+}
+
+// TestConcurrentLookupsOneRequest: Lookups and Prefetches of one DID racing
+// with its resolution's end send one request between them. A caller whose
+// cache miss was read just before the flight finished must find the stored
+// result, not start a second flight.
+func TestConcurrentLookupsOneRequest(t *testing.T) {
+	p := newFakePLC(t)
+	r, _ := newTestResolver(t, p, Config{})
+	ctx := context.Background()
+	for n := range uint64(200) {
+		did := plcDID(5000 + n)
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 50 {
+					if g%2 == 0 {
+						r.Prefetch([]byte(did))
+					}
+					if _, err := r.Lookup(ctx, did); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if c := p.count(did); c != 1 {
+			t.Fatalf("%s: %d requests, want 1", did, c)
+		}
 	}
 }

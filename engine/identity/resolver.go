@@ -299,16 +299,29 @@ func (r *Resolver) Lookup(ctx context.Context, did string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	if e, handle, ok := r.cache.get(&ref, did, r.now()); ok {
-		if e.reason != ReasonNone {
+	if id, ok, err := r.cached(&ref, did); ok {
+		if err != nil {
 			r.negHits.Inc()
-			return Identity{}, e.reason.Err()
+		} else {
+			r.hits.Inc()
 		}
-		r.hits.Inc()
-		return Identity{DID: did, Key: e.key, PDSHost: r.cache.hosts.name(e.hostID), Handle: handle}, nil
+		return id, err
 	}
 	r.misses.Inc()
 	return r.resolve(ctx, &ref, did)
+}
+
+// cached returns did's cached identity or cached failure, and whether there
+// was one.
+func (r *Resolver) cached(ref *didRef, did string) (Identity, bool, error) {
+	e, handle, ok := r.cache.get(ref, did, r.now())
+	if !ok {
+		return Identity{}, false, nil
+	}
+	if e.reason != ReasonNone {
+		return Identity{}, true, e.reason.Err()
+	}
+	return Identity{DID: did, Key: e.key, PDSHost: r.cache.hosts.name(e.hostID), Handle: handle}, true, nil
 }
 
 // Purge forgets did (on an #identity event, a host mismatch or a failed
@@ -342,6 +355,13 @@ func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identi
 	if f != nil {
 		r.coalesced.Inc()
 	} else {
+		// The caller's cache miss was read without r.mu: a flight may have
+		// finished and stored its result since. finish does both under
+		// r.mu, so no flight now means the cache is current.
+		if id, ok, err := r.cached(ref, did); ok {
+			r.mu.Unlock()
+			return id, err
+		}
 		f = r.startFlightLocked(*ref, did)
 	}
 	r.mu.Unlock()
