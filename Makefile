@@ -53,6 +53,7 @@ DEV_RELAY = $(abspath $(BIN)) serve --allow-insecure-hosts --new-hosts-per-day 1
 	--api-listen 127.0.0.1:2570 --admin-listen 127.0.0.1:2571
 DEV_URLS  = --relay-api http://127.0.0.1:2570 --relay-metrics http://127.0.0.1:2571/metrics
 E2E_CAP   ?= bench-data/e2e-1000h.cap
+DEMO_CAP  ?= internal/testdata/captures/realpds-2
 
 # The standard end-to-end scenario: 1,000 hosts, 10 consumers, full validation,
 # as fast as the relay goes. The capture is generated once (signed ahead of time).
@@ -74,7 +75,7 @@ bench-e2e: build
 demo: build
 	rm -rf bench-data/relay-demo
 	@mkdir -p bench-data
-	$(BIN) bench --capture shared --consumers 1 --speed 1 --timeout 10m \
+	$(BIN) bench --capture $(DEMO_CAP) --consumers 1 --speed 1 --timeout 10m \
 		--relay-cmd "$(DEV_RELAY) --data-dir bench-data/relay-demo" $(DEV_URLS)
 
 clean:

@@ -1,4 +1,4 @@
-module github.com/relay/relay
+module github.com/atrelay/relay
 
 go 1.26.8
 

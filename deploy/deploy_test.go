@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/memory"
+	"github.com/atrelay/relay/engine/memory"
 )
 
 // unitFile is a parsed systemd unit: section → key → values in file order

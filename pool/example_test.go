@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 )
 
 // A frame is filled once, shared with every consumer, and its buffer goes

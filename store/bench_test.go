@@ -10,9 +10,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/klauspost/compress/zstd"
-	"github.com/relay/relay/engine/fixtures"
 )
 
 // captureFrames returns the real frames of capture realpds-2, host 0

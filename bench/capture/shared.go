@@ -33,7 +33,7 @@ type sharedHosts struct {
 }
 
 // ImportShared reads a capture folder in the shared format
-// (/work/shared/captures/<name>/FORMAT.md: frames-<i>.bin.zst per host,
+// (internal/testdata/captures/<name>/FORMAT.md: frames-<i>.bin.zst per host,
 // hosts.json, dids.json). Records come host by host, each host in file
 // order; RecvTime is the frame's own "time" field (the shared format stores
 // no receive time), so real-time pacing follows the original schedule.
@@ -189,4 +189,14 @@ func (it *sharedIter) Close() error {
 		it.err = ErrClosed
 	}
 	return nil
+}
+
+// OpenPath opens either form a capture comes in: a shared-format folder
+// (one with hosts.json) through ImportShared, anything else as a capture
+// file through Open.
+func OpenPath(path string) (*Capture, error) {
+	if _, err := os.Stat(filepath.Join(path, "hosts.json")); err == nil {
+		return ImportShared(path)
+	}
+	return Open(path)
 }

@@ -6,7 +6,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // sharedDir is the real capture described in shared/captures/realpds-2/FORMAT.md.

@@ -8,11 +8,11 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/repo"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // Account statuses an account can be in (the #account status values).

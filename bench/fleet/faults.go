@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/repo"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/repo"
 )
 
 // FaultKind is one kind of misbehaviour a host can be told to commit. The

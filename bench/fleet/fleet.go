@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/relay/relay/bench/plc"
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // Options configure a Fleet. Zero fields take the defaults.

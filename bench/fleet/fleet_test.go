@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/mst"
 )
 
 func newTestFleet(t *testing.T, opts Options) *Fleet {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/relay/relay/bench/plc"
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // Sim is one account simulated offline, with no host and no network: the

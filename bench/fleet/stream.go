@@ -11,8 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/relay/relay/bench/replay"
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/bench/replay"
+	"github.com/atrelay/relay/engine/event"
 )
 
 // Pre-encoded frames (constant output is encoded once).

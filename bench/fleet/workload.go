@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atcrypto"
 )
 
 // ErrBadWorkload: a Workload field is out of range; the error names it.

@@ -43,9 +43,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/bench/fleet"
-	"github.com/relay/relay/bench/plc"
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/fleet"
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // BasePort is the port of host 0's name in a generated capture.

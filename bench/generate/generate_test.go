@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/bench/fleet"
-	"github.com/relay/relay/bench/replay"
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/fleet"
+	"github.com/atrelay/relay/bench/replay"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/event"
 )
 
 func generate(t testing.TB, opts Options) (*capture.Capture, []byte, Stats) {

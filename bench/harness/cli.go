@@ -40,7 +40,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	var (
-		capturePath = fs.String("capture", SharedCapture, `capture to replay: "shared" (captures/realpds-2), a shared-format folder or a capture file`)
+		capturePath = fs.String("capture", DefaultCapture, "capture to replay: a shared-format folder (the default is the reference-PDS capture in a checkout) or a capture file")
 		api         = fs.String("relay-api", "http://127.0.0.1:2470", "relay public API base URL")
 		metricsURL  = fs.String("relay-metrics", "", "relay Prometheus metrics URL, e.g. http://127.0.0.1:2471/metrics")
 		token       = fs.String("admin-token", "", "bearer token sent with requestCrawl")

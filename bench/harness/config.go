@@ -29,15 +29,16 @@ var (
 	ErrIncomplete = errors.New("harness: not every expected event arrived")
 )
 
-// SharedCapture is the Config.Capture value naming the shared capture
-// (captures/realpds-2 under the shared fixtures directory).
-const SharedCapture = "shared"
+// DefaultCapture is the capture `relay bench` replays when none is given:
+// the reference-PDS recording kept in the repository (internal/testdata,
+// see its NOTICE), as a path relative to the root of a checkout.
+const DefaultCapture = "internal/testdata/captures/realpds-2"
 
 // Config configures a harness run. Zero fields take the defaults listed.
 // It is a plain value: Prepare keeps its own copy.
 type Config struct {
-	// Capture is SharedCapture, a shared-format capture folder (with
-	// hosts.json) or a capture file written by bench/capture.
+	// Capture is a shared-format capture folder (with hosts.json, such as
+	// DefaultCapture) or a capture file written by bench/capture.
 	Capture string
 	// Speed is the pacing: 0 (or less) sends as fast as possible; N > 0
 	// follows the recorded schedule N times faster (1 = real speed).

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/capture"
 )
 
 // scanFrame agrees with capture.PeekFrame (fxamacker/cbor) on the shared

@@ -8,15 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/bench/replay"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/replay"
 )
 
 // Harness is a prepared run: the capture's hosts and fake PLC are up and
@@ -76,14 +73,7 @@ func Prepare(ctx context.Context, cfg Config) (*Harness, error) {
 
 // openCapture resolves Config.Capture.
 func openCapture(spec string) (*capture.Capture, string, error) {
-	if spec == SharedCapture {
-		spec = fixtures.Path("captures/realpds-2")
-	}
-	if _, err := os.Stat(filepath.Join(spec, "hosts.json")); err == nil {
-		c, err := capture.ImportShared(spec)
-		return c, spec, err
-	}
-	c, err := capture.Open(spec)
+	c, err := capture.OpenPath(spec)
 	return c, spec, err
 }
 

@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/engine/fixtures"
 )
 
 // sharedFrames returns the first n frames of each of the first hosts of

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/capture"
 )
 
 // schedule knows when the replay sends each commit, relative to the gate

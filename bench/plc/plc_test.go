@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 const (

@@ -6,7 +6,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/relay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/capture"
 )
 
 // TestSendAllocs checks the per-frame send path (cursor + frame write)

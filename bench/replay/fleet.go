@@ -4,8 +4,8 @@ import (
 	"context"
 	"net/url"
 
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/bench/plc"
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // Fleet is a capture replayed as its hosts plus a fake PLC directory whose

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/capture"
 )
 
 // Pacing says how fast a Replayer releases frames once started.

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/engine/fixtures"
 )
 
 func sharedDir() string { return fixtures.Path("captures/realpds-2") }

@@ -7,8 +7,8 @@ import (
 	"io"
 	"sort"
 
+	"github.com/atrelay/relay/bench/capture"
 	"github.com/klauspost/compress/zstd"
-	"github.com/relay/relay/bench/capture"
 )
 
 // DefaultBlockBytes is the raw size at which a host's frames are cut into a

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/relay/relay/engine/admin"
-	"github.com/relay/relay/engine/firehose"
-	"github.com/relay/relay/engine/relay"
-	"github.com/relay/relay/engine/xrpc"
+	"github.com/atrelay/relay/engine/admin"
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/relay"
+	"github.com/atrelay/relay/engine/xrpc"
 )
 
 // xrpcEngine adapts *relay.Relay to xrpc.Engine, translating the engine's

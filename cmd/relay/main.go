@@ -15,8 +15,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/relay/relay/bench/harness"
-	"github.com/relay/relay/engine/admin"
+	"github.com/atrelay/relay/bench/harness"
+	"github.com/atrelay/relay/engine/admin"
 )
 
 func main() {
@@ -62,7 +62,7 @@ commands:
   serve     run the relay (public API on :2470, admin/metrics/pprof on :2471)
   admin     call the admin API (relay admin help)
   capture   record subscribeRepos endpoints into a capture file
-  replay    serve a capture (or "shared") as its hosts plus a fake PLC
+  replay    serve a capture (file or shared-format folder) as its hosts plus a fake PLC
   generate  write a synthetic capture from the fleet's workload model
   bench     replay a capture through a relay with consumers and report figures
 `)

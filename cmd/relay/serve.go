@@ -17,15 +17,15 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/relay/relay/engine/admin"
-	"github.com/relay/relay/engine/firehose"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/memory"
-	"github.com/relay/relay/engine/relay"
-	"github.com/relay/relay/engine/resync"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/engine/xrpc"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/admin"
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/memory"
+	"github.com/atrelay/relay/engine/relay"
+	"github.com/atrelay/relay/engine/resync"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/engine/xrpc"
+	"github.com/atrelay/relay/store"
 )
 
 // serveFlags are the settings of `relay serve`; every flag defaults to its

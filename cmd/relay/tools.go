@@ -13,12 +13,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/relay/relay/bench/capture"
-	"github.com/relay/relay/bench/fleet"
-	"github.com/relay/relay/bench/generate"
-	"github.com/relay/relay/bench/replay"
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/fleet"
+	"github.com/atrelay/relay/bench/generate"
+	"github.com/atrelay/relay/bench/replay"
+	"github.com/atrelay/relay/engine/atcrypto"
 )
 
 // The capture, replay and generate subcommands: thin flag front ends over
@@ -65,14 +64,6 @@ func runCapture(args []string, stdout io.Writer) error {
 	return f.Sync()
 }
 
-// openCapture opens a capture file, or the shared realpds-2 capture for "shared".
-func openCapture(path string) (*capture.Capture, error) {
-	if path == "shared" {
-		return capture.ImportShared(fixtures.Path("captures/realpds-2"))
-	}
-	return capture.Open(path)
-}
-
 // runReplay serves a capture as its original set of hosts plus a fake PLC.
 func runReplay(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
@@ -82,9 +73,9 @@ func runReplay(args []string, stdout io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: relay replay [flags] <capture file | shared>")
+		return errors.New("usage: relay replay [flags] <capture file | shared-format folder>")
 	}
-	c, err := openCapture(fs.Arg(0))
+	c, err := capture.OpenPath(fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/store"
 )
 
 // cli runs RunCLI against e with the test token and returns its output.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relay/relay/engine/syntax"
-	"github.com/relay/relay/engine/xrpc"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/xrpc"
+	"github.com/atrelay/relay/store"
 )
 
 // maxBodyBytes bounds admin request bodies; they hold a few short fields.

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/xrpc"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/xrpc"
+	"github.com/atrelay/relay/store"
 )
 
 const testToken = "s3cret-token"

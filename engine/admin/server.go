@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/store"
 )
 
 // Engine is what the admin API asks of the running relay. Hostnames and

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/xrpc"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/xrpc"
+	"github.com/atrelay/relay/store"
 )
 
 const (

@@ -9,7 +9,7 @@ import (
 	"math/big"
 	"testing"
 
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // TestSignatureFixtures runs every vector of the interop signature fixtures

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // TestLegacyUncompressedKeys parses every #atproto key of

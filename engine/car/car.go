@@ -35,8 +35,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
 )
 
 // Defaults used when an Options field is zero.

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // repoCARs are the full and partial repository CARs of

@@ -3,7 +3,7 @@ package car
 import (
 	"hash/maphash"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // linearMax is the block count up to which Get scans linearly. Measured

@@ -3,8 +3,8 @@ package car
 import (
 	"encoding/binary"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
 )
 
 // AppendHeader appends a CAR v1 header with the given roots (canonical key

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 func TestDataModelFixtureCIDs(t *testing.T) {

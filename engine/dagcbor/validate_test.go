@@ -12,10 +12,10 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/dagcbor/dagcbortest"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 var errByName = map[string]error{

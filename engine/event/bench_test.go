@@ -5,8 +5,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/event"
 )
 
 // decodeAndIndex is the per-frame ingest work measured by the benchmarks:

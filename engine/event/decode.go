@@ -6,7 +6,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/relay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/dagcbor"
 )
 
 // Decoder decodes frames into Messages. The zero value is ready to use with

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/dagcbor/dagcbortest"
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
+	"github.com/atrelay/relay/engine/event"
 )
 
 // TestCaptures decodes every frame of shared/captures/realpds-2, checks the

@@ -3,7 +3,7 @@ package event
 import (
 	"errors"
 
-	d "github.com/relay/relay/engine/dagcbor"
+	d "github.com/atrelay/relay/engine/dagcbor"
 )
 
 // Canonical headers: {"t": <type>, "op": 1} and {"op": -1}. Constants so

@@ -1,8 +1,8 @@
 package event
 
 import (
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
 )
 
 // Field views. fxamacker/cbor hands UnmarshalCBOR a sub-slice of the frame

@@ -5,8 +5,8 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
 )
 
 func FuzzDecode(f *testing.F) {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/relay/relay/engine/dagcbor/dagcbortest"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // captureFiles are the two hosts of shared/captures/realpds-2 (FORMAT.md).

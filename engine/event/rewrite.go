@@ -1,7 +1,7 @@
 package event
 
 import (
-	"github.com/relay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/dagcbor"
 )
 
 // RewriteSeq appends to dst a copy of frame whose body seq is seq, copying

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // Kind is the message type of a decoded frame.

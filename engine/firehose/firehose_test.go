@@ -15,7 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 )
 
 func TestFanOutThreeConsumersConcurrentPublish(t *testing.T) {

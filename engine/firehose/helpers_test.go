@@ -17,7 +17,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 )
 
 // fakeLog is an in-memory Log. Replay re-finds its position on every event,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 )
 
 // Log is the durable event log the hub replays from (store.Store implements

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/relay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atcrypto"
 )
 
 // Per-entry memory charged against the byte budget, beyond the handle bytes.

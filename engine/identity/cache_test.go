@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/relay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atcrypto"
 )
 
 func testKey(t testing.TB) atcrypto.PublicKey {

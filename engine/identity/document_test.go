@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // TestParseDocumentFixtures reads the DID documents of

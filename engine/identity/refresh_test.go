@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atcrypto"
 )
 
 // newKey returns a fresh secp256k1 public key.

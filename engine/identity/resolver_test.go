@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atcrypto"
 )
 
 // fakePLC is a PLC directory on 127.0.0.1. Unknown DIDs get a generated

@@ -3,7 +3,7 @@ package mst
 import (
 	"bytes"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // NodeData is one MST node in wire form with full (decompressed) keys.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // rawEnt is one entry written byte for byte, to build invalid nodes.

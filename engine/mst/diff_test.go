@@ -14,7 +14,7 @@ import (
 	gocid "github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // Differential tests against indigo's atproto/repo/mst (the reference Go

@@ -3,7 +3,7 @@ package mst
 import (
 	"slices"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // This file holds the tree operations of digest §12.3, shared by Tree and

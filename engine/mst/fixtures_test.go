@@ -10,12 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // Fixtures: bluesky-social/atproto-interop-tests @ 056e5741 (interop/mst,
-// interop/firehose), read in place from ../shared.
+// interop/firehose), read from internal/testdata.
 
 func TestKeyHeightsFixture(t *testing.T) {
 	var cases []struct {

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // FuzzNodeDecode: no input panics, and whatever decodes is canonical, so

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // Action is the kind of a repo op in a #commit.

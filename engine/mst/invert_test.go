@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // findCommit returns the capture commit of host/seq.

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // BlockGetter returns the block stored under c, or false when absent. The

@@ -12,10 +12,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/klauspost/compress/zstd"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/fixtures"
 )
 
 // errCAR reports a malformed CAR in test data.

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"iter"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // Tree is a complete in-memory MST for producers (the synthetic PDS

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/relay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/cid"
 )
 
 // invertOutcome runs one inversion and renders its result for comparison.

@@ -8,9 +8,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/fxamacker/cbor/v2"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/fixtures"
 )
 
 // carRoot returns roots[0] of a CAR (test-only header read).

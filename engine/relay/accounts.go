@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/syntax"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/store"
 )
 
 // ErrBadDID is returned by account operations given a malformed DID.

@@ -5,11 +5,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/store"
 )
 
 // TestEndToEndCapture replays the realpds-2 capture (2 hosts, 120 accounts,

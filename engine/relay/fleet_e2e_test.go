@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/bench/fleet"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/relay/relay/bench/fleet"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/store"
 )
 
 // startFleetRelay starts a bench/fleet of n hosts with k accounts each and

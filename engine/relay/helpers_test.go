@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/bench/replay"
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/resync"
+	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/relay/relay/bench/replay"
-	"github.com/relay/relay/engine/firehose"
-	"github.com/relay/relay/engine/fixtures"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/resync"
-	"github.com/relay/relay/store"
 )
 
 // harness is one relay with its store, hub and public listener.

@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/relay/relay/engine/upstream"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/upstream"
+	"github.com/atrelay/relay/store"
 )
 
 // Errors of the requestCrawl flow (spec §14.3), one per refusal reason.

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/upstream"
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/upstream"
+	"github.com/atrelay/relay/pool"
 )
 
 // bucket is a token bucket of events per second with one second of burst.

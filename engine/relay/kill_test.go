@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/store"
 )
 
 const (

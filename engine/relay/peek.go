@@ -3,8 +3,8 @@ package relay
 import (
 	"errors"
 
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
 )
 
 // Errors returned by Peek, one per way a frame fails the cheap dispatch scan.

@@ -3,7 +3,7 @@ package relay
 import (
 	"testing"
 
-	"github.com/relay/relay/engine/event"
+	"github.com/atrelay/relay/engine/event"
 )
 
 func sampleFrames() map[string][]byte {

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/relay/relay/engine/firehose"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/upstream"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/pool"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/upstream"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/pool"
+	"github.com/atrelay/relay/store"
 )
 
 // Defaults of Config's fields (zero means these, never "unlimited").

@@ -6,11 +6,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/resync"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/resync"
+	"github.com/atrelay/relay/store"
 )
 
 // Resync wiring (issue 6 "Resync", spec §13.4). An account is marked

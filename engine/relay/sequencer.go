@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/pool"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/pool"
+	"github.com/atrelay/relay/store"
 )
 
 // sequencer is the single goroutine that turns worker results into durable,

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/store"
 )
 
 // TestHostThrottledAccounts checks that accounts past a host's limit are

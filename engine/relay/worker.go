@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/store"
 	"github.com/valyala/bytebufferpool"
 )
 

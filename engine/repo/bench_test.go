@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/mst"
 )
 
 // BenchmarkApply measures one single-create commit on a 1,000-record

@@ -3,12 +3,12 @@ package repo
 import (
 	"time"
 
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // SyncCommit returns the #sync event for the current state: the last

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // Errors returned by New and Apply, one per reason a request is refused.

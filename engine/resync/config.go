@@ -8,9 +8,9 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/verify"
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/pool"
 )
 
 // Defaults used where a Config field is zero.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 )
 
 // Errors of a fetch, one per reason. Result.Err wraps them.

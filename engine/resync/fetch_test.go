@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 )
 
 func TestBaseURL(t *testing.T) {

@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/repo"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // testRepo is a repository CAR built by hand (so tests can put anything in

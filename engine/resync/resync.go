@@ -12,8 +12,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/verify"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/verify"
 )
 
 // Resyncer fetches and verifies whole repositories for desynchronized

@@ -16,11 +16,11 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/relay/relay/bench/fleet"
-	"github.com/relay/relay/bench/plc"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/verify"
+	"github.com/atrelay/relay/bench/fleet"
+	"github.com/atrelay/relay/bench/plc"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/verify"
 )
 
 // got is a Result copied out of OnResult (its views die with the call).

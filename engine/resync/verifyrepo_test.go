@@ -9,13 +9,13 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/fixtures"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/verify"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 const indigoTestdata = "fixtures/indigo/testing/testdata/"

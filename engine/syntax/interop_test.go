@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // The interop tests read bluesky-social/atproto-interop-tests @ 056e5741

@@ -2,7 +2,7 @@ package upstream
 
 import (
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/relay/relay/pool"
+	"github.com/atrelay/relay/pool"
 	"github.com/valyala/bytebufferpool"
 )
 

@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/repo"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/repo"
 )
 
 // benchCase is one frame to validate repeatedly: the frame, the state

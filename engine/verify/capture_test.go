@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/fixtures"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // Capture: shared/captures/realpds-2 (two reference PDS 0.5.35 hosts,

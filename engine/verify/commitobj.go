@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // Errors of the commit object (spec §6.1), one per defect. All of them

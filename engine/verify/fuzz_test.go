@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
 )
 
 // FuzzValidateCommit feeds mutated real commits (capture realpds-2, host

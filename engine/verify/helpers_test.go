@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/klauspost/compress/zstd"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/fixtures"
-	"github.com/relay/relay/engine/identity"
 )
 
 // fakeIDs is an Identities with a cache in front of "the network" (docs):

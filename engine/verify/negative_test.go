@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/repo"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/repo"
 )
 
 // caseEnv is what one negative case may change: a deep copy of the valid

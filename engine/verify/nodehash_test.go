@@ -5,9 +5,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/repo"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/repo"
 )
 
 // The inverter does not hash MST node blocks again (CheckVerified): it

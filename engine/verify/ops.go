@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // checkOps checks every op's shape (spec §10.1) and the record block of

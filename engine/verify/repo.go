@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/dagcbor"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // RepoConfig bounds one whole-repository verification (resync). Zero

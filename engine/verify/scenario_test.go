@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/dagcbor/dagcbortest"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/fixtures"
-	"github.com/relay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/internal/fixtures"
 )
 
 // scenarioFile is one relay scenario of

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/identity"
 )
 
 // Status is an account hosting status (spec §13.4), as the upstream host

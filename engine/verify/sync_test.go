@@ -5,9 +5,9 @@ import (
 	"context"
 	"testing"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
 )
 
 func TestSync(t *testing.T) {

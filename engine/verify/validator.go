@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/relay/relay/engine/atcrypto"
-	"github.com/relay/relay/engine/car"
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/event"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/mst"
-	"github.com/relay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // Errors for failures that have no lower-level error to wrap.

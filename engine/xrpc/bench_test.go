@@ -6,7 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/store"
 )
 
 // BenchmarkListRepos1000 serves one full 1000-repo page from a real store.

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
 )
 
 // fuzzServer is a Server over a small populated store, for handler fuzzing

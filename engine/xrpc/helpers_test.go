@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/fixtures"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/store"
 )
 
 // fakeEngine records requestCrawl calls and returns canned errors.

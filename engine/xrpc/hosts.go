@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/store"
 )
 
 // hostItem is com.atproto.sync.listHosts#host and the getHostStatus output.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/store"
 )
 
 func TestListHostsPaging(t *testing.T) {

@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/relay/relay/engine/cid"
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/engine/syntax"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/store"
 )
 
 // maxScanPages bounds the work of one listRepos call: accounts without a

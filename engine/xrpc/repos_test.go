@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
 )
 
 const (

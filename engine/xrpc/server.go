@@ -10,8 +10,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/relay/relay/engine/identity"
-	"github.com/relay/relay/store"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
 )
 
 // Engine is what the public API asks of the running relay beyond store
