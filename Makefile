@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: build run test test-unit test-race bench bench-e2e fuzz lint demo clean install
+.PHONY: build run test test-unit test-race bench bench-e2e bench-attack fuzz lint demo clean install
 
 build:
 	$(GO) build -o $(BIN) ./cmd/relay
@@ -68,6 +68,19 @@ bench-e2e: build
 	$(BIN) bench --capture $(E2E_CAP) --consumers 10 --speed max --timeout 10m \
 		--relay-cmd "$(DEV_RELAY) --data-dir bench-data/relay-e2e --trusted-events-per-second 1000000" $(DEV_URLS) \
 		--json bench-data/e2e.json --png bench-data/e2e.png
+
+# The reliability bench (PERF.md, Reliability): 100 normal hosts stream at
+# real speed while every bench/attack attacker runs at once, against a relay
+# with a 256 MiB memory budget. Pass: every event to every consumer, peak
+# RSS within the budget, latency figures in the summary.
+ATTACK_CAP ?= bench-data/attack-100h.cap
+bench-attack: build
+	@mkdir -p bench-data
+	@test -f $(ATTACK_CAP) || $(BIN) generate --out $(ATTACK_CAP) --hosts 100 --accounts 10 --actions 45000 --rate 500
+	rm -rf bench-data/relay-attack
+	$(BIN) bench --capture $(ATTACK_CAP) --consumers 4 --speed 1 --latency-warmup 10s --timeout 10m --attack \
+		--relay-cmd "$(DEV_RELAY) --data-dir bench-data/relay-attack --memory-budget 256MiB" $(DEV_URLS) \
+		--json bench-data/attack.json --png bench-data/attack.png
 
 # The relay against the recorded reference-PDS capture replayed at real speed by two
 # local fake PDS hosts and a fake PLC, with a consumer printing live figures: no

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"net/http"
 	"os"
@@ -57,6 +58,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		relayCmd    = fs.String("relay-cmd", "", "start the relay as a child with this command line; {plc} and {hosts} (comma separated) are substituted")
 		relayLog    = fs.String("relay-log", "", "file for the child relay's output (default: discarded)")
 		quiet       = fs.Bool("quiet", false, "no live progress line")
+		attackOn    = fs.Bool("attack", false, "run the hostile hosts and floods of bench/attack against the relay during the run (the relay must allow development hosts)")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the harness itself (replayer, PLC, consumers) during the run to this file")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +81,9 @@ func RunCLI(args []string, stdout io.Writer) error {
 	}
 	if !*quiet {
 		cfg.Progress = stdout
+	}
+	if *attackOn {
+		cfg.Attack = &attack.Options{}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"net/url"
 	"strings"
@@ -77,6 +78,10 @@ type Config struct {
 	NewestSeqMetric string
 	// Relay is the relay under test, used by the package-level Run.
 	Relay Relay
+	// Attack, when set, runs bench/attack's hostile hosts and floods
+	// against the relay from the moment the normal hosts are subscribed
+	// until the run ends; Report.Attack has their figures.
+	Attack *attack.Options
 }
 
 // Relay says where the relay under test is, so the same run can target

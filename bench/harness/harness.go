@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"net/http"
 	"sync"
@@ -147,6 +148,16 @@ func (h *Harness) Run(ctx context.Context, relay Relay) (Report, error) {
 		return Report{}, err
 	}
 
+	var attackers *attack.Set
+	if cfg.Attack != nil {
+		opts := *cfg.Attack
+		opts.RelayAPI = relay.httpBase()
+		if attackers, err = attack.Start(ctx, opts); err != nil {
+			stopConsumers()
+			return Report{}, err
+		}
+	}
+
 	s := newSampler(cfg, relay.Metrics, client, consumers, h.expect, epoch, &gate)
 	s.baseline(ctx)
 	gate.Store(int64(time.Since(epoch)))
@@ -186,10 +197,16 @@ wait:
 	samplerDone.Wait()
 	s.final(context.WithoutCancel(ctx))
 	stopConsumers()
+	var attackStats *attack.Stats
+	if attackers != nil {
+		st := attackers.Stop()
+		attackStats = &st
+	}
 	if p := cfg.Progress; p != nil {
 		io.WriteString(p, "\n")
 	}
 	rep := h.report(relay, consumers, s, ended, elapsed)
+	rep.Attack = attackStats
 	return rep, rep.err()
 }
 

@@ -3,6 +3,7 @@ package harness
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"os"
 	"sort"
@@ -52,6 +53,9 @@ type Report struct {
 	Drops           map[string]float64 `json:"drops,omitempty"`
 	ScrapeErrors    int64              `json:"scrapeErrors"`
 	LastScrapeError string             `json:"lastScrapeError,omitempty"`
+
+	// Attack is what the attackers of Config.Attack did; nil without them.
+	Attack *attack.Stats `json:"attack,omitempty"`
 
 	ConsumerResults []ConsumerReport `json:"consumerResults"`
 	Samples         []Sample         `json:"samples"`
@@ -255,6 +259,14 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			mib(r.Peak.RSSBytes), mib(r.Peak.HeapInuseBytes), mib(r.Peak.HeapReleasedBytes), r.Peak.CPUCores)
 	}
 	row("max lag", "%d events", r.Peak.MaxLag)
+	if a := r.Attack; a != nil {
+		for _, k := range sortedKeys(a.Hosts) {
+			row("attack host", "%s: %d connections, %s sent", k, a.Hosts[k].Conns, mib(float64(a.Hosts[k].Bytes)))
+		}
+		row("attack did:web", "%d connections to never-answering document servers", a.BlackholeConns)
+		row("attack crawl", "requestCrawl answers by status: %v", a.Crawl)
+		row("attack consumers", "%d admitted, refused by status: %v", a.ConsumersAdmitted, a.ConsumersRefused)
+	}
 	keys := make([]string, 0, len(r.Drops))
 	for k := range r.Drops {
 		keys = append(keys, k)
@@ -285,4 +297,13 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
