@@ -88,7 +88,7 @@ type Options struct {
 	// flood tries to open (default 2,000), never reading from them.
 	Consumers int
 	// CrawlPerSecond is the rate of requestCrawl calls for hosts that do
-	// not exist (default 50).
+	// not answer (default 50).
 	CrawlPerSecond int
 	// MaxBytesPerConn bounds what an attacker sends on one connection
 	// (default 256 MiB).
@@ -406,9 +406,20 @@ func (s *Set) didWebFlood(w io.Writer, cursor int64) {
 }
 
 // crawlFlood asks the relay to crawl hosts that do not exist, at
-// CrawlPerSecond, until Stop.
+// CrawlPerSecond, until Stop. They are named localhost:PORT with ports
+// that were just closed, so a relay that probes them is refused at once
+// and nothing leaves the machine (not even a DNS query).
 func (s *Set) crawlFlood(client *http.Client) {
 	defer s.wg.Done()
+	var closed []int
+	for range 16 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return
+		}
+		closed = append(closed, ln.Addr().(*net.TCPAddr).Port)
+		_ = ln.Close()
+	}
 	t := time.NewTicker(time.Second / time.Duration(s.opts.CrawlPerSecond))
 	defer t.Stop()
 	for i := 0; ; i++ {
@@ -417,7 +428,8 @@ func (s *Set) crawlFlood(client *http.Client) {
 			return
 		case <-t.C:
 		}
-		s.count(s.crawl, requestCrawl(s.ctx, client, s.opts.RelayAPI, fmt.Sprintf("flood-%d.invalid", i)))
+		name := fmt.Sprintf("localhost:%d", closed[i%len(closed)])
+		s.count(s.crawl, requestCrawl(s.ctx, client, s.opts.RelayAPI, name))
 	}
 }
 
