@@ -32,7 +32,8 @@ const evictSample = 5
 // entry is the fixed-size, pointer-free value stored per DID (56 bytes).
 // Times are seconds since the cache's epoch.
 type entry struct {
-	hostID    uint32 // 1-based id in the host table; 0 in negative entries
+	hostGen   uint32 // host table generation hostID belongs to; 0 in negative entries
+	hostID    uint32 // 1-based id in that generation; 0 in negative entries
 	handleOff uint32 // offset of the handle in the shard's arena
 	expires   uint32 // entry is stale at or after this second
 	touched   uint32 // last hit, at touchEvery granularity
@@ -72,13 +73,21 @@ type cache struct {
 	evictions atomic.Uint64
 }
 
+// hostBudgetShare is the part of the byte budget (1/16) reserved for the
+// host table; the shards share the rest. 32 MiB of the default 512 MiB
+// holds about 300,000 typical host names, far more than MaxHosts.
+const hostBudgetShare = 16
+
+// newCache returns a cache whose entries and host table together stay
+// within budget bytes, with at most maxHosts host names.
 func newCache(nShards int, budget int64, maxHosts int) *cache {
+	hostBudget := budget / hostBudgetShare
 	c := &cache{
 		shards:      make([]shard, nShards),
 		mask:        uint32(nShards - 1),
-		shardBudget: budget / int64(nShards),
+		shardBudget: (budget - hostBudget) / int64(nShards),
 		seed:        maphash.MakeSeed(),
-		hosts:       hostTable{ids: make(map[string]uint32), max: maxHosts},
+		hosts:       newHostTable(maxHosts, hostBudget),
 	}
 	for i := range c.shards {
 		c.shards[i].plc = make(map[plcKey]entry)
@@ -98,10 +107,12 @@ func (c *cache) shardFor(ref *didRef, did string) *shard {
 	return &c.shards[h&c.mask]
 }
 
-// get returns the entry for did and its handle. ok is false when there is no
-// entry or it has expired. The handle aliases the shard arena, which is
-// never overwritten, so it stays valid indefinitely.
-func (c *cache) get(ref *didRef, did string, now uint32) (e entry, handle string, ok bool) {
+// get returns the entry for did, its handle and, for a positive entry,
+// its PDS host. ok is false when there is no entry, it has expired, or its
+// host has left the host table (the entry is then dropped, so the DID is
+// resolved again). The handle aliases the shard arena, which is never
+// overwritten, so it stays valid indefinitely; so does the host.
+func (c *cache) get(ref *didRef, did string, now uint32) (e entry, handle, host string, ok bool) {
 	s := c.shardFor(ref, did)
 	s.mu.Lock()
 	if ref.isPLC {
@@ -111,10 +122,29 @@ func (c *cache) get(ref *didRef, did string, now uint32) (e entry, handle string
 	}
 	if !ok || now >= e.expires {
 		s.mu.Unlock()
-		return entry{}, "", false
+		return entry{}, "", "", false
+	}
+	dirty := false
+	if e.reason == ReasonNone {
+		var current bool
+		host, current, ok = c.hosts.name(e.hostGen, e.hostID)
+		if !ok {
+			c.deleteLocked(s, ref, did)
+			s.mu.Unlock()
+			return entry{}, "", "", false
+		}
+		if !current {
+			// A host in use moves to the current generation, so only
+			// hosts nobody asked for during a whole generation go.
+			e.hostGen, e.hostID = c.hosts.intern(host)
+			dirty = true
+		}
 	}
 	if now-e.touched >= touchEvery {
 		e.touched = now
+		dirty = true
+	}
+	if dirty {
 		if ref.isPLC {
 			s.plc[ref.plc] = e
 		} else {
@@ -125,7 +155,7 @@ func (c *cache) get(ref *didRef, did string, now uint32) (e entry, handle string
 		handle = unsafe.String(&s.handles[e.handleOff], int(e.handleLen))
 	}
 	s.mu.Unlock()
-	return e, handle, true
+	return e, handle, host, true
 }
 
 // put stores e (with handle copied into the arena) for did, replacing any
@@ -271,52 +301,99 @@ func (c *cache) compactLocked(s *shard) {
 // that alias a frame buffer.
 func clone(s string) string { return string(append([]byte(nil), s...)) }
 
-// hostTable interns PDS host names so entries carry a 4-byte id. There are
-// a few thousand real hosts; max bounds what hostile documents can add.
-// Safe for concurrent use.
+// hostTable interns PDS host names so entries carry a generation and a
+// 4-byte id instead of a string. There are a few thousand real hosts, but
+// every DID document names one, so hostile documents can add names without
+// end: the table keeps two generations, each of at most maxNames names and
+// maxBytes accounted bytes. When the current generation is full it becomes
+// the old one and the old one is dropped. A cache hit on an entry of the
+// old generation copies its host into the current one (cache.get), so hosts
+// in use survive; an entry whose generation is gone is a miss. Safe for
+// concurrent use.
 type hostTable struct {
-	max int // static
+	maxNames int   // static; per generation
+	maxBytes int64 // static; per generation
 
-	mu    sync.RWMutex
-	ids   map[string]uint32 // guarded by mu
-	names []string          // guarded by mu; id-1 → name, append-only
-	bytes int64             // guarded by mu; approximate memory
+	mu        sync.RWMutex
+	cur, old  hostGen       // guarded by mu
+	rotations atomic.Uint64 // generations dropped
 }
 
-// intern returns the 1-based id of name, adding it if there is room.
-func (h *hostTable) intern(name string) (uint32, bool) {
+// hostGen is one generation of the host table.
+type hostGen struct {
+	gen   uint32            // ≥ 1 once used; 0 only for the empty initial old generation
+	ids   map[string]uint32 // name → 1-based id
+	names []string          // id-1 → name, append-only
+	bytes int64             // accounted memory
+}
+
+// hostNameBytes approximates what one name costs: the map slot (string
+// header, id, overhead) and the names slice slot, plus the bytes, counted
+// twice because a name copied from the old generation is accounted in
+// both.
+func hostNameBytes(name string) int64 { return int64(2*len(name) + 64) }
+
+// newHostTable returns a table of at most maxHosts names and budget bytes,
+// both generations together.
+func newHostTable(maxHosts int, budget int64) hostTable {
+	return hostTable{
+		maxNames: max(1, maxHosts/2),
+		maxBytes: max(1, budget/2),
+		cur:      hostGen{gen: 1, ids: make(map[string]uint32)},
+	}
+}
+
+// intern returns the generation and 1-based id of name in the current
+// generation, adding it (and rotating first if the generation is full).
+func (h *hostTable) intern(name string) (gen, id uint32) {
 	h.mu.RLock()
-	id, ok := h.ids[name]
+	id, ok := h.cur.ids[name]
+	gen = h.cur.gen
 	h.mu.RUnlock()
 	if ok {
-		return id, true
+		return gen, id
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if id, ok := h.ids[name]; ok {
-		return id, true
+	if id, ok := h.cur.ids[name]; ok {
+		return h.cur.gen, id
 	}
-	if len(h.names) >= h.max {
-		return 0, false
+	if oldID, ok := h.old.ids[name]; ok {
+		name = h.old.names[oldID-1] // share the old generation's copy
+	} else {
+		name = clone(name)
 	}
-	name = clone(name)
-	h.names = append(h.names, name)
-	id = uint32(len(h.names))
-	h.ids[name] = id
-	h.bytes += int64(2*len(name) + 64)
-	return id, true
+	cost := hostNameBytes(name)
+	if len(h.cur.names) >= h.maxNames || (len(h.cur.names) > 0 && h.cur.bytes+cost > h.maxBytes) {
+		h.old = h.cur
+		h.cur = hostGen{gen: h.old.gen + 1, ids: make(map[string]uint32)}
+		h.rotations.Add(1)
+	}
+	h.cur.names = append(h.cur.names, name)
+	id = uint32(len(h.cur.names))
+	h.cur.ids[name] = id
+	h.cur.bytes += cost
+	return h.cur.gen, id
 }
 
-// name returns the host for a 1-based id.
-func (h *hostTable) name(id uint32) string {
+// name returns the host for an id of generation gen, whether that is the
+// current generation, and false if the generation is gone.
+func (h *hostTable) name(gen, id uint32) (name string, current, ok bool) {
 	h.mu.RLock()
-	n := h.names[id-1]
-	h.mu.RUnlock()
-	return n
+	defer h.mu.RUnlock()
+	switch {
+	case gen == h.cur.gen && id >= 1 && int(id) <= len(h.cur.names):
+		return h.cur.names[id-1], true, true
+	case gen != 0 && gen == h.old.gen && id >= 1 && int(id) <= len(h.old.names):
+		return h.old.names[id-1], false, true
+	}
+	return "", false, false
 }
 
+// stats returns the names held (both generations; a name in both counts
+// twice) and their accounted bytes.
 func (h *hostTable) stats() (n int, bytes int64) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.names), h.bytes
+	return len(h.cur.names) + len(h.old.names), h.cur.bytes + h.old.bytes
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/atrelay/relay/engine/atcrypto"
@@ -21,7 +22,7 @@ func testKey(t testing.TB) atcrypto.PublicKey {
 // fill puts n synthetic did:plc entries (with 20-byte handles) into c.
 func fill(t testing.TB, c *cache, from, n int, key atcrypto.PublicKey, now uint32) {
 	t.Helper()
-	host, _ := c.hosts.intern("pds.example.com")
+	gen, host := c.hosts.intern("pds.example.com")
 	for i := from; i < from+n; i++ {
 		did := plcDID(uint64(i))
 		ref, err := parseDID(did)
@@ -29,7 +30,7 @@ func fill(t testing.TB, c *cache, from, n int, key atcrypto.PublicKey, now uint3
 			t.Fatal(err)
 		}
 		handle := fmt.Sprintf("user%08d.bsky.app", i)
-		c.put(&ref, did, entry{key: key, hostID: host, expires: now + 3600}, handle, now)
+		c.put(&ref, did, entry{key: key, hostGen: gen, hostID: host, expires: now + 3600}, handle, now)
 	}
 }
 
@@ -55,7 +56,7 @@ func TestByteBudgetEviction(t *testing.T) {
 	for i := range 20_000 {
 		did := plcDID(uint64(i))
 		ref, _ := parseDID(did)
-		e, handle, ok := c.get(&ref, did, 10)
+		e, handle, _, ok := c.get(&ref, did, 10)
 		if !ok {
 			continue
 		}
@@ -88,7 +89,7 @@ func TestEvictionPrefersCold(t *testing.T) {
 	for i := range 300 {
 		did := plcDID(uint64(i))
 		ref, _ := parseDID(did)
-		if _, _, ok := c.get(&ref, did, 1000); ok {
+		if _, _, _, ok := c.get(&ref, did, 1000); ok {
 			if i < 100 {
 				hot++
 			} else {
@@ -109,7 +110,7 @@ func TestHandleArenaCompaction(t *testing.T) {
 	fill(t, c, 0, 200, key, 0)
 	// Keep a handle string from before the compactions.
 	ref0, _ := parseDID(plcDID(0))
-	_, old, _ := c.get(&ref0, plcDID(0), 0)
+	_, old, _, _ := c.get(&ref0, plcDID(0), 0)
 	for range 20 {
 		fill(t, c, 0, 200, key, 0)
 	}
@@ -152,7 +153,7 @@ func TestBytesPerEntry(t *testing.T) {
 // BenchmarkLookupHit is the hot path: a cached did:plc.
 func BenchmarkLookupHit(b *testing.B) {
 	p := newFakePLC(b)
-	r := New(Config{PLCURL: p.srv.URL})
+	r := New(Config{PLCURL: p.srv.URL, AllowInsecure: true})
 	defer r.Close()
 	did := plcDID(1)
 	if _, err := r.Lookup(context.Background(), did); err != nil {
@@ -186,4 +187,92 @@ func BenchmarkLookupHitParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestHostTableRotates: hostile documents naming ever new PDS hosts keep
+// the host table within MaxHosts names; an entry whose host was dropped is
+// a miss (resolved again), and a host in use survives by moving to the
+// current generation on each hit.
+func TestHostTableRotates(t *testing.T) {
+	const maxHosts = 10
+	c := newCache(1, 1<<30, maxHosts)
+	key := testKey(t)
+	put := func(n uint64, host string) {
+		gen, id := c.hosts.intern(host)
+		did := plcDID(n)
+		ref, _ := parseDID(did)
+		c.put(&ref, did, entry{key: key, hostGen: gen, hostID: id, expires: 3600}, "", 0)
+	}
+	get := func(n uint64) (string, bool) {
+		did := plcDID(n)
+		ref, _ := parseDID(did)
+		_, _, host, ok := c.get(&ref, did, 0)
+		return host, ok
+	}
+	put(1, "cold.example.com")
+	put(2, "hot.example.com")
+	for i := range 1000 {
+		c.hosts.intern(fmt.Sprintf("pds%d.attacker.example", i))
+		if n, _ := c.hosts.stats(); n > maxHosts {
+			t.Fatalf("host table holds %d names, max %d", n, maxHosts)
+		}
+		if i%3 == 0 {
+			if host, ok := get(2); !ok || host != "hot.example.com" {
+				t.Fatalf("after %d new hosts the hot entry reads %q, %v", i, host, ok)
+			}
+		}
+	}
+	if r := c.hosts.rotations.Load(); r < 1000/(maxHosts/2)-1 {
+		t.Fatalf("%d rotations for 1000 names in generations of %d", r, maxHosts/2)
+	}
+	if host, ok := get(1); ok {
+		t.Fatalf("entry on a dropped host still answers %q", host)
+	}
+	if n := c.entries.Load(); n != 1 {
+		t.Fatalf("%d entries left, want the hot one", n)
+	}
+}
+
+// TestHostTableByteBudget: long host names rotate the table by bytes
+// before it reaches MaxHosts, within its share of MaxCacheBytes.
+func TestHostTableByteBudget(t *testing.T) {
+	const budget = 64 << 10
+	c := newCache(1, budget, 1_000_000)
+	long := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("c", 60)
+	for i := range 10_000 {
+		c.hosts.intern(fmt.Sprintf("%d.%s", i, long))
+		if _, b := c.hosts.stats(); b > budget/hostBudgetShare {
+			t.Fatalf("host table at %d bytes, share %d", b, budget/hostBudgetShare)
+		}
+	}
+	if c.hosts.rotations.Load() == 0 {
+		t.Fatal("no rotation")
+	}
+}
+
+// TestResolverWithinBudget resolves DIDs from a directory whose documents
+// each name a new, long PDS host and handle: the whole cache, host table
+// included, stays within MaxCacheBytes, evicting as it goes.
+func TestResolverWithinBudget(t *testing.T) {
+	p := newFakePLC(t)
+	const budget = 96 << 10
+	r, _ := newTestResolver(t, p, Config{MaxCacheBytes: budget, Shards: 4, MaxHosts: 1000})
+	pad := strings.Repeat("x", 60)
+	for i := range uint64(1500) {
+		did := plcDID(20_000 + i)
+		p.mu.Lock()
+		p.body[did] = docFor(did, p.key, fmt.Sprintf("https://pds%d.%s.example.com", i, pad), fmt.Sprintf("at://user%d.%s.example.com", i, pad))
+		p.mu.Unlock()
+		if _, err := r.Lookup(context.Background(), did); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.Stats(); st.Bytes > budget {
+			t.Fatalf("after %d lookups the cache holds %d bytes, budget %d", i+1, st.Bytes, budget)
+		}
+	}
+	st := r.Stats()
+	if st.Evictions == 0 || st.HostRotations == 0 {
+		t.Fatalf("no eviction under pressure: %+v", st)
+	}
+	t.Logf("%+v", st)
 }

@@ -149,11 +149,24 @@ func TestParseDID(t *testing.T) {
 	f("did:web:Example.com", ErrBadDID)
 	f("did:web:localhost%3A", ErrBadDID)
 	f("did:web:localhost%3Ax", ErrBadDID)
+	// IP literals in any spelling, and single-label names, never become a
+	// request (spec: did:web names a domain).
+	f("did:web:127.0.0.1", ErrBadDID)
+	f("did:web:127.0.0.1%3A8080", ErrBadDID)
+	f("did:web:10.0.0.1", ErrBadDID)
+	f("did:web:169.254.169.254", ErrBadDID)
+	f("did:web:0x7f.1", ErrBadDID)
+	f("did:web:2130706433", ErrBadDID)
+	f("did:web:%5B::1%5D", ErrBadDID)
+	f("did:web:intranet", ErrBadDID)
+	f("did:web:localhost", nil)
+	f("did:web:pds.123", ErrBadDID)
+	f("did:web:123.example.com", nil)
 	f("did:key:zQ3sh", ErrUnsupportedMethod)
 	f("plc:abc", ErrBadDID)
 	f("", ErrBadDID)
 	ref, _ := parseDID("did:web:localhost%3A5201")
-	if ref.host != "localhost:5201" {
+	if ref.host != "localhost:5201" || !ref.hasPort {
 		t.Errorf("did:web host = %q", ref.host)
 	}
 	// The binary key is the base32 decoding of the identifier.

@@ -14,18 +14,19 @@ type Reason uint8
 
 // The failure reasons. ReasonNone marks success and is never counted.
 const (
-	ReasonNone       Reason = iota
-	ReasonNotFound          // 404 or 410: unknown or tombstoned DID
-	ReasonHTTPStatus        // any other non-200 status
-	ReasonTransport         // connection, TLS or read failure
-	ReasonTimeout           // the per-request timeout expired
-	ReasonTooLarge          // document larger than Config.MaxDocBytes
-	ReasonBadJSON           // body is not a JSON DID document
-	ReasonIDMismatch        // document id differs from the requested DID
-	ReasonNoKey             // no usable #atproto verification method
-	ReasonBadKey            // #atproto key present but unparseable or off-curve
-	ReasonNoPDS             // no #atproto_pds AtprotoPersonalDataServer service
-	ReasonBadPDS            // PDS endpoint is not an http(s)://host[:port] URL
+	ReasonNone        Reason = iota
+	ReasonNotFound           // 404 or 410: unknown or tombstoned DID
+	ReasonHTTPStatus         // any other non-200 status
+	ReasonTransport          // connection, TLS or read failure
+	ReasonTimeout            // the request timeout expired (did:web: the wait for a slot included)
+	ReasonTooLarge           // document larger than Config.MaxDocBytes
+	ReasonBadJSON            // body is not a JSON DID document
+	ReasonIDMismatch         // document id differs from the requested DID
+	ReasonNoKey              // no usable #atproto verification method
+	ReasonBadKey             // #atproto key present but unparseable or off-curve
+	ReasonNoPDS              // no #atproto_pds AtprotoPersonalDataServer service
+	ReasonBadPDS             // PDS endpoint is not an http(s)://host[:port] URL
+	ReasonRefusedAddr        // the host resolved to a non-public address (engine/netguard)
 	numReasons
 )
 
@@ -43,6 +44,7 @@ var (
 	ErrBadKey     = errors.New("identity: invalid #atproto signing key")
 	ErrNoPDS      = errors.New("identity: no #atproto_pds service")
 	ErrBadPDS     = errors.New("identity: invalid #atproto_pds endpoint")
+	ErrRefused    = errors.New("identity: host resolves to a non-public address")
 )
 
 // Errors that involve no resolution attempt and are never cached.
@@ -79,6 +81,8 @@ func (r Reason) String() string {
 		return "no_pds"
 	case ReasonBadPDS:
 		return "bad_pds"
+	case ReasonRefusedAddr:
+		return "refused_address"
 	}
 	return "unknown"
 }
@@ -108,6 +112,8 @@ func (r Reason) Err() error {
 		return ErrNoPDS
 	case ReasonBadPDS:
 		return ErrBadPDS
+	case ReasonRefusedAddr:
+		return ErrRefused
 	}
 	return nil
 }

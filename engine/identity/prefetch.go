@@ -5,9 +5,12 @@ import (
 	"unsafe"
 )
 
-// maxPrefetchFlights bounds, as a multiple of MaxInFlight, the resolutions
-// Prefetch may have started and not finished: each is a goroutine waiting
+// maxPrefetchFlights bounds, as a multiple of the method's request limit
+// (PLCMaxInFlight, WebMaxInFlight), the resolutions of that method running
+// when Prefetch or Refresh may start another: each is a goroutine waiting
 // for an HTTP slot, so the bound is on goroutines and memory, not requests.
+// Counting per method keeps a backlog of slow did:web resolutions from
+// stopping did:plc prefetches.
 const maxPrefetchFlights = 8
 
 // Prefetch starts resolving did in the background unless it is cached
@@ -15,7 +18,7 @@ const maxPrefetchFlights = 8
 // resolutions are pending; it never waits. The relay calls it when a frame
 // arrives, before the frame queues for a worker: the worker's Lookup then
 // joins the flight or hits the cache, so N accounts new to the cache cost
-// about N/MaxInFlight round trips to the directory instead of N per worker
+// about N/PLCMaxInFlight round trips to the directory instead of N per worker
 // (after a restart with a cold cache that is the difference between minutes
 // and hours). did is only read during the call. A cached did:plc does not
 // allocate.
@@ -29,21 +32,22 @@ func (r *Resolver) Prefetch(did []byte) {
 	if !strings.HasPrefix(s, plcPrefix) {
 		s = string(did)
 	}
-	ref, err := parseDID(s)
+	ref, err := r.parse(s)
 	if err != nil {
 		return
 	}
-	if _, _, ok := r.cache.get(&ref, s, r.now()); ok {
+	if _, ok, _ := r.cached(&ref, s); ok {
 		return
 	}
+	m := ref.method()
 	r.mu.Lock()
-	if r.mu.closed || r.mu.flights[s] != nil || len(r.mu.flights) >= maxPrefetchFlights*r.cfg.MaxInFlight {
+	if r.mu.closed || r.mu.flights[s] != nil || r.mu.running[m] >= maxPrefetchFlights*r.maxIn[m] {
 		r.mu.Unlock()
 		return
 	}
 	// A flight may have finished and been cached since the check above
 	// (finish does both under r.mu).
-	if _, _, ok := r.cache.get(&ref, s, r.now()); ok {
+	if _, ok, _ := r.cached(&ref, s); ok {
 		r.mu.Unlock()
 		return
 	}

@@ -41,14 +41,14 @@ func TestPrefetch(t *testing.T) {
 }
 
 // TestPrefetchBounded: against a directory that does not answer, Prefetch
-// starts at most maxPrefetchFlights × MaxInFlight resolutions; the rest are
+// starts at most maxPrefetchFlights × PLCMaxInFlight resolutions; the rest are
 // skipped, not queued, so a flood of new DIDs costs bounded goroutines.
 func TestPrefetchBounded(t *testing.T) {
 	p := newFakePLC(t)
 	gate := make(chan struct{})
 	p.setGate(gate)
 	defer close(gate)
-	r, _ := newTestResolver(t, p, Config{MaxInFlight: 2})
+	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: 2})
 	for i := range uint64(1000) {
 		r.Prefetch([]byte(plcDID(1000 + i)))
 	}

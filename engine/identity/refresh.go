@@ -30,8 +30,8 @@ const refreshMaxAge = 60
 // for their event to be processed. Frames can queue far ahead of the
 // workers (a restarted relay catching up, a replay at full speed), and a
 // finished refresh is only its result (about 250 bytes), so the table
-// looks much further ahead than the maxPrefetchFlights × MaxInFlight
-// running ones it allows: 16,384 is 4 MiB at most.
+// looks much further ahead than the maxPrefetchFlights × PLCMaxInFlight
+// (or WebMaxInFlight) running ones it allows: 16,384 is 4 MiB at most.
 const maxRefreshes = 16384
 
 // Refresh starts re-resolving did in the background because an #identity
@@ -48,14 +48,14 @@ const maxRefreshes = 16384
 // refresh pending under the same did and tag is replaced: whoever takes it
 // then gets a fresher document, never an older one, whatever the tag.
 // Nothing is started if did is malformed, the resolver is closed,
-// maxPrefetchFlights × MaxInFlight refreshes are running or maxRefreshes
-// are held; it never waits. did is only read during the call.
+// maxPrefetchFlights × the method's request limit refreshes of its method
+// are running or maxRefreshes are held; it never waits. did is only read during the call.
 func (r *Resolver) Refresh(did []byte, tag uint64) {
 	if len(did) == 0 {
 		return
 	}
 	s := string(did) // the flight and the table keep it: a copy of the frame's bytes
-	ref, err := parseDID(s)
+	ref, err := r.parse(s)
 	if err != nil {
 		return
 	}
@@ -69,7 +69,7 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 	// The replaced flight, if any, runs on detached and its result is
 	// dropped by finish.
 	delete(r.mu.refreshes, key)
-	if r.mu.refreshRunning >= maxPrefetchFlights*r.cfg.MaxInFlight {
+	if m := ref.method(); r.mu.refreshRunning[m] >= maxPrefetchFlights*r.maxIn[m] {
 		return
 	}
 	if len(r.mu.refreshes) >= r.maxRefreshes {
@@ -90,9 +90,7 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 	}
 	f := &flight{done: make(chan struct{}), refresh: true}
 	r.mu.refreshes[key] = refresh{f: f, started: now}
-	r.mu.refreshRunning++
-	r.wg.Add(1)
-	go r.run(ref, s, f)
+	r.goLocked(ref, s, f)
 	r.refreshed.Inc()
 }
 
@@ -102,7 +100,7 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 // request, exactly as Purge then Lookup. Either way the result is cached
 // and later Lookups of did see it.
 func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Identity, error) {
-	ref, err := parseDID(did)
+	ref, err := r.parse(did)
 	if err != nil {
 		return Identity{}, err
 	}

@@ -174,7 +174,7 @@ func TestRefreshBounded(t *testing.T) {
 	p := newFakePLC(t)
 	gate := make(chan struct{})
 	p.setGate(gate)
-	r, clk := newTestResolver(t, p, Config{MaxInFlight: 1})
+	r, clk := newTestResolver(t, p, Config{PLCMaxInFlight: 1})
 	r.maxRefreshes = 3 * maxPrefetchFlights
 	running := maxPrefetchFlights * 1
 	for i := range uint64(running + 5) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/engine/netguard"
 )
 
 // Config configures a Resolver. Zero fields take the documented default;
@@ -20,32 +22,53 @@ import (
 type Config struct {
 	// PLCURL is the PLC directory base URL. Default "https://plc.directory".
 	PLCURL string
-	// AllowInsecure lets did:web resolve over plain http (tests on
-	// 127.0.0.1 and the dev fleet). Default false: https only.
+	// AllowInsecure is the development switch: did:web over plain http,
+	// did:web with an explicit port (the spec allows one only for
+	// localhost testing), and loopback destinations (never private ones)
+	// for the PLC directory and did:web hosts, so tests and dev fleets on
+	// 127.0.0.1 work. Default false: https on the default port, public
+	// addresses only (engine/netguard).
 	AllowInsecure bool
+	// PLCAllowPrivate lets the PLC directory be on a loopback or private
+	// address: a mirror the operator runs on the local network. did:web
+	// hosts never get this. Default false.
+	PLCAllowPrivate bool
 	// TTL is how long a resolved identity is served from cache. Default 24h.
 	TTL time.Duration
 	// NegativeTTL is how long a failed resolution is remembered. Default 1m.
 	NegativeTTL time.Duration
-	// MaxCacheBytes is the cache's memory budget; entries are evicted
-	// (random-sample LRU) to stay within it. Default 512 MiB, which holds
-	// about 4 million identities; 40 million need about 5.2 GiB.
+	// MaxCacheBytes is the cache's memory budget, host table included;
+	// entries are evicted (random-sample LRU) to stay within it. Default
+	// 512 MiB, which holds about 4 million identities; 40 million need
+	// about 5.2 GiB.
 	MaxCacheBytes int64
-	// MaxHosts bounds the interned PDS host table. Identities on hosts
-	// beyond it are returned but not cached. Default 100,000.
+	// MaxHosts bounds the interned PDS host names (two generations of
+	// MaxHosts/2; when one fills, hosts not used since the previous
+	// rotation are dropped and their entries resolved again). Default
+	// 100,000.
 	MaxHosts int
-	// MaxInFlight bounds concurrent HTTP resolutions. Default 32.
-	MaxInFlight int
-	// RequestTimeout bounds one HTTP resolution, body included. Default 10s.
-	RequestTimeout time.Duration
+	// PLCMaxInFlight bounds concurrent requests to the PLC directory.
+	// Default 32.
+	PLCMaxInFlight int
+	// PLCRequestTimeout bounds one PLC request, body included. Default 10s.
+	PLCRequestTimeout time.Duration
+	// WebMaxInFlight bounds concurrent did:web requests, separately from
+	// PLC: did:web hosts are anyone's, and ones that never answer must
+	// not delay did:plc accounts. Default 8.
+	WebMaxInFlight int
+	// WebMaxPerDomain bounds concurrent did:web requests to one domain
+	// (the last two labels of the host, see webDomain), so one party's
+	// subdomains cannot take every did:web slot. Default 2.
+	WebMaxPerDomain int
+	// WebRequestTimeout bounds one did:web resolution from the moment it
+	// asks for a slot: waiting for the domain and did:web limits, then the
+	// request, body included. Default 3s.
+	WebRequestTimeout time.Duration
 	// MaxDocBytes bounds a DID document body. Default 64 KiB.
 	MaxDocBytes int64
 	// Shards is the number of cache shards, rounded up to a power of two.
 	// Default 256.
 	Shards int
-	// Transport is the HTTP transport; nil builds one sized to MaxInFlight.
-	// Sharing one between resolvers is fine; Close then leaves it open.
-	Transport *http.Transport
 	// Metrics receives the resolver's metrics; nil creates a fresh Set
 	// (see Resolver.Metrics). Names must not already exist in the set.
 	Metrics *metrics.Set
@@ -74,11 +97,20 @@ func (c Config) withDefaults() Config {
 	if c.MaxHosts <= 0 {
 		c.MaxHosts = 100_000
 	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 32
+	if c.PLCMaxInFlight <= 0 {
+		c.PLCMaxInFlight = 32
 	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 10 * time.Second
+	if c.PLCRequestTimeout <= 0 {
+		c.PLCRequestTimeout = 10 * time.Second
+	}
+	if c.WebMaxInFlight <= 0 {
+		c.WebMaxInFlight = 8
+	}
+	if c.WebMaxPerDomain <= 0 {
+		c.WebMaxPerDomain = 2
+	}
+	if c.WebRequestTimeout <= 0 {
+		c.WebRequestTimeout = 3 * time.Second
 	}
 	if c.MaxDocBytes <= 0 {
 		c.MaxDocBytes = 64 << 10
@@ -100,35 +132,35 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NewTransport returns the HTTP transport a Resolver builds by default:
-// bounded idle connections (maxConns per host, twice that in total), a 90 s
-// idle timeout, and dial, TLS and response-header timeouts.
-func NewTransport(maxConns int, timeout time.Duration) *http.Transport {
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          2 * maxConns,
-		MaxIdleConnsPerHost:   maxConns,
-		MaxConnsPerHost:       maxConns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
+// Method indexes: per-method state lives in arrays indexed by these.
+const (
+	methodPLC = iota
+	methodWeb
+	numMethods
+)
+
+// method returns ref's method index.
+func (ref *didRef) method() int {
+	if ref.isPLC {
+		return methodPLC
 	}
+	return methodWeb
 }
 
 // Resolver resolves DIDs to Identities through a memory-bounded cache.
-// Concurrent lookups of one DID share a single HTTP request; at most
-// MaxInFlight requests run at once; failures are cached for NegativeTTL.
-// Safe for concurrent use.
+// Concurrent lookups of one DID share a single HTTP request; PLC and
+// did:web requests have separate concurrency limits, clients and timeouts
+// (did:web also a per-domain limit), so a slow method never queues the
+// other; failures are cached for NegativeTTL. Safe for concurrent use.
 type Resolver struct {
 	// Static after New.
-	cfg       Config
-	client    *http.Client
-	ownsTrans bool
-	cache     *cache
-	epoch     time.Time
-	sem       chan struct{} // MaxInFlight tokens
+	cfg     Config
+	clients [numMethods]*http.Client
+	sems    [numMethods]chan struct{} // request tokens: PLCMaxInFlight, WebMaxInFlight
+	maxIn   [numMethods]int           // the sizes of sems
+	domains domainLimiter             // did:web requests per domain
+	cache   *cache
+	epoch   time.Time
 	// maxRefreshes is maxRefreshes; tests lower it.
 	maxRefreshes int
 	ctx          context.Context // cancelled by Close
@@ -141,14 +173,15 @@ type Resolver struct {
 		// refreshes holds the resolutions Refresh started, not yet taken
 		// by Reresolve: detached from flights and the cache until then.
 		refreshes map[refreshKey]refresh // guarded by mu
-		// refreshRunning counts refresh flights not finished, taken or
-		// not: each is a goroutine. Guarded by mu.
-		refreshRunning int
-		lastSweep      uint32 // guarded by mu; cache clock of the last stale-refresh sweep
-		closed         bool   // guarded by mu
+		// running counts flight goroutines not finished, by method,
+		// refreshes included; refreshRunning counts the refreshes among
+		// them. Prefetch and Refresh bound them. Guarded by mu.
+		running, refreshRunning [numMethods]int
+		lastSweep               uint32 // guarded by mu; cache clock of the last stale-refresh sweep
+		closed                  bool   // guarded by mu
 	}
 
-	inFlight atomic.Int64 // HTTP requests running
+	inFlight [numMethods]atomic.Int64 // HTTP requests running, by method
 	// coarseNow is the cache clock kept by the ticker goroutine when
 	// Config.Now is nil (useTicker); written only by that goroutine.
 	coarseNow atomic.Uint32
@@ -159,7 +192,6 @@ type Resolver struct {
 	prefetches                                 *metrics.Counter   // resolutions Prefetch started
 	refreshed, refreshUsed                     *metrics.Counter   // resolutions Refresh started; those Reresolve took
 	resolveTime                                *metrics.Histogram // seconds per DID document fetch
-	hostsFull                                  *metrics.Counter
 	resolveErrs                                [numReasons]*metrics.Counter
 }
 
@@ -188,19 +220,41 @@ func New(cfg Config) *Resolver {
 		useTicker:    useTicker,
 		cache:        newCache(cfg.Shards, cfg.MaxCacheBytes, cfg.MaxHosts),
 		epoch:        cfg.Now(),
-		sem:          make(chan struct{}, cfg.MaxInFlight),
+		maxIn:        [numMethods]int{methodPLC: cfg.PLCMaxInFlight, methodWeb: cfg.WebMaxInFlight},
+		domains:      domainLimiter{per: cfg.WebMaxPerDomain, m: make(map[string]*domainSlots)},
 		maxRefreshes: maxRefreshes,
 	}
-	tr := cfg.Transport
-	if tr == nil {
-		tr, r.ownsTrans = NewTransport(cfg.MaxInFlight, cfg.RequestTimeout), true
+	for m := range numMethods {
+		r.sems[m] = make(chan struct{}, r.maxIn[m])
 	}
-	r.client = &http.Client{
-		Transport: tr,
-		// DID documents are served directly; following redirects would let
-		// a did:web host point the relay at arbitrary URLs.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	// The PLC URL is the operator's, did:web hosts are anyone's: both
+	// dial public addresses only unless told otherwise, but only the PLC
+	// directory may be told it lives on the local network.
+	dev := netguard.Policy{AllowLoopback: cfg.AllowInsecure}
+	plcPolicy := dev
+	if cfg.PLCAllowPrivate {
+		plcPolicy = netguard.Policy{AllowLoopback: true, AllowPrivate: true}
 	}
+	r.clients[methodPLC] = netguard.NewClient(netguard.Options{
+		Policy:                plcPolicy,
+		DialTimeout:           cfg.PLCRequestTimeout,
+		TLSHandshakeTimeout:   cfg.PLCRequestTimeout,
+		ResponseHeaderTimeout: cfg.PLCRequestTimeout,
+		MaxConnsPerHost:       cfg.PLCMaxInFlight,
+		MaxIdleConns:          cfg.PLCMaxInFlight,
+		IdleConnTimeout:       90 * time.Second,
+		Timeout:               cfg.PLCRequestTimeout,
+	})
+	r.clients[methodWeb] = netguard.NewClient(netguard.Options{
+		Policy:                dev,
+		DialTimeout:           cfg.WebRequestTimeout,
+		TLSHandshakeTimeout:   cfg.WebRequestTimeout,
+		ResponseHeaderTimeout: cfg.WebRequestTimeout,
+		MaxConnsPerHost:       cfg.WebMaxPerDomain,
+		MaxIdleConns:          cfg.WebMaxInFlight,
+		IdleConnTimeout:       30 * time.Second,
+		Timeout:               cfg.WebRequestTimeout,
+	})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.flights = make(map[string]*flight)
 	r.mu.refreshes = make(map[refreshKey]refresh)
@@ -238,11 +292,13 @@ func (r *Resolver) registerMetrics() {
 	r.refreshed = s.NewCounter("relay_identity_refreshes_total")
 	r.refreshUsed = s.NewCounter("relay_identity_refreshes_used_total")
 	r.resolveTime = s.NewHistogram("relay_identity_resolve_seconds")
-	r.hostsFull = s.NewCounter("relay_identity_host_table_full_total")
 	for reason := ReasonNone + 1; reason < numReasons; reason++ {
 		r.resolveErrs[reason] = s.NewCounter(fmt.Sprintf(`relay_identity_resolve_errors_total{reason=%q}`, reason.String()))
 	}
-	s.NewGauge("relay_identity_inflight", func() float64 { return float64(r.inFlight.Load()) })
+	s.NewGauge("relay_identity_inflight", func() float64 {
+		return float64(r.inFlight[methodPLC].Load() + r.inFlight[methodWeb].Load())
+	})
+	s.NewGauge("relay_identity_web_inflight", func() float64 { return float64(r.inFlight[methodWeb].Load()) })
 	s.NewGauge("relay_identity_cache_entries", func() float64 { return float64(r.cache.entries.Load()) })
 	s.NewGauge("relay_identity_cache_bytes", func() float64 {
 		_, hb := r.cache.hosts.stats()
@@ -253,6 +309,7 @@ func (r *Resolver) registerMetrics() {
 		n, _ := r.cache.hosts.stats()
 		return float64(n)
 	})
+	s.NewGauge("relay_identity_host_table_rotations", func() float64 { return float64(r.cache.hosts.rotations.Load()) })
 }
 
 // Metrics returns the set the resolver's metrics live in.
@@ -260,17 +317,18 @@ func (r *Resolver) Metrics() *metrics.Set { return r.cfg.Metrics }
 
 // Stats is a snapshot of the cache size.
 type Stats struct {
-	Entries   int64 // cached identities and failures
-	Bytes     int64 // accounted bytes, host table included
-	Evictions uint64
-	Hosts     int
+	Entries       int64 // cached identities and failures
+	Bytes         int64 // accounted bytes, host table included; at most MaxCacheBytes
+	Evictions     uint64
+	Hosts         int    // host names held, both generations
+	HostRotations uint64 // host table generations dropped
 }
 
 // Stats returns the current cache size.
 func (r *Resolver) Stats() Stats {
 	n, hb := r.cache.hosts.stats()
 	return Stats{Entries: r.cache.entries.Load(), Bytes: r.cache.bytes.Load() + hb,
-		Evictions: r.cache.evictions.Load(), Hosts: n}
+		Evictions: r.cache.evictions.Load(), Hosts: n, HostRotations: r.cache.hosts.rotations.Load()}
 }
 
 // now returns the cache clock: seconds since the resolver started.
@@ -295,7 +353,7 @@ func (r *Resolver) wallNow() uint32 {
 // shared HTTP request runs under the resolver's own timeout. A cache hit
 // does not allocate.
 func (r *Resolver) Lookup(ctx context.Context, did string) (Identity, error) {
-	ref, err := parseDID(did)
+	ref, err := r.parse(did)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -311,17 +369,41 @@ func (r *Resolver) Lookup(ctx context.Context, did string) (Identity, error) {
 	return r.resolve(ctx, &ref, did)
 }
 
+// parse parses did and applies the development switch: a did:web with an
+// explicit port is malformed unless AllowInsecure is set (the did:web spec
+// allows ports only for localhost testing).
+func (r *Resolver) parse(did string) (didRef, error) {
+	ref, err := parseDID(did)
+	if err == nil && ref.hasPort && !r.cfg.AllowInsecure {
+		return didRef{}, ErrBadDID
+	}
+	return ref, err
+}
+
+// Cached returns did's identity if the cache holds it, and never resolves:
+// for callers that answer the public and must not turn a request into one
+// to the directory (getRepo). ok is false when nothing is cached (or did is
+// malformed); a cached failure returns ok true and its reason's sentinel.
+// Like a Lookup hit it does not allocate.
+func (r *Resolver) Cached(did string) (id Identity, ok bool, err error) {
+	ref, perr := r.parse(did)
+	if perr != nil {
+		return Identity{}, false, nil
+	}
+	return r.cached(&ref, did)
+}
+
 // cached returns did's cached identity or cached failure, and whether there
 // was one.
 func (r *Resolver) cached(ref *didRef, did string) (Identity, bool, error) {
-	e, handle, ok := r.cache.get(ref, did, r.now())
+	e, handle, host, ok := r.cache.get(ref, did, r.now())
 	if !ok {
 		return Identity{}, false, nil
 	}
 	if e.reason != ReasonNone {
 		return Identity{}, true, e.reason.Err()
 	}
-	return Identity{DID: did, Key: e.key, PDSHost: r.cache.hosts.name(e.hostID), Handle: handle}, true, nil
+	return Identity{DID: did, Key: e.key, PDSHost: host, Handle: handle}, true, nil
 }
 
 // Purge forgets did (on an #identity event, a host mismatch or a failed
@@ -329,7 +411,7 @@ func (r *Resolver) cached(ref *didRef, did string) (Identity, bool, error) {
 // detached: its waiters still get its result, but it is not cached, and the
 // next Lookup starts a fresh request.
 func (r *Resolver) Purge(did string) {
-	ref, err := parseDID(did)
+	ref, err := r.parse(did)
 	if err != nil {
 		return
 	}
@@ -388,34 +470,81 @@ func (r *Resolver) startFlightLocked(ref didRef, did string) *flight {
 	f := &flight{done: make(chan struct{})}
 	did = clone(did)
 	r.mu.flights[did] = f
+	r.goLocked(ref, did, f)
+	return f
+}
+
+// goLocked starts the goroutine resolving did into f. r.mu held.
+func (r *Resolver) goLocked(ref didRef, did string, f *flight) {
+	m := ref.method()
+	r.mu.running[m]++
+	if f.refresh {
+		r.mu.refreshRunning[m]++
+	}
 	r.wg.Add(1)
 	go r.run(ref, did, f)
-	return f
 }
 
 // run performs one resolution and publishes it to the cache and waiters.
 func (r *Resolver) run(ref didRef, did string, f *flight) {
 	defer r.wg.Done()
 	defer close(f.done)
-	select {
-	case r.sem <- struct{}{}:
-	case <-r.ctx.Done():
-		f.err = ErrClosed
-		r.finish(&ref, did, f, false)
-		return
+	m := ref.method()
+	ctx, release, err := r.slot(&ref, did)
+	if err == nil {
+		r.inFlight[m].Add(1)
+		r.resolves.Inc()
+		began := time.Now()
+		f.id, err = r.fetch(ctx, &ref, did)
+		r.resolveTime.UpdateDuration(began)
+		r.inFlight[m].Add(-1)
+		release()
 	}
-	r.inFlight.Add(1)
-	r.resolves.Inc()
-	began := time.Now()
-	f.id, f.err = r.fetch(&ref, did)
-	r.resolveTime.UpdateDuration(began)
-	r.inFlight.Add(-1)
-	<-r.sem
-	cacheable := !errors.Is(f.err, ErrClosed)
-	if f.err != nil {
-		r.resolveErrs[reasonOf(f.err)].Inc()
+	f.err = err
+	cacheable := !errors.Is(err, ErrClosed)
+	if err != nil && cacheable {
+		r.resolveErrs[reasonOf(err)].Inc()
 	}
 	r.finish(&ref, did, f, cacheable)
+}
+
+// slot waits for the right to send ref's request and returns the context
+// the request runs under (its deadline set) and the function that gives
+// the right back. A did:plc waits for a PLC token, then has
+// PLCRequestTimeout. A did:web waits for its domain's slot, then a did:web
+// token, all within WebRequestTimeout, whose rest the request gets: a
+// queue of did:web hosts that never answer therefore fails its DIDs
+// quickly, and never touches the PLC tokens. Errors are ErrClosed or a
+// ReasonTimeout *ResolveError.
+func (r *Resolver) slot(ref *didRef, did string) (context.Context, func(), error) {
+	if ref.isPLC {
+		select {
+		case r.sems[methodPLC] <- struct{}{}:
+		case <-r.ctx.Done():
+			return nil, nil, ErrClosed
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PLCRequestTimeout)
+		return ctx, func() { cancel(); <-r.sems[methodPLC] }, nil
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.WebRequestTimeout)
+	queued := func(stage string) error {
+		cancel()
+		if r.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return &ResolveError{DID: did, Reason: ReasonTimeout, Cause: errors.New("no " + stage + " slot within the did:web timeout")}
+	}
+	domain := webDomain(ref.host)
+	if !r.domains.acquire(ctx, domain) {
+		return nil, nil, queued("per-domain")
+	}
+	select {
+	case r.sems[methodWeb] <- struct{}{}:
+	case <-ctx.Done():
+		r.domains.release(domain)
+		return nil, nil, queued("did:web")
+	}
+	return ctx, func() { cancel(); <-r.sems[methodWeb]; r.domains.release(domain) }, nil
 }
 
 // finish stores the result (unless the flight was purged or the resolver is
@@ -425,8 +554,10 @@ func (r *Resolver) finish(ref *didRef, did string, f *flight, cacheable bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f.finished = true
+	m := ref.method()
+	r.mu.running[m]--
 	if f.refresh {
-		r.mu.refreshRunning--
+		r.mu.refreshRunning[m]--
 	}
 	if r.mu.flights[did] != f {
 		return // purged while running, or a refresh nobody has taken yet
@@ -444,14 +575,12 @@ func (r *Resolver) storeLocked(ref *didRef, did string, f *flight) {
 		r.cache.put(ref, did, entry{reason: reasonOf(f.err), expires: now + seconds(r.cfg.NegativeTTL)}, "", now)
 		return
 	}
-	hostID, ok := r.cache.hosts.intern(f.id.PDSHost)
-	if !ok {
-		r.hostsFull.Inc()
-		return
-	}
+	gen, hostID := r.cache.hosts.intern(f.id.PDSHost)
 	// Hand out the interned host so callers hold one shared copy.
-	f.id.PDSHost = r.cache.hosts.name(hostID)
-	r.cache.put(ref, did, entry{key: f.id.Key, hostID: hostID, expires: now + seconds(r.cfg.TTL)}, f.id.Handle, now)
+	if host, _, ok := r.cache.hosts.name(gen, hostID); ok {
+		f.id.PDSHost = host
+	}
+	r.cache.put(ref, did, entry{key: f.id.Key, hostGen: gen, hostID: hostID, expires: now + seconds(r.cfg.TTL)}, f.id.Handle, now)
 }
 
 func seconds(d time.Duration) uint32 {
@@ -462,8 +591,9 @@ func seconds(d time.Duration) uint32 {
 	return uint32(s)
 }
 
-// fetch runs the HTTP request for did under the per-request timeout.
-func (r *Resolver) fetch(ref *didRef, did string) (Identity, error) {
+// fetch runs the HTTP request for did under ctx (from slot, carrying the
+// method's deadline).
+func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity, error) {
 	var url string
 	if ref.isPLC {
 		url = r.cfg.PLCURL + "/" + did
@@ -474,14 +604,15 @@ func (r *Resolver) fetch(ref *didRef, did string) (Identity, error) {
 		}
 		url = scheme + ref.host + "/.well-known/did.json"
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
-	defer cancel()
 	fail := func(reason Reason, cause error) (Identity, error) {
 		if r.ctx.Err() != nil {
 			return Identity{}, ErrClosed
 		}
 		var ne net.Error
-		if ctx.Err() != nil || (errors.As(cause, &ne) && ne.Timeout()) {
+		switch {
+		case errors.Is(cause, netguard.ErrRefused):
+			reason = ReasonRefusedAddr
+		case ctx.Err() != nil || (errors.As(cause, &ne) && ne.Timeout()):
 			reason = ReasonTimeout
 		}
 		return Identity{}, &ResolveError{DID: did, Reason: reason, Cause: cause}
@@ -492,7 +623,7 @@ func (r *Resolver) fetch(ref *didRef, did string) (Identity, error) {
 	}
 	req.Header.Set("Accept", "application/did+ld+json, application/json")
 	req.Header.Set("User-Agent", r.cfg.UserAgent)
-	resp, err := r.client.Do(req)
+	resp, err := r.clients[ref.method()].Do(req)
 	if err != nil {
 		return fail(ReasonTransport, err)
 	}
@@ -528,15 +659,15 @@ func drainClose(body io.ReadCloser) {
 }
 
 // Close stops new resolutions, cancels running ones, waits for their
-// goroutines and closes idle connections of a transport it built. Lookups
-// after Close that miss the cache return ErrClosed.
+// goroutines and closes idle connections. Lookups after Close that miss the
+// cache return ErrClosed.
 func (r *Resolver) Close() {
 	r.mu.Lock()
 	r.mu.closed = true
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
-	if r.ownsTrans {
-		r.client.Transport.(*http.Transport).CloseIdleConnections()
+	for _, c := range r.clients {
+		c.CloseIdleConnections()
 	}
 }

@@ -141,6 +141,9 @@ func newTestResolver(t *testing.T, p *fakePLC, cfg Config) (*Resolver, *fakeCloc
 	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	cfg.PLCURL = p.srv.URL
 	cfg.Now = clk.Now
+	// The fake directory is on 127.0.0.1: the development switch lets the
+	// resolver reach it (tests of the strict mode build their own).
+	cfg.AllowInsecure = true
 	r := New(cfg)
 	t.Cleanup(r.Close)
 	return r, clk
@@ -317,7 +320,7 @@ func TestPurge(t *testing.T) {
 func TestInFlightBound(t *testing.T) {
 	p := newFakePLC(t)
 	const bound = 3
-	r, _ := newTestResolver(t, p, Config{MaxInFlight: bound})
+	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: bound})
 	gate := make(chan struct{})
 	p.setGate(gate)
 	var wg sync.WaitGroup
@@ -337,7 +340,7 @@ func TestInFlightBound(t *testing.T) {
 		}
 		runtime.Gosched()
 	}
-	if got := r.inFlight.Load(); got != bound {
+	if got := r.inFlight[methodPLC].Load(); got != bound {
 		t.Fatalf("in-flight gauge %d, want %d", got, bound)
 	}
 	close(gate)
@@ -359,16 +362,20 @@ func TestDIDWeb(t *testing.T) {
 	if id.Key != p.key || id.PDSHost != "pds.example.com" {
 		t.Fatalf("identity %+v", id)
 	}
-	// Without AllowInsecure the resolver speaks TLS to a plain server.
-	strict, _ := newTestResolver(t, p, Config{})
-	if _, err := strict.Lookup(context.Background(), did); !errors.Is(err, ErrTransport) {
-		t.Fatalf("https to plain server: %v, want ErrTransport", err)
+	// Without AllowInsecure a did:web port is malformed: no request.
+	strict := New(Config{PLCURL: p.srv.URL, PLCAllowPrivate: true})
+	t.Cleanup(strict.Close)
+	if _, err := strict.Lookup(context.Background(), did); !errors.Is(err, ErrBadDID) {
+		t.Fatalf("did:web with a port, strict: %v, want ErrBadDID", err)
+	}
+	if n := p.count(did); n != 1 {
+		t.Fatalf("%d requests for %s, want the dev resolver's 1", n, did)
 	}
 }
 
 func TestDocumentLimits(t *testing.T) {
 	p := newFakePLC(t)
-	r, _ := newTestResolver(t, p, Config{MaxDocBytes: 1024, RequestTimeout: 200 * time.Millisecond})
+	r, _ := newTestResolver(t, p, Config{MaxDocBytes: 1024, PLCRequestTimeout: 200 * time.Millisecond})
 	big, bad, mismatch := plcDID(20), plcDID(21), plcDID(22)
 	p.body[big] = bytes.Repeat([]byte(" "), 4096)
 	p.body[bad] = []byte("not json")
@@ -437,12 +444,12 @@ func TestMetricsExported(t *testing.T) {
 }
 
 // TestNoResourceGrowth runs thousands of resolutions against one local
-// server and checks connections are reused (never more than MaxInFlight
+// server and checks connections are reused (never more than PLCMaxInFlight
 // opened) and goroutines return to where they started.
 func TestNoResourceGrowth(t *testing.T) {
 	p := newFakePLC(t)
 	const bound = 8
-	r, _ := newTestResolver(t, p, Config{MaxInFlight: bound})
+	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: bound})
 	before := runtime.NumGoroutine()
 	const total, workers = 4000, 16
 	var next atomic.Uint64
@@ -463,7 +470,7 @@ func TestNoResourceGrowth(t *testing.T) {
 	}
 	wg.Wait()
 	conns := p.newConns.Load()
-	// The transport caps connections at MaxInFlight; the server may see one
+	// The transport caps connections at PLCMaxInFlight; the server may see one
 	// or two more because it notices a client-side close late.
 	if m := p.maxOpen.Load(); m > bound+2 || conns > 2*bound {
 		t.Fatalf("%d connections open at once (cap %d), %d opened for %d lookups", m, bound, conns, total)
@@ -484,5 +491,36 @@ func TestNoResourceGrowth(t *testing.T) {
 	}
 	if st := r.Stats(); st.Entries != total {
 		t.Fatalf("cache holds %d entries, want %d", st.Entries, total)
+	}
+}
+
+// TestCachedNeverResolves: Cached answers from the cache only; a miss sends
+// no request.
+func TestCachedNeverResolves(t *testing.T) {
+	p := newFakePLC(t)
+	r, _ := newTestResolver(t, p, Config{})
+	did, gone := plcDID(60), plcDID(61)
+	p.status[gone] = http.StatusGone
+	for _, d := range []string{did, gone, "did:web:example.com", "not a did"} {
+		if _, ok, err := r.Cached(d); ok || err != nil {
+			t.Fatalf("Cached(%q) on an empty cache: %v, %v", d, ok, err)
+		}
+	}
+	if p.count(did)+p.count(gone) != 0 || r.resolves.Get() != 0 {
+		t.Fatal("Cached sent a request")
+	}
+	want, err := r.Lookup(context.Background(), did)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = r.Lookup(context.Background(), gone)
+	if id, ok, err := r.Cached(did); !ok || err != nil || id != want {
+		t.Fatalf("Cached after Lookup: %+v, %v, %v", id, ok, err)
+	}
+	if _, ok, err := r.Cached(gone); !ok || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Cached of a cached failure: %v, %v", ok, err)
+	}
+	if a := testing.AllocsPerRun(100, func() { _, _, _ = r.Cached(did) }); a != 0 {
+		t.Fatalf("Cached hit allocates %v times", a)
 	}
 }

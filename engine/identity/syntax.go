@@ -24,14 +24,16 @@ const (
 // didRef is a parsed DID: either a did:plc (plc set) or a did:web (host
 // holds the decoded host[:port]).
 type didRef struct {
-	isPLC bool
-	plc   plcKey
-	host  string // did:web only: lower-case host, optional :port
+	isPLC   bool
+	plc     plcKey
+	host    string // did:web only: lower-case host, optional :port
+	hasPort bool   // did:web only: host carries an explicit port
 }
 
 // parseDID accepts the two methods atproto supports. did:plc must be exactly
-// 24 lower-case base32 characters; did:web is a hostname with an optional
-// %3A-encoded port (development) and no path.
+// 24 lower-case base32 characters; did:web is a domain name (see webHost)
+// with an optional %3A-encoded port and no path. Whether a port is
+// acceptable depends on the resolver's development switch (Resolver.parse).
 func parseDID(did string) (didRef, error) {
 	if len(did) > maxDIDLen {
 		return didRef{}, ErrBadDID
@@ -44,11 +46,11 @@ func parseDID(did string) (didRef, error) {
 		return didRef{isPLC: true, plc: k}, nil
 	}
 	if h, ok := strings.CutPrefix(did, webPrefix); ok {
-		host, ok := webHost(h)
+		host, port, ok := webHost(h)
 		if !ok {
 			return didRef{}, ErrBadDID
 		}
-		return didRef{host: host}, nil
+		return didRef{host: host, hasPort: port}, nil
 	}
 	if strings.HasPrefix(did, "did:") {
 		return didRef{}, ErrUnsupportedMethod
@@ -86,28 +88,34 @@ func decodePLC(id string) (k plcKey, ok bool) {
 }
 
 // webHost decodes the method-specific part of a did:web: a lower-case
-// hostname, optionally followed by %3A and a port. Path segments (further
-// colons) are not allowed in atproto.
-func webHost(s string) (string, bool) {
+// domain name, optionally followed by %3A and a port, reporting whether it
+// had one. Path segments (further colons) are not allowed in atproto.
+//
+// The name must have two or more labels and a top-level label not starting
+// with a digit (the handle rule, digest §2.2), or be "localhost": so no IP
+// literal, in any of the spellings a resolver might accept ("127.0.0.1",
+// "0x7f.1", "2130706433"), ever becomes a request. The address a name
+// resolves to is checked again when dialing (engine/netguard).
+func webHost(s string) (host string, hasPort bool, ok bool) {
 	host, port := s, ""
 	if i := strings.Index(s, "%3A"); i >= 0 {
 		host, port = s[:i], s[i+3:]
 	} else if i := strings.Index(s, "%3a"); i >= 0 {
 		host, port = s[:i], s[i+3:]
 	}
-	if !validHostname(host, false) {
-		return "", false
+	if host != "localhost" && !validHostname(host, true) {
+		return "", false, false
 	}
 	if port == "" {
 		if len(s) != len(host) {
-			return "", false
+			return "", false, false
 		}
-		return host, true
+		return host, false, true
 	}
 	if !validPort(port) {
-		return "", false
+		return "", false, false
 	}
-	return host + ":" + port, true
+	return host + ":" + port, true, true
 }
 
 func validPort(p string) bool {

@@ -20,6 +20,10 @@
 //	requestCrawl     POST {hostname}                 200, empty body
 //	notifyOfUpdate   POST {hostname}                 as requestCrawl (deprecated alias)
 //
+// getRepo's PDS is the one of the cached DID document, else the host the
+// account's events come from: a public request never makes the relay
+// resolve a DID (Resolver.Cached).
+//
 // Cursors are opaque decimal strings: the last account uid (creation order)
 // or the last host id (first-seen order) of the page. A response carries a
 // cursor only when its page is full, so a client stops when it is absent.

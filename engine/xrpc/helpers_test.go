@@ -46,23 +46,24 @@ func (e *fakeEngine) set(crawlErr, healthErr error) {
 	e.mu.Unlock()
 }
 
-// fakeResolver answers Lookup from a map; unknown DIDs get ErrNotFound.
+// fakeResolver answers Cached from maps: errs are cached failures, ids
+// cached identities; anything else is not cached.
 type fakeResolver struct {
 	mu   sync.Mutex // guards ids and errs
 	ids  map[string]identity.Identity
 	errs map[string]error
 }
 
-func (r *fakeResolver) Lookup(_ context.Context, did string) (identity.Identity, error) {
+func (r *fakeResolver) Cached(did string) (identity.Identity, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err, ok := r.errs[did]; ok {
-		return identity.Identity{}, err
+		return identity.Identity{}, true, err
 	}
 	if id, ok := r.ids[did]; ok {
-		return id, nil
+		return id, true, nil
 	}
-	return identity.Identity{}, identity.ErrNotFound
+	return identity.Identity{}, false, nil
 }
 
 // testFramer is a stand-in frame: the store only needs bytes.
@@ -96,12 +97,17 @@ func openStore(t testing.TB) *store.Store {
 
 func newEnv(t *testing.T, firehose http.Handler) *env {
 	t.Helper()
-	e := &env{
-		st:  openStore(t),
-		eng: &fakeEngine{},
-		res: &fakeResolver{ids: map[string]identity.Identity{}, errs: map[string]error{}},
-	}
-	srv, err := New(Config{Store: e.st, Engine: e.eng, Resolver: e.res, Firehose: firehose})
+	res := &fakeResolver{ids: map[string]identity.Identity{}, errs: map[string]error{}}
+	e := newEnvWith(t, firehose, res)
+	e.res = res
+	return e
+}
+
+// newEnvWith is newEnv with the given resolver (e.res stays nil).
+func newEnvWith(t *testing.T, firehose http.Handler, res Resolver) *env {
+	t.Helper()
+	e := &env{st: openStore(t), eng: &fakeEngine{}}
+	srv, err := New(Config{Store: e.st, Engine: e.eng, Resolver: res, Firehose: firehose})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

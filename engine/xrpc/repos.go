@@ -178,8 +178,12 @@ func (s *Server) getRepoStatus(w http.ResponseWriter, r *http.Request) int {
 }
 
 // getRepo redirects to the account's PDS: a relay keeps no repositories.
-// The PDS comes from the DID document; if resolution fails for a transient
-// reason, the host the account's events arrive from is the fallback.
+// It answers from what the relay already holds and never resolves a DID,
+// so a public request costs no request to the PLC directory or a did:web
+// host: the PDS of the cached DID document if there is one, else the host
+// the account's events are accepted from (checked against its document
+// when they arrived, digest §8.3). An unknown DID, a deleted account and a
+// cached tombstone are RepoNotFound.
 func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	q := r.URL.Query()
 	if since := q.Get("since"); since != "" {
@@ -191,27 +195,30 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	if code, ok := s.account(w, r, &a); !ok {
 		return code
 	}
-	switch a.LocalStatus {
-	case store.LocalTakendown:
+	switch {
+	case a.LocalStatus == store.LocalTakendown:
 		return inactiveError(w, "takendown")
-	case store.LocalSuspended:
+	case a.LocalStatus == store.LocalSuspended:
 		return inactiveError(w, "suspended")
+	case a.UpstreamStatus == store.StatusDeleted:
+		return inactiveError(w, "deleted")
 	}
 	did := string(a.DID)
 	host := ""
-	id, err := s.res.Lookup(r.Context(), did)
+	id, cached, err := s.res.Cached(did)
 	switch {
-	case err == nil:
+	case cached && err == nil:
 		host = id.PDSHost
-	case permanentResolveFailure(err):
+	case cached && permanentResolveFailure(err):
 		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS for "+did)
-	default:
+	}
+	if host == "" {
 		if h, ok := s.st.GetHost(a.Host); ok {
 			host = h.Hostname
 		}
 	}
 	if host == "" {
-		return writeError(w, http.StatusBadGateway, "UpstreamFailure", "could not resolve the repo's PDS")
+		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS known for "+did)
 	}
 	target := url.URL{
 		Scheme:   pdsScheme(host),
@@ -224,8 +231,8 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusFound
 }
 
-// permanentResolveFailure reports whether err means the DID has no usable
-// PDS (as opposed to the resolver being unable to ask right now).
+// permanentResolveFailure reports whether a cached failure means the DID
+// has no usable PDS (as opposed to the resolver having been unable to ask).
 func permanentResolveFailure(err error) bool {
 	return errors.Is(err, identity.ErrNotFound) || errors.Is(err, identity.ErrNoPDS) ||
 		errors.Is(err, identity.ErrBadPDS) || errors.Is(err, identity.ErrBadDID) ||

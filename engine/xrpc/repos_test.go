@@ -1,12 +1,16 @@
 package xrpc
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/atrelay/relay/engine/atcrypto"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/store"
 )
@@ -203,15 +207,19 @@ func TestGetRepoRedirect(t *testing.T) {
 	e.res.ids[didH] = identity.Identity{DID: didH, PDSHost: "localhost:2583"}
 	e.res.ids[didB] = identity.Identity{DID: didB, PDSHost: "pds.example.com"}
 	e.res.errs[didC] = fmt.Errorf("lookup: %w", identity.ErrTimeout)
+	e.res.errs[didG] = identity.ErrNotFound
 
 	cases := []struct {
 		query, location string
 	}{
+		// Cached identities: their PDS.
 		{"did=" + didA, "https://morel.us-east.host.bsky.network/xrpc/com.atproto.sync.getRepo?did=did%3Aplc%3Aaaaaaaaaaaaaaaaaaaaaaaaa"},
 		{"did=" + didA + "&since=" + rev1, "https://morel.us-east.host.bsky.network/xrpc/com.atproto.sync.getRepo?did=did%3Aplc%3Aaaaaaaaaaaaaaaaaaaaaaaaa&since=" + rev1},
 		{"did=" + didH, "http://localhost:2583/xrpc/com.atproto.sync.getRepo?did=did%3Aweb%3Aalice.example.com"},
-		// Resolution timed out: the host the events come from is the fallback.
+		// A cached transient failure, or nothing cached: the host the
+		// events come from.
 		{"did=" + didC, "https://pds.example.com/xrpc/com.atproto.sync.getRepo?did=did%3Aplc%3Acccccccccccccccccccccccc"},
+		{"did=" + didD, "https://pds.example.com/xrpc/com.atproto.sync.getRepo?did=did%3Aplc%3Adddddddddddddddddddddddd"},
 	}
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
@@ -234,7 +242,8 @@ func TestGetRepoRedirect(t *testing.T) {
 		{"did=did:plc:zzzzzzzzzzzzzzzzzzzzzzzz", 404, "RepoNotFound"},
 		{"did=" + didB, 403, "RepoTakendown"},
 		{"did=" + didE, 403, "RepoSuspended"},
-		{"did=" + didF, 404, "RepoNotFound"}, // resolver: not found (tombstoned)
+		{"did=" + didF, 404, "RepoNotFound"}, // deleted upstream
+		{"did=" + didG, 404, "RepoNotFound"}, // cached tombstone
 	}
 	for _, c := range errCases {
 		t.Run(c.query, func(t *testing.T) {
@@ -243,11 +252,64 @@ func TestGetRepoRedirect(t *testing.T) {
 	}
 }
 
+// TestGetRepoNoHost: an account the relay knows no host for (its only
+// event came from a host that is not its PDS) and no cached document has
+// no PDS to redirect to.
 func TestGetRepoNoHost(t *testing.T) {
 	e := newEnv(t, nil)
 	e.append(t, store.Event{Kind: store.KindIdentity, DID: []byte(didA), Frame: testFramer{}})
-	e.res.errs[didA] = errors.New("resolver down")
-	wantError(t, e.get(t, "/xrpc/com.atproto.sync.getRepo?did="+didA), http.StatusBadGateway, "UpstreamFailure")
+	wantError(t, e.get(t, "/xrpc/com.atproto.sync.getRepo?did="+didA), http.StatusNotFound, "RepoNotFound")
+}
+
+// TestGetRepoNeverResolves runs the API over a real identity resolver and a
+// counting directory on 127.0.0.1: getRepo of unknown DIDs, malformed ones
+// and known accounts whose identity is not cached sends the directory
+// nothing (it used to resolve every one on demand: a free amplifier toward
+// the PLC directory), and a cached identity is used without a request.
+func TestGetRepoNeverResolves(t *testing.T) {
+	var requests atomic.Int64
+	key, err := atcrypto.GeneratePrivateKey(atcrypto.K256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		did := strings.TrimPrefix(r.URL.Path, "/")
+		fmt.Fprintf(w, `{"id":%q,"verificationMethod":[{"id":"#atproto","type":"Multikey","controller":%q,"publicKeyMultibase":%q}],"service":[{"id":"#atproto_pds","type":"AtprotoPersonalDataServer","serviceEndpoint":"https://moved.example.com"}]}`,
+			did, did, key.Public().Multibase())
+	}))
+	defer plc.Close()
+	ids := identity.New(identity.Config{PLCURL: plc.URL, AllowInsecure: true})
+	defer ids.Close()
+	e := newEnvWith(t, nil, ids)
+	h := e.host(t, "pds.example.com")
+	e.commit(t, h.ID, didA, rev1)
+	e.commit(t, h.ID, didB, rev1)
+
+	for range 20 {
+		wantError(t, e.get(t, "/xrpc/com.atproto.sync.getRepo?did=did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"), 404, "RepoNotFound")
+		wantError(t, e.get(t, "/xrpc/com.atproto.sync.getRepo?did=did:web:unknown.example.com"), 404, "RepoNotFound")
+		wantError(t, e.get(t, "/xrpc/com.atproto.sync.getRepo?did=notadid"), 400, "InvalidRequest")
+		r := e.get(t, "/xrpc/com.atproto.sync.getRepo?did="+didA)
+		if want := "https://pds.example.com/"; r.code != http.StatusFound || !strings.HasPrefix(r.header.Get("Location"), want) {
+			t.Fatalf("uncached known account: %d %q, want a redirect to %s", r.code, r.header.Get("Location"), want)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Fatalf("getRepo sent the directory %d requests", n)
+	}
+	// Once the relay has resolved didB (for its own reasons), getRepo uses
+	// the cached document.
+	if _, err := ids.Lookup(context.Background(), didB); err != nil {
+		t.Fatal(err)
+	}
+	r := e.get(t, "/xrpc/com.atproto.sync.getRepo?did="+didB)
+	if want := "https://moved.example.com/"; r.code != http.StatusFound || !strings.HasPrefix(r.header.Get("Location"), want) {
+		t.Fatalf("cached account: %d %q, want a redirect to %s", r.code, r.header.Get("Location"), want)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Fatalf("%d directory requests, want the one Lookup", n)
+	}
 }
 
 func TestPDSScheme(t *testing.T) {

@@ -28,10 +28,14 @@ type Engine interface {
 	Health(ctx context.Context) error
 }
 
-// Resolver finds an account's PDS for the getRepo redirect.
-// *identity.Resolver implements it.
+// Resolver tells getRepo what the relay already knows of an account's
+// DID document. *identity.Resolver implements it.
 type Resolver interface {
-	Lookup(ctx context.Context, did string) (identity.Identity, error)
+	// Cached returns did's identity if it is cached (ok false otherwise;
+	// a cached failure is ok true with its error). It must never resolve:
+	// a public request must not turn into one to the PLC directory or a
+	// did:web host.
+	Cached(did string) (id identity.Identity, ok bool, err error)
 }
 
 // Errors the Engine wraps so that requestCrawl answers with the right
