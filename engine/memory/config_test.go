@@ -107,7 +107,7 @@ func TestSharesOf(t *testing.T) {
 	const mib = 1 << 20
 	small := SharesOf(512 * mib)
 	want := Shares{BlockCache: 32 * mib, MemTable: 4 * mib, Ring: 128 * mib, IdentityCache: 64 * mib,
-		Intake: 32 * mib, Results: 32 * mib, TrimThreshold: 8 * mib}
+		Intake: 32 * mib, Results: 32 * mib, Resync: 16 * mib, TrimThreshold: 8 * mib}
 	if small != want {
 		t.Fatalf("SharesOf(512 MiB) = %+v, want %+v", small, want)
 	}
@@ -115,14 +115,17 @@ func TestSharesOf(t *testing.T) {
 	// budget to GC headroom and the runtime, from tiny budgets to huge ones.
 	for _, b := range []int64{256 * mib, 512 * mib, 4 << 30, 24 << 30, 256 << 30} {
 		s := SharesOf(b)
-		sum := s.BlockCache + MemTablesInMemory*s.MemTable + s.Ring + s.IdentityCache + s.Intake + s.Results
+		sum := s.BlockCache + MemTablesInMemory*s.MemTable + s.Ring + s.IdentityCache + s.Intake + s.Results + s.Resync
 		if sum > b*3/4 {
 			t.Errorf("budget %d: shares sum to %d, more than 3/4", b, sum)
 		}
 	}
 	big := SharesOf(24 << 30)
-	if big.BlockCache != 1<<30 || big.MemTable != 64*mib {
-		t.Fatalf("SharesOf(24 GiB) = %+v: cache and memtable should hit their caps", big)
+	if big.BlockCache != 1<<30 || big.MemTable != 64*mib || big.Resync != 256*mib {
+		t.Fatalf("SharesOf(24 GiB) = %+v: cache, memtable and resync should hit their caps", big)
+	}
+	if tiny := SharesOf(64 * mib); tiny.Resync != 8*mib {
+		t.Fatalf("SharesOf(64 MiB).Resync = %d, want the 8 MiB floor", tiny.Resync)
 	}
 }
 

@@ -14,6 +14,10 @@ package memory
 //	IdentityCache B/8    resolved DID documents (Go heap)
 //	Intake        B/16   frames queued for the validation workers (Go heap)
 //	Results       B/16   validated frames waiting for the sequencer (Go heap)
+//	Resync        B/32   repositories being resynced: fetched CARs and their
+//	                     verification scratch (Go heap), 8 MiB–256 MiB;
+//	                     about half of it bounds the largest repository
+//	                     the relay can resync
 //	TrimThreshold B/64   idle heap above which the trimmer returns memory
 //
 // Together the shares are at most 3/4 of B including the four memtables; the
@@ -28,6 +32,7 @@ type Shares struct {
 	IdentityCache int64
 	Intake        int64
 	Results       int64
+	Resync        int64
 	TrimThreshold int64
 }
 
@@ -48,6 +53,7 @@ func SharesOf(budget int64) Shares {
 		IdentityCache: clamp(budget/8, 16*mib, 8<<30),
 		Intake:        clamp(budget/16, 16*mib, 512*mib),
 		Results:       clamp(budget/16, 16*mib, 256*mib),
+		Resync:        clamp(budget/32, 8*mib, 256*mib),
 		TrimThreshold: clamp(budget/64, 8*mib, 256*mib),
 	}
 }

@@ -23,9 +23,13 @@ const (
 	DefaultMaxBackoff    = 30 * time.Second
 	DefaultQueueSize     = 10_000
 	DefaultMaxRepoBytes  = 256 << 20
+	DefaultMemoryBytes   = 64 << 20
 	DefaultFetchTimeout  = 2 * time.Minute
 	DefaultDialTimeout   = 10 * time.Second
 	DefaultUserAgent     = "relay-resync"
+
+	DefaultMinReadBytesPerSecond = 16 << 10
+	DefaultMinRateWindow         = 10 * time.Second
 )
 
 // Config configures a Resyncer. Zero fields take the documented defaults;
@@ -58,10 +62,26 @@ type Config struct {
 	// false beyond it (relay_resync_rejected_total). Default 10,000.
 	QueueSize int
 	// MaxRepoBytes bounds one repository CAR; a larger one ends as
-	// too_large. Default 256 MiB.
+	// too_large (at once when its Content-Length says so). Default 256 MiB.
 	MaxRepoBytes int64
-	// FetchTimeout bounds one getRepo attempt, body included. Default 2 min.
+	// MemoryBytes is the resync share of the memory budget
+	// (memory.Shares.Resync): all resyncs together never reserve more.
+	// It counts each repository's body buffers (old and new while one
+	// grows) and its verification scratch, from the first buffer until
+	// OnResult returns; see the package doc. A repository that alone needs
+	// more ends as too_large, so in practice MemoryBytes/2 bounds what
+	// can be resynced below MaxRepoBytes. Default 64 MiB.
+	MemoryBytes int64
+	// FetchTimeout bounds one getRepo attempt, waits for the memory
+	// share and the whole body included. Default 2 min.
 	FetchTimeout time.Duration
+	// MinReadBytesPerSecond and MinRateWindow drop a body that trickles:
+	// every MinRateWindow of reading must bring MinReadBytesPerSecond ×
+	// MinRateWindow bytes, else the attempt fails (ErrSlowBody, retried
+	// like a timeout). Time spent waiting for the memory share does not
+	// count. Defaults 16 KiB/s over 10 s.
+	MinReadBytesPerSecond int64
+	MinRateWindow         time.Duration
 	// AllowInsecure lets development hosts (localhost:PORT, loopback
 	// addresses) be fetched over http:// and lets the default client dial
 	// private addresses. Default false: https only, public addresses only.
@@ -117,8 +137,17 @@ func (c Config) withDefaults() Config {
 	if c.MaxRepoBytes <= 0 {
 		c.MaxRepoBytes = DefaultMaxRepoBytes
 	}
+	if c.MemoryBytes <= 0 {
+		c.MemoryBytes = DefaultMemoryBytes
+	}
 	if c.FetchTimeout <= 0 {
 		c.FetchTimeout = DefaultFetchTimeout
+	}
+	if c.MinReadBytesPerSecond <= 0 {
+		c.MinReadBytesPerSecond = DefaultMinReadBytesPerSecond
+	}
+	if c.MinRateWindow <= 0 {
+		c.MinRateWindow = DefaultMinRateWindow
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
@@ -157,7 +186,8 @@ const (
 	// FetchError: the PDS could not be reached or answered an unexpected
 	// status, after the retries.
 	FetchError
-	// TooLarge: the repository exceeds MaxRepoBytes.
+	// TooLarge: the repository exceeds MaxRepoBytes, or needs more than
+	// all of MemoryBytes.
 	TooLarge
 	// VerifyError: the repository failed verification; Result.Reason says
 	// which check.

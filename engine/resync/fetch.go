@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/valyala/bytebufferpool"
-
-	"github.com/atrelay/relay/pool"
 )
 
 // Errors of a fetch, one per reason. Result.Err wraps them.
@@ -30,15 +28,16 @@ var (
 	ErrTooLarge        = errors.New("resync: repository larger than MaxRepoBytes")
 	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecure")
 	ErrBlockedAddress  = errors.New("resync: PDS address is not a public address")
+	ErrContentEncoding = errors.New("resync: getRepo body has a Content-Encoding (only identity is accepted)")
 )
 
 // maxErrorBody bounds how much of a non-200 answer is read for its XRPC
 // error name; reference PDS error bodies are a few dozen bytes.
 const maxErrorBody = 4 << 10
 
-// firstReadSize is the buffer requested when the body's length is unknown:
-// most repositories are small, and the buffer doubles as it fills.
-const firstReadSize = 64 << 10
+// maxResponseHeaderBytes bounds a getRepo answer's headers (net/http's
+// default is 1 MiB); a PDS sends a few hundred bytes.
+const maxResponseHeaderBytes = 64 << 10
 
 // baseURL returns the scheme and authority getRepo is fetched from for a
 // normalized PDS host (identity.NormalizePDSHost). Development hosts
@@ -70,8 +69,10 @@ func devHost(host string) bool {
 
 // newClient builds the default fetch client: bounded dial, TLS and header
 // waits (the whole attempt is bounded by FetchTimeout through its
-// context), no redirects (a PDS serves getRepo itself; following a
-// redirect would let a DID document point the relay anywhere), and unless
+// context), bounded response headers, no transparent decompression (a
+// gzip body would be inflated outside every limit), no redirects (a PDS
+// serves getRepo itself; following a redirect would let a DID document
+// point the relay anywhere), and unless
 // allowInsecure a dialer that refuses non-public addresses, because the
 // PDS host comes from a DID document anyone can write.
 func newClient(allowInsecure bool) *http.Client {
@@ -81,14 +82,16 @@ func newClient(allowInsecure bool) *http.Client {
 	}
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy:                 nil,
-			DialContext:           d.DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          64,
-			MaxIdleConnsPerHost:   4,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   DefaultDialTimeout,
-			ResponseHeaderTimeout: 30 * time.Second,
+			Proxy:                  nil,
+			DialContext:            d.DialContext,
+			ForceAttemptHTTP2:      true,
+			MaxIdleConns:           64,
+			MaxIdleConnsPerHost:    4,
+			IdleConnTimeout:        90 * time.Second,
+			TLSHandshakeTimeout:    DefaultDialTimeout,
+			ResponseHeaderTimeout:  30 * time.Second,
+			MaxResponseHeaderBytes: maxResponseHeaderBytes,
+			DisableCompression:     true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -113,17 +116,31 @@ func publicOnly(_, address string, _ syscall.RawConn) error {
 }
 
 // fetch performs one getRepo attempt. On success it returns the CAR in a
-// buffer from bufs that the caller must Put. On failure it returns the
-// outcome, whether a retry may help, and the error.
-func (r *Resyncer) fetch(ctx context.Context, base, did string) (*bytebufferpool.ByteBuffer, Outcome, bool, error) {
+// buffer from bufs that the caller must Put, reserved in w.mem (which the
+// caller releases). On failure it returns the outcome, whether a retry may
+// help, and the error; w.mem may still hold the first buffer's reservation.
+func (r *Resyncer) fetch(ctx context.Context, w *worker, base, did string) (*bytebufferpool.ByteBuffer, Outcome, bool, error) {
+	// The first buffer is reserved before the request is sent, so a fetch
+	// waiting for the share holds no connection.
+	if err := w.mem.growTo(ctx, min(firstReadSize, r.cfg.MaxRepoBytes+1)); err != nil {
+		o, retry := memOutcome(err)
+		return nil, o, retry, err
+	}
 	actx, cancel := context.WithTimeout(ctx, r.cfg.FetchTimeout)
 	defer cancel()
+	// The read guard cancels with ErrSlowBody as the cause.
+	gctx, gcancel := context.WithCancelCause(actx)
+	defer gcancel(nil)
 	u := base + "/xrpc/com.atproto.sync.getRepo?did=" + url.QueryEscape(did)
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(gctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, FetchError, false, fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	req.Header.Set("Accept", "application/vnd.ipld.car")
+	// Set explicitly, so no http.Transport (a caller's client included)
+	// asks for gzip and inflates behind our back: a few hundred KiB of
+	// gzip on the wire can inflate to gigabytes.
+	req.Header.Set("Accept-Encoding", "identity")
 	req.Header.Set("User-Agent", r.cfg.UserAgent)
 	resp, err := r.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -135,13 +152,28 @@ func (r *Resyncer) fetch(ctx context.Context, base, did string) (*bytebufferpool
 		o, retry, err := classifyStatus(resp.StatusCode, body)
 		return nil, o, retry, err
 	}
+	if ce := resp.Header.Get("Content-Encoding"); (ce != "" && !strings.EqualFold(ce, "identity")) || resp.Uncompressed {
+		return nil, FetchError, false, fmt.Errorf("%w: %.40q", ErrContentEncoding, ce)
+	}
 	if resp.ContentLength > r.cfg.MaxRepoBytes {
 		return nil, TooLarge, false, fmt.Errorf("%w: Content-Length %d", ErrTooLarge, resp.ContentLength)
 	}
-	buf, err := readBounded(r.cfg.Buffers, resp.Body, resp.ContentLength, r.cfg.MaxRepoBytes)
+	if !w.mem.s.fits(resp.ContentLength) {
+		return nil, TooLarge, false, fmt.Errorf("%w: Content-Length %d", ErrRepoMemory, resp.ContentLength)
+	}
+	g := startReadGuard(r.cfg.MinRateWindow, r.cfg.MinReadBytesPerSecond, gcancel)
+	buf, err := readBounded(gctx, r.cfg.Buffers, w.mem, g, resp.Body, resp.ContentLength, r.cfg.MaxRepoBytes)
+	g.stop()
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return nil, TooLarge, false, err
+		}
+		if errors.Is(err, ErrRepoMemory) || errors.Is(err, ErrMemoryBusy) {
+			o, retry := memOutcome(err)
+			return nil, o, retry, err
+		}
+		if cause := context.Cause(gctx); errors.Is(cause, ErrSlowBody) {
+			err = cause
 		}
 		return nil, FetchError, true, fmt.Errorf("%w: reading body: %w", ErrTransport, err)
 	}
@@ -149,42 +181,15 @@ func (r *Resyncer) fetch(ctx context.Context, base, did string) (*bytebufferpool
 	return buf, OK, false, nil
 }
 
-// readBounded reads body into a buffer from bufs, sized by hint (the
-// Content-Length, -1 when unknown) and grown by doubling, and fails with
-// ErrTooLarge as soon as more than max bytes arrive. On error the buffer
-// is already returned to bufs.
-func readBounded(bufs *pool.Buffers, body io.Reader, hint, max int64) (*bytebufferpool.ByteBuffer, error) {
-	size := int64(firstReadSize)
-	if hint >= 0 {
-		// One spare byte, so a body of exactly hint bytes ends with EOF
-		// without growing the buffer first.
-		size = hint + 1
+// memOutcome maps an error of the memory share to an outcome and whether
+// a retry may help: a repository the whole share cannot hold is too
+// large; losing the share to concurrent resyncs (ErrMemoryBusy) or a
+// cancellation while waiting for it is a fetch error worth retrying.
+func memOutcome(err error) (Outcome, bool) {
+	if errors.Is(err, ErrRepoMemory) {
+		return TooLarge, false
 	}
-	size = min(size, max+1)
-	buf := bufs.Get(int(size))
-	// A value, not io.LimitReader's pointer, so reading does not allocate.
-	lr := io.LimitedReader{R: body, N: max + 1}
-	for {
-		if len(buf.B) == cap(buf.B) {
-			nb := bufs.Get(int(min(2*int64(cap(buf.B)), max+1)))
-			nb.B = append(nb.B, buf.B...)
-			bufs.Put(buf)
-			buf = nb
-		}
-		n, err := lr.Read(buf.B[len(buf.B):cap(buf.B)])
-		buf.B = buf.B[:len(buf.B)+n]
-		if int64(len(buf.B)) > max {
-			bufs.Put(buf)
-			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			bufs.Put(buf)
-			return nil, err
-		}
-	}
+	return FetchError, true
 }
 
 // xrpcError is the body of an XRPC error answer.

@@ -2,10 +2,13 @@ package resync
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/pool"
 )
@@ -82,15 +85,24 @@ func FuzzClassifyStatus(f *testing.F) {
 	})
 }
 
+// testMem returns a reservation in a fresh share of capacity bytes.
+func testMem(capacity int64) *reservation {
+	return newMemShare(capacity, metrics.NewSet().NewCounter("busy")).reservation()
+}
+
 func TestReadBounded(t *testing.T) {
 	bufs := pool.NewBuffers(nil, "test")
 	data := bytes.Repeat([]byte("0123456789"), 50_000) // 500,000 B
 	f := func(name string, hint, max int64, wantErr error) {
 		t.Helper()
 		t.Run(name, func(t *testing.T) {
-			buf, err := readBounded(bufs, bytes.NewReader(data), hint, max)
+			mem := testMem(1 << 30)
+			buf, err := readBounded(context.Background(), bufs, mem, nil, bytes.NewReader(data), hint, max)
 			if !errors.Is(err, wantErr) {
 				t.Fatalf("err %v, want %v", err, wantErr)
+			}
+			if used, _ := mem.s.stats(); err == nil && used != int64(cap(buf.B)) || err != nil && used != 0 {
+				t.Fatalf("share holds %d bytes after err %v", used, err)
 			}
 			if err == nil {
 				if !bytes.Equal(buf.B, data) {
@@ -107,9 +119,22 @@ func TestReadBounded(t *testing.T) {
 	f("high-hint", 2*n, 1<<20, nil)
 	f("one-over", -1, n-1, ErrTooLarge)
 	f("hint-under-body", 10, n-1, ErrTooLarge)
+	f("hint-at-class", 512<<10, 1<<20, nil) // full at the declared length, then EOF
 	boom := errors.New("boom")
-	if _, err := readBounded(bufs, io.MultiReader(bytes.NewReader(data[:100]), iotest{boom}), -1, n); !errors.Is(err, boom) {
+	if _, err := readBounded(context.Background(), bufs, testMem(1<<30), nil,
+		io.MultiReader(bytes.NewReader(data[:100]), iotest{boom}), -1, n); !errors.Is(err, boom) {
 		t.Fatalf("read error %v, want boom", err)
+	}
+	// The share, not MaxRepoBytes, stops a body it cannot hold (old and
+	// new buffer together while growing). A 300 kB share grows 64 KiB →
+	// 128 KiB (exact: the 512 KiB class does not fit) → 168,928 B (all
+	// that is left), and cannot grow further.
+	if _, err := readBounded(context.Background(), bufs, testMem(300_000), nil, bytes.NewReader(data[:200_000]), -1, 1<<30); !errors.Is(err, ErrRepoMemory) {
+		t.Fatalf("200 kB in a 300 kB share: %v, want ErrRepoMemory", err)
+	}
+	buf, err := readBounded(context.Background(), bufs, testMem(300_000), nil, bytes.NewReader(data[:160_000]), -1, 1<<30)
+	if err != nil || !bytes.Equal(buf.B, data[:160_000]) {
+		t.Fatalf("160 kB in a 300 kB share: %v", err)
 	}
 }
 
@@ -127,13 +152,16 @@ func TestReadBoundedAllocs(t *testing.T) {
 	bufs := pool.NewBuffers(nil, "test")
 	data := bytes.Repeat([]byte("x"), 300_000)
 	var rd bytes.Reader
+	mem := testMem(1 << 30)
+	ctx := context.Background()
 	run := func() {
 		rd.Reset(data)
-		buf, err := readBounded(bufs, &rd, int64(len(data)), 1<<20)
+		buf, err := readBounded(ctx, bufs, mem, nil, &rd, int64(len(data)), 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
 		bufs.Put(buf)
+		mem.release()
 	}
 	run()
 	if a := testing.AllocsPerRun(50, run); a != 0 {
@@ -201,14 +229,16 @@ func BenchmarkReadBounded(b *testing.B) {
 	bufs := pool.NewBuffers(nil, "bench")
 	data := bytes.Repeat([]byte("x"), 4<<20)
 	var rd bytes.Reader
+	mem := testMem(DefaultMemoryBytes)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
 		rd.Reset(data)
-		buf, err := readBounded(bufs, &rd, int64(len(data)), DefaultMaxRepoBytes)
+		buf, err := readBounded(context.Background(), bufs, mem, nil, &rd, int64(len(data)), DefaultMaxRepoBytes)
 		if err != nil {
 			b.Fatal(err)
 		}
 		bufs.Put(buf)
+		mem.release()
 	}
 }

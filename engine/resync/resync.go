@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/atrelay/relay/engine/car"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/verify"
 )
@@ -26,6 +27,7 @@ type Resyncer struct {
 	cancel  context.CancelFunc
 	queue   chan job // waiting DIDs; capacity QueueSize
 	limiter *limiter
+	mem     *memShare // the resync share of the memory budget
 	m       *resyncMetrics
 	wg      sync.WaitGroup // the workers
 
@@ -60,6 +62,12 @@ type job struct {
 // worker is one worker's scratch, owned by its goroutine.
 type worker struct {
 	verifier *verify.RepoVerifier
+	// mem reserves what the current resync holds: the body buffer, then
+	// also the verifier's scratch. Empty between resyncs.
+	mem *reservation
+	// scratch is what mem holds for the verifier's scratch (0 before
+	// verification).
+	scratch int64
 }
 
 // New starts a Resyncer with cfg's zero fields defaulted. It fails only
@@ -77,8 +85,9 @@ func New(cfg Config) (*Resyncer, error) {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.pending = make(map[string]pendingEntry)
 	r.m = newResyncMetrics(cfg.Metrics, r)
+	r.mem = newMemShare(cfg.MemoryBytes, r.m.memoryBusy)
 	for range cfg.Concurrency {
-		w := &worker{verifier: verify.NewRepoVerifier(cfg.Verify)}
+		w := &worker{verifier: verify.NewRepoVerifier(cfg.Verify), mem: r.mem.reservation()}
 		r.wg.Add(1)
 		go r.work(w)
 	}
@@ -226,7 +235,7 @@ func (r *Resyncer) takeRerun(did string) (host string, again bool) {
 func (r *Resyncer) runOne(w *worker, j job) bool {
 	start := time.Now()
 	res, buf := r.resync(w, j)
-	defer r.cfg.Buffers.Put(buf)
+	defer r.releaseRepo(w, buf)
 	if r.ctx.Err() != nil {
 		r.m.canceled.Inc()
 		return false
@@ -241,9 +250,39 @@ func (r *Resyncer) runOne(w *worker, j job) bool {
 	return true
 }
 
+// releaseRepo gives back what one fetched repository held: its buffer (nil
+// for none), its reservation in the memory share and, when it was large,
+// the verifier's scratch.
+func (r *Resyncer) releaseRepo(w *worker, buf *bytebufferpool.ByteBuffer) {
+	r.cfg.Buffers.Put(buf)
+	if w.scratch > retainScratchBytes {
+		w.verifier = verify.NewRepoVerifier(r.cfg.Verify)
+	}
+	w.scratch = 0
+	w.mem.release()
+}
+
+// reserveScratch raises w's reservation by the scratch verifying buf
+// needs, counted from its blocks. On failure it returns the outcome and
+// whether a retry may help.
+func (r *Resyncer) reserveScratch(w *worker, buf []byte) (Outcome, bool, error) {
+	maxBlocks := r.cfg.Verify.MaxBlocks
+	if maxBlocks <= 0 {
+		maxBlocks = car.DefaultMaxBlocks
+	}
+	scratch := int64(min(carBlocks(buf), maxBlocks)+1) * scratchPerBlock
+	if err := w.mem.growTo(r.ctx, int64(cap(buf))+scratch); err != nil {
+		o, retry := memOutcome(err)
+		return o, retry, err
+	}
+	w.scratch = scratch
+	return OK, false, nil
+}
+
 // resync runs the attempts for one DID. The returned buffer (nil unless a
-// body was read) holds the bytes Result.State aliases; the caller Puts it
-// after OnResult.
+// body was read) holds the bytes Result.State aliases; the caller gives it
+// back with releaseRepo after OnResult. Between attempts everything an
+// attempt held is released.
 func (r *Resyncer) resync(w *worker, j job) (Result, *bytebufferpool.ByteBuffer) {
 	res := Result{Host: j.host}
 	retriedSig := false
@@ -276,15 +315,19 @@ func (r *Resyncer) resync(w *worker, j job) (Result, *bytebufferpool.ByteBuffer)
 			return res, nil
 		}
 		res.Attempts++
-		buf, o, retry, err := r.fetch(r.ctx, base, j.did)
+		buf, o, retry, err := r.fetch(r.ctx, w, base, j.did)
+		if err == nil {
+			res.Bytes = len(buf.B)
+			o, retry, err = r.reserveScratch(w, buf.B)
+		}
 		if err != nil {
+			r.releaseRepo(w, buf)
 			res.Outcome, res.Err = o, err
 			if retry && !last {
 				continue
 			}
 			return res, nil
 		}
-		res.Bytes = len(buf.B)
 		st, err := w.verifier.Verify(buf.B, j.did, ident.Key)
 		if err != nil {
 			res.Outcome, res.Err, res.Reason = VerifyError, err, verify.RepoReason(err)
@@ -293,7 +336,7 @@ func (r *Resyncer) resync(w *worker, j job) (Result, *bytebufferpool.ByteBuffer)
 			// since each costs a whole repository.
 			if res.Reason == verify.ReasonBadSignature && !retriedSig && !last {
 				retriedSig = true
-				r.cfg.Buffers.Put(buf)
+				r.releaseRepo(w, buf)
 				continue
 			}
 			return res, buf
@@ -331,6 +374,7 @@ type resyncMetrics struct {
 	retries      *metrics.Counter
 	fetchedBytes *metrics.Counter
 	canceled     *metrics.Counter
+	memoryBusy   *metrics.Counter
 }
 
 func newResyncMetrics(set *metrics.Set, r *Resyncer) *resyncMetrics {
@@ -341,11 +385,14 @@ func newResyncMetrics(set *metrics.Set, r *Resyncer) *resyncMetrics {
 		retries:      set.NewCounter("relay_resync_retries_total"),
 		fetchedBytes: set.NewCounter("relay_resync_fetched_bytes_total"),
 		canceled:     set.NewCounter("relay_resync_canceled_total"),
+		memoryBusy:   set.NewCounter("relay_resync_memory_busy_total"),
 	}
 	for _, o := range AllOutcomes() {
 		m.outcomes[o] = set.NewCounter(fmt.Sprintf("relay_resyncs_total{outcome=%q}", o.String()))
 	}
 	set.NewGauge("relay_resync_queue_length", func() float64 { return float64(len(r.queue)) })
 	set.NewGauge("relay_resync_in_flight", func() float64 { return float64(r.inFlight.Load()) })
+	set.NewGauge("relay_resync_memory_reserved_bytes", func() float64 { used, _ := r.mem.stats(); return float64(used) })
+	set.NewGauge("relay_resync_memory_limit_bytes", func() float64 { return float64(r.cfg.MemoryBytes) })
 	return m
 }
