@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/engine/netguard"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -27,7 +27,9 @@ var (
 	ErrTransport       = errors.New("resync: getRepo request failed")
 	ErrTooLarge        = errors.New("resync: repository larger than MaxRepoBytes")
 	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecure")
-	ErrBlockedAddress  = errors.New("resync: PDS address is not a public address")
+	// ErrBlockedAddress: the PDS resolved to an address the resync client
+	// may not dial (netguard's public-only policy).
+	ErrBlockedAddress  = netguard.ErrRefused
 	ErrContentEncoding = errors.New("resync: getRepo body has a Content-Encoding (only identity is accepted)")
 )
 
@@ -76,10 +78,8 @@ func devHost(host string) bool {
 // allowInsecure a dialer that refuses non-public addresses, because the
 // PDS host comes from a DID document anyone can write.
 func newClient(allowInsecure bool) *http.Client {
-	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
-	if !allowInsecure {
-		d.Control = publicOnly
-	}
+	policy := netguard.Policy{AllowLoopback: allowInsecure}
+	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second, Control: policy.Control}
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  nil,
@@ -95,24 +95,6 @@ func newClient(allowInsecure bool) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-// publicOnly is a net.Dialer Control that refuses loopback, private,
-// link-local, multicast and unspecified addresses.
-func publicOnly(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return fmt.Errorf("%w: %q", ErrBlockedAddress, address)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return fmt.Errorf("%w: %q", ErrBlockedAddress, address)
-	}
-	ip = ip.Unmap()
-	if !ip.IsGlobalUnicast() || ip.IsPrivate() {
-		return fmt.Errorf("%w: %s", ErrBlockedAddress, ip)
-	}
-	return nil
 }
 
 // fetch performs one getRepo attempt. On success it returns the CAR in a

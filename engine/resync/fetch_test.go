@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/atrelay/relay/engine/netguard"
 	"io"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestBaseURL(t *testing.T) {
 func TestPublicOnly(t *testing.T) {
 	f := func(addr string, ok bool) {
 		t.Helper()
-		err := publicOnly("tcp", addr, nil)
+		err := netguard.Policy{}.Control("tcp", addr, nil)
 		if (err == nil) != ok || (err != nil && !errors.Is(err, ErrBlockedAddress)) {
 			t.Errorf("publicOnly(%q) = %v, want ok=%v", addr, err, ok)
 		}
