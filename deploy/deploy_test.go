@@ -167,6 +167,9 @@ func TestUnitFile(t *testing.T) {
 	f("Service", "LockPersonality", "yes")
 	f("Service", "RestrictRealtime", "yes")
 	f("Service", "SystemCallArchitectures", "native")
+	f("Service", "SystemCallFilter", "@system-service")
+	f("Service", "ProtectProc", "invisible")
+	f("Service", "ProcSubset", "pid")
 	f("Service", "ReadWritePaths", "/var/lib/relay")
 	f("Install", "WantedBy", "multi-user.target")
 
@@ -311,9 +314,13 @@ func TestInstallScript(t *testing.T) {
 			t.Errorf("install.sh lacks %q", want)
 		}
 	}
-	// The env file is installed only when absent, with the secret-safe mode.
-	if !regexp.MustCompile(`if \[\[ ! -e /etc/relay/relay.env \]\]; then\n\s+install -m 0640 `).Match(script) {
-		t.Error("install.sh must copy relay.env only when /etc/relay/relay.env is absent, mode 0640")
+	// The env file (it holds the admin token) is installed only when
+	// absent, readable by root alone; an existing one is tightened.
+	if !regexp.MustCompile(`if \[\[ ! -e /etc/relay/relay.env \]\]; then\n\s+install -m 0600 -o root -g root `).Match(script) {
+		t.Error("install.sh must copy relay.env only when /etc/relay/relay.env is absent, mode 0600 root:root")
+	}
+	if !regexp.MustCompile(`else\n\s+chown root:root /etc/relay/relay.env\n\s+chmod 0600 /etc/relay/relay.env\n`).Match(script) {
+		t.Error("install.sh must make an existing /etc/relay/relay.env 0600 root:root")
 	}
 	bash, err := exec.LookPath("bash")
 	if err != nil {

@@ -344,7 +344,7 @@ of 1000); durations take Go syntax (90s, 5m, 72h).
 
 // envFileHeader opens deploy/relay.env.
 const envFileHeader = `# Settings of the relay, read by systemd (EnvironmentFile= in relay.service)
-# and installed as /etc/relay/relay.env (mode 0640, root:relay) by install.sh.
+# and installed as /etc/relay/relay.env (mode 0600, root:root) by install.sh.
 # Generated from the settings table (cmd/relay/settings.go) by
 # ` + "`relay serve --print-env`" + `; in the repository, change the table and regenerate.
 # ` + "`relay serve -h`" + ` lists the flag each variable sets. Values shown are the
