@@ -44,12 +44,14 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	a, err := buildApp(s, log)
 	if err != nil {
 		return err
 	}
+	// Signals are caught only once there is something to shut down: during
+	// the build (a long WAL replay, say) they still end the process at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	return a.run(ctx)
 }
 
