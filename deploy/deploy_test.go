@@ -167,6 +167,9 @@ func TestUnitFile(t *testing.T) {
 	f("Service", "LockPersonality", "yes")
 	f("Service", "RestrictRealtime", "yes")
 	f("Service", "SystemCallArchitectures", "native")
+	f("Service", "SystemCallFilter", "@system-service")
+	f("Service", "ProtectProc", "invisible")
+	f("Service", "ProcSubset", "pid")
 	f("Service", "ReadWritePaths", "/var/lib/relay")
 	f("Install", "WantedBy", "multi-user.target")
 
@@ -179,69 +182,29 @@ func TestUnitFile(t *testing.T) {
 	}
 }
 
-// briefDefaults returns every setting relay.env must carry, with its default.
-func briefDefaults() map[string]string {
-	return map[string]string{
-		"RELAY_API_LISTEN":                ":2470",
-		"RELAY_METRICS_LISTEN":            ":2471",
-		"RELAY_DATA_DIR":                  "/var/lib/relay",
-		"RELAY_PLC_HOST":                  "https://plc.directory",
-		"RELAY_REPLAY_WINDOW":             "72h",
-		"RELAY_DISK_BUDGET":               "0",
-		"RELAY_DEFAULT_ACCOUNT_LIMIT":     "100",
-		"RELAY_TRUSTED_DOMAINS":           "*.host.bsky.network",
-		"RELAY_NEW_HOSTS_PER_DAY":         "50",
-		"RELAY_ADMIN_PASSWORD":            "",
-		"RELAY_SEED_HOSTS_URL":            "https://bsky.network",
-		"RELAY_MEMORY_BUDGET":             "4GiB",
-		"RELAY_GOGC":                      "100",
-		"RELAY_TRIM_INTERVAL":             "10s",
-		"RELAY_TRIM":                      "true",
-		"RELAY_WORKERS":                   "0",
-		"RELAY_SYNC_POLICY":               "every-batch",
-		"RELAY_SYNC_INTERVAL":             "1ms",
-		"RELAY_VALIDATION":                "strict",
-		"RELAY_LOG_LEVEL":                 "info",
-		"RELAY_LOG_FORMAT":                "json",
-		"RELAY_ALLOW_INSECURE_HOSTS":      "false",
-		"RELAY_INITIAL_SEQ":               "1",
-		"RELAY_IDENTITY_CACHE_BUDGET":     "0",
-		"RELAY_FIREHOSE_BUFFER":           "0",
-		"RELAY_PEBBLE_CACHE":              "0",
-		"RELAY_PEBBLE_MEMTABLE":           "0",
-		"RELAY_EVENTS_PER_SECOND":         "50",
-		"RELAY_TRUSTED_EVENTS_PER_SECOND": "5000",
-	}
-}
-
+// TestEnvFile checks relay.env's syntax and its must-match note. The file
+// is generated from the settings table (`relay serve --print-env`); the
+// values and help texts are checked against that table by
+// TestRelayEnvMatchesTable in cmd/relay, which can import it.
 func TestEnvFile(t *testing.T) {
 	entries := parseEnv(t, readFile(t, "relay.env"))
-	defaults := briefDefaults()
-	got := map[string]string{}
-	for _, e := range entries {
-		got[e.name] = e.value
-		if _, ok := defaults[e.name]; !ok {
-			t.Errorf("relay.env:%d: %s is not a known setting", e.line, e.name)
-		}
+	if len(entries) == 0 {
+		t.Fatal("relay.env sets nothing")
 	}
-	for name, want := range defaults {
-		v, ok := got[name]
-		if !ok {
-			t.Errorf("relay.env: %s missing", name)
-		} else if v != want {
-			t.Errorf("relay.env: %s=%q, want default %q", name, v, want)
-		}
-	}
-	// Documented must-match rule, stated where operators edit the values.
 	text := string(readFile(t, "relay.env"))
+	// Documented must-match rule, stated where operators edit the values.
 	if !strings.Contains(text, "MUST MATCH relay.service") {
 		t.Error("relay.env: no comment saying which settings must match the unit")
 	}
+	if !strings.Contains(text, "relay serve --print-env") {
+		t.Error("relay.env: no comment saying how it is generated")
+	}
 }
 
-// TestEnvNamesDocumented checks every RELAY_* name of relay.env appears in
-// the deploy docs (doc.go, and any Markdown file in this folder), and that the
-// docs name no setting relay.env lacks.
+// TestEnvNamesDocumented checks the deploy docs (doc.go and any Markdown
+// file in this folder) name no RELAY_* setting that relay.env lacks: a
+// renamed or removed setting must not linger in them. The docs need not
+// list every setting: relay.env and `relay serve -h` do.
 func TestEnvNamesDocumented(t *testing.T) {
 	entries := parseEnv(t, readFile(t, "relay.env"))
 	docFiles := []string{"doc.go"}
@@ -251,20 +214,15 @@ func TestEnvNamesDocumented(t *testing.T) {
 	}
 	docFiles = append(docFiles, md...)
 	t.Logf("deploy docs checked: %v", docFiles)
-	var docs bytes.Buffer
-	for _, name := range docFiles {
-		docs.Write(readFile(t, name))
-	}
 	inEnv := map[string]bool{}
 	for _, e := range entries {
 		inEnv[e.name] = true
-		if !regexp.MustCompile(`\b` + e.name + `\b`).Match(docs.Bytes()) {
-			t.Errorf("%s (relay.env:%d) is not mentioned in %v", e.name, e.line, docFiles)
-		}
 	}
-	for _, name := range envNameRE.FindAllString(string(readFile(t, "doc.go")), -1) {
-		if !inEnv[name] {
-			t.Errorf("doc.go documents %s, which relay.env does not set", name)
+	for _, file := range docFiles {
+		for _, name := range envNameRE.FindAllString(string(readFile(t, file)), -1) {
+			if !inEnv[name] {
+				t.Errorf("%s names %s, which relay.env does not set", file, name)
+			}
 		}
 	}
 }
@@ -356,9 +314,13 @@ func TestInstallScript(t *testing.T) {
 			t.Errorf("install.sh lacks %q", want)
 		}
 	}
-	// The env file is installed only when absent, with the secret-safe mode.
-	if !regexp.MustCompile(`if \[\[ ! -e /etc/relay/relay.env \]\]; then\n\s+install -m 0640 `).Match(script) {
-		t.Error("install.sh must copy relay.env only when /etc/relay/relay.env is absent, mode 0640")
+	// The env file (it holds the admin token) is installed only when
+	// absent, readable by root alone; an existing one is tightened.
+	if !regexp.MustCompile(`if \[\[ ! -e /etc/relay/relay.env \]\]; then\n\s+install -m 0600 -o root -g root `).Match(script) {
+		t.Error("install.sh must copy relay.env only when /etc/relay/relay.env is absent, mode 0600 root:root")
+	}
+	if !regexp.MustCompile(`else\n\s+chown root:root /etc/relay/relay.env\n\s+chmod 0600 /etc/relay/relay.env\n`).Match(script) {
+		t.Error("install.sh must make an existing /etc/relay/relay.env 0600 root:root")
 	}
 	bash, err := exec.LookPath("bash")
 	if err != nil {

@@ -36,10 +36,15 @@ fi
 install -D -m 0755 -o root -g root "$bin" /usr/local/bin/relay
 install -D -m 0644 -o root -g root "$here/relay.service" /etc/systemd/system/relay.service
 install -d -m 0750 -o root -g relay /etc/relay
+# The env file holds the admin token; systemd reads it as root before
+# starting the relay, so nobody else needs to (an older install's 0640
+# root:relay is tightened too).
 if [[ ! -e /etc/relay/relay.env ]]; then
-	install -m 0640 -o root -g relay "$here/relay.env" /etc/relay/relay.env
+	install -m 0600 -o root -g root "$here/relay.env" /etc/relay/relay.env
 	echo "install.sh: wrote /etc/relay/relay.env; set RELAY_ADMIN_PASSWORD in it"
 else
+	chown root:root /etc/relay/relay.env
+	chmod 0600 /etc/relay/relay.env
 	echo "install.sh: kept existing /etc/relay/relay.env (compare with $here/relay.env)"
 fi
 

@@ -107,6 +107,11 @@ const (
 	DefaultSyncInterval = time.Millisecond
 )
 
+// MaxBatchEvents is the most events one Append accepts: the opened store's
+// Options.MaxBatchEvents after defaults. A writer batching for the store
+// must stay at or below it.
+func (s *Store) MaxBatchEvents() int { return s.opts.MaxBatchEvents }
+
 func (o Options) withDefaults() Options {
 	if o.FS == nil {
 		o.FS = vfs.Default

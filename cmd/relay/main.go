@@ -59,7 +59,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage: relay <command> [flags]
 
 commands:
-  serve     run the relay (public API on :2470, admin/metrics/pprof on :2471)
+  serve     run the relay (public API on :2470, admin/metrics/pprof on 127.0.0.1:2471; -h lists the settings)
   admin     call the admin API (relay admin help)
   capture   record subscribeRepos endpoints into a capture file
   replay    serve a capture (file or shared-format folder) as its hosts plus a fake PLC

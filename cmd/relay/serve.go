@@ -5,14 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,333 +22,305 @@ import (
 	"github.com/atrelay/relay/engine/memory"
 	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/engine/resync"
-	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/engine/xrpc"
 	"github.com/atrelay/relay/store"
 )
 
-// serveFlags are the settings of `relay serve`; every flag defaults to its
-// RELAY_* environment variable (deploy/relay.env), then to the built-in value.
-type serveFlags struct {
-	apiAddr, adminAddr, dataDir, plcHost, trusted, seedURL, adminToken string
-	logLevel, logFormat, syncPolicy, validation                        string
-	memBudget, identityBudget, diskBudget                              string
-	pebbleCache, pebbleMemTable, firehoseBuffer                        string
-	eventsPerSecond, trustedEventsPerSecond                            float64
-	replayWindow, trimInterval, syncInterval                           time.Duration
-	accountLimit                                                       uint64
-	newHostsPerDay, workers, gogc                                      int
-	allowInsecure, trim                                                bool
-	initialSeq                                                         uint64
+// runServe is `relay serve`, the composition root: parse the settings
+// (settings.go), build the app, run it until a signal, a fatal relay error
+// or a listener failure.
+func runServe(args []string) error {
+	s, printEnv, err := parseSettings(args, os.LookupEnv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if printEnv {
+		return writeEnvFile(os.Stdout, settingsTable(&Settings{}))
+	}
+	log, err := newLogger(s.LogLevel, s.LogFormat, os.Stderr)
+	if err != nil {
+		return err
+	}
+	a, err := buildApp(s, log)
+	if err != nil {
+		return err
+	}
+	// Signals are caught only once there is something to shut down: during
+	// the build (a long WAL replay, say) they still end the process at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return a.run(ctx)
 }
 
-func parseServe(args []string) (*serveFlags, error) {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	f := &serveFlags{}
-	env := os.Getenv
-	str := func(p *string, name, envName, def, help string) {
-		fs.StringVar(p, name, envOr(envName, def), help+" (env "+envName+")")
-	}
-	str(&f.apiAddr, "api-listen", "RELAY_API_LISTEN", ":2470", "public API and firehose listen address")
-	str(&f.adminAddr, "admin-listen", "RELAY_METRICS_LISTEN", ":2471", "admin API, /metrics and pprof listen address")
-	str(&f.dataDir, "data-dir", "RELAY_DATA_DIR", "./data", "directory of the Pebble database")
-	str(&f.plcHost, "plc-host", "RELAY_PLC_HOST", "https://plc.directory", "PLC directory URL")
-	str(&f.trusted, "trusted-domains", "RELAY_TRUSTED_DOMAINS", "*.host.bsky.network", "comma-separated trusted host patterns: *.domain, exact names, localhost:* (any port; development)")
-	str(&f.seedURL, "seed-hosts-url", "RELAY_SEED_HOSTS_URL", "https://bsky.network", "relay whose listHosts seeds an empty database; empty: off")
-	str(&f.adminToken, "admin-password", "RELAY_ADMIN_PASSWORD", "", "admin API bearer token (required for the admin API)")
-	str(&f.logLevel, "log-level", "RELAY_LOG_LEVEL", "info", "debug, info, warn or error")
-	str(&f.logFormat, "log-format", "RELAY_LOG_FORMAT", "json", "json or text")
-	str(&f.syncPolicy, "sync-policy", "RELAY_SYNC_POLICY", "every-batch", "every-batch or none")
-	str(&f.validation, "validation", "RELAY_VALIDATION", "strict", "strict or lenient")
-	str(&f.memBudget, "memory-budget", "RELAY_MEMORY_BUDGET", "0", "memory of the whole process (0: cgroup or MemTotal)")
-	str(&f.identityBudget, "identity-cache-budget", "RELAY_IDENTITY_CACHE_BUDGET", "0", "memory for cached identities (0: 1/8 of the memory budget)")
-	str(&f.pebbleCache, "pebble-cache", "RELAY_PEBBLE_CACHE", "0", "Pebble block cache (0: 1/16 of the memory budget, 8 MiB–1 GiB)")
-	str(&f.pebbleMemTable, "pebble-memtable", "RELAY_PEBBLE_MEMTABLE", "0", "one Pebble memtable, up to 4 in memory (0: 1/128 of the memory budget, 4–64 MiB)")
-	str(&f.firehoseBuffer, "firehose-buffer", "RELAY_FIREHOSE_BUFFER", "0", "recent frames kept in memory for consumers (0: 1/4 of the memory budget)")
-	str(&f.diskBudget, "disk-budget", "RELAY_DISK_BUDGET", "0", "disk the event log may use; 0: time window only")
-	var errs []error
-	dur := func(p *time.Duration, name, envName string, def time.Duration, help string) {
-		d := def
-		if v := env(envName); v != "" {
-			var err error
-			if d, err = time.ParseDuration(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName, err))
-			}
-		}
-		fs.DurationVar(p, name, d, help+" (env "+envName+")")
-	}
-	num := func(name, envName string, def int64, help string) *int64 {
-		d := def
-		if v := env(envName); v != "" {
-			var err error
-			if d, err = strconv.ParseInt(v, 10, 64); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName, err))
-			}
-		}
-		return fs.Int64(name, d, help+" (env "+envName+")")
-	}
-	dur(&f.replayWindow, "replay-window", "RELAY_REPLAY_WINDOW", store.DefaultReplayWindow, "how long events stay replayable")
-	dur(&f.syncInterval, "sync-interval", "RELAY_SYNC_INTERVAL", store.DefaultSyncInterval, "least time between two fsyncs of the event log under every-batch; 0: fsync each batch at once (at most 100ms)")
-	dur(&f.trimInterval, "trim-interval", "RELAY_TRIM_INTERVAL", memory.DefaultTrimInterval, "least time between two heap trims")
-	limit := num("default-account-limit", "RELAY_DEFAULT_ACCOUNT_LIMIT", relay.DefaultAccountLimit, "accounts a new host may serve")
-	perDay := num("new-hosts-per-day", "RELAY_NEW_HOSTS_PER_DAY", relay.DefaultNewHostsPerDay, "new hosts accepted by requestCrawl per day")
-	workers := num("workers", "RELAY_WORKERS", 0, "validation workers; 0: GOMAXPROCS")
-	gogc := num("gogc", "RELAY_GOGC", memory.DefaultGOGC, "Go GC target percentage; -1: off")
-	initial := num("initial-seq", "RELAY_INITIAL_SEQ", 1, "first seq of a new database")
-	flt := func(p *float64, name, envName string, def float64, help string) {
-		d := def
-		if v := env(envName); v != "" {
-			var err error
-			if d, err = strconv.ParseFloat(v, 64); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName, err))
-			}
-		}
-		fs.Float64Var(p, name, d, help+" (env "+envName+")")
-	}
-	flt(&f.eventsPerSecond, "events-per-second", "RELAY_EVENTS_PER_SECOND", relay.DefaultEventsPerSecond,
-		"an untrusted host's base event rate, plus its account limit / 1000")
-	flt(&f.trustedEventsPerSecond, "trusted-events-per-second", "RELAY_TRUSTED_EVENTS_PER_SECOND", relay.DefaultTrustedEventsPerSecond,
-		"a trusted host's event rate; faster events wait, none is dropped")
-	trimOn := fs.Bool("trim", env("RELAY_TRIM") != "false", "run the FreeOSMemory heap trimmer (env RELAY_TRIM; false turns it off, for measurements)")
-	insecure := fs.Bool("allow-insecure-hosts", env("RELAY_ALLOW_INSECURE_HOSTS") == "true", "accept localhost:PORT hosts over ws:// (development; env RELAY_ALLOW_INSECURE_HOSTS)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if *limit < 0 || *perDay < 0 || *workers < 0 || *initial < 1 {
-		return nil, fmt.Errorf("serve: negative limit, worker count or initial seq")
-	}
-	f.accountLimit, f.newHostsPerDay, f.workers, f.gogc = uint64(*limit), int(*perDay), int(*workers), int(*gogc)
-	f.initialSeq, f.allowInsecure, f.trim = uint64(*initial), *insecure, *trimOn
-	return f, nil
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+func newLogger(level slog.Level, format string, w io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want json or text", format)
 }
 
-func runServe(args []string) error {
-	f, err := parseServe(args)
+// app holds the built components of a running relay. buildApp makes it,
+// run serves until told to stop, close releases everything; one goroutine
+// drives all three.
+type app struct {
+	log     *slog.Logger
+	metrics *metrics.Set
+	trim    *memory.Trimmer // nil when the trimmer is off
+	store   *store.Store
+	ids     *identity.Resolver
+	hub     *firehose.Hub
+	resync  *resync.Resyncer
+	relay   *relay.Relay
+	// servers are the public API (first) and the admin listener, bound by
+	// buildApp and served by run.
+	servers []server
+}
+
+// server is one HTTP server and its bound listener.
+type server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// buildApp sizes the process's memory, then opens and wires every
+// component and binds both listeners; nothing is served or dialed yet. On
+// error it closes what it had built.
+func buildApp(s *Settings, log *slog.Logger) (*app, error) {
+	a := &app{log: log, metrics: metrics.NewSet()}
+	metrics.RegisterSet(a.metrics)
+	if err := a.build(s); err != nil {
+		_ = a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) build(s *Settings) error {
+	shares, err := a.tuneMemory(s)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(f.logLevel, f.logFormat)
+	if err := a.openServices(s, shares); err != nil {
+		return err
+	}
+	if err := a.buildRelay(s, shares); err != nil {
+		return err
+	}
+	api, err := xrpc.New(a.xrpcConfig(s))
 	if err != nil {
 		return err
 	}
-	budget, err := memory.ParseBytes(f.memBudget)
-	if err != nil {
-		return fmt.Errorf("RELAY_MEMORY_BUDGET: %w", err)
-	}
-	var over sizeOverrides
-	for _, x := range []struct {
-		dst       *int64
-		val, name string
-	}{{&over.identity, f.identityBudget, "RELAY_IDENTITY_CACHE_BUDGET"}, {&over.cache, f.pebbleCache, "RELAY_PEBBLE_CACHE"},
-		{&over.memTable, f.pebbleMemTable, "RELAY_PEBBLE_MEMTABLE"}, {&over.ring, f.firehoseBuffer, "RELAY_FIREHOSE_BUFFER"}} {
-		if *x.dst, err = memory.ParseBytes(x.val); err != nil {
-			return fmt.Errorf("%s: %w", x.name, err)
-		}
-	}
-	disk, err := memory.ParseBytes(f.diskBudget)
-	if err != nil {
-		return fmt.Errorf("RELAY_DISK_BUDGET: %w", err)
-	}
-	set := metrics.NewSet()
-	metrics.RegisterSet(set)
-	memCfg := memory.Config{Budget: budget, OffHeapOf: func(b int64) int64 { return over.apply(b).OffHeap() },
-		GOGC: f.gogc, TrimInterval: f.trimInterval}
-	if !memory.TuneCAllocator() {
-		log.Warn("memory: the C allocator refused a setting (see memory.TuneCAllocator)")
-	}
-	settings, err := memory.Apply(memCfg, log)
+	adminHandler, err := a.adminHandler(s.AdminToken)
 	if err != nil {
 		return err
 	}
-	shares := over.apply(settings.Budget)
-	memCfg.TrimThreshold = shares.TrimThreshold
-	log.Info("memory shares", "budget", settings.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
-		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "intake", shares.Intake,
-		"results", shares.Results, "trim_threshold", shares.TrimThreshold)
-	memory.RegisterRuntimeMetrics(set, settings)
-	trim, err := memory.NewTrimmer(memCfg, set, log)
-	if err != nil {
-		return err
-	}
-	if f.trim {
-		if err := trim.Start(); err != nil {
+	for _, l := range []struct {
+		addr string
+		h    http.Handler
+	}{{s.APIListen, api}, {s.AdminListen, adminHandler}} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
 			return err
 		}
-		defer trim.Stop()
-	} else {
-		log.Info("heap trimmer off")
+		a.log.Info("listening", "addr", ln.Addr().String())
+		a.servers = append(a.servers, server{srv: newHTTPServer(l.h), ln: ln})
 	}
+	return nil
+}
 
-	sync := store.SyncEveryBatch
-	switch f.syncPolicy {
-	case "every-batch":
-	case "none":
-		sync = store.NoSync
-	default:
-		return fmt.Errorf("RELAY_SYNC_POLICY %q: want every-batch or none", f.syncPolicy)
+// tuneMemory applies the memory budget to the Go runtime (process-wide:
+// GOMEMLIMIT, GOGC, the C allocator), starts the heap trimmer unless it is
+// off, and returns the budget's shares with the explicit sizes in place.
+func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
+	memCfg := s.Memory
+	memCfg.OffHeapOf = func(b int64) int64 { return s.Sizes.apply(b).OffHeap() }
+	if !memory.TuneCAllocator() {
+		a.log.Warn("memory: the C allocator refused a setting (see memory.TuneCAllocator)")
 	}
-	mode := verify.Strict
-	switch f.validation {
-	case "strict":
-	case "lenient":
-		mode = verify.Lenient
-	default:
-		return fmt.Errorf("RELAY_VALIDATION %q: want strict or lenient", f.validation)
+	applied, err := memory.Apply(memCfg, a.log)
+	if err != nil {
+		return memory.Shares{}, err
 	}
-	if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+	shares := s.Sizes.apply(applied.Budget)
+	memCfg.TrimThreshold = shares.TrimThreshold
+	a.log.Info("memory shares", "budget", applied.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
+		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "intake", shares.Intake,
+		"results", shares.Results, "trim_threshold", shares.TrimThreshold)
+	memory.RegisterRuntimeMetrics(a.metrics, applied)
+	trim, err := memory.NewTrimmer(memCfg, a.metrics, a.log)
+	if err != nil {
+		return memory.Shares{}, err
+	}
+	if !s.Trim {
+		a.log.Info("heap trimmer off")
+		return shares, nil
+	}
+	if err := trim.Start(); err != nil {
+		return memory.Shares{}, err
+	}
+	a.trim = trim
+	return shares, nil
+}
+
+// openServices opens the store, the identity resolver and the firehose hub.
+func (a *app) openServices(s *Settings, shares memory.Shares) error {
+	if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
 		return err
 	}
-	st, err := store.Open(f.dataDir, store.Options{InitialSeq: store.Seq(f.initialSeq), Sync: sync, SyncInterval: f.syncInterval,
-		ReplayWindow: f.replayWindow, DiskBudgetBytes: uint64(disk),
-		BlockCacheBytes: shares.BlockCache, MemTableBytes: uint64(shares.MemTable)})
+	opts := s.Store
+	opts.BlockCacheBytes, opts.MemTableBytes = shares.BlockCache, uint64(shares.MemTable)
+	st, err := store.Open(s.DataDir, opts)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			log.Error("store close", "err", err)
-		}
-	}()
-	st.RegisterMetrics(set)
-	ids := identity.New(identity.Config{PLCURL: f.plcHost, AllowInsecure: f.allowInsecure, MaxCacheBytes: shares.IdentityCache, Metrics: set})
-	defer ids.Close()
-	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{RingBytes: int(shares.Ring), Metrics: set, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer hub.Close()
-	var trusted []string
-	for _, p := range strings.Split(f.trusted, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			trusted = append(trusted, p)
-		}
-	}
+	a.store = st
+	st.RegisterMetrics(a.metrics)
+
+	idCfg := s.Identity
+	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
+	a.ids = identity.New(idCfg)
+
+	fhCfg := s.Firehose
+	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger = int(shares.Ring), a.metrics, a.log
+	a.hub, err = firehose.NewHub(relay.StoreLog{St: st}, fhCfg)
+	return err
+}
+
+// buildRelay makes the resyncer and the relay, which report to each other.
+func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	// The resyncer reports into the relay, which does not exist yet: r is
 	// assigned before Start, and nothing is enqueued before Start, so every
 	// OnResult sees it (the Enqueue channel orders the two).
 	var r *relay.Relay
-	rs, err := resync.New(resync.Config{Identities: ids, AllowInsecure: f.allowInsecure, Metrics: set, Logger: log,
-		OnResult: func(did string, res resync.Result) { r.OnResyncResult(did, res) }})
+	rsCfg := s.Resync
+	rsCfg.Identities, rsCfg.AllowInsecure, rsCfg.Metrics, rsCfg.Logger = a.ids, s.AllowInsecureHosts, a.metrics, a.log
+	rsCfg.OnResult = func(did string, res resync.Result) { r.OnResyncResult(did, res) }
+	rs, err := resync.New(rsCfg)
 	if err != nil {
 		return err
 	}
-	defer rs.Close()
-	r, err = relay.New(relay.Config{
-		AllowInsecureHosts: f.allowInsecure, DefaultAccountLimit: f.accountLimit, TrustedDomains: trusted,
-		NewHostsPerDay: f.newHostsPerDay, SeedHostsURL: f.seedURL, Workers: f.workers, Validation: mode,
-		EventsPerSecond: f.eventsPerSecond, TrustedEventsPerSecond: f.trustedEventsPerSecond,
-		IntakeBytes: shares.Intake, ResultsQueueBytes: shares.Results,
-	}, relay.Deps{Store: st, Identity: ids, Hub: hub, Resyncer: rs, Logger: log, Metrics: set})
+	a.resync = rs
+	rCfg := s.Relay
+	rCfg.AllowInsecureHosts, rCfg.IntakeBytes, rCfg.ResultsQueueBytes = s.AllowInsecureHosts, shares.Intake, shares.Results
+	r, err = relay.New(rCfg, relay.Deps{Store: a.store, Identity: a.ids, Hub: a.hub, Resyncer: rs, Logger: a.log, Metrics: a.metrics})
 	if err != nil {
 		return err
 	}
-	api, err := xrpc.New(xrpc.Config{Store: st, Engine: xrpcEngine{r}, Resolver: ids, Firehose: hub, Metrics: set, Logger: log})
-	if err != nil {
-		return err
-	}
-	adminMux := http.NewServeMux()
-	adminMux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
-	if f.adminToken != "" {
-		adm, err := admin.New(admin.Config{Store: st, Engine: adminEngine{r: r, hub: hub}, Token: f.adminToken, Logger: log})
-		if err != nil {
-			return err
-		}
-		adminMux.Handle("/admin/", adm)
-		adminMux.Handle("/debug/pprof/", adm.Protect(http.HandlerFunc(pprof.Index)))
-		adminMux.Handle("/debug/pprof/profile", adm.Protect(http.HandlerFunc(pprof.Profile)))
-		adminMux.Handle("/debug/pprof/trace", adm.Protect(http.HandlerFunc(pprof.Trace)))
-		adminMux.Handle("/debug/pprof/symbol", adm.Protect(http.HandlerFunc(pprof.Symbol)))
-		adminMux.Handle("/debug/pprof/cmdline", adm.Protect(http.HandlerFunc(pprof.Cmdline)))
-	} else {
-		log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
-	}
+	a.relay = r
+	return nil
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 2)
-	var servers []*http.Server
-	for _, s := range []struct {
-		addr string
-		h    http.Handler
-	}{{f.apiAddr, api}, {f.adminAddr, adminMux}} {
-		ln, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			_ = r.Close()
-			return err
-		}
-		log.Info("listening", "addr", ln.Addr().String())
-		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, srv)
-		go func() { errc <- srv.Serve(ln) }()
+func (a *app) xrpcConfig(s *Settings) xrpc.Config {
+	c := s.XRPC
+	c.Store, c.Engine, c.Resolver, c.Firehose, c.Metrics, c.Logger = a.store, xrpcEngine{a.relay}, a.ids, a.hub, a.metrics, a.log
+	return c
+}
+
+// adminHandler serves /metrics always, and the admin API and pprof behind
+// the bearer token when one is set.
+func (a *app) adminHandler(token string) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
+	if token == "" {
+		a.log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
+		return mux, nil
 	}
-	if err := r.Start(ctx); err != nil {
-		_ = r.Close()
+	adm, err := admin.New(admin.Config{Store: a.store, Engine: adminEngine{r: a.relay, hub: a.hub}, Token: token, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/admin/", adm)
+	mux.Handle("/debug/pprof/", adm.Protect(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", adm.Protect(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/trace", adm.Protect(http.HandlerFunc(pprof.Trace)))
+	mux.Handle("/debug/pprof/symbol", adm.Protect(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/cmdline", adm.Protect(http.HandlerFunc(pprof.Cmdline)))
+	return mux, nil
+}
+
+// HTTP server limits of both listeners.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer returns a server with bounded headers and idle keep-alive
+// connections. It sets no ReadTimeout or WriteTimeout: both run from the
+// request's start for the life of the connection, and subscribeRepos keeps
+// a hijacked websocket open for hours; the firehose bounds its own writes
+// (firehose.Config.WriteTimeout) and pings idle consumers.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+}
+
+// run serves both listeners, starts the relay and waits for ctx to end,
+// the relay to fail or a listener to fail; then it closes the app. It
+// returns the first error, nil after a clean shutdown on ctx.
+func (a *app) run(ctx context.Context) error {
+	errc := make(chan error, len(a.servers))
+	for _, s := range a.servers {
+		go func() { errc <- s.srv.Serve(s.ln) }()
+	}
+	if err := a.relay.Start(ctx); err != nil {
+		_ = a.close()
 		return err
 	}
 	var runErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
-	case <-r.Done():
-		runErr = r.Err()
+		a.log.Info("shutting down")
+	case <-a.relay.Done():
+		runErr = a.relay.Err()
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
 			runErr = err
 		}
 	}
-	// Stop resyncing (accounts still desynchronized are enqueued again at
-	// the next start), stop reading upstream, drain workers and sequencer,
-	// then close the consumers and the listeners; deferred calls close the
-	// hub and store.
-	rs.Close()
-	if err := r.Close(); err != nil && runErr == nil {
+	if err := a.close(); err != nil && runErr == nil {
 		runErr = err
-	}
-	for _, s := range servers {
-		_ = s.Close()
 	}
 	return runErr
 }
 
-// sizeOverrides are the explicitly configured sizes; zero fields take their
-// share of the memory budget.
-type sizeOverrides struct{ identity, cache, memTable, ring int64 }
-
-// apply returns the budget's shares with the overrides in place.
-func (o sizeOverrides) apply(budget int64) memory.Shares {
-	sh := memory.SharesOf(budget)
-	for _, x := range []struct {
-		dst *int64
-		v   int64
-	}{{&sh.IdentityCache, o.identity}, {&sh.BlockCache, o.cache}, {&sh.MemTable, o.memTable}, {&sh.Ring, o.ring}} {
-		if x.v > 0 {
-			*x.dst = x.v
+// close stops and releases whatever buildApp made, in dependency order,
+// and returns the relay's close error. Stop resyncing (accounts still
+// desynchronized are enqueued again at the next start), stop reading
+// upstream, drain workers and sequencer, then close the listeners, the
+// consumers, the resolver and the store.
+func (a *app) close() error {
+	var err error
+	if a.resync != nil {
+		a.resync.Close()
+	}
+	if a.relay != nil {
+		err = a.relay.Close()
+	}
+	for _, s := range a.servers {
+		_ = s.srv.Close()
+		_ = s.ln.Close() // when Serve never ran
+	}
+	if a.hub != nil {
+		a.hub.Close()
+	}
+	if a.ids != nil {
+		a.ids.Close()
+	}
+	if a.store != nil {
+		if cerr := a.store.Close(); cerr != nil {
+			a.log.Error("store close", "err", cerr)
 		}
 	}
-	return sh
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+	if a.trim != nil {
+		a.trim.Stop()
 	}
-	return def
+	metrics.UnregisterSet(a.metrics, true)
+	return err
 }

@@ -102,7 +102,8 @@ type Config struct {
 	HostMetricsInterval time.Duration
 	// HostMetricsTopN bounds the hosts with their own series.
 	HostMetricsTopN int
-	// MaxBatchEvents bounds one group commit; at most store's MaxBatchEvents.
+	// MaxBatchEvents bounds one group commit. An explicit value above the
+	// store's MaxBatchEvents is refused; the default is lowered to it.
 	MaxBatchEvents int
 	// EventsPerSecond is an untrusted host's base event rate; its account
 	// limit / 1000 is added (§14.4). Over-limit hosts are paused, not dropped
@@ -245,12 +246,18 @@ type Relay struct {
 // New builds the relay and starts its workers and sequencer. Call Start to
 // subscribe to hosts and Close to stop.
 func New(cfg Config, d Deps) (*Relay, error) {
+	batchSet := cfg.MaxBatchEvents > 0
 	cfg = cfg.withDefaults()
 	if d.Store == nil || d.Identity == nil || d.Hub == nil {
 		return nil, fmt.Errorf("%w: Store, Identity and Hub are required", ErrConfig)
 	}
-	if cfg.MaxBatchEvents > store.DefaultMaxBatchEvents {
-		return nil, fmt.Errorf("%w: MaxBatchEvents %d above the store's %d", ErrConfig, cfg.MaxBatchEvents, store.DefaultMaxBatchEvents)
+	// A batch above the opened store's limit would fail its Append and stop
+	// ingestion for good: refuse an explicit value, lower the default.
+	if limit := d.Store.MaxBatchEvents(); cfg.MaxBatchEvents > limit {
+		if batchSet {
+			return nil, fmt.Errorf("%w: MaxBatchEvents %d above the store's %d", ErrConfig, cfg.MaxBatchEvents, limit)
+		}
+		cfg.MaxBatchEvents = limit
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

@@ -1,0 +1,530 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/memory"
+	"github.com/atrelay/relay/engine/relay"
+	"github.com/atrelay/relay/engine/resync"
+	"github.com/atrelay/relay/engine/verify"
+	"github.com/atrelay/relay/engine/xrpc"
+	"github.com/atrelay/relay/store"
+)
+
+// The settings of `relay serve` are one table, settingsTable: each entry
+// names a flag, its RELAY_* environment variable, the built-in default, the
+// kind of value, the help text and the field it fills. The table drives the
+// flags, `relay serve -h`, and deploy/relay.env (`relay serve --print-env`,
+// checked by TestRelayEnvMatchesTable), so a default is written once.
+//
+// Where a value comes from, last one wins:
+//
+//  1. the entry's built-in default;
+//  2. its environment variable, when set to a non-empty string;
+//  3. its flag on the command line.
+//
+// Unset means default: an absent variable, a variable set to "", and a flag
+// given "" all leave the built-in default in place. One setting is the
+// exception, marked emptyIsValue: RELAY_SEED_HOSTS_URL, where empty is a
+// value (bootstrapping off), so that `RELAY_SEED_HOSTS_URL=` in the
+// environment file does what it reads as. Numbers take no implicit
+// meaning from 0: each help text says what 0 does where it is allowed (for
+// the cache and buffer sizes, a share of the memory budget).
+//
+// Adding a setting is one entry: point its value at a field of Settings,
+// usually a field of the engine Config that Settings carries, then run
+// `go run ./cmd/relay serve --print-env > deploy/relay.env`.
+
+// Settings holds every value of `relay serve`. It embeds the engine
+// configurations so a table entry can fill any of their fields directly;
+// buildApp copies them and adds what no setting carries (dependencies,
+// metrics, loggers, the memory shares). A plain value.
+type Settings struct {
+	APIListen   string
+	AdminListen string
+	DataDir     string
+	AdminToken  string
+	LogLevel    slog.Level
+	LogFormat   string
+	// AllowInsecureHosts goes to the relay, the identity resolver and the
+	// resyncer alike.
+	AllowInsecureHosts bool
+	// Trim runs the heap trimmer.
+	Trim bool
+	// Sizes are the explicit cache and buffer sizes; zero ones take their
+	// share of the memory budget.
+	Sizes sizeOverrides
+
+	Memory   memory.Config
+	Store    store.Options // BlockCacheBytes and MemTableBytes come from the memory shares
+	Identity identity.Config
+	Relay    relay.Config // IntakeBytes and ResultsQueueBytes come from the memory shares
+	Firehose firehose.Config
+	Resync   resync.Config
+	XRPC     xrpc.Config
+}
+
+// sizeOverrides are the explicitly configured sizes; zero fields take their
+// share of the memory budget.
+type sizeOverrides struct{ identity, cache, memTable, ring int64 }
+
+// apply returns the budget's shares with the overrides in place.
+func (o sizeOverrides) apply(budget int64) memory.Shares {
+	sh := memory.SharesOf(budget)
+	for _, x := range []struct {
+		dst *int64
+		v   int64
+	}{{&sh.IdentityCache, o.identity}, {&sh.BlockCache, o.cache}, {&sh.MemTable, o.memTable}, {&sh.Ring, o.ring}} {
+		if x.v > 0 {
+			*x.dst = x.v
+		}
+	}
+	return sh
+}
+
+// setting is one entry of the table.
+type setting struct {
+	flag  string // flag name, without dashes
+	env   string // environment variable
+	group string // heading in -h and relay.env
+	def   string // built-in default, in the value's own syntax
+	// deploy is the value deploy/relay.env carries when it differs from
+	// def (the systemd layout's data directory and memory budget).
+	deploy string
+	// emptyIsValue makes "" a value instead of "unset" (see the top).
+	emptyIsValue bool
+	help         string
+	value        value
+}
+
+// value parses a setting's text into its field.
+type value struct {
+	kind    string   // shown by -h: string, list, bytes, duration, int, float, bool, enum
+	choices []string // the words an enum accepts
+	set     func(string) error
+}
+
+// Headings, in the order -h and relay.env show them.
+const (
+	groupNetwork  = "Network"
+	groupStorage  = "Storage"
+	groupUpstream = "Upstream hosts (PDSes)"
+	groupMemory   = "Memory"
+	groupAdmin    = "Admin and logs"
+)
+
+// settingsTable returns the table with every value bound to a field of s.
+func settingsTable(s *Settings) []setting {
+	return []setting{
+		{flag: "api-listen", env: "RELAY_API_LISTEN", group: groupNetwork, def: ":2470",
+			help:  "Public API and firehose (com.atproto.sync.subscribeRepos) listen address.",
+			value: stringValue(&s.APIListen)},
+		{flag: "admin-listen", env: "RELAY_METRICS_LISTEN", group: groupNetwork, def: "127.0.0.1:2471",
+			help: "Admin API, /metrics (no token) and pprof listen address; loopback only by default. " +
+				"To scrape /metrics from another machine, listen on a private address or on :2471 " +
+				"behind a firewall that admits only the monitoring host.",
+			value: stringValue(&s.AdminListen)},
+
+		{flag: "data-dir", env: "RELAY_DATA_DIR", group: groupStorage, def: "./data", deploy: "/var/lib/relay",
+			help:  "Directory of the Pebble database. Under systemd it must be the unit's StateDirectory.",
+			value: stringValue(&s.DataDir)},
+		{flag: "replay-window", env: "RELAY_REPLAY_WINDOW", group: groupStorage, def: formatDuration(store.DefaultReplayWindow),
+			help:  "How long events stay replayable by cursor (the backfill window); at least 1m.",
+			value: durationValue(&s.Store.ReplayWindow)},
+		{flag: "disk-budget", env: "RELAY_DISK_BUDGET", group: groupStorage, def: "0",
+			help: "Disk space the event log may use before the oldest events are dropped ahead of " +
+				"the replay window. 0: no size cap (the time window only).",
+			value: bytesValue(&s.Store.DiskBudgetBytes)},
+		{flag: "sync-policy", env: "RELAY_SYNC_POLICY", group: groupStorage, def: "every-batch",
+			help: "Durability of the event log: every-batch fsyncs each write batch before its events " +
+				"are broadcast; none leaves syncing to the OS (faster, loses the last seconds on power failure).",
+			value: enumValue(&s.Store.Sync, choice[store.SyncPolicy]{"every-batch", store.SyncEveryBatch},
+				choice[store.SyncPolicy]{"none", store.NoSync})},
+		{flag: "sync-interval", env: "RELAY_SYNC_INTERVAL", group: groupStorage, def: formatDuration(store.DefaultSyncInterval),
+			help: "Least time between two fsyncs under every-batch, at most " + formatDuration(store.MaxSyncInterval) +
+				". Batches that come sooner are written at once and share the next fsync: at most this much " +
+				"more latency, far fewer fsyncs under load. 0: fsync each batch at once.",
+			value: durationValue(&s.Store.SyncInterval)},
+		{flag: "initial-seq", env: "RELAY_INITIAL_SEQ", group: groupStorage, def: "1",
+			help:  "First sequence number of a brand-new database (at least 1); ignored once data exists.",
+			value: intValue(&s.Store.InitialSeq, 1)},
+
+		{flag: "plc-host", env: "RELAY_PLC_HOST", group: groupUpstream, def: "https://plc.directory",
+			help:  "PLC directory used to resolve did:plc identities.",
+			value: stringValue(&s.Identity.PLCURL)},
+		{flag: "default-account-limit", env: "RELAY_DEFAULT_ACCOUNT_LIMIT", group: groupUpstream, def: fmt.Sprint(relay.DefaultAccountLimit),
+			help:  "Accounts a newly seen host may serve before its further new accounts are throttled. 0: the default.",
+			value: intValue(&s.Relay.DefaultAccountLimit, 0)},
+		{flag: "trusted-domains", env: "RELAY_TRUSTED_DOMAINS", group: groupUpstream, def: "*.host.bsky.network",
+			help: "Comma-separated host patterns trusted without the per-host account limit and with the " +
+				"trusted event rate: *.domain (any subdomain), an exact hostname, or name:* (that name on " +
+				"any port). For benchmarks against local development hosts (with RELAY_ALLOW_INSECURE_HOSTS=true) " +
+				"add localhost:*, e.g. *.host.bsky.network,localhost:*",
+			value: listValue(&s.Relay.TrustedDomains)},
+		{flag: "new-hosts-per-day", env: "RELAY_NEW_HOSTS_PER_DAY", group: groupUpstream, def: fmt.Sprint(relay.DefaultNewHostsPerDay),
+			help:  "New hosts accepted through public requestCrawl per UTC day. 0: the default.",
+			value: intValue(&s.Relay.NewHostsPerDay, 0)},
+		{flag: "events-per-second", env: "RELAY_EVENTS_PER_SECOND", group: groupUpstream, def: fmt.Sprint(relay.DefaultEventsPerSecond),
+			help: "Events per second an untrusted host may send, plus its account limit / 1000. Faster " +
+				"events wait (back-pressure); none is dropped. 0: the default.",
+			value: floatValue(&s.Relay.EventsPerSecond)},
+		{flag: "trusted-events-per-second", env: "RELAY_TRUSTED_EVENTS_PER_SECOND", group: groupUpstream,
+			def:   fmt.Sprint(relay.DefaultTrustedEventsPerSecond),
+			help:  "Events per second a trusted host may send; faster events wait, none is dropped. 0: the default.",
+			value: floatValue(&s.Relay.TrustedEventsPerSecond)},
+		{flag: "seed-hosts-url", env: "RELAY_SEED_HOSTS_URL", group: groupUpstream, def: "https://bsky.network", emptyIsValue: true,
+			help: "Relay whose host list (com.atproto.sync.listHosts) seeds an empty database on first " +
+				"start. Empty turns bootstrapping off: the one setting where an empty value is not the default.",
+			value: stringValue(&s.Relay.SeedHostsURL)},
+		{flag: "allow-insecure-hosts", env: "RELAY_ALLOW_INSECURE_HOSTS", group: groupUpstream, def: "false",
+			help:  "Accept localhost:PORT hosts over ws:// and http:// (local testing only).",
+			value: boolValue(&s.AllowInsecureHosts)},
+		{flag: "validation", env: "RELAY_VALIDATION", group: groupUpstream, def: "strict",
+			help: "Commit validation: strict rejects any commit that fails a check; lenient passes some " +
+				"(counted) legacy-format problems through.",
+			value: enumValue(&s.Relay.Validation, choice[verify.Mode]{"strict", verify.Strict},
+				choice[verify.Mode]{"lenient", verify.Lenient})},
+		{flag: "workers", env: "RELAY_WORKERS", group: groupUpstream, def: "0",
+			help:  "Event-processing workers. 0: GOMAXPROCS (under systemd, from the unit's CPU quota).",
+			value: intValue(&s.Relay.Workers, 0)},
+
+		{flag: "memory-budget", env: "RELAY_MEMORY_BUDGET", group: groupMemory, def: "0", deploy: "4GiB",
+			help: "Memory of the whole process; under systemd it must equal MemoryHigh in relay.service. " +
+				"The relay sets GOMEMLIMIT to 90 % of it minus off-heap caches. 0: the cgroup limit " +
+				"(MemoryHigh/MemoryMax), else the machine's memory.",
+			value: bytesValue(&s.Memory.Budget)},
+		{flag: "gogc", env: "RELAY_GOGC", group: groupMemory, def: fmt.Sprint(memory.DefaultGOGC),
+			help: "Go GC target percentage; -1 collects only when nearing GOMEMLIMIT; 0: the default. The " +
+				"GOGC and GOMEMLIMIT variables, when set, win over this and the budget.",
+			value: intValue(&s.Memory.GOGC, -1)},
+		{flag: "trim-interval", env: "RELAY_TRIM_INTERVAL", group: groupMemory, def: formatDuration(memory.DefaultTrimInterval),
+			help:  "Least time between two returns of idle heap to the OS (each is a forced GC). 0: the default.",
+			value: durationValue(&s.Memory.TrimInterval)},
+		{flag: "trim", env: "RELAY_TRIM", group: groupMemory, def: "true",
+			help: "Run the heap trimmer (debug.FreeOSMemory when idle heap passes 1/64 of the budget, " +
+				"8-256 MiB); false turns it off, for measurements. PERF.md measures both.",
+			value: boolValue(&s.Trim)},
+		{flag: "identity-cache-budget", env: "RELAY_IDENTITY_CACHE_BUDGET", group: groupMemory, def: "0",
+			help:  "Memory for cached DID documents and handles. 0: derived from the memory budget (1/8 of it).",
+			value: bytesValue(&s.Sizes.identity)},
+		{flag: "firehose-buffer", env: "RELAY_FIREHOSE_BUFFER", group: groupMemory, def: "0",
+			help: "Recent frames kept in memory for consumers; older ones are read from disk. 0: derived " +
+				"from the memory budget (1/4 of it).",
+			value: bytesValue(&s.Sizes.ring)},
+		{flag: "pebble-cache", env: "RELAY_PEBBLE_CACHE", group: groupMemory, def: "0",
+			help:  "Pebble block cache, outside the Go heap. 0: derived from the memory budget (1/16 of it, 8 MiB-1 GiB).",
+			value: bytesValue(&s.Sizes.cache)},
+		{flag: "pebble-memtable", env: "RELAY_PEBBLE_MEMTABLE", group: groupMemory, def: "0",
+			help: "One Pebble memtable, outside the Go heap; up to 4 exist at once. 0: derived from the " +
+				"memory budget (1/128 of it, 4-64 MiB).",
+			value: bytesValue(&s.Sizes.memTable)},
+
+		{flag: "admin-password", env: "RELAY_ADMIN_PASSWORD", group: groupAdmin, def: "",
+			help: "Bearer token of the admin API and pprof, which stay off while it is empty. Set it " +
+				"before the first start; generate it with: openssl rand -hex 32",
+			value: stringValue(&s.AdminToken)},
+		{flag: "log-level", env: "RELAY_LOG_LEVEL", group: groupAdmin, def: "info",
+			help: "Log level.",
+			value: enumValue(&s.LogLevel, choice[slog.Level]{"debug", slog.LevelDebug}, choice[slog.Level]{"info", slog.LevelInfo},
+				choice[slog.Level]{"warn", slog.LevelWarn}, choice[slog.Level]{"error", slog.LevelError})},
+		{flag: "log-format", env: "RELAY_LOG_FORMAT", group: groupAdmin, def: "json",
+			help:  "Log format.",
+			value: enumValue(&s.LogFormat, choice[string]{"json", "json"}, choice[string]{"text", "text"})},
+	}
+}
+
+// parseSettings fills Settings from the table: each default, then the
+// environment (read through lookupEnv), then the flags in args. Usage and
+// flag errors go to out. printEnv reports --print-env. Every malformed
+// variable is reported, each named; a malformed flag is named by the flag
+// package.
+func parseSettings(args []string, lookupEnv func(string) (string, bool), out io.Writer) (s *Settings, printEnv bool, err error) {
+	s = &Settings{}
+	table := settingsTable(s)
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() { writeUsage(out, table) }
+	fs.BoolVar(&printEnv, "print-env", false, "")
+	var errs []error
+	for i := range table {
+		e := &table[i]
+		raw := e.def
+		if v, ok := lookupEnv(e.env); ok && (v != "" || e.emptyIsValue) {
+			raw = v
+		}
+		if err := e.value.set(raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", e.env, raw, err))
+			// Leave the default in place so the flag can still override.
+			raw = e.def
+			_ = e.value.set(raw)
+		}
+		fs.Var(&flagValue{s: e, raw: raw}, e.flag, e.help)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, false, err
+	}
+	if fs.NArg() > 0 {
+		return nil, false, fmt.Errorf("unexpected arguments %q (every setting is a --flag)", fs.Args())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, false, err
+	}
+	return s, printEnv, nil
+}
+
+// flagValue is the flag.Value of one setting.
+type flagValue struct {
+	s   *setting
+	raw string // the text in effect
+}
+
+func (f *flagValue) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.raw
+}
+
+func (f *flagValue) Set(v string) error {
+	if v == "" && !f.s.emptyIsValue {
+		v = f.s.def
+	}
+	if err := f.s.value.set(v); err != nil {
+		return err
+	}
+	f.raw = v
+	return nil
+}
+
+// IsBoolFlag lets a bool setting be given as a bare --flag.
+func (f *flagValue) IsBoolFlag() bool { return f.s.value.kind == "bool" }
+
+// writeUsage prints `relay serve -h` from the table.
+func writeUsage(w io.Writer, table []setting) {
+	fmt.Fprint(w, `usage: relay serve [flags]
+
+Runs the relay. Each flag also reads the RELAY_* variable shown with it; the
+flag wins over the variable. An absent or empty variable, or a flag given
+"", means the default (for --seed-hosts-url, empty turns bootstrapping off).
+Sizes take B, KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (powers
+of 1000); durations take Go syntax (90s, 5m, 72h).
+
+  --print-env
+        print deploy/relay.env (every variable with its default) and exit
+`)
+	group := ""
+	for _, e := range table {
+		if e.group != group {
+			group = e.group
+			fmt.Fprintf(w, "\n%s:\n", group)
+		}
+		kind := e.value.kind
+		if e.value.choices != nil {
+			kind = strings.Join(e.value.choices, "|")
+		}
+		if kind == "bool" {
+			fmt.Fprintf(w, "  --%s[=true|false]  %s, default %q\n", e.flag, e.env, e.def)
+		} else {
+			fmt.Fprintf(w, "  --%s %s  %s, default %q\n", e.flag, kind, e.env, e.def)
+		}
+		for _, line := range wrap(e.help, 72) {
+			fmt.Fprintf(w, "        %s\n", line)
+		}
+	}
+}
+
+// envFileHeader opens deploy/relay.env.
+const envFileHeader = `# Settings of the relay, read by systemd (EnvironmentFile= in relay.service)
+# and installed as /etc/relay/relay.env (mode 0600, root:root) by install.sh.
+# Generated from the settings table (cmd/relay/settings.go) by
+# ` + "`relay serve --print-env`" + `; in the repository, change the table and regenerate.
+# ` + "`relay serve -h`" + ` lists the flag each variable sets. Values shown are the
+# defaults. An absent or empty variable means its default, except
+# RELAY_SEED_HOSTS_URL, where empty turns bootstrapping off. Sizes take B, KiB,
+# MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (powers of 1000);
+# durations take Go syntax (90s, 5m, 72h).
+#
+# MUST MATCH relay.service: RELAY_MEMORY_BUDGET equals the unit's MemoryHigh,
+# and MemoryMax stays about 12.5 % above it. The caches and buffers below
+# default to shares of RELAY_MEMORY_BUDGET (0); an explicit size is carved out
+# of the same budget, so keep their sum well below it.
+`
+
+// writeEnvFile renders deploy/relay.env from the table.
+func writeEnvFile(w io.Writer, table []setting) error {
+	var b strings.Builder
+	b.WriteString(envFileHeader)
+	group := ""
+	for _, e := range table {
+		if e.group != group {
+			group = e.group
+			head := "# --- " + group + " "
+			b.WriteString("\n" + head + strings.Repeat("-", max(77-len(head), 3)) + "\n\n")
+		}
+		help := e.help
+		if e.value.choices != nil {
+			help += " One of: " + strings.Join(e.value.choices, ", ") + "."
+		}
+		val := e.def
+		if e.deploy != "" {
+			val = e.deploy
+			help += fmt.Sprintf(" (relay serve's own default: %s.)", e.def)
+		}
+		for _, line := range wrap(help, 76) {
+			b.WriteString("# " + line + "\n")
+		}
+		b.WriteString(e.env + "=" + val + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// wrap splits text into lines of at most width bytes at spaces (a longer
+// word gets a line of its own).
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// formatDuration prints d as an operator writes it: 72h, 10s, 1ms.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// The value kinds. Each setter parses the whole text and leaves the field
+// alone on error; the caller names the setting in the error.
+
+func stringValue(p *string) value {
+	return value{kind: "string", set: func(v string) error { *p = v; return nil }}
+}
+
+// listValue takes comma-separated items; blanks around and between them
+// are dropped.
+func listValue(p *[]string) value {
+	return value{kind: "list", set: func(v string) error {
+		var items []string
+		for _, it := range strings.Split(v, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+		*p = items
+		return nil
+	}}
+}
+
+func boolValue(p *bool) value {
+	return value{kind: "bool", set: func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		*p = b
+		return nil
+	}}
+}
+
+func durationValue(p *time.Duration) value {
+	return value{kind: "duration", set: func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("want a duration such as 90s, 5m or 72h, not negative")
+		}
+		*p = d
+		return nil
+	}}
+}
+
+// bytesValue takes a size in memory.ParseBytes's syntax.
+func bytesValue[T ~int64 | ~uint64](p *T) value {
+	return value{kind: "bytes", set: func(v string) error {
+		n, err := memory.ParseBytes(v)
+		switch {
+		case errors.Is(err, memory.ErrSizeUnit):
+			return errors.New("want a byte size such as 512MiB or 4GiB: unknown unit")
+		case errors.Is(err, memory.ErrSizeRange):
+			return errors.New("want a byte size such as 512MiB or 4GiB: too large")
+		case err != nil:
+			return errors.New("want a byte size such as 512MiB or 4GiB")
+		}
+		*p = T(n)
+		return nil
+	}}
+}
+
+// intValue takes a decimal integer of at least least.
+func intValue[T ~int | ~int64 | ~uint64](p *T, least int64) value {
+	return value{kind: "int", set: func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < least {
+			return fmt.Errorf("want an integer of at least %d", least)
+		}
+		*p = T(n)
+		return nil
+	}}
+}
+
+// floatValue takes a number of at least 0.
+func floatValue(p *float64) value {
+	return value{kind: "float", set: func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return errors.New("want a number of at least 0")
+		}
+		*p = f
+		return nil
+	}}
+}
+
+// choice is one word an enum accepts and the value it stands for.
+type choice[T any] struct {
+	word string
+	v    T
+}
+
+// enumValue takes one of the choices' words, exactly.
+func enumValue[T any](p *T, choices ...choice[T]) value {
+	words := make([]string, len(choices))
+	for i, c := range choices {
+		words[i] = c.word
+	}
+	return value{kind: "enum", choices: words, set: func(v string) error {
+		for _, c := range choices {
+			if v == c.word {
+				*p = c.v
+				return nil
+			}
+		}
+		return fmt.Errorf("want %s or %s", strings.Join(words[:len(words)-1], ", "), words[len(words)-1])
+	}}
+}
