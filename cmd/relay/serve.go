@@ -152,7 +152,7 @@ func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
 	memCfg.TrimThreshold = shares.TrimThreshold
 	a.log.Info("memory shares", "budget", applied.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
 		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "intake", shares.Intake,
-		"results", shares.Results, "trim_threshold", shares.TrimThreshold)
+		"results", shares.Results, "resync", shares.Resync, "trim_threshold", shares.TrimThreshold)
 	memory.RegisterRuntimeMetrics(a.metrics, applied)
 	trim, err := memory.NewTrimmer(memCfg, a.metrics, a.log)
 	if err != nil {
@@ -201,6 +201,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	var r *relay.Relay
 	rsCfg := s.Resync
 	rsCfg.Identities, rsCfg.AllowInsecure, rsCfg.Metrics, rsCfg.Logger = a.ids, s.AllowInsecureHosts, a.metrics, a.log
+	rsCfg.MemoryBytes = shares.Resync
 	rsCfg.OnResult = func(did string, res resync.Result) { r.OnResyncResult(did, res) }
 	rs, err := resync.New(rsCfg)
 	if err != nil {

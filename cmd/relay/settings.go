@@ -75,7 +75,7 @@ type Settings struct {
 
 // sizeOverrides are the explicitly configured sizes; zero fields take their
 // share of the memory budget.
-type sizeOverrides struct{ identity, cache, memTable, ring int64 }
+type sizeOverrides struct{ identity, cache, memTable, ring, resync int64 }
 
 // apply returns the budget's shares with the overrides in place.
 func (o sizeOverrides) apply(budget int64) memory.Shares {
@@ -83,7 +83,7 @@ func (o sizeOverrides) apply(budget int64) memory.Shares {
 	for _, x := range []struct {
 		dst *int64
 		v   int64
-	}{{&sh.IdentityCache, o.identity}, {&sh.BlockCache, o.cache}, {&sh.MemTable, o.memTable}, {&sh.Ring, o.ring}} {
+	}{{&sh.IdentityCache, o.identity}, {&sh.BlockCache, o.cache}, {&sh.MemTable, o.memTable}, {&sh.Ring, o.ring}, {&sh.Resync, o.resync}} {
 		if x.v > 0 {
 			*x.dst = x.v
 		}
@@ -118,6 +118,7 @@ const (
 	groupNetwork  = "Network"
 	groupStorage  = "Storage"
 	groupUpstream = "Upstream hosts (PDSes)"
+	groupIdentity = "Identity resolution (PLC and did:web)"
 	groupMemory   = "Memory"
 	groupAdmin    = "Admin and logs"
 )
@@ -158,9 +159,34 @@ func settingsTable(s *Settings) []setting {
 			help:  "First sequence number of a brand-new database (at least 1); ignored once data exists.",
 			value: intValue(&s.Store.InitialSeq, 1)},
 
-		{flag: "plc-host", env: "RELAY_PLC_HOST", group: groupUpstream, def: "https://plc.directory",
+		{flag: "plc-host", env: "RELAY_PLC_HOST", group: groupIdentity, def: "https://plc.directory",
 			help:  "PLC directory used to resolve did:plc identities.",
 			value: stringValue(&s.Identity.PLCURL)},
+		{flag: "plc-max-in-flight", env: "RELAY_PLC_MAX_IN_FLIGHT", group: groupIdentity, def: fmt.Sprint(identity.DefaultPLCMaxInFlight),
+			help:  "Concurrent requests to the PLC directory. 0: the default.",
+			value: intValue(&s.Identity.PLCMaxInFlight, 0)},
+		{flag: "plc-timeout", env: "RELAY_PLC_TIMEOUT", group: groupIdentity, def: formatDuration(identity.DefaultPLCRequestTimeout),
+			help:  "Deadline of one PLC directory request, body included. 0: the default.",
+			value: durationValue(&s.Identity.PLCRequestTimeout)},
+		{flag: "plc-allow-private", env: "RELAY_PLC_ALLOW_PRIVATE", group: groupIdentity, def: "false",
+			help: "Let the PLC directory URL resolve to a loopback or private address (an operator's own " +
+				"directory mirror); every other outbound request stays on public addresses.",
+			value: boolValue(&s.Identity.PLCAllowPrivate)},
+		{flag: "did-web-max-in-flight", env: "RELAY_DID_WEB_MAX_IN_FLIGHT", group: groupIdentity, def: fmt.Sprint(identity.DefaultWebMaxInFlight),
+			help: "Concurrent did:web document requests, apart from the PLC ones so that slow did:web " +
+				"hosts never delay did:plc accounts. 0: the default.",
+			value: intValue(&s.Identity.WebMaxInFlight, 0)},
+		{flag: "did-web-max-per-domain", env: "RELAY_DID_WEB_MAX_PER_DOMAIN", group: groupIdentity, def: fmt.Sprint(identity.DefaultWebMaxPerDomain),
+			help:  "Concurrent did:web requests to one domain (its last two labels). 0: the default.",
+			value: intValue(&s.Identity.WebMaxPerDomain, 0)},
+		{flag: "did-web-timeout", env: "RELAY_DID_WEB_TIMEOUT", group: groupIdentity, def: formatDuration(identity.DefaultWebRequestTimeout),
+			help:  "Deadline of one did:web resolution, counted from when it starts waiting for a request slot. 0: the default.",
+			value: durationValue(&s.Identity.WebRequestTimeout)},
+		{flag: "resync-memory", env: "RELAY_RESYNC_MEMORY", group: groupMemory, def: "0",
+			help: "Memory all repository resyncs (getRepo bodies and their verification) may hold at once; a " +
+				"repository larger than about half of it cannot be resynced. 0: derived from the memory budget " +
+				"(1/32 of it, 8-256 MiB).",
+			value: bytesValue(&s.Sizes.resync)},
 		{flag: "default-account-limit", env: "RELAY_DEFAULT_ACCOUNT_LIMIT", group: groupUpstream, def: fmt.Sprint(relay.DefaultAccountLimit),
 			help:  "Accounts a newly seen host may serve before its further new accounts are throttled. 0: the default.",
 			value: intValue(&s.Relay.DefaultAccountLimit, 0)},

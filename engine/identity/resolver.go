@@ -17,6 +17,16 @@ import (
 	"github.com/atrelay/relay/engine/netguard"
 )
 
+// Defaults of the resolution limits in Config (the settings table of relay
+// serve shows these).
+const (
+	DefaultPLCMaxInFlight    = 32
+	DefaultPLCRequestTimeout = 10 * time.Second
+	DefaultWebMaxInFlight    = 8
+	DefaultWebMaxPerDomain   = 2
+	DefaultWebRequestTimeout = 3 * time.Second
+)
+
 // Config configures a Resolver. Zero fields take the documented default;
 // zero never means "unlimited".
 type Config struct {
@@ -98,19 +108,19 @@ func (c Config) withDefaults() Config {
 		c.MaxHosts = 100_000
 	}
 	if c.PLCMaxInFlight <= 0 {
-		c.PLCMaxInFlight = 32
+		c.PLCMaxInFlight = DefaultPLCMaxInFlight
 	}
 	if c.PLCRequestTimeout <= 0 {
-		c.PLCRequestTimeout = 10 * time.Second
+		c.PLCRequestTimeout = DefaultPLCRequestTimeout
 	}
 	if c.WebMaxInFlight <= 0 {
-		c.WebMaxInFlight = 8
+		c.WebMaxInFlight = DefaultWebMaxInFlight
 	}
 	if c.WebMaxPerDomain <= 0 {
-		c.WebMaxPerDomain = 2
+		c.WebMaxPerDomain = DefaultWebMaxPerDomain
 	}
 	if c.WebRequestTimeout <= 0 {
-		c.WebRequestTimeout = 3 * time.Second
+		c.WebRequestTimeout = DefaultWebRequestTimeout
 	}
 	if c.MaxDocBytes <= 0 {
 		c.MaxDocBytes = 64 << 10
