@@ -270,28 +270,36 @@ func TestMessageTimeoutTrickle(t *testing.T) {
 }
 
 // TestMessageTimeoutNotTrippedByBusyStream: a stream whose reads nearly
-// always end mid-message, for many message timeouts, is never dropped: the
-// clock restarts with each message.
+// always end mid-message (the next message's first half arrives with the
+// previous one's second half), for several message timeouts, is never
+// dropped: the clock restarts with each message.
 func TestMessageTimeoutNotTrippedByBusyStream(t *testing.T) {
-	const n = 60
+	const n = 80 // ~0.7 s of stream, nearly three message timeouts
 	size := func(i int) int { return 20_000 + i*100 }
 	ts := newTestServer(t, false, func(sc *srvConn) {
+		// Each write is the second half of one message and the first half
+		// of the next, so no read ends between messages.
+		var stream []byte
+		var cuts []int
 		for i := range n {
 			b := frameBytes(ws.OpBinary, true, payloadN(i, size(i)))
-			half := len(b) / 2
-			if _, err := sc.Write(b[:half]); err != nil {
+			cuts = append(cuts, len(stream)+len(b)/2)
+			stream = append(stream, b...)
+		}
+		cuts = append(cuts, len(stream))
+		from := 0
+		for _, to := range cuts {
+			if _, err := sc.Write(stream[from:to]); err != nil {
 				return
 			}
+			from = to
 			time.Sleep(8 * time.Millisecond)
-			if _, err := sc.Write(b[half:]); err != nil {
-				return
-			}
 		}
 		sc.drain()
 	})
 	c := newCollector()
 	cfg := testConfig(c.sink)
-	cfg.MessageTimeout = 100 * time.Millisecond
+	cfg.MessageTimeout = 250 * time.Millisecond
 	l := newTestLoop(t, cfg)
 	h := addHost(t, l, ts, false)
 	checkFrames(t, c, n, size)
