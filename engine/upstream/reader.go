@@ -186,6 +186,11 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		if paused {
 			return outPaused, 0, nil
 		}
+		// Starts the clock of a message the pending bytes began, in case
+		// the socket has nothing more for now.
+		if r.msgTimedOut(h, c, time.Now().UnixNano()) {
+			return outFailed, ReasonMessageTimeout, ErrMessageTimeout
+		}
 	}
 	for budget := r.l.cfg.TurnBytes; budget > 0; {
 		if dst := c.fr.directDst(); dst != nil {
