@@ -24,14 +24,18 @@ func (l *Loop) clockLoop() {
 // tick runs one scan. Liveness: a connection that read nothing for IdlePing
 // gets a ping (sent by a reader, the owner); if still nothing has been read
 // PongTimeout after the ping, it is dropped with reason "timeout". Any bytes
-// count as life, not only pongs. Parked hosts are skipped: we are the ones
-// not reading.
+// count as life, not only pongs, but not as progress: a message begun more
+// than MessageTimeout ago is dropped (reason "message_timeout") however
+// steadily its bytes trickle in; readers check that after every read, the
+// clock catches a host that went silent mid-message. Parked hosts are
+// skipped: we are the ones not reading.
 func (l *Loop) tick(now time.Time, scan []*Host) []*Host {
 	l.mu.RLock()
 	scan = append(scan[:0], l.hosts...)
 	l.mu.RUnlock()
 	nowNs := now.UnixNano()
 	idle, pong := l.cfg.IdlePing.Nanoseconds(), l.cfg.PongTimeout.Nanoseconds()
+	msgTimeout := l.cfg.MessageTimeout.Nanoseconds()
 	for _, h := range scan {
 		h.mu.Lock()
 		switch h.state {
@@ -41,8 +45,11 @@ func (l *Loop) tick(now time.Time, scan []*Host) []*Host {
 				l.dialQ.push(h)
 			}
 		case stateArmed:
-			last := h.lastActivity.Load()
+			last, start := h.lastActivity.Load(), h.msgStart.Load()
 			switch {
+			case start != 0 && nowNs-start >= msgTimeout:
+				h.req |= reqMsgTimeout
+				l.kickLocked(h)
 			case h.pingSent > last && nowNs-h.pingSent >= pong:
 				h.req |= reqTimeout
 				l.kickLocked(h)

@@ -14,27 +14,33 @@ import (
 // Defaults. Zero in a Config field always means "use the default", never
 // "no limit": the peers are untrusted.
 const (
-	DefaultMaxFrameBytes      = 5_000_000 // spec §9.2 REF read limit
-	DefaultDialTimeout        = 5 * time.Second
-	DefaultHandshakeTimeout   = 10 * time.Second
-	DefaultWriteTimeout       = 10 * time.Second
-	DefaultMaxConcurrentDials = 32
-	DefaultBackoffMin         = time.Second
-	DefaultBackoffMax         = 30 * time.Second
-	DefaultSlowAfterFailures  = 15 // spec §14.4: ~15 failed dials → offline
-	DefaultSlowRetry          = 15 * time.Minute
-	DefaultIdlePing           = 2 * time.Minute
-	DefaultPongTimeout        = 30 * time.Second
-	DefaultTick               = time.Second
-	DefaultReadBufferBytes    = 64 << 10
-	DefaultTurnBytes          = 1 << 20
-	DefaultUserAgent          = "relay/1 (atproto-relay upstream)"
+	DefaultMaxFrameBytes       = 5_000_000 // spec §9.2 REF read limit
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultMaxConcurrentDials  = 32
+	DefaultBackoffMin          = time.Second
+	DefaultBackoffMax          = 30 * time.Second
+	DefaultSlowAfterFailures   = 15 // spec §14.4: ~15 failed dials → offline
+	DefaultSlowRetry           = 15 * time.Minute
+	DefaultIdlePing            = 2 * time.Minute
+	DefaultPongTimeout         = 30 * time.Second
+	DefaultTick                = time.Second
+	DefaultReadBufferBytes     = 64 << 10
+	DefaultTurnBytes           = 1 << 20
+	DefaultUserAgent           = "relay/1 (atproto-relay upstream)"
+	DefaultMaxHandshakeBytes   = 16 << 10
+	DefaultMaxHandshakeHeaders = 100
+	DefaultMessageTimeout      = time.Minute
+	DefaultMaxPingsPerSecond   = 10
+	DefaultLogInterval         = time.Minute
 )
 
 // Sink receives every complete binary message, error frames (op -1)
-// included: the loop does not decode CBOR. It runs on a reader goroutine and
-// takes ownership of f: it must call f.Release exactly once, now or later
-// from any goroutine. Returning false pauses the host: nothing more is read
+// included: the loop decodes no CBOR beyond the header's op, and ends the
+// stream after an error frame (reason "error_frame"). It runs on a reader
+// goroutine and takes ownership of f: it must call f.Release exactly once,
+// now or later from any goroutine. Returning false pauses the host: nothing more is read
 // from its socket until Loop.Resume(h), so buffered memory stays bounded by
 // the frames the engine already holds. The Sink may call Remove, Resume and
 // Reconnect.
@@ -71,12 +77,36 @@ type Config struct {
 	// TurnBytes is how much one reader takes from one host before it yields
 	// to others (fairness). Default 1 MiB.
 	TurnBytes int
+	// MaxHandshakeBytes bounds the upgrade response's status line plus
+	// headers; MaxHandshakeHeaders bounds its header lines. Beyond either
+	// the dial fails at once with reason "handshake_too_large", so a host
+	// streaming one endless header line costs at most this much memory.
+	// Defaults 16 KiB and 100.
+	MaxHandshakeBytes, MaxHandshakeHeaders int
+	// MessageTimeout is how long a message may take from its first byte to
+	// its last. A message still incomplete after it drops the connection
+	// (reason "message_timeout", backoff as after a failed dial): a host
+	// cannot keep a partial message buffer alive by trickling bytes. Time
+	// while the Sink has the host paused does not count. The default asks
+	// ~85 KB/s of a host sending a 5 MB message. Default 1 min.
+	MessageTimeout time.Duration
+	// MaxPingsPerSecond is the sustained ping rate a host may send; bursts
+	// of twice as many are tolerated. Faster drops the connection (reason
+	// "ping_flood", backoff as after a failed dial). Default 10.
+	MaxPingsPerSecond int
+	// LogInterval is the least time between two log lines carrying one
+	// host's remote text (Host.LogAllowed). Default 1 min.
+	LogInterval time.Duration
 
 	// DialTimeout bounds the TCP connect. Default 5 s.
 	DialTimeout time.Duration
 	// HandshakeTimeout bounds TLS plus the HTTP upgrade. Default 10 s.
 	HandshakeTimeout time.Duration
-	// WriteTimeout bounds writing one control frame. Default 10 s.
+	// WriteTimeout bounds how long a control frame we owe the peer (pong,
+	// ping, close) may wait for room in the socket. Control frames are
+	// written without blocking; one the socket cannot take yet is kept and
+	// retried at the host's next turn, and if it is still unsent after
+	// WriteTimeout the connection is dropped (reason "timeout"). Default 10 s.
 	WriteTimeout time.Duration
 	// BackoffMin and BackoffMax shape reconnect delays: BackoffMin·2^(n-1)
 	// after n consecutive failures, capped at BackoffMax, with jitter in
@@ -129,6 +159,11 @@ func (c Config) withDefaults() Config {
 	def(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	def(&c.TurnBytes, DefaultTurnBytes)
 	def(&c.SlowAfterFailures, DefaultSlowAfterFailures)
+	def(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
+	def(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
+	def(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
+	defD(&c.MessageTimeout, DefaultMessageTimeout)
+	defD(&c.LogInterval, DefaultLogInterval)
 	defD(&c.DialTimeout, DefaultDialTimeout)
 	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	defD(&c.WriteTimeout, DefaultWriteTimeout)
@@ -161,6 +196,8 @@ func (c Config) Validate() error {
 		{"Readers", c.Readers}, {"MaxConcurrentDials", c.MaxConcurrentDials},
 		{"MaxFrameBytes", c.MaxFrameBytes}, {"ReadBufferBytes", c.ReadBufferBytes},
 		{"TurnBytes", c.TurnBytes}, {"SlowAfterFailures", c.SlowAfterFailures},
+		{"MaxHandshakeBytes", c.MaxHandshakeBytes}, {"MaxHandshakeHeaders", c.MaxHandshakeHeaders},
+		{"MaxPingsPerSecond", c.MaxPingsPerSecond},
 	} {
 		if f.v < 0 {
 			bad("%s = %d must not be negative", f.name, f.v)
@@ -173,6 +210,7 @@ func (c Config) Validate() error {
 		{"DialTimeout", c.DialTimeout}, {"HandshakeTimeout", c.HandshakeTimeout},
 		{"WriteTimeout", c.WriteTimeout}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax},
 		{"SlowRetry", c.SlowRetry}, {"IdlePing", c.IdlePing}, {"PongTimeout", c.PongTimeout}, {"Tick", c.Tick},
+		{"MessageTimeout", c.MessageTimeout}, {"LogInterval", c.LogInterval},
 	} {
 		if f.v < 0 {
 			bad("%s = %v must not be negative", f.name, f.v)
@@ -183,6 +221,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReadBufferBytes > 0 && c.ReadBufferBytes < 1024 {
 		bad("ReadBufferBytes = %d is below 1024", c.ReadBufferBytes)
+	}
+	if c.MaxHandshakeBytes > 0 && c.MaxHandshakeBytes < 1024 {
+		bad("MaxHandshakeBytes = %d is below 1024", c.MaxHandshakeBytes)
+	}
+	if c.MaxPingsPerSecond > 1_000_000 {
+		bad("MaxPingsPerSecond = %d is above 1,000,000", c.MaxPingsPerSecond)
 	}
 	if c.MaxFrameBytes > 1<<30 {
 		bad("MaxFrameBytes = %d is above 1 GiB", c.MaxFrameBytes)

@@ -189,7 +189,9 @@ func (l *Loop) dialHost(h *Host) {
 	l.connected.Add(1)
 	h.mu.Lock()
 	h.conn, h.state, h.pingSent = c, stateReading, 0
+	c.prevFailures = h.failures
 	h.lastActivity.Store(time.Now().UnixNano())
+	h.msgStart.Store(0)
 	err = l.ep.add(c.nb.fd, c.id)
 	h.mu.Unlock()
 	if err != nil {
@@ -251,7 +253,8 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 		u.RawQuery = "cursor=" + strconv.FormatInt(cursor, 10)
 	}
 	wd := ws.Dialer{
-		Header: l.upgradeHdr,
+		Header:         l.upgradeHdr,
+		ReadBufferSize: handshakeReadBufferBytes,
 		OnHeader: func(key, value []byte) error {
 			if bytes.EqualFold(key, []byte("Server")) && bytes.Contains(bytes.ToLower(value), []byte("atproto-relay")) {
 				return ErrRelayLoop
@@ -259,11 +262,14 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 			return nil
 		},
 	}
-	br, _, err := wd.Upgrade(rw, &u)
+	head := &headLimiter{rw: rw, maxBytes: cfg.MaxHandshakeBytes, maxLines: cfg.MaxHandshakeHeaders + 1}
+	br, _, err := wd.Upgrade(head, &u)
 	if err != nil {
 		rw.Close()
 		var st ws.StatusError
 		switch {
+		case errors.Is(err, ErrHandshakeTooLarge):
+			return nil, ReasonHandshakeTooLarge, ErrHandshakeTooLarge
 		case errors.Is(err, ErrRelayLoop):
 			return nil, ReasonRelayLoop, ErrRelayLoop
 		case errors.As(err, &st):

@@ -1,8 +1,9 @@
 // Package upstream keeps a WebSocket subscription open to the
 // com.atproto.sync.subscribeRepos firehose of each of thousands of PDS hosts
 // and hands every complete binary message to the engine. It owns sockets,
-// framing, limits, reconnects and liveness; it does not decode CBOR (an error
-// frame, op -1, reaches the Sink like any other message).
+// framing, limits, reconnects and liveness; it does not decode CBOR beyond
+// one look at each message's header for op -1: an error frame reaches the
+// Sink like any other message, then ends the stream (see Hostile hosts).
 //
 // # Goroutines
 //
@@ -37,12 +38,14 @@
 // A frame's header (up to 14 bytes) is kept across turns; once it is
 // complete and passes gobwas/ws CheckHeader (client side: unmasked, no RSV,
 // proper fragmentation, control frames final and ≤ 125 bytes) and the size
-// limit, a pooled buffer sized from the header receives the payload, and
-// continuation frames extend it. Ping is answered with pong, close with
-// close then a reconnect, text frames are a protocol error. A message over
-// Config.MaxFrameBytes (5,000,000 by default, spec §9.2) drops the
-// connection with reason "oversize" and reconnects with backoff. Partial
-// frames cost only their own bytes while in flight.
+// limit, a pooled buffer receives the payload and continuation frames extend
+// it. The buffer is not sized from the declared length, which is only a
+// claim: it starts at min(length, 64 KiB) and moves to bigger pooled buffers
+// (at least doubling) as bytes arrive, so a partial message holds at most
+// 64 KiB or a few times what it received. Ping is answered with pong, close
+// with close then a reconnect, text frames are a protocol error. A message
+// over Config.MaxFrameBytes (5,000,000 by default, spec §9.2) drops the
+// connection with reason "oversize" and reconnects with backoff.
 //
 // # Back-pressure
 //
@@ -77,15 +80,17 @@
 // addresses; otherwise a net.Dialer Control hook refuses loopback, private,
 // link-local, unspecified, multicast and reserved addresses on the address
 // actually dialed (ErrForbiddenAddress, reason "dial"). TCP connect has
-// Config.DialTimeout (5 s), TLS plus upgrade Config.HandshakeTimeout. The
-// request carries our User-Agent and cursor=<seq> from Config.Cursor (or
-// from Reconnect). A non-101 answer is a *StatusError; a Server header
+// Config.DialTimeout (5 s), TLS plus upgrade Config.HandshakeTimeout, and
+// the response head is bounded by Config.MaxHandshakeBytes (16 KiB) and
+// Config.MaxHandshakeHeaders (100): gobwas/ws would otherwise grow a header
+// line without limit (reason "handshake_too_large"). The request carries
+// our User-Agent and cursor=<seq> from Config.Cursor (or from Reconnect). A non-101 answer is a *StatusError; a Server header
 // containing "atproto-relay" is ErrRelayLoop (reason "relay_loop", and the
 // host goes straight to the slow schedule; the engine may Remove it).
 // Failures back off exponentially from BackoffMin to BackoffMax (30 s) with
 // jitter; after SlowAfterFailures in a row the host is retried every
 // SlowRetry (15 min ± 1/3), forever. A connection that delivered a message
-// resets the count.
+// resets the count, unless it ended for misbehaving (below).
 //
 // # Liveness
 //
@@ -93,12 +98,47 @@
 // IdlePing gets a ping; if nothing at all is read within PongTimeout after
 // it, the connection is dropped (reason "timeout") and redialed.
 //
+// # Hostile hosts
+//
+// Anyone can get a host added, so every resource a host can make us spend
+// is bounded, and abuse backs off like a failed dial:
+//
+//   - Handshake: the response head is bounded (above).
+//   - Partial messages: buffers grow with the bytes that arrive (above), and
+//     a message must complete within Config.MessageTimeout (1 min) of its
+//     first byte (reason "message_timeout"): bytes prove a peer alive, not
+//     making progress. Readers check after every read, the clock catches a
+//     host gone silent mid-message; time the Sink keeps a host paused does
+//     not count.
+//   - Control frames: we write pong, ping and close without ever blocking
+//     (nbConn keeps at most 2 KiB the socket could not take, and a peer
+//     that leaves it unread for Config.WriteTimeout is dropped, reason
+//     "timeout"). Pings coalesce: one pong, for the newest ping, is sent at
+//     the end of the reader's turn. More than Config.MaxPingsPerSecond (10,
+//     bursts of twice that) drops the connection (reason "ping_flood").
+//   - Error frames (header op -1) end the stream after reaching the Sink
+//     (reason "error_frame"); they do not count as a delivery, so a host
+//     answering every connection with one (FutureCursor) backs off
+//     exponentially. A Reconnect the Sink asks for meanwhile keeps its
+//     cursor but waits out the backoff.
+//   - Penalties: a connection ended for "protocol", "oversize",
+//     "message_timeout", "ping_flood" or "error_frame" counts as one more
+//     failed dial even if it delivered messages first.
+//   - Logs: this package logs nothing; text a host controls (error and
+//     #info names, handshake and TLS errors) reaches the engine, which logs
+//     it through LogString (128 bytes, valid UTF-8) at most once per host
+//     per Config.LogInterval (Host.LogAllowed). Errors given to
+//     Config.OnDisconnect are already cut to that length.
+//
 // # Metrics
 //
 // In Config.Metrics: relay_upstream_frames_total, relay_upstream_bytes_total,
 // relay_upstream_dials_total, relay_upstream_errors_total{reason} (one series
-// per Reason, created at zero), and the gauges relay_upstream_connections,
-// relay_upstream_hosts, relay_upstream_outstanding_bytes.
+// per Reason, created at zero: the attacks above count under
+// handshake_too_large, message_timeout, ping_flood and error_frame),
+// relay_upstream_log_suppressed_total (lines Host.LogAllowed refused), and
+// the gauges relay_upstream_connections, relay_upstream_hosts,
+// relay_upstream_outstanding_bytes.
 //
 // Linux only (epoll).
 package upstream

@@ -13,14 +13,18 @@ type Reason uint8
 // The closed set of reasons. Values index counter arrays; add new ones only
 // before numReasons and give each a label in reasonLabels.
 const (
-	ReasonDial         Reason = iota // TCP connect failed, or the address was refused (SSRF)
-	ReasonHandshake                  // HTTP upgrade failed: non-101 status, bad headers, I/O error
-	ReasonTLS                        // TLS handshake or record layer failed
-	ReasonProtocol                   // WebSocket protocol violation, including text frames
-	ReasonOversize                   // a message exceeded Config.MaxFrameBytes
-	ReasonTimeout                    // no bytes for IdlePing and no answer to our ping within PongTimeout
-	ReasonClosedByPeer               // close frame, EOF or reset from the peer
-	ReasonRelayLoop                  // the peer says it is a relay (Server header contains "atproto-relay")
+	ReasonDial              Reason = iota // TCP connect failed, or the address was refused (SSRF)
+	ReasonHandshake                       // HTTP upgrade failed: non-101 status, bad headers, I/O error
+	ReasonTLS                             // TLS handshake or record layer failed
+	ReasonProtocol                        // WebSocket protocol violation, including text frames
+	ReasonOversize                        // a message exceeded Config.MaxFrameBytes
+	ReasonTimeout                         // no answer to our ping within PongTimeout, or the peer stopped reading (ErrWriteStalled)
+	ReasonClosedByPeer                    // close frame, EOF or reset from the peer
+	ReasonRelayLoop                       // the peer says it is a relay (Server header contains "atproto-relay")
+	ReasonHandshakeTooLarge               // upgrade response head over Config.MaxHandshakeBytes or MaxHandshakeHeaders
+	ReasonMessageTimeout                  // a message took longer than Config.MessageTimeout from its first byte
+	ReasonPingFlood                       // the peer pinged faster than Config.MaxPingsPerSecond
+	ReasonErrorFrame                      // the peer sent an error frame (op -1), which ends the stream
 	numReasons
 )
 
@@ -33,6 +37,11 @@ var reasonLabels = [numReasons]string{
 	ReasonTimeout:      "timeout",
 	ReasonClosedByPeer: "closed_by_peer",
 	ReasonRelayLoop:    "relay_loop",
+
+	ReasonHandshakeTooLarge: "handshake_too_large",
+	ReasonMessageTimeout:    "message_timeout",
+	ReasonPingFlood:         "ping_flood",
+	ReasonErrorFrame:        "error_frame",
 }
 
 // String returns the reason's metric label.
@@ -69,6 +78,22 @@ var (
 	ErrPongTimeout = errors.New("upstream: no answer to ping")
 	// ErrPeerClosed: the peer sent a close frame.
 	ErrPeerClosed = errors.New("upstream: peer sent close")
+	// ErrHandshakeTooLarge: the upgrade response's status line and headers
+	// exceed Config.MaxHandshakeBytes, or it has more than
+	// Config.MaxHandshakeHeaders header lines.
+	ErrHandshakeTooLarge = errors.New("upstream: upgrade response head too large")
+	// ErrMessageTimeout: a message (or control frame) was still incomplete
+	// Config.MessageTimeout after its first byte arrived.
+	ErrMessageTimeout = errors.New("upstream: message not completed in time")
+	// ErrPingFlood: the peer sent pings faster than Config.MaxPingsPerSecond.
+	ErrPingFlood = errors.New("upstream: ping flood")
+	// ErrErrorFrame: the peer sent an error frame (header op -1). The frame
+	// reached the Sink; the stream ends after it (spec: the server closes).
+	ErrErrorFrame = errors.New("upstream: peer sent an error frame")
+	// ErrWriteStalled: a control frame we owe the peer (pong, ping, close)
+	// could not be written for Config.WriteTimeout, or more than a few of
+	// them piled up: the peer does not read its socket.
+	ErrWriteStalled = errors.New("upstream: peer does not read its socket")
 	// ErrLoopClosed: the Loop was closed.
 	ErrLoopClosed = errors.New("upstream: loop closed")
 )

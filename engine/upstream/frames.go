@@ -23,12 +23,23 @@ const (
 // (saves one copy of large frames, costs a syscall per call).
 const directReadMin = 16 << 10
 
+// firstBufferBytes caps the message buffer taken when a data frame's header
+// arrives. The declared length is only a claim: a 10-byte header declaring
+// 5 MB must not cost 5 MB before any payload byte came. Bigger messages
+// move to larger pooled buffers as their bytes arrive (grow), so a partial
+// message holds at most max(64 KiB, a few times the bytes received). 64 KiB
+// is a pool class and far above the p99 frame (8 KiB), so ordinary frames
+// still get one exactly sized buffer.
+const firstBufferBytes = 64 << 10
+
 // frameReader is the resumable WebSocket frame parser of one connection
 // (RFC 6455 §5.2, client side). It is fed whatever bytes arrived and keeps
 // only what a frame in flight needs: up to 14 header bytes, the message
 // buffer being filled, and up to 125 control payload bytes. Everything is
-// checked before a buffer is sized: opcode, RSV bits, masking (a server must
+// checked before a buffer is taken: opcode, RSV bits, masking (a server must
 // not mask), fragmentation order, control frame size, and the message limit.
+// The buffer then grows with the bytes that actually arrive, never ahead of
+// them by more than firstBufferBytes or one pool class.
 //
 // Owned by the goroutine that owns the connection (a reader, or the dialer
 // before the first turn); never shared.
@@ -48,6 +59,12 @@ type frameReader struct {
 
 	ctrl  [ws.MaxControlFramePayloadSize]byte
 	ctrlN int
+
+	// done counts finished units: whole messages, and control frames that
+	// arrived outside a fragmented message. The reader's message clock
+	// (Config.MessageTimeout) restarts when it changes, so interleaving
+	// pings with fragments does not restart it.
+	done uint64
 }
 
 // headerLen is the full header size given its second byte.
@@ -97,6 +114,9 @@ func (r *frameReader) feed(p []byte) (n int, k frameKind, err error) {
 		if r.op.IsControl() {
 			r.ctrlN += copy(r.ctrl[r.ctrlN:], p[n:n+take])
 		} else {
+			if cap(r.msg.B)-len(r.msg.B) < take {
+				r.grow(take)
+			}
 			r.msg.B = append(r.msg.B, p[n:n+take]...)
 		}
 		n += take
@@ -147,19 +167,10 @@ func (r *frameReader) begin() (frameKind, error) {
 		if h.Length > int64(r.max) {
 			return kindNone, ErrOversize
 		}
-		r.msg = r.bufs.get(int(h.Length))
+		r.msg = r.bufs.get(int(min(h.Length, firstBufferBytes)))
 	case ws.OpContinuation:
-		total := int64(len(r.msg.B)) + h.Length
-		if total > int64(r.max) {
+		if int64(len(r.msg.B))+h.Length > int64(r.max) {
 			return kindNone, ErrOversize
-		}
-		if int64(cap(r.msg.B)) < total {
-			// Move to a bigger pooled buffer (doubling, capped at the limit)
-			// so fragmented streams reach a steady state without allocating.
-			grown := r.bufs.get(int(min(max(total, 2*int64(cap(r.msg.B))), int64(r.max))))
-			grown.B = append(grown.B, r.msg.B...)
-			r.bufs.put(r.msg)
-			r.msg = grown
 		}
 	default: // control: CheckHeader guaranteed final and ≤ 125 bytes
 		r.ctrlN = 0
@@ -171,15 +182,32 @@ func (r *frameReader) begin() (frameKind, error) {
 	return kindNone, nil
 }
 
+// grow moves the message to a pooled buffer with room for at least want
+// more bytes: at least twice the current capacity (so a message is copied
+// O(1) times per byte), never past the end of the frame in flight, whose
+// length the header already checked against the limit.
+func (r *frameReader) grow(want int) {
+	l := len(r.msg.B)
+	grown := r.bufs.get(min(max(l+want, 2*cap(r.msg.B)), l+r.need))
+	grown.B = append(grown.B, r.msg.B...)
+	r.bufs.put(r.msg)
+	r.msg = grown
+}
+
 // complete ends the frame in flight.
 func (r *frameReader) complete() frameKind {
 	r.inFrame = false
 	switch r.op {
-	case ws.OpPing:
-		return kindPing
-	case ws.OpPong:
-		return kindPong
-	case ws.OpClose:
+	case ws.OpPing, ws.OpPong, ws.OpClose:
+		if r.msg == nil {
+			r.done++
+		}
+		switch r.op {
+		case ws.OpPing:
+			return kindPing
+		case ws.OpPong:
+			return kindPong
+		}
 		return kindClose
 	}
 	if !r.fin {
@@ -187,17 +215,28 @@ func (r *frameReader) complete() frameKind {
 		return kindNone
 	}
 	r.fragmented = false
+	r.done++
 	return kindMessage
 }
 
+// partial reports whether a frame or a fragmented message is in flight.
+func (r *frameReader) partial() bool {
+	return r.hdrN > 0 || r.inFrame || r.msg != nil
+}
+
 // directDst returns the unfilled rest of a large data frame's payload, to be
-// read into directly, or nil when the next bytes should go through feed.
+// read into directly, or nil when the next bytes should go through feed. The
+// slice ends at the buffer's capacity if that comes first: the buffer grows
+// as it fills rather than as the header claims.
 func (r *frameReader) directDst() []byte {
 	if !r.inFrame || r.op.IsControl() || r.need < directReadMin {
 		return nil
 	}
 	l := len(r.msg.B)
-	return r.msg.B[l : l+r.need]
+	if cap(r.msg.B) == l {
+		r.grow(1)
+	}
+	return r.msg.B[l : l+min(r.need, cap(r.msg.B)-l)]
 }
 
 // advance records n bytes read into directDst's slice.

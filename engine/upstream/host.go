@@ -25,11 +25,12 @@ const (
 // Pending requests from other goroutines, handled by the connection's owner
 // at its next turn (bits of Host.req).
 const (
-	reqRemove    = 1 << iota // Remove was called
-	reqReconnect             // Reconnect was called
-	reqTimeout               // liveness check failed
-	reqPing                  // liveness wants a ping sent
-	reqResume                // Resume arrived while a reader owned the host
+	reqRemove     = 1 << iota // Remove was called
+	reqReconnect              // Reconnect was called
+	reqTimeout                // liveness check failed
+	reqPing                   // liveness wants a ping sent
+	reqResume                 // Resume arrived while a reader owned the host
+	reqMsgTimeout             // a message in flight outlived Config.MessageTimeout
 )
 
 // Host is one upstream PDS firehose. Create it with Loop.Add. Its methods
@@ -45,8 +46,11 @@ type Host struct {
 	frames       atomic.Uint64
 	bytes        atomic.Uint64
 	errs         [numReasons]atomic.Uint64
-	outstanding  atomic.Int64 // bytes delivered to the Sink and not yet released
-	lastActivity atomic.Int64 // unix nanos of the last bytes read; written by the owner
+	outstanding  atomic.Int64  // bytes delivered to the Sink and not yet released
+	lastActivity atomic.Int64  // unix nanos of the last bytes read; written by the owner
+	msgStart     atomic.Int64  // unix nanos the message in flight began (0: none); written by the owner
+	nextLog      atomic.Int64  // unix nanos before which LogAllowed refuses
+	logDropped   atomic.Uint64 // LogAllowed refusals since its last yes
 
 	index int // position in Loop.hosts; guarded by Loop.mu
 
@@ -86,6 +90,24 @@ func (h *Host) Errors(r Reason) uint64 {
 // released: the per-host memory the engine is holding. A Sink can pause the
 // host (return false) when this passes its budget.
 func (h *Host) Outstanding() int64 { return h.outstanding.Load() }
+
+// LogAllowed reports whether a log line about this host that carries remote
+// text (an #info or error frame's name and message, a handshake error) may
+// be written now: at most one per Config.LogInterval per host, so no host
+// can flood the log. A refused line is counted in
+// relay_upstream_log_suppressed_total; suppressed is how many were refused
+// since the last allowed line, for that line to mention. Pass the remote
+// text itself through LogString.
+func (h *Host) LogAllowed() (ok bool, suppressed uint64) {
+	now := time.Now().UnixNano()
+	next := h.nextLog.Load()
+	if now < next || !h.nextLog.CompareAndSwap(next, now+h.loop.cfg.LogInterval.Nanoseconds()) {
+		h.logDropped.Add(1)
+		h.loop.m.logSuppressed.Inc()
+		return false, 0
+	}
+	return true, h.logDropped.Swap(0)
+}
 
 // Connected reports whether the host has an upgraded connection.
 func (h *Host) Connected() bool {

@@ -153,7 +153,11 @@ func (l *Loop) Resume(h *Host) {
 
 // Reconnect drops the host's connection (if any) and dials again at once
 // with cursor (cursor < 0: no cursor) instead of asking Config.Cursor. Used
-// after the engine handled an error frame such as FutureCursor.
+// after the engine handled an error frame such as FutureCursor: called from
+// the Sink for an error frame (or any frame of a connection that ends for
+// misbehaving), the dial keeps the cursor but waits for the host's backoff
+// like any failed dial, so a host answering FutureCursor every time cannot
+// make us loop.
 func (l *Loop) Reconnect(h *Host, cursor int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

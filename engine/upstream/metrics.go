@@ -11,6 +11,8 @@ type loopMetrics struct {
 	bytes  *metrics.Counter
 	dials  *metrics.Counter
 	errs   [numReasons]*metrics.Counter
+
+	logSuppressed *metrics.Counter // log lines refused by Host.LogAllowed
 }
 
 func newLoopMetrics(set *metrics.Set, l *Loop) *loopMetrics {
@@ -26,6 +28,7 @@ func newLoopMetrics(set *metrics.Set, l *Loop) *loopMetrics {
 	m.frames = counter("relay_upstream_frames_total")
 	m.bytes = counter("relay_upstream_bytes_total")
 	m.dials = counter("relay_upstream_dials_total")
+	m.logSuppressed = counter("relay_upstream_log_suppressed_total")
 	for r := range numReasons {
 		m.errs[r] = counter(`relay_upstream_errors_total{reason="` + r.String() + `"}`)
 	}

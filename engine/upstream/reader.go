@@ -24,7 +24,36 @@ type conn struct {
 
 	pending   *bytebufferpool.ByteBuffer // bytes read but not parsed when the Sink paused
 	pendOff   int                        // parsed prefix of pending
-	delivered bool                       // a message was delivered on this connection
+	delivered bool                       // a message other than an error frame was delivered
+
+	// prevFailures is the host's failure count when this connection was
+	// made: a connection ended for misbehaving (penalized) counts as one
+	// more failed dial, however many messages it delivered before.
+	prevFailures int
+
+	// The message clock (Config.MessageTimeout): when the unit in flight
+	// (fr.done tells units apart) was first seen after a read; 0 when
+	// nothing is in flight. Mirrored in Host.msgStart for the clock.
+	msgStart int64 // unix nanos
+	msgMark  uint64
+
+	// Control replies. A pong is owed for the newest ping only (pings
+	// coalesce) and is written, without blocking, at the end of the turn.
+	pingTAT int64 // ping rate limiter: GCRA theoretical arrival time, unix nanos
+	pongDue bool
+	pongN   int
+	pong    [ws.MaxControlFramePayloadSize]byte
+}
+
+// penalized reports whether a connection ending for r counts as a failed
+// dial even if it delivered messages: the peer misbehaved, and a host that
+// sends one good message per connection must still back off.
+func penalized(r Reason) bool {
+	switch r {
+	case ReasonProtocol, ReasonOversize, ReasonMessageTimeout, ReasonPingFlood, ReasonErrorFrame:
+		return true
+	}
+	return false
 }
 
 // turnOutcome is how a reader's turn on a host ended.
@@ -77,25 +106,41 @@ func (r *reader) serve(h *Host) {
 		case req&reqTimeout != 0:
 			l.drop(h, c, ReasonTimeout, ErrPongTimeout)
 			return
+		case req&reqMsgTimeout != 0:
+			r.sendClose(c, ReasonMessageTimeout, ErrMessageTimeout)
+			l.drop(h, c, ReasonMessageTimeout, ErrMessageTimeout)
+			return
 		case req&reqPing != 0:
 			if err := r.writeControl(c, ws.OpPing, nil); err != nil {
-				l.drop(h, c, ReasonClosedByPeer, err)
+				l.drop(h, c, writeReason(err), err)
 				return
 			}
 		}
 		out, reason, err := r.turn(h, c)
+		if out != outFailed {
+			if reason, err = r.flushControl(c); err != nil {
+				out = outFailed
+			}
+		}
 		if out == outFailed {
-			if reason == ReasonProtocol || reason == ReasonOversize {
+			switch reason {
+			case ReasonProtocol, ReasonOversize, ReasonMessageTimeout, ReasonPingFlood:
 				r.sendClose(c, reason, err)
 			}
 			l.drop(h, c, reason, err)
 			return
 		}
+		if out == outPaused && c.msgStart != 0 {
+			// Time parked is ours, not the peer's: the unit in flight
+			// gets a fresh clock at the first read after Resume.
+			c.msgStart = 0
+			h.msgStart.Store(0)
+		}
 		h.mu.Lock()
 		if c.delivered {
 			h.failures = 0
 		}
-		if h.req&(reqRemove|reqReconnect|reqTimeout|reqPing) != 0 {
+		if h.req&(reqRemove|reqReconnect|reqTimeout|reqMsgTimeout|reqPing) != 0 {
 			h.mu.Unlock()
 			continue
 		}
@@ -141,15 +186,30 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		if paused {
 			return outPaused, 0, nil
 		}
+		// Starts the clock of a message the pending bytes began, in case
+		// the socket has nothing more for now.
+		if r.msgTimedOut(h, c, time.Now().UnixNano()) {
+			return outFailed, ReasonMessageTimeout, ErrMessageTimeout
+		}
 	}
 	for budget := r.l.cfg.TurnBytes; budget > 0; {
 		if dst := c.fr.directDst(); dst != nil {
 			n, err := c.rw.Read(dst)
 			if n > 0 {
-				h.lastActivity.Store(time.Now().UnixNano())
+				now := time.Now().UnixNano()
+				h.lastActivity.Store(now)
 				budget -= n
-				if c.fr.advance(n) == kindMessage && !r.deliver(h, c) {
-					return outPaused, 0, nil
+				if c.fr.advance(n) == kindMessage {
+					keep, derr := r.deliver(h, c)
+					if derr != nil {
+						return outFailed, ReasonErrorFrame, derr
+					}
+					if !keep {
+						return outPaused, 0, nil
+					}
+				}
+				if r.msgTimedOut(h, c, now) {
+					return outFailed, ReasonMessageTimeout, ErrMessageTimeout
 				}
 			}
 			if err != nil {
@@ -159,7 +219,8 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		}
 		n, err := c.rw.Read(r.scratch)
 		if n > 0 {
-			h.lastActivity.Store(time.Now().UnixNano())
+			now := time.Now().UnixNano()
+			h.lastActivity.Store(now)
 			budget -= n
 			used, paused, reason, perr := r.process(h, c, r.scratch[:n])
 			if perr != nil {
@@ -171,6 +232,9 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 					c.pending.B = append(c.pending.B, r.scratch[used:n]...)
 				}
 				return outPaused, 0, nil
+			}
+			if r.msgTimedOut(h, c, now) {
+				return outFailed, ReasonMessageTimeout, ErrMessageTimeout
 			}
 		}
 		if err != nil {
@@ -189,6 +253,10 @@ func readFailure(c *conn, err error) (turnOutcome, Reason, error) {
 	switch {
 	case err == errWouldBlock:
 		return outBlocked, 0, nil
+	case errors.Is(err, ErrWriteStalled):
+		// crypto/tls answering the peer (a key update) found the socket
+		// full of what we already owe.
+		return outFailed, ReasonTimeout, err
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &errno):
 		return outFailed, ReasonClosedByPeer, err
 	case c.isTLS:
@@ -212,13 +280,21 @@ func (r *reader) process(h *Host, c *conn, p []byte) (used int, paused bool, rea
 		}
 		switch k {
 		case kindMessage:
-			if !r.deliver(h, c) {
+			keep, derr := r.deliver(h, c)
+			if derr != nil {
+				return used, false, ReasonErrorFrame, derr
+			}
+			if !keep {
 				return used, true, 0, nil
 			}
 		case kindPing:
-			if werr := r.writeControl(c, ws.OpPong, c.fr.control()); werr != nil {
-				return used, false, ReasonClosedByPeer, werr
+			if !c.pingAllowed(r.l.cfg.MaxPingsPerSecond) {
+				return used, false, ReasonPingFlood, ErrPingFlood
 			}
+			// Answered by flushControl at the end of the turn: a flood of
+			// pings costs one pong write per turn, never a blocked reader.
+			c.pongN = copy(c.pong[:], c.fr.control())
+			c.pongDue = true
 		case kindClose:
 			code := ws.StatusNormalClosure
 			if ctl := c.fr.control(); len(ctl) >= 2 {
@@ -232,23 +308,104 @@ func (r *reader) process(h *Host, c *conn, p []byte) (used int, paused bool, rea
 }
 
 // deliver hands the completed message to the Sink and reports whether to
-// keep reading.
-func (r *reader) deliver(h *Host, c *conn) bool {
+// keep reading. An error frame is delivered too, and then ends the stream
+// (err ErrErrorFrame): the spec has the server close after it, and a host
+// answering every connection with one must back off, not loop. It does not
+// count as a delivery for the failure count.
+func (r *reader) deliver(h *Host, c *conn) (keep bool, err error) {
 	m := c.fr.takeMessage()
 	n := len(m.B)
+	errFrame := isErrorFrame(m.B) // before the Sink, which may release m
 	h.frames.Add(1)
 	h.bytes.Add(uint64(n))
 	h.outstanding.Add(int64(n))
 	r.l.outstanding.Add(int64(n))
 	r.l.m.frames.Inc()
 	r.l.m.bytes.Add(n)
-	c.delivered = true
-	return r.l.cfg.Sink(h, Frame{b: m, h: h})
+	if !errFrame {
+		c.delivered = true
+	}
+	keep = r.l.cfg.Sink(h, Frame{b: m, h: h})
+	if errFrame {
+		return keep, ErrErrorFrame
+	}
+	return keep, nil
+}
+
+// pingAllowed is the per-connection ping rate limit: a GCRA bucket of
+// rate pings per second with a burst of 2·rate.
+func (c *conn) pingAllowed(rate int) bool {
+	const burst = 2 * int64(time.Second)
+	now := time.Now().UnixNano()
+	tat := max(c.pingTAT, now) + int64(time.Second)/int64(rate)
+	if tat-now > burst {
+		return false
+	}
+	c.pingTAT = tat
+	return true
+}
+
+// msgTimedOut runs after each read that did not end the turn: it starts the
+// message clock when a new unit is in flight, stops it between units, and
+// reports whether the unit in flight is older than Config.MessageTimeout.
+// Per read, not per frame, so a busy stream pays nothing per message.
+func (r *reader) msgTimedOut(h *Host, c *conn, now int64) bool {
+	if !c.fr.partial() {
+		if c.msgStart != 0 {
+			c.msgStart = 0
+			h.msgStart.Store(0)
+		}
+		return false
+	}
+	if c.msgStart == 0 || c.msgMark != c.fr.done {
+		c.msgStart, c.msgMark = now, c.fr.done
+		h.msgStart.Store(now)
+		return false
+	}
+	return now-c.msgStart > r.l.cfg.MessageTimeout.Nanoseconds()
+}
+
+// flushControl sends, without blocking, what the connection owes the peer:
+// first the rest of an earlier control frame the socket could not take,
+// then the pong for the newest ping. A peer that leaves them unread for
+// WriteTimeout (it floods us and never reads) is dropped.
+func (r *reader) flushControl(c *conn) (Reason, error) {
+	if c.nb.owes() {
+		if err := c.nb.flush(); err != nil {
+			return writeReason(err), err
+		}
+		if c.nb.owes() {
+			if time.Now().UnixNano()-c.nb.owedSince > r.l.cfg.WriteTimeout.Nanoseconds() {
+				return ReasonTimeout, ErrWriteStalled
+			}
+			return 0, nil // the pong, if any, waits: it would only queue
+		}
+	}
+	if c.pongDue {
+		c.pongDue = false
+		if err := r.writeControl(c, ws.OpPong, c.pong[:c.pongN]); err != nil {
+			return writeReason(err), err
+		}
+	}
+	return 0, nil
+}
+
+// writeReason classifies a failed control write.
+func writeReason(err error) Reason {
+	if errors.Is(err, ErrWriteStalled) {
+		return ReasonTimeout
+	}
+	return ReasonClosedByPeer
 }
 
 // writeControl sends one masked control frame (RFC 6455 §5.3: a client
-// masks everything it sends).
+// masks everything it sends) without blocking. While earlier bytes are
+// still owed the frame is skipped: pings and closes are best effort, and
+// flushControl holds a pong back until the socket drained.
 func (r *reader) writeControl(c *conn, op ws.OpCode, payload []byte) error {
+	if c.nb.owes() {
+		return nil
+	}
 	b := r.wbuf[:0]
 	b = append(b, 0x80|byte(op), 0x80|byte(len(payload)))
 	var mask [4]byte
@@ -256,9 +413,6 @@ func (r *reader) writeControl(c *conn, op ws.OpCode, payload []byte) error {
 	b = append(b, mask[:]...)
 	b = append(b, payload...)
 	ws.Cipher(b[6:], mask, 0)
-	if err := c.rw.SetWriteDeadline(time.Now().Add(r.l.cfg.WriteTimeout)); err != nil {
-		return err
-	}
 	_, err := c.rw.Write(b)
 	return err
 }
@@ -282,6 +436,8 @@ func (r *reader) sendClose(c *conn, reason Reason, err error) {
 	switch {
 	case reason == ReasonOversize:
 		code = ws.StatusMessageTooBig
+	case reason == ReasonMessageTimeout, reason == ReasonPingFlood:
+		code = ws.StatusPolicyViolation
 	case err == ErrTextFrame:
 		code = ws.StatusUnsupportedData
 	}
@@ -304,14 +460,20 @@ func (l *Loop) drop(h *Host, c *conn, reason Reason, err error) {
 		h.state = stateClosed
 		h.mu.Unlock()
 		l.unregister(h)
-	case req&reqReconnect != 0:
+	case req&reqReconnect != 0 && !penalized(reason):
 		h.state = stateDialQueued
 		h.mu.Unlock()
 		l.dialQ.push(h)
 	default:
-		if c.delivered {
+		// A Reconnect asked for while the peer misbehaved (the engine
+		// answering an error frame) keeps its cursor but waits out the
+		// backoff like any failed dial.
+		switch {
+		case penalized(reason):
+			h.failures = max(h.failures, c.prevFailures) + 1
+		case c.delivered:
 			h.failures = 1
-		} else {
+		default:
 			h.failures++
 		}
 		l.scheduleLocked(h, reason)
@@ -342,6 +504,9 @@ func (l *Loop) count(h *Host, reason Reason, err error) {
 	h.errs[reason].Add(1)
 	l.m.errs[reason].Inc()
 	if l.cfg.OnDisconnect != nil {
+		if err != nil {
+			err = remoteError{err}
+		}
 		l.cfg.OnDisconnect(h, reason, err)
 	}
 }

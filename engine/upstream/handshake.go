@@ -1,0 +1,93 @@
+package upstream
+
+import "io"
+
+// handshakeReadBufferBytes is the bufio buffer gobwas/ws reads the upgrade
+// response through (ws.Dialer.ReadBufferSize). It is also the most the
+// upgrade can read past the response head: frames the host sent right
+// behind it, handed to the first turn as pending bytes.
+const handshakeReadBufferBytes = 4 << 10
+
+// headLimiter sits between gobwas/ws's upgrade and the connection while the
+// response head (status line and headers) is read, and fails the read that
+// would take the head past maxBytes or maxLines lines. gobwas/ws reads a
+// header line of any length by appending buffer-sized chunks until it sees
+// '\n', so without this a host streaming one endless line grows our heap
+// for the whole HandshakeTimeout; here it costs at most maxBytes plus one
+// read buffer.
+//
+// It counts lines the way gobwas/ws splits them (on '\n', an optional '\r'
+// before it) and stops counting at the blank line that ends the head: bytes
+// after it are frames, bounded by the upgrade's read buffer. Used by one
+// dialer goroutine, for one handshake only; writes pass through.
+type headLimiter struct {
+	rw       io.ReadWriter
+	maxBytes int // head bytes allowed, '\r' and '\n' included
+	maxLines int // status line plus headers, the blank line excluded
+
+	bytes   int  // head bytes seen so far
+	lines   int  // complete lines seen so far
+	lineLen int  // bytes of the current line, a trailing '\r' excluded
+	cr      bool // the last byte was '\r' (maybe the start of "\r\n")
+	done    bool // the blank line was seen; count nothing more
+}
+
+// Read implements io.Reader. It never asks for more than one byte past the
+// head's remaining budget, so an oversized head fails after at most
+// maxBytes+1 bytes.
+func (l *headLimiter) Read(p []byte) (int, error) {
+	if l.done {
+		return l.rw.Read(p)
+	}
+	if left := l.maxBytes - l.bytes + 1; len(p) > left {
+		p = p[:left]
+	}
+	n, err := l.rw.Read(p)
+	if l.scan(p[:n]) {
+		return 0, ErrHandshakeTooLarge
+	}
+	return n, err
+}
+
+// scan counts the head bytes and lines in b and reports whether the head
+// broke a limit.
+func (l *headLimiter) scan(b []byte) (tooLarge bool) {
+	for _, c := range b {
+		if l.done {
+			return false
+		}
+		l.bytes++
+		if l.bytes > l.maxBytes {
+			return true
+		}
+		switch c {
+		case '\n':
+			// A '\r' right before is part of the terminator (l.cr).
+			l.cr = false
+			if l.lineLen == 0 {
+				l.done = true
+				continue
+			}
+			l.lines++
+			l.lineLen = 0
+			if l.lines > l.maxLines {
+				return true
+			}
+		case '\r':
+			if l.cr {
+				l.lineLen++ // the previous '\r' was line content after all
+			}
+			l.cr = true
+		default:
+			if l.cr {
+				l.lineLen++
+				l.cr = false
+			}
+			l.lineLen++
+		}
+	}
+	return false
+}
+
+// Write implements io.Writer: the upgrade request passes unchanged.
+func (l *headLimiter) Write(p []byte) (int, error) { return l.rw.Write(p) }
