@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/atrelay/relay/engine/upstream"
 	"io"
 	"log/slog"
 	"strconv"
@@ -219,6 +220,17 @@ func settingsTable(s *Settings) []setting {
 				"(counted) legacy-format problems through.",
 			value: enumValue(&s.Relay.Validation, choice[verify.Mode]{"strict", verify.Strict},
 				choice[verify.Mode]{"lenient", verify.Lenient})},
+		{flag: "upstream-max-dials", env: "RELAY_UPSTREAM_MAX_DIALS", group: groupUpstream, def: fmt.Sprint(upstream.DefaultMaxConcurrentDials),
+			help:  "Upstream WebSocket dials in progress at once (reconnect storms queue behind them). 0: the default.",
+			value: intValue(&s.Relay.Upstream.MaxConcurrentDials, 0)},
+		{flag: "upstream-message-timeout", env: "RELAY_UPSTREAM_MESSAGE_TIMEOUT", group: groupUpstream, def: formatDuration(upstream.DefaultMessageTimeout),
+			help: "Time one upstream message may take from its first byte to its last; a host trickling a " +
+				"frame to hold its buffer is disconnected after it. 0: the default.",
+			value: durationValue(&s.Relay.Upstream.MessageTimeout)},
+		{flag: "upstream-max-pings-per-second", env: "RELAY_UPSTREAM_MAX_PINGS_PER_SECOND", group: groupUpstream,
+			def:   fmt.Sprint(upstream.DefaultMaxPingsPerSecond),
+			help:  "Sustained WebSocket pings per second a host may send (bursts of twice that); above it the connection is dropped. 0: the default.",
+			value: intValue(&s.Relay.Upstream.MaxPingsPerSecond, 0)},
 		{flag: "workers", env: "RELAY_WORKERS", group: groupUpstream, def: "0",
 			help:  "Event-processing workers. 0: GOMAXPROCS (under systemd, from the unit's CPU quota).",
 			value: intValue(&s.Relay.Workers, 0)},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -230,55 +229,6 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFrameBytes > 1<<30 {
 		bad("MaxFrameBytes = %d is above 1 GiB", c.MaxFrameBytes)
-	}
-	return errors.Join(errs...)
-}
-
-// Environment variable names read by LoadEnv.
-const (
-	EnvMaxDials      = "RELAY_UPSTREAM_MAX_DIALS"
-	EnvMaxFrameBytes = "RELAY_UPSTREAM_MAX_FRAME_BYTES"
-	EnvIdlePing      = "RELAY_UPSTREAM_IDLE_PING"
-	EnvAllowInsecure = "RELAY_UPSTREAM_ALLOW_INSECURE"
-)
-
-// LoadEnv overrides fields from the environment variables named by the Env*
-// constants, looked up through getenv (os.Getenv in production, a map in
-// tests). Unset variables leave fields alone; malformed ones are all
-// reported together.
-func (c *Config) LoadEnv(getenv func(string) string) error {
-	var errs []error
-	if v := getenv(EnvMaxDials); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a positive integer", EnvMaxDials, v))
-		} else {
-			c.MaxConcurrentDials = n
-		}
-	}
-	if v := getenv(EnvMaxFrameBytes); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a positive integer", EnvMaxFrameBytes, v))
-		} else {
-			c.MaxFrameBytes = n
-		}
-	}
-	if v := getenv(EnvIdlePing); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a positive duration", EnvIdlePing, v))
-		} else {
-			c.IdlePing = d
-		}
-	}
-	if v := getenv(EnvAllowInsecure); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("upstream: %s=%q: want a boolean", EnvAllowInsecure, v))
-		} else {
-			c.AllowInsecureHosts = b
-		}
 	}
 	return errors.Join(errs...)
 }

@@ -128,12 +128,6 @@ func TestConfigValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("inconsistent config accepted")
 	}
-	var c Config
-	env := map[string]string{EnvMaxDials: "7", EnvMaxFrameBytes: "x", EnvIdlePing: "1m", EnvAllowInsecure: "true"}
-	err = c.LoadEnv(func(k string) string { return env[k] })
-	if err == nil || c.MaxConcurrentDials != 7 || c.IdlePing != time.Minute || !c.AllowInsecureHosts || c.MaxFrameBytes != 0 {
-		t.Fatalf("LoadEnv: %+v, %v", c, err)
-	}
 }
 
 // TestMetricsPreCreated: every reason's counter exists at zero from New, and
