@@ -64,6 +64,10 @@ type Config struct {
 	Metrics *metrics.Set
 	// Logger receives connect and disconnect lines (default: discard).
 	Logger *slog.Logger
+
+	// passEvents is the replay pass budget (default replayPassEvents);
+	// tests lower it to exercise re-seeking.
+	passEvents int
 }
 
 // Default values of Config's fields.
@@ -105,6 +109,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
 	def(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
 	def(&c.CompressConcurrency, DefaultCompressConcurrency)
+	def(&c.passEvents, replayPassEvents)
 	defD(&c.HelloTimeout, DefaultHelloTimeout)
 	defD(&c.PingInterval, DefaultPingInterval)
 	defD(&c.WriteTimeout, DefaultWriteTimeout)

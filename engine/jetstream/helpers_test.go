@@ -186,6 +186,9 @@ func accountFrame(did string, active bool, status string) []byte {
 	return event.AppendAccount(nil, &a)
 }
 
+// testNowMS is the tests' clock: an hour after their events' times.
+const testNowMS = 1_764_109_077_806 + 3_600_000
+
 // testServer is a Server on a real loopback listener.
 type testServer struct {
 	*Server
@@ -197,6 +200,11 @@ func startServer(t *testing.T, src *fakeSource, cfg Config) *testServer {
 	t.Helper()
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		// The test events are from 2026-11-25; "now" is an hour later, so
+		// their stamps are never future cursors, whatever the real date.
+		cfg.Now = func() time.Time { return time.UnixMilli(testNowMS) }
 	}
 	s, err := New(src, cfg)
 	if err != nil {
@@ -293,29 +301,24 @@ func (c *client) expectNothing(d time.Duration) {
 	}
 }
 
-// closeCode reads until the server's close frame and returns its code.
+// closeCode reads frames until the server's close frame and returns its
+// code, without answering it (the server may already have closed the
+// socket).
 func (c *client) closeCode(timeout time.Duration) int {
 	c.t.Helper()
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
 	for {
-		_, _, err := wsutil.ReadServerData(c.rw)
-		if err == nil {
-			continue
+		f, err := ws.ReadFrame(c.rw)
+		if err != nil {
+			c.t.Fatalf("expected a close frame, got %v", err)
 		}
-		var ce wsutil.ClosedError
-		if ok := asClosed(err, &ce); ok {
-			return int(ce.Code)
+		if f.Header.OpCode == ws.OpClose {
+			if len(f.Payload) < 2 {
+				return 0
+			}
+			return int(f.Payload[0])<<8 | int(f.Payload[1])
 		}
-		c.t.Fatalf("expected a close frame, got %v", err)
 	}
-}
-
-func asClosed(err error, ce *wsutil.ClosedError) bool {
-	if x, ok := err.(wsutil.ClosedError); ok {
-		*ce = x
-		return true
-	}
-	return false
 }
 
 func (c *client) sendText(s string) {

@@ -303,37 +303,45 @@ func (s *Server) secondStart(q uint64) (uint64, error) {
 }
 
 // timeStart returns where a replay for time cursor t (µs) starts stamping:
-// the first event of t's second, the first event after it, the oldest
-// event when t is before the window, or the newest event's second when
-// nothing was committed since t's second began.
-func (s *Server) timeStart(t int64) (uint64, error) {
+// the first event of t's second, the first event after it, or the newest
+// event's second when nothing was committed since t's second began. exact
+// is false when the start is the oldest retained event because t is before
+// the window or in a second retention has cut into: that second's stamps
+// may then come out lower than they went live, so the replay must send it
+// whole rather than filter it by t.
+func (s *Server) timeStart(t int64) (start uint64, exact bool, err error) {
 	sec := floorDiv(t, 1e6)
 	c, ok, err := s.src.SeqAtTime(time.Unix(sec, 0))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	oldest, any := s.src.OldestSeq()
 	if !any {
-		return 1, nil
+		return 1, true, nil
 	}
 	if !ok {
 		newest, _ := s.src.NewestSeq()
-		return s.secondStart(newest)
+		start, err := s.secondStart(newest)
+		return start, start != oldest, err
 	}
-	if c <= oldest {
-		return oldest, nil
+	if c < oldest {
+		return oldest, false, nil
+	}
+	if c == oldest {
+		// c is a second's true first event; t may be before it.
+		return oldest, true, nil
 	}
 	// If the event before c is already in t's second, that second's
 	// index entry was dropped by retention: the events of t's second that
 	// remain start at the oldest.
 	prev, ms, ok, err := s.eventAt(c - 1)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if ok && prev < c && floorDiv(ms, 1000) >= sec {
-		return oldest, nil
+		return oldest, false, nil
 	}
-	return c, nil
+	return c, true, nil
 }
 
 // seqStart returns where a replay of the events after relay seq a starts

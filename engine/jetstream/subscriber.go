@@ -297,7 +297,11 @@ func (sub *subscriber) replay(kind cursorKind, after uint64, minTime int64, seen
 	var start uint64
 	var err error
 	if kind == cursorTime {
-		start, err = s.timeStart(minTime)
+		var exact bool
+		start, exact, err = s.timeStart(minTime)
+		if !exact {
+			minTime = 0
+		}
 	} else {
 		start, err = s.seqStart(after)
 	}
@@ -337,7 +341,7 @@ func (sub *subscriber) replayPass() (natural bool, why cause) {
 	s := sub.s
 	sub.bw = s.getReplayWriter(sub)
 	sub.werr = nil
-	sub.rleft = replayPassEvents
+	sub.rleft = s.cfg.passEvents
 	err := s.src.ReplayTimed(sub.ctx, sub.rpos, sub.replayFn)
 	ferr := sub.bw.Flush()
 	s.putReplayWriter(sub.bw)
