@@ -8,25 +8,25 @@ import (
 	"github.com/atrelay/relay/engine/event"
 )
 
-// Kind is the kind of a Jetstream event; its String is the JSON "kind".
-type Kind uint8
+// evKind is the kind of a Jetstream event; its String is the JSON "kind".
+type evKind uint8
 
 // The Jetstream event kinds. A relay #sync, #info or unknown frame yields no
 // Jetstream event, as in Jetstream.
 const (
-	KindCommit Kind = iota + 1
-	KindIdentity
-	KindAccount
+	kindCommit evKind = iota + 1
+	kindIdentity
+	kindAccount
 )
 
 // String returns "commit", "identity" or "account".
-func (k Kind) String() string {
+func (k evKind) String() string {
 	switch k {
-	case KindCommit:
+	case kindCommit:
 		return "commit"
-	case KindIdentity:
+	case kindIdentity:
 		return "identity"
-	case KindAccount:
+	case kindAccount:
 		return "account"
 	}
 	return "unknown"
@@ -63,11 +63,11 @@ func (s skip) String() string { return skipNames[s] }
 type candidate struct {
 	seq        uint64
 	timeUS     int64
-	kind       Kind
-	op         int    // index into the commit's ops (KindCommit)
-	operation  string // "create", "update" or "delete" (KindCommit)
-	collection []byte // view into the frame (KindCommit)
-	rkey       []byte // view into the frame (KindCommit)
+	kind       evKind
+	op         int    // index into the commit's ops (kindCommit)
+	operation  string // "create", "update" or "delete" (kindCommit)
+	collection []byte // view into the frame (kindCommit)
+	rkey       []byte // view into the frame (kindCommit)
 }
 
 // stamper assigns time_us values. Jetstream stamps each of its events with
@@ -161,14 +161,14 @@ func (c *converter) load(seq uint64, unixMilli int64, frame []byte) error {
 				continue
 			}
 			c.cands = append(c.cands, candidate{
-				seq: seq, timeUS: c.clock.next(unixMilli), kind: KindCommit, op: i,
+				seq: seq, timeUS: c.clock.next(unixMilli), kind: kindCommit, op: i,
 				operation: operation, collection: o.Path[:slash], rkey: o.Path[slash+1:],
 			})
 		}
 	case event.KindIdentity:
-		c.cands = append(c.cands, candidate{seq: seq, timeUS: c.clock.next(unixMilli), kind: KindIdentity})
+		c.cands = append(c.cands, candidate{seq: seq, timeUS: c.clock.next(unixMilli), kind: kindIdentity})
 	case event.KindAccount:
-		c.cands = append(c.cands, candidate{seq: seq, timeUS: c.clock.next(unixMilli), kind: KindAccount})
+		c.cands = append(c.cands, candidate{seq: seq, timeUS: c.clock.next(unixMilli), kind: kindAccount})
 	}
 	return nil
 }
@@ -201,7 +201,7 @@ func (c *converter) appendJSON(dst []byte, i int) ([]byte, skip) {
 	dst = append(dst, `,"time_us":`...)
 	dst = strconv.AppendInt(dst, cd.timeUS, 10)
 	switch cd.kind {
-	case KindCommit:
+	case kindCommit:
 		cm := &c.msg.Commit
 		o := &cm.Ops[cd.op]
 		dst = append(dst, `,"kind":"commit","commit":{"rev":`...)
@@ -227,7 +227,7 @@ func (c *converter) appendJSON(dst []byte, i int) ([]byte, skip) {
 			dst = append(dst, '"')
 		}
 		dst = append(dst, '}')
-	case KindIdentity:
+	case kindIdentity:
 		id := &c.msg.Identity
 		dst = append(dst, `,"kind":"identity","identity":{"did":`...)
 		dst = appendJSONString(dst, id.DID)
@@ -240,7 +240,7 @@ func (c *converter) appendJSON(dst []byte, i int) ([]byte, skip) {
 		dst = append(dst, `,"time":`...)
 		dst = appendJSONString(dst, id.Time)
 		dst = append(dst, '}')
-	case KindAccount:
+	case kindAccount:
 		a := &c.msg.Account
 		dst = append(dst, `,"kind":"account","account":{"active":`...)
 		dst = strconv.AppendBool(dst, a.Active)

@@ -213,7 +213,7 @@ func TestConverterCapture(t *testing.T) {
 			}
 			cd := &c.cands[j]
 			key := cd.kind.String()
-			if cd.kind == KindCommit {
+			if cd.kind == kindCommit {
 				key += " " + cd.operation + " " + string(cd.collection)
 			}
 			counts[key]++

@@ -31,14 +31,17 @@
 // second's last microsecond. Stamps rise strictly with the stream (a cap
 // can repeat one only past a million events in a second) and depend only
 // on their own second, whose first event the store's time index finds.
-// Worked example: three ops committed at 12:00:00.004 and one event at
-// .004 after them get …000004000, …000004001, …000004002, …000004003; the
-// next event at .005 gets …000005000.
+// Worked example, stamps shown as the microseconds within their second: a
+// commit with three ops committed at .004, an identity event at .004 and a
+// one-op commit at .005 get .004000, .004001, .004002, then .004003, then
+// .005000.
 //
-// Two cases give a replay stamps a few microseconds below the live ones
-// (so a resume may repeat an event, never skip one): the oldest second of
-// the window when retention has cut into it, and events hidden by a
-// takedown after they were sent.
+// A replay reproduces these stamps exactly, with two exceptions. In the
+// oldest second of the window, when retention has cut into it, stamps
+// start again from its oldest remaining event and come out lower; a time
+// cursor falling there replays that second whole, so nothing is skipped.
+// And an event hidden by a takedown after it was sent no longer counts, so
+// the later events of its millisecond burst restamp one microsecond lower.
 //
 // # Cursors
 //

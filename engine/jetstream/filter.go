@@ -94,13 +94,13 @@ func containsString(list []string, s string) bool {
 // collection (empty for identity and account events). As in Jetstream,
 // identity and account events pass every collection filter; the DID filter
 // applies to every kind.
-func (f *filter) wants(k Kind, did, collection []byte) bool {
+func (f *filter) wants(k evKind, did, collection []byte) bool {
 	if len(f.dids) > 0 {
 		if _, ok := f.dids[string(did)]; !ok {
 			return false
 		}
 	}
-	if f.allCollections || k != KindCommit {
+	if f.allCollections || k != kindCommit {
 		return true
 	}
 	if _, ok := f.exact[string(collection)]; ok {

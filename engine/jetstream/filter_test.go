@@ -8,7 +8,7 @@ import (
 
 func TestFilterWants(t *testing.T) {
 	const alice, bob = "did:plc:alice", "did:web:bob.test"
-	f := func(cols, dids []string, k Kind, did, col string, want bool) {
+	f := func(cols, dids []string, k evKind, did, col string, want bool) {
 		t.Helper()
 		fl, err := newFilter(cols, dids, 0)
 		if err != nil {
@@ -19,33 +19,33 @@ func TestFilterWants(t *testing.T) {
 		}
 	}
 	// No filter: everything.
-	f(nil, nil, KindCommit, alice, "app.bsky.feed.post", true)
-	f(nil, nil, KindIdentity, bob, "", true)
+	f(nil, nil, kindCommit, alice, "app.bsky.feed.post", true)
+	f(nil, nil, kindIdentity, bob, "", true)
 	// Exact collections.
 	posts := []string{"app.bsky.feed.post"}
-	f(posts, nil, KindCommit, alice, "app.bsky.feed.post", true)
-	f(posts, nil, KindCommit, alice, "app.bsky.feed.like", false)
-	f(posts, nil, KindCommit, alice, "app.bsky.feed.postgate", false)
+	f(posts, nil, kindCommit, alice, "app.bsky.feed.post", true)
+	f(posts, nil, kindCommit, alice, "app.bsky.feed.like", false)
+	f(posts, nil, kindCommit, alice, "app.bsky.feed.postgate", false)
 	// Prefix wildcards match everything under the prefix, dot included.
 	feed := []string{"app.bsky.feed.*"}
-	f(feed, nil, KindCommit, alice, "app.bsky.feed.post", true)
-	f(feed, nil, KindCommit, alice, "app.bsky.feed.like", true)
-	f(feed, nil, KindCommit, alice, "app.bsky.feedx.post", false)
-	f(feed, nil, KindCommit, alice, "app.bsky.graph.follow", false)
-	f([]string{"app.*"}, nil, KindCommit, alice, "app.bsky.graph.follow", true)
-	f([]string{"app.bsky.graph.follow", "app.bsky.feed.*"}, nil, KindCommit, alice, "app.bsky.graph.follow", true)
+	f(feed, nil, kindCommit, alice, "app.bsky.feed.post", true)
+	f(feed, nil, kindCommit, alice, "app.bsky.feed.like", true)
+	f(feed, nil, kindCommit, alice, "app.bsky.feedx.post", false)
+	f(feed, nil, kindCommit, alice, "app.bsky.graph.follow", false)
+	f([]string{"app.*"}, nil, kindCommit, alice, "app.bsky.graph.follow", true)
+	f([]string{"app.bsky.graph.follow", "app.bsky.feed.*"}, nil, kindCommit, alice, "app.bsky.graph.follow", true)
 	// Identity and account events pass collection filters (Jetstream).
-	f(posts, nil, KindIdentity, alice, "", true)
-	f(feed, nil, KindAccount, alice, "", true)
+	f(posts, nil, kindIdentity, alice, "", true)
+	f(feed, nil, kindAccount, alice, "", true)
 	// DIDs apply to every kind.
-	f(nil, []string{alice}, KindCommit, alice, "app.bsky.feed.post", true)
-	f(nil, []string{alice}, KindCommit, bob, "app.bsky.feed.post", false)
-	f(nil, []string{alice}, KindIdentity, bob, "", false)
-	f(nil, []string{alice, bob}, KindAccount, bob, "", true)
+	f(nil, []string{alice}, kindCommit, alice, "app.bsky.feed.post", true)
+	f(nil, []string{alice}, kindCommit, bob, "app.bsky.feed.post", false)
+	f(nil, []string{alice}, kindIdentity, bob, "", false)
+	f(nil, []string{alice, bob}, kindAccount, bob, "", true)
 	// Both: and.
-	f(posts, []string{alice}, KindCommit, alice, "app.bsky.feed.like", false)
-	f(posts, []string{alice}, KindCommit, bob, "app.bsky.feed.post", false)
-	f(posts, []string{alice}, KindCommit, alice, "app.bsky.feed.post", true)
+	f(posts, []string{alice}, kindCommit, alice, "app.bsky.feed.like", false)
+	f(posts, []string{alice}, kindCommit, bob, "app.bsky.feed.post", false)
+	f(posts, []string{alice}, kindCommit, alice, "app.bsky.feed.post", true)
 }
 
 func TestFilterRefuses(t *testing.T) {

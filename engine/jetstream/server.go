@@ -500,7 +500,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.connects.Inc()
 	s.cfg.Logger.Debug("jetstream subscriber connected", "remote", sub.remote,
-		"cursor", q.Get("cursor"), "compress", compress, "requireHello", requireHello)
+		"userAgent", sub.userAgent, "cursor", q.Get("cursor"), "compress", compress, "requireHello", requireHello)
 	go sub.readLoop(rw.Reader)
 	sub.serve(kind, cur, requireHello)
 }

@@ -313,6 +313,13 @@ func TestHostileMessages(t *testing.T) {
 	if code := junk.closeCode(waitMsg); code != closePolicy {
 		t.Fatalf("junk: close code %d, want %d", code, closePolicy)
 	}
+	// An unmasked client frame breaks RFC 6455: dropped without ceremony.
+	rude := ts.dial(t, "")
+	ts.waitLive(t, 2)
+	if err := ws.WriteFrame(rude.conn, ws.NewTextFrame([]byte(`{"type":"options_update","payload":{}}`))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the protocol error", func() bool { return ts.m.disconnects[causeProtocol].Get() == 1 })
 	ts.waitLive(t, 1)
 	ts.appendAll(t, baseMS, post(alice, "p"))
 	good.expectKeys("commit " + alice + " app.bsky.feed.post/p create")
