@@ -1,0 +1,163 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Config holds the endpoint's knobs. Zero values mean the documented
+// default; negative values are rejected by New.
+type Config struct {
+	// MaxSubscribers bounds the connected subscribers (default 5,000);
+	// more get HTTP 503.
+	MaxSubscribers int
+	// QueueEvents bounds the messages queued for one live subscriber
+	// (default 10,000, Jetstream's outbox size); the queue grows on demand.
+	// A subscriber whose queue is full is disconnected as too slow.
+	QueueEvents int
+	// QueueBytes bounds the bytes queued for one live subscriber (default
+	// 8 MiB); a message that does not fit a non-empty queue disconnects the
+	// subscriber as too slow. Queued messages are shared with every other
+	// subscriber that wants them, so this bounds what one slow subscriber
+	// can pin.
+	QueueBytes int
+	// BatchMessages is the most queued messages one writev sends (default
+	// 64, at most 512).
+	BatchMessages int
+	// MaxReplays bounds the subscribers replaying from the log at once
+	// (default 16): a replay decodes and encodes every event for its
+	// subscriber alone, so this caps the CPU cursors can take. Others wait
+	// their turn.
+	MaxReplays int
+	// MaxClientMessageBytes bounds one message from a subscriber, such as
+	// an options_update (default 1 MiB: 10,000 DIDs fit); a larger message
+	// closes the connection. Memory grows only as bytes arrive.
+	MaxClientMessageBytes int
+	// HelloTimeout bounds how long a requireHello subscriber may wait
+	// before its first options_update (default 30 s).
+	HelloTimeout time.Duration
+	// PingInterval is the ping period for idle subscribers (default 30 s).
+	PingInterval time.Duration
+	// WriteTimeout is how long one socket write may block before the
+	// subscriber is treated as dead (default 30 s).
+	WriteTimeout time.Duration
+	// PollInterval is how often the pump looks for new events in the log
+	// when Notify is not called (default 1 s); Notify wakes it at once.
+	PollInterval time.Duration
+	// ReplayBufferBytes is the write buffer of a replaying subscriber
+	// (default 64 KiB).
+	ReplayBufferBytes int
+	// CompressConcurrency is how many zstd compressions may run at once,
+	// the pump's and the replays' together (default 4); each holds about
+	// a megabyte of encoder state.
+	CompressConcurrency int
+	// Software names the relay in the HTTP Server header (default "relay").
+	Software string
+	// Now is the clock of the "cursor in the future" rule (default
+	// time.Now).
+	Now func() time.Time
+	// Metrics receives the endpoint's metrics (default: a private Set).
+	Metrics *metrics.Set
+	// Logger receives connect and disconnect lines (default: discard).
+	Logger *slog.Logger
+
+	// passEvents is the replay pass budget (default replayPassEvents);
+	// tests lower it to exercise re-seeking.
+	passEvents int
+}
+
+// Default values of Config's fields.
+const (
+	DefaultMaxSubscribers        = 5_000
+	DefaultQueueEvents           = 10_000
+	DefaultQueueBytes            = 8 << 20
+	DefaultBatchMessages         = 64
+	MaxBatchMessages             = 512
+	DefaultMaxReplays            = 16
+	DefaultMaxClientMessageBytes = 1 << 20
+	DefaultHelloTimeout          = 30 * time.Second
+	DefaultPingInterval          = 30 * time.Second
+	DefaultWriteTimeout          = 30 * time.Second
+	DefaultPollInterval          = time.Second
+	DefaultReplayBufferBytes     = 64 << 10
+	DefaultCompressConcurrency   = 4
+)
+
+// ErrConfig is returned (wrapped) by New for an invalid Config.
+var ErrConfig = errors.New("jetstream: invalid config")
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxSubscribers, DefaultMaxSubscribers)
+	def(&c.QueueEvents, DefaultQueueEvents)
+	def(&c.QueueBytes, DefaultQueueBytes)
+	def(&c.BatchMessages, DefaultBatchMessages)
+	def(&c.MaxReplays, DefaultMaxReplays)
+	def(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
+	def(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
+	def(&c.CompressConcurrency, DefaultCompressConcurrency)
+	def(&c.passEvents, replayPassEvents)
+	defD(&c.HelloTimeout, DefaultHelloTimeout)
+	defD(&c.PingInterval, DefaultPingInterval)
+	defD(&c.WriteTimeout, DefaultWriteTimeout)
+	defD(&c.PollInterval, DefaultPollInterval)
+	if c.Software == "" {
+		c.Software = "relay"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate reports every out-of-range field of a defaulted Config at once.
+func (c Config) validate() error {
+	var errs []error
+	pos := func(name string, v int) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d < 0", name, v))
+		}
+	}
+	posD := func(name string, v time.Duration) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v < 0", name, v))
+		}
+	}
+	pos("MaxSubscribers", c.MaxSubscribers)
+	pos("QueueEvents", c.QueueEvents)
+	pos("QueueBytes", c.QueueBytes)
+	pos("MaxReplays", c.MaxReplays)
+	pos("MaxClientMessageBytes", c.MaxClientMessageBytes)
+	pos("ReplayBufferBytes", c.ReplayBufferBytes)
+	pos("CompressConcurrency", c.CompressConcurrency)
+	if c.BatchMessages < 0 || c.BatchMessages > MaxBatchMessages {
+		errs = append(errs, fmt.Errorf("BatchMessages %d outside 1..%d", c.BatchMessages, MaxBatchMessages))
+	}
+	posD("HelloTimeout", c.HelloTimeout)
+	posD("PingInterval", c.PingInterval)
+	posD("WriteTimeout", c.WriteTimeout)
+	posD("PollInterval", c.PollInterval)
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}
