@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/atrelay/relay/engine/jetstream"
 	"io"
 	"log/slog"
 	"net"
@@ -78,6 +79,7 @@ type app struct {
 	hub     *firehose.Hub
 	resync  *resync.Resyncer
 	relay   *relay.Relay
+	js      *jetstream.Server
 	// servers are the public API (first) and the admin listener, bound by
 	// buildApp and served by run.
 	servers []server
@@ -113,10 +115,18 @@ func (a *app) build(s *Settings) error {
 	if err := a.buildRelay(s, shares); err != nil {
 		return err
 	}
-	api, err := xrpc.New(a.xrpcConfig(s))
+	xrpcAPI, err := xrpc.New(a.xrpcConfig(s))
 	if err != nil {
 		return err
 	}
+	jsCfg := s.Jetstream
+	jsCfg.Metrics, jsCfg.Logger = a.metrics, a.log
+	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
+		return err
+	}
+	api := http.NewServeMux()
+	api.Handle("GET /subscribe", a.js)
+	api.Handle("/", xrpcAPI)
 	adminHandler, err := a.adminHandler(s.AdminToken)
 	if err != nil {
 		return err
@@ -310,6 +320,9 @@ func (a *app) close() error {
 	}
 	if a.hub != nil {
 		a.hub.Close()
+	}
+	if a.js != nil {
+		a.js.Close()
 	}
 	if a.ids != nil {
 		a.ids.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/atrelay/relay/engine/jetstream"
 	"github.com/atrelay/relay/engine/upstream"
 	"io"
 	"log/slog"
@@ -72,6 +73,8 @@ type Settings struct {
 	Firehose firehose.Config
 	Resync   resync.Config
 	XRPC     xrpc.Config
+	// Jetstream configures the Jetstream-compatible JSON stream (GET /subscribe).
+	Jetstream jetstream.Config
 }
 
 // sizeOverrides are the explicitly configured sizes; zero fields take their
@@ -116,12 +119,13 @@ type value struct {
 
 // Headings, in the order -h and relay.env show them.
 const (
-	groupNetwork  = "Network"
-	groupStorage  = "Storage"
-	groupUpstream = "Upstream hosts (PDSes)"
-	groupIdentity = "Identity resolution (PLC and did:web)"
-	groupMemory   = "Memory"
-	groupAdmin    = "Admin and logs"
+	groupNetwork   = "Network"
+	groupStorage   = "Storage"
+	groupUpstream  = "Upstream hosts (PDSes)"
+	groupIdentity  = "Identity resolution (PLC and did:web)"
+	groupMemory    = "Memory"
+	groupJetstream = "Jetstream (JSON stream at GET /subscribe)"
+	groupAdmin     = "Admin and logs"
 )
 
 // settingsTable returns the table with every value bound to a field of s.
@@ -265,6 +269,21 @@ func settingsTable(s *Settings) []setting {
 			help: "One Pebble memtable, outside the Go heap; up to 4 exist at once. 0: derived from the " +
 				"memory budget (1/128 of it, 4-64 MiB).",
 			value: bytesValue(&s.Sizes.memTable)},
+
+		{flag: "jetstream-max-subscribers", env: "RELAY_JETSTREAM_MAX_SUBSCRIBERS", group: groupJetstream,
+			def:   fmt.Sprint(jetstream.DefaultMaxSubscribers),
+			help:  "Concurrent Jetstream subscribers; more get HTTP 503. 0: the default.",
+			value: intValue(&s.Jetstream.MaxSubscribers, 0)},
+		{flag: "jetstream-queue-bytes", env: "RELAY_JETSTREAM_QUEUE_BYTES", group: groupJetstream,
+			def: fmt.Sprintf("%dMiB", jetstream.DefaultQueueBytes>>20),
+			help: "Messages a Jetstream subscriber may have waiting; a subscriber further behind is " +
+				"disconnected as too slow (messages are shared between subscribers, so this bounds how " +
+				"far back the slowest one holds them). 0: the default.",
+			value: bytesValue(&s.Jetstream.QueueBytes)},
+		{flag: "jetstream-max-replays", env: "RELAY_JETSTREAM_MAX_REPLAYS", group: groupJetstream,
+			def:   fmt.Sprint(jetstream.DefaultMaxReplays),
+			help:  "Jetstream subscribers replaying from a cursor at once; others wait their turn. 0: the default.",
+			value: intValue(&s.Jetstream.MaxReplays, 0)},
 
 		{flag: "admin-password", env: "RELAY_ADMIN_PASSWORD", group: groupAdmin, def: "",
 			help: "Bearer token of the admin API and pprof, which stay off while it is empty. Set it " +
@@ -504,7 +523,7 @@ func durationValue(p *time.Duration) value {
 }
 
 // bytesValue takes a size in memory.ParseBytes's syntax.
-func bytesValue[T ~int64 | ~uint64](p *T) value {
+func bytesValue[T ~int | ~int64 | ~uint64](p *T) value {
 	return value{kind: "bytes", set: func(v string) error {
 		n, err := memory.ParseBytes(v)
 		switch {
