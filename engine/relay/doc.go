@@ -27,7 +27,8 @@
 //     durable, so a store read never returns a state older than one the
 //     worker already accepted.
 //   - A store write error stops ingestion for good (Healthy false, Err set,
-//     every host paused); it is never swallowed.
+//     every host paused, the hub's consumers disconnected, Done closed so
+//     the process exits and is restarted); it is never swallowed.
 //
 // # Back-pressure
 //

@@ -220,6 +220,8 @@ type Relay struct {
 	closing  sync.Once
 	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
 	seqDone  chan struct{}
+	done     chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
+	doneOnce sync.Once
 	bgCtx    context.Context // canceled first by Close: background loops exit
 	bgCancel context.CancelFunc
 
@@ -272,6 +274,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		hosts:     make(map[string]*hostState),
 		hostsByID: make(map[store.HostID]*hostState),
 		seqDone:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	r.publicCrawl.Store(!cfg.DisablePublicCrawl)
 	r.rs.since = make(map[string]time.Time)
@@ -386,12 +389,20 @@ func (r *Relay) Err() error {
 	return nil
 }
 
-// Done is closed when the sequencer has stopped, after Close or a store
-// failure.
-func (r *Relay) Done() <-chan struct{} { return r.seqDone }
+// Done is closed when the relay has stopped: after Close, or as soon as a
+// store failure stopped ingestion and the hub's consumers were disconnected
+// (Err is then set). A supervisor waits on it to exit non-zero, so that
+// systemd restarts the relay on a store that reopens cleanly.
+func (r *Relay) Done() <-chan struct{} { return r.done }
+
+func (r *Relay) markDone() { r.doneOnce.Do(func() { close(r.done) }) }
 
 // fail stops ingestion after a store error: every host is paused by the Sink
-// from now on, the health endpoint turns unhealthy, the error is logged.
+// from now on, the health endpoint turns unhealthy, the error is logged,
+// consumers are disconnected and Done closes. The store refuses every write
+// after a failure (its memory may disagree with the disk), so nothing short
+// of a restart recovers; consumers reconnect to the restarted relay with
+// their cursor instead of waiting on a log that no longer grows.
 func (r *Relay) fail(err error) {
 	if r.failed.Swap(true) {
 		return
@@ -400,6 +411,13 @@ func (r *Relay) fail(err error) {
 	r.failErr.Store(&err)
 	r.m.storeFailures.Inc()
 	r.log.Error("STORE WRITE FAILED: ingestion stopped, restart the relay", "err", err)
+	// fail runs on the sequencer or a worker, and Hub.Close waits for the
+	// consumers' goroutines: close from a goroutine of its own. Close waits
+	// for it (through done).
+	go func() {
+		r.hub.Close()
+		r.markDone()
+	}()
 }
 
 // Close stops reading upstream, drains the workers and the sequencer (every
@@ -416,6 +434,13 @@ func (r *Relay) Close() error {
 		close(r.results)
 		<-r.seqDone
 		r.cancel()
+		// Only workers and the sequencer call fail, and both have stopped:
+		// failed is final here.
+		if r.failed.Load() {
+			<-r.done // fail's goroutine closes the hub first
+		} else {
+			r.markDone()
+		}
 	})
 	return r.Err()
 }
