@@ -2,7 +2,10 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,4 +113,133 @@ func TestStoreFailureStopsRelay(t *testing.T) {
 	if err := h.r.Close(); !errors.Is(err, ErrStoreFailed) {
 		t.Fatalf("Close = %v, want the store failure", err)
 	}
+}
+
+// waitHostsCaughtUp is waitFleetCaughtUp for some of the fleet's hosts.
+func (h *harness) waitHostsCaughtUp(hosts []*fleet.Host) {
+	h.t.Helper()
+	for _, fh := range hosts {
+		want := fh.Seq()
+		waitUntil(h.t, fh.Name+" caught up", func() bool {
+			sh, ok := h.st.HostByName(fh.Name)
+			return ok && int64(sh.Cursor) >= want
+		})
+	}
+}
+
+// latestRev asks a fleet host for an account's head rev.
+func latestRev(t *testing.T, fh *fleet.Host, did string) string {
+	t.Helper()
+	resp, err := http.Get(fh.URL() + "/xrpc/com.atproto.sync.getLatestCommit?did=" + did)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Rev string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Rev == "" {
+		t.Fatalf("getLatestCommit %s: %v %+v", did, err, out)
+	}
+	return out.Rev
+}
+
+// TestFramePanicQuarantinesHost makes every frame of one account panic,
+// once in a worker and once in the upstream reader's Sink, through real
+// fleet hosts on loopback (testPanicHook). The relay must survive, count
+// the panic once, quarantine the account's host (persisted as throttled,
+// refused by a public requestCrawl, not dialed again after a restart on
+// the same store) while the other hosts' events keep flowing, and an
+// operator's requestCrawl must resume the host from below the poisoned
+// frame so that, the fault fixed, nothing is lost. Before, the panic killed
+// the process (here: the test binary).
+func TestFramePanicQuarantinesHost(t *testing.T) {
+	for _, stage := range []int{stageWorker, stageSink} {
+		t.Run(stageLabels[stage], func(t *testing.T) { testFramePanic(t, stage) })
+	}
+}
+
+func testFramePanic(t *testing.T, stage int) {
+	fl := newFleet(t, 3, 3)
+	victim, others := fl.Hosts()[0], fl.Hosts()[1:]
+	poisoned := victim.Accounts()[0]
+	var armed atomic.Bool
+	armed.Store(true)
+	testPanicHook = func(at string, did []byte) {
+		if armed.Load() && at == stageLabels[stage] && string(did) == poisoned {
+			panic("test: poisoned frame of " + poisoned)
+		}
+	}
+	defer func() { testPanicHook = nil }()
+
+	dir := t.TempDir()
+	cfg := testConfig()
+	h := startRelayPLC(t, fl.PLCURL(), fl.Hostnames(), dir, cfg, store.NoSync, 256<<10, func(st *store.Store) {
+		seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
+	})
+	quarantined := func(h *harness) bool {
+		sh, ok := h.st.HostByName(victim.Name)
+		return ok && sh.Status == hostQuarantined
+	}
+	waitUntil(t, "the victim's quarantine", func() bool { return quarantined(h) })
+	for i := 0; i < 100; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitHostsCaughtUp(others)
+	if got := h.r.m.framePanics[stage].Get(); got != 1 {
+		t.Errorf("panics counted %d, want 1", got)
+	}
+	h.r.hostsMu.Lock()
+	_, live := h.r.hosts[victim.Name]
+	h.r.hostsMu.Unlock()
+	if live {
+		t.Error("quarantined host still subscribed")
+	}
+	err := h.r.RequestCrawl(context.Background(), victim.Name)
+	if !errors.Is(err, ErrHostQuarantined) || !errors.Is(err, ErrHostBanned) {
+		t.Errorf("public requestCrawl of a quarantined host: %v", err)
+	}
+	if sh, _ := h.st.HostByName(victim.Name); int64(sh.Cursor) >= victim.Seq() {
+		t.Errorf("victim's cursor %d passed the poisoned frame (host at %d)", sh.Cursor, victim.Seq())
+	}
+	h.stop()
+
+	// Restart on the same store with the fault still armed: the victim is
+	// not dialed (no crash loop), the others are.
+	conns := victim.Stats().Connections
+	h = startRelayPLC(t, fl.PLCURL(), fl.Hostnames(), dir, cfg, store.NoSync, 256<<10, nil)
+	for i := 0; i < 100; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitHostsCaughtUp(others)
+	if !quarantined(h) {
+		t.Error("quarantine lost across a restart")
+	}
+	if n := victim.Stats().Connections; n != conns {
+		t.Errorf("quarantined host dialed again after the restart (%d connections, was %d)", n, conns)
+	}
+	if n := h.r.m.framePanics[stage].Get(); n != 0 {
+		t.Errorf("%d panics after the restart", n)
+	}
+
+	// The fault fixed, an operator resumes the host: it replays from below
+	// the poisoned frame and the account ends at its host's head.
+	armed.Store(false)
+	if err := h.r.AdminRequestCrawl(context.Background(), victim.Name); err != nil {
+		t.Fatal(err)
+	}
+	h.waitHostsCaughtUp([]*fleet.Host{victim})
+	var a store.Account
+	if ok, err := h.st.GetAccount([]byte(poisoned), &a); !ok || err != nil {
+		t.Fatalf("poisoned account after the resume: %v %v", ok, err)
+	}
+	if want := latestRev(t, victim, poisoned); string(a.Rev) != want {
+		t.Errorf("poisoned account at rev %s, want its host's head %s", a.Rev, want)
+	}
+	if sh, _ := h.st.HostByName(victim.Name); sh.Status != store.HostActive {
+		t.Errorf("resumed host status %v", sh.Status)
+	}
+	h.stop()
 }

@@ -29,12 +29,15 @@ const (
 	DropHostThrottled                      // account beyond its host's account limit
 	DropStale                              // the store refused a rev not above the stored one
 	DropShutdown                           // the pipeline stopped (store failure or close) before the frame was handled
+	DropPanic                              // handling the frame panicked (relay_frame_panics_total); its host is quarantined
+	DropQuarantined                        // the frame's host is quarantined: dropped unprocessed, replayed once resumed
 	numDropReasons
 )
 
 var dropLabels = [numDropReasons]string{
 	"malformed", "unknown_kind", "out_of_order", "info", "error_frame", "bad_did",
 	"not_authoritative", "identity_unavailable", "inactive", "host_throttled", "stale", "shutdown",
+	"panic", "quarantined",
 }
 
 // String returns the reason's metric label.
@@ -72,6 +75,7 @@ type metricsSet struct {
 	desyncSeconds     *metrics.Histogram
 	hostThrottled     *metrics.Counter
 	unthrottled       *metrics.Counter
+	framePanics       [numStages]*metrics.Counter // by stage (faults.go)
 }
 
 const (
@@ -121,6 +125,9 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 	m.cursorResets[resetSeqBackwards] = set.NewCounter(`relay_host_cursor_resets_total{reason="seq_backwards"}`)
 	m.hostPauses[pausePoolFull] = set.NewCounter(`relay_host_pauses_total{reason="pool_full"}`)
 	m.hostPauses[pauseRateLimit] = set.NewCounter(`relay_host_pauses_total{reason="rate_limit"}`)
+	for st := range m.framePanics {
+		m.framePanics[st] = set.NewCounter(fmt.Sprintf(`relay_frame_panics_total{stage=%q}`, stageLabels[st]))
+	}
 	return m
 }
 

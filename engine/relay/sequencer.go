@@ -285,7 +285,7 @@ func (q *sequencer) commit() {
 			continue
 		}
 		if c, ok := q.reach[hs]; ok && c > 0 {
-			q.events[i].Cursor = uint64(c)
+			q.events[i].Cursor = uint64(hs.q.cap(c))
 			delete(q.reach, hs)
 			delete(q.dirty, hs)
 		}
@@ -410,6 +410,7 @@ func (q *sequencer) flushCursors() {
 		return
 	}
 	for hs, low := range q.dirty {
+		low = hs.q.cap(low)
 		if _, err := q.r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(low) }); err != nil {
 			q.r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 		}
@@ -419,7 +420,7 @@ func (q *sequencer) flushCursors() {
 
 // markCursorDirty asks the sequencer to persist a host's reset cursor.
 func (r *Relay) markCursorDirty(hs *hostState) {
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(hs.tr.lowWater()) }); err != nil {
+	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(hs.q.cap(hs.tr.lowWater())) }); err != nil {
 		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 	}
 }

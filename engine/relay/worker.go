@@ -73,11 +73,14 @@ func (r *Relay) newScratch(worker int) scratch {
 // handle runs one task on a worker.
 func (r *Relay) handle(s *scratch, t task) {
 	if t.ctl != nil {
-		r.runControl(s, t)
+		r.runControlGuarded(s, t)
 		return
 	}
 	res := result{hs: t.hs, seq: t.seq, gen: t.gen, worker: s.id, start: t.start, kind: t.kind}
-	reason, ok := r.process(s, t, &res)
+	reason, ok := DropQuarantined, false
+	if !t.hs.q.active() {
+		reason, ok = r.processGuarded(s, t, &res)
+	}
 	t.f.Release()
 	if !ok {
 		if reason < numDropReasons {
@@ -109,6 +112,9 @@ func (r *Relay) send(s *scratch, res result) {
 const noDrop = numDropReasons
 
 func (r *Relay) process(s *scratch, t task, res *result) (DropReason, bool) {
+	if testPanicHook != nil {
+		testPanicHook("worker", t.did)
+	}
 	if err := s.dec.Decode(t.f.Bytes(), &s.msg); err != nil {
 		return DropMalformed, false
 	}
