@@ -5,6 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -242,4 +247,88 @@ func testFramePanic(t *testing.T, stage int) {
 		t.Errorf("resumed host status %v", sh.Status)
 	}
 	h.stop()
+}
+
+// TestSlowIdentityParksOnlyItsAccount runs the relay with one worker
+// against two fleet hosts, with the directory holding back one account's
+// DID document until the test releases it. The worker must park that
+// account's frames and keep serving the other host's accounts (before, it
+// waited for the document with every account it serves behind), then run
+// the parked frames in order once the document comes: the stream checks
+// out and the account ends at its host's head.
+func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
+	fl := newFleet(t, 2, 3)
+	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
+	slowDID := slowHost.Accounts()[0]
+	gate := make(chan struct{})
+	target, err := url.Parse(fl.PLCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, slowDID) {
+			select {
+			case <-gate:
+			case <-req.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	defer plc.Close()
+	release := sync.OnceFunc(func() { close(gate) })
+
+	cfg := testConfig()
+	cfg.Workers = 1
+	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
+	// A resolution timeout far beyond the test's deadlines: a worker that
+	// waits for the held document would hold the fast host until then.
+	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, RequestTimeout: time.Hour},
+		fl.Hostnames(), cfg, 256<<10)
+	defer h.stop()
+	defer release() // before stop: Close processes parked frames, waiting
+	c := dialConsumer(t, h.addr, 0)
+
+	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	for i := 0; i < 200; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	if n := h.r.m.parked.Get(); n == 0 {
+		t.Error("no frame parked")
+	}
+	if sh, _ := h.st.HostByName(slowHost.Name); int64(sh.Cursor) >= slowHost.Seq() {
+		t.Fatalf("slow host caught up (cursor %d) while its account's document was held", sh.Cursor)
+	}
+
+	release()
+	h.waitHostsCaughtUp(fl.Hosts())
+	if h.r.parkedFrames.Load() != 0 {
+		t.Errorf("%d frames still parked", h.r.parkedFrames.Load())
+	}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		if n := h.r.m.dropped[r].Get(); n != 0 {
+			t.Errorf("dropped %s: %d", r, n)
+		}
+	}
+	for label, c := range h.r.m.rejected {
+		if n := c.Get(); n != 0 {
+			t.Errorf("rejected %s: %d", label, n)
+		}
+	}
+	var a store.Account
+	if ok, err := h.st.GetAccount([]byte(slowDID), &a); !ok || err != nil {
+		t.Fatalf("slow account: %v %v", ok, err)
+	}
+	if want := latestRev(t, slowHost, slowDID); string(a.Rev) != want {
+		t.Errorf("slow account at rev %s, want its host's head %s", a.Rev, want)
+	}
+	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
 }

@@ -54,6 +54,9 @@ type hostState struct {
 
 	// q is set when a frame of the host made the relay panic (faults.go).
 	q quarantine
+	// heldBack pauses the host while the sequencer holds too much of its
+	// output behind an earlier frame (sequencer.holdBack).
+	heldBack atomic.Bool
 
 	// Owned by the host's current Sink invocation (the upstream loop runs
 	// one Sink call per host at a time).

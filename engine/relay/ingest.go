@@ -50,6 +50,7 @@ type task struct {
 	seq   int64
 	gen   uint64
 	kind  event.Kind
+	parks uint8 // times the frame parked for an identity (park.go)
 	ctl   *control
 	start time.Time
 }
@@ -216,7 +217,7 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(f.Len())); {
 	case err == nil:
 		g.owned = false
-		return keep
+		return keep && !hs.heldBack.Load()
 	case errors.Is(err, pool.ErrQueueFull):
 		r.m.hostPauses[pausePoolFull].Inc()
 		hs.mu.Lock()

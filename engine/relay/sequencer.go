@@ -148,11 +148,13 @@ func (q *sequencer) release() {
 		l := q.heldOf(hs)
 		l.insert(res)
 		if !moved && res.seq > low {
+			q.holdBack(hs, l)
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
 		// before any later incoming result of hs.
 		q.ready = l.release(q.ready, res.gen, low)
+		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
 	clear(q.in)
@@ -237,9 +239,30 @@ func (q *sequencer) sweepHeld() bool {
 	before := len(q.ready)
 	for hs, l := range q.held {
 		q.ready = l.release(q.ready, hs.tr.generation(), hs.tr.lowWater())
+		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
 	return len(q.ready) > before
+}
+
+// holdBack pauses a host whose held results take more than HostHeldBytes
+// of the results budget (they wait for an earlier frame of the host still
+// in a worker: parked for its identity, or slow to validate), and resumes
+// it once they are down to half. Without it a host could fill the whole
+// budget behind one stuck frame, and the worker holding that frame could
+// then block in send: ingestion would stop.
+func (q *sequencer) holdBack(hs *hostState, l *heldList) {
+	limit := q.r.cfg.HostHeldBytes
+	switch {
+	case l.bytes > limit && !hs.heldBack.Load():
+		hs.heldBack.Store(true)
+		q.r.m.hostPauses[pauseHeld].Inc()
+	case l.bytes <= limit/2 && hs.heldBack.Load():
+		hs.heldBack.Store(false)
+		if up := hs.up.Load(); up != nil {
+			q.r.loop.Resume(up)
+		}
+	}
 }
 
 // maxSpareHeld bounds the emptied held lists kept for reuse: about as many
