@@ -255,7 +255,9 @@ func testFramePanic(t *testing.T, stage int) {
 // account's frames and keep serving the other host's accounts (before, it
 // waited for the document with every account it serves behind), then run
 // the parked frames in order once the document comes: the stream checks
-// out and the account ends at its host's head.
+// out and the account ends at its host's head. Meanwhile the slow host,
+// whose later results wait for the parked frame, is paused (HostHeldBytes)
+// and resumed once they are released.
 func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	fl := newFleet(t, 2, 3)
 	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
@@ -281,6 +283,9 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 
 	cfg := testConfig()
 	cfg.Workers = 1
+	// The slow host's other accounts' results wait for the parked frame
+	// (host order): any of them pauses the host until it is released.
+	cfg.HostHeldBytes = 1
 	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -307,6 +312,7 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	if sh, _ := h.st.HostByName(slowHost.Name); int64(sh.Cursor) >= slowHost.Seq() {
 		t.Fatalf("slow host caught up (cursor %d) while its account's document was held", sh.Cursor)
 	}
+	waitUntil(t, "the slow host's pause for its held results", func() bool { return h.r.m.hostPauses[pauseHeld].Get() > 0 })
 
 	release()
 	h.waitHostsCaughtUp(fl.Hosts())
