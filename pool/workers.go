@@ -148,6 +148,13 @@ func (p *Workers[T, S]) SubmitBytes(ctx context.Context, key []byte, task T, wei
 	return p.enqueue(ctx, &p.workers[p.WorkerOfBytes(key)], item[T]{task, max(weight, 0)}, true)
 }
 
+// SubmitTo is Submit to worker i (0 ≤ i < NumWorkers) instead of a key's
+// worker, for tasks about a worker's own state (flushing its scratch before
+// Close). It is ordered after everything already queued on that worker.
+func (p *Workers[T, S]) SubmitTo(ctx context.Context, i int, task T, weight int64) error {
+	return p.enqueue(ctx, &p.workers[i], item[T]{task, max(weight, 0)}, true)
+}
+
 // TrySubmit queues task on key's worker or returns ErrQueueFull at once.
 func (p *Workers[T, S]) TrySubmit(key uint64, task T, weight int64) error {
 	return p.enqueue(context.Background(), &p.workers[p.WorkerOf(key)], item[T]{task, max(weight, 0)}, false)

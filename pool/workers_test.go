@@ -219,3 +219,47 @@ func TestWorkersSubmitNoAllocs(t *testing.T) {
 		t.Fatalf("Submit: %v allocs/op, want 0", n)
 	}
 }
+
+// TestWorkersSubmitTo reaches each worker by index, after the tasks already
+// queued on it.
+func TestWorkersSubmitTo(t *testing.T) {
+	type task struct{ flush bool }
+	type scratch struct {
+		worker  int
+		handled int
+		flushed *[4]int // per worker: tasks handled before its flush
+	}
+	var flushed [4]int
+	p := NewWorkers(WorkersConfig{Workers: 4},
+		func(i int) scratch { return scratch{worker: i, flushed: &flushed} },
+		func(s *scratch, tk task) {
+			if tk.flush {
+				s.flushed[s.worker] = s.handled + 1 // +1: mark it ran even after no task
+				return
+			}
+			s.handled++
+		})
+	perWorker := [4]int{}
+	for k := range uint64(100) {
+		if err := p.Submit(context.Background(), k, task{}, 1); err != nil {
+			t.Fatal(err)
+		}
+		perWorker[p.WorkerOf(k)]++
+	}
+	for i := range 4 {
+		if err := p.SubmitTo(context.Background(), i, task{flush: true}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if flushed[i] != perWorker[i]+1 {
+			t.Errorf("worker %d flushed after %d tasks, want all %d", i, flushed[i]-1, perWorker[i])
+		}
+	}
+	if err := p.SubmitTo(context.Background(), 0, task{}, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("SubmitTo after Close: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/store"
@@ -27,8 +28,10 @@ const (
 	ctlSuspend
 	ctlRestore
 	ctlResync
-	ctlResyncDone // a resync delivered a verified head (control.resync)
-	ctlUnthrottle // let a host-throttled account in (its host's limit was raised)
+	ctlResyncDone  // a resync delivered a verified head (control.resync)
+	ctlUnthrottle  // let a host-throttled account in (its host's limit was raised)
+	ctlUnpark      // did's identity resolved: run its parked tasks (park.go)
+	ctlFlushParked // Close: run every parked task of the worker, waiting
 )
 
 // control is an account action run on the DID's worker, ordered with the
@@ -102,8 +105,21 @@ func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, re
 		return DropShutdown, false
 	}
 	// §13.2: purge, re-resolve, keep the handle only if the host is the
-	// account's PDS and the document declares that handle.
-	id, err := r.ids.Reresolve(r.ctx, a.did, identityTag(hs, e.Seq))
+	// account's PDS and the document declares that handle. The fresh
+	// document was asked for when the event arrived (Refresh); a worker
+	// that would wait for it parks the event instead. The refresh is
+	// taken on the first run; one that parked finds its result cached.
+	var id identity.Identity
+	if s.ids.again {
+		id, err = s.ids.Lookup(r.ctx, a.did)
+	} else if s.ids.wait {
+		id, err = r.ids.Reresolve(r.ctx, a.did, identityTag(hs, e.Seq))
+	} else if id, err = r.ids.Reresolve(resolvedCtx, a.did, identityTag(hs, e.Seq)); errors.Is(err, context.Canceled) {
+		return mustPark, false
+	}
+	if s.ids.parked {
+		return mustPark, false
+	}
 	authoritative := err == nil && id.PDSHost == hs.name
 	if !a.known && !authoritative {
 		return DropNotAuthoritative, false
@@ -133,7 +149,10 @@ func (r *Relay) processAccount(s *scratch, hs *hostState, e *event.Account, res 
 		r.fail(err)
 		return DropShutdown, false
 	}
-	if !r.authoritative(a.did, hs) {
+	if !r.authoritative(s, a.did, hs) {
+		if s.ids.parked {
+			return mustPark, false
+		}
 		return DropNotAuthoritative, false
 	}
 	if !r.admit(hs, a) {
@@ -149,14 +168,18 @@ func (r *Relay) processAccount(s *scratch, hs *hostState, e *event.Account, res 
 	return 0, true
 }
 
-// authoritative applies §8.3 with one re-resolve on mismatch.
-func (r *Relay) authoritative(did string, hs *hostState) bool {
-	id, err := r.ids.Lookup(r.ctx, did)
+// authoritative applies §8.3 with one re-resolve on mismatch. False with
+// s.ids.parked set means the answer needs a resolution: park the frame.
+func (r *Relay) authoritative(s *scratch, did string, hs *hostState) bool {
+	id, err := s.ids.Lookup(r.ctx, did)
+	if s.ids.parked {
+		return false
+	}
 	if err == nil && id.PDSHost == hs.name {
 		return true
 	}
-	r.ids.Purge(did)
-	id, err = r.ids.Lookup(r.ctx, did)
+	s.ids.Purge(did)
+	id, err = s.ids.Lookup(r.ctx, did)
 	return err == nil && id.PDSHost == hs.name
 }
 

@@ -14,6 +14,8 @@ import "sort"
 type heldList struct {
 	r   []result
 	off int
+	// bytes is the results budget the held results take (result.budget).
+	bytes int64
 	// gen is the tracker generation of the held results, mixed whether
 	// they span more than one (a cursor reset while some were held).
 	gen   uint64
@@ -46,6 +48,7 @@ func (l *heldList) insert(x result) {
 	items = l.r[l.off:]
 	copy(items[i+1:], items[i:])
 	items[i] = x
+	l.bytes += x.budget
 }
 
 // release appends to ready, in order, every held result at or below low
@@ -58,6 +61,9 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 		for j < len(items) && items[j].seq <= low {
 			j++
 		}
+		for i := range items[:j] {
+			l.bytes -= items[i].budget
+		}
 		ready = append(ready, items[:j]...)
 		clear(items[:j])
 		l.off += j
@@ -66,6 +72,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 	k := 0
 	for i := range items {
 		if items[i].seq <= low || items[i].gen != gen {
+			l.bytes -= items[i].budget
 			ready = append(ready, items[i])
 		} else {
 			items[k] = items[i]

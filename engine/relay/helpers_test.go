@@ -84,7 +84,14 @@ func startRelayPLC(t *testing.T, plcURL string, hostnames []string, dir string, 
 	if prepare != nil {
 		prepare(st)
 	}
-	ids := identity.New(identity.Config{PLCURL: plcURL, AllowInsecure: true})
+	return startRelayOn(t, st, identity.Config{PLCURL: plcURL, AllowInsecure: true}, hostnames, cfg, ringBytes)
+}
+
+// startRelayOn starts a relay like startRelayPLC on an open store, with the
+// identity resolver idc configures.
+func startRelayOn(t *testing.T, st *store.Store, idc identity.Config, hostnames []string, cfg Config, ringBytes int) *harness {
+	t.Helper()
+	ids := identity.New(idc)
 	hub, err := firehose.NewHub(StoreLog{St: st}, firehose.Config{RingBytes: ringBytes})
 	if err != nil {
 		t.Fatal(err)

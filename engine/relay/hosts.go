@@ -52,6 +52,12 @@ type hostState struct {
 	// tr is the in-flight tracker (its own lock).
 	tr tracker
 
+	// q is set when a frame of the host made the relay panic (faults.go).
+	q quarantine
+	// heldBack pauses the host while the sequencer holds too much of its
+	// output behind an earlier frame (sequencer.holdBack).
+	heldBack atomic.Bool
+
 	// Owned by the host's current Sink invocation (the upstream loop runs
 	// one Sink call per host at a time).
 	fresh      bool  // first frame of a new connection not yet seen
@@ -205,6 +211,9 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 	h, known := r.st.HostByName(name)
 	if known && h.Status == store.HostBanned {
 		return ErrHostBanned
+	}
+	if known && h.Status == hostQuarantined && !admin {
+		return ErrHostQuarantined
 	}
 	r.hostsMu.Lock()
 	_, live := r.hosts[name]

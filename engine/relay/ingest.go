@@ -46,15 +46,37 @@ func (b *bucket) take(now time.Time) (wait time.Duration, ok bool) {
 type task struct {
 	hs    *hostState
 	f     upstream.Frame
+	did   []byte // the frame's DID (Peek), a view valid until f is released
 	seq   int64
 	gen   uint64
 	kind  event.Kind
+	parks uint8 // times the frame parked for an identity (park.go)
 	ctl   *control
 	start time.Time
 }
 
-// sink is the upstream.Sink: peek, order check, register, dispatch.
-func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
+// sinkGuard is what the Sink's panic handler needs to know about the frame
+// it was handling: whether the frame is still the Sink's to release, and
+// whether its seq was registered (then it must be completed). It lives on
+// the Sink's stack.
+type sinkGuard struct {
+	f          upstream.Frame
+	t          task // valid once registered
+	seq        int64
+	owned      bool // f not yet released or handed to the pool or the resumer
+	registered bool
+}
+
+// release releases the frame the Sink is done with.
+func (g *sinkGuard) release() {
+	g.owned = false
+	g.f.Release()
+}
+
+// sink is the upstream.Sink: peek, order check, register, dispatch. A panic
+// on the way is recovered: the frame is dropped and its host quarantined
+// (see faults.go), and the reader goroutine keeps serving other hosts.
+func (r *Relay) sink(h *upstream.Host, f upstream.Frame) (keep bool) {
 	hs, _ := h.Value().(*hostState)
 	if hs == nil {
 		f.Release()
@@ -70,37 +92,82 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		f.Release()
 		return false
 	}
+	if hs.q.active() {
+		// Read before the loop acted on the quarantine's Remove.
+		r.m.dropped[DropQuarantined].Inc()
+		f.Release()
+		return false
+	}
+	g := sinkGuard{f: f, owned: true}
+	defer func() {
+		if v := recover(); v != nil {
+			r.sinkPanicked(hs, &g, v)
+			keep = false
+		}
+	}()
+	return r.dispatch(hs, &g)
+}
+
+// sinkPanicked cleans up after a panic in dispatch: the frame is dropped
+// (its seq completed if it was registered) and the host quarantined with
+// its cursor below the frame.
+func (r *Relay) sinkPanicked(hs *hostState, g *sinkGuard, v any) {
+	cursor := hs.tr.lastSeq() // every registered frame is in the pipeline
+	if g.registered {
+		cursor = g.t.seq - 1
+	}
+	r.recovered(stageSink, hs, g.seq, cursor, v)
+	if !g.owned {
+		return
+	}
+	g.owned = false
+	if g.registered {
+		r.completeDropped(g.t, DropPanic)
+		return
+	}
+	r.m.dropped[DropPanic].Inc()
+	g.f.Release()
+}
+
+// dispatch is the Sink's work on one frame of hs. It keeps g current, so a
+// panic handler knows what to undo.
+func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
+	f := g.f
 	var p Peeked
 	if err := Peek(f.Bytes(), &p); err != nil {
 		r.m.dropped[DropMalformed].Inc()
-		f.Release()
+		g.release()
 		return true
+	}
+	g.seq = p.Seq
+	if testPanicHook != nil {
+		testPanicHook("sink", p.DID)
 	}
 	switch p.Kind {
 	case event.KindError:
 		r.upstreamError(hs, p.Name)
 		r.m.dropped[DropErrorFrame].Inc()
-		f.Release()
+		g.release()
 		return true
 	case event.KindInfo:
 		r.log.Info("upstream #info", "host", hs.name, "name", string(p.Name))
 		r.m.dropped[DropInfo].Inc()
-		f.Release()
+		g.release()
 		return true
 	case event.KindUnknown:
 		r.m.dropped[DropUnknownKind].Inc()
-		f.Release()
+		g.release()
 		return true
 	}
 	if !p.HasSeq || p.Seq <= 0 || len(p.DID) == 0 {
 		r.m.dropped[DropMalformed].Inc()
-		f.Release()
+		g.release()
 		return true
 	}
 	if last := hs.tr.lastSeq(); p.Seq <= last {
 		if !hs.fresh {
 			r.m.dropped[DropOutOfOrder].Inc()
-			f.Release()
+			g.release()
 			return true
 		}
 		// The first frame of a connection at or below the cursor we dialed
@@ -112,17 +179,9 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		r.markCursorDirty(hs)
 	}
 	hs.fresh = false
-	// Start resolving an identity the cache lacks now (or, for #identity,
-	// the fresh document its worker will ask for), while the frame waits
-	// for its worker, so workers do not take turns waiting on the
-	// directory one account at a time.
-	if p.Kind == event.KindIdentity {
-		r.ids.Refresh(p.DID, identityTag(hs, p.Seq))
-	} else {
-		r.ids.Prefetch(p.DID)
-	}
-	t := task{hs: hs, f: f, seq: p.Seq, kind: p.Kind, start: r.now()}
+	t := task{hs: hs, f: f, did: p.DID, seq: p.Seq, kind: p.Kind, start: r.now()}
 	t.gen = hs.tr.register(p.Seq)
+	g.t, g.registered = t, true
 	keep := true
 	hs.mu.Lock()
 	wait, ok := hs.rate.take(t.start)
@@ -132,6 +191,7 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		// each other (a rate-limit resume can deliver a frame while the
 		// resumer has not submitted the refused ones yet).
 		hs.pending = append(hs.pending, t)
+		g.owned = false
 		hs.mu.Unlock()
 		return false
 	}
@@ -141,14 +201,28 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		up := hs.up.Load()
 		time.AfterFunc(wait, func() { r.loop.Resume(up) })
 		keep = false
+	} else {
+		// Start resolving an identity the cache lacks now (or, for
+		// #identity, the fresh document its worker will ask for), while
+		// the frame waits for its worker, so workers do not take turns
+		// waiting on the directory one account at a time. Only within
+		// the host's rate: a host over it gets no resolution started
+		// ahead (its frame's worker resolves when it gets there).
+		if p.Kind == event.KindIdentity {
+			r.ids.Refresh(p.DID, identityTag(hs, p.Seq))
+		} else {
+			r.ids.Prefetch(p.DID)
+		}
 	}
-	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(n)); {
+	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(f.Len())); {
 	case err == nil:
-		return keep
+		g.owned = false
+		return keep && !hs.heldBack.Load()
 	case errors.Is(err, pool.ErrQueueFull):
 		r.m.hostPauses[pausePoolFull].Inc()
 		hs.mu.Lock()
 		hs.pending = append(hs.pending, t)
+		g.owned = false
 		first := len(hs.pending) == 1
 		hs.mu.Unlock()
 		if first {
@@ -156,6 +230,7 @@ func (r *Relay) sink(h *upstream.Host, f upstream.Frame) bool {
 		}
 		return false
 	default:
+		g.owned = false
 		r.completeDropped(t, DropShutdown)
 		return false
 	}
@@ -177,9 +252,7 @@ func (r *Relay) resumer() {
 			}
 			t := hs.pending[0]
 			hs.mu.Unlock()
-			var p Peeked
-			_ = Peek(t.f.Bytes(), &p)
-			err := r.workers.SubmitBytes(r.ctx, p.DID, t, int64(t.f.Len()))
+			err := r.workers.SubmitBytes(r.ctx, t.did, t, int64(t.f.Len()))
 			if err != nil {
 				r.completeDropped(t, DropShutdown)
 			}

@@ -29,12 +29,15 @@ const (
 	DropHostThrottled                      // account beyond its host's account limit
 	DropStale                              // the store refused a rev not above the stored one
 	DropShutdown                           // the pipeline stopped (store failure or close) before the frame was handled
+	DropPanic                              // handling the frame panicked (relay_frame_panics_total); its host is quarantined
+	DropQuarantined                        // the frame's host is quarantined: dropped unprocessed, replayed once resumed
 	numDropReasons
 )
 
 var dropLabels = [numDropReasons]string{
 	"malformed", "unknown_kind", "out_of_order", "info", "error_frame", "bad_did",
 	"not_authoritative", "identity_unavailable", "inactive", "host_throttled", "stale", "shutdown",
+	"panic", "quarantined",
 }
 
 // String returns the reason's metric label.
@@ -65,13 +68,16 @@ type metricsSet struct {
 	batchEvents       *metrics.Histogram
 	commitSeconds     *metrics.Histogram
 	storeFailures     *metrics.Counter
-	hostPauses        [2]*metrics.Counter // pool_full, rate_limit
+	hostPauses        [3]*metrics.Counter // pool_full, rate_limit, held
 	resyncRefused     *metrics.Counter
 	resyncGaveUp      *metrics.Counter
 	reactivated       *metrics.Counter
 	desyncSeconds     *metrics.Histogram
 	hostThrottled     *metrics.Counter
 	unthrottled       *metrics.Counter
+	framePanics       [numStages]*metrics.Counter // by stage (faults.go)
+	parked            *metrics.Counter            // frames parked for an identity resolution (park.go)
+	parkFull          *metrics.Counter            // frames processed waiting: the side queue was full
 }
 
 const (
@@ -79,6 +85,7 @@ const (
 	resetSeqBackwards = 1
 	pausePoolFull     = 0
 	pauseRateLimit    = 1
+	pauseHeld         = 2
 )
 
 func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSet {
@@ -100,6 +107,8 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		desyncSeconds:  set.NewHistogram("relay_account_desynchronized_seconds"),
 		hostThrottled:  set.NewCounter("relay_accounts_host_throttled_total"),
 		unthrottled:    set.NewCounter("relay_accounts_unthrottled_total"),
+		parked:         set.NewCounter("relay_identity_parks_total"),
+		parkFull:       set.NewCounter("relay_identity_park_full_total"),
 	}
 	for _, k := range acceptedKinds {
 		m.accepted[k] = set.NewCounter(fmt.Sprintf(`relay_events_accepted_total{kind=%q}`, k.String()))
@@ -121,6 +130,10 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 	m.cursorResets[resetSeqBackwards] = set.NewCounter(`relay_host_cursor_resets_total{reason="seq_backwards"}`)
 	m.hostPauses[pausePoolFull] = set.NewCounter(`relay_host_pauses_total{reason="pool_full"}`)
 	m.hostPauses[pauseRateLimit] = set.NewCounter(`relay_host_pauses_total{reason="rate_limit"}`)
+	m.hostPauses[pauseHeld] = set.NewCounter(`relay_host_pauses_total{reason="held"}`)
+	for st := range m.framePanics {
+		m.framePanics[st] = set.NewCounter(fmt.Sprintf(`relay_frame_panics_total{stage=%q}`, stageLabels[st]))
+	}
 	return m
 }
 

@@ -40,6 +40,7 @@ const (
 	DefaultResyncMaxAttempts      = 8
 	DefaultHostMetricsInterval    = 30 * time.Second
 	DefaultHostMetricsTopN        = 50
+	DefaultParkedAccounts         = 256
 )
 
 // ErrConfig is returned (wrapped) by New for an invalid Config or Deps.
@@ -81,8 +82,17 @@ type Config struct {
 	// split evenly between them (the memory budget's intake share); a full
 	// worker queue pauses the sending host
 	// (relay_host_pauses_total{reason="pool_full"}). Default
-	// DefaultWorkerQueueBytes per worker.
+	// DefaultWorkerQueueBytes per worker. ParkedBytes is part of it.
 	IntakeBytes int64
+	// ParkedBytes bounds the frame bytes all workers together keep parked
+	// while their accounts' identities resolve (park.go), split evenly
+	// between them and taken out of IntakeBytes. A worker over its share
+	// waits for resolutions (relay_identity_park_full_total). Default
+	// IntakeBytes/8; must be below IntakeBytes.
+	ParkedBytes int64
+	// ParkedAccounts bounds the accounts each worker keeps parked at once
+	// (one goroutine each waits for its resolution). Default 256.
+	ParkedAccounts int
 	// WorkerQueueItems bounds each worker's queued frames.
 	WorkerQueueItems int
 	// ResultsQueue bounds results waiting for the sequencer (items).
@@ -90,6 +100,11 @@ type Config struct {
 	// ResultsQueueBytes bounds the output frame bytes waiting for the
 	// sequencer; a worker over it waits (its queue fills, its hosts pause).
 	ResultsQueueBytes int64
+	// HostHeldBytes bounds the part of ResultsQueueBytes one host's results
+	// may take while they wait for an earlier frame of the host (parked
+	// for its identity, or slow); the host is paused beyond it
+	// (relay_host_pauses_total{reason="held"}). Default ResultsQueueBytes/8.
+	HostHeldBytes int64
 	// ResyncRetryBackoff is the wait before retrying a refused or failed
 	// resync, doubled per failure up to ResyncMaxBackoff.
 	ResyncRetryBackoff, ResyncMaxBackoff time.Duration
@@ -155,12 +170,19 @@ func (c Config) withDefaults() Config {
 	if c.IntakeBytes <= 0 {
 		c.IntakeBytes = DefaultWorkerQueueBytes * int64(c.Workers)
 	}
+	if c.ParkedBytes <= 0 {
+		c.ParkedBytes = c.IntakeBytes / 8
+	}
+	setI(&c.ParkedAccounts, DefaultParkedAccounts)
 	setF(&c.EventsPerSecond, DefaultEventsPerSecond)
 	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
 	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)
 	setD(&c.ProbeTimeout, DefaultProbeTimeout)
 	if c.ResultsQueueBytes <= 0 {
 		c.ResultsQueueBytes = DefaultResultsQueueBytes
+	}
+	if c.HostHeldBytes <= 0 {
+		c.HostHeldBytes = c.ResultsQueueBytes / 8
 	}
 	setD(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
 	setD(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
@@ -220,13 +242,18 @@ type Relay struct {
 	durable  []atomic.Uint64 // per worker: last ticket known durable
 	closing  sync.Once
 	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
+	parkWG   sync.WaitGroup // goroutines waiting for parked accounts' identities
 	seqDone  chan struct{}
+	done     chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
+	doneOnce sync.Once
 	bgCtx    context.Context // canceled first by Close: background loops exit
 	bgCancel context.CancelFunc
 
 	rs        resyncTracker // its own lock
 	resBudget byteBudget    // its own lock
 	hostTop   hostTop       // owned by the host-metrics goroutine
+
+	parkedFrames atomic.Int64 // tasks parked on all workers (gauge)
 
 	failed      atomic.Bool
 	failErr     atomic.Pointer[error]
@@ -250,6 +277,9 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	cfg = cfg.withDefaults()
 	if d.Store == nil || d.Identity == nil || d.Hub == nil {
 		return nil, fmt.Errorf("%w: Store, Identity and Hub are required", ErrConfig)
+	}
+	if cfg.ParkedBytes >= cfg.IntakeBytes {
+		return nil, fmt.Errorf("%w: ParkedBytes %d not below IntakeBytes %d", ErrConfig, cfg.ParkedBytes, cfg.IntakeBytes)
 	}
 	// A batch above the opened store's limit would fail its Append and stop
 	// ingestion for good: refuse an explicit value, lower the default.
@@ -279,6 +309,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		hosts:     make(map[string]*hostState),
 		hostsByID: make(map[store.HostID]*hostState),
 		seqDone:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	r.publicCrawl.Store(!cfg.DisablePublicCrawl)
 	r.rs.since = make(map[string]time.Time)
@@ -299,7 +330,8 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r.frames = pool.NewFrames(r.bufs)
 	r.durable = make([]atomic.Uint64, cfg.Workers)
 	r.seq = newSequencer(r)
-	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(cfg.IntakeBytes/int64(cfg.Workers), 1)},
+	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
+	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.newScratch, r.handle)
 
 	ucfg := cfg.Upstream
@@ -334,6 +366,7 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		return float64(sum)
 	})
 	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
+	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
 	gauge(set, `relay_accounts_desynchronized`, func() float64 {
 		r.rs.mu.Lock()
@@ -393,12 +426,20 @@ func (r *Relay) Err() error {
 	return nil
 }
 
-// Done is closed when the sequencer has stopped, after Close or a store
-// failure.
-func (r *Relay) Done() <-chan struct{} { return r.seqDone }
+// Done is closed when the relay has stopped: after Close, or as soon as a
+// store failure stopped ingestion and the hub's consumers were disconnected
+// (Err is then set). A supervisor waits on it to exit non-zero, so that
+// systemd restarts the relay on a store that reopens cleanly.
+func (r *Relay) Done() <-chan struct{} { return r.done }
+
+func (r *Relay) markDone() { r.doneOnce.Do(func() { close(r.done) }) }
 
 // fail stops ingestion after a store error: every host is paused by the Sink
-// from now on, the health endpoint turns unhealthy, the error is logged.
+// from now on, the health endpoint turns unhealthy, the error is logged,
+// consumers are disconnected and Done closes. The store refuses every write
+// after a failure (its memory may disagree with the disk), so nothing short
+// of a restart recovers; consumers reconnect to the restarted relay with
+// their cursor instead of waiting on a log that no longer grows.
 func (r *Relay) fail(err error) {
 	if r.failed.Swap(true) {
 		return
@@ -407,6 +448,13 @@ func (r *Relay) fail(err error) {
 	r.failErr.Store(&err)
 	r.m.storeFailures.Inc()
 	r.log.Error("STORE WRITE FAILED: ingestion stopped, restart the relay", "err", err)
+	// fail runs on the sequencer or a worker, and Hub.Close waits for the
+	// consumers' goroutines: close from a goroutine of its own. Close waits
+	// for it (through done).
+	go func() {
+		r.hub.Close()
+		r.markDone()
+	}()
 }
 
 // Close stops reading upstream, drains the workers and the sequencer (every
@@ -419,10 +467,23 @@ func (r *Relay) Close() error {
 		close(r.resume)
 		r.bgCancel()
 		r.wg.Wait()
+		// Parked frames were read: process them (waiting for their
+		// identities) before the workers stop.
+		for i := 0; i < r.workers.NumWorkers(); i++ {
+			_ = r.workers.SubmitTo(context.Background(), i, task{ctl: &control{kind: ctlFlushParked}}, 1)
+		}
 		_ = r.workers.Close()
 		close(r.results)
 		<-r.seqDone
 		r.cancel()
+		r.parkWG.Wait() // their Lookups end with r.ctx
+		// Only workers and the sequencer call fail, and both have stopped:
+		// failed is final here.
+		if r.failed.Load() {
+			<-r.done // fail's goroutine closes the hub first
+		} else {
+			r.markDone()
+		}
 	})
 	return r.Err()
 }

@@ -148,11 +148,13 @@ func (q *sequencer) release() {
 		l := q.heldOf(hs)
 		l.insert(res)
 		if !moved && res.seq > low {
+			q.holdBack(hs, l)
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
 		// before any later incoming result of hs.
 		q.ready = l.release(q.ready, res.gen, low)
+		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
 	clear(q.in)
@@ -237,9 +239,30 @@ func (q *sequencer) sweepHeld() bool {
 	before := len(q.ready)
 	for hs, l := range q.held {
 		q.ready = l.release(q.ready, hs.tr.generation(), hs.tr.lowWater())
+		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
 	return len(q.ready) > before
+}
+
+// holdBack pauses a host whose held results take more than HostHeldBytes
+// of the results budget (they wait for an earlier frame of the host still
+// in a worker: parked for its identity, or slow to validate), and resumes
+// it once they are down to half. Without it a host could fill the whole
+// budget behind one stuck frame, and the worker holding that frame could
+// then block in send: ingestion would stop.
+func (q *sequencer) holdBack(hs *hostState, l *heldList) {
+	limit := q.r.cfg.HostHeldBytes
+	switch {
+	case l.bytes > limit && !hs.heldBack.Load():
+		hs.heldBack.Store(true)
+		q.r.m.hostPauses[pauseHeld].Inc()
+	case l.bytes <= limit/2 && hs.heldBack.Load():
+		hs.heldBack.Store(false)
+		if up := hs.up.Load(); up != nil {
+			q.r.loop.Resume(up)
+		}
+	}
 }
 
 // maxSpareHeld bounds the emptied held lists kept for reuse: about as many
@@ -285,7 +308,7 @@ func (q *sequencer) commit() {
 			continue
 		}
 		if c, ok := q.reach[hs]; ok && c > 0 {
-			q.events[i].Cursor = uint64(c)
+			q.events[i].Cursor = uint64(hs.q.cap(c))
 			delete(q.reach, hs)
 			delete(q.dirty, hs)
 		}
@@ -410,6 +433,7 @@ func (q *sequencer) flushCursors() {
 		return
 	}
 	for hs, low := range q.dirty {
+		low = hs.q.cap(low)
 		if _, err := q.r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(low) }); err != nil {
 			q.r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 		}
@@ -419,7 +443,7 @@ func (q *sequencer) flushCursors() {
 
 // markCursorDirty asks the sequencer to persist a host's reset cursor.
 func (r *Relay) markCursorDirty(hs *hostState) {
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(hs.tr.lowWater()) }); err != nil {
+	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(hs.q.cap(hs.tr.lowWater())) }); err != nil {
 		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 	}
 }

@@ -23,6 +23,13 @@ type scratch struct {
 	overlay map[string]*acctState
 	ticket  uint64 // increases with every result this worker sends
 	commit  event.Commit
+	// Parking (park.go): the identities the validator uses, the parked
+	// DIDs' tasks and their bytes, and whether the worker must wait for
+	// resolutions instead (side queue full, closing).
+	ids         parkIDs
+	parked      map[string]*parkedAcct
+	parkedBytes int64
+	forceWait   bool
 }
 
 // acctState is the worker's view of one account: the latest accepted state,
@@ -67,17 +74,48 @@ func (r *Relay) newScratch(worker int) scratch {
 		id:      worker,
 		val:     verify.New(verify.Config{Mode: r.cfg.Validation, Now: r.now}),
 		overlay: make(map[string]*acctState, 1024),
+		ids:     parkIDs{ids: r.ids},
+		parked:  make(map[string]*parkedAcct),
 	}
 }
 
 // handle runs one task on a worker.
 func (r *Relay) handle(s *scratch, t task) {
-	if t.ctl != nil {
-		r.runControl(s, t)
+	if c := t.ctl; c != nil {
+		switch {
+		case c.kind == ctlUnpark:
+			r.unpark(s, c.did)
+		case c.kind == ctlFlushParked:
+			r.flushParked(s)
+		case len(s.parked) > 0 && s.parked[c.did] != nil:
+			r.parkBehind(s, s.parked[c.did], t)
+		default:
+			r.runControlGuarded(s, t)
+		}
 		return
 	}
+	if len(s.parked) > 0 {
+		if pa := s.parked[string(t.did)]; pa != nil {
+			r.parkBehind(s, pa, t)
+			return
+		}
+	}
 	res := result{hs: t.hs, seq: t.seq, gen: t.gen, worker: s.id, start: t.start, kind: t.kind}
-	reason, ok := r.process(s, t, &res)
+	reason, ok := DropQuarantined, false
+	if !t.hs.q.active() {
+		s.ids.begin(&t, s.forceWait)
+		reason, ok = r.processGuarded(s, t, &res)
+		if reason == mustPark {
+			if r.park(s, t) {
+				return
+			}
+			// No room to park: wait for the resolution here, as a
+			// frame that parked would (no second re-resolve).
+			t.parks++
+			s.ids.begin(&t, true)
+			reason, ok = r.processGuarded(s, t, &res)
+		}
+	}
 	t.f.Release()
 	if !ok {
 		if reason < numDropReasons {
@@ -109,6 +147,9 @@ func (r *Relay) send(s *scratch, res result) {
 const noDrop = numDropReasons
 
 func (r *Relay) process(s *scratch, t task, res *result) (DropReason, bool) {
+	if testPanicHook != nil {
+		testPanicHook("worker", t.did)
+	}
 	if err := s.dec.Decode(t.f.Bytes(), &s.msg); err != nil {
 		return DropMalformed, false
 	}
@@ -220,8 +261,11 @@ func (r *Relay) processCommit(s *scratch, hs *hostState, c *event.Commit, res *r
 	}
 	vs := r.fillVerifyState(s, a)
 	began := time.Now()
-	v := s.val.Commit(r.ctx, c, hs.name, vs, r.ids)
+	v := s.val.Commit(r.ctx, c, hs.name, vs, &s.ids)
 	r.m.validation.UpdateDuration(began)
+	if s.ids.parked {
+		return mustPark, false
+	}
 	if v.Action != verify.Accept {
 		r.m.reject(v.Reason.String())
 		return noDrop, false
@@ -255,8 +299,11 @@ func (r *Relay) processSync(s *scratch, hs *hostState, sy *event.Sync, res *resu
 	}
 	vs := r.fillVerifyState(s, a)
 	began := time.Now()
-	v := s.val.Sync(r.ctx, sy, hs.name, vs, r.ids)
+	v := s.val.Sync(r.ctx, sy, hs.name, vs, &s.ids)
 	r.m.validation.UpdateDuration(began)
+	if s.ids.parked {
+		return mustPark, false
+	}
 	switch {
 	case v.Action == verify.Accept:
 	case v.Action == verify.Ignore && v.Reason == verify.ReasonStaleRev && bytes.Equal(sy.Rev, a.rev):

@@ -1,0 +1,340 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atrelay/relay/bench/fleet"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/gobwas/ws"
+)
+
+// newFleet starts a bench/fleet of n hosts with k accounts each; the
+// relay's hosts are seeded at cursor 1 and the fleet's seqs start at 2, so
+// the first dial replays every account creation.
+func newFleet(t *testing.T, n, k int) *fleet.Fleet {
+	t.Helper()
+	fl, err := fleet.New(fleet.Options{FirstSeq: 2, Workload: fleet.Workload{Hosts: n, AccountsPerHost: k, Seed: 7,
+		DeleteAccountShare: 1e-9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fl.Close() })
+	return fl
+}
+
+// waitUntil polls cond until it holds, failing after hangTimeout (a hang,
+// not a speed check).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStoreFailureStopsRelay makes the store's WAL writes fail under a
+// running relay with a live consumer: ingestion stops, the consumer is
+// disconnected, new consumers are refused, and Done closes with Err set to
+// the store failure, so `relay serve` exits non-zero and systemd restarts
+// it (before, Done never closed and the process stayed up, unhealthy).
+func TestStoreFailureStopsRelay(t *testing.T) {
+	fl := newFleet(t, 1, 3)
+	toggle := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileSyncData) && len(op.Path) > 4 && op.Path[len(op.Path)-4:] == ".log" {
+			return errorfs.ErrInjected
+		}
+		return nil
+	})}
+	st, err := store.Open("db", store.Options{FS: errorfs.Wrap(vfs.NewMem(), toggle), Sync: store.SyncEveryBatch,
+		BlockCacheBytes: 8 << 20, MemTableBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seedHosts(t, st, fl.Hostnames(), 1000)
+	h := startRelayOn(t, st, identity.Config{PLCURL: fl.PLCURL(), AllowInsecure: true}, fl.Hostnames(), testConfig(), 256<<10)
+	defer func() {
+		h.rs.Close()
+		_ = h.r.Close()
+		h.hub.Close()
+		_ = h.srv.Close()
+		h.ids.Close()
+	}()
+	c := dialConsumer(t, h.addr, 0)
+	h.waitFleetCaughtUp(fl)
+	if n := len(c.waitFrames(t, 1)); n == 0 {
+		t.Fatal("no event before the failure")
+	}
+
+	toggle.On()
+	waitUntil(t, "Done after the store failure", func() bool {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-h.r.Done():
+			return true
+		default:
+			return false
+		}
+	})
+	if err := h.r.Err(); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("Err = %v, want ErrStoreFailed", err)
+	}
+	if h.r.Healthy() {
+		t.Error("relay still healthy after a store failure")
+	}
+	if got := h.r.m.storeFailures.Get(); got != 1 {
+		t.Errorf("store failures counted %d, want 1", got)
+	}
+	// Done closes after the hub: the consumer's connection is already
+	// closed by the relay, and a new consumer is refused.
+	select {
+	case <-c.done:
+	case <-time.After(hangTimeout):
+		t.Fatal("consumer still connected after the store failure")
+	}
+	if conn, _, _, err := ws.Dial(context.Background(), "ws://"+h.addr+"/xrpc/com.atproto.sync.subscribeRepos"); err == nil {
+		_ = conn.Close()
+		t.Fatal("a new consumer was admitted after the store failure")
+	}
+	if err := h.r.Close(); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("Close = %v, want the store failure", err)
+	}
+}
+
+// waitHostsCaughtUp is waitFleetCaughtUp for some of the fleet's hosts.
+func (h *harness) waitHostsCaughtUp(hosts []*fleet.Host) {
+	h.t.Helper()
+	for _, fh := range hosts {
+		want := fh.Seq()
+		waitUntil(h.t, fh.Name+" caught up", func() bool {
+			sh, ok := h.st.HostByName(fh.Name)
+			return ok && int64(sh.Cursor) >= want
+		})
+	}
+}
+
+// latestRev asks a fleet host for an account's head rev.
+func latestRev(t *testing.T, fh *fleet.Host, did string) string {
+	t.Helper()
+	resp, err := http.Get(fh.URL() + "/xrpc/com.atproto.sync.getLatestCommit?did=" + did)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Rev string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Rev == "" {
+		t.Fatalf("getLatestCommit %s: %v %+v", did, err, out)
+	}
+	return out.Rev
+}
+
+// TestFramePanicQuarantinesHost makes every frame of one account panic,
+// once in a worker and once in the upstream reader's Sink, through real
+// fleet hosts on loopback (testPanicHook). The relay must survive, count
+// the panic once, quarantine the account's host (persisted as throttled,
+// refused by a public requestCrawl, not dialed again after a restart on
+// the same store) while the other hosts' events keep flowing, and an
+// operator's requestCrawl must resume the host from below the poisoned
+// frame so that, the fault fixed, nothing is lost. Before, the panic killed
+// the process (here: the test binary).
+func TestFramePanicQuarantinesHost(t *testing.T) {
+	for _, stage := range []int{stageWorker, stageSink} {
+		t.Run(stageLabels[stage], func(t *testing.T) { testFramePanic(t, stage) })
+	}
+}
+
+func testFramePanic(t *testing.T, stage int) {
+	fl := newFleet(t, 3, 3)
+	victim, others := fl.Hosts()[0], fl.Hosts()[1:]
+	poisoned := victim.Accounts()[0]
+	var armed atomic.Bool
+	armed.Store(true)
+	testPanicHook = func(at string, did []byte) {
+		if armed.Load() && at == stageLabels[stage] && string(did) == poisoned {
+			panic("test: poisoned frame of " + poisoned)
+		}
+	}
+	defer func() { testPanicHook = nil }()
+
+	dir := t.TempDir()
+	cfg := testConfig()
+	h := startRelayPLC(t, fl.PLCURL(), fl.Hostnames(), dir, cfg, store.NoSync, 256<<10, func(st *store.Store) {
+		seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
+	})
+	quarantined := func(h *harness) bool {
+		sh, ok := h.st.HostByName(victim.Name)
+		return ok && sh.Status == hostQuarantined
+	}
+	waitUntil(t, "the victim's quarantine", func() bool { return quarantined(h) })
+	for i := 0; i < 100; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitHostsCaughtUp(others)
+	if got := h.r.m.framePanics[stage].Get(); got != 1 {
+		t.Errorf("panics counted %d, want 1", got)
+	}
+	h.r.hostsMu.Lock()
+	_, live := h.r.hosts[victim.Name]
+	h.r.hostsMu.Unlock()
+	if live {
+		t.Error("quarantined host still subscribed")
+	}
+	err := h.r.RequestCrawl(context.Background(), victim.Name)
+	if !errors.Is(err, ErrHostQuarantined) || !errors.Is(err, ErrHostBanned) {
+		t.Errorf("public requestCrawl of a quarantined host: %v", err)
+	}
+	if sh, _ := h.st.HostByName(victim.Name); int64(sh.Cursor) >= victim.Seq() {
+		t.Errorf("victim's cursor %d passed the poisoned frame (host at %d)", sh.Cursor, victim.Seq())
+	}
+	h.stop()
+
+	// Restart on the same store with the fault still armed: the victim is
+	// not dialed (no crash loop), the others are.
+	conns := victim.Stats().Connections
+	h = startRelayPLC(t, fl.PLCURL(), fl.Hostnames(), dir, cfg, store.NoSync, 256<<10, nil)
+	for i := 0; i < 100; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitHostsCaughtUp(others)
+	if !quarantined(h) {
+		t.Error("quarantine lost across a restart")
+	}
+	if n := victim.Stats().Connections; n != conns {
+		t.Errorf("quarantined host dialed again after the restart (%d connections, was %d)", n, conns)
+	}
+	if n := h.r.m.framePanics[stage].Get(); n != 0 {
+		t.Errorf("%d panics after the restart", n)
+	}
+
+	// The fault fixed, an operator resumes the host: it replays from below
+	// the poisoned frame and the account ends at its host's head.
+	armed.Store(false)
+	if err := h.r.AdminRequestCrawl(context.Background(), victim.Name); err != nil {
+		t.Fatal(err)
+	}
+	h.waitHostsCaughtUp([]*fleet.Host{victim})
+	var a store.Account
+	if ok, err := h.st.GetAccount([]byte(poisoned), &a); !ok || err != nil {
+		t.Fatalf("poisoned account after the resume: %v %v", ok, err)
+	}
+	if want := latestRev(t, victim, poisoned); string(a.Rev) != want {
+		t.Errorf("poisoned account at rev %s, want its host's head %s", a.Rev, want)
+	}
+	if sh, _ := h.st.HostByName(victim.Name); sh.Status != store.HostActive {
+		t.Errorf("resumed host status %v", sh.Status)
+	}
+	h.stop()
+}
+
+// TestSlowIdentityParksOnlyItsAccount runs the relay with one worker
+// against two fleet hosts, with the directory holding back one account's
+// DID document until the test releases it. The worker must park that
+// account's frames and keep serving the other host's accounts (before, it
+// waited for the document with every account it serves behind), then run
+// the parked frames in order once the document comes: the stream checks
+// out and the account ends at its host's head. Meanwhile the slow host,
+// whose later results wait for the parked frame, is paused (HostHeldBytes)
+// and resumed once they are released.
+func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
+	fl := newFleet(t, 2, 3)
+	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
+	slowDID := slowHost.Accounts()[0]
+	gate := make(chan struct{})
+	target, err := url.Parse(fl.PLCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, slowDID) {
+			select {
+			case <-gate:
+			case <-req.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	defer plc.Close()
+	release := sync.OnceFunc(func() { close(gate) })
+
+	cfg := testConfig()
+	cfg.Workers = 1
+	// The slow host's other accounts' results wait for the parked frame
+	// (host order): any of them pauses the host until it is released.
+	cfg.HostHeldBytes = 1
+	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
+	// A resolution timeout far beyond the test's deadlines: a worker that
+	// waits for the held document would hold the fast host until then.
+	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, PLCRequestTimeout: time.Hour},
+		fl.Hostnames(), cfg, 256<<10)
+	defer h.stop()
+	defer release() // before stop: Close processes parked frames, waiting
+	c := dialConsumer(t, h.addr, 0)
+
+	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	for i := 0; i < 200; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	if n := h.r.m.parked.Get(); n == 0 {
+		t.Error("no frame parked")
+	}
+	if sh, _ := h.st.HostByName(slowHost.Name); int64(sh.Cursor) >= slowHost.Seq() {
+		t.Fatalf("slow host caught up (cursor %d) while its account's document was held", sh.Cursor)
+	}
+	waitUntil(t, "the slow host's pause for its held results", func() bool { return h.r.m.hostPauses[pauseHeld].Get() > 0 })
+
+	release()
+	h.waitHostsCaughtUp(fl.Hosts())
+	if h.r.parkedFrames.Load() != 0 {
+		t.Errorf("%d frames still parked", h.r.parkedFrames.Load())
+	}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		if n := h.r.m.dropped[r].Get(); n != 0 {
+			t.Errorf("dropped %s: %d", r, n)
+		}
+	}
+	for label, c := range h.r.m.rejected {
+		if n := c.Get(); n != 0 {
+			t.Errorf("rejected %s: %d", label, n)
+		}
+	}
+	var a store.Account
+	if ok, err := h.st.GetAccount([]byte(slowDID), &a); !ok || err != nil {
+		t.Fatalf("slow account: %v %v", ok, err)
+	}
+	if want := latestRev(t, slowHost, slowDID); string(a.Rev) != want {
+		t.Errorf("slow account at rev %s, want its host's head %s", a.Rev, want)
+	}
+	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
+}
