@@ -119,11 +119,6 @@ func (a *app) build(s *Settings) error {
 	if err != nil {
 		return err
 	}
-	jsCfg := s.Jetstream
-	jsCfg.Metrics, jsCfg.Logger = a.metrics, a.log
-	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
-		return err
-	}
 	api := http.NewServeMux()
 	api.Handle("GET /subscribe", a.js)
 	api.Handle("/", xrpcAPI)
@@ -220,7 +215,15 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	a.resync = rs
 	rCfg := s.Relay
 	rCfg.AllowInsecureHosts, rCfg.IntakeBytes, rCfg.ResultsQueueBytes = s.AllowInsecureHosts, shares.Intake, shares.Results
-	r, err = relay.New(rCfg, relay.Deps{Store: a.store, Identity: a.ids, Hub: a.hub, Resyncer: rs, Logger: a.log, Metrics: a.metrics})
+	// The Jetstream server exists before the relay publishes anything: it
+	// is woken after every durable batch instead of polling the log.
+	jsCfg := s.Jetstream
+	jsCfg.Metrics, jsCfg.Logger = a.metrics, a.log
+	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
+		return err
+	}
+	r, err = relay.New(rCfg, relay.Deps{Store: a.store, Identity: a.ids, Hub: a.hub, Resyncer: rs, Logger: a.log,
+		Metrics: a.metrics, OnPublish: a.js.Notify})
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,9 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 		g.release()
 		return true
 	case event.KindInfo:
-		r.log.Info("upstream #info", "host", hs.name, "name", string(p.Name))
+		if ok, suppressed := hs.logAllowed(); ok {
+			r.log.Info("upstream #info", "host", hs.name, "name", upstream.LogString(p.Name), "suppressed", suppressed)
+		}
 		r.m.dropped[DropInfo].Inc()
 		g.release()
 		return true
@@ -277,15 +279,23 @@ func (r *Relay) completeDropped(t task, reason DropReason) {
 }
 
 // upstreamError handles an error frame from a host (op -1).
+// The loop ends the stream after an error frame and backs the host off like
+// a failed dial; log lines carrying the host's text are rate-limited per
+// host (Host.LogAllowed) and cut short (upstream.LogString).
 func (r *Relay) upstreamError(hs *hostState, name []byte) {
+	logOK, suppressed := hs.logAllowed()
 	if string(name) != "FutureCursor" {
-		r.log.Warn("upstream error frame", "host", hs.name, "error", string(name))
+		if logOK {
+			r.log.Warn("upstream error frame", "host", hs.name, "error", upstream.LogString(name), "suppressed", suppressed)
+		}
 		return
 	}
 	// Our cursor is past the host's head: the host lost data or was
 	// restored from a backup. Start over live rather than stall (§9.3).
 	r.m.cursorResets[resetFutureCursor].Inc()
-	r.log.Warn("host answered FutureCursor; resetting its cursor", "host", hs.name, "cursor", hs.dialCursor)
+	if logOK {
+		r.log.Warn("host answered FutureCursor; resetting its cursor", "host", hs.name, "cursor", hs.dialCursor, "suppressed", suppressed)
+	}
 	hs.tr.reset(0)
 	r.markCursorDirty(hs)
 	r.loop.Reconnect(hs.up.Load(), -1)
@@ -315,4 +325,14 @@ func (r *Relay) cursorFor(h *upstream.Host) (int64, bool) {
 // ordered with the account's events.
 func (r *Relay) submitControl(ctx context.Context, c *control) error {
 	return r.workers.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: r.now()}, 1)
+}
+
+// logAllowed reports whether a log line carrying the host's own text may be
+// written now (upstream.Host.LogAllowed); a host without a connection has
+// no limiter and is allowed.
+func (hs *hostState) logAllowed() (ok bool, suppressed uint64) {
+	if h := hs.up.Load(); h != nil {
+		return h.LogAllowed()
+	}
+	return true, 0
 }

@@ -215,6 +215,10 @@ type Deps struct {
 	HTTPClient *http.Client
 	// Now is the clock (rate limits, validation); default time.Now.
 	Now func() time.Time
+	// OnPublish, when set, is called by the sequencer goroutine after each
+	// durable batch was handed to the hub: a wake-up for other readers of
+	// the log (the Jetstream stream). It must not block.
+	OnPublish func()
 }
 
 // Relay is the running engine: hosts, ingest, workers and the sequencer.
@@ -225,6 +229,7 @@ type Relay struct {
 	st       *store.Store
 	ids      *identity.Resolver
 	hub      *firehose.Hub
+	onPub    func() // Deps.OnPublish; nil: none
 	resync   Resyncer
 	log      *slog.Logger
 	m        *metricsSet
@@ -302,7 +307,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		d.HTTPClient = &http.Client{Timeout: cfg.ProbeTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	r := &Relay{
-		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, resync: d.Resyncer, log: d.Logger,
+		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, resync: d.Resyncer, log: d.Logger,
 		http: d.HTTPClient, now: d.Now,
 		results:   make(chan result, cfg.ResultsQueue),
 		resume:    make(chan *hostState, 1024),

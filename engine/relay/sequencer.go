@@ -381,6 +381,9 @@ func (q *sequencer) publish() {
 		r.bufs.Put(res.out)
 		res.out = nil
 	}
+	if j > 0 && r.onPub != nil {
+		r.onPub()
+	}
 }
 
 // afterCommit applies the local-status changes of results without an
@@ -443,7 +446,13 @@ func (q *sequencer) flushCursors() {
 
 // markCursorDirty asks the sequencer to persist a host's reset cursor.
 func (r *Relay) markCursorDirty(hs *hostState) {
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(hs.q.cap(hs.tr.lowWater())) }); err != nil {
+	cursor := uint64(hs.q.cap(hs.tr.lowWater()))
+	if h, ok := r.st.GetHost(hs.id); ok && h.Cursor == cursor {
+		// Already stored: a host answering FutureCursor on every connection
+		// must not cost a store write (and an fsync) per attempt.
+		return
+	}
+	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = cursor }); err != nil {
 		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 	}
 }
