@@ -181,10 +181,10 @@ func commandTable() map[string]command {
 			fs.BoolVar(&o.all, "all", false, "follow cursors to the end")
 			return o
 		}, run: runTakedowns},
-		"reset-cursor": action((*Client).ResetCursor),
-		"resync":       action((*Client).Resync),
-		"crawl":        action((*Client).Crawl),
-		"toggle-crawl": {nargs: 1, optionalArg: true, flags: noFlags, run: runToggleCrawl},
+		"reset-cursor":      action((*Client).ResetCursor),
+		"resync":            action((*Client).Resync),
+		"crawl":             action((*Client).Crawl),
+		"toggle-crawl":      {nargs: 1, optionalArg: true, flags: noFlags, run: runToggleCrawl},
 		"new-hosts-per-day": {nargs: 1, optionalArg: true, flags: noFlags, run: runNewHostsPerDay},
 	}
 }

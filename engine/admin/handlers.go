@@ -332,4 +332,3 @@ type DomainList struct {
 func (s *Server) listDomains(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, DomainList{BannedDomains: s.st.Bans()})
 }
-
