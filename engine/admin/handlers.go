@@ -106,14 +106,6 @@ func readInput(w http.ResponseWriter, r *http.Request, in *input) error {
 		}
 		*b.dst = &v
 	}
-	if in.Limit == nil && q.Has("limit") {
-		n, err := strconv.ParseInt(q.Get("limit"), 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "failed to parse limit: "+err.Error())
-			return errBadInput
-		}
-		in.Limit = &n
-	}
 	return nil
 }
 

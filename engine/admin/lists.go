@@ -321,6 +321,14 @@ func (s *Server) setPerDayLimit(w http.ResponseWriter, r *http.Request) {
 	if readInput(w, r, &in) != nil {
 		return
 	}
+	if q := r.URL.Query(); in.Limit == nil && q.Has("limit") {
+		n, err := strconv.ParseInt(q.Get("limit"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "failed to parse limit: "+err.Error())
+			return
+		}
+		in.Limit = &n
+	}
 	if in.Limit == nil || *in.Limit < 0 {
 		writeError(w, http.StatusBadRequest, "limit parameter required: a non-negative integer")
 		return
