@@ -28,7 +28,8 @@ const cliTimeout = 60 * time.Second
 
 const cliUsage = `usage: relay admin [--url URL] [--token TOKEN] <command> [flags] [args]
 
---url defaults to ` + DefaultURL + `; --token to $RELAY_ADMIN_PASSWORD.
+--url defaults to ` + DefaultURL + `; --token to the first of $RELAY_ADMIN_PASSWORD
+(or $RELAY_ADMIN_KEY), which may list several, comma-separated.
 Flags of a command go before its arguments.
 
 commands:
@@ -40,16 +41,20 @@ commands:
   domains                                  list banned domains
   set-limits [--account-limit N] [--trusted=BOOL] [--per-second N] HOST
   takedown DID | restore DID               take down / restore an account
-  takedowns [--cursor C]                   list taken-down accounts
+  takedowns [--cursor C] [--all]           list taken-down accounts
   reset-cursor HOST                        forget a host's upstream cursor
   resync DID                               resynchronize an account from its PDS
   crawl HOST                               subscribe to a host (bypasses public limits)
   toggle-crawl [on|off]                    switch public requestCrawl (no argument: flip)
+  new-hosts-per-day [N]                    show, or set until restart, the public new-host limit
 `
 
 // RunCLI runs `relay admin <args>`, writing results to stdout.
 func RunCLI(args []string, stdout io.Writer) error {
-	c := &Client{BaseURL: DefaultURL, Token: os.Getenv("RELAY_ADMIN_PASSWORD")}
+	c := &Client{BaseURL: DefaultURL}
+	if ts := EnvTokens(os.Getenv); len(ts) > 0 {
+		c.Token = ts[0]
+	}
 	global := newFlagSet("relay admin", stdout, c)
 	if err := global.Parse(args); err != nil {
 		return usageError(stdout, err)
@@ -100,6 +105,7 @@ func usageError(out io.Writer, err error) error {
 type cliOpts struct {
 	limit        int
 	cursor       string
+	uidCursor    uint64
 	all          bool
 	ban          bool
 	accountLimit uint64
@@ -171,25 +177,15 @@ func commandTable() map[string]command {
 		"restore":  action((*Client).Restore),
 		"takedowns": {flags: func(fs *flag.FlagSet) *cliOpts {
 			o := &cliOpts{}
-			fs.StringVar(&o.cursor, "cursor", "", "page cursor from a previous call")
+			fs.Uint64Var(&o.uidCursor, "cursor", 0, "page cursor from a previous call")
+			fs.BoolVar(&o.all, "all", false, "follow cursors to the end")
 			return o
-		}, run: func(ctx context.Context, c *Client, _ *flag.FlagSet, o *cliOpts, out io.Writer) error {
-			p, err := c.Takedowns(ctx, o.cursor)
-			if err != nil {
-				return err
-			}
-			for _, d := range p.DIDs {
-				fmt.Fprintln(out, d)
-			}
-			if p.Cursor != "" {
-				fmt.Fprintf(out, "next cursor: %s\n", p.Cursor)
-			}
-			return nil
-		}},
-		"reset-cursor": action((*Client).ResetCursor),
-		"resync":       action((*Client).Resync),
-		"crawl":        action((*Client).Crawl),
-		"toggle-crawl": {nargs: 1, optionalArg: true, flags: noFlags, run: runToggleCrawl},
+		}, run: runTakedowns},
+		"reset-cursor":      action((*Client).ResetCursor),
+		"resync":            action((*Client).Resync),
+		"crawl":             action((*Client).Crawl),
+		"toggle-crawl":      {nargs: 1, optionalArg: true, flags: noFlags, run: runToggleCrawl},
+		"new-hosts-per-day": {nargs: 1, optionalArg: true, flags: noFlags, run: runNewHostsPerDay},
 	}
 }
 
@@ -226,6 +222,45 @@ func runHosts(ctx context.Context, c *Client, _ *flag.FlagSet, o *cliOpts, out i
 		fmt.Fprintf(out, "next cursor: %s\n", cursor)
 	}
 	return nil
+}
+
+func runTakedowns(ctx context.Context, c *Client, _ *flag.FlagSet, o *cliOpts, out io.Writer) error {
+	cursor := o.uidCursor
+	for {
+		p, err := c.Takedowns(ctx, cursor)
+		if err != nil {
+			return err
+		}
+		for _, d := range p.DIDs {
+			fmt.Fprintln(out, d)
+		}
+		cursor = p.Cursor
+		if cursor == 0 || !o.all {
+			break
+		}
+	}
+	if cursor != 0 {
+		fmt.Fprintf(out, "next cursor: %d\n", cursor)
+	}
+	return nil
+}
+
+func runNewHostsPerDay(ctx context.Context, c *Client, fs *flag.FlagSet, _ *cliOpts, out io.Writer) error {
+	if fs.NArg() == 1 {
+		n, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+		if err != nil || n < 0 {
+			return usageError(out, fmt.Errorf("new-hosts-per-day takes a non-negative integer, not %q", fs.Arg(0)))
+		}
+		if err := c.SetNewHostsPerDay(ctx, n); err != nil {
+			return err
+		}
+	}
+	n, err := c.NewHostsPerDay(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "new hosts per day: %d\n", n)
+	return err
 }
 
 // oneLine keeps a table row on one line.

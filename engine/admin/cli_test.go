@@ -133,6 +133,22 @@ func TestCLILists(t *testing.T) {
 	if err != nil || out != didB+"\n" {
 		t.Fatalf("takedowns: %q %v", out, err)
 	}
+	out, err = e.cli(t, "takedowns", "--all", "--cursor", "1")
+	if err != nil || out != didB+"\n" {
+		t.Fatalf("takedowns --all --cursor 1: %q %v", out, err)
+	}
+
+	out, err = e.cli(t, "new-hosts-per-day")
+	if err != nil || out != "new hosts per day: 50\n" {
+		t.Fatalf("new-hosts-per-day: %q %v", out, err)
+	}
+	out, err = e.cli(t, "new-hosts-per-day", "7")
+	if err != nil || out != "new hosts per day: 7\n" || e.eng.NewHostsPerDay() != 7 {
+		t.Fatalf("new-hosts-per-day 7: %q %v", out, err)
+	}
+	if _, err := e.cli(t, "new-hosts-per-day", "-3"); !errors.Is(err, ErrUsage) {
+		t.Fatalf("negative limit: %v", err)
+	}
 }
 
 func TestCLIErrors(t *testing.T) {
@@ -160,20 +176,28 @@ func TestCLIErrors(t *testing.T) {
 	// Wrong token: 401.
 	var out strings.Builder
 	err = RunCLI([]string{"--url", e.ts.URL, "--token", "wrong", "hosts"}, &out)
-	if !errors.As(err, &ae) || ae.Status != 401 || ae.Name != "AuthRequired" {
+	if !errors.As(err, &ae) || ae.Status != 401 || ae.Name != "Unauthorized" {
 		t.Fatalf("wrong token: %v", err)
 	}
 	// No token at all.
 	t.Setenv("RELAY_ADMIN_PASSWORD", "")
+	t.Setenv("RELAY_ADMIN_KEY", "")
 	err = RunCLI([]string{"--url", e.ts.URL, "hosts"}, &out)
 	if !errors.Is(err, ErrUsage) {
 		t.Fatalf("no token: %v", err)
 	}
-	// Token from the environment, flags after the command.
-	t.Setenv("RELAY_ADMIN_PASSWORD", testToken)
-	out.Reset()
-	if err := RunCLI([]string{"domains", "--url", e.ts.URL}, &out); err != nil {
-		t.Fatalf("env token: %v", err)
+	// Token from the environment (the first of a list, or the reference's
+	// second variable), flags after the command.
+	for _, env := range [][2]string{
+		{"RELAY_ADMIN_PASSWORD", testToken + ",other"},
+		{"RELAY_ADMIN_KEY", " " + testToken},
+	} {
+		t.Setenv("RELAY_ADMIN_PASSWORD", "")
+		t.Setenv(env[0], env[1])
+		out.Reset()
+		if err := RunCLI([]string{"domains", "--url", e.ts.URL}, &out); err != nil {
+			t.Fatalf("env token %s=%q: %v", env[0], env[1], err)
+		}
 	}
 	// -h prints usage and succeeds.
 	out.Reset()

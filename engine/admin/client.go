@@ -29,8 +29,10 @@ type Client struct {
 
 // APIError is an error answer from the admin API.
 type APIError struct {
-	Status  int    // HTTP status
-	Name    string // error name, e.g. HostNotFound
+	Status int // HTTP status
+	// Name is the XRPC error name for the answers that carry one
+	// (requestCrawl), else the status text, e.g. "Not Found".
+	Name    string
 	Message string
 }
 
@@ -75,12 +77,15 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		return fmt.Errorf("admin client: reading %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Status: resp.StatusCode}
-		var eb errorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+		e := &APIError{Status: resp.StatusCode, Name: http.StatusText(resp.StatusCode)}
+		var eb xrpcErrorBody
+		switch {
+		case json.Unmarshal(b, &eb) != nil || eb.Error == "":
+			e.Message = strings.TrimSpace(string(b))
+		case eb.Message != "": // XRPC shape: a name and a message
 			e.Name, e.Message = eb.Error, eb.Message
-		} else {
-			e.Name, e.Message = http.StatusText(resp.StatusCode), strings.TrimSpace(string(b))
+		default: // the reference's admin shape: the message alone
+			e.Message = eb.Error
 		}
 		return e
 	}
@@ -103,6 +108,7 @@ func (c *Client) Hosts(ctx context.Context, cursor string, limit int) (HostPage,
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
+	q.Set("format", formatRelay)
 	var p HostPage
 	err := c.call(ctx, http.MethodGet, "/admin/pds/list?"+q.Encode(), nil, &p)
 	return p, err
@@ -123,7 +129,7 @@ func (c *Client) KillUpstream(ctx context.Context, host string, ban bool) error 
 // Consumers lists the connected firehose consumers.
 func (c *Client) Consumers(ctx context.Context) ([]Consumer, error) {
 	var out []Consumer
-	err := c.call(ctx, http.MethodGet, "/admin/consumers/list", nil, &out)
+	err := c.call(ctx, http.MethodGet, "/admin/consumers/list?format="+formatRelay, nil, &out)
 	return out, err
 }
 
@@ -156,7 +162,12 @@ func (c *Client) Domains(ctx context.Context) ([]string, error) {
 
 // SetLimits changes the non-nil limits of host.
 func (c *Client) SetLimits(ctx context.Context, host string, l HostLimits) error {
-	return c.call(ctx, http.MethodPost, "/admin/pds/changeLimits", input{Host: host, HostLimits: l}, nil)
+	in := input{Host: host, AccountLimit: l.AccountLimit, Trusted: l.Trusted}
+	if l.PerSecond != nil {
+		p := float64(*l.PerSecond)
+		in.PerSecond = &p
+	}
+	return c.call(ctx, http.MethodPost, "/admin/pds/changeLimits", in, nil)
 }
 
 // Takedown takes an account down.
@@ -169,10 +180,15 @@ func (c *Client) Restore(ctx context.Context, did string) error {
 	return c.call(ctx, http.MethodPost, "/admin/repo/reverseTakedown", input{DID: did}, nil)
 }
 
-// Takedowns returns one page of taken-down DIDs after cursor.
-func (c *Client) Takedowns(ctx context.Context, cursor string) (TakedownPage, error) {
+// Takedowns returns one page of taken-down DIDs after cursor (0 for the
+// first page); the page's Cursor is 0 on the last one.
+func (c *Client) Takedowns(ctx context.Context, cursor uint64) (TakedownPage, error) {
+	path := "/admin/repo/takedowns"
+	if cursor != 0 {
+		path += "?cursor=" + strconv.FormatUint(cursor, 10)
+	}
 	var p TakedownPage
-	err := c.call(ctx, http.MethodGet, "/admin/repo/takedowns?"+url.Values{"cursor": {cursor}}.Encode(), nil, &p)
+	err := c.call(ctx, http.MethodGet, path, nil, &p)
 	return p, err
 }
 
@@ -201,4 +217,17 @@ func (c *Client) CrawlEnabled(ctx context.Context) (bool, error) {
 // SetCrawlEnabled switches public requestCrawl on or off.
 func (c *Client) SetCrawlEnabled(ctx context.Context, enabled bool) error {
 	return c.call(ctx, http.MethodPost, "/admin/subs/setEnabled", input{Enabled: &enabled}, nil)
+}
+
+// NewHostsPerDay returns the bound on hosts public requestCrawl may add
+// per day.
+func (c *Client) NewHostsPerDay(ctx context.Context) (int64, error) {
+	var out PerDayLimit
+	err := c.call(ctx, http.MethodGet, "/admin/subs/perDayLimit", nil, &out)
+	return out.Limit, err
+}
+
+// SetNewHostsPerDay changes that bound until the relay restarts.
+func (c *Client) SetNewHostsPerDay(ctx context.Context, n int64) error {
+	return c.call(ctx, http.MethodPost, "/admin/subs/setPerDayLimit?limit="+strconv.FormatInt(n, 10), nil, nil)
 }

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/xrpc"
@@ -29,7 +29,7 @@ const (
 
 // input is every field any admin action takes, from the JSON body and, for
 // the reference relay's query-parameter endpoints, from the query string
-// (the body wins).
+// (the body wins). It is also the body the Client sends.
 type input struct {
 	Host     string `json:"host,omitempty"`
 	Hostname string `json:"hostname,omitempty"`
@@ -37,7 +37,31 @@ type input struct {
 	Domain   string `json:"domain,omitempty"`
 	Block    *bool  `json:"block,omitempty"`
 	Enabled  *bool  `json:"enabled,omitempty"`
-	HostLimits
+	Limit    *int64 `json:"limit,omitempty"`
+
+	AccountLimit *uint64 `json:"repo_limit,omitempty"`
+	Trusted      *bool   `json:"trusted,omitempty"`
+	// PerSecond is a number because the reference admin UI sends back the
+	// PerSecondEventRate.Max it was shown, -1 when unknown (see limits).
+	PerSecond *float64 `json:"per_second,omitempty"`
+}
+
+// maxPerSecond bounds a per-second override: more than any host can send.
+const maxPerSecond = 1 << 32
+
+// limits returns the host limits the input changes. A negative per_second
+// is the reference's "not reported" value coming back from its UI and
+// changes nothing; a fractional or huge one is refused.
+func (in *input) limits() (HostLimits, error) {
+	l := HostLimits{AccountLimit: in.AccountLimit, Trusted: in.Trusted}
+	if p := in.PerSecond; p != nil && *p >= 0 {
+		if *p != math.Trunc(*p) || *p > maxPerSecond {
+			return l, errors.New("per_second must be a whole number of events")
+		}
+		n := uint64(*p)
+		l.PerSecond = &n
+	}
+	return l, nil
 }
 
 // errBadInput marks an input the handler already answered.
@@ -51,9 +75,9 @@ func readInput(w http.ResponseWriter, r *http.Request, in *input) error {
 	if err := dec.Decode(in); err != nil && !errors.Is(err, io.EOF) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
+			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 		} else {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid JSON body: "+err.Error())
+			writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
 		}
 		return errBadInput
 	}
@@ -77,7 +101,7 @@ func readInput(w http.ResponseWriter, r *http.Request, in *input) error {
 		}
 		v, err := strconv.ParseBool(q.Get(b.key))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid "+b.key+" parameter")
+			writeError(w, http.StatusBadRequest, "invalid "+b.key+" parameter")
 			return errBadInput
 		}
 		*b.dst = &v
@@ -93,26 +117,36 @@ func (in *input) hostname() string {
 	return in.Hostname
 }
 
-// engineError answers for a failed Engine call.
+// engineError answers for a failed Engine call, with the reference
+// relay's status and its {"error": message} body.
 func (s *Server) engineError(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrUnknownHost):
-		writeError(w, http.StatusNotFound, "HostNotFound", err.Error())
-	case errors.Is(err, ErrUnknownAccount):
-		writeError(w, http.StatusNotFound, "RepoNotFound", err.Error())
-	case errors.Is(err, ErrNotConnected):
-		writeError(w, http.StatusBadRequest, "NotConnected", err.Error())
-	case errors.Is(err, xrpc.ErrBadHostname):
-		writeError(w, http.StatusBadRequest, "BadRequest", err.Error())
-	case errors.Is(err, xrpc.ErrHostBanned):
-		writeError(w, http.StatusForbidden, "HostBanned", err.Error())
-	case errors.Is(err, xrpc.ErrHostNotFound):
-		writeError(w, http.StatusBadRequest, "HostNotFound", err.Error())
-	case errors.Is(err, xrpc.ErrNewHostLimit):
-		writeError(w, http.StatusTooManyRequests, "RateLimitExceeded", err.Error())
+	case errors.Is(err, ErrUnknownHost), errors.Is(err, ErrUnknownAccount):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrNotConnected), errors.Is(err, xrpc.ErrBadHostname):
+		code = http.StatusBadRequest
 	default:
 		s.log.Error("admin: action failed", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
+	}
+	writeError(w, code, err.Error())
+}
+
+// crawlError answers for a failed admin requestCrawl: the reference relay
+// answers it like its XRPC procedure, {"error": Name, "message": ...}.
+func (s *Server) crawlError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, xrpc.ErrBadHostname):
+		writeXRPCError(w, http.StatusBadRequest, "BadRequest", err.Error())
+	case errors.Is(err, xrpc.ErrHostBanned):
+		writeXRPCError(w, http.StatusForbidden, "HostBanned", err.Error())
+	case errors.Is(err, xrpc.ErrHostNotFound):
+		writeXRPCError(w, http.StatusBadRequest, "HostNotFound", err.Error())
+	case errors.Is(err, xrpc.ErrNewHostLimit):
+		writeXRPCError(w, http.StatusTooManyRequests, "RateLimitExceeded", err.Error())
+	default:
+		s.log.Error("admin: crawl failed", "path", r.URL.Path, "err", err)
+		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
 	}
 }
 
@@ -130,7 +164,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, err error) {
 func hostArg(w http.ResponseWriter, in *input) (string, bool) {
 	host := in.hostname()
 	if host == "" || len(host) > store.MaxHostnameBytes {
-		writeError(w, http.StatusBadRequest, "BadRequest", "host required")
+		writeError(w, http.StatusBadRequest, "must pass a valid hostname")
 		return "", false
 	}
 	return host, true
@@ -153,8 +187,12 @@ func (s *Server) didAction(w http.ResponseWriter, r *http.Request, fn func(did s
 	if readInput(w, r, &in) != nil {
 		return
 	}
+	if in.DID == "" {
+		writeError(w, http.StatusBadRequest, "must specify DID parameter in body")
+		return
+	}
 	if _, err := syntax.ParseDID(in.DID); err != nil {
-		writeError(w, http.StatusBadRequest, "BadRequest", "valid did required")
+		writeError(w, http.StatusBadRequest, "invalid DID: "+err.Error())
 		return
 	}
 	s.act(w, r, fn(in.DID))
@@ -189,14 +227,27 @@ func (s *Server) setEnabled(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.Enabled == nil {
-		writeError(w, http.StatusBadRequest, "BadRequest", "enabled required")
+		writeError(w, http.StatusBadRequest, "enabled parameter required")
 		return
 	}
 	s.act(w, r, s.eng.SetCrawlEnabled(r.Context(), *in.Enabled))
 }
 
 func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) {
-	s.hostAction(w, r, func(_ *input, host string) error { return s.eng.AdminCrawl(r.Context(), host) })
+	var in input
+	if readInput(w, r, &in) != nil {
+		return
+	}
+	host := in.hostname()
+	if host == "" || len(host) > store.MaxHostnameBytes {
+		writeXRPCError(w, http.StatusBadRequest, "BadRequest", "hostname field empty or invalid")
+		return
+	}
+	if err := s.eng.AdminCrawl(r.Context(), host); err != nil {
+		s.crawlError(w, r, err)
+		return
+	}
+	writeSuccess(w)
 }
 
 func (s *Server) changeLimits(w http.ResponseWriter, r *http.Request) {
@@ -208,11 +259,16 @@ func (s *Server) changeLimits(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if in.HostLimits.empty() {
-		writeError(w, http.StatusBadRequest, "BadRequest", "no limit to change (repo_limit, trusted, per_second)")
+	l, err := in.limits()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.act(w, r, s.eng.SetHostLimits(r.Context(), host, in.HostLimits))
+	if l.empty() {
+		writeError(w, http.StatusBadRequest, "missing repo_limit parameter (or trusted, per_second)")
+		return
+	}
+	s.act(w, r, s.eng.SetHostLimits(r.Context(), host, l))
 }
 
 func (s *Server) blockHost(w http.ResponseWriter, r *http.Request) {
@@ -254,7 +310,7 @@ func (s *Server) domainAction(w http.ResponseWriter, r *http.Request, fn func(do
 	}
 	d := strings.ToLower(in.Domain)
 	if d == "" || len(d) > store.MaxDomainBytes {
-		writeError(w, http.StatusBadRequest, "BadRequest", "domain required")
+		writeError(w, http.StatusBadRequest, "must specify domain")
 		return
 	}
 	s.act(w, r, fn(d))
@@ -267,132 +323,4 @@ type DomainList struct {
 
 func (s *Server) listDomains(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, DomainList{BannedDomains: s.st.Bans()})
-}
-
-func (s *Server) consumers(w http.ResponseWriter, _ *http.Request) {
-	cs := s.eng.Consumers()
-	if cs == nil {
-		cs = []Consumer{}
-	}
-	writeJSON(w, http.StatusOK, cs)
-}
-
-// HostInfo is one host in the pds/list answer.
-type HostInfo struct {
-	ID           uint32     `json:"id"`
-	Hostname     string     `json:"hostname,omitempty"`
-	Status       string     `json:"status"`
-	Trusted      bool       `json:"trusted"`
-	Connected    bool       `json:"connected"`
-	Cursor       uint64     `json:"cursor"` // last persisted upstream seq
-	AccountCount uint64     `json:"accountCount"`
-	AccountLimit uint64     `json:"accountLimit"`
-	Events       uint64     `json:"events"` // events persisted from the host
-	FirstSeen    time.Time  `json:"firstSeen"`
-	LastConnect  *time.Time `json:"lastConnect,omitempty"`
-	LastErrorAt  *time.Time `json:"lastErrorAt,omitempty"`
-	LastError    string     `json:"lastError,omitempty"`
-}
-
-// HostPage is the pds/list answer; Cursor is set when the page was full.
-type HostPage struct {
-	Hosts  []HostInfo `json:"hosts"`
-	Cursor string     `json:"cursor,omitempty"`
-}
-
-func milliTime(ms int64) *time.Time {
-	if ms == 0 {
-		return nil
-	}
-	t := time.UnixMilli(ms).UTC()
-	return &t
-}
-
-func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit := defaultHostsLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxHostsLimit {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 10000")
-			return
-		}
-		limit = n
-	}
-	var after uint64
-	if v := q.Get("cursor"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
-			return
-		}
-		after = n
-	}
-	connected := map[string]bool{}
-	for _, h := range s.eng.UpstreamConns() {
-		connected[h] = true
-	}
-	hosts := s.st.ListHosts(store.HostID(after), limit)
-	out := HostPage{Hosts: make([]HostInfo, len(hosts))}
-	for i := range hosts {
-		h := &hosts[i]
-		out.Hosts[i] = HostInfo{
-			ID: uint32(h.ID), Hostname: h.Hostname, Status: h.Status.String(), Trusted: h.Trusted,
-			Connected: connected[h.Hostname], Cursor: h.Cursor, AccountCount: h.AccountCount,
-			AccountLimit: h.AccountLimit, Events: h.Events, FirstSeen: time.UnixMilli(h.FirstSeenMilli).UTC(),
-			LastConnect: milliTime(h.LastConnectMilli), LastErrorAt: milliTime(h.LastErrorMilli), LastError: h.LastError,
-		}
-	}
-	if len(hosts) == limit {
-		out.Cursor = strconv.FormatUint(uint64(hosts[len(hosts)-1].ID), 10)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// TakedownPage is the repo/takedowns answer; Cursor is set when more
-// accounts remain to be scanned.
-type TakedownPage struct {
-	DIDs   []string `json:"dids"`
-	Cursor string   `json:"cursor,omitempty"`
-}
-
-func (s *Server) listTakedowns(w http.ResponseWriter, r *http.Request) {
-	var after uint64
-	if v := r.URL.Query().Get("cursor"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
-			return
-		}
-		after = n
-	}
-	out := TakedownPage{DIDs: []string{}}
-	const batch = 1000
-	more := false
-	for scanned := 0; scanned < takedownScanAccounts && len(out.DIDs) < takedownsLimit; {
-		page, err := s.st.ListAccounts(after, batch)
-		if err != nil {
-			s.engineError(w, r, err)
-			return
-		}
-		more = len(page) == batch
-		for i := range page {
-			after = page[i].UID
-			scanned++
-			if page[i].LocalStatus == store.LocalTakendown {
-				out.DIDs = append(out.DIDs, string(page[i].DID))
-				if len(out.DIDs) == takedownsLimit {
-					more = more || i < len(page)-1
-					break
-				}
-			}
-		}
-		if !more {
-			break
-		}
-	}
-	if more {
-		out.Cursor = strconv.FormatUint(after, 10)
-	}
-	writeJSON(w, http.StatusOK, out)
 }

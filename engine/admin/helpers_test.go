@@ -29,7 +29,24 @@ type fakeEngine struct {
 	crawlOn   bool
 	conns     []string
 	consumers []Consumer
+	perDay    int64
 	failWith  error // returned by every action when set
+}
+
+func (e *fakeEngine) NewHostsPerDay() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.perDay
+}
+
+func (e *fakeEngine) SetNewHostsPerDay(_ context.Context, n int64) error {
+	if err := e.record("per-day %d", n); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.perDay = n
+	e.mu.Unlock()
+	return nil
 }
 
 func (e *fakeEngine) record(format string, args ...any) error {
@@ -256,7 +273,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	e := &env{st: st, eng: &fakeEngine{st: st, crawlOn: true}}
+	e := &env{st: st, eng: &fakeEngine{st: st, crawlOn: true, perDay: 50}}
 	e.srv, err = New(Config{Store: st, Engine: e.eng, Token: testToken})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/atrelay/relay/store"
 )
@@ -88,36 +87,69 @@ func (l HostLimits) empty() bool {
 	return l.AccountLimit == nil && l.Trusted == nil && l.PerSecond == nil
 }
 
-// Consumer describes one connected firehose consumer.
-type Consumer struct {
-	RemoteAddr  string    `json:"remoteAddr"`
-	UserAgent   string    `json:"userAgent"`
-	Cursor      *uint64   `json:"cursor,omitempty"` // cursor asked for at connect, if any
-	Position    uint64    `json:"position"`         // seq of the last frame sent
-	Lag         uint64    `json:"lag"`              // published seqs above Position
-	BytesSent   uint64    `json:"bytesSent"`
-	FramesSent  uint64    `json:"framesSent"`
-	ConnectedAt time.Time `json:"connectedAt"`
-	Mode        string    `json:"mode"` // "live" or "replay"
+// NewHostQuota is the part of an Engine behind the reference relay's
+// subs/perDayLimit and subs/setPerDayLimit. It is optional: a Server whose
+// Engine does not implement it answers those paths 501.
+type NewHostQuota interface {
+	// NewHostsPerDay is the bound on hosts public requestCrawl may add per
+	// UTC day.
+	NewHostsPerDay() int64
+	// SetNewHostsPerDay changes that bound (n >= 0) until the next restart.
+	SetNewHostsPerDay(ctx context.Context, n int64) error
 }
 
-// Config configures a Server. All fields but Logger are required.
+// Config configures a Server. Store, Engine and at least one non-empty
+// token (Token or Tokens) are required.
 type Config struct {
 	Store  *store.Store
 	Engine Engine
-	// Token is the admin secret (RELAY_ADMIN_PASSWORD).
-	Token  string
+	// Token is an admin secret (RELAY_ADMIN_PASSWORD).
+	Token string
+	// Tokens are more accepted secrets, all equally valid, so a secret can
+	// be rotated without downtime (the reference relay's several
+	// RELAY_ADMIN_PASSWORD values). Empty entries are ignored.
+	Tokens []string
 	Logger *slog.Logger
 }
 
 // Server is the admin API handler. Immutable after New; safe for
 // concurrent use.
 type Server struct {
-	st        *store.Store
-	eng       Engine
-	tokenHash [sha256.Size]byte
-	log       *slog.Logger
-	mux       *http.ServeMux
+	st     *store.Store
+	eng    Engine
+	quota  NewHostQuota // nil when eng does not implement it
+	tokens [][sha256.Size]byte
+	log    *slog.Logger
+	mux    *http.ServeMux
+}
+
+// Environment variables holding the admin secrets, in the order the
+// reference relay reads them: the first one set is used.
+const (
+	EnvAdminPassword = "RELAY_ADMIN_PASSWORD"
+	EnvAdminKey      = "RELAY_ADMIN_KEY"
+)
+
+// ParseTokens splits a comma-separated list of admin secrets, as the
+// reference relay reads RELAY_ADMIN_PASSWORD, dropping blanks.
+func ParseTokens(list string) []string {
+	var out []string
+	for _, t := range strings.Split(list, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// EnvTokens returns the admin secrets from the environment (getenv is
+// os.Getenv outside tests): RELAY_ADMIN_PASSWORD, or if it is unset or
+// empty RELAY_ADMIN_KEY, each a comma-separated list.
+func EnvTokens(getenv func(string) string) []string {
+	if v := getenv(EnvAdminPassword); v != "" {
+		return ParseTokens(v)
+	}
+	return ParseTokens(getenv(EnvAdminKey))
 }
 
 // route is one admin endpoint.
@@ -134,6 +166,8 @@ func routeTable() []route {
 		{http.MethodPost, "/admin/subs/killUpstream", (*Server).killUpstream},
 		{http.MethodGet, "/admin/subs/getEnabled", (*Server).getEnabled},
 		{http.MethodPost, "/admin/subs/setEnabled", (*Server).setEnabled},
+		{http.MethodGet, "/admin/subs/perDayLimit", (*Server).perDayLimit},
+		{http.MethodPost, "/admin/subs/setPerDayLimit", (*Server).setPerDayLimit},
 		{http.MethodGet, "/admin/pds/list", (*Server).listHosts},
 		{http.MethodPost, "/admin/pds/requestCrawl", (*Server).requestCrawl},
 		{http.MethodPost, "/admin/pds/changeLimits", (*Server).changeLimits},
@@ -167,7 +201,13 @@ func Paths() []string {
 
 // New builds the admin handler.
 func New(cfg Config) (*Server, error) {
-	if cfg.Token == "" {
+	var tokens [][sha256.Size]byte
+	for _, t := range append([]string{cfg.Token}, cfg.Tokens...) {
+		if t != "" {
+			tokens = append(tokens, sha256.Sum256([]byte(t)))
+		}
+	}
+	if len(tokens) == 0 {
 		return nil, ErrNoToken
 	}
 	if cfg.Store == nil || cfg.Engine == nil {
@@ -176,21 +216,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{st: cfg.Store, eng: cfg.Engine, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{st: cfg.Store, eng: cfg.Engine, tokens: tokens, log: cfg.Logger, mux: http.NewServeMux()}
+	s.quota, _ = cfg.Engine.(NewHostQuota)
 	routes := routeTable()
 	for i := range routes {
 		rt := &routes[i]
 		s.mux.HandleFunc(rt.path, func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != rt.method {
 				w.Header().Set("Allow", rt.method)
-				writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use "+rt.method)
+				writeError(w, http.StatusMethodNotAllowed, http.StatusText(http.StatusMethodNotAllowed))
 				return
 			}
 			rt.fn(s, w, r)
 		})
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "NotFound", "no such admin endpoint")
+		writeError(w, http.StatusNotFound, http.StatusText(http.StatusNotFound))
 	})
 	return s, nil
 }
@@ -207,14 +248,15 @@ func (s *Server) Protect(h http.Handler) http.Handler {
 		if !s.authorized(r) {
 			w.Header().Add("WWW-Authenticate", `Bearer realm="relay-admin"`)
 			w.Header().Add("WWW-Authenticate", `Basic realm="relay-admin"`)
-			writeError(w, http.StatusUnauthorized, "AuthRequired", "admin token required")
+			writeError(w, http.StatusUnauthorized, http.StatusText(http.StatusUnauthorized))
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// authorized checks the Bearer token or Basic admin:<token> credentials.
+// authorized checks the Bearer token or Basic admin:<token> credentials
+// against every accepted token, without stopping at the first match.
 func (s *Server) authorized(r *http.Request) bool {
 	var given string
 	h := r.Header.Get("Authorization")
@@ -226,17 +268,32 @@ func (s *Server) authorized(r *http.Request) bool {
 		return false
 	}
 	sum := sha256.Sum256([]byte(given))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) == 1
+	ok := 0
+	for i := range s.tokens {
+		ok |= subtle.ConstantTimeCompare(sum[:], s.tokens[i][:])
+	}
+	return ok == 1
 }
 
-// errorBody is the error shape, XRPC style.
+// errorBody is the reference relay's admin error shape: one human-readable
+// "error" string. requestCrawl, which the reference answers like its XRPC
+// procedure, uses xrpcErrorBody instead.
 type errorBody struct {
+	Error string `json:"error"`
+}
+
+// xrpcErrorBody is the XRPC error shape.
+type xrpcErrorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 }
 
-func writeError(w http.ResponseWriter, code int, name, msg string) {
-	writeJSON(w, code, errorBody{Error: name, Message: msg})
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+func writeXRPCError(w http.ResponseWriter, code int, name, msg string) {
+	writeJSON(w, code, xrpcErrorBody{Error: name, Message: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
