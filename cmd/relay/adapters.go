@@ -138,3 +138,11 @@ func (e adminEngine) Consumers() []admin.Consumer {
 	}
 	return out
 }
+
+// NewHostsPerDay implements admin.NewHostQuota.
+func (e adminEngine) NewHostsPerDay() int64 { return int64(e.r.NewHostsPerDay()) }
+
+// SetNewHostsPerDay implements admin.NewHostQuota.
+func (e adminEngine) SetNewHostsPerDay(_ context.Context, n int64) error {
+	return e.r.SetNewHostsPerDay(int(n))
+}

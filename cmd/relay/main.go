@@ -4,6 +4,7 @@
 //
 //	relay serve [flags]      run the relay
 //	relay admin <command>    call the admin API of a running relay
+//	relay migrate [flags]    take over a reference relay's hosts, bans, takedowns and seq
 //	relay capture [flags]    record subscribeRepos endpoints into a capture file
 //	relay replay [flags]     serve a capture as its original hosts plus a fake PLC
 //	relay generate [flags]   write a synthetic capture (signed ahead of time)
@@ -12,6 +13,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/atrelay/relay/engine/migrate"
 	"io"
 	"os"
 
@@ -30,6 +32,8 @@ func main() {
 		err = runServe(os.Args[2:])
 	case "admin":
 		err = admin.RunCLI(os.Args[2:], os.Stdout)
+	case "migrate":
+		err = migrate.RunCLI(os.Args[2:], os.Stdout)
 	case "capture":
 		err = runCapture(os.Args[2:], os.Stdout)
 	case "replay":
@@ -61,6 +65,7 @@ func usage() {
 commands:
   serve     run the relay (public API on :2470, admin/metrics/pprof on 127.0.0.1:2471; -h lists the settings)
   admin     call the admin API (relay admin help)
+  migrate   copy a running reference relay's hosts, bans, takedowns and seq into this database (--dry-run first)
   capture   record subscribeRepos endpoints into a capture file
   replay    serve a capture (file or shared-format folder) as its hosts plus a fake PLC
   generate  write a synthetic capture from the fleet's workload model

@@ -31,7 +31,11 @@ import (
 // (settings.go), build the app, run it until a signal, a fatal relay error
 // or a listener failure.
 func runServe(args []string) error {
-	s, printEnv, err := parseSettings(args, os.LookupEnv, os.Stderr)
+	dot, err := readDotenv(".env")
+	if err != nil {
+		return err
+	}
+	s, printEnv, err := parseSettings(args, withDotenv(os.LookupEnv, dot), os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -44,6 +48,12 @@ func runServe(args []string) error {
 	log, err := newLogger(s.LogLevel, s.LogFormat, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if len(dot) > 0 {
+		log.Info("read settings from .env", "variables", len(dot))
+	}
+	for _, w := range s.Warnings {
+		log.Warn(w)
 	}
 	a, err := buildApp(s, log)
 	if err != nil {
@@ -119,13 +129,18 @@ func (a *app) build(s *Settings) error {
 	if err != nil {
 		return err
 	}
-	api := http.NewServeMux()
-	api.Handle("GET /subscribe", a.js)
-	api.Handle("/", xrpcAPI)
-	adminHandler, err := a.adminHandler(s.AdminToken)
+	adm, err := a.adminServer(s)
 	if err != nil {
 		return err
 	}
+	var publicAdmin http.Handler
+	if s.AdminOnAPI && adm != nil {
+		publicAdmin = adm
+	}
+	api := http.NewServeMux()
+	api.Handle("GET /subscribe", a.js)
+	api.Handle("/", xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin, TrustForwardedFor: s.TrustForwardedFor}))
+	adminHandler := a.adminHandler(adm)
 	for _, l := range []struct {
 		addr string
 		h    http.Handler
@@ -187,13 +202,24 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	}
 	a.store = st
 	st.RegisterMetrics(a.metrics)
+	// RELAY_INITIAL_SEQ(_NUMBER) also moves an existing database forward,
+	// as the reference relay's does; never backwards.
+	if s.Store.InitialSeq > 1 {
+		moved, err := st.AdvanceSeq(s.Store.InitialSeq)
+		if err != nil {
+			return err
+		}
+		if moved {
+			a.log.Warn("next seq moved forward by RELAY_INITIAL_SEQ", "next_seq", s.Store.InitialSeq)
+		}
+	}
 
 	idCfg := s.Identity
 	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
 	a.ids = identity.New(idCfg)
 
 	fhCfg := s.Firehose
-	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger = int(shares.Ring), a.metrics, a.log
+	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
 	a.hub, err = firehose.NewHub(relay.StoreLog{St: st}, fhCfg)
 	return err
 }
@@ -218,7 +244,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	// The Jetstream server exists before the relay publishes anything: it
 	// is woken after every durable batch instead of polling the log.
 	jsCfg := s.Jetstream
-	jsCfg.Metrics, jsCfg.Logger = a.metrics, a.log
+	jsCfg.Metrics, jsCfg.Logger, jsCfg.Software = a.metrics, a.log, software
 	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
 		return err
 	}
@@ -237,18 +263,28 @@ func (a *app) xrpcConfig(s *Settings) xrpc.Config {
 	return c
 }
 
+// software names this relay in Server headers and the public banner.
+const software = "relay"
+
+// adminServer builds the admin API, or returns nil (and warns) when no
+// admin password is set. RELAY_ADMIN_PASSWORD may list several, comma
+// separated, as the reference relay's does.
+func (a *app) adminServer(s *Settings) (*admin.Server, error) {
+	tokens := admin.ParseTokens(s.AdminToken)
+	if len(tokens) == 0 {
+		a.log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
+		return nil, nil
+	}
+	return admin.New(admin.Config{Store: a.store, Engine: adminEngine{r: a.relay, hub: a.hub}, Tokens: tokens, Logger: a.log})
+}
+
 // adminHandler serves /metrics always, and the admin API and pprof behind
-// the bearer token when one is set.
-func (a *app) adminHandler(token string) (http.Handler, error) {
+// the admin password when adm is set.
+func (a *app) adminHandler(adm *admin.Server) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
-	if token == "" {
-		a.log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
-		return mux, nil
-	}
-	adm, err := admin.New(admin.Config{Store: a.store, Engine: adminEngine{r: a.relay, hub: a.hub}, Token: token, Logger: a.log})
-	if err != nil {
-		return nil, err
+	if adm == nil {
+		return mux
 	}
 	mux.Handle("/admin/", adm)
 	mux.Handle("/debug/pprof/", adm.Protect(http.HandlerFunc(pprof.Index)))
@@ -256,7 +292,7 @@ func (a *app) adminHandler(token string) (http.Handler, error) {
 	mux.Handle("/debug/pprof/trace", adm.Protect(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("/debug/pprof/symbol", adm.Protect(http.HandlerFunc(pprof.Symbol)))
 	mux.Handle("/debug/pprof/cmdline", adm.Protect(http.HandlerFunc(pprof.Cmdline)))
-	return mux, nil
+	return mux
 }
 
 // HTTP server limits of both listeners.

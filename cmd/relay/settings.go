@@ -8,6 +8,7 @@ import (
 	"github.com/atrelay/relay/engine/upstream"
 	"io"
 	"log/slog"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,15 @@ type Settings struct {
 	AllowInsecureHosts bool
 	// Trim runs the heap trimmer.
 	Trim bool
+	// AdminOnAPI also serves /admin/ on the public listener (the reference
+	// relay's layout).
+	AdminOnAPI bool
+	// TrustForwardedFor takes client addresses from X-Forwarded-For.
+	TrustForwardedFor bool
+	// Warnings are the settings problems that are not errors (an alias
+	// that disagrees with our name, a reference setting ignored), logged
+	// once the logger exists.
+	Warnings []string
 	// Sizes are the explicit cache and buffer sizes; zero ones take their
 	// share of the memory budget.
 	Sizes sizeOverrides
@@ -106,9 +116,68 @@ type setting struct {
 	deploy string
 	// emptyIsValue makes "" a value instead of "unset" (see the top).
 	emptyIsValue bool
-	help         string
-	value        value
+	// aliases are the reference relay's names for the same setting
+	// (indigo cmd/relay), read when env is unset; see refAlias.
+	aliases []refAlias
+	help    string
+	value   value
 }
+
+// refAlias is one of the reference relay's environment variables that
+// means the same as a setting, so its environment file works unchanged.
+// conv, when set, turns the reference's value into ours (where the two
+// relays measure the setting differently); nil means the same syntax.
+type refAlias struct {
+	env  string
+	conv func(string) (string, error)
+}
+
+// ignoredRefEnv are the reference relay's variables that have no meaning
+// here; serve warns once for each one set, so an operator switching relays
+// knows it was not silently applied.
+var ignoredRefEnv = map[string]string{
+	"DATABASE_URL":                "all state is in Pebble under RELAY_DATA_DIR",
+	"MAX_DB_CONNECTIONS":          "no SQL database",
+	"MAX_METADB_CONNECTIONS":      "no SQL database",
+	"RELAY_PERSIST_DIR":           "the event log is in Pebble under RELAY_DATA_DIR",
+	"RELAY_PERSISTER_DIR":         "the event log is in Pebble under RELAY_DATA_DIR",
+	"RELAY_HOST_CONCURRENCY":      "events are validated by a fixed pool of RELAY_WORKERS, keyed by account",
+	"RELAY_CONCURRENCY_PER_PDS":   "events are validated by a fixed pool of RELAY_WORKERS, keyed by account",
+	"RELAY_SIBLING_RELAYS":        "admin actions are not forwarded to other relays",
+	"ENVIRONMENT":                 "no environment-specific behaviour",
+	"OTEL_EXPORTER_OTLP_ENDPOINT": "no OpenTelemetry export; scrape /metrics",
+}
+
+// identCacheEntryBytes converts the reference's RELAY_IDENT_CACHE_SIZE (a
+// count of identities) into the identity cache budget (bytes): a generous
+// per-identity cost, so a count sized for the reference never starves ours.
+const identCacheEntryBytes = 512
+
+// lenientToValidation maps RELAY_LENIENT_SYNC_VALIDATION (a boolean) onto
+// the validation enum.
+func lenientToValidation(v string) (string, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return "", errors.New("want true or false")
+	}
+	if b {
+		return "lenient", nil
+	}
+	return "strict", nil
+}
+
+// identCountToBytes maps RELAY_IDENT_CACHE_SIZE (identities) onto the
+// identity cache budget (bytes).
+func identCountToBytes(v string) (string, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<40/identCacheEntryBytes {
+		return "", errors.New("want a count of identities")
+	}
+	return strconv.FormatInt(n*identCacheEntryBytes, 10) + "B", nil
+}
+
+// lower maps the reference's log level names (any case) onto ours.
+func lower(v string) (string, error) { return strings.ToLower(v), nil }
 
 // value parses a setting's text into its field.
 type value struct {
@@ -132,8 +201,9 @@ const (
 func settingsTable(s *Settings) []setting {
 	return []setting{
 		{flag: "api-listen", env: "RELAY_API_LISTEN", group: groupNetwork, def: ":2470",
-			help:  "Public API and firehose (com.atproto.sync.subscribeRepos) listen address.",
-			value: stringValue(&s.APIListen)},
+			help:    "Public API and firehose (com.atproto.sync.subscribeRepos) listen address.",
+			aliases: []refAlias{{env: "RELAY_API_BIND"}},
+			value:   stringValue(&s.APIListen)},
 		{flag: "admin-listen", env: "RELAY_METRICS_LISTEN", group: groupNetwork, def: "127.0.0.1:2471",
 			help: "Admin API, /metrics (no token) and pprof listen address; loopback only by default. " +
 				"To scrape /metrics from another machine, listen on a private address or on :2471 " +
@@ -144,8 +214,9 @@ func settingsTable(s *Settings) []setting {
 			help:  "Directory of the Pebble database. Under systemd it must be the unit's StateDirectory.",
 			value: stringValue(&s.DataDir)},
 		{flag: "replay-window", env: "RELAY_REPLAY_WINDOW", group: groupStorage, def: formatDuration(store.DefaultReplayWindow),
-			help:  "How long events stay replayable by cursor (the backfill window); at least 1m.",
-			value: durationValue(&s.Store.ReplayWindow)},
+			help:    "How long events stay replayable by cursor (the backfill window); at least 1m.",
+			aliases: []refAlias{{env: "RELAY_EVENT_PLAYBACK_TTL"}},
+			value:   durationValue(&s.Store.ReplayWindow)},
 		{flag: "disk-budget", env: "RELAY_DISK_BUDGET", group: groupStorage, def: "0",
 			help: "Disk space the event log may use before the oldest events are dropped ahead of " +
 				"the replay window. 0: no size cap (the time window only).",
@@ -161,12 +232,17 @@ func settingsTable(s *Settings) []setting {
 				"more latency, far fewer fsyncs under load. 0: fsync each batch at once.",
 			value: durationValue(&s.Store.SyncInterval)},
 		{flag: "initial-seq", env: "RELAY_INITIAL_SEQ", group: groupStorage, def: "1",
-			help:  "First sequence number of a brand-new database (at least 1); ignored once data exists.",
-			value: intValue(&s.Store.InitialSeq, 1)},
+			help: "The relay's next sequence number is at least this (at least 1): a brand-new database starts " +
+				"here, and an existing one whose next seq is lower jumps forward to it (consumers see a gap in " +
+				"seqs, which the protocol allows), as the reference relay's RELAY_INITIAL_SEQ_NUMBER does. " +
+				"Used when switching relays, so consumers' cursors stay below every new seq.",
+			aliases: []refAlias{{env: "RELAY_INITIAL_SEQ_NUMBER"}},
+			value:   intValue(&s.Store.InitialSeq, 1)},
 
 		{flag: "plc-host", env: "RELAY_PLC_HOST", group: groupIdentity, def: "https://plc.directory",
-			help:  "PLC directory used to resolve did:plc identities.",
-			value: stringValue(&s.Identity.PLCURL)},
+			help:    "PLC directory used to resolve did:plc identities.",
+			aliases: []refAlias{{env: "ATP_PLC_HOST"}},
+			value:   stringValue(&s.Identity.PLCURL)},
 		{flag: "plc-max-in-flight", env: "RELAY_PLC_MAX_IN_FLIGHT", group: groupIdentity, def: fmt.Sprint(identity.DefaultPLCMaxInFlight),
 			help:  "Concurrent requests to the PLC directory. 0: the default.",
 			value: intValue(&s.Identity.PLCMaxInFlight, 0)},
@@ -193,8 +269,9 @@ func settingsTable(s *Settings) []setting {
 				"(1/32 of it, 8-256 MiB).",
 			value: bytesValue(&s.Sizes.resync)},
 		{flag: "default-account-limit", env: "RELAY_DEFAULT_ACCOUNT_LIMIT", group: groupUpstream, def: fmt.Sprint(relay.DefaultAccountLimit),
-			help:  "Accounts a newly seen host may serve before its further new accounts are throttled. 0: the default.",
-			value: intValue(&s.Relay.DefaultAccountLimit, 0)},
+			help:    "Accounts a newly seen host may serve before its further new accounts are throttled. 0: the default.",
+			aliases: []refAlias{{env: "RELAY_DEFAULT_REPO_LIMIT"}},
+			value:   intValue(&s.Relay.DefaultAccountLimit, 0)},
 		{flag: "trusted-domains", env: "RELAY_TRUSTED_DOMAINS", group: groupUpstream, def: "*.host.bsky.network",
 			help: "Comma-separated host patterns trusted without the per-host account limit and with the " +
 				"trusted event rate: *.domain (any subdomain), an exact hostname, or name:* (that name on " +
@@ -202,8 +279,9 @@ func settingsTable(s *Settings) []setting {
 				"add localhost:*, e.g. *.host.bsky.network,localhost:*",
 			value: listValue(&s.Relay.TrustedDomains)},
 		{flag: "new-hosts-per-day", env: "RELAY_NEW_HOSTS_PER_DAY", group: groupUpstream, def: fmt.Sprint(relay.DefaultNewHostsPerDay),
-			help:  "New hosts accepted through public requestCrawl per UTC day. 0: the default.",
-			value: intValue(&s.Relay.NewHostsPerDay, 0)},
+			help:    "New hosts accepted through public requestCrawl per UTC day. 0: the default.",
+			aliases: []refAlias{{env: "RELAY_NEW_HOSTS_PER_DAY_LIMIT"}},
+			value:   intValue(&s.Relay.NewHostsPerDay, 0)},
 		{flag: "events-per-second", env: "RELAY_EVENTS_PER_SECOND", group: groupUpstream, def: fmt.Sprint(relay.DefaultEventsPerSecond),
 			help: "Events per second an untrusted host may send, plus its account limit / 1000. Faster " +
 				"events wait (back-pressure); none is dropped. 0: the default.",
@@ -216,12 +294,16 @@ func settingsTable(s *Settings) []setting {
 			help: "Relay whose host list (com.atproto.sync.listHosts) seeds an empty database on first " +
 				"start. Empty turns bootstrapping off: the one setting where an empty value is not the default.",
 			value: stringValue(&s.Relay.SeedHostsURL)},
+		{flag: "disable-request-crawl", env: "RELAY_DISABLE_REQUEST_CRAWL", group: groupUpstream, def: "false",
+			help:  "Refuse public com.atproto.sync.requestCrawl (admins can still add hosts); the admin API's subs/setEnabled switches it at run time.",
+			value: boolValue(&s.Relay.DisablePublicCrawl)},
 		{flag: "allow-insecure-hosts", env: "RELAY_ALLOW_INSECURE_HOSTS", group: groupUpstream, def: "false",
 			help:  "Accept localhost:PORT hosts over ws:// and http:// (local testing only).",
 			value: boolValue(&s.AllowInsecureHosts)},
 		{flag: "validation", env: "RELAY_VALIDATION", group: groupUpstream, def: "strict",
 			help: "Commit validation: strict rejects any commit that fails a check; lenient passes some " +
 				"(counted) legacy-format problems through.",
+			aliases: []refAlias{{env: "RELAY_LENIENT_SYNC_VALIDATION", conv: lenientToValidation}},
 			value: enumValue(&s.Relay.Validation, choice[verify.Mode]{"strict", verify.Strict},
 				choice[verify.Mode]{"lenient", verify.Lenient})},
 		{flag: "upstream-max-dials", env: "RELAY_UPSTREAM_MAX_DIALS", group: groupUpstream, def: fmt.Sprint(upstream.DefaultMaxConcurrentDials),
@@ -256,8 +338,9 @@ func settingsTable(s *Settings) []setting {
 				"8-256 MiB); false turns it off, for measurements. PERF.md measures both.",
 			value: boolValue(&s.Trim)},
 		{flag: "identity-cache-budget", env: "RELAY_IDENTITY_CACHE_BUDGET", group: groupMemory, def: "0",
-			help:  "Memory for cached DID documents and handles. 0: derived from the memory budget (1/8 of it).",
-			value: bytesValue(&s.Sizes.identity)},
+			help:    "Memory for cached DID documents and handles. 0: derived from the memory budget (1/8 of it).",
+			aliases: []refAlias{{env: "RELAY_IDENT_CACHE_SIZE", conv: identCountToBytes}, {env: "RELAY_DID_CACHE_SIZE", conv: identCountToBytes}},
+			value:   bytesValue(&s.Sizes.identity)},
 		{flag: "firehose-buffer", env: "RELAY_FIREHOSE_BUFFER", group: groupMemory, def: "0",
 			help: "Recent frames kept in memory for consumers; older ones are read from disk. 0: derived " +
 				"from the memory budget (1/4 of it).",
@@ -288,9 +371,21 @@ func settingsTable(s *Settings) []setting {
 		{flag: "admin-password", env: "RELAY_ADMIN_PASSWORD", group: groupAdmin, def: "",
 			help: "Bearer token of the admin API and pprof, which stay off while it is empty. Set it " +
 				"before the first start; generate it with: openssl rand -hex 32",
-			value: stringValue(&s.AdminToken)},
+			aliases: []refAlias{{env: "RELAY_ADMIN_KEY"}},
+			value:   stringValue(&s.AdminToken)},
+		{flag: "admin-on-api", env: "RELAY_ADMIN_ON_API", group: groupAdmin, def: "false",
+			help: "Also serve the admin API (/admin/) on the public listener, the reference relay's layout " +
+				"(its admin web UI and goat expect it there). The password then faces the internet: use it only " +
+				"behind TLS with a long random password, or restrict /admin/ at the proxy. pprof stays on the admin listener.",
+			value: boolValue(&s.AdminOnAPI)},
+		{flag: "trust-forwarded-for", env: "RELAY_TRUST_FORWARDED_FOR", group: groupAdmin, def: "false",
+			help: "Take client addresses (requestCrawl and consumer limits, logs, the admin consumer list) from " +
+				"X-Forwarded-For (its last entry) or X-Real-IP. Only behind a reverse proxy that sets them; " +
+				"otherwise any client can claim any address.",
+			value: boolValue(&s.TrustForwardedFor)},
 		{flag: "log-level", env: "RELAY_LOG_LEVEL", group: groupAdmin, def: "info",
-			help: "Log level.",
+			help:    "Log level.",
+			aliases: []refAlias{{env: "GO_LOG_LEVEL", conv: lower}, {env: "LOG_LEVEL", conv: lower}},
 			value: enumValue(&s.LogLevel, choice[slog.Level]{"debug", slog.LevelDebug}, choice[slog.Level]{"info", slog.LevelInfo},
 				choice[slog.Level]{"warn", slog.LevelWarn}, choice[slog.Level]{"error", slog.LevelError})},
 		{flag: "log-format", env: "RELAY_LOG_FORMAT", group: groupAdmin, def: "json",
@@ -314,18 +409,48 @@ func parseSettings(args []string, lookupEnv func(string) (string, bool), out io.
 	var errs []error
 	for i := range table {
 		e := &table[i]
-		raw := e.def
-		if v, ok := lookupEnv(e.env); ok && (v != "" || e.emptyIsValue) {
-			raw = v
+		raw, from := e.def, e.env
+		own, ownSet := lookupEnv(e.env)
+		ownSet = ownSet && (own != "" || e.emptyIsValue)
+		if ownSet {
+			raw = own
+		}
+		for _, a := range e.aliases {
+			v, ok := lookupEnv(a.env)
+			if !ok || v == "" {
+				continue
+			}
+			if a.conv != nil {
+				c, err := a.conv(v)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s=%q (the reference relay's name for %s): %w", a.env, v, e.env, err))
+					continue
+				}
+				v = c
+			}
+			if ownSet {
+				if v != own {
+					s.Warnings = append(s.Warnings, fmt.Sprintf("%s and %s are both set and disagree (%q, %q): %s wins",
+						e.env, a.env, own, v, e.env))
+				}
+				continue
+			}
+			raw, from, ownSet, own = v, a.env, true, v
 		}
 		if err := e.value.set(raw); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", e.env, raw, err))
+			errs = append(errs, fmt.Errorf("%s=%q: %w", from, raw, err))
 			// Leave the default in place so the flag can still override.
 			raw = e.def
 			_ = e.value.set(raw)
 		}
 		fs.Var(&flagValue{s: e, raw: raw}, e.flag, e.help)
 	}
+	for name, why := range ignoredRefEnv {
+		if v, ok := lookupEnv(name); ok && v != "" {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%s is a reference relay setting with no meaning here (%s); ignored", name, why))
+		}
+	}
+	sort.Strings(s.Warnings)
 	if err := fs.Parse(args); err != nil {
 		return nil, false, err
 	}
@@ -410,6 +535,13 @@ const envFileHeader = `# Settings of the relay, read by systemd (EnvironmentFile
 # MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB (powers of 1000);
 # durations take Go syntax (90s, 5m, 72h).
 #
+# The reference relay's (indigo cmd/relay) variable names are accepted too:
+# each is listed under the setting it means, and serve warns when one and our
+# name are both set and disagree, or when a reference setting with no meaning
+# here (DATABASE_URL, RELAY_PERSIST_DIR, ...) is set. Like the reference,
+# relay serve also reads a .env file in its working directory (the real
+# environment wins over it).
+#
 # MUST MATCH relay.service: RELAY_MEMORY_BUDGET equals the unit's MemoryHigh,
 # and MemoryMax stays about 12.5 % above it. The caches and buffers below
 # default to shares of RELAY_MEMORY_BUDGET (0); an explicit size is carved out
@@ -435,6 +567,13 @@ func writeEnvFile(w io.Writer, table []setting) error {
 		if e.deploy != "" {
 			val = e.deploy
 			help += fmt.Sprintf(" (relay serve's own default: %s.)", e.def)
+		}
+		if len(e.aliases) > 0 {
+			names := make([]string, len(e.aliases))
+			for i, a := range e.aliases {
+				names[i] = a.env
+			}
+			help += " The reference relay's name, read when " + e.env + " is unset: " + strings.Join(names, ", ") + "."
 		}
 		for _, line := range wrap(help, 76) {
 			b.WriteString("# " + line + "\n")

@@ -484,10 +484,11 @@ func (l StoreLog) OldestSeq() (uint64, bool) {
 	return uint64(s), s != store.SeqNone
 }
 
-// NewestSeq implements firehose.Log.
+// NewestSeq implements firehose.Log. A log that holds no event can still
+// have a newest seq (every event aged out of the window, or the seq was
+// moved forward for a relay switch): cursors up to it are not in the
+// future.
 func (l StoreLog) NewestSeq() (uint64, bool) {
-	if l.St.OldestSeq() == store.SeqNone {
-		return 0, false
-	}
-	return uint64(l.St.NewestSeq()), true
+	n := l.St.NewestSeq()
+	return uint64(n), n != store.SeqNone
 }
