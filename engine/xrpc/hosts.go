@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/store"
 )
 
@@ -80,6 +82,12 @@ type crawlInput struct {
 }
 
 func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
+	// The per-client limit comes first: a refused call costs no body
+	// decoding and never reaches the engine's probe.
+	if !s.crawlLim.Allow(clientip.Key(s.clients.Addr(r)), time.Now()) {
+		w.Header().Set("Retry-After", s.crawlRetry)
+		return writeError(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many requestCrawl calls from this address; try again later")
+	}
 	var in crawlInput
 	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	dec := json.NewDecoder(body)
