@@ -54,6 +54,20 @@ func TestRequestCrawlPerClientLimit(t *testing.T) {
 		if n := calls(e); n != burst {
 			t.Fatalf("engine called %d times, want %d", n, burst)
 		}
+		// Development hosts (refused by the engine unless its development
+		// switch is on, then probed on this machine) are not limited.
+		for _, h := range []string{"localhost:2480", "http://LOCALHOST:2481", "ws://localhost:2482/"} {
+			req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/xrpc/com.atproto.sync.requestCrawl",
+				strings.NewReader(`{"hostname":"`+h+`"}`))
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("requestCrawl %s over the limit: status %d, want 200", h, resp.StatusCode)
+			}
+		}
 	})
 
 	t.Run("trusted proxy", func(t *testing.T) {

@@ -40,9 +40,9 @@
 // requestCrawl makes the engine probe a host it may then subscribe to, so
 // each client (an IPv4 address or IPv6 /64, behind Config.TrustedProxies
 // the X-Forwarded-For client) gets Config.CrawlRequestsPerMinute calls a
-// minute; beyond that it is answered 429 RateLimitExceeded before the body
-// is read. The engine adds the global limits (new hosts per day, probes in
-// flight).
+// minute; beyond that it is answered 429 RateLimitExceeded before the
+// engine is asked. Development hosts (localhost:PORT) are exempt. The
+// engine adds the global limits (new hosts per day, probes in flight).
 //
 // # Concurrency
 //

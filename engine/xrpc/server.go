@@ -77,7 +77,8 @@ type Config struct {
 	// CrawlRequestsPerMinute is how many requestCrawl (and notifyOfUpdate)
 	// calls one client may make a minute, in bursts of as many; beyond it
 	// the answer is 429 RateLimitExceeded before the engine is asked.
-	// Clients are IPv4 addresses and IPv6 /64s. Default 5.
+	// Clients are IPv4 addresses and IPv6 /64s; development hosts
+	// (localhost:PORT) are exempt. Default 5.
 	CrawlRequestsPerMinute int
 	// CrawlClients bounds the clients whose requestCrawl rate is
 	// remembered (about 100 bytes each). Default 10,000.
