@@ -8,17 +8,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/atrelay/relay/engine/netguard"
 	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/store"
 )
@@ -37,10 +36,11 @@ var (
 	ErrCrawlDisabled = errors.New("relay: public requestCrawl is disabled")
 	// ErrUnknownHost: an admin operation named a host the relay does not know.
 	ErrUnknownHost = errors.New("relay: unknown host")
-	// ErrHostHeld: an operator stopped the host (KillUpstream) or the relay
-	// holds it (throttled); only an admin requestCrawl revives it. It
-	// wraps ErrHostBanned, which is how the public API answers it.
-	ErrHostHeld = fmt.Errorf("%w: held by the relay operator", ErrHostBanned)
+	// ErrHostHeld: the host is throttled, held back by an operator
+	// (KillUpstream) or by a panic quarantine (faults.go); only an admin
+	// requestCrawl (or UnbanHost) revives it. It wraps ErrHostBanned,
+	// which is how the public API answers it.
+	ErrHostHeld = fmt.Errorf("%w: held back by the relay until an operator resumes it", ErrHostBanned)
 	// ErrProbesBusy: MaxConcurrentProbes describeServer probes are already
 	// running. It wraps ErrNewHostLimit (the public API answers 429).
 	ErrProbesBusy = fmt.Errorf("%w: too many requestCrawl probes in flight", ErrNewHostLimit)
@@ -231,9 +231,6 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 		}
 		return ErrHostHeld
 	}
-	if known && h.Status == hostQuarantined && !admin {
-		return ErrHostQuarantined
-	}
 	r.hostsMu.Lock()
 	_, live := r.hosts[name]
 	r.hostsMu.Unlock()
@@ -421,46 +418,16 @@ func (r *Relay) probe(ctx context.Context, name string) error {
 	return nil
 }
 
-// errNotPublic is the dial error of the probe client for an address it
-// refuses.
-var errNotPublic = errors.New("relay: refusing to dial a non-public address")
-
 // newProbeClient is the default client of the describeServer probe: it
-// dials only public unicast addresses (loopback too when allowLoopback, the
+// dials public addresses only (loopback too when allowLoopback, the
 // development switch), checked on the address actually dialed, so DNS
 // cannot point it inward; no proxy, no redirects, small response headers.
 func newProbeClient(timeout time.Duration, allowLoopback bool) *http.Client {
-	d := &net.Dialer{Timeout: timeout, Control: func(_, address string, _ syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return fmt.Errorf("%w: %q", errNotPublic, address)
-		}
-		if a := ap.Addr().Unmap(); !publicAddr(a) && !(allowLoopback && a.IsLoopback()) {
-			return fmt.Errorf("%w: %s", errNotPublic, a)
-		}
-		return nil
-	}}
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			DialContext:            d.DialContext,
-			TLSHandshakeTimeout:    timeout,
-			ResponseHeaderTimeout:  timeout,
-			MaxResponseHeaderBytes: 16 << 10,
-			DisableKeepAlives:      true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// cgnat is the shared address space of RFC 6598 (carrier-grade NAT), which
-// netip does not count as private.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-// publicAddr reports whether a is a global unicast address outside the
-// private, shared and IPv6 unique-local ranges.
-func publicAddr(a netip.Addr) bool {
-	return a.IsGlobalUnicast() && !a.IsPrivate() && !cgnat.Contains(a)
+	return netguard.NewClient(netguard.Options{
+		Policy:      netguard.Policy{AllowLoopback: allowLoopback},
+		DialTimeout: timeout, TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout, Timeout: timeout,
+		MaxResponseHeaderBytes: 16 << 10,
+	})
 }
 
 // resubscribe starts every host the store lists as active (at start-up,
