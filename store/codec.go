@@ -20,10 +20,11 @@ const (
 
 // Meta keys: on disk — never change.
 var (
-	keySchema  = []byte{prefixMeta, 'v'}
-	keyLastSeq = []byte{prefixMeta, 's'}
-	keyLastUID = []byte{prefixMeta, 'u'}
-	keyLastHID = []byte{prefixMeta, 'h'}
+	keySchema   = []byte{prefixMeta, 'v'}
+	keyLastSeq  = []byte{prefixMeta, 's'}
+	keyLastUID  = []byte{prefixMeta, 'u'}
+	keyLastHID  = []byte{prefixMeta, 'h'}
+	keyCrawlDay = []byte{prefixMeta, 'c'}
 )
 
 // SchemaVersion is the layout version this binary writes. Open refuses a

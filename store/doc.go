@@ -16,6 +16,7 @@
 //	0x01    01 's'                     be64 last assigned seq                  -
 //	0x01    01 'u'                     be64 last assigned account uid          -
 //	0x01    01 'h'                     be32 last assigned host id              -
+//	0x01    01 'c'                     be32 UTC day ‖ be32 new hosts that day  -
 //	0x02    02 be64(seq)               event (below)                           seq
 //	0x03    03 did                     account (below)                         did bytes
 //	0x04    04 be64(uid)               did                                     creation order
@@ -56,6 +57,10 @@
 //	43..50  be64 last connect, Unix ms
 //	51..58  be64 last error, Unix ms
 //	59..    uvarint len ‖ hostname, uvarint len ‖ last error text
+//
+// Meta 'c' is the public requestCrawl budget: the UTC day it counts (days
+// since 1970-01-01) and how many new hosts requestCrawl added on it, so a
+// restart does not hand out a fresh daily budget. Absent means none yet.
 //
 // Worked example: the event with seq 5, a #commit by did:plc:abc committed at
 // 2026-11-25T22:17:57.806Z, has key 02 00 00 00 00 00 00 00 05 and value

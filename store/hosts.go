@@ -2,9 +2,12 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // NewHost describes a host to create.
@@ -207,4 +210,47 @@ func (s *Store) Bans() []string {
 	s.mu.RUnlock()
 	slices.Sort(out)
 	return out
+}
+
+// CrawlDay is the public requestCrawl budget's counter: how many new hosts
+// requestCrawl added on one UTC day (meta 'c').
+type CrawlDay struct {
+	Day   uint32 // days since 1970-01-01 UTC
+	Count uint32 // hosts added on Day
+}
+
+// CrawlDay returns the persisted requestCrawl counter; the zero value when
+// none was ever written. Safe for concurrent use.
+func (s *Store) CrawlDay() (CrawlDay, error) {
+	if s.closed.Load() {
+		return CrawlDay{}, ErrClosed
+	}
+	v, closer, err := s.db.Get(keyCrawlDay)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return CrawlDay{}, nil
+	}
+	if err != nil {
+		return CrawlDay{}, fmt.Errorf("store: crawl day: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return CrawlDay{}, fmt.Errorf("%w: meta %x has %d bytes", ErrCorrupt, keyCrawlDay, len(v))
+	}
+	return CrawlDay{Day: binary.BigEndian.Uint32(v), Count: binary.BigEndian.Uint32(v[4:])}, nil
+}
+
+// SetCrawlDay persists the requestCrawl counter; it is durable when
+// SetCrawlDay returns (under SyncEveryBatch). The caller serializes its own
+// read-modify-write. Serializes with Append.
+func (s *Store) SetCrawlDay(c CrawlDay) error {
+	s.w.Lock()
+	defer s.w.Unlock()
+	if err := s.checkWritableLocked(); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	v := binary.BigEndian.AppendUint32(make([]byte, 0, 8), c.Day)
+	_ = b.Set(keyCrawlDay, binary.BigEndian.AppendUint32(v, c.Count), nil)
+	return s.commitLocked(b)
 }

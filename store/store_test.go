@@ -436,3 +436,23 @@ func TestRetentionDiskBudget(t *testing.T) {
 		t.Fatalf("budget pass dropped %d (%v), oldest %d", n, err, s.OldestSeq())
 	}
 }
+
+// TestCrawlDay checks that the requestCrawl counter survives a reopen and
+// reads as zero on a fresh database.
+func TestCrawlDay(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openTest(t, testOptions(fs))
+	if c, err := s.CrawlDay(); err != nil || c != (CrawlDay{}) {
+		t.Fatalf("fresh CrawlDay = %+v, %v", c, err)
+	}
+	want := CrawlDay{Day: 20_417, Count: 49}
+	if err := s.SetCrawlDay(want); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTest(t, testOptions(fs))
+	defer s.Close()
+	if c, err := s.CrawlDay(); err != nil || c != want {
+		t.Fatalf("CrawlDay after reopen = %+v, %v; want %+v", c, err, want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -39,6 +40,24 @@ type Config struct {
 	// SocketSendBufferBytes, when positive, sets SO_SNDBUF on each consumer
 	// socket, bounding kernel memory per consumer (default: the OS's).
 	SocketSendBufferBytes int
+	// MaxConsumers bounds concurrent subscribeRepos connections (those
+	// upgrading included); one more is answered HTTP 503 before the
+	// WebSocket upgrade (relay_firehose_refused_total{reason="global"}).
+	// Default 10,000. A connected consumer costs about 14 KiB of Go memory
+	// (see the package doc), plus ReplayBufferBytes while it replays from
+	// the Log, plus its kernel socket buffers (see SocketSendBufferBytes):
+	// 10,000 idle consumers are about 140 MiB, all replaying at once about
+	// 800 MiB.
+	MaxConsumers int
+	// MaxConsumersPerIP bounds concurrent connections from one client (an
+	// IPv4 address or an IPv6 /64; see TrustedProxies); one more is
+	// answered HTTP 429 before the upgrade
+	// (relay_firehose_refused_total{reason="per_ip"}). Default 16.
+	MaxConsumersPerIP int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client for MaxConsumersPerIP (default none: the TCP peer is the
+	// client, so behind a proxy every consumer shares the proxy's limit).
+	TrustedProxies []netip.Prefix
 	// Software names the relay in the HTTP Server header, which reads
 	// "<Software> (atproto-relay)" (default "relay").
 	Software string
@@ -57,6 +76,8 @@ const (
 	DefaultPingInterval      = 30 * time.Second
 	DefaultWriteTimeout      = 60 * time.Second
 	DefaultReplayBufferBytes = 64 << 10
+	DefaultMaxConsumers      = 10_000
+	DefaultMaxConsumersPerIP = 16
 )
 
 // ErrConfig is returned (wrapped) by NewHub for an invalid Config.
@@ -82,6 +103,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReplayBufferBytes == 0 {
 		c.ReplayBufferBytes = DefaultReplayBufferBytes
+	}
+	if c.MaxConsumers == 0 {
+		c.MaxConsumers = DefaultMaxConsumers
+	}
+	if c.MaxConsumersPerIP == 0 {
+		c.MaxConsumersPerIP = DefaultMaxConsumersPerIP
 	}
 	if c.Software == "" {
 		c.Software = "relay"
@@ -122,6 +149,12 @@ func (c Config) validate() error {
 	}
 	if c.ReplayBufferBytes < 0 {
 		errs = append(errs, fmt.Errorf("ReplayBufferBytes %d < 0", c.ReplayBufferBytes))
+	}
+	if c.MaxConsumers < 0 {
+		errs = append(errs, fmt.Errorf("MaxConsumers %d < 0", c.MaxConsumers))
+	}
+	if c.MaxConsumersPerIP < 0 {
+		errs = append(errs, fmt.Errorf("MaxConsumersPerIP %d < 0", c.MaxConsumersPerIP))
 	}
 	if c.SocketSendBufferBytes < 0 {
 		errs = append(errs, fmt.Errorf("SocketSendBufferBytes %d < 0", c.SocketSendBufferBytes))

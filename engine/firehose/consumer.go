@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ type consumer struct {
 	userAgent   string
 	cursor      uint64
 	hasCursor   bool
+	key         netip.Addr // the client's admission key (clientip.Key)
 	connectedAt time.Time
 	ctx         context.Context
 	cancel      context.CancelFunc
@@ -200,12 +202,14 @@ func (c *consumer) sendPong() error {
 }
 
 // serve runs the consumer to its end, from the connect-time cursor checks
-// to the disconnect. It runs in the HTTP handler goroutine.
+// to the disconnect, and gives back its connection slot. It runs in its own
+// goroutine, started by ServeHTTP.
 func (c *consumer) serve() {
 	defer c.h.wg.Done()
 	why := c.run()
 	c.finish(why)
 	c.h.unregister(c)
+	c.h.adm.release(c.key)
 	c.h.m.disconnects[why].Inc()
 	c.h.cfg.Logger.Debug("firehose consumer disconnected", "remote", c.remote,
 		"reason", why.String(), "position", c.pos, "frames", c.stats.frames.Load())

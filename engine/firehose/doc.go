@@ -46,9 +46,21 @@
 // does a non-blocking send to each waiting consumer and empties the list, so
 // a publish costs nothing per consumer that is busy and allocates nothing.
 //
-// # Goroutines
+// # Admission
 //
-// Each consumer runs in the HTTP handler's goroutine after the upgrade, plus
-// one small reader goroutine that discards client frames, answers ping and
-// close, and notices a disconnect. Hub.Close stops and waits for both.
+// Every connection holds a slot from before the upgrade until its writer
+// ends: at most Config.MaxConsumers in all (one more gets HTTP 503) and
+// Config.MaxConsumersPerIP per client, an IPv4 address or IPv6 /64, named
+// by X-Forwarded-For only behind Config.TrustedProxies (one more gets HTTP
+// 429). Refusals are counted in relay_firehose_refused_total{reason}.
+//
+// # Goroutines and memory
+//
+// Each consumer has two goroutines: the writer (serve), started when the
+// upgrade succeeds so that the HTTP handler returns and net/http's
+// per-connection buffers are freed, and a small reader that discards
+// client frames, answers ping and close, and notices a disconnect. An idle
+// consumer costs about 14 KiB of Go memory (measured with 2,000 loopback
+// consumers: both stacks, the batch arrays, a 256-byte read buffer), plus
+// its kernel socket buffers. Hub.Close stops and waits for both goroutines.
 package firehose

@@ -1,6 +1,7 @@
 package firehose
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/atrelay/relay/engine/clientip"
 )
 
 // Errors of parseCursor.
@@ -53,9 +56,15 @@ func xrpcError(w http.ResponseWriter, status int, name, message string) {
 	_, _ = w.Write(body)
 }
 
+// refusedRetryAfter is the Retry-After, in seconds, of a request refused
+// by a consumer cap.
+const refusedRetryAfter = "30"
+
 // ServeHTTP serves GET /xrpc/com.atproto.sync.subscribeRepos: it checks the
-// request and the cursor (HTTP errors as XRPC JSON), upgrades to a
-// WebSocket and runs the consumer in this goroutine until it disconnects.
+// request and the cursor (HTTP errors as XRPC JSON), takes a connection
+// slot (HTTP 503 when MaxConsumers are connected, 429 when
+// MaxConsumersPerIP are connected from this client), upgrades to a
+// WebSocket and starts the consumer's goroutines; it returns at once.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", h.server)
 	if r.Method != http.MethodGet {
@@ -82,9 +91,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		xrpcError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "relay is shutting down")
 		return
 	}
+	key := clientip.Key(h.clients.Addr(r))
+	switch why := h.adm.acquire(key, h.cfg.MaxConsumers, h.cfg.MaxConsumersPerIP); why {
+	case refuseGlobal:
+		h.m.refused[why].Inc()
+		w.Header().Set("Retry-After", refusedRetryAfter)
+		xrpcError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many consumers connected; try again later")
+		return
+	case refusePerIP:
+		h.m.refused[why].Inc()
+		w.Header().Set("Retry-After", refusedRetryAfter)
+		xrpcError(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many consumers connected from this address")
+		return
+	}
 	conn, rw, _, err := h.upgrader.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has written the HTTP error response.
+		h.adm.release(key)
 		h.m.badRequests.Inc()
 		if conn != nil {
 			_ = conn.Close()
@@ -99,12 +122,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newConsumer(h, conn, context.Background())
 	c.userAgent = r.UserAgent()
 	c.cursor, c.hasCursor = cursor, hasCursor
+	c.key = key
 	if !h.register(c) {
+		h.adm.release(key)
 		_ = conn.Close()
 		return
 	}
 	h.m.connects.Inc()
 	h.cfg.Logger.Debug("firehose consumer connected", "remote", c.remote, "cursor", r.URL.Query().Get("cursor"))
-	go c.readLoop(rw.Reader)
-	c.serve()
+	br := rw.Reader
+	if br.Buffered() == 0 {
+		// Nothing the client sent is in net/http's 4 KiB read buffer yet:
+		// a small one serves discardClientFrames (headers of at most 14
+		// bytes, control payloads of at most 125) and the big one is freed.
+		br = bufio.NewReaderSize(conn, readerBufferBytes)
+	}
+	go c.readLoop(br)
+	go c.serve()
 }
+
+// readerBufferBytes sizes a consumer's read buffer: client frames are
+// discarded, so it only needs to hold a frame header or a control payload.
+const readerBufferBytes = 256

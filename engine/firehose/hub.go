@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/pool"
 )
 
@@ -57,8 +58,11 @@ type Hub struct {
 	ctrl     controlFrames
 	server   string
 	upgrader ws.HTTPUpgrader
+	clients  clientip.Policy
 	slots    []slot
 	mask     uint64
+	// adm holds the connection slots (its own lock).
+	adm admission
 	// replayBufs recycles the consumers' replay write buffers
 	// (*bufio.Writer), so only consumers that are replaying hold one.
 	replayBufs sync.Pool
@@ -97,6 +101,7 @@ func NewHub(log Log, cfg Config) (*Hub, error) {
 		log:       log,
 		ctrl:      newControlFrames(),
 		server:    cfg.Software + " (atproto-relay)",
+		clients:   clientip.Policy{TrustedProxies: cfg.TrustedProxies},
 		slots:     make([]slot, cfg.RingFrames),
 		mask:      uint64(cfg.RingFrames - 1),
 		consumers: make(map[*consumer]struct{}),

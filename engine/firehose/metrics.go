@@ -49,6 +49,7 @@ type hubMetrics struct {
 	badRequests  *metrics.Counter
 	replayPasses *metrics.Counter
 	disconnects  [numCauses]*metrics.Counter
+	refused      [numRefusals]*metrics.Counter
 }
 
 // newHubMetrics registers the hub's metrics on set; the gauges call back
@@ -66,6 +67,9 @@ func newHubMetrics(set *metrics.Set, h *Hub) *hubMetrics {
 	}
 	for c := causeClientClosed; c < numCauses; c++ {
 		m.disconnects[c] = set.NewCounter(`relay_firehose_disconnects_total{reason="` + c.String() + `"}`)
+	}
+	for r := refuseGlobal; r < numRefusals; r++ {
+		m.refused[r] = set.NewCounter(`relay_firehose_refused_total{reason="` + r.String() + `"}`)
 	}
 	set.NewGauge(`relay_firehose_consumers`, func() float64 {
 		h.mu.Lock()

@@ -12,8 +12,8 @@ var ErrBadLimit = errors.New("relay: invalid limit")
 // requestCrawl per UTC day (the reference relay's admin
 // subs/perDayLimit). Safe for concurrent use.
 func (r *Relay) NewHostsPerDay() int {
-	r.dayMu.Lock()
-	defer r.dayMu.Unlock()
+	r.crawls.mu.Lock()
+	defer r.crawls.mu.Unlock()
 	return r.cfg.NewHostsPerDay
 }
 
@@ -25,8 +25,8 @@ func (r *Relay) SetNewHostsPerDay(n int) error {
 	if n < 0 {
 		return fmt.Errorf("%w: new hosts per day %d", ErrBadLimit, n)
 	}
-	r.dayMu.Lock()
+	r.crawls.mu.Lock()
 	r.cfg.NewHostsPerDay = n
-	r.dayMu.Unlock()
+	r.crawls.mu.Unlock()
 	return nil
 }

@@ -38,14 +38,11 @@ import (
 
 // hostQuarantined is how a quarantined host is persisted and reported:
 // com.atproto.sync.defs#hostStatus has no value for it, and "throttled"
-// (the relay holds the host back) is the closest. Nothing else in the relay
-// sets HostThrottled, so a stored throttled host is a quarantined one.
+// (the relay holds the host back) is the closest. KillUpstream holds a
+// host the same way: a public requestCrawl of a throttled host answers
+// ErrHostHeld until an operator resumes it (AdminRequestCrawl or
+// UnbanHost).
 const hostQuarantined = store.HostThrottled
-
-// ErrHostQuarantined is returned by a public requestCrawl of a quarantined
-// host. It wraps ErrHostBanned: to the caller the host is refused by the
-// operator until one resumes it (AdminRequestCrawl or UnbanHost).
-var ErrHostQuarantined = fmt.Errorf("%w: quarantined after a frame made the relay panic", ErrHostBanned)
 
 // Panic stages, the label of relay_frame_panics_total.
 const (

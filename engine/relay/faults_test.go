@@ -201,7 +201,7 @@ func testFramePanic(t *testing.T, stage int) {
 		t.Error("quarantined host still subscribed")
 	}
 	err := h.r.RequestCrawl(context.Background(), victim.Name)
-	if !errors.Is(err, ErrHostQuarantined) || !errors.Is(err, ErrHostBanned) {
+	if !errors.Is(err, ErrHostHeld) || !errors.Is(err, ErrHostBanned) {
 		t.Errorf("public requestCrawl of a quarantined host: %v", err)
 	}
 	if sh, _ := h.st.HostByName(victim.Name); int64(sh.Cursor) >= victim.Seq() {

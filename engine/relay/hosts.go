@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/engine/netguard"
 	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/store"
 )
@@ -33,6 +36,14 @@ var (
 	ErrCrawlDisabled = errors.New("relay: public requestCrawl is disabled")
 	// ErrUnknownHost: an admin operation named a host the relay does not know.
 	ErrUnknownHost = errors.New("relay: unknown host")
+	// ErrHostHeld: the host is throttled, held back by an operator
+	// (KillUpstream) or by a panic quarantine (faults.go); only an admin
+	// requestCrawl (or UnbanHost) revives it. It wraps ErrHostBanned,
+	// which is how the public API answers it.
+	ErrHostHeld = fmt.Errorf("%w: held back by the relay until an operator resumes it", ErrHostBanned)
+	// ErrProbesBusy: MaxConcurrentProbes describeServer probes are already
+	// running. It wraps ErrNewHostLimit (the public API answers 429).
+	ErrProbesBusy = fmt.Errorf("%w: too many requestCrawl probes in flight", ErrNewHostLimit)
 )
 
 // hostState is the relay's live view of one upstream host.
@@ -189,7 +200,9 @@ func (r *Relay) RequestCrawl(ctx context.Context, hostname string) error {
 	return r.crawl(ctx, hostname, false)
 }
 
-// AdminRequestCrawl is requestCrawl for operators: no daily limit.
+// AdminRequestCrawl is requestCrawl for operators: no daily limit, and it
+// revives a host held by the operator (KillUpstream). A banned host still
+// needs UnbanHost.
 func (r *Relay) AdminRequestCrawl(ctx context.Context, hostname string) error {
 	return r.crawl(ctx, hostname, true)
 }
@@ -200,6 +213,9 @@ func (r *Relay) SetPublicCrawl(on bool) { r.publicCrawl.Store(on) }
 // PublicCrawl reports whether public requestCrawl is on.
 func (r *Relay) PublicCrawl() bool { return r.publicCrawl.Load() }
 
+// crawl is requestCrawl (spec §14.3) in the order that spends least on a
+// hostile caller: every check that needs no network comes before the
+// describeServer probe, so a refused request costs no outbound traffic.
 func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 	name, err := NormalizeHostname(raw, r.cfg.AllowInsecureHosts)
 	if err != nil {
@@ -209,11 +225,11 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 		return ErrHostBanned
 	}
 	h, known := r.st.HostByName(name)
-	if known && h.Status == store.HostBanned {
-		return ErrHostBanned
-	}
-	if known && h.Status == hostQuarantined && !admin {
-		return ErrHostQuarantined
+	if known && !revivable(h.Status, admin) {
+		if h.Status == store.HostBanned {
+			return ErrHostBanned
+		}
+		return ErrHostHeld
 	}
 	r.hostsMu.Lock()
 	_, live := r.hosts[name]
@@ -221,12 +237,18 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 	if live {
 		return nil
 	}
+	newHost := !known && !admin
+	if newHost && !r.crawls.budgetLeft(r) {
+		return ErrNewHostLimit
+	}
 	if err := r.probe(ctx, name); err != nil {
 		return err
 	}
 	if !known {
-		if !admin && !r.takeNewHostSlot() {
-			return ErrNewHostLimit
+		if newHost {
+			if err := r.crawls.takeSlot(r); err != nil {
+				return err
+			}
 		}
 		limit := r.cfg.DefaultAccountLimit
 		trusted := r.isTrusted(name)
@@ -239,10 +261,23 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 		} else if err != nil {
 			return err
 		}
-		r.log.Info("new host", "host", name, "trusted", trusted, "account_limit", limit)
+		r.log.Info("new host", "host", name, "trusted", trusted, "account_limit", limit, "admin", admin)
 	} else if h.Status != store.HostActive {
-		if h, err = r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostActive }); err != nil {
+		// Re-read under the store's writer lock: an operator may have
+		// killed or banned the host while the probe ran.
+		refused := false
+		h, err = r.st.UpdateHost(h.ID, func(h *store.Host) {
+			if revivable(h.Status, admin) {
+				h.Status = store.HostActive
+			} else {
+				refused = true
+			}
+		})
+		if err != nil {
 			return err
+		}
+		if refused {
+			return ErrHostHeld
 		}
 	}
 	r.hostsMu.Lock()
@@ -251,23 +286,116 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 	return err
 }
 
-// takeNewHostSlot counts one new host against today's limit (UTC day).
-func (r *Relay) takeNewHostSlot() bool {
-	r.dayMu.Lock()
-	defer r.dayMu.Unlock()
-	day := r.now().UTC().YearDay() + 1000*r.now().UTC().Year()
-	if day != r.day {
-		r.day, r.dayCount = day, 0
-	}
-	if r.dayCount >= r.cfg.NewHostsPerDay {
+// revivable reports whether a requestCrawl may make a host with status st
+// active. The statuses the relay sets on its own (idle: no traffic or
+// FutureCursor; offline: failed dials) resume on the host's next
+// requestCrawl (spec §14.1). Throttled and any status added later are a
+// decision of the operator or the relay's fault handling: only an admin
+// lifts them. Banned needs an explicit unban, even for an admin.
+func revivable(st store.HostStatus, admin bool) bool {
+	switch st {
+	case store.HostActive, store.HostIdle, store.HostOffline:
+		return true
+	case store.HostBanned:
 		return false
 	}
-	r.dayCount++
-	return true
+	return admin
 }
 
-// probe asks the host's describeServer (http:// for development hosts).
+// crawlGate is public requestCrawl's admission: the new-host budget of the
+// current UTC day, persisted in the store so a restart does not refill it,
+// and the count of describeServer probes in flight. Safe for concurrent
+// use; the zero value is ready (the day is read from the store on first
+// use).
+type crawlGate struct {
+	probes      atomic.Int64     // probes in flight, at most Config.MaxConcurrentProbes
+	probesTotal *metrics.Counter // static after registerMetrics
+
+	mu     sync.Mutex
+	loaded bool           // day was read from the store (guarded by mu)
+	day    store.CrawlDay // this UTC day's count (guarded by mu)
+}
+
+// registerMetrics creates the gate's series on set.
+func (g *crawlGate) registerMetrics(set *metrics.Set, r *Relay) {
+	g.probesTotal = set.NewCounter("relay_crawl_probes_total")
+	set.NewGauge("relay_crawl_new_hosts_today", func() float64 { return float64(r.NewHostsToday()) })
+}
+
+// dayLocked returns the budget counter rolled over to today.
+// REQUIRES: g.mu held.
+func (g *crawlGate) dayLocked(r *Relay) (store.CrawlDay, error) {
+	if !g.loaded {
+		d, err := r.st.CrawlDay()
+		if err != nil {
+			return store.CrawlDay{}, err
+		}
+		g.day, g.loaded = d, true
+	}
+	today := uint32(r.now().Unix() / 86400)
+	if g.day.Day != today {
+		g.day = store.CrawlDay{Day: today}
+	}
+	return g.day, nil
+}
+
+// budgetLeft reports whether today's new-host budget has room; the probe
+// runs only then. A store read error counts as no room.
+func (g *crawlGate) budgetLeft(r *Relay) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d, err := g.dayLocked(r)
+	if err != nil {
+		r.log.Warn("requestCrawl: cannot read the new-host counter", "err", err)
+		return false
+	}
+	return int(d.Count) < r.cfg.NewHostsPerDay
+}
+
+// takeSlot counts one new host against today's budget and persists the
+// count before the host is created: a crash in between loses a slot, never
+// hands one out twice.
+func (g *crawlGate) takeSlot(r *Relay) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d, err := g.dayLocked(r)
+	if err != nil {
+		return err
+	}
+	if int(d.Count) >= r.cfg.NewHostsPerDay {
+		return ErrNewHostLimit
+	}
+	d.Count++
+	if err := r.st.SetCrawlDay(d); err != nil {
+		return err
+	}
+	g.day = d
+	return nil
+}
+
+// NewHostsToday returns how many hosts public requestCrawl added during the
+// current UTC day.
+func (r *Relay) NewHostsToday() int {
+	g := &r.crawls
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d, err := g.dayLocked(r)
+	if err != nil {
+		return 0
+	}
+	return int(d.Count)
+}
+
+// probe asks the host's describeServer (http:// for development hosts),
+// with at most Config.MaxConcurrentProbes probes in flight.
 func (r *Relay) probe(ctx context.Context, name string) error {
+	g := &r.crawls
+	if g.probes.Add(1) > int64(r.cfg.MaxConcurrentProbes) {
+		g.probes.Add(-1)
+		return ErrProbesBusy
+	}
+	defer g.probes.Add(-1)
+	g.probesTotal.Inc()
 	scheme := "https"
 	if isDevHost(name) {
 		scheme = "http"
@@ -278,9 +406,9 @@ func (r *Relay) probe(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHostNotFound, err)
 	}
-	resp, err := r.http.Do(req)
+	resp, err := r.probeHTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrHostNotFound, err)
+		return fmt.Errorf("%w: %w", ErrHostNotFound, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -288,6 +416,18 @@ func (r *Relay) probe(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: describeServer answered %d", ErrHostNotFound, resp.StatusCode)
 	}
 	return nil
+}
+
+// newProbeClient is the default client of the describeServer probe: it
+// dials public addresses only (loopback too when allowLoopback, the
+// development switch), checked on the address actually dialed, so DNS
+// cannot point it inward; no proxy, no redirects, small response headers.
+func newProbeClient(timeout time.Duration, allowLoopback bool) *http.Client {
+	return netguard.NewClient(netguard.Options{
+		Policy:      netguard.Policy{AllowLoopback: allowLoopback},
+		DialTimeout: timeout, TLSHandshakeTimeout: timeout, ResponseHeaderTimeout: timeout, Timeout: timeout,
+		MaxResponseHeaderBytes: 16 << 10,
+	})
 }
 
 // resubscribe starts every host the store lists as active (at start-up,
@@ -443,14 +583,15 @@ func (r *Relay) BanDomain(domain string) error {
 // UnbanDomain lifts a domain ban (hosts come back on their next requestCrawl).
 func (r *Relay) UnbanDomain(domain string) error { return r.st.UnbanDomain(strings.ToLower(domain)) }
 
-// KillUpstream disconnects a host without banning it; it comes back on its
-// next requestCrawl.
+// KillUpstream disconnects a host without banning it. The host is marked
+// throttled (held by the relay): its own requestCrawl is refused
+// (ErrHostHeld) and only an admin requestCrawl brings it back.
 func (r *Relay) KillUpstream(hostname string) error {
 	h, ok := r.st.HostByName(hostname)
 	if !ok {
 		return ErrUnknownHost
 	}
-	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostIdle }); err != nil {
+	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostThrottled }); err != nil {
 		return err
 	}
 	r.dropHost(hostname)

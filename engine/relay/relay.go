@@ -33,6 +33,7 @@ const (
 	DefaultMaxBatchEvents         = 2048
 	DefaultCursorFlushInterval    = time.Second
 	DefaultProbeTimeout           = 5 * time.Second
+	DefaultMaxConcurrentProbes    = 8
 	DefaultOverlayEntries         = 1 << 16
 	DefaultResultsQueueBytes      = 256 << 20
 	DefaultResyncRetryBackoff     = 30 * time.Second
@@ -131,6 +132,10 @@ type Config struct {
 	CursorFlushInterval time.Duration
 	// ProbeTimeout bounds the describeServer probe of requestCrawl.
 	ProbeTimeout time.Duration
+	// MaxConcurrentProbes bounds requestCrawl describeServer probes in
+	// flight (each an outbound request to a caller-chosen host); beyond it
+	// requestCrawl answers ErrProbesBusy (429). Default 8.
+	MaxConcurrentProbes int
 	// OverlayEntries bounds each worker's cache of account states.
 	OverlayEntries int
 	// Upstream configures the epoll loop; Sink, Cursor, OnConnect and
@@ -178,6 +183,7 @@ func (c Config) withDefaults() Config {
 	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
 	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)
 	setD(&c.ProbeTimeout, DefaultProbeTimeout)
+	setI(&c.MaxConcurrentProbes, DefaultMaxConcurrentProbes)
 	if c.ResultsQueueBytes <= 0 {
 		c.ResultsQueueBytes = DefaultResultsQueueBytes
 	}
@@ -210,8 +216,10 @@ type Deps struct {
 	Resyncer Resyncer           // optional
 	Logger   *slog.Logger       // default: discard
 	Metrics  *metrics.Set       // default: a private set
-	// HTTPClient probes describeServer and bootstraps; default: a client
-	// with ProbeTimeout.
+	// HTTPClient probes describeServer and bootstraps from the seed relay.
+	// Default: for the probe, a client with ProbeTimeout that dials public
+	// addresses only (and loopback with AllowInsecureHosts); for the
+	// operator-chosen seed relay, a plain client with ProbeTimeout.
 	HTTPClient *http.Client
 	// Now is the clock (rate limits, validation); default time.Now.
 	Now func() time.Time
@@ -225,34 +233,35 @@ type Deps struct {
 // Its exported methods are safe for concurrent use.
 type Relay struct {
 	// Static after New.
-	cfg      Config
-	st       *store.Store
-	ids      *identity.Resolver
-	hub      *firehose.Hub
-	onPub    func() // Deps.OnPublish; nil: none
-	resync   Resyncer
-	log      *slog.Logger
-	m        *metricsSet
-	http     *http.Client
-	now      func() time.Time
-	loop     *upstream.Loop
-	workers  *pool.Workers[task, scratch]
-	bufs     *pool.Buffers
-	frames   *pool.Frames
-	seq      *sequencer
-	results  chan result
-	resume   chan *hostState
-	ctx      context.Context
-	cancel   context.CancelFunc
-	durable  []atomic.Uint64 // per worker: last ticket known durable
-	closing  sync.Once
-	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
-	parkWG   sync.WaitGroup // goroutines waiting for parked accounts' identities
-	seqDone  chan struct{}
-	done     chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
-	doneOnce sync.Once
-	bgCtx    context.Context // canceled first by Close: background loops exit
-	bgCancel context.CancelFunc
+	cfg       Config
+	st        *store.Store
+	ids       *identity.Resolver
+	hub       *firehose.Hub
+	onPub     func() // Deps.OnPublish; nil: none
+	resync    Resyncer
+	log       *slog.Logger
+	m         *metricsSet
+	http      *http.Client // seed relay (bootstrap)
+	probeHTTP *http.Client // requestCrawl describeServer probes
+	now       func() time.Time
+	loop      *upstream.Loop
+	workers   *pool.Workers[task, scratch]
+	bufs      *pool.Buffers
+	frames    *pool.Frames
+	seq       *sequencer
+	results   chan result
+	resume    chan *hostState
+	ctx       context.Context
+	cancel    context.CancelFunc
+	durable   []atomic.Uint64 // per worker: last ticket known durable
+	closing   sync.Once
+	wg        sync.WaitGroup // resumer, host metrics, start-up recovery
+	parkWG    sync.WaitGroup // goroutines waiting for parked accounts' identities
+	seqDone   chan struct{}
+	done      chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
+	doneOnce  sync.Once
+	bgCtx     context.Context // canceled first by Close: background loops exit
+	bgCancel  context.CancelFunc
 
 	rs        resyncTracker // its own lock
 	resBudget byteBudget    // its own lock
@@ -269,10 +278,7 @@ type Relay struct {
 	hosts     map[string]*hostState
 	hostsByID map[store.HostID]*hostState
 
-	// Guarded by dayMu.
-	dayMu    sync.Mutex
-	day      int
-	dayCount int
+	crawls crawlGate // public requestCrawl admission (hosts.go); its own lock
 }
 
 // New builds the relay and starts its workers and sequencer. Call Start to
@@ -303,12 +309,14 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	probeHTTP := d.HTTPClient
 	if d.HTTPClient == nil {
 		d.HTTPClient = &http.Client{Timeout: cfg.ProbeTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		probeHTTP = newProbeClient(cfg.ProbeTimeout, cfg.AllowInsecureHosts)
 	}
 	r := &Relay{
 		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, resync: d.Resyncer, log: d.Logger,
-		http: d.HTTPClient, now: d.Now,
+		http: d.HTTPClient, probeHTTP: probeHTTP, now: d.Now,
 		results:   make(chan result, cfg.ResultsQueue),
 		resume:    make(chan *hostState, 1024),
 		hosts:     make(map[string]*hostState),
@@ -329,6 +337,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		breaks = append(breaks, b.String())
 	}
 	r.m = newMetrics(d.Metrics, rejects, breaks)
+	r.crawls.registerMetrics(d.Metrics, r)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.bufs = pool.NewBuffers(d.Metrics, "relay")

@@ -35,6 +35,15 @@
 // suspension wins, then any inactive upstream status, then local
 // throttling; "status" is sent only when "active" is false (digest §17.10).
 //
+// # Limits
+//
+// requestCrawl makes the engine probe a host it may then subscribe to, so
+// each client (an IPv4 address or IPv6 /64, behind Config.TrustedProxies
+// the X-Forwarded-For client) gets Config.CrawlRequestsPerMinute calls a
+// minute; beyond that it is answered 429 RateLimitExceeded before the
+// engine is asked. Development hosts (localhost:PORT) are exempt. The
+// engine adds the global limits (new hosts per day, probes in flight).
+//
 // # Concurrency
 //
 // A Server is immutable after New and safe for concurrent use.

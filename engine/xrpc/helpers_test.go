@@ -95,6 +95,8 @@ func openStore(t testing.TB) *store.Store {
 	return st
 }
 
+// newEnv starts a server whose per-client requestCrawl limit is out of the
+// way: every test client is 127.0.0.1.
 func newEnv(t *testing.T, firehose http.Handler) *env {
 	t.Helper()
 	res := &fakeResolver{ids: map[string]identity.Identity{}, errs: map[string]error{}}
@@ -106,8 +108,20 @@ func newEnv(t *testing.T, firehose http.Handler) *env {
 // newEnvWith is newEnv with the given resolver (e.res stays nil).
 func newEnvWith(t *testing.T, firehose http.Handler, res Resolver) *env {
 	t.Helper()
+	return newEnvConfig(t, Config{Firehose: firehose, Resolver: res, CrawlRequestsPerMinute: 1 << 30})
+}
+
+// newEnvConfig starts a server with cfg, filling in its Store and Engine
+// and, when cfg has none, a fake Resolver (e.res).
+func newEnvConfig(t *testing.T, cfg Config) *env {
+	t.Helper()
 	e := &env{st: openStore(t), eng: &fakeEngine{}}
-	srv, err := New(Config{Store: e.st, Engine: e.eng, Resolver: res, Firehose: firehose})
+	if cfg.Resolver == nil {
+		e.res = &fakeResolver{ids: map[string]identity.Identity{}, errs: map[string]error{}}
+		cfg.Resolver = e.res
+	}
+	cfg.Store, cfg.Engine = e.st, e.eng
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/store"
 )
 
@@ -97,6 +99,15 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
 	if hostname == "" {
 		return writeError(w, http.StatusBadRequest, "BadRequest", "hostname field empty")
 	}
+	// The per-client limit bounds what a caller makes the engine do: probe
+	// and maybe subscribe to a host of its choice. A localhost:PORT host
+	// is exempt: without the engine's development switch it is refused
+	// with no network traffic, and with it (benchmarks crawl a thousand
+	// local hosts) the probe stays on this machine.
+	if !isDevHostname(hostname) && !s.crawlLim.Allow(clientip.Key(s.clients.Addr(r)), time.Now()) {
+		w.Header().Set("Retry-After", s.crawlRetry)
+		return writeError(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many requestCrawl calls from this address; try again later")
+	}
 	err := s.eng.RequestCrawl(r.Context(), hostname)
 	switch {
 	case err == nil:
@@ -114,4 +125,14 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusForbidden, "Forbidden", "public requestCrawl is not allowed on this relay")
 	}
 	return s.internalError(w, r, err)
+}
+
+// isDevHostname reports whether a requestCrawl hostname names a
+// development host, localhost:PORT, with or without a scheme.
+func isDevHostname(h string) bool {
+	h = strings.ToLower(h)
+	if i := strings.Index(h, "://"); i >= 0 {
+		h = h[i+3:]
+	}
+	return strings.HasPrefix(h, "localhost:")
 }

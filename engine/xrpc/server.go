@@ -6,10 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/store"
 )
@@ -68,7 +70,26 @@ type Config struct {
 	Metrics *metrics.Set
 	// Logger receives internal-error lines (default: discard).
 	Logger *slog.Logger
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client for per-client limits (default none: the TCP peer is the
+	// client). See engine/clientip.
+	TrustedProxies []netip.Prefix
+	// CrawlRequestsPerMinute is how many requestCrawl (and notifyOfUpdate)
+	// calls one client may make a minute, in bursts of as many; beyond it
+	// the answer is 429 RateLimitExceeded before the engine is asked.
+	// Clients are IPv4 addresses and IPv6 /64s; development hosts
+	// (localhost:PORT) are exempt. Default 5.
+	CrawlRequestsPerMinute int
+	// CrawlClients bounds the clients whose requestCrawl rate is
+	// remembered (about 100 bytes each). Default 10,000.
+	CrawlClients int
 }
+
+// Defaults of Config's limits.
+const (
+	DefaultCrawlRequestsPerMinute = 5
+	DefaultCrawlClients           = 10_000
+)
 
 // Server is the public API handler. It is immutable after New and safe for
 // concurrent use.
@@ -82,6 +103,10 @@ type Server struct {
 	mux      *http.ServeMux
 	counts   *requestCounters
 	eps      [numEndpoints]endpoint
+	clients  clientip.Policy
+	crawlLim *clientip.Limiter // its own lock
+	// crawlRetry is the Retry-After of a per-client refusal, in seconds.
+	crawlRetry string
 }
 
 // endpoint is one served route: its NSID, method and handler. The table
@@ -138,9 +163,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CrawlRequestsPerMinute <= 0 {
+		cfg.CrawlRequestsPerMinute = DefaultCrawlRequestsPerMinute
+	}
+	if cfg.CrawlClients <= 0 {
+		cfg.CrawlClients = DefaultCrawlClients
+	}
 	s := &Server{
 		st: cfg.Store, eng: cfg.Engine, res: cfg.Resolver, firehose: cfg.Firehose,
 		log: cfg.Logger, set: cfg.Metrics, mux: http.NewServeMux(), eps: endpointTable(),
+		clients:    clientip.Policy{TrustedProxies: cfg.TrustedProxies},
+		crawlLim:   clientip.NewLimiter(float64(cfg.CrawlRequestsPerMinute), cfg.CrawlRequestsPerMinute, cfg.CrawlClients),
+		crawlRetry: strconv.Itoa((60 + cfg.CrawlRequestsPerMinute - 1) / cfg.CrawlRequestsPerMinute),
 	}
 	s.counts = newRequestCounters(cfg.Metrics, &s.eps)
 	for i := range s.eps {
