@@ -139,7 +139,7 @@ func (a *app) build(s *Settings) error {
 	}
 	api := http.NewServeMux()
 	api.Handle("GET /subscribe", a.js)
-	api.Handle("/", xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin, TrustForwardedFor: s.TrustForwardedFor}))
+	api.Handle("/", xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin}))
 	adminHandler := a.adminHandler(adm)
 	for _, l := range []struct {
 		addr string
@@ -220,6 +220,7 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 
 	fhCfg := s.Firehose
 	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
+	fhCfg.TrustedProxies = s.TrustedProxies
 	a.hub, err = firehose.NewHub(relay.StoreLog{St: st}, fhCfg)
 	return err
 }
@@ -259,6 +260,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 
 func (a *app) xrpcConfig(s *Settings) xrpc.Config {
 	c := s.XRPC
+	c.TrustedProxies = s.TrustedProxies
 	c.Store, c.Engine, c.Resolver, c.Firehose, c.Metrics, c.Logger = a.store, xrpcEngine{a.relay}, a.ids, a.hub, a.metrics, a.log
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/atrelay/relay/engine/upstream"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,8 +67,9 @@ type Settings struct {
 	// AdminOnAPI also serves /admin/ on the public listener (the reference
 	// relay's layout).
 	AdminOnAPI bool
-	// TrustForwardedFor takes client addresses from X-Forwarded-For.
-	TrustForwardedFor bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (the public API and the firehose alike).
+	TrustedProxies []netip.Prefix
 	// Warnings are the settings problems that are not errors (an alias
 	// that disagrees with our name, a reference setting ignored), logged
 	// once the logger exists.
@@ -378,11 +380,26 @@ func settingsTable(s *Settings) []setting {
 				"(its admin web UI and goat expect it there). The password then faces the internet: use it only " +
 				"behind TLS with a long random password, or restrict /admin/ at the proxy. pprof stays on the admin listener.",
 			value: boolValue(&s.AdminOnAPI)},
-		{flag: "trust-forwarded-for", env: "RELAY_TRUST_FORWARDED_FOR", group: groupAdmin, def: "false",
-			help: "Take client addresses (requestCrawl and consumer limits, logs, the admin consumer list) from " +
-				"X-Forwarded-For (its last entry) or X-Real-IP. Only behind a reverse proxy that sets them; " +
-				"otherwise any client can claim any address.",
-			value: boolValue(&s.TrustForwardedFor)},
+		{flag: "trusted-proxies", env: "RELAY_TRUSTED_PROXIES", group: groupNetwork, def: "",
+			help: "Comma-separated networks of reverse proxies (e.g. 127.0.0.1/32,::1/128 for Caddy or nginx on " +
+				"this machine) whose X-Forwarded-For names the client for the per-client limits (requestCrawl, " +
+				"consumers), logs and the admin consumer list. Empty: the TCP peer is the client and the header " +
+				"is ignored (anyone can write it). Behind a proxy, set it, or every client shares one limit.",
+			value: prefixListValue(&s.TrustedProxies)},
+		{flag: "max-consumers", env: "RELAY_MAX_CONSUMERS", group: groupNetwork, def: fmt.Sprint(firehose.DefaultMaxConsumers),
+			help: "Concurrent subscribeRepos consumers; one more gets HTTP 503. An idle consumer costs about " +
+				"14 KiB, one replaying from disk about 100 KiB. 0: the default.",
+			value: intValue(&s.Firehose.MaxConsumers, 0)},
+		{flag: "max-consumers-per-ip", env: "RELAY_MAX_CONSUMERS_PER_IP", group: groupNetwork, def: fmt.Sprint(firehose.DefaultMaxConsumersPerIP),
+			help:  "Concurrent consumers per IPv4 address or IPv6 /64; one more gets HTTP 429. 0: the default.",
+			value: intValue(&s.Firehose.MaxConsumersPerIP, 0)},
+		{flag: "crawl-requests-per-minute", env: "RELAY_CRAWL_REQUESTS_PER_MINUTE", group: groupNetwork,
+			def:   fmt.Sprint(xrpc.DefaultCrawlRequestsPerMinute),
+			help:  "Public requestCrawl calls per client per minute; beyond it HTTP 429. 0: the default.",
+			value: intValue(&s.XRPC.CrawlRequestsPerMinute, 0)},
+		{flag: "crawl-max-probes", env: "RELAY_CRAWL_MAX_PROBES", group: groupNetwork, def: fmt.Sprint(relay.DefaultMaxConcurrentProbes),
+			help:  "describeServer probes of requestCrawl in flight at once; beyond it HTTP 429. 0: the default.",
+			value: intValue(&s.Relay.MaxConcurrentProbes, 0)},
 		{flag: "log-level", env: "RELAY_LOG_LEVEL", group: groupAdmin, def: "info",
 			help:    "Log level.",
 			aliases: []refAlias{{env: "GO_LOG_LEVEL", conv: lower}, {env: "LOG_LEVEL", conv: lower}},
@@ -626,6 +643,28 @@ func stringValue(p *string) value {
 
 // listValue takes comma-separated items; blanks around and between them
 // are dropped.
+func prefixListValue(p *[]netip.Prefix) value {
+	return value{kind: "list", set: func(v string) error {
+		var out []netip.Prefix
+		for _, it := range strings.Split(v, ",") {
+			if it = strings.TrimSpace(it); it == "" {
+				continue
+			}
+			pr, err := netip.ParsePrefix(it)
+			if err != nil {
+				a, aerr := netip.ParseAddr(it)
+				if aerr != nil {
+					return fmt.Errorf("want networks such as 127.0.0.1/32,::1/128: %q", it)
+				}
+				pr = netip.PrefixFrom(a, a.BitLen())
+			}
+			out = append(out, pr.Masked())
+		}
+		*p = out
+		return nil
+	}}
+}
+
 func listValue(p *[]string) value {
 	return value{kind: "list", set: func(v string) error {
 		var items []string

@@ -18,14 +18,6 @@ type PublicConfig struct {
 	// reference relay's layout, where its admin UI and goat expect it.
 	// The handler authenticates every request itself (admin.Server).
 	Admin http.Handler
-	// TrustForwardedFor takes each request's client address from the
-	// X-Forwarded-For header (else X-Real-IP) set by the reverse proxy in
-	// front of the relay, as the reference does. Only the last
-	// X-Forwarded-For entry is used: it is the one the nearest proxy
-	// added; the entries before it are whatever the client sent. Leave it
-	// off when clients connect directly, or any client can name any
-	// address.
-	TrustForwardedFor bool
 }
 
 // bannerTail is the part of the GET / answer after the software line.
@@ -66,10 +58,11 @@ func (s *Server) Public(cfg PublicConfig) http.Handler {
 // ServeHTTP sets the Server header and the client address, then routes.
 func (p *publicHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", p.server)
-	if p.cfg.TrustForwardedFor {
-		if addr, ok := forwardedFor(r.Header); ok {
-			r.RemoteAddr = net.JoinHostPort(addr.String(), "0")
-		}
+	// Behind a trusted reverse proxy (Config.TrustedProxies) every handler
+	// below, the admin API's consumer list included, sees the client the
+	// proxy named instead of the proxy.
+	if addr := p.s.clients.Addr(r); addr.IsValid() && addr.String() != peerHost(r.RemoteAddr) {
+		r.RemoteAddr = net.JoinHostPort(addr.String(), "0")
 	}
 	path := r.URL.Path
 	switch {
@@ -133,20 +126,14 @@ func (p *publicHandler) health(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(p.healthy)
 }
 
-// forwardedFor returns the client address a reverse proxy recorded: the
-// last X-Forwarded-For entry, else X-Real-IP.
-func forwardedFor(h http.Header) (netip.Addr, bool) {
-	if xff := h.Values("X-Forwarded-For"); len(xff) > 0 {
-		last := xff[len(xff)-1]
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
-		}
-		a, err := netip.ParseAddr(strings.TrimSpace(last))
-		return a.Unmap(), err == nil
+// peerHost is the host part of a RemoteAddr ("" when it has none).
+func peerHost(remote string) string {
+	h, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return ""
 	}
-	if v := h.Get("X-Real-IP"); v != "" {
-		a, err := netip.ParseAddr(strings.TrimSpace(v))
-		return a.Unmap(), err == nil
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap().String()
 	}
-	return netip.Addr{}, false
+	return h
 }
