@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/atrelay/relay/engine/wsframe"
 	"net"
 	"net/netip"
 	"sync"
@@ -67,10 +68,10 @@ type consumer struct {
 	wrote     bool   // something was written since the last ping tick
 	batch     []*pool.Frame
 	seqs      []uint64
-	hdrs      []byte      // BatchFrames WebSocket headers, wsHeaderMax apart
+	hdrs      []byte      // BatchFrames WebSocket headers, wsframe.HeaderMax apart
 	iovBuf    [][]byte    // backing array of iov
 	iov       net.Buffers // the batch being written; consumed by WriteTo
-	ctlHdr    [wsHeaderMax]byte
+	ctlHdr    [wsframe.HeaderMax]byte
 	bw        *bufio.Writer // replay buffer, held only during a replay pass
 	replayErr error         // the write error that ended a replay pass
 	passLeft  int           // frames left in this replay pass
@@ -103,7 +104,7 @@ func newConsumer(h *Hub, conn net.Conn, parent context.Context) *consumer {
 		wake:        make(chan struct{}, 1),
 		batch:       make([]*pool.Frame, n),
 		seqs:        make([]uint64, n),
-		hdrs:        make([]byte, n*wsHeaderMax),
+		hdrs:        make([]byte, n*wsframe.HeaderMax),
 		iovBuf:      make([][]byte, 0, 2*n),
 	}
 	c.ctx, c.cancel = context.WithCancel(parent)
@@ -182,7 +183,7 @@ func (c *consumer) writeIOV(final bool) error {
 // writeFrame writes one whole WebSocket frame, behind any replayed bytes
 // still buffered.
 func (c *consumer) writeFrame(op byte, payload []byte, final bool) error {
-	k := putWSHeader(c.ctlHdr[:], op, len(payload))
+	k := wsframe.PutHeader(c.ctlHdr[:], op, len(payload))
 	if c.bw != nil {
 		_, _ = c.bw.Write(c.ctlHdr[:k])
 		_, _ = c.bw.Write(payload)
@@ -198,7 +199,7 @@ func (c *consumer) sendPong() error {
 	c.dmu.Lock()
 	c.pongLen = copy(c.pong[:], c.pingPayload[:c.pingLen])
 	c.dmu.Unlock()
-	return c.writeFrame(wsPong, c.pong[:c.pongLen], false)
+	return c.writeFrame(wsframe.OpPong, c.pong[:c.pongLen], false)
 }
 
 // serve runs the consumer to its end, from the connect-time cursor checks
@@ -262,7 +263,7 @@ func (c *consumer) start() cause {
 	}
 	c.pos = c.cursor
 	if oldest, ok := h.log.OldestSeq(); ok && c.cursor+1 < oldest {
-		if err := c.writeFrame(wsBinary, h.ctrl.outdatedCursor, false); err != nil {
+		if err := c.writeFrame(wsframe.OpBinary, h.ctrl.outdatedCursor, false); err != nil {
 			return c.failed()
 		}
 		c.sentControl(len(h.ctrl.outdatedCursor))
@@ -286,7 +287,7 @@ func (c *consumer) wait(ticker *time.Ticker) cause {
 			c.wrote = false
 			return causeNone
 		}
-		if err := c.writeFrame(wsPing, nil, false); err != nil {
+		if err := c.writeFrame(wsframe.OpPing, nil, false); err != nil {
 			return c.failed()
 		}
 		c.h.m.pings.Inc()
@@ -302,8 +303,8 @@ func (c *consumer) writeBatch(n int) error {
 	total := 0
 	for i := range n {
 		b := c.batch[i].Bytes()
-		hdr := c.hdrs[i*wsHeaderMax : (i+1)*wsHeaderMax]
-		k := putWSHeader(hdr, wsBinary, len(b))
+		hdr := c.hdrs[i*wsframe.HeaderMax : (i+1)*wsframe.HeaderMax]
+		k := wsframe.PutHeader(hdr, wsframe.OpBinary, len(b))
 		c.iov = append(c.iov, hdr[:k], b)
 		total += k + len(b)
 	}
@@ -397,7 +398,7 @@ func (c *consumer) replayFrame(seq uint64, frame []byte) error {
 			return err
 		}
 	}
-	k := putWSHeader(c.ctlHdr[:], wsBinary, len(frame))
+	k := wsframe.PutHeader(c.ctlHdr[:], wsframe.OpBinary, len(frame))
 	_, _ = c.bw.Write(c.ctlHdr[:k])
 	if _, err := c.bw.Write(frame); err != nil {
 		c.replayErr = err
@@ -433,12 +434,12 @@ func (c *consumer) finish(why cause) {
 		code = 1011 // internal error
 	}
 	if why != causeWriteError && why != causeProtocol {
-		if errFrame != nil && c.writeFrame(wsBinary, errFrame, true) == nil {
+		if errFrame != nil && c.writeFrame(wsframe.OpBinary, errFrame, true) == nil {
 			c.sentControl(len(errFrame))
 		}
 		var body [2]byte
 		body[0], body[1] = byte(code>>8), byte(code)
-		_ = c.writeFrame(wsClose, body[:], true)
+		_ = c.writeFrame(wsframe.OpClose, body[:], true)
 	}
 	c.stop(why)
 	_ = c.conn.Close()

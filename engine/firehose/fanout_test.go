@@ -2,6 +2,7 @@ package firehose
 
 import (
 	"context"
+	"github.com/atrelay/relay/engine/wsframe"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -73,8 +74,8 @@ func (fo *fanOut) publish() {
 	f := fo.e.frames.Get(n)
 	buf := f.Buffer()
 	buf.B = appendTestFrame(buf.B[:0], fo.seq, fo.e.pad)
-	var hdr [wsHeaderMax]byte
-	fo.want += int64(putWSHeader(hdr[:], wsBinary, len(buf.B)) + len(buf.B))
+	var hdr [wsframe.HeaderMax]byte
+	fo.want += int64(wsframe.PutHeader(hdr[:], wsframe.OpBinary, len(buf.B)) + len(buf.B))
 	if err := fo.e.hub.Publish(fo.seq, f); err != nil {
 		panic(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"github.com/atrelay/relay/engine/wsframe"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -101,8 +102,8 @@ func TestPutWSHeaderMatchesGobwas(t *testing.T) {
 		if err := ws.WriteHeader(&want, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n)}); err != nil {
 			t.Fatal(err)
 		}
-		var got [wsHeaderMax]byte
-		k := putWSHeader(got[:], wsBinary, n)
+		var got [wsframe.HeaderMax]byte
+		k := wsframe.PutHeader(got[:], wsframe.OpBinary, n)
 		if !bytes.Equal(got[:k], want.Bytes()) {
 			t.Errorf("len %d: got %x, want %x", n, got[:k], want.Bytes())
 		}

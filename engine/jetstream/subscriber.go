@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/atrelay/relay/engine/wsframe"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,7 @@ type subscriber struct {
 	remote    string
 	userAgent string
 	compress  bool
-	op        byte // wsText for JSON, wsBinary for zstd
+	op        byte // wsframe.OpText for JSON, wsframe.OpBinary for zstd
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wake      chan struct{} // one slot: enqueue and the reader send without blocking
@@ -63,10 +64,10 @@ type subscriber struct {
 
 	// Owned by the writer goroutine.
 	batch    []*pool.Frame
-	hdrs     []byte   // BatchMessages WebSocket headers, wsHeaderMax apart
+	hdrs     []byte   // BatchMessages WebSocket headers, wsframe.HeaderMax apart
 	iovBuf   [][]byte // backing array of iov
 	iov      net.Buffers
-	ctlHdr   [wsHeaderMax]byte
+	ctlHdr   [wsframe.HeaderMax]byte
 	wrote    bool          // something was written since the last ping tick
 	bw       *bufio.Writer // replay buffer, held only during a replay pass
 	conv     *converter    // replay scratch, dropped when the replay ends
@@ -102,15 +103,15 @@ func newSubscriber(s *Server, conn net.Conn, compress bool) *subscriber {
 		conn:     conn,
 		remote:   conn.RemoteAddr().String(),
 		compress: compress,
-		op:       wsText,
+		op:       wsframe.OpText,
 		wake:     make(chan struct{}, 1),
 		hello:    make(chan struct{}),
 		batch:    make([]*pool.Frame, n),
-		hdrs:     make([]byte, n*wsHeaderMax),
+		hdrs:     make([]byte, n*wsframe.HeaderMax),
 		iovBuf:   make([][]byte, 0, 2*n),
 	}
 	if compress {
-		sub.op = wsBinary
+		sub.op = wsframe.OpBinary
 	}
 	sub.ctx, sub.cancel = context.WithCancel(s.ctx)
 	sub.replayFn = sub.replayEvent
@@ -194,7 +195,7 @@ func (sub *subscriber) writeIOV(final bool) error {
 // writeFrame writes one whole WebSocket frame, behind any replayed bytes
 // still buffered.
 func (sub *subscriber) writeFrame(op byte, payload []byte, final bool) error {
-	k := putWSHeader(sub.ctlHdr[:], op, len(payload))
+	k := wsframe.PutHeader(sub.ctlHdr[:], op, len(payload))
 	if sub.bw != nil {
 		_, _ = sub.bw.Write(sub.ctlHdr[:k])
 		_, _ = sub.bw.Write(payload)
@@ -210,7 +211,7 @@ func (sub *subscriber) sendPong() error {
 	sub.dmu.Lock()
 	n := copy(sub.pong[:], sub.pingPayload[:sub.pingLen])
 	sub.dmu.Unlock()
-	return sub.writeFrame(wsPong, sub.pong[:n], false)
+	return sub.writeFrame(wsframe.OpPong, sub.pong[:n], false)
 }
 
 // serve runs the subscriber to its end. It runs in the HTTP handler
@@ -405,7 +406,7 @@ func (sub *subscriber) replayEvent(seq uint64, unixMilli int64, frame []byte) er
 		if f.maxMessageBytes > 0 && len(out) > f.maxMessageBytes {
 			continue
 		}
-		k := putWSHeader(sub.ctlHdr[:], sub.op, len(out))
+		k := wsframe.PutHeader(sub.ctlHdr[:], sub.op, len(out))
 		_, _ = sub.bw.Write(sub.ctlHdr[:k])
 		if _, err := sub.bw.Write(out); err != nil {
 			sub.werr = err
@@ -520,7 +521,7 @@ func (sub *subscriber) live() cause {
 				sub.wrote = false
 				continue
 			}
-			if err := sub.writeFrame(wsPing, nil, false); err != nil {
+			if err := sub.writeFrame(wsframe.OpPing, nil, false); err != nil {
 				return sub.failed()
 			}
 			sub.s.m.pings.Inc()
@@ -535,8 +536,8 @@ func (sub *subscriber) writeBatch(n int) error {
 	total := 0
 	for i := range n {
 		b := sub.batch[i].Bytes()
-		hdr := sub.hdrs[i*wsHeaderMax : (i+1)*wsHeaderMax]
-		k := putWSHeader(hdr, sub.op, len(b))
+		hdr := sub.hdrs[i*wsframe.HeaderMax : (i+1)*wsframe.HeaderMax]
+		k := wsframe.PutHeader(hdr, sub.op, len(b))
 		sub.iov = append(sub.iov, hdr[:k], b)
 		total += k + len(b)
 	}
@@ -578,7 +579,7 @@ func (sub *subscriber) finish(why cause) {
 		var body [125]byte
 		body[0], body[1] = byte(code>>8), byte(code)
 		n := 2 + copy(body[2:], text)
-		_ = sub.writeFrame(wsClose, body[:n], true)
+		_ = sub.writeFrame(wsframe.OpClose, body[:n], true)
 	}
 	sub.stop(why)
 	_ = sub.conn.Close()
