@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -149,5 +150,55 @@ func TestIdentityRowsSurvivePowerLoss(t *testing.T) {
 			}
 		}
 		s2.Close()
+	}
+}
+
+// TestIdentityBytesOnDisk writes rows shaped like the network's (random
+// did:plc identifiers and keys, distinct handles, hosts from a few
+// hundred), compacts them and reports what a row costs on disk.
+func TestIdentityBytesOnDisk(t *testing.T) {
+	const n = 50_000
+	s := openTest(t, testOptions(vfs.NewMem()))
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const b32 = "abcdefghijklmnopqrstuvwxyz234567"
+	b := s.NewIdentityBatch()
+	defer b.Close()
+	for i := range n {
+		d := []byte("did:plc:")
+		for range 24 {
+			d = append(d, b32[rng.IntN(32)])
+		}
+		r := IdentityRecord{
+			ResolvedAt: 1_800_000_000 + rng.Int64N(86400),
+			KeyType:    KeyK256,
+			PDSHost:    []byte(fmt.Sprintf("pds%d.us-east.host.bsky.network", rng.IntN(300))),
+			Handle:     []byte(fmt.Sprintf("%s%d.bsky.social", string(d[8:8+6+rng.IntN(6)]), rng.IntN(1000))),
+		}
+		r.Key[0] = 2 + byte(rng.IntN(2))
+		for j := 1; j < len(r.Key); j++ {
+			r.Key[j] = byte(rng.Uint32())
+		}
+		if err := b.Set(d, &r); err != nil {
+			t.Fatal(err)
+		}
+		if i%1000 == 999 {
+			if err := b.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lo, hi := []byte{prefixIdentity}, []byte{prefixIdentity + 1}
+	if err := s.db.Compact(context.Background(), lo, hi, true); err != nil {
+		t.Fatal(err)
+	}
+	size, err := s.db.EstimateDiskUsage(lo, hi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perRow := float64(size) / n
+	t.Logf("%d identity rows: %.1f bytes per row on disk", n, perRow)
+	if perRow > 150 {
+		t.Fatalf("%.1f bytes per row on disk, want at most 150", perRow)
 	}
 }

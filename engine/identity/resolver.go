@@ -52,8 +52,8 @@ type Config struct {
 	NegativeTTL time.Duration
 	// MaxCacheBytes is the memory budget of the cache (the hot set when
 	// Store is set), host table included; entries are evicted
-	// (random-sample LRU) to stay within it. An identity costs about 70
-	// bytes plus its handle. Default 512 MiB, which holds about 5.5
+	// (random-sample LRU) to stay within it. An identity costs about 75
+	// bytes plus its handle. Default 512 MiB, which holds about 5
 	// million identities.
 	MaxCacheBytes int64
 	// Store, when set, keeps resolved identities on disk across restarts
@@ -65,9 +65,10 @@ type Config struct {
 	// TTL are served while they are re-resolved in the background, rows
 	// past DiskMaxAge are deleted and never served. Default 7 days.
 	DiskMaxAge time.Duration
-	// DiskMaxRows bounds the identity rows on disk (about 110 bytes each
-	// before compression): above it new identities are not written and the
-	// sweep deletes rows past TTL. Default 20 million.
+	// DiskMaxRows bounds the identity rows on disk (about 90 bytes each
+	// once compacted, so the default is under 2 GB): above it new
+	// identities are not written and the sweep deletes rows past TTL.
+	// Default 20 million.
 	DiskMaxRows int64
 	// MaxHosts bounds the interned PDS host names (two generations of
 	// MaxHosts/2; when one fills, hosts not used since the previous
