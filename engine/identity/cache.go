@@ -169,7 +169,9 @@ func (c *cache) get(ref *didRef, did string, now uint32) (e entry, handle, host 
 			r.host, ok = c.hosts.intern(host) // refs used up: a miss (put resets)
 		}
 		if !ok {
+			before := s.bytes
 			c.removeLocked(s, slot, ri)
+			c.bytes.Add(s.bytes - before)
 			s.mu.Unlock()
 			return entry{}, "", "", false
 		}

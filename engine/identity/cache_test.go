@@ -259,6 +259,68 @@ func TestHostTableRotates(t *testing.T) {
 	}
 }
 
+// TestHostRefsExhausted: when the host refs run out the cache starts
+// over instead of reusing a ref an entry may still hold, so no lookup
+// ever returns another DID's host; and an entry dropped by a lookup
+// because its host is gone gives its bytes back.
+func TestHostRefsExhausted(t *testing.T) {
+	totals := func(c *cache) {
+		t.Helper()
+		var sum, n int64
+		for k := range c.shards {
+			sum += c.shards[k].bytes
+			n += int64(c.shards[k].n)
+		}
+		if sum != c.bytes.Load() || n != c.entries.Load() {
+			t.Fatalf("totals %d bytes %d entries, shards hold %d and %d", c.bytes.Load(), c.entries.Load(), sum, n)
+		}
+	}
+	put := func(c *cache, i int, host string) {
+		did := plcDID(uint64(i))
+		ref, _ := parseDID(did)
+		c.put(&ref, did, entry{key: testKey(t), host: c.internHost(host), expires: 3600}, "", 0)
+	}
+	get := func(c *cache, i int) (string, bool) {
+		did := plcDID(uint64(i))
+		ref, _ := parseDID(did)
+		_, _, host, ok := c.get(&ref, did, 0)
+		return host, ok
+	}
+
+	c := newCache(2, 1<<30, 1000)
+	c.hosts.maxRef = 12
+	for i := range 40 {
+		put(c, i, fmt.Sprintf("h%d.example", i))
+	}
+	kept := 0
+	for i := range 40 {
+		if host, ok := get(c, i); ok {
+			kept++
+			if host != fmt.Sprintf("h%d.example", i) {
+				t.Fatalf("%s reads host %q", plcDID(uint64(i)), host)
+			}
+		}
+	}
+	if kept == 0 || kept >= 40 {
+		t.Fatalf("%d of 40 entries kept: the cache never started over, or kept nothing", kept)
+	}
+	totals(c)
+
+	// One shard, generations of one name: the entry's host is dropped
+	// after two more names, and the lookup that finds out frees it all.
+	c = newCache(1, 1<<30, 2)
+	put(c, 0, "a.example")
+	c.internHost("b.example")
+	c.internHost("c.example")
+	if _, ok := get(c, 0); ok {
+		t.Fatal("an entry whose host was dropped still answers")
+	}
+	totals(c)
+	if c.bytes.Load() != 0 {
+		t.Fatalf("an empty cache accounts %d bytes", c.bytes.Load())
+	}
+}
+
 // TestHostTableByteBudget: long host names rotate the table by bytes
 // before it reaches MaxHosts, within its share of MaxCacheBytes.
 func TestHostTableByteBudget(t *testing.T) {
