@@ -25,6 +25,7 @@
 //	0x07    07 domain                  empty                                   domain
 //	0x08    08 be64(unix second)       be64 first seq committed in that second time
 //	0x09    09 did                     be64 hidden-through seq                 did bytes
+//	0x0A    0A did                     identity (below)                        did bytes
 //
 // Event value (version 1):
 //
@@ -61,6 +62,15 @@
 // Meta 'c' is the public requestCrawl budget: the UTC day it counts (days
 // since 1970-01-01) and how many new hosts requestCrawl added on it, so a
 // restart does not hand out a fresh daily budget. Absent means none yet.
+//
+// Identity value (version 1), written NoSync outside the writer lock (see
+// identity.go for why that is crash-safe):
+//
+//	0       version = 1
+//	1..4    be32 resolved at, Unix seconds
+//	5       key type (KeyP256=1, KeyK256=2)
+//	6..38   SEC1 compressed point of the #atproto key
+//	39..    uvarint len ‖ PDS host, uvarint len ‖ handle (may be empty)
 //
 // Worked example: the event with seq 5, a #commit by did:plc:abc committed at
 // 2026-11-25T22:17:57.806Z, has key 02 00 00 00 00 00 00 00 05 and value

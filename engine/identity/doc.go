@@ -43,30 +43,92 @@
 //
 // # Cache layout
 //
-// The cache has Shards shards, each a mutex over two Go maps:
+// The cache has Shards shards, each a mutex over an open-addressing index
+// and a dense array of fixed-size records:
 //
-//	plc: [15]byte (the 24 base32 characters of a did:plc, decoded) → entry
-//	web: DID string (everything else, i.e. did:web)                 → entry
+//	index: []uint32, linear probing, at most 4/5 full, grown by 1/4:
+//	       tag (8 bits of the DID's hash) | record number + 1 (24 bits)
+//	records: chunks of 64, each record 64 pointer-free bytes:
+//	       host ref u32 | handle offset u32 | expires u32 | touched u16 |
+//	       id [15] | flags u8 | key (curve u8, compressed point [33])
 //
-// and an append-only arena of handle bytes. An entry is 56 pointer-free
-// bytes:
+// id is the did:plc identifier decoded (24 base32 characters, 15 bytes);
+// for a did:web it holds the offset and length of the DID in the shard's
+// arena, an append-only byte slice that also holds handles (a length
+// byte, then the bytes). flags holds the Reason of a cached failure and
+// the did:web bit. A delete closes the probe run (backward shift, no
+// tombstones) and moves the last record into the hole. Everything is
+// pointer-free, so 40 million identities cost the garbage collector
+// nothing to scan. An identity costs the 64-byte record, 4-6 bytes of
+// index and 1 + its handle's length of arena: about 74 bytes beyond the
+// handle at 2 million entries (TestBytesPerEntry measures it).
 //
-//	hostGen u32 | hostID u32 | handleOff u32 | expires u32 | touched u32 |
-//	key (curve u8, compressed point [33]) | handleLen u8 | reason u8
-//
-// so the plc map holds no pointers and costs the garbage collector nothing.
-// PDS hosts are interned in a table of two generations ((gen, id) → name,
-// at most MaxHosts names and 1/16 of MaxCacheBytes): when the current
-// generation fills, the older one is dropped, entries naming it become
-// misses, and hits on the surviving older generation copy their host
-// forward. Times are seconds since the resolver started. A non-zero reason
-// marks a cached failure.
+// PDS hosts are interned in a table of two generations (at most MaxHosts
+// names and 1/16 of MaxCacheBytes): a record holds a ref, numbered across
+// generations so that a ref names one host for the table's life. When the
+// current generation fills, the older one is dropped, records naming it
+// become misses, and hits on the surviving older generation copy their
+// host forward. Times are seconds since the resolver started.
 //
 // Invariants: arena bytes below its length are never rewritten, so handle
 // strings returned by Lookup alias the arena safely (compaction copies into
-// a new arena and leaves the old one to the GC). Each shard's accounted bytes
-// (a fixed per-entry cost plus arena length) stay within their share of
-// MaxCacheBytes (15/16, split evenly) after every insert: inserts evict by random sampling, preferring expired
-// entries, then the least recently touched. TestBytesPerEntry checks the
-// fixed costs against runtime.MemStats.
+// a new arena and leaves the old one to the GC). Each shard's accounted
+// bytes (index, chunks and arena capacity, exactly what it holds) stay
+// within their share of MaxCacheBytes (15/16, split evenly) after every
+// insert: inserts evict by random sampling, preferring expired entries,
+// then the least recently touched.
+//
+// # The disk tier
+//
+// With Config.Store set, the cache is the hot set of a larger tier kept in
+// the store (identity rows, store/identity.go): DID → key, PDS host,
+// handle and the time the document was fetched. Lookups go memory, then
+// disk, then network:
+//
+//   - a memory miss reads the row (a Pebble point lookup: microseconds,
+//     or one disk read) in the caller; Prefetch's flights read it in
+//     their goroutine before asking for a request slot;
+//   - a row younger than TTL is cached with the TTL it has left, so a
+//     restart keeps every expiry where it was;
+//   - a row past TTL but within DiskMaxAge is served (cached for a few
+//     seconds) while the DID is re-resolved in the background, bounded as
+//     Prefetch is: a relay that was down longer than TTL comes back at
+//     full speed and refreshes as it goes; past DiskMaxAge a row is
+//     neither served nor kept.
+//
+// Every fetched identity is queued for one writer goroutine, which
+// commits the queue every 250 ms (or at 1,024 rows) in one NoSync batch:
+// no resolution waits for the disk, let alone an fsync. Refresh and
+// Reresolve results are written like any other; Purge and Reresolve
+// delete the row before they return. A sweep walks the rows (4,096 a
+// second) deleting those past DiskMaxAge, and while the row estimate is
+// above DiskMaxRows also those past TTL; above it new rows are not
+// written.
+//
+// # Crash safety
+//
+// A crash loses at most the rows queued since the last commit; they are
+// resolved again. It never leaves a damaged row or a wrong one:
+//
+//   - Pebble checksums every WAL record and replays the WAL up to the first
+//     torn one, so a batch is applied whole or not at all; a row is keyed
+//     by its DID and holds only that DID's document, and a row that does
+//     not decode is deleted on sight and never served.
+//   - Writes reach Pebble in the order memory saw them: rows are queued
+//     under the resolver lock that orders the cache, the queue keeps only
+//     a DID's newest row, and a delete (commitMu) waits for a batch being
+//     committed and drops the queued row of its DID, so an older row never
+//     lands after a newer one or after a delete.
+//   - The WAL is one sequential log and recovery keeps a prefix of it. The
+//     relay persists an #identity event (fsynced) only after Reresolve has
+//     returned, and Reresolve's delete was committed before that: any
+//     crash that keeps the event keeps the delete, so the rotated key is
+//     never served again after a restart. The new key is written later,
+//     and is there or absent.
+//   - A lookup that read a row concurrently with a Purge of the same DID
+//     does not cache it (Resolver.purging, purgeGen), so memory cannot
+//     hand a purged row back to disk or to later lookups.
+//
+// TestDiskCrashNeverWrong checks this on a power-loss clone of the
+// filesystem taken with rows still queued.
 package identity

@@ -51,7 +51,7 @@ func (r *Resolver) Prefetch(did []byte) {
 		r.mu.Unlock()
 		return
 	}
-	r.startFlightLocked(ref, s)
+	r.startFlightLocked(ref, s, true)
 	r.mu.Unlock()
 	r.prefetches.Inc()
 }

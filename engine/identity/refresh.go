@@ -104,14 +104,17 @@ func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Ident
 	if err != nil {
 		return Identity{}, err
 	}
+	r.forget(&ref, did)
 	r.mu.Lock()
+	// Purged again with taking the refresh, in one critical section: a
+	// resolution that finished since forget must not outlive the event.
 	r.purgeLocked(&ref, did)
 	key := refreshKey{did, tag}
 	rf, ok := r.mu.refreshes[key]
 	if !ok || r.mu.closed {
 		r.mu.Unlock()
 		r.misses.Inc()
-		return r.resolve(ctx, &ref, did)
+		return r.resolve(ctx, &ref, did, false)
 	}
 	delete(r.mu.refreshes, key)
 	r.refreshUsed.Inc()

@@ -15,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/netguard"
+	"github.com/atrelay/relay/store"
 )
 
 // Defaults of the resolution limits in Config (the settings table of relay
@@ -25,6 +26,8 @@ const (
 	DefaultWebMaxInFlight    = 8
 	DefaultWebMaxPerDomain   = 2
 	DefaultWebRequestTimeout = 3 * time.Second
+	DefaultDiskMaxAge        = 7 * 24 * time.Hour
+	DefaultDiskMaxRows       = 20_000_000
 )
 
 // Config configures a Resolver. Zero fields take the documented default;
@@ -47,11 +50,26 @@ type Config struct {
 	TTL time.Duration
 	// NegativeTTL is how long a failed resolution is remembered. Default 1m.
 	NegativeTTL time.Duration
-	// MaxCacheBytes is the cache's memory budget, host table included;
-	// entries are evicted (random-sample LRU) to stay within it. Default
-	// 512 MiB, which holds about 4 million identities; 40 million need
-	// about 5.2 GiB.
+	// MaxCacheBytes is the memory budget of the cache (the hot set when
+	// Store is set), host table included; entries are evicted
+	// (random-sample LRU) to stay within it. An identity costs about 75
+	// bytes plus its handle. Default 512 MiB, which holds about 5
+	// million identities.
 	MaxCacheBytes int64
+	// Store, when set, keeps resolved identities on disk across restarts
+	// (see the package doc): a memory miss reads the store before asking
+	// the network. The resolver must be closed before the store. Default
+	// nil: memory only.
+	Store *store.Store
+	// DiskMaxAge is how long an identity row is kept and served: rows past
+	// TTL are served while they are re-resolved in the background, rows
+	// past DiskMaxAge are deleted and never served. Default 7 days.
+	DiskMaxAge time.Duration
+	// DiskMaxRows bounds the identity rows on disk (about 90 bytes each
+	// once compacted, so the default is under 2 GB): above it new
+	// identities are not written and the sweep deletes rows past TTL.
+	// Default 20 million.
+	DiskMaxRows int64
 	// MaxHosts bounds the interned PDS host names (two generations of
 	// MaxHosts/2; when one fills, hosts not used since the previous
 	// rotation are dropped and their entries resolved again). Default
@@ -103,6 +121,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCacheBytes <= 0 {
 		c.MaxCacheBytes = 512 << 20
+	}
+	if c.DiskMaxAge <= 0 {
+		c.DiskMaxAge = DefaultDiskMaxAge
+	}
+	c.DiskMaxAge = max(c.DiskMaxAge, c.TTL)
+	if c.DiskMaxRows <= 0 {
+		c.DiskMaxRows = DefaultDiskMaxRows
 	}
 	if c.MaxHosts <= 0 {
 		c.MaxHosts = 100_000
@@ -170,6 +195,7 @@ type Resolver struct {
 	maxIn   [numMethods]int           // the sizes of sems
 	domains domainLimiter             // did:web requests per domain
 	cache   *cache
+	disk    *disk // nil without Config.Store
 	epoch   time.Time
 	// maxRefreshes is maxRefreshes; tests lower it.
 	maxRefreshes int
@@ -190,6 +216,12 @@ type Resolver struct {
 		lastSweep               uint32 // guarded by mu; cache clock of the last stale-refresh sweep
 		closed                  bool   // guarded by mu
 	}
+
+	// purging counts Purges between their first step (memory) and their
+	// last (the disk delete), and purgeGen counts finished ones: a row
+	// read from disk is cached only if neither moved meanwhile, so a
+	// Purge racing a disk read never leaves the purged identity cached.
+	purging, purgeGen atomic.Int64
 
 	inFlight [numMethods]atomic.Int64 // HTTP requests running, by method
 	// coarseNow is the cache clock kept by the ticker goroutine when
@@ -216,6 +248,16 @@ type flight struct {
 	// store it in the cache itself. Guarded by Resolver.mu.
 	finished bool
 	refresh  bool // started by Refresh; static
+	// useDisk lets the flight answer from a fresh disk row; set when it
+	// starts unless it must fetch (Refresh, Reresolve, a stale row's
+	// refresh) or a Purge is under way. Static.
+	useDisk bool
+	// fromDisk is set when the result came from a disk row (so it is not
+	// written back); resolvedAt is when the result's document was
+	// fetched, Unix seconds. Written by the resolving goroutine before
+	// done is closed.
+	fromDisk   bool
+	resolvedAt int64
 }
 
 // New returns a Resolver; call Close to stop it.
@@ -269,6 +311,10 @@ func New(cfg Config) *Resolver {
 	r.mu.flights = make(map[string]*flight)
 	r.mu.refreshes = make(map[refreshKey]refresh)
 	r.registerMetrics()
+	if cfg.Store != nil {
+		r.disk = newDisk(&r.cfg, r.unixNow)
+		r.disk.start()
+	}
 	if useTicker {
 		r.wg.Add(1)
 		go r.tick()
@@ -349,6 +395,18 @@ func (r *Resolver) now() uint32 {
 	return r.wallNow()
 }
 
+// unixNow returns the cache clock as Unix seconds.
+func (r *Resolver) unixNow() int64 { return r.epoch.Unix() + int64(r.now()) }
+
+// clockAt converts Unix seconds to the cache clock, clamped at 0.
+func (r *Resolver) clockAt(unix int64) uint32 {
+	d := unix - r.epoch.Unix()
+	if d < 0 {
+		return 0
+	}
+	return uint32(min(d, 1<<32-1))
+}
+
 func (r *Resolver) wallNow() uint32 {
 	d := r.cfg.Now().Sub(r.epoch)
 	if d < 0 {
@@ -375,8 +433,13 @@ func (r *Resolver) Lookup(ctx context.Context, did string) (Identity, error) {
 		}
 		return id, err
 	}
+	if r.disk != nil {
+		if id, ok := r.fromDisk(&ref, did, true); ok {
+			return id, nil
+		}
+	}
 	r.misses.Inc()
-	return r.resolve(ctx, &ref, did)
+	return r.resolve(ctx, &ref, did, false)
 }
 
 // parse parses did and applies the development switch: a did:web with an
@@ -400,7 +463,64 @@ func (r *Resolver) Cached(did string) (id Identity, ok bool, err error) {
 	if perr != nil {
 		return Identity{}, false, nil
 	}
-	return r.cached(&ref, did)
+	id, ok, err = r.cached(&ref, did)
+	if !ok && r.disk != nil {
+		id, ok = r.fromDisk(&ref, did, false)
+	}
+	return id, ok, err
+}
+
+// fromDisk answers a memory miss from did's disk row. A fresh row is
+// cached with its remaining TTL. A stale one (past TTL, within DiskMaxAge)
+// is served too, cached for staleServe seconds, and, if refresh is set,
+// re-resolved in the background (within Prefetch's bound). ok is false
+// without a usable row. The read is a Pebble point lookup (microseconds,
+// or one disk read when the block is not cached), done without locks.
+func (r *Resolver) fromDisk(ref *didRef, did string, refresh bool) (Identity, bool) {
+	gen, busy := r.purgeGen.Load(), r.purging.Load() != 0
+	var rec store.IdentityRecord
+	if !r.disk.get(did, &rec) {
+		return Identity{}, false
+	}
+	if testHookDiskRead != nil {
+		testHookDiskRead(did)
+	}
+	unix := r.unixNow()
+	age := unix - rec.ResolvedAt
+	stale := age >= r.disk.ttl
+	if age >= r.disk.maxAge || (stale && !refresh) {
+		return Identity{}, false // the sweep deletes it
+	}
+	id, ok := identityOf(did, &rec)
+	if !ok {
+		return Identity{}, false
+	}
+	r.disk.hits.Inc()
+	if stale {
+		r.disk.stale.Inc()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if busy || r.purging.Load() != 0 || r.purgeGen.Load() != gen || r.mu.closed {
+		// A Purge ran meanwhile: this row may be what it removed.
+		return Identity{}, false
+	}
+	if r.mu.flights[did] != nil {
+		return id, true // a resolution is running; it caches its own result
+	}
+	if cur, ok, err := r.cached(ref, did); ok && err == nil {
+		return cur, true // a resolution finished since the miss
+	}
+	f := &flight{done: make(chan struct{}), id: id, finished: true, fromDisk: true, resolvedAt: rec.ResolvedAt}
+	if stale {
+		f.resolvedAt = unix - r.disk.ttl + staleServe
+	}
+	r.storeLocked(ref, did, f)
+	if m := ref.method(); stale && r.mu.running[m] < maxPrefetchFlights*r.maxIn[m] {
+		r.startFlightLocked(*ref, did, false)
+		r.prefetches.Inc()
+	}
+	return f.id, true
 }
 
 // cached returns did's cached identity or cached failure, and whether there
@@ -425,9 +545,31 @@ func (r *Resolver) Purge(did string) {
 	if err != nil {
 		return
 	}
+	r.forget(&ref, did)
+}
+
+// Test hooks, nil outside tests: called by fromDisk between its disk read
+// and taking r.mu, and by forget between the memory purge and the disk
+// delete, to run a Purge or a Prefetch in exactly those windows.
+var testHookDiskRead, testHookForget func(did string)
+
+// forget purges did from memory, then deletes its disk row before it
+// returns (see purging). The relay persists the event that caused a Purge
+// after the Purge returns, so the delete precedes it in the WAL: a crash
+// that keeps the event keeps the delete.
+func (r *Resolver) forget(ref *didRef, did string) {
+	r.purging.Add(1)
 	r.mu.Lock()
-	r.purgeLocked(&ref, did)
+	r.purgeLocked(ref, did)
 	r.mu.Unlock()
+	if testHookForget != nil {
+		testHookForget(did)
+	}
+	if r.disk != nil {
+		r.disk.del(did)
+	}
+	r.purgeGen.Add(1)
+	r.purging.Add(-1)
 }
 
 // purgeLocked forgets did's cache entry and detaches its running flight.
@@ -437,7 +579,9 @@ func (r *Resolver) purgeLocked(ref *didRef, did string) {
 	r.cache.remove(ref, did)
 }
 
-func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identity, error) {
+// resolve waits for did's resolution, joining a running one or starting
+// one; useDisk lets a new one answer from a fresh disk row.
+func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string, useDisk bool) (Identity, error) {
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -454,7 +598,7 @@ func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string) (Identi
 			r.mu.Unlock()
 			return id, err
 		}
-		f = r.startFlightLocked(*ref, did)
+		f = r.startFlightLocked(*ref, did, useDisk)
 	}
 	r.mu.Unlock()
 	return f.wait(ctx)
@@ -474,10 +618,11 @@ func (f *flight) wait(ctx context.Context) (Identity, error) {
 }
 
 // startFlightLocked registers a resolution of did (copied: the caller's
-// string may alias a frame) and starts it. r.mu must be held, the resolver
-// open and no flight for did registered.
-func (r *Resolver) startFlightLocked(ref didRef, did string) *flight {
-	f := &flight{done: make(chan struct{})}
+// string may alias a frame) and starts it; useDisk lets it answer from a
+// fresh disk row. r.mu must be held, the resolver open and no flight for
+// did registered.
+func (r *Resolver) startFlightLocked(ref didRef, did string, useDisk bool) *flight {
+	f := &flight{done: make(chan struct{}), useDisk: useDisk && r.disk != nil && r.purging.Load() == 0}
 	did = clone(did)
 	r.mu.flights[did] = f
 	r.goLocked(ref, did, f)
@@ -500,12 +645,17 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 	defer r.wg.Done()
 	defer close(f.done)
 	m := ref.method()
+	if f.useDisk && r.diskResult(did, f) {
+		r.finish(&ref, did, f, true)
+		return
+	}
 	ctx, release, err := r.slot(&ref, did)
 	if err == nil {
 		r.inFlight[m].Add(1)
 		r.resolves.Inc()
 		began := time.Now()
 		f.id, err = r.fetch(ctx, &ref, did)
+		f.resolvedAt = r.unixNow()
 		r.resolveTime.UpdateDuration(began)
 		r.inFlight[m].Add(-1)
 		release()
@@ -578,19 +728,45 @@ func (r *Resolver) finish(ref *didRef, did string, f *flight, cacheable bool) {
 	}
 }
 
-// storeLocked caches the finished flight f's result for did. r.mu held.
+// diskResult answers flight f from did's fresh disk row, if there is one
+// and no Purge began since f started (a Purge after this check detaches f,
+// so finish drops the result).
+func (r *Resolver) diskResult(did string, f *flight) bool {
+	gen := r.purgeGen.Load()
+	var rec store.IdentityRecord
+	if !r.disk.get(did, &rec) || r.unixNow()-rec.ResolvedAt >= r.disk.ttl {
+		return false
+	}
+	id, ok := identityOf(did, &rec)
+	if !ok || r.purging.Load() != 0 || r.purgeGen.Load() != gen {
+		return false
+	}
+	r.disk.hits.Inc()
+	f.id, f.fromDisk, f.resolvedAt = id, true, rec.ResolvedAt
+	return true
+}
+
+// storeLocked caches the finished flight f's result for did and queues a
+// fetched identity for the disk. r.mu held.
 func (r *Resolver) storeLocked(ref *didRef, did string, f *flight) {
 	now := r.now()
 	if f.err != nil {
 		r.cache.put(ref, did, entry{reason: reasonOf(f.err), expires: now + seconds(r.cfg.NegativeTTL)}, "", now)
 		return
 	}
-	gen, hostID := r.cache.hosts.intern(f.id.PDSHost)
+	hostRef := r.cache.internHost(f.id.PDSHost)
 	// Hand out the interned host so callers hold one shared copy.
-	if host, _, ok := r.cache.hosts.name(gen, hostID); ok {
+	if host, _, ok := r.cache.hosts.name(hostRef); ok {
 		f.id.PDSHost = host
 	}
-	r.cache.put(ref, did, entry{key: f.id.Key, hostGen: gen, hostID: hostID, expires: now + seconds(r.cfg.TTL)}, f.id.Handle, now)
+	expires := r.clockAt(f.resolvedAt + int64(seconds(r.cfg.TTL)))
+	if f.resolvedAt == 0 {
+		expires = now + seconds(r.cfg.TTL)
+	}
+	r.cache.put(ref, did, entry{key: f.id.Key, host: hostRef, expires: expires}, f.id.Handle, now)
+	if r.disk != nil && !f.fromDisk {
+		r.disk.put(did, &f.id, f.resolvedAt)
+	}
 }
 
 func seconds(d time.Duration) uint32 {
@@ -669,14 +845,22 @@ func drainClose(body io.ReadCloser) {
 }
 
 // Close stops new resolutions, cancels running ones, waits for their
-// goroutines and closes idle connections. Lookups after Close that miss the
-// cache return ErrClosed.
+// goroutines and closes idle connections, then commits the identities not
+// yet written to the store (close the store after). Lookups after Close
+// that miss the cache return ErrClosed. Later calls do nothing.
 func (r *Resolver) Close() {
 	r.mu.Lock()
+	again := r.mu.closed
 	r.mu.closed = true
 	r.mu.Unlock()
+	if again {
+		return
+	}
 	r.cancel()
 	r.wg.Wait()
+	if r.disk != nil {
+		r.disk.close()
+	}
 	for _, c := range r.clients {
 		c.CloseIdleConnections()
 	}
