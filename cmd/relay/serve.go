@@ -216,6 +216,11 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 
 	idCfg := s.Identity
 	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
+	if s.IdentityDisk {
+		// Resolved identities survive restarts: a restart is not millions of
+		// PLC requests. The resolver is closed before the store (close).
+		idCfg.Store = st
+	}
 	a.ids = identity.New(idCfg)
 
 	fhCfg := s.Firehose

@@ -64,6 +64,8 @@ type Settings struct {
 	AllowInsecureHosts bool
 	// Trim runs the heap trimmer.
 	Trim bool
+	// IdentityDisk keeps resolved identities in the database.
+	IdentityDisk bool
 	// AdminOnAPI also serves /admin/ on the public listener (the reference
 	// relay's layout).
 	AdminOnAPI bool
@@ -255,6 +257,17 @@ func settingsTable(s *Settings) []setting {
 			help: "Let the PLC directory URL resolve to a loopback or private address (an operator's own " +
 				"directory mirror); every other outbound request stays on public addresses.",
 			value: boolValue(&s.Identity.PLCAllowPrivate)},
+		{flag: "identity-disk", env: "RELAY_IDENTITY_DISK", group: groupIdentity, def: "true",
+			help: "Keep resolved identities in the database (about 90 B each) so a restart serves them without " +
+				"asking the PLC directory again; the memory cache holds the hot ones.",
+			value: boolValue(&s.IdentityDisk)},
+		{flag: "identity-disk-max-age", env: "RELAY_IDENTITY_DISK_MAX_AGE", group: groupIdentity, def: formatDuration(identity.DefaultDiskMaxAge),
+			help: "Identities stored longer than the cache TTL are served while re-resolved in the background; " +
+				"older than this they are deleted and resolved again. 0: the default.",
+			value: durationValue(&s.Identity.DiskMaxAge)},
+		{flag: "identity-disk-max-rows", env: "RELAY_IDENTITY_DISK_MAX_ROWS", group: groupIdentity, def: fmt.Sprint(identity.DefaultDiskMaxRows),
+			help:  "Identities kept on disk at most (about 90 B each); above it new ones are not stored. 0: the default.",
+			value: intValue(&s.Identity.DiskMaxRows, 0)},
 		{flag: "did-web-max-in-flight", env: "RELAY_DID_WEB_MAX_IN_FLIGHT", group: groupIdentity, def: fmt.Sprint(identity.DefaultWebMaxInFlight),
 			help: "Concurrent did:web document requests, apart from the PLC ones so that slow did:web " +
 				"hosts never delay did:plc accounts. 0: the default.",
