@@ -11,8 +11,8 @@ import (
 	"github.com/atrelay/relay/engine/atcrypto"
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/repo"
 	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // Account statuses an account can be in (the #account status values).

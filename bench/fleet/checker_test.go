@@ -23,7 +23,7 @@ import (
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // Outcomes the checker counts, one per verdict.

@@ -1,6 +1,6 @@
 // Package fleet runs N simulated PDS hosts in one process, each on its own
 // 127.0.0.1 listener named localhost:PORT, with real accounts (keys,
-// engine/repo repositories, did:plc documents in a bench/plc fake
+// internal/repo repositories, did:plc documents in a bench/plc fake
 // directory), a workload model that drives them, and per-host fault
 // injection, so a relay can be tested and loaded against many hosts at once.
 //
@@ -30,7 +30,7 @@
 // Account creation follows the reference PDS: #identity, #account active,
 // the first #commit (no ops, since null, no prevData), #sync of the same
 // rev. Writes are one #commit each (sync 1.1: since, prevData, op prev,
-// CAR slices with the MST proof blocks, all from engine/repo). A handle
+// CAR slices with the MST proof blocks, all from internal/repo). A handle
 // change is #identity; deactivation is #account active:false
 // "deactivated", and the account's next action reactivates it with
 // #account, #identity, #sync; deletion is #account "deleted" and the end of

@@ -10,7 +10,7 @@ import (
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/dagcbor"
 	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // FaultKind is one kind of misbehaviour a host can be told to commit. The

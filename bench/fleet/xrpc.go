@@ -82,7 +82,7 @@ func inactiveError(w http.ResponseWriter, st *accountState) bool {
 	return true
 }
 
-// getRepo serves the full repository CAR (engine/repo export).
+// getRepo serves the full repository CAR (internal/repo export).
 func (h *Host) getRepo(w http.ResponseWriter, req *http.Request) {
 	a := h.repoAccount(w, req)
 	if a == nil {

@@ -1,6 +1,6 @@
 // Package generate writes synthetic firehose captures offline: it runs a
 // bench/fleet Workload through simulated accounts (fleet.Sim: real keys,
-// engine/repo repositories, sync-1.1 commits), signs everything ahead of
+// internal/repo repositories, sync-1.1 commits), signs everything ahead of
 // time on all cores and stores the frames in bench/capture's format, so a
 // load test spends its CPU on the relay rather than on signatures. The
 // result replays through bench/replay unchanged.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
+	"github.com/atrelay/relay/internal/dagcbortest"
 	"github.com/atrelay/relay/internal/fixtures"
 )
 

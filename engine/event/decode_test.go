@@ -9,8 +9,8 @@ import (
 	"github.com/atrelay/relay/engine/car"
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/dagcbortest"
 )
 
 // TestCaptures decodes every frame of shared/captures/realpds-2, checks the

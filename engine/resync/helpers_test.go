@@ -9,8 +9,8 @@ import (
 	"github.com/atrelay/relay/engine/car"
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/repo"
 	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // testRepo is a repository CAR built by hand (so tests can put anything in

@@ -8,7 +8,7 @@ import (
 	"github.com/atrelay/relay/engine/atcrypto"
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
-	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // benchCase is one frame to validate repeatedly: the frame, the state
@@ -37,7 +37,7 @@ func typicalCapture(tb testing.TB) benchCase {
 }
 
 // typicalRepo returns a single-create commit on a 1,000-record repository
-// written by engine/repo with a P-256 key.
+// written by internal/repo with a P-256 key.
 func typicalRepo(tb testing.TB) benchCase {
 	w := newWorld(tb, atcrypto.P256, 1000)
 	ev := w.apply([]repo.Write{w.create()})

@@ -13,7 +13,7 @@ import (
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // caseEnv is what one negative case may change: a deep copy of the valid

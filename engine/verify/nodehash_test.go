@@ -7,7 +7,7 @@ import (
 
 	"github.com/atrelay/relay/engine/atcrypto"
 	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 // The inverter does not hash MST node blocks again (CheckVerified): it

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/dagcbor/dagcbortest"
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/internal/dagcbortest"
 	"github.com/atrelay/relay/internal/fixtures"
 )
 

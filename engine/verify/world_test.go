@@ -12,7 +12,7 @@ import (
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/repo"
+	"github.com/atrelay/relay/internal/repo"
 )
 
 const (
@@ -23,7 +23,7 @@ const (
 // worldStart is the instant the world's repository clock starts from.
 var worldStart = time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 
-// world is one account on one PDS, written with engine/repo and validated
+// world is one account on one PDS, written with internal/repo and validated
 // against the relay state of its last accepted commit.
 type world struct {
 	t    testing.TB
