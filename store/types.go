@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"github.com/atrelay/relay/engine/event"
 	"strconv"
 )
 
@@ -170,12 +171,12 @@ func (s HostStatus) String() string {
 // Size limits. Inputs beyond them are refused with ErrTooLong before
 // anything is written; stored values beyond them are reported as ErrCorrupt.
 const (
-	MaxDIDBytes      = 2048      // spec §11
-	MaxRevBytes      = 64        // a TID is 13 characters; room for odd legacy revs
-	MaxCIDBytes      = 100       // same bound as engine/cid.MaxLen
-	MaxHostnameBytes = 253       // DNS name limit
-	MaxErrorBytes    = 512       // last error text kept per host
-	MaxFrameBytes    = 5_000_000 // spec §11 max frame
+	MaxDIDBytes      = 2048                // spec §11
+	MaxRevBytes      = 64                  // a TID is 13 characters; room for odd legacy revs
+	MaxCIDBytes      = 100                 // same bound as engine/cid.MaxLen
+	MaxHostnameBytes = 253                 // DNS name limit
+	MaxErrorBytes    = 512                 // last error text kept per host
+	MaxFrameBytes    = event.MaxFrameBytes // spec §11 max frame
 	MaxDomainBytes   = MaxHostnameBytes
 )
 

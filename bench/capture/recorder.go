@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/engine/event"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +19,7 @@ import (
 
 // DefaultMaxMessageBytes is the recorder's default message size limit: the
 // reference relay's upstream read limit (spec §9.2).
-const DefaultMaxMessageBytes = 5_000_000
+const DefaultMaxMessageBytes = event.MaxFrameBytes
 
 // Errors returned by Recorder.Run.
 var (

@@ -48,9 +48,15 @@ func (k Kind) HasSeq() bool {
 	return k >= KindCommit && k <= KindAccount
 }
 
+// MaxFrameBytes is the largest subscribeRepos frame (header and body) the
+// relay reads, stores or sends (spec §11, §9.2: the reference relay's read
+// limit). The upstream reader, the store and the capture recorder use this
+// one constant.
+const MaxFrameBytes = 5_000_000
+
 // Default limits (spec §11). Zero fields of Limits mean these.
 const (
-	DefaultMaxFrameBytes        = 5_000_000
+	DefaultMaxFrameBytes        = MaxFrameBytes
 	DefaultMaxCommitBlocksBytes = 2_000_000
 	DefaultMaxOps               = 200
 	DefaultMaxSyncBlocksBytes   = 10_000

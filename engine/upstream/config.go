@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/engine/event"
 	"runtime"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 // Defaults. Zero in a Config field always means "use the default", never
 // "no limit": the peers are untrusted.
 const (
-	DefaultMaxFrameBytes       = 5_000_000 // spec §9.2 REF read limit
+	DefaultMaxFrameBytes       = event.MaxFrameBytes // spec §9.2 REF read limit
 	DefaultDialTimeout         = 5 * time.Second
 	DefaultHandshakeTimeout    = 10 * time.Second
 	DefaultWriteTimeout        = 10 * time.Second
