@@ -9,16 +9,16 @@ import (
 type reason uint8
 
 const (
-	reasonNone               reason = iota
-	reasonDial                      // TCP connect or TLS failed
-	reasonHandshake                 // the WebSocket upgrade failed (non-101, bad headers)
-	reasonHandshakeTooLarge         // the upgrade response head broke its bounds
-	reasonRead                      // the connection broke or the upstream hung up
-	reasonTimeout                   // silence after a ping, a message too slow, a write stuck
-	reasonProtocol                  // a malformed or forbidden WebSocket frame
-	reasonOversize                  // a message above MaxFrameBytes
-	reasonClosed                    // the upstream sent a close frame
-	reasonErrorFrame                // the upstream sent an error frame (FutureCursor, ...)
+	reasonNone              reason = iota
+	reasonDial                     // TCP connect or TLS failed
+	reasonHandshake                // the WebSocket upgrade failed (non-101, bad headers)
+	reasonHandshakeTooLarge        // the upgrade response head broke its bounds
+	reasonRead                     // the connection broke or the upstream hung up
+	reasonTimeout                  // silence after a ping, a message too slow, a write stuck
+	reasonProtocol                 // a malformed or forbidden WebSocket frame
+	reasonOversize                 // a message above MaxFrameBytes
+	reasonClosed                   // the upstream sent a close frame
+	reasonErrorFrame               // the upstream sent an error frame (FutureCursor, ...)
 	numReasons
 )
 
@@ -59,11 +59,11 @@ func (r reason) penalized() bool {
 type drop uint8
 
 const (
-	dropMalformed     drop = iota // the header or body scan failed
-	dropUnknownType               // an op or t this relay does not log (legacy #handle, ...)
-	dropNoSeq                     // an event frame without a seq
-	dropSeqNotAbove               // seq not above the newest we have: a replayed or reset upstream
-	dropInvalid                   // a seq above store.MaxSeq or a DID above store.MaxDIDBytes
+	dropMalformed   drop = iota // the header or body scan failed
+	dropUnknownType             // an op or t this relay does not log (legacy #handle, ...)
+	dropNoSeq                   // an event frame without a seq
+	dropSeqNotAbove             // seq not above the newest we have: a replayed or reset upstream
+	dropInvalid                 // a seq above store.MaxSeq or a DID above store.MaxDIDBytes
 	numDrops
 )
 
@@ -80,8 +80,8 @@ var dropNames = [numDrops]string{
 type resetSignal uint8
 
 const (
-	signalFutureCursor  resetSignal = iota // it answered our cursor with FutureCursor
-	signalSeqBackwards                     // it sent a seq not above our newest
+	signalFutureCursor resetSignal = iota // it answered our cursor with FutureCursor
+	signalSeqBackwards                    // it sent a seq not above our newest
 	numSignals
 )
 
