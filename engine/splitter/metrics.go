@@ -10,7 +10,7 @@ type reason uint8
 
 const (
 	reasonNone              reason = iota
-	reasonDial                     // TCP connect or TLS failed
+	reasonDial                     // the TCP connect failed
 	reasonHandshake                // the WebSocket upgrade failed (non-101, bad headers)
 	reasonHandshakeTooLarge        // the upgrade response head broke its bounds
 	reasonRead                     // the connection broke or the upstream hung up
