@@ -64,7 +64,7 @@ func TestSplitterSettings(t *testing.T) {
 			t.Errorf("--print-env lacks %s", env)
 		}
 	}
-	if !strings.Contains(b.String(), "\nRELAY_DATA_DIR=/var/lib/relay-splitter\n") {
+	if !strings.Contains(b.String(), "\nRELAY_DATA_DIR=/var/lib/relay-splitter-1\n") {
 		t.Error("--print-env: the data directory is not the unit's")
 	}
 }
