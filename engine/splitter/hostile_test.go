@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -318,5 +319,50 @@ func TestUpstreamPings(t *testing.T) {
 	waitFor(t, "pings and pongs", func() bool { return pings.Load() >= 5 && pongs.Load() == 3 })
 	if d := counter(t, n.set, `relay_splitter_upstream_dials_total`); d != 1 {
 		t.Errorf("%d dials: the idle connection was dropped", d)
+	}
+}
+
+// TestReadPathAllocs measures the whole path of an upstream frame (read,
+// peek, queue, AppendAt, Publish, eviction from a small hub ring back to
+// the pool) at steady state and checks it allocates nothing per frame:
+// what remains is per batch (Pebble's commit), far fewer than frames.
+func TestReadPathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops buffers on purpose")
+	}
+	const frames = 20000
+	encode := func(from uint64) []byte {
+		var wire []byte
+		for _, f := range identities(span(from, from+frames-1)...) {
+			wire = append(append(wire, wsHeader(ws.OpBinary, len(f), false)...), f...)
+		}
+		return wire
+	}
+	warm, measured := encode(1), encode(frames+1)
+	start := make(chan struct{})
+	f := startFake(t, func(_ int, _ string, conn net.Conn) {
+		_, _ = conn.Write(warm)
+		<-start
+		_, _ = conn.Write(measured)
+		hold(conn)
+	})
+	cfg := fastConfig(f.url())
+	// A bounded backlog, as at the live rate: the warm-up leaves the pool
+	// with as many buffers as the queue and the ring hold.
+	cfg.QueueFrames = 512
+	n := startNode(t, cfg, 64<<10)
+	n.waitSeq(frames)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	close(start)
+	for n.st.NewestSeq() < 2*frames {
+		time.Sleep(time.Millisecond)
+	}
+	runtime.ReadMemStats(&after)
+	perFrame := float64(after.Mallocs-before.Mallocs) / frames
+	t.Logf("%.3f allocations per frame, %d batches in all", perFrame, counter(t, n.set, `relay_splitter_batches_total`))
+	if perFrame > 0.2 {
+		t.Errorf("%.2f allocations per frame on the read path", perFrame)
 	}
 }
