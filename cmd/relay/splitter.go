@@ -294,7 +294,8 @@ func (a *splitterApp) build(s *splitterSettings) error {
 		return err
 	}
 	spCfg := s.Splitter
-	spCfg.Software = s.Firehose.Software
+	// Frames read and not yet stored play the part of serve's intake.
+	spCfg.Software, spCfg.QueueBytes = s.Firehose.Software, int(shares.Intake)
 	if a.sp, err = splitter.New(spCfg, splitter.Deps{Store: a.store, Hub: a.hub, OnPublish: a.js.Notify,
 		Metrics: a.metrics, Logger: a.log}); err != nil {
 		return err

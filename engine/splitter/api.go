@@ -76,7 +76,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.health(w, r)
 	case path == "/":
 		a.home(w, r)
-	case strings.HasPrefix(path, "/xrpc/com.atproto.sync."):
+	case isSyncMethod(path):
 		a.pass(w, r)
 	default:
 		a.s.m.proxy[proxyRefused].Inc()
@@ -175,6 +175,22 @@ func (a *api) home(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// isSyncMethod reports whether path is /xrpc/com.atproto.sync.<name> with
+// a name of letters only, so nothing but an XRPC method of that namespace
+// (no "..", no encoded slash) can reach the upstream.
+func isSyncMethod(path string) bool {
+	name, ok := strings.CutPrefix(path, "/xrpc/com.atproto.sync.")
+	if !ok || name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
 // procedures are the POST methods passed through.
 var procedures = map[string]bool{
 	"/xrpc/com.atproto.sync.requestCrawl":   true,
@@ -212,6 +228,9 @@ func (a *api) pass(w http.ResponseWriter, r *http.Request) {
 	defer func() { <-a.inFlight }()
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProxyTimeout)
 	defer cancel()
+	// SetURL joins the escaped path when RawPath is set; the checked Path
+	// is the one to send.
+	r.URL.RawPath = ""
 	// Our Server header is replaced by the upstream's.
 	w.Header().Del("Server")
 	a.proxy.ServeHTTP(w, r.WithContext(ctx))

@@ -256,13 +256,23 @@ type consumer struct {
 // live when cursor < 0.
 func dial(t *testing.T, url string, cursor int64) *consumer {
 	t.Helper()
+	c, err := tryDial(t, url, cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryDial is dial returning the error, for goroutines other than the
+// test's.
+func tryDial(t *testing.T, url string, cursor int64) (*consumer, error) {
 	u := url + subscribePath
 	if cursor >= 0 {
 		u += "?cursor=" + strconv.FormatInt(cursor, 10)
 	}
 	conn, br, _, err := ws.Dial(context.Background(), u)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var src io.Reader = conn
 	if br != nil {
@@ -287,7 +297,7 @@ func dial(t *testing.T, url string, cursor int64) *consumer {
 		}
 	}()
 	t.Cleanup(c.close)
-	return c
+	return c, nil
 }
 
 func (c *consumer) close() {
