@@ -41,7 +41,11 @@
 // those events are lost here). Jumps are followed and counted
 // (relay_splitter_seq_jumps_total); the hub serves a log with gaps exactly
 // like a contiguous one (it only needs increasing seqs: a cursor inside a
-// gap replays from the next logged seq).
+// gap replays from the next logged seq). One edge remains: the hub judges
+// "fell out of the window" as oldest > position+1, so a consumer whose
+// position lies in a gap that retention has just made the window's start
+// gets OutdatedCursor (at connect) or ConsumerTooSlow (while replaying)
+// although it missed nothing.
 //
 // A seq at or below our newest means the upstream is behind us: its log
 // was reset (seqs restarted), or it is a lagging replica behind a load
@@ -51,7 +55,8 @@
 // log (consumers' cursors stay valid, nothing is served out of order or
 // twice), drops those frames (counted), keeps reconnecting from its newest
 // seq with backoff, and follows the upstream again from the first frame
-// whose seq is above its newest. An episode is counted once in
+// whose seq is above its newest (the reset upstream's events numbered at or
+// below our newest are never served here). An episode is counted once in
 // relay_splitter_upstream_resets_total{signal}, logged at error level, and
 // shown by the gauge relay_splitter_upstream_behind and by /xrpc/_health
 // ("upstream":"behind"). Rewinding (wiping the log and following the new
@@ -74,6 +79,7 @@
 //
 // The other com.atproto.sync.* queries (GET, HEAD, OPTIONS) and the
 // requestCrawl and notifyOfUpdate procedures are passed to the upstream
+// (method names of letters only, so no path trick reaches anything else)
 // through a reverse proxy rather than redirected: the upstream may be on a
 // private network that consumers cannot reach, and clients of POST
 // procedures do not follow redirects. Each request is bounded: at most
