@@ -81,13 +81,16 @@ func legacyFrame(seq uint64) []byte {
 // episode once and every dropped frame by reason.
 func TestUpstreamReplaysOldSeqs(t *testing.T) {
 	f := startFake(t, func(n int, cursor string, conn net.Conn) {
+		info := event.AppendInfo(nil, &event.Info{Name: []byte("OutdatedCursor")})
 		switch n {
 		case 1:
+			// To a backfill from cursor 0 this only says the window no
+			// longer starts at 1: not a loss, not counted.
+			send(conn, info)
 			send(conn, identities(span(1, 10)...)...)
 			return // hang up: the splitter reconnects with cursor 10
 		default:
-			info := event.AppendInfo(nil, &event.Info{Name: []byte("OutdatedCursor")})
-			send(conn, info)
+			send(conn, info) // a real loss: counted
 			send(conn, identities(span(1, 10)...)...)
 			send(conn, legacyFrame(11), identityFrame(0), []byte{0xff, 0x00})
 			send(conn, identities(span(11, 15)...)...)

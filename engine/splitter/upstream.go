@@ -67,7 +67,9 @@ func (s *Splitter) readLoop() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.m.disconnects[why].Inc()
+		if why != reasonNone {
+			s.m.disconnects[why].Inc()
+		}
 		if delivered && !why.penalized() {
 			failures = 0
 		}
@@ -488,6 +490,11 @@ func (r *reader) errorFrame(name []byte) {
 // infoFrame handles an #info message.
 func (r *reader) infoFrame(name []byte) {
 	s := r.s
+	if string(name) == "OutdatedCursor" && !r.hasLast {
+		// A backfill (cursor 0) of a window that no longer starts at 1.
+		s.log.Info("splitter: backfilling from the upstream's oldest retained event", "upstream", s.ep.host)
+		return
+	}
 	if string(name) == "OutdatedCursor" {
 		s.m.outdated.Inc()
 		s.log.Warn("splitter: our cursor is older than the upstream's replay window; the events between "+
