@@ -3,6 +3,7 @@
 // Usage:
 //
 //	relay serve [flags]      run the relay
+//	relay splitter [flags]   follow one relay and serve its firehose with its seqs
 //	relay admin <command>    call the admin API of a running relay
 //	relay migrate [flags]    take over a reference relay's hosts, bans, takedowns and seq
 //	relay capture [flags]    record subscribeRepos endpoints into a capture file
@@ -30,6 +31,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = runServe(os.Args[2:])
+	case "splitter":
+		err = runSplitter(os.Args[2:])
 	case "admin":
 		err = admin.RunCLI(os.Args[2:], os.Stdout)
 	case "migrate":
@@ -64,6 +67,7 @@ func usage() {
 
 commands:
   serve     run the relay (public API on :2470, admin/metrics/pprof on 127.0.0.1:2471; -h lists the settings)
+  splitter  follow one relay and serve its firehose with its seqs (fan-out tier; -h lists the settings)
   admin     call the admin API (relay admin help)
   migrate   copy a running reference relay's hosts, bans, takedowns and seq into this database (--dry-run first)
   capture   record subscribeRepos endpoints into a capture file
