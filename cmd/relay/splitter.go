@@ -43,7 +43,7 @@ type splitterSettings struct {
 // splitterShared names the serve settings that apply to a splitter, in
 // the order they are shown.
 var splitterShared = []string{
-	"api-listen", "admin-listen",
+	"api-listen", "admin-listen", "trusted-proxies", "max-consumers", "max-consumers-per-ip",
 	"data-dir", "replay-window", "disk-budget", "sync-policy", "sync-interval",
 	"memory-budget", "gogc", "trim-interval", "trim", "firehose-buffer", "pebble-cache", "pebble-memtable",
 	"jetstream-max-subscribers", "jetstream-queue-bytes", "jetstream-max-replays",
@@ -284,7 +284,8 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	}
 	a.store.RegisterMetrics(a.metrics)
 	fhCfg := s.Firehose
-	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger = int(shares.Ring), a.metrics, a.log
+	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
+	fhCfg.TrustedProxies = s.TrustedProxies
 	if a.hub, err = firehose.NewHub(relay.StoreLog{St: a.store}, fhCfg); err != nil {
 		return err
 	}
