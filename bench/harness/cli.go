@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/atrelay/relay/bench/attack"
+	"github.com/atrelay/relay/bench/jsload"
 	"io"
 	"net/http"
 	"os"
@@ -37,6 +38,9 @@ var ErrRelayExited = errors.New("harness: the child relay exited")
 func RunCLI(args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "chart" {
 		return runChartCLI(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "jetstream" {
+		return jsload.RunCLI(args[1:], stdout)
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stdout)
