@@ -20,6 +20,13 @@
 //   - and, when told (Host.RequestCrawl), POSTs {"hostname":"localhost:PORT"}
 //     to a relay's com.atproto.sync.requestCrawl.
 //
+// With Options.TLS every host serves https:// and wss:// instead, with a
+// certificate from that test CA (bench/testca), under the name
+// pds-N.localhost:PORT: names under .localhost are loopback (RFC 6761),
+// and a relay's development switch dials them on 127.0.0.1 over TLS, while
+// plain localhost:PORT stays ws://. The relay must trust the CA (a
+// test-only setting); DID documents carry https://pds-N.localhost:PORT.
+//
 // Cost: an idle host is one listener and the one goroutine serving it; a
 // subscriber adds its handler goroutine and one goroutine reading control
 // frames, nothing per idle subscriber beyond those. TestManyHosts measures

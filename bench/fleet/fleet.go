@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/plc"
+	"github.com/atrelay/relay/bench/testca"
 )
 
 // Options configure a Fleet. Zero fields take the defaults.
@@ -27,6 +28,12 @@ type Options struct {
 	PLC *plc.Server
 	// HTTPClient sends requestCrawl; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// TLS, when set, makes every host serve https:// and wss:// with a
+	// certificate from this CA, under the name pds-N.localhost:PORT (N
+	// the host's index) that a relay's development switch dials on
+	// loopback; DID documents then carry https:// endpoints. Nil: plain
+	// http:// and ws:// as localhost:PORT.
+	TLS *testca.CA
 }
 
 // Account is one live account of the fleet. It is safe for concurrent
@@ -179,7 +186,8 @@ func (a *Account) publishLocked(evs []Event) error {
 // Hosts returns the fleet's hosts in index order.
 func (f *Fleet) Hosts() []*Host { return f.hosts }
 
-// Hostnames returns every host's localhost:PORT name in index order.
+// Hostnames returns every host's name (localhost:PORT, or
+// pds-N.localhost:PORT with Options.TLS) in index order.
 func (f *Fleet) Hostnames() []string {
 	out := make([]string, len(f.hosts))
 	for i, h := range f.hosts {

@@ -40,7 +40,8 @@ type HostStats struct {
 }
 
 // Host is one simulated PDS on its own 127.0.0.1 listener, named
-// localhost:PORT. It is safe for concurrent use.
+// localhost:PORT, or pds-N.localhost:PORT when it serves TLS
+// (Options.TLS). It is safe for concurrent use.
 //
 // Cost: an idle host is one listener socket and the one goroutine
 // net/http.Server.Serve runs for it; a subscriber is its handler goroutine
@@ -48,9 +49,10 @@ type HostStats struct {
 // goroutine runs per idle subscriber beyond those.
 type Host struct {
 	// Static after construction.
-	Name  string // localhost:PORT, the name the host announces
+	Name  string // localhost:PORT (pds-N.localhost:PORT with TLS), the name the host announces
 	Addr  string // 127.0.0.1:PORT, where it listens
 	Index int    // position in the fleet
+	TLS   bool   // serves https:// and wss://
 	fleet *Fleet
 	ln    net.Listener
 	srv   *http.Server
@@ -86,9 +88,13 @@ func newHost(f *Fleet, index int) (*Host, error) {
 		Name:  fmt.Sprintf("localhost:%d", port),
 		Addr:  ln.Addr().String(),
 		Index: index,
+		TLS:   f.opts.TLS != nil,
 		fleet: f,
 		ln:    ln,
 		clock: syntax.NewTIDClock(uint(index), nil),
+	}
+	if h.TLS {
+		h.Name = fmt.Sprintf("pds-%d.localhost:%d", index, port)
 	}
 	h.mu.seq = f.opts.FirstSeq - 1
 	h.mu.hist.max = f.opts.HistoryEvents
@@ -96,16 +102,30 @@ func newHost(f *Fleet, index int) (*Host, error) {
 	h.mu.byDID = map[string]*Account{}
 	h.mu.conns = map[net.Conn]struct{}{}
 	h.srv = &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second}
+	if h.TLS {
+		h.srv.TLSConfig = f.opts.TLS.ServerConfig()
+	}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
+		if h.TLS {
+			// HTTP/2 is offered for XRPC calls; the upgrade of
+			// subscribeRepos is HTTP/1.1, which WebSocket clients ask for.
+			h.srv.ServeTLS(ln, "", "")
+			return
+		}
 		h.srv.Serve(ln)
 	}()
 	return h, nil
 }
 
 // URL is the host's PDS endpoint as DID documents carry it.
-func (h *Host) URL() string { return "http://" + h.Name }
+func (h *Host) URL() string {
+	if h.TLS {
+		return "https://" + h.Name
+	}
+	return "http://" + h.Name
+}
 
 // close stops the listener and every connection.
 func (h *Host) close() {
@@ -231,7 +251,7 @@ func (h *Host) detach(a *Account) {
 
 // RequestCrawl asks the relay at relayURL (e.g. http://127.0.0.1:2470) to
 // crawl this host: POST /xrpc/com.atproto.sync.requestCrawl with
-// {"hostname":"localhost:PORT"} (spec §14.3).
+// {"hostname": h.Name} (spec §14.3).
 func (h *Host) RequestCrawl(ctx context.Context, relayURL string) error {
 	return requestCrawl(ctx, h.fleet.client, relayURL, h.Name)
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/atrelay/relay/bench/attack"
-	"github.com/atrelay/relay/bench/jsload"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atrelay/relay/bench/attack"
+	"github.com/atrelay/relay/bench/jsload"
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // ErrRelayNotReady: the relay's _health did not answer 200 in time.
@@ -59,14 +61,23 @@ func RunCLI(args []string, stdout io.Writer) error {
 		jsonOut     = fs.String("json", "", "write the report as JSON to this file")
 		pngOut      = fs.String("png", "", "write the memory chart as PNG to this file")
 		noCrawl     = fs.Bool("no-crawl", false, "do not send requestCrawl (relay already configured with the hosts)")
-		relayCmd    = fs.String("relay-cmd", "", "start the relay as a child with this command line; {plc} and {hosts} (comma separated) are substituted")
+		relayCmd    = fs.String("relay-cmd", "", "start the relay as a child with this command line; {plc}, {hosts} (comma separated) and {ca} (the test CA file, with --tls) are substituted")
 		relayLog    = fs.String("relay-log", "", "file for the child relay's output (default: discarded)")
 		quiet       = fs.Bool("quiet", false, "no live progress line")
 		attackOn    = fs.Bool("attack", false, "run the hostile hosts and floods of bench/attack against the relay during the run (the relay must allow development hosts)")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the harness itself (replayer, PLC, consumers) during the run to this file")
+		useTLS      = fs.Bool("tls", false, "replay hosts serve wss:// and https:// as pds-N.localhost:PORT with a test CA generated for the run; the relay must trust the CA file ({ca} in --relay-cmd)")
+		plcFlags    = plc.Flags(fs)
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	plcBehaviour, err := plcFlags()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	if strings.Contains(*relayCmd, "{ca}") && !*useTLS {
+		return fmt.Errorf("%w: {ca} in --relay-cmd needs --tls", ErrBadConfig)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", ErrBadConfig, fs.Args())
@@ -75,6 +86,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		Capture: *capturePath, Consumers: *consumers, Duration: *duration, Timeout: *timeout,
 		ConnectTimeout: *connectTO, Expected: *expected, LatencyWarmup: *warmup,
 		Relay: Relay{API: *api, Metrics: *metricsURL, AdminToken: *token, NoCrawl: *noCrawl},
+		TLS:   *useTLS, PLC: plcBehaviour,
 	}
 	if *speed != "max" {
 		v, err := strconv.ParseFloat(*speed, 64)
@@ -99,6 +111,9 @@ func RunCLI(args []string, stdout io.Writer) error {
 	defer h.Close()
 	fmt.Fprintf(stdout, "fake PLC: %s\nreplay hosts: %s\nexpected events per consumer: %d\n",
 		h.PLCURL(), strings.Join(h.Hostnames(), " "), h.Expected())
+	if h.CAFile() != "" {
+		fmt.Fprintf(stdout, "test CA (trust it in the relay, for tests only): %s\n", h.CAFile())
+	}
 	if *relayCmd != "" {
 		if healthy(ctx, cfg.Relay) {
 			return fmt.Errorf("%w: %s", ErrRelayAddrBusy, cfg.Relay.httpBase())
@@ -261,9 +276,10 @@ type childRelay struct {
 	err    error         // cmd.Wait's result; read only after exited is closed
 }
 
-// startRelay starts the relay command line with {plc} and {hosts} substituted.
+// startRelay starts the relay command line with {plc}, {hosts} and {ca}
+// substituted.
 func startRelay(cmdline, logPath string, h *Harness) (*childRelay, error) {
-	r := strings.NewReplacer("{plc}", h.PLCURL(), "{hosts}", strings.Join(h.Hostnames(), ","))
+	r := strings.NewReplacer("{plc}", h.PLCURL(), "{hosts}", strings.Join(h.Hostnames(), ","), "{ca}", h.CAFile())
 	argv := strings.Fields(r.Replace(cmdline))
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("%w: empty --relay-cmd", ErrBadConfig)

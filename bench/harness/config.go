@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // Errors of Prepare and Run.
@@ -82,6 +84,15 @@ type Config struct {
 	// against the relay from the moment the normal hosts are subscribed
 	// until the run ends; Report.Attack has their figures.
 	Attack *attack.Options
+	// TLS makes the replay hosts serve wss:// and https:// as
+	// pds-N.localhost:PORT with a test CA that Prepare generates and
+	// writes to a temporary file (Harness.CAFile): the relay under test
+	// must trust that file (a test-only setting) besides allowing
+	// development hosts. Off: ws:// as localhost:PORT.
+	TLS bool
+	// PLC is how the fake PLC answers (latency, 500s, timeouts, rate
+	// limit); the zero value answers every request at once.
+	PLC plc.Behaviour
 }
 
 // Relay says where the relay under test is, so the same run can target
@@ -145,6 +156,9 @@ func (c Config) validate() error {
 	}
 	if c.SampleInterval < 10*time.Millisecond {
 		bad("SampleInterval %v below 10ms", c.SampleInterval)
+	}
+	if err := c.PLC.Validate(); err != nil {
+		bad("PLC: %v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -23,6 +23,18 @@
 //     or when ctx ends, and returns a Report (JSON with the per-sample time
 //     series, and a text summary).
 //
+// # TLS and a realistic PLC
+//
+// Config.TLS (relay bench --tls) makes the replay hosts serve wss:// and
+// https:// as pds-N.localhost:PORT with a test CA generated for the run
+// (bench/testca), so TLS handshakes and record decryption are part of
+// the measured path; the relay under test must allow development hosts
+// (its dialer maps .localhost names to loopback) and trust the CA file
+// Harness.CAFile, which --relay-cmd receives as {ca}. Config.PLC (relay
+// bench --plc-latency P50,P99 --plc-errors P --plc-timeouts P --plc-rate
+// N) makes the fake PLC slow, failing and rate-limited like the real one
+// (plc.Behaviour); Report.PLCCounters says what it answered.
+//
 // # Checks
 //
 // Each consumer checks that relay seqs rise by exactly one (gaps, and seqs

@@ -9,12 +9,15 @@ import (
 	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/plc"
 	"github.com/atrelay/relay/bench/replay"
+	"github.com/atrelay/relay/bench/testca"
 )
 
 // Harness is a prepared run: the capture's hosts and fake PLC are up and
@@ -28,13 +31,16 @@ type Harness struct {
 	fleet   *replay.Fleet
 	sched   *schedule
 	expect  int64
+	caDir   string // temporary folder of caFile; "" without Config.TLS
+	caFile  string // the test CA's certificate, for the relay to trust
 
 	ran atomic.Bool // set by the first Run
 }
 
-// Prepare loads the capture, starts its replay hosts (gated) and the fake
-// PLC, and computes the send schedule. Close releases them; they also stop
-// when ctx is cancelled.
+// Prepare loads the capture, starts its replay hosts (gated; over TLS with
+// a fresh test CA when Config.TLS) and the fake PLC (with Config.PLC's
+// behaviour), and computes the send schedule. Close releases them; they
+// also stop when ctx is cancelled.
 func Prepare(ctx context.Context, cfg Config) (*Harness, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -53,17 +59,34 @@ func Prepare(ctx context.Context, cfg Config) (*Harness, error) {
 	if cfg.Speed > 0 {
 		opts.Pacing, opts.Speed = replay.Scaled, cfg.Speed
 	}
-	fleet, err := replay.Start(ctx, c, opts)
-	if err != nil {
+	h := &Harness{cfg: cfg, capName: name, sched: sched, expect: cfg.Expected}
+	if cfg.TLS {
+		if opts.TLS, err = testca.New(); err != nil {
+			return nil, err
+		}
+		if h.caDir, err = os.MkdirTemp("", "relay-bench-ca-"); err != nil {
+			return nil, err
+		}
+		if h.caFile, err = opts.TLS.WriteFile(h.caDir); err != nil {
+			os.RemoveAll(h.caDir)
+			return nil, err
+		}
+	}
+	if h.fleet, err = replay.Start(ctx, c, opts); err != nil {
+		h.removeCA()
 		return nil, err
 	}
-	h := &Harness{cfg: cfg, capName: name, fleet: fleet, sched: sched, expect: cfg.Expected}
+	fleet := h.fleet
+	if err := fleet.PLC.SetBehaviour(cfg.PLC); err != nil {
+		h.Close()
+		return nil, err
+	}
 	var served int64
 	for _, host := range fleet.Replay.Hosts() {
 		served += int64(host.Frames)
 	}
 	if served != sched.frames {
-		fleet.Close()
+		h.Close()
 		return nil, fmt.Errorf("harness: schedule counted %d frames, replay serves %d", sched.frames, served)
 	}
 	if h.expect == 0 {
@@ -82,14 +105,33 @@ func openCapture(spec string) (*capture.Capture, string, error) {
 // its PLC directory.
 func (h *Harness) PLCURL() string { return h.fleet.PLCURL }
 
-// Hostnames lists the replay hosts as localhost:PORT, in capture source order.
+// Hostnames lists the replay hosts (localhost:PORT, or
+// pds-N.localhost:PORT with Config.TLS), in capture source order.
 func (h *Harness) Hostnames() []string { return append([]string(nil), h.fleet.Hostnames...) }
+
+// CAFile is the test CA certificate the replay hosts' certificates chain
+// to, for the relay under test to trust; "" without Config.TLS. Close
+// removes it.
+func (h *Harness) CAFile() string { return h.caFile }
+
+// PLC is the fake PLC directory (its Counters say what the relay asked).
+func (h *Harness) PLC() *plc.Server { return h.fleet.PLC }
 
 // Expected is the number of events each consumer must receive.
 func (h *Harness) Expected() int64 { return h.expect }
 
-// Close stops the replay hosts and the fake PLC.
-func (h *Harness) Close() error { return h.fleet.Close() }
+// Close stops the replay hosts and the fake PLC and removes the CA file.
+func (h *Harness) Close() error {
+	err := h.fleet.Close()
+	h.removeCA()
+	return err
+}
+
+func (h *Harness) removeCA() {
+	if h.caDir != "" {
+		os.RemoveAll(h.caDir)
+	}
+}
 
 // Run prepares a harness for cfg, runs it against cfg.Relay and closes it:
 // for relays that are configured without knowing the PLC URL.

@@ -3,21 +3,26 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -118,6 +123,10 @@ type miniRelay struct {
 	srv  *httptest.Server
 	stop context.CancelFunc
 	ctx  context.Context
+
+	// roots, when set, is trusted for wss:// hosts (pds-N.localhost:PORT,
+	// dialed on loopback); nil trusts only the system roots.
+	roots atomic.Pointer[x509.CertPool]
 }
 
 func newMiniRelay(t testing.TB, gapAt, dupAt int64) *miniRelay {
@@ -161,7 +170,16 @@ func (r *miniRelay) requestCrawl(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, `{"error":"BadRequest"}`, http.StatusBadRequest)
 		return
 	}
-	conn, _, _, err := ws.Dial(r.ctx, "ws://"+body.Hostname+"/xrpc/com.atproto.sync.subscribeRepos")
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, network, upstream.DevDialAddr(addr))
+	}}
+	scheme := "ws://"
+	if !strings.HasPrefix(body.Hostname, "localhost:") {
+		scheme = "wss://"
+		d.TLSConfig = &tls.Config{RootCAs: r.roots.Load()}
+	}
+	conn, _, _, err := d.Dial(r.ctx, scheme+body.Hostname+"/xrpc/com.atproto.sync.subscribeRepos")
 	if err != nil {
 		http.Error(w, `{"error":"HostNotFound"}`, http.StatusBadRequest)
 		return

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"text/tabwriter"
 	"time"
+
+	"github.com/atrelay/relay/bench/plc"
 )
 
 // Report is the outcome of a run: the verdict, the totals and the
@@ -22,6 +24,12 @@ type Report struct {
 	RelayMetrics string   `json:"relayMetrics,omitempty"`
 	PLCURL       string   `json:"plcUrl"`
 	Hosts        []string `json:"hosts"`
+	// TLS says the replay hosts served wss:// (Config.TLS).
+	TLS bool `json:"tls"`
+	// PLCBehaviour is the fake PLC's behaviour (plc.Behaviour.String; ""
+	// answers at once) and PLCCounters what it answered during the run.
+	PLCBehaviour string       `json:"plcBehaviour,omitempty"`
+	PLCCounters  plc.Counters `json:"plcCounters"`
 	// Pacing is "max" (as fast as possible) or "x<speed>" (scaled).
 	Pacing string `json:"pacing"`
 	// LatencyFrom says what latency is measured from: "schedule" (each
@@ -132,6 +140,7 @@ func (h *Harness) report(relay Relay, consumers []*consumer, s *sampler, ended s
 	r := Report{
 		Capture: h.capName, RelayAPI: relay.API, RelayMetrics: relay.Metrics,
 		PLCURL: h.fleet.PLCURL, Hosts: h.Hostnames(),
+		TLS: h.cfg.TLS, PLCBehaviour: h.cfg.PLC.String(), PLCCounters: h.fleet.PLC.Counters(),
 		Pacing: "max", LatencyFrom: "gate",
 		Consumers: len(consumers), ExpectedEvents: h.expect,
 		Ended: ended, Complete: true, Failures: []string{},
@@ -249,6 +258,14 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	row("capture", "%s", r.Capture)
 	row("relay", "%s  metrics: %s", r.RelayAPI, orNone(r.RelayMetrics))
 	row("pacing", "%s  consumers: %d  expected events: %d", r.Pacing, r.Consumers, r.ExpectedEvents)
+	hosts := "ws://"
+	if r.TLS {
+		hosts = "wss:// (test CA)"
+	}
+	row("hosts", "%d over %s", len(r.Hosts), hosts)
+	c := r.PLCCounters
+	row("fake PLC", "%s: %d requests, %d served, %d not found, %d failed (500), %d timed out, %d rate-limited (429)",
+		orDefault(r.PLCBehaviour, "instant"), c.Requests, c.Served, c.NotFound, c.Failures, c.TimedOut, c.RateLimited)
 	row("elapsed", "%.2f s", r.ElapsedSeconds)
 	row("throughput", "%.0f events/s end to end (slowest consumer)", r.EventsPerSec)
 	row("delivered", "%.0f events/s, %.1f MiB/s over all consumers", r.DeliveredEventsPerSec, r.DeliveredBytesPerSec/(1<<20))
@@ -290,6 +307,13 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			c.LastSeq, c.Gaps, c.Backward, c.RevBackward, c.Latency.P50Ms, c.Latency.P99Ms, c.Latency.MaxMs)
 	}
 	return tw.Flush()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func orNone(s string) string {

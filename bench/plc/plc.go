@@ -9,10 +9,18 @@
 // with id "#atproto_pds" of type AtprotoPersonalDataServer. Unknown DIDs get
 // 404 "DID not registered", tombstoned DIDs 404 "DID not available".
 //
+// By default every request is answered at once. SetBehaviour makes the
+// directory behave like the real one under load (Behaviour): a lognormal
+// latency (e.g. p50 80 ms, p99 400 ms), a share of 500s, a share of
+// requests never answered, and a token-bucket rate limit answered with
+// 429. Its random draws come from one seeded source, so a sequence of
+// requests gets the same fates run after run.
+//
 // A Server is safe for concurrent use.
 package plc
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,24 +130,32 @@ type entry struct {
 
 // Counters are the server's request counts since it was created.
 type Counters struct {
-	Requests  int64 // every request
-	Served    int64 // 200 responses
-	NotFound  int64 // 404: unknown or tombstoned
-	Failures  int64 // injected 500s
-	BadMethod int64 // non-GET requests
+	Requests    int64 // every request
+	Served      int64 // 200 responses
+	NotFound    int64 // 404: unknown or tombstoned
+	Failures    int64 // injected 500s
+	BadMethod   int64 // non-GET requests
+	RateLimited int64 // 429s (Behaviour.RatePerSecond)
+	TimedOut    int64 // requests held unanswered until the client left (Behaviour.TimeoutRate)
 }
 
 // Server is the fake directory. Create it with New.
 type Server struct {
 	mu       sync.Mutex // guards the fields below
 	docs     map[string]*entry
-	latency  time.Duration
-	failRate float64
+	behave   Behaviour // validated
+	limit    bucket
 	failNext int
 	rng      *rand.Rand
 
+	// Test hooks, static after New: the clock of the rate limit, and the
+	// wait before an answer (d < 0: until ctx ends), which reports
+	// whether to answer.
+	now  func() time.Time
+	wait func(ctx context.Context, d time.Duration) bool
+
 	// Counters, updated atomically by handlers.
-	requests, served, notFound, failures, badMethod atomic.Int64
+	requests, served, notFound, failures, badMethod, limited, timedOut atomic.Int64
 
 	// Set by Start, static afterwards.
 	srv *http.Server
@@ -150,7 +166,24 @@ type Server struct {
 // New returns an empty directory; serve it with Start or use it as an
 // http.Handler.
 func New() *Server {
-	return &Server{docs: map[string]*entry{}, rng: rand.New(rand.NewPCG(1, 1))}
+	return &Server{docs: map[string]*entry{}, rng: rand.New(rand.NewPCG(1, 1)), now: time.Now, wait: sleep}
+}
+
+// sleep waits d (d < 0: forever) or until ctx ends, and reports whether
+// the wait completed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d < 0 {
+		<-ctx.Done()
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Start listens on addr (empty means 127.0.0.1:0) and serves in the
@@ -314,17 +347,37 @@ func (s *Server) LoadSnapshot(snap map[string]json.RawMessage, rewrite func(endp
 	return nil
 }
 
-// SetLatency delays every response by d.
+// SetBehaviour replaces the latency, error, timeout and rate-limit model
+// (see Behaviour); the rate-limit bucket starts full.
+func (s *Server) SetBehaviour(b Behaviour) error {
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.behave, s.limit = b, bucket{}
+	s.mu.Unlock()
+	return nil
+}
+
+// Behaviour returns the model in force.
+func (s *Server) Behaviour() Behaviour {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.behave
+}
+
+// SetLatency delays every response by d (a fixed Behaviour latency).
 func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
-	s.latency = d
+	s.behave.LatencyP50, s.behave.LatencyP99 = max(d, 0), max(d, 0)
 	s.mu.Unlock()
 }
 
-// SetFailureRate makes each request fail with HTTP 500 with probability p.
+// SetFailureRate makes each request fail with HTTP 500 with probability p
+// (Behaviour.ErrorRate, clamped so it and the timeout rate stay in range).
 func (s *Server) SetFailureRate(p float64) {
 	s.mu.Lock()
-	s.failRate = p
+	s.behave.ErrorRate = min(max(p, 0), 1-s.behave.TimeoutRate)
 	s.mu.Unlock()
 }
 
@@ -338,11 +391,13 @@ func (s *Server) FailNext(n int) {
 // Counters returns the request counts so far.
 func (s *Server) Counters() Counters {
 	return Counters{
-		Requests:  s.requests.Load(),
-		Served:    s.served.Load(),
-		NotFound:  s.notFound.Load(),
-		Failures:  s.failures.Load(),
-		BadMethod: s.badMethod.Load(),
+		Requests:    s.requests.Load(),
+		Served:      s.served.Load(),
+		NotFound:    s.notFound.Load(),
+		Failures:    s.failures.Load(),
+		BadMethod:   s.badMethod.Load(),
+		RateLimited: s.limited.Load(),
+		TimedOut:    s.timedOut.Load(),
 	}
 }
 
@@ -359,32 +414,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"message":"method not allowed"}`, http.StatusMethodNotAllowed)
 		return
 	}
-	s.mu.Lock()
-	latency := s.latency
-	fail := false
-	if s.failNext > 0 {
-		s.failNext--
-		fail = true
-	} else if s.failRate > 0 && s.rng.Float64() < s.failRate {
-		fail = true
-	}
 	var did string
 	if r.URL.Path == "/.well-known/did.json" {
 		did = webDID(r.Host)
 	} else {
 		did, _ = url.PathUnescape(strings.TrimPrefix(r.URL.Path, "/"))
 	}
+	// Every random draw happens here, under the lock, in request order.
+	s.mu.Lock()
+	b := &s.behave
+	if b.RatePerSecond > 0 && !s.limit.take(s.now(), b.RatePerSecond, b.burst()) {
+		s.mu.Unlock()
+		s.limited.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, `{"message":"rate limit exceeded"}`, http.StatusTooManyRequests)
+		return
+	}
+	fail, hang := false, false
+	if s.failNext > 0 {
+		s.failNext--
+		fail = true
+	} else if b.ErrorRate > 0 || b.TimeoutRate > 0 {
+		// One draw splits [0, 1) into error, timeout and normal answers.
+		switch x := s.rng.Float64(); {
+		case x < b.ErrorRate:
+			fail = true
+		case x < b.ErrorRate+b.TimeoutRate:
+			hang = true
+		}
+	}
+	delay := b.delay(s.rng)
 	e := s.docs[did]
 	s.mu.Unlock()
 
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if hang {
+		s.wait(r.Context(), -1)
+		s.timedOut.Add(1)
+		return
+	}
+	if delay > 0 && !s.wait(r.Context(), delay) {
+		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	switch {

@@ -3,7 +3,11 @@
 // traffic without any atproto software.
 //
 // Each source host of the capture gets its own HTTP server on a
-// 127.0.0.1 port and announces itself as localhost:PORT. It serves
+// 127.0.0.1 port and announces itself as localhost:PORT, or, with
+// Options.TLS, serves https:// and wss:// with a test CA's certificate as
+// pds-N.localhost:PORT (names under .localhost are loopback, RFC 6761; a
+// relay's development switch dials them on 127.0.0.1 over TLS once it
+// trusts the CA). It serves
 //
 //   - /xrpc/com.atproto.sync.subscribeRepos?cursor=N, with the cursor
 //     semantics of spec §9.3: no cursor means live from now (only frames
@@ -43,5 +47,5 @@
 //
 // Fleet (Start, StartFromShared) adds a fake PLC (bench/plc) loaded from
 // the capture's identity snapshot, each #atproto_pds endpoint that names a
-// source host rewritten to http://localhost:PORT of its replay host.
+// source host rewritten to its replay host's URL (Host.URL).
 package replay

@@ -13,7 +13,7 @@ import (
 type Fleet struct {
 	Replay    *Replayer
 	PLC       *plc.Server
-	Hostnames []string // each host's localhost:PORT, in capture source order
+	Hostnames []string // each host's name (Host.Name), in capture source order
 	PLCURL    string   // http://127.0.0.1:PORT of the fake PLC
 
 	stop func() bool // static: detaches Close from the context
@@ -31,9 +31,9 @@ func StartFromShared(ctx context.Context, dir string, opts Options) (*Fleet, err
 
 // Start starts a Fleet for any capture: one replay host per source, and a
 // fake PLC loaded from the capture's identity snapshot with every
-// #atproto_pds endpoint naming a source's hostname rewritten to
-// http://localhost:PORT of its replay host. Everything stops on Close or
-// when ctx is cancelled.
+// #atproto_pds endpoint naming a source's hostname rewritten to its replay
+// host's URL (http://localhost:PORT, or https://pds-N.localhost:PORT with
+// Options.TLS). Everything stops on Close or when ctx is cancelled.
 func Start(ctx context.Context, c *capture.Capture, opts Options) (*Fleet, error) {
 	r, err := New(c, opts)
 	if err != nil {
@@ -42,7 +42,7 @@ func Start(ctx context.Context, c *capture.Capture, opts Options) (*Fleet, error
 	byOriginal := map[string]string{}
 	f := &Fleet{Replay: r, PLC: plc.New()}
 	for _, h := range r.Hosts() {
-		byOriginal[h.Original] = h.Name
+		byOriginal[h.Original] = h.URL()
 		f.Hostnames = append(f.Hostnames, h.Name)
 	}
 	rewrite := func(endpoint string) string {
@@ -50,8 +50,8 @@ func Start(ctx context.Context, c *capture.Capture, opts Options) (*Fleet, error
 		if err != nil {
 			return endpoint
 		}
-		if name, ok := byOriginal[u.Host]; ok {
-			return "http://" + name
+		if to, ok := byOriginal[u.Host]; ok {
+			return to
 		}
 		return endpoint
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/testca"
 )
 
 // Pacing says how fast a Replayer releases frames once started.
@@ -37,6 +38,11 @@ type Options struct {
 	BlockBytes int
 	// ServiceDID is the did describeServer reports (default did:web:localhost).
 	ServiceDID string
+	// TLS, when set, makes every host serve https:// and wss:// with a
+	// certificate from this CA under the name pds-N.localhost:PORT (N its
+	// source index), which a relay's development switch dials on loopback
+	// over TLS. Nil: ws:// as localhost:PORT.
+	TLS *testca.CA
 }
 
 // ErrBadOptions: Options are inconsistent.
@@ -46,7 +52,8 @@ var ErrBadOptions = errors.New("replay: bad options")
 type Host struct {
 	Source    int    // index in the capture header
 	Original  string // the capture's hostname for it, e.g. localhost:5201
-	Name      string // the name it announces: localhost:PORT
+	Name      string // the name it announces: localhost:PORT, or pds-N.localhost:PORT with TLS
+	TLS       bool   // serves https:// and wss://
 	Addr      string // where it listens: 127.0.0.1:PORT
 	Frames    int    // frames it serves
 	LastSeq   int64  // seq of its last frame
@@ -228,7 +235,11 @@ func newHost(r *Replayer, i int, original string, f *frames) (*host, error) {
 			Name:     fmt.Sprintf("localhost:%d", port),
 			Addr:     ln.Addr().String(),
 			Frames:   f.len(),
+			TLS:      r.opts.TLS != nil,
 		},
+	}
+	if h.info.TLS {
+		h.info.Name = fmt.Sprintf("pds-%d.localhost:%d", i, port)
 	}
 	if f.len() > 0 {
 		h.info.LastSeq = f.seqs[f.len()-1]
@@ -238,8 +249,21 @@ func newHost(r *Replayer, i int, original string, f *frames) (*host, error) {
 		h.info.HeldBytes += int64(len(b.data))
 	}
 	h.srv = &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second}
-	go h.srv.Serve(ln)
+	if h.info.TLS {
+		h.srv.TLSConfig = r.opts.TLS.ServerConfig()
+		go h.srv.ServeTLS(ln, "", "")
+	} else {
+		go h.srv.Serve(ln)
+	}
 	return h, nil
+}
+
+// URL is the host's PDS endpoint as DID documents name it.
+func (h Host) URL() string {
+	if h.TLS {
+		return "https://" + h.Name
+	}
+	return "http://" + h.Name
 }
 
 // publish releases frames [0, n) and wakes every waiting connection.

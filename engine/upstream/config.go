@@ -129,11 +129,14 @@ type Config struct {
 	Tick time.Duration
 
 	// AllowInsecureHosts is the development switch: it permits ws://,
-	// explicit ports (localhost:PORT) and non-public destination addresses.
-	// Env RELAY_UPSTREAM_ALLOW_INSECURE. Default off.
+	// explicit ports (localhost:PORT), non-public destination addresses,
+	// and dials names under .localhost (pds-1.localhost:PORT, wss://) on
+	// 127.0.0.1 (DevDialAddr). Env RELAY_UPSTREAM_ALLOW_INSECURE. Default off.
 	AllowInsecureHosts bool
 	// TLSConfig is cloned for wss:// dials (ServerName set to the host when
-	// empty). Nil: system roots, TLS 1.2+.
+	// empty). Nil: system roots, TLS 1.2+. A test CA (bench/testca, for
+	// fleets of TLS hosts on loopback) goes in its RootCAs, added to the
+	// system pool so real hosts still verify.
 	TLSConfig *tls.Config
 	// UserAgent is sent on every upgrade request.
 	UserAgent string

@@ -51,6 +51,24 @@ func normalizeHost(s string, allowInsecure bool) (string, error) {
 	return s, nil
 }
 
+// DevDialAddr is where the development switch connects for addr
+// (host:port): a host under ".localhost" goes to 127.0.0.1 on the same
+// port, anything else is returned unchanged. RFC 6761 reserves the whole
+// .localhost domain for loopback, but Go's resolver asks DNS for
+// "pds-1.localhost", so without this a test fleet of TLS hosts named
+// pds-N.localhost:PORT (one certificate for *.localhost, one SNI name per
+// host) could not be reached. Only development dials use it: without the
+// switch such a name is resolved by DNS and its loopback address refused.
+// HTTP clients that fetch from the same hosts (describeServer, getRepo)
+// should map their dials through it too.
+func DevDialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || len(host) <= len(".localhost") || !strings.EqualFold(host[len(host)-len(".localhost"):], ".localhost") {
+		return addr
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
 // nonPublic lists IPv4 ranges netip has no predicate for (RFC 6890).
 var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
@@ -219,7 +237,9 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 		addr = net.JoinHostPort(addr, port)
 	}
 	d := net.Dialer{Timeout: cfg.DialTimeout}
-	if !cfg.AllowInsecureHosts {
+	if cfg.AllowInsecureHosts {
+		addr = DevDialAddr(addr)
+	} else {
 		d.Control = controlPublicOnly
 	}
 	nc, err := d.DialContext(l.ctx, "tcp", addr)

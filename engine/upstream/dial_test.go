@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/gobwas/ws"
 )
 
 func TestNormalizeHost(t *testing.T) {
@@ -156,4 +157,44 @@ func TestMetricsPreCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = l2.Close()
+}
+
+func TestDevDialAddr(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := DevDialAddr(in); got != want {
+			t.Fatalf("DevDialAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f("pds-1.localhost:4433", "127.0.0.1:4433")
+	f("A.B.LOCALHOST:443", "127.0.0.1:443")
+	f("localhost:80", "localhost:80") // /etc/hosts answers it already
+	f(".localhost:80", ".localhost:80")
+	f("notlocalhost:80", "notlocalhost:80")
+	f("pds.localhost.example.com:443", "pds.localhost.example.com:443")
+	f("pds.example.com:443", "pds.example.com:443")
+	f("pds-1.localhost", "pds-1.localhost") // no port: not an address
+}
+
+// TestDevLocalhostName: with the development switch, a host named under
+// .localhost is connected on loopback without asking DNS (which would not
+// know the name: the dial would fail).
+func TestDevLocalhostName(t *testing.T) {
+	ts := newTestServer(t, false, func(sc *srvConn) {
+		if _, err := sc.Write(frameBytes(ws.OpBinary, true, payloadN(0, 10))); err != nil {
+			return
+		}
+		sc.drain()
+	})
+	_, port, _ := strings.Cut(ts.hostname(), ":")
+	c := newCollector()
+	l := newTestLoop(t, testConfig(c.sink))
+	h, err := l.Add("dev-7.localhost:"+port, HostOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFrames(t, c, 1, func(int) int { return 10 })
+	if h.Errors(ReasonDial) != 0 {
+		t.Fatalf("%d dial errors", h.Errors(ReasonDial))
+	}
 }

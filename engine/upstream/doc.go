@@ -77,7 +77,9 @@
 //
 // wss:// on 443 by default. Config.AllowInsecureHosts (development only)
 // permits ws://, explicit ports such as localhost:PORT, and non-public
-// addresses; otherwise a net.Dialer Control hook refuses loopback, private,
+// addresses, and connects names under .localhost to 127.0.0.1
+// (DevDialAddr), so test fleets can serve wss:// as pds-N.localhost:PORT
+// with a test CA in Config.TLSConfig; otherwise a net.Dialer Control hook refuses loopback, private,
 // link-local, unspecified, multicast and reserved addresses on the address
 // actually dialed (ErrForbiddenAddress, reason "dial"). TCP connect has
 // Config.DialTimeout (5 s), TLS plus upgrade Config.HandshakeTimeout, and
