@@ -2,8 +2,9 @@ package store
 
 import (
 	"errors"
-	"github.com/atrelay/relay/engine/event"
 	"strconv"
+
+	"github.com/atrelay/relay/engine/event"
 )
 
 // Seq is a relay sequence number. The store assigns seqs at commit time,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/atrelay/relay/engine/event"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atrelay/relay/engine/event"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )

@@ -3,12 +3,12 @@ package harness
 import (
 	"errors"
 	"fmt"
-	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/atrelay/relay/bench/attack"
 	"github.com/atrelay/relay/bench/plc"
 )
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atrelay/relay/bench/attack"
 	"github.com/atrelay/relay/bench/capture"
 	"github.com/atrelay/relay/bench/plc"
 	"github.com/atrelay/relay/bench/replay"

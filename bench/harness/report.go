@@ -3,13 +3,13 @@ package harness
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/atrelay/relay/bench/attack"
 	"io"
 	"os"
 	"sort"
 	"text/tabwriter"
 	"time"
 
+	"github.com/atrelay/relay/bench/attack"
 	"github.com/atrelay/relay/bench/plc"
 )
 

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/atrelay/relay/engine/jetstream"
 	"io"
 	"net/url"
 	"sort"
@@ -20,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atrelay/relay/engine/jetstream"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/klauspost/compress/zstd"

@@ -14,12 +14,12 @@ package main
 
 import (
 	"fmt"
-	"github.com/atrelay/relay/engine/migrate"
 	"io"
 	"os"
 
 	"github.com/atrelay/relay/bench/harness"
 	"github.com/atrelay/relay/engine/admin"
+	"github.com/atrelay/relay/engine/migrate"
 )
 
 func main() {

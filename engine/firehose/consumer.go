@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/atrelay/relay/engine/wsframe"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/atrelay/relay/pool"
 )
 

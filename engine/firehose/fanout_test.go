@@ -2,11 +2,11 @@ package firehose
 
 import (
 	"context"
-	"github.com/atrelay/relay/engine/wsframe"
 	"net"
 	"sync/atomic"
 	"testing"
 
+	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/gobwas/ws"
 )
 

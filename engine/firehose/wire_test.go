@@ -5,9 +5,9 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"github.com/atrelay/relay/engine/wsframe"
 	"testing"
 
+	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/gobwas/ws"
 )

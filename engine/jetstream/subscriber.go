@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/atrelay/relay/engine/wsframe"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/atrelay/relay/pool"
 )
 

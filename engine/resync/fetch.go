@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/atrelay/relay/engine/netguard"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrelay/relay/engine/netguard"
 	"github.com/valyala/bytebufferpool"
 )
 

@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/atrelay/relay/engine/netguard"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-
+	"github.com/atrelay/relay/engine/netguard"
 	"github.com/atrelay/relay/pool"
 )
 

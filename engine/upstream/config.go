@@ -4,11 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/atrelay/relay/engine/event"
 	"runtime"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/atrelay/relay/engine/event"
 )
 
 // Defaults. Zero in a Config field always means "use the default", never
