@@ -115,6 +115,9 @@ func buildApp(s *Settings, log *slog.Logger) (*app, error) {
 }
 
 func (a *app) build(s *Settings) error {
+	if err := applyTestCA(s); err != nil {
+		return err
+	}
 	shares, err := a.tuneMemory(s)
 	if err != nil {
 		return err
@@ -255,7 +258,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 		return err
 	}
 	r, err = relay.New(rCfg, relay.Deps{Store: a.store, Identity: a.ids, Hub: a.hub, Resyncer: rs, Logger: a.log,
-		Metrics: a.metrics, OnPublish: a.js.Notify})
+		Metrics: a.metrics, OnPublish: a.js.Notify, HTTPClient: s.testHTTP})
 	if err != nil {
 		return err
 	}

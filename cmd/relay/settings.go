@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -62,6 +63,10 @@ type Settings struct {
 	// AllowInsecureHosts goes to the relay, the identity resolver and the
 	// resyncer alike.
 	AllowInsecureHosts bool
+	// TestCAFile is a PEM file of a test CA trusted for upstream TLS (for
+	// tests only; needs AllowInsecureHosts).
+	TestCAFile string
+	testHTTP   *http.Client // from TestCAFile: the relay's describeServer client
 	// Trim runs the heap trimmer.
 	Trim bool
 	// IdentityDisk keeps resolved identities in the database.
@@ -315,6 +320,11 @@ func settingsTable(s *Settings) []setting {
 		{flag: "allow-insecure-hosts", env: "RELAY_ALLOW_INSECURE_HOSTS", group: groupUpstream, def: "false",
 			help:  "Accept localhost:PORT hosts over ws:// and http:// (local testing only).",
 			value: boolValue(&s.AllowInsecureHosts)},
+		{flag: "test-ca-file", env: "RELAY_TEST_CA_FILE", group: groupUpstream, def: "",
+			help: "PEM file of a certificate authority trusted, besides the system roots, for upstream wss:// and " +
+				"https:// (firehose, describeServer, getRepo). For tests only (relay bench --tls); needs " +
+				"--allow-insecure-hosts. Empty: system roots only.",
+			value: stringValue(&s.TestCAFile)},
 		{flag: "validation", env: "RELAY_VALIDATION", group: groupUpstream, def: "strict",
 			help: "Commit validation: strict rejects any commit that fails a check; lenient passes some " +
 				"(counted) legacy-format problems through.",

@@ -117,6 +117,7 @@ func TestNormalizePDSHost(t *testing.T) {
 	f("https://pds.example.com:443", "pds.example.com")
 	f("https://pds.example.com:8443", "pds.example.com")
 	f("http://localhost:5201", "localhost:5201")
+	f("https://pds-1.localhost:5201", "pds-1.localhost:5201")
 	f("http://127.0.0.1:2583", "127.0.0.1:2583")
 	f("http://localhost", "localhost")
 	f("https://pds.example.com/xrpc", "")

@@ -202,7 +202,7 @@ func NormalizePDSHost(endpoint string) (string, bool) {
 		return "", false
 	}
 	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	loopback := host == "localhost" || strings.HasSuffix(host, ".localhost") || (ip != nil && ip.IsLoopback())
 	if ip == nil && !validHostname(host, false) {
 		return "", false
 	}

@@ -115,6 +115,26 @@ func (r *Relay) rateFor(hs *hostState) float64 {
 
 func isDevHost(name string) bool { return strings.HasPrefix(name, "localhost:") }
 
+// devTLSName reports whether host (without port) is a name under
+// .localhost made of valid labels, such as pds-1.localhost.
+func devTLSName(host string) bool {
+	name, ok := strings.CutSuffix(host, ".localhost")
+	if !ok || name == "" {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // NormalizeHostname reduces a requestCrawl hostname to the form hosts are
 // stored under (spec §14.2): lower case, no scheme, no path, no port except
 // localhost:PORT, which (like http:// and ws://) needs allowInsecure.
@@ -139,7 +159,9 @@ func NormalizeHostname(s string, allowInsecure bool) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err == nil {
-		if host != "localhost" || !allowInsecure {
+		// localhost:PORT is a ws:// development host; NAME.localhost:PORT
+		// (RFC 6761: loopback) a wss:// one, for TLS test fleets.
+		if (host != "localhost" && !devTLSName(host)) || !allowInsecure {
 			return "", fmt.Errorf("%w: ports are only allowed on localhost in development", ErrBadHostname)
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
@@ -178,7 +200,8 @@ func NormalizeHostname(s string, allowInsecure bool) (string, error) {
 func (r *Relay) isTrusted(hostname string) bool {
 	for _, p := range r.cfg.TrustedDomains {
 		if name, ok := strings.CutSuffix(p, ":*"); ok {
-			if h, _, err := net.SplitHostPort(hostname); err == nil && h == name {
+			h, _, err := net.SplitHostPort(hostname)
+			if err == nil && (h == name || strings.HasPrefix(name, "*.") && strings.HasSuffix(h, name[1:])) {
 				return true
 			}
 		} else if suffix, ok := strings.CutPrefix(p, "*."); ok {
