@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: build run test test-unit test-race bench bench-e2e bench-attack fuzz lint demo clean install
+.PHONY: build run test test-unit test-race bench bench-e2e bench-attack bench-fanout fuzz lint demo clean install
 
 build:
 	$(GO) build -o $(BIN) ./cmd/relay
@@ -81,6 +81,16 @@ bench-attack: build
 	$(BIN) bench --capture $(ATTACK_CAP) --consumers 4 --speed 1 --latency-warmup 10s --timeout 10m --attack \
 		--relay-cmd "$(DEV_RELAY) --data-dir bench-data/relay-attack --memory-budget 256MiB" $(DEV_URLS) \
 		--json bench-data/attack.json --png bench-data/attack.png
+
+# Fan-out (PERF.md, Fan-out): a relay and one splitter in front of it
+# (bench/fanout-relay.sh), 500 checking consumers on the splitter, the
+# bench-attack capture at real speed (~565 events/s).
+bench-fanout: build
+	@mkdir -p bench-data
+	@test -f $(ATTACK_CAP) || $(BIN) generate --out $(ATTACK_CAP) --hosts 100 --accounts 10 --actions 45000 --rate 500
+	$(BIN) bench --capture $(ATTACK_CAP) --consumers 500 --speed 1 --latency-warmup 10s --timeout 10m \
+		--relay-cmd "bench/fanout-relay.sh $(abspath $(BIN)) {plc} bench-data/fanout" \
+		--relay-api http://127.0.0.1:2570 --relay-metrics http://127.0.0.1:2571/metrics --json bench-data/fanout.json
 
 # The relay against the recorded reference-PDS capture replayed at real speed by two
 # local fake PDS hosts and a fake PLC, with a consumer printing live figures: no
