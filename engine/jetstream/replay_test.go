@@ -232,3 +232,33 @@ func TestReplayHandoverUnderLoad(t *testing.T) {
 		expectSuffix(t, "joiner "+strconv.Itoa(i), j.c, ev[j.from:])
 	}
 }
+
+// TestIdlePumpStampsLikeReplay: with no subscriber the pump skips to the
+// newest second; a subscriber that then goes live, in the middle of that
+// second, gets the very stamps and bytes a replay of the log computes.
+func TestIdlePumpStampsLikeReplay(t *testing.T) {
+	checkNoLeak(t)
+	ts := startServer(t, newFakeSource(), Config{})
+	seqs, counts := appendHistory(t, ts, 0, secondMS)
+	waitFor(t, "the idle pump", func() bool { return ts.pumpSeq.Load() == seqs[len(seqs)-1] })
+	// Only the newest second was converted: 11 relay events a second.
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	if n := ts.m.events.Get(); n == 0 || n >= uint64(total) {
+		t.Errorf("the idle pump converted %d of %d Jetstream events; want only the newest second's", n, total)
+	}
+	live := ts.dial(t, "")
+	ts.waitLive(t, 1)
+	// The first second appended now is the last one appended before.
+	seqs2, counts2 := appendHistory(t, ts, 1000, secondMS+2000)
+	got := readHistory(t, live, seqs2, counts2).events
+	all := readHistory(t, ts.dial(t, "cursor=0"), append(seqs, seqs2...), append(counts, counts2...)).events
+	tail := all[len(all)-len(got):]
+	for i := range got {
+		if !bytes.Equal(got[i].raw, tail[i].raw) {
+			t.Fatalf("event %d: live after an idle pump\n%s\nreplay\n%s", i, got[i].raw, tail[i].raw)
+		}
+	}
+}

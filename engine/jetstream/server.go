@@ -155,7 +155,34 @@ func (s *Server) doneSeqNow() uint64 {
 
 // follow runs one pass of the pump over the log's new events. Only the pump
 // (or New, before it starts) calls it, so doneSeq changes only here.
+//
+// With no live subscriber the pump reads nothing but the newest second:
+// it skips to that second's first event and stamps it with a fresh clock,
+// exactly as New does, so a relay nobody reads Jetstream from pays almost
+// nothing for it, and the next live stamps are still the ones a replay
+// computes (a stamp depends only on the events of its own second).
 func (s *Server) follow() error {
+	s.mu.Lock()
+	idle := len(s.live) == 0
+	s.mu.Unlock()
+	if idle {
+		if newest, ok := s.src.NewestSeq(); ok && newest > s.pumpSeq.Load() {
+			start, err := s.secondStart(newest)
+			if err != nil {
+				return err
+			}
+			// A replaying subscriber joins the live set under s.mu once it
+			// covered doneSeq: jump only if none joined meanwhile, so no
+			// subscriber is handed over behind the jump.
+			s.mu.Lock()
+			if len(s.live) == 0 && start-1 > s.doneSeq {
+				s.pc.clock.reset()
+				s.doneSeq = start - 1
+				s.pumpSeq.Store(start - 1)
+			}
+			s.mu.Unlock()
+		}
+	}
 	return s.src.ReplayTimed(s.ctx, s.pumpSeq.Load(), s.pumpF)
 }
 
