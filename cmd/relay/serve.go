@@ -229,7 +229,7 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	fhCfg := s.Firehose
 	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
 	fhCfg.TrustedProxies = s.TrustedProxies
-	a.hub, err = firehose.NewHub(relay.StoreLog{St: st}, fhCfg)
+	a.hub, err = firehose.NewHub(store.FirehoseLog{St: st}, fhCfg)
 	return err
 }
 

@@ -20,7 +20,6 @@ import (
 	"github.com/atrelay/relay/engine/admin"
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/jetstream"
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/engine/splitter"
 	"github.com/atrelay/relay/store"
 )
@@ -286,7 +285,7 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	fhCfg := s.Firehose
 	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
 	fhCfg.TrustedProxies = s.TrustedProxies
-	if a.hub, err = firehose.NewHub(relay.StoreLog{St: a.store}, fhCfg); err != nil {
+	if a.hub, err = firehose.NewHub(store.FirehoseLog{St: a.store}, fhCfg); err != nil {
 		return err
 	}
 	jsCfg := s.Jetstream

@@ -76,7 +76,7 @@ func fakeRelay(t *testing.T, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{})
+	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

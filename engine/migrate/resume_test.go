@@ -59,7 +59,7 @@ func TestMigratedHostsResumeFromReferenceCursors(t *testing.T) {
 	defer st.Close()
 	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecure: true})
 	defer ids.Close()
-	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{RingBytes: 1 << 20})
+	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestStoreBatchLimit(t *testing.T) {
 	defer st.Close()
 	ids := identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecure: true})
 	defer ids.Close()
-	hub, err := firehose.NewHub(StoreLog{St: st}, firehose.Config{RingBytes: 8 << 20})
+	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,25 +91,5 @@ func TestStoreBatchLimit(t *testing.T) {
 	}
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestStoreLogNewestSeqWithoutEvents: a store whose seq was moved forward
-// (a relay switch) but holds no event yet still reports that newest seq, so
-// consumers' cursors from the previous relay are not FutureCursor.
-func TestStoreLogNewestSeqWithoutEvents(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if n, ok := (StoreLog{St: st}).NewestSeq(); ok || n != 0 {
-		t.Errorf("fresh store: newest %d %v, want none", n, ok)
-	}
-	if _, err := st.AdvanceSeq(5000); err != nil {
-		t.Fatal(err)
-	}
-	if n, ok := (StoreLog{St: st}).NewestSeq(); !ok || n != 4999 {
-		t.Errorf("after AdvanceSeq(5000): newest %d %v, want 4999", n, ok)
 	}
 }

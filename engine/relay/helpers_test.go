@@ -92,7 +92,7 @@ func startRelayPLC(t *testing.T, plcURL string, hostnames []string, dir string, 
 func startRelayOn(t *testing.T, st *store.Store, idc identity.Config, hostnames []string, cfg Config, ringBytes int) *harness {
 	t.Helper()
 	ids := identity.New(idc)
-	hub, err := firehose.NewHub(StoreLog{St: st}, firehose.Config{RingBytes: ringBytes})
+	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: ringBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

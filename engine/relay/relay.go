@@ -212,7 +212,7 @@ type Resyncer interface {
 type Deps struct {
 	Store    *store.Store       // required
 	Identity *identity.Resolver // required
-	Hub      *firehose.Hub      // required; built on StoreLog(Store)
+	Hub      *firehose.Hub      // required; built on store.FirehoseLog(Store)
 	Resyncer Resyncer           // optional
 	Logger   *slog.Logger       // default: discard
 	Metrics  *metrics.Set       // default: a private set

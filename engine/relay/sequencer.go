@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"time"
 
 	"github.com/atrelay/relay/engine/event"
@@ -455,40 +454,4 @@ func (r *Relay) markCursorDirty(hs *hostState) {
 	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = cursor }); err != nil {
 		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 	}
-}
-
-// StoreLog adapts the store to firehose.Log.
-type StoreLog struct{ St *store.Store }
-
-// Replay implements firehose.Log: every event with seq > after, in order.
-func (l StoreLog) Replay(ctx context.Context, after uint64, fn func(seq uint64, frame []byte) error) error {
-	it, err := l.St.NewIterator(store.Seq(after))
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.Next() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(uint64(it.Seq()), it.Frame()); err != nil {
-			return err
-		}
-	}
-	return it.Err()
-}
-
-// OldestSeq implements firehose.Log.
-func (l StoreLog) OldestSeq() (uint64, bool) {
-	s := l.St.OldestSeq()
-	return uint64(s), s != store.SeqNone
-}
-
-// NewestSeq implements firehose.Log. A log that holds no event can still
-// have a newest seq (every event aged out of the window, or the seq was
-// moved forward for a relay switch): cursors up to it are not in the
-// future.
-func (l StoreLog) NewestSeq() (uint64, bool) {
-	n := l.St.NewestSeq()
-	return uint64(n), n != store.SeqNone
 }

@@ -219,7 +219,7 @@ type Deps struct {
 	// Store is the splitter's own log (required), written with AppendAt.
 	Store *store.Store
 	// Hub serves subscribeRepos (required); build it on
-	// relay.StoreLog{St: Store} after opening Store, and let the splitter
+	// store.FirehoseLog{St: Store} after opening Store, and let the splitter
 	// be the only caller of Publish.
 	Hub *firehose.Hub
 	// OnPublish, when set, is called by the writer goroutine after each

@@ -101,7 +101,7 @@ func (n *logNode) open() {
 		n.t.Fatal(err)
 	}
 	n.set = metrics.NewSet()
-	hub, err := firehose.NewHub(relay.StoreLog{St: st}, firehose.Config{RingBytes: n.ring, Metrics: n.set})
+	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: n.ring, Metrics: n.set})
 	if err != nil {
 		n.t.Fatal(err)
 	}
