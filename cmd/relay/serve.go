@@ -312,13 +312,19 @@ const (
 	maxHeaderBytes    = 64 << 10
 )
 
-// newHTTPServer returns a server with bounded headers and idle keep-alive
-// connections. It sets no ReadTimeout or WriteTimeout: both run from the
-// request's start for the life of the connection, and subscribeRepos keeps
-// a hijacked websocket open for hours; the firehose bounds its own writes
-// (firehose.Config.WriteTimeout) and pings idle consumers.
+// readTimeout bounds reading one whole request (a variable so that a test
+// can show a hijacked consumer outlives it).
+var readTimeout = 30 * time.Second
+
+// newHTTPServer returns a server with bounded headers, a bounded time to
+// read a whole request and idle keep-alive connections. ReadTimeout is safe
+// for the WebSocket endpoints: net/http clears a connection's deadlines when
+// a handler hijacks it, and the firehose and Jetstream bound their own
+// writes and ping idle consumers. There is no WriteTimeout because the
+// admin listener's pprof profiles stream for as long as they are asked to.
 func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 }
 
 // run serves both listeners, starts the relay and waits for ctx to end,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/store"
+	"github.com/gobwas/ws"
 )
 
 // keepRuntimeSettings restores the GC settings buildApp changes
@@ -72,7 +74,7 @@ func TestServeBuildRunShutdown(t *testing.T) {
 	}
 	api, adm := "http://"+a.servers[0].ln.Addr().String(), "http://"+a.servers[1].ln.Addr().String()
 	for _, s := range a.servers {
-		if s.srv.ReadHeaderTimeout != 10*time.Second || s.srv.IdleTimeout != 120*time.Second || s.srv.MaxHeaderBytes != 64<<10 {
+		if s.srv.ReadHeaderTimeout != 10*time.Second || s.srv.ReadTimeout != 30*time.Second || s.srv.IdleTimeout != 120*time.Second || s.srv.MaxHeaderBytes != 64<<10 {
 			t.Errorf("server limits: header timeout %v, idle %v, max header %d", s.srv.ReadHeaderTimeout, s.srv.IdleTimeout, s.srv.MaxHeaderBytes)
 		}
 	}
@@ -139,5 +141,40 @@ func TestServeBuildFailureReleases(t *testing.T) {
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConsumerOutlivesReadTimeout: the API server's ReadTimeout bounds
+// requests, not the WebSocket consumers it hijacks (net/http clears the
+// deadlines): an idle consumer is still connected long after it.
+func TestConsumerOutlivesReadTimeout(t *testing.T) {
+	keepRuntimeSettings(t)
+	old := readTimeout
+	readTimeout = 200 * time.Millisecond
+	defer func() { readTimeout = old }()
+	a, err := buildApp(testSettings(t, t.TempDir()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	api := a.servers[0].ln.Addr().String()
+	for _, path := range []string{"/xrpc/com.atproto.sync.subscribeRepos", "/subscribe"} {
+		conn, _, _, err := ws.Dial(context.Background(), "ws://"+api+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * readTimeout)
+		// Still open: a read waits for data instead of failing at once.
+		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		var b [1]byte
+		_, err = conn.Read(b[:])
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("%s: idle consumer after the read timeout: %v, want it still connected", path, err)
+		}
+		conn.Close()
 	}
 }
