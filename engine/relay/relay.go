@@ -101,11 +101,21 @@ type Config struct {
 	// ResultsQueueBytes bounds the output frame bytes waiting for the
 	// sequencer; a worker over it waits (its queue fills, its hosts pause).
 	ResultsQueueBytes int64
-	// HostHeldBytes bounds the part of ResultsQueueBytes one host's results
-	// may take while they wait for an earlier frame of the host (parked
-	// for its identity, or slow); the host is paused beyond it
-	// (relay_host_pauses_total{reason="held"}). Default ResultsQueueBytes/8.
+	// HostHeldBytes bounds the bytes one host's results may take while
+	// they wait for an earlier frame of the host (parked for its identity,
+	// or slow); the host is paused beyond it
+	// (relay_host_pauses_total{reason="held"}). Default MaxHeldBytes/8.
 	HostHeldBytes int64
+	// MaxHeldBytes bounds the results of all hosts together that wait for
+	// an earlier frame of their host. Held results leave
+	// ResultsQueueBytes as soon as the sequencer holds them, so a worker
+	// never waits for room that only its own parked or queued frames can
+	// make; beyond MaxHeldBytes every host with held results is paused
+	// instead (reason "held"). Results of the paused hosts' frames already
+	// queued can still arrive: the intake bounds those. Memory of output
+	// frames is at most ResultsQueueBytes + MaxHeldBytes + what the intake
+	// holds. Default ResultsQueueBytes.
+	MaxHeldBytes int64
 	// ResyncRetryBackoff is the wait before retrying a refused or failed
 	// resync, doubled per failure up to ResyncMaxBackoff.
 	ResyncRetryBackoff, ResyncMaxBackoff time.Duration
@@ -187,8 +197,11 @@ func (c Config) withDefaults() Config {
 	if c.ResultsQueueBytes <= 0 {
 		c.ResultsQueueBytes = DefaultResultsQueueBytes
 	}
+	if c.MaxHeldBytes <= 0 {
+		c.MaxHeldBytes = c.ResultsQueueBytes
+	}
 	if c.HostHeldBytes <= 0 {
-		c.HostHeldBytes = c.ResultsQueueBytes / 8
+		c.HostHeldBytes = c.MaxHeldBytes / 8
 	}
 	setD(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
 	setD(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
@@ -265,6 +278,7 @@ type Relay struct {
 
 	rs        resyncTracker // its own lock
 	resBudget byteBudget    // its own lock
+	heldBytes atomic.Int64  // results held for host order; written by the sequencer
 	hostTop   hostTop       // owned by the host-metrics goroutine
 
 	parkedFrames atomic.Int64 // tasks parked on all workers (gauge)
@@ -382,6 +396,7 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
 	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
+	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.heldBytes.Load()) })
 	gauge(set, `relay_accounts_desynchronized`, func() float64 {
 		r.rs.mu.Lock()
 		defer r.rs.mu.Unlock()
