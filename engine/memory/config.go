@@ -33,10 +33,10 @@ const (
 // configuration mistake, reported as [ErrBudgetTooSmall].
 const MinMemoryLimit = 32 << 20
 
-// MinBudget is the smallest budget with room for the relay's shares at
-// their floors beside MinProcessOverhead and FixedGoBytes (the shares'
-// ledger fits) and a GOMEMLIMIT of at least MinMemoryLimit (tested). The
-// smallest measured is 96 MiB (PERF.md, Production scale).
+// MinBudget is the smallest budget Apply accepts: the smallest with room
+// for the relay's shares at their floors beside MinProcessOverhead and
+// FixedGoBytes (the shares' ledger fits) and a GOMEMLIMIT of at least
+// MinMemoryLimit (tested). PERF.md, Production scale, measures it.
 const MinBudget = 75 << 20
 
 // Errors returned by [Config.Validate], [Apply] and [ParseBytes].
@@ -51,7 +51,8 @@ var (
 	ErrNegativeTrimInterval = errors.New("memory: trim interval is negative")
 	// ErrNegativeTrimThreshold: Config.TrimThreshold is below zero.
 	ErrNegativeTrimThreshold = errors.New("memory: trim threshold is negative")
-	// ErrBudgetTooSmall: the budget leaves less than MinMemoryLimit for Go.
+	// ErrBudgetTooSmall: the budget is below MinBudget, or leaves less than
+	// MinMemoryLimit for Go.
 	ErrBudgetTooSmall = errors.New("memory: budget leaves too little for the Go heap")
 	// ErrNoBudget: Budget is zero and neither a cgroup limit nor
 	// /proc/meminfo could supply one.
