@@ -301,8 +301,8 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 
 // withinShare returns how many connections of per bytes each (plus shared
 // bytes once) fit in share, at most configured and at least one, and adds
-// them to the ledger. A configured count above it is lowered, with a
-// warning: the share is the bound.
+// them to the ledger. A configured count above it is lowered (and logged):
+// the share is the bound.
 func (a *app) withinShare(name string, configured int, share, per, shared int64) int {
 	n := int(min(int64(configured), max((share-shared)/per, 1)))
 	if n < configured {
@@ -315,10 +315,11 @@ func (a *app) withinShare(name string, configured int, share, per, shared int64)
 
 // jetstreamWithin sizes the Jetstream server's per-subscriber buffers to
 // its share: a queue and a client message of at most a 128th of it each
-// (256 KiB at least; the configured sizes if smaller) and a compressor per
-// 16 MiB, so that the share holds about 50 subscribers at any budget
-// rather than a few with 8 MiB queues. Messages in the queues are shared
-// between subscribers, so the bound over-counts.
+// (256 KiB at least; the configured sizes if smaller: 512 KiB still holds
+// an options_update naming 10,000 DIDs) and a compressor per 16 MiB, so
+// that from 4 GiB up the share holds about 50 subscribers rather than 7
+// with 8 MiB queues (one at the smallest budgets). Messages in the queues
+// are shared between subscribers, so the bound over-counts.
 func jetstreamWithin(c jetstream.Config, share int64) jetstream.Config {
 	per := int(max(share/128, 256<<10))
 	c.QueueBytes = min(orDefault(c.QueueBytes, jetstream.DefaultQueueBytes), per)
