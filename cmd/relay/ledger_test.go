@@ -13,7 +13,7 @@ import (
 // bound in the ledger. A new one belongs here and in memory.Shares.
 var ledgerItems = []string{
 	"pebble block cache", "pebble memtables", "identity cache", "firehose ring", "firehose consumers",
-	"resync", "upstream buffers", "intake", "results", "jetstream subscribers",
+	"resync", "upstream buffers", "intake", "results", "held results past their bound", "jetstream subscribers",
 }
 
 // buildLedger builds the app at budget (with extra settings) and returns

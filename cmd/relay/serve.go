@@ -281,6 +281,8 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	a.ledger.Add("upstream buffers", orDefault(rCfg.Upstream.MaxBufferedBytes, upstream.DefaultMaxBufferedBytes), true)
 	a.ledger.Add("intake", rCfg.IntakeBytes, true)
 	a.ledger.Add("results", rCfg.ResultsQueueBytes+rCfg.MaxHeldBytes, true)
+	// Paused hosts' queued frames still become held results.
+	a.ledger.Add("held results past their bound", rCfg.IntakeBytes, true)
 	// The Jetstream server exists before the relay publishes anything: it
 	// is woken after every durable batch instead of polling the log.
 	jsCfg := jetstreamWithin(s.Jetstream, shares.Jetstream)

@@ -111,7 +111,7 @@ func TestSharesOf(t *testing.T) {
 	// At 4 GiB the heap shares leave enough GC headroom: the fractions as
 	// documented, the ring at its cap.
 	want := Shares{BlockCache: 256 * mib, MemTable: 32 * mib, Ring: 1 << 30, IdentityCache: 512 * mib,
-		Upstream: 128 * mib, Intake: 256 * mib, Results: 256 * mib, Resync: 128 * mib,
+		Upstream: 128 * mib, Intake: 128 * mib, Results: 256 * mib, Resync: 128 * mib,
 		Consumers: 64 * mib, Jetstream: 64 * mib, TrimThreshold: 64 * mib}
 	if got := SharesOf(4 << 30); got != want {
 		t.Fatalf("SharesOf(4 GiB) = %+v, want %+v", got, want)

@@ -93,7 +93,7 @@ func LedgerOf(budget int64) *Ledger {
 		v    int64
 	}{
 		{"firehose ring", s.Ring}, {"identity cache", s.IdentityCache}, {"upstream buffers", s.Upstream},
-		{"intake", s.Intake}, {"results", s.Results}, {"resync", s.Resync},
+		{"intake", s.Intake}, {"held results past their bound", s.Intake}, {"results", s.Results}, {"resync", s.Resync},
 		{"firehose consumers", s.Consumers}, {"jetstream subscribers", s.Jetstream},
 	} {
 		l.Add(x.name, x.v, true)

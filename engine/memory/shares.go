@@ -23,8 +23,11 @@ package memory
 //	  IdentityCache  B/8    resolved DID documents
 //	  Upstream       B/32   buffers of messages in flight from PDS hosts,
 //	                 first byte to delivery (upstream.Config.MaxBufferedBytes)
-//	  Intake         B/16   delivered frames queued for the validation
+//	  Intake         B/32   delivered frames queued for the validation
 //	                 workers, and parked while their identity resolves
+//	                 (buffer capacity), ≤ 256 MiB; counted twice: held
+//	                 results can pass their bound by what the intake held
+//	                 when their hosts were paused
 //	  Results        B/16   validated output frames: half in transit to the
 //	                 sequencer, half held for host order (relay
 //	                 ResultsQueueBytes and MaxHeldBytes)
@@ -106,7 +109,7 @@ func SharesOf(budget int64) Shares {
 		Ring:          clamp(budget/4, 2*mib, 1<<30),
 		IdentityCache: clamp(budget/8, 1*mib, 8<<30),
 		Upstream:      clamp(budget/32, 1*mib, 256*mib),
-		Intake:        clamp(budget/16, 1*mib, 512*mib),
+		Intake:        clamp(budget/32, 1*mib, 256*mib),
 		Results:       clamp(budget/16, 1*mib, 256*mib),
 		Resync:        clamp(budget/32, 1*mib, 256*mib),
 		Consumers:     clamp(budget/64, mib/2, 1<<30),
@@ -123,15 +126,15 @@ func SharesOf(budget int64) Shares {
 		return s
 	}
 	scaled := []struct {
-		v     *int64
-		floor int64
+		v            *int64
+		floor, count int64 // count: times Heap counts it
 	}{
-		{&s.Ring, 2 * mib}, {&s.IdentityCache, mib}, {&s.Upstream, mib}, {&s.Intake, mib},
-		{&s.Results, mib}, {&s.Resync, mib}, {&s.Consumers, mib / 2}, {&s.Jetstream, 2 * mib},
+		{&s.Ring, 2 * mib, 1}, {&s.IdentityCache, mib, 1}, {&s.Upstream, mib, 1}, {&s.Intake, mib, 2},
+		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.Jetstream, 2 * mib, 1},
 	}
 	var floors int64
 	for _, x := range scaled {
-		floors += x.floor
+		floors += x.floor * x.count
 	}
 	if heap <= floors {
 		return s
@@ -143,9 +146,10 @@ func SharesOf(budget int64) Shares {
 	return s
 }
 
-// Heap is the sum of the shares on the Go heap.
+// Heap is the sum of the shares on the Go heap, the intake counted twice
+// (see [Shares]).
 func (s Shares) Heap() int64 {
-	return s.Ring + s.IdentityCache + s.Upstream + s.Intake + s.Results + s.Resync + s.Consumers + s.Jetstream
+	return s.Ring + s.IdentityCache + s.Upstream + 2*s.Intake + s.Results + s.Resync + s.Consumers + s.Jetstream
 }
 
 // OffHeap is the part of s allocated outside the Go heap in this build (see

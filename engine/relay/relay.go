@@ -79,13 +79,14 @@ type Config struct {
 	Workers int
 	// Validation is Strict (default) or Lenient (RELAY_VALIDATION).
 	Validation verify.Mode
-	// IntakeBytes bounds the frame bytes queued for all workers together,
-	// split evenly between them (the memory budget's intake share); a full
+	// IntakeBytes bounds the frame buffers (their capacity) queued for all
+	// workers together, split evenly between them (the memory budget's
+	// intake share); a full
 	// worker queue pauses the sending host
 	// (relay_host_pauses_total{reason="pool_full"}). Default
 	// DefaultWorkerQueueBytes per worker. ParkedBytes is part of it.
 	IntakeBytes int64
-	// ParkedBytes bounds the frame bytes all workers together keep parked
+	// ParkedBytes bounds the frame buffers all workers together keep parked
 	// while their accounts' identities resolve (park.go), split evenly
 	// between them and taken out of IntakeBytes. A worker over its share
 	// waits for resolutions (relay_identity_park_full_total). Default
@@ -112,9 +113,10 @@ type Config struct {
 	// never waits for room that only its own parked or queued frames can
 	// make; beyond MaxHeldBytes every host with held results is paused
 	// instead (reason "held"). Results of the paused hosts' frames already
-	// queued can still arrive: the intake bounds those. Memory of output
-	// frames is at most ResultsQueueBytes + MaxHeldBytes + what the intake
-	// holds. Default ResultsQueueBytes.
+	// queued can still arrive, so held results may pass MaxHeldBytes by
+	// up to the intake (measured: by 0.8 times IntakeBytes at most in a
+	// full-speed replay): output frames take at most ResultsQueueBytes +
+	// MaxHeldBytes + IntakeBytes. Default ResultsQueueBytes.
 	MaxHeldBytes int64
 	// ResyncRetryBackoff is the wait before retrying a refused or failed
 	// resync, doubled per failure up to ResyncMaxBackoff.

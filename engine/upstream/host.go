@@ -154,6 +154,12 @@ func (f Frame) Bytes() []byte { return f.b.B }
 // Len is len(f.Bytes()).
 func (f Frame) Len() int { return len(f.b.B) }
 
+// Cap is the capacity of the frame's buffer: the memory it holds until
+// Release, what a Sink should count against its own bounds. Buffers come
+// in size classes, so it may be several times Len (a 70 KB message holds
+// a 512 KiB buffer).
+func (f Frame) Cap() int { return cap(f.b.B) }
+
 // Host is the host the frame came from.
 func (f Frame) Host() *Host { return f.h }
 
