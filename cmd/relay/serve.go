@@ -23,6 +23,7 @@ import (
 	"github.com/atrelay/relay/engine/memory"
 	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/engine/resync"
+	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/engine/xrpc"
 	"github.com/atrelay/relay/store"
 )
@@ -90,6 +91,9 @@ type app struct {
 	resync  *resync.Resyncer
 	relay   *relay.Relay
 	js      *jetstream.Server
+	// ledger lists the memory bound each component was configured with
+	// (memory.Ledger); every place that hands a share over adds its line.
+	ledger *memory.Ledger
 	// servers are the public API (first) and the admin listener, bound by
 	// buildApp and served by run.
 	servers []server
@@ -127,6 +131,13 @@ func (a *app) build(s *Settings) error {
 	}
 	if err := a.buildRelay(s, shares); err != nil {
 		return err
+	}
+	if err := a.ledger.Check(); err != nil {
+		// Explicit sizes (RELAY_FIREHOSE_BUFFER, RELAY_PEBBLE_CACHE, ...)
+		// may be the operator's choice: warn, do not refuse.
+		a.log.Warn("memory: the configured bounds exceed the budget; RSS may pass it", "err", err)
+	} else {
+		a.log.Info("memory ledger", "items", a.ledger.String())
 	}
 	xrpcAPI, err := xrpc.New(a.xrpcConfig(s))
 	if err != nil {
@@ -173,9 +184,11 @@ func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
 	}
 	shares := s.Sizes.apply(applied.Budget)
 	memCfg.TrimThreshold = shares.TrimThreshold
+	a.ledger = memory.NewLedger(applied.Budget)
 	a.log.Info("memory shares", "budget", applied.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
-		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "intake", shares.Intake,
-		"results", shares.Results, "resync", shares.Resync, "trim_threshold", shares.TrimThreshold)
+		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "upstream", shares.Upstream,
+		"intake", shares.Intake, "results", shares.Results, "resync", shares.Resync, "consumers", shares.Consumers,
+		"jetstream", shares.Jetstream, "trim_threshold", shares.TrimThreshold)
 	memory.RegisterRuntimeMetrics(a.metrics, applied)
 	trim, err := memory.NewTrimmer(memCfg, a.metrics, a.log)
 	if err != nil {
@@ -199,6 +212,9 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	}
 	opts := s.Store
 	opts.BlockCacheBytes, opts.MemTableBytes = shares.BlockCache, uint64(shares.MemTable)
+	pebbleOnHeap := memory.PebbleOffHeap(1, 0, 0) == 0 // built without cgo
+	a.ledger.Add("pebble block cache", opts.BlockCacheBytes, pebbleOnHeap)
+	a.ledger.Add("pebble memtables", int64(opts.MemTableBytes)*memory.MemTablesInMemory, pebbleOnHeap)
 	st, err := store.Open(s.DataDir, opts)
 	if err != nil {
 		return err
@@ -219,6 +235,7 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 
 	idCfg := s.Identity
 	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
+	a.ledger.Add("identity cache", idCfg.MaxCacheBytes, true)
 	if s.IdentityDisk {
 		// Resolved identities survive restarts: a restart is not millions of
 		// PLC requests. The resolver is closed before the store (close).
@@ -229,6 +246,15 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	fhCfg := s.Firehose
 	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
 	fhCfg.TrustedProxies = s.TrustedProxies
+	if fhCfg.RingFrames == 0 {
+		// The slot array is allocated up front: size it to the ring (frames
+		// average ~2 KB; an eighth of that per slot leaves room for bursts
+		// of small ones) instead of 128 Ki slots (3 MiB) at every budget.
+		fhCfg.RingFrames = int(min(max(shares.Ring/256, 8192), firehose.DefaultRingFrames))
+	}
+	fhCfg.MaxConsumers = a.withinShare("firehose consumers", orDefault(fhCfg.MaxConsumers, firehose.DefaultMaxConsumers),
+		shares.Consumers, fhCfg.ConsumerBytes(), 0)
+	a.ledger.Add("firehose ring", int64(fhCfg.RingBytes), true)
 	a.hub, err = firehose.NewHub(store.FirehoseLog{St: st}, fhCfg)
 	return err
 }
@@ -242,6 +268,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	rsCfg := s.Resync
 	rsCfg.Identities, rsCfg.AllowInsecure, rsCfg.Metrics, rsCfg.Logger = a.ids, s.AllowInsecureHosts, a.metrics, a.log
 	rsCfg.MemoryBytes = shares.Resync
+	a.ledger.Add("resync", rsCfg.MemoryBytes, true)
 	rsCfg.OnResult = func(did string, res resync.Result) { r.OnResyncResult(did, res) }
 	rs, err := resync.New(rsCfg)
 	if err != nil {
@@ -249,10 +276,21 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	}
 	a.resync = rs
 	rCfg := s.Relay
-	rCfg.AllowInsecureHosts, rCfg.IntakeBytes, rCfg.ResultsQueueBytes = s.AllowInsecureHosts, shares.Intake, shares.Results
+	rCfg.AllowInsecureHosts, rCfg.IntakeBytes = s.AllowInsecureHosts, shares.Intake
+	// Half the results share for results in transit to the sequencer,
+	// half for those it holds for host order.
+	rCfg.ResultsQueueBytes, rCfg.MaxHeldBytes = shares.Results/2, shares.Results/2
+	rCfg.Upstream.MaxBufferedBytes = shares.Upstream
+	a.ledger.Add("upstream buffers", orDefault(rCfg.Upstream.MaxBufferedBytes, upstream.DefaultMaxBufferedBytes), true)
+	a.ledger.Add("intake", rCfg.IntakeBytes, true)
+	a.ledger.Add("results", rCfg.ResultsQueueBytes+rCfg.MaxHeldBytes, true)
+	// Paused hosts' queued frames still become held results.
+	a.ledger.Add("held results past their bound", rCfg.IntakeBytes, true)
 	// The Jetstream server exists before the relay publishes anything: it
 	// is woken after every durable batch instead of polling the log.
-	jsCfg := s.Jetstream
+	jsCfg := jetstreamWithin(s.Jetstream, shares.Jetstream)
+	jsCfg.MaxSubscribers = a.withinShare("jetstream subscribers", orDefault(jsCfg.MaxSubscribers, jetstream.DefaultMaxSubscribers),
+		shares.Jetstream, jsCfg.SubscriberBytes(), jsCfg.SharedBytes())
 	jsCfg.Metrics, jsCfg.Logger, jsCfg.Software = a.metrics, a.log, software
 	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
 		return err
@@ -264,6 +302,43 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	}
 	a.relay = r
 	return nil
+}
+
+// withinShare returns how many connections of per bytes each (plus shared
+// bytes once) fit in share, at most configured and at least one, and adds
+// them to the ledger. A configured count above it is lowered (and logged):
+// the share is the bound.
+func (a *app) withinShare(name string, configured int, share, per, shared int64) int {
+	n := int(min(int64(configured), max((share-shared)/per, 1)))
+	if n < configured {
+		a.log.Info("memory: connection cap lowered to the share", "what", name, "configured", configured, "cap", n,
+			"share", share, "bytes_each", per)
+	}
+	a.ledger.Add(name, int64(n)*per+shared, true)
+	return n
+}
+
+// jetstreamWithin sizes the Jetstream server's per-subscriber buffers to
+// its share: a queue and a client message of at most a 128th of it each
+// (256 KiB at least; the configured sizes if smaller: 512 KiB still holds
+// an options_update naming 10,000 DIDs) and a compressor per 16 MiB, so
+// that from 4 GiB up the share holds about 50 subscribers rather than 7
+// with 8 MiB queues (one at the smallest budgets). Messages in the queues
+// are shared between subscribers, so the bound over-counts.
+func jetstreamWithin(c jetstream.Config, share int64) jetstream.Config {
+	per := int(max(share/128, 256<<10))
+	c.QueueBytes = min(orDefault(c.QueueBytes, jetstream.DefaultQueueBytes), per)
+	c.MaxClientMessageBytes = min(orDefault(c.MaxClientMessageBytes, jetstream.DefaultMaxClientMessageBytes), per)
+	c.CompressConcurrency = min(orDefault(c.CompressConcurrency, jetstream.DefaultCompressConcurrency), int(max(share>>24, 1)))
+	return c
+}
+
+// orDefault is v, or def when v is zero (a Config's "zero means default").
+func orDefault[T int | int64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 func (a *app) xrpcConfig(s *Settings) xrpc.Config {

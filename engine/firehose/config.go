@@ -80,6 +80,21 @@ const (
 	DefaultMaxConsumersPerIP = 16
 )
 
+// consumerFixedBytes bounds a connected consumer's Go memory besides its
+// replay buffer: both goroutine stacks, the batch arrays, the read buffer
+// (measured ~14 KiB with 2,000 loopback consumers; see the package doc),
+// and a replay's log iterator.
+const consumerFixedBytes = 32 << 10
+
+// ConsumerBytes bounds the Go memory one consumer can make the hub hold:
+// its fixed cost plus a replay write buffer (ReplayBufferBytes) while it
+// replays from the Log. MaxConsumers × ConsumerBytes bounds them all; the
+// relay derives MaxConsumers from its memory budget's consumer share that
+// way. Kernel socket buffers come on top (see SocketSendBufferBytes).
+func (c Config) ConsumerBytes() int64 {
+	return consumerFixedBytes + int64(c.withDefaults().ReplayBufferBytes)
+}
+
 // ErrConfig is returned (wrapped) by NewHub for an invalid Config.
 var ErrConfig = errors.New("firehose: invalid config")
 

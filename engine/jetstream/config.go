@@ -87,6 +87,33 @@ const (
 	DefaultCompressConcurrency   = 4
 )
 
+// subscriberFixedBytes bounds a subscriber's Go memory besides its queue,
+// its client message and its replay buffer: goroutine stacks, the batch
+// arrays, its filter.
+const subscriberFixedBytes = 32 << 10
+
+// compressorBytes is the state of one zstd compression (see
+// CompressConcurrency).
+const compressorBytes = 1 << 20
+
+// SubscriberBytes bounds the Go memory one subscriber can make the server
+// hold: its queue (QueueBytes; queued messages may be shared with other
+// subscribers, so this over-counts), a client message being assembled
+// (MaxClientMessageBytes), a replay write buffer (ReplayBufferBytes) and
+// its fixed cost. The relay derives MaxSubscribers from its memory
+// budget's Jetstream share: MaxSubscribers × SubscriberBytes +
+// SharedBytes bounds them all.
+func (c Config) SubscriberBytes() int64 {
+	c = c.withDefaults()
+	return int64(c.QueueBytes) + int64(c.MaxClientMessageBytes) + int64(c.ReplayBufferBytes) + subscriberFixedBytes
+}
+
+// SharedBytes bounds what the server holds whatever the subscribers: the
+// compressors' state (CompressConcurrency × about 1 MiB).
+func (c Config) SharedBytes() int64 {
+	return int64(c.withDefaults().CompressConcurrency) * compressorBytes
+}
+
 // ErrConfig is returned (wrapped) by New for an invalid Config.
 var ErrConfig = errors.New("jetstream: invalid config")
 

@@ -100,6 +100,9 @@ func apply(cfg Config, log *slog.Logger, lookupEnv func(string) (string, bool), 
 		s.OffHeap = cfg.OffHeapOf(s.Budget)
 	}
 	limit, err := memoryLimit(s.Budget, s.OffHeap)
+	if err == nil && s.Budget < MinBudget {
+		err = fmt.Errorf("%w: budget %d, minimum %d", ErrBudgetTooSmall, s.Budget, int64(MinBudget))
+	}
 	_, limitFromEnv := lookupEnv("GOMEMLIMIT")
 	if err != nil && !limitFromEnv {
 		return Settings{}, err

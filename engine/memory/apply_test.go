@@ -164,7 +164,9 @@ func TestApplyBudgetSources(t *testing.T) {
 	f("machine", Config{}, v2("max\n"), 8<<30, SourceMachine, nil)
 	f("broken cgroup falls back to config", Config{Budget: 1 << 30}, v2("garbage\n"), 1<<30, SourceConfig, nil)
 	f("nothing to go on", Config{}, nil, 0, "", ErrNoBudget)
-	f("budget too small", Config{Budget: 64 << 20}, nil, 0, "", ErrBudgetTooSmall)
+	f("budget too small", Config{Budget: 60 << 20}, nil, 0, "", ErrBudgetTooSmall)
+	f("below MinBudget", Config{Budget: MinBudget - 1}, nil, 0, "", ErrBudgetTooSmall)
+	f("MinBudget", Config{Budget: MinBudget}, nil, MinBudget, SourceConfig, nil)
 	f("invalid config", Config{GOGC: -7}, nil, 0, "", ErrBadGOGC)
 }
 

@@ -25,16 +25,19 @@ const (
 	DefaultTrimThreshold = 64 << 20
 )
 
-// GoLimitPercent is the share of the budget, in percent, that GOMEMLIMIT may
-// use before OffHeap is subtracted; the rest is headroom for memory the Go
-// runtime cannot see (cgo allocations and thread stacks, binary mappings,
-// C allocator fragmentation).
-const GoLimitPercent = 90
-
-// MinMemoryLimit is the smallest GOMEMLIMIT Apply accepts. Below it the
-// collector would run almost continuously; a smaller budget is a
+// MinMemoryLimit is the smallest GOMEMLIMIT Apply accepts, reached at a
+// budget of [MinBudget]. The live heap of a relay at that budget is about
+// 20 MiB of tables and caches plus its shares, so the collector runs every
+// few MiB allocated: at full speed it takes a large part of the CPU (PERF.md,
+// Production scale, measures it at 96 MiB). A smaller budget is a
 // configuration mistake, reported as [ErrBudgetTooSmall].
-const MinMemoryLimit = 64 << 20
+const MinMemoryLimit = 32 << 20
+
+// MinBudget is the smallest budget Apply accepts: the smallest with room
+// for the relay's shares at their floors beside MinProcessOverhead and
+// FixedGoBytes (the shares' ledger fits) and a GOMEMLIMIT of at least
+// MinMemoryLimit (tested). PERF.md, Production scale, measures it.
+const MinBudget = 77 << 20
 
 // Errors returned by [Config.Validate], [Apply] and [ParseBytes].
 var (
@@ -48,7 +51,8 @@ var (
 	ErrNegativeTrimInterval = errors.New("memory: trim interval is negative")
 	// ErrNegativeTrimThreshold: Config.TrimThreshold is below zero.
 	ErrNegativeTrimThreshold = errors.New("memory: trim threshold is negative")
-	// ErrBudgetTooSmall: the budget leaves less than MinMemoryLimit for Go.
+	// ErrBudgetTooSmall: the budget is below MinBudget, or leaves less than
+	// MinMemoryLimit for Go.
 	ErrBudgetTooSmall = errors.New("memory: budget leaves too little for the Go heap")
 	// ErrNoBudget: Budget is zero and neither a cgroup limit nor
 	// /proc/meminfo could supply one.
@@ -123,9 +127,10 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// memoryLimit is the GOMEMLIMIT for a budget and off-heap reservation.
+// memoryLimit is the GOMEMLIMIT for a budget and off-heap reservation: the
+// budget less ProcessOverhead and offHeap.
 func memoryLimit(budget, offHeap int64) (int64, error) {
-	limit := budget/100*GoLimitPercent + budget%100*GoLimitPercent/100 - offHeap
+	limit := budget - ProcessOverhead(budget) - offHeap
 	if limit < MinMemoryLimit {
 		return 0, fmt.Errorf("%w: budget %d, off-heap %d gives GOMEMLIMIT %d, minimum %d",
 			ErrBudgetTooSmall, budget, offHeap, limit, int64(MinMemoryLimit))

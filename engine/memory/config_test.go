@@ -77,10 +77,13 @@ func TestMemoryLimit(t *testing.T) {
 			t.Errorf("memoryLimit(%d, %d) = %d, %v; want %d, %v", budget, offHeap, got, err, want, wantErr)
 		}
 	}
-	f(4<<30, 0, 4<<30/10*9+(4<<30)%10*9/10, nil)
+	f(4<<30, 0, 4<<30-(4<<30)/10, nil)
 	f(1000<<20, 100<<20, 800<<20, nil)
-	f(math.MaxInt64, 0, math.MaxInt64/100*90+math.MaxInt64%100*90/100, nil)
-	f(64<<20, 0, 0, ErrBudgetTooSmall)
+	f(math.MaxInt64, 0, math.MaxInt64-math.MaxInt64/10, nil)
+	// Small budgets keep MinProcessOverhead, not a tenth.
+	f(96<<20, 10<<20, 54<<20, nil)
+	f(64<<20, 0, 32<<20, nil)
+	f(64<<20, 1, 0, ErrBudgetTooSmall)
 	f(1<<30, 1<<30, 0, ErrBudgetTooSmall)
 }
 
@@ -105,27 +108,64 @@ func TestPebbleOffHeap(t *testing.T) {
 
 func TestSharesOf(t *testing.T) {
 	const mib = 1 << 20
-	small := SharesOf(512 * mib)
-	want := Shares{BlockCache: 32 * mib, MemTable: 4 * mib, Ring: 128 * mib, IdentityCache: 64 * mib,
-		Intake: 32 * mib, Results: 32 * mib, Resync: 16 * mib, TrimThreshold: 8 * mib}
-	if small != want {
-		t.Fatalf("SharesOf(512 MiB) = %+v, want %+v", small, want)
-	}
-	// The shares, with every memtable Pebble may hold, leave a quarter of the
-	// budget to GC headroom and the runtime, from tiny budgets to huge ones.
-	for _, b := range []int64{256 * mib, 512 * mib, 4 << 30, 24 << 30, 256 << 30} {
-		s := SharesOf(b)
-		sum := s.BlockCache + MemTablesInMemory*s.MemTable + s.Ring + s.IdentityCache + s.Intake + s.Results + s.Resync
-		if sum > b*3/4 {
-			t.Errorf("budget %d: shares sum to %d, more than 3/4", b, sum)
-		}
+	// At 4 GiB the heap shares leave enough GC headroom: the fractions as
+	// documented, the ring at its cap.
+	want := Shares{BlockCache: 256 * mib, MemTable: 32 * mib, Ring: 1 << 30, IdentityCache: 512 * mib,
+		Upstream: 128 * mib, Intake: 128 * mib, Results: 256 * mib, Resync: 128 * mib,
+		Consumers: 64 * mib, Jetstream: 64 * mib, TrimThreshold: 64 * mib}
+	if got := SharesOf(4 << 30); got != want {
+		t.Fatalf("SharesOf(4 GiB) = %+v, want %+v", got, want)
 	}
 	big := SharesOf(24 << 30)
-	if big.BlockCache != 1<<30 || big.MemTable != 64*mib || big.Resync != 256*mib {
-		t.Fatalf("SharesOf(24 GiB) = %+v: cache, memtable and resync should hit their caps", big)
+	if big.BlockCache != 1<<30 || big.MemTable != 64*mib || big.Resync != 256*mib || big.Upstream != 256*mib {
+		t.Fatalf("SharesOf(24 GiB) = %+v: cache, memtable, resync and upstream should hit their caps", big)
 	}
-	if tiny := SharesOf(64 * mib); tiny.Resync != 8*mib {
-		t.Fatalf("SharesOf(64 MiB).Resync = %d, want the 8 MiB floor", tiny.Resync)
+	// Small budgets scale the heap shares down, never below their floors.
+	s := SharesOf(96 * mib)
+	if s.Ring >= 96*mib/4 || s.Ring < 2*mib || s.Jetstream != 2*mib || s.Consumers < mib/2 {
+		t.Fatalf("SharesOf(96 MiB) = %+v", s)
+	}
+}
+
+// TestSharesLedgerFits is the budget's arithmetic: for every budget from
+// MinBudget up, the shares with the process overhead, the fixed Go memory
+// and their GC headroom add up to at most the budget, GOMEMLIMIT is
+// acceptable, and no share shrinks as the budget grows. Raising a floor, a
+// fraction or a fixed cost past what the budget holds fails here.
+func TestSharesLedgerFits(t *testing.T) {
+	var budgets []int64
+	for b := int64(MinBudget); b <= 512<<20; b += 1 << 20 {
+		budgets = append(budgets, b)
+	}
+	for b := int64(512 << 20); b <= 1<<40; b += b / 8 {
+		budgets = append(budgets, b)
+	}
+	var prev Shares
+	for _, b := range budgets {
+		l := LedgerOf(b)
+		if err := l.Check(); err != nil {
+			t.Fatalf("budget %d: %v", b, err)
+		}
+		s := SharesOf(b)
+		if _, err := memoryLimit(b, PebbleOffHeap(s.BlockCache, s.MemTable, MemTablesInMemory)); err != nil {
+			t.Fatalf("budget %d: %v", b, err)
+		}
+		if s.Ring < prev.Ring || s.IdentityCache < prev.IdentityCache || s.Upstream < prev.Upstream ||
+			s.Intake < prev.Intake || s.Results < prev.Results || s.Resync < prev.Resync ||
+			s.Consumers < prev.Consumers || s.Jetstream < prev.Jetstream {
+			t.Fatalf("budget %d: a share shrank: %+v after %+v", b, s, prev)
+		}
+		prev = s
+	}
+}
+
+// TestMinBudget: MinBudget is the smallest budget that fits, to the MiB.
+func TestMinBudget(t *testing.T) {
+	b := int64(MinBudget - 1<<20)
+	s := SharesOf(b)
+	_, err := memoryLimit(b, s.Pebble())
+	if err == nil && LedgerOf(b).Check() == nil {
+		t.Fatalf("a budget of %d MiB fits too: lower MinBudget", b>>20)
 	}
 }
 

@@ -24,12 +24,30 @@
 //
 // # GOMEMLIMIT
 //
-//	GOMEMLIMIT = Budget × GoLimitPercent / 100 − OffHeap
+//	GOMEMLIMIT = Budget − ProcessOverhead(Budget) − OffHeap
 //
 // GOMEMLIMIT bounds only memory the Go runtime maps (heap, stacks, runtime
-// metadata). The remaining 10 % of the budget is headroom for what it does
-// not see: C allocations and thread stacks from cgo (libsecp256k1), the
-// binary's text and data, and fragmentation of the C allocator.
+// metadata). ProcessOverhead, a tenth of the budget but at least
+// MinProcessOverhead (32 MiB), is kept for what it does not see: the
+// binary's resident pages (~20 MiB), C allocations and thread stacks from
+// cgo (libsecp256k1), and fragmentation of the C allocator. A flat 10 %
+// was too little below ~320 MiB: at a 128 MiB budget the binary alone
+// took more than the 12.8 MiB left, and RSS peaked at 137 MiB.
+//
+// The smallest budget accepted is MinBudget (77 MiB), where GOMEMLIMIT is
+// MinMemoryLimit (32 MiB) and the shares are at their floors. Small
+// budgets cost CPU: the live heap (tables, the ring, the identity cache)
+// is then a large part of GOMEMLIMIT, so the collector runs every few MiB
+// allocated (PERF.md, Production scale, measures it).
+//
+// # Shares and the ledger
+//
+// [SharesOf] splits the budget between the components (the table is on
+// [Shares]); the relay hands each share to the component that enforces it.
+// A [Ledger] lists the bounds the components were actually configured
+// with, plus the process overhead, the fixed Go memory and the GC headroom
+// they need; the relay logs it at start-up (a warning when explicit sizes
+// push it over the budget), and the tests check it for every budget.
 //
 // OffHeap is memory that is certain to be allocated outside the Go heap and
 // must be carved out explicitly: Pebble v2.1.7 allocates its block cache and

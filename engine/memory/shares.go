@@ -1,38 +1,78 @@
 package memory
 
 // Shares is how the relay divides its memory budget between the consumers
-// large enough to matter. Every figure is in bytes. The Go heap gets what is
-// left after OffHeap; GOMEMLIMIT is sized from that (see the package doc).
+// large enough to matter. Every figure is in bytes. The budget B is spent
+// as follows; [Ledger] lists the same items for a running relay and the
+// tests check that they add up to at most B for every budget from
+// [MinBudget] up:
 //
-// The split, for a budget B (each clamped to the bounds in [SharesOf]):
+//	ProcessOverhead  max(B/10, 32 MiB)  what neither GOMEMLIMIT nor a share
+//	                 sees: the binary's resident pages (~20 MiB), cgo thread
+//	                 stacks and C allocations (libsecp256k1), C allocator
+//	                 fragmentation
+//	BlockCache       B/16   Pebble block cache (off heap under cgo), 2 MiB–1 GiB
+//	MemTable         B/128  one Pebble memtable, 1–64 MiB; up to 4 exist
+//	                 (off heap under cgo)
+//	FixedGo          16 MiB Go memory no share covers: runtime metadata,
+//	                 goroutine stacks, tables sized at start (the ring's slot
+//	                 array), Pebble's Go-side state, metrics
+//	Go heap shares, each a bound its component enforces:
+//	  Ring           B/4    the firehose ring of recent frames, ≤ 1 GiB:
+//	                 about an hour of the live network, older frames are
+//	                 read from Pebble
+//	  IdentityCache  B/8    resolved DID documents
+//	  Upstream       B/32   buffers of messages in flight from PDS hosts,
+//	                 first byte to delivery (upstream.Config.MaxBufferedBytes)
+//	  Intake         B/32   delivered frames queued for the validation
+//	                 workers, and parked while their identity resolves
+//	                 (buffer capacity), ≤ 256 MiB; counted twice: held
+//	                 results can pass their bound by what the intake held
+//	                 when their hosts were paused
+//	  Results        B/16   validated output frames: half in transit to the
+//	                 sequencer, half held for host order (relay
+//	                 ResultsQueueBytes and MaxHeldBytes)
+//	  Resync         B/32   repositories being resynced: fetched CARs and
+//	                 their verification scratch, 1–256 MiB; about half of it
+//	                 bounds the largest repository the relay can resync
+//	  Consumers      B/64   firehose consumers: MaxConsumers is this over one
+//	                 consumer's bound (firehose.Config.ConsumerBytes)
+//	  Jetstream      B/64   Jetstream subscribers: MaxSubscribers is what is
+//	                 left of this after the compressors over one subscriber's
+//	                 bound (jetstream.Config.SubscriberBytes, SharedBytes)
+//	GC headroom      the rest, at least a third of the heap shares plus
+//	                 FixedGo: GOMEMLIMIT is B − ProcessOverhead − off heap,
+//	                 so the collector keeps the heap under it with the live
+//	                 heap at most three quarters of it
 //
-//	BlockCache    B/16   Pebble block cache (off heap under cgo)
-//	MemTable      B/128  one Pebble memtable; up to 4 exist (off heap under cgo)
-//	Ring          B/4    the firehose ring of recent frames (Go heap), ≤ 1 GiB:
-//	                     about an hour of the live network, older frames
-//	                     are read from Pebble
-//	IdentityCache B/8    resolved DID documents (Go heap)
-//	Intake        B/16   frames queued for the validation workers (Go heap)
-//	Results       B/16   validated frames waiting for the sequencer (Go heap)
-//	Resync        B/32   repositories being resynced: fetched CARs and their
-//	                     verification scratch (Go heap), 8 MiB–256 MiB;
-//	                     about half of it bounds the largest repository
-//	                     the relay can resync
-//	TrimThreshold B/64   idle heap above which the trimmer returns memory
+// TrimThreshold (B/64, 4–256 MiB) is not memory held: it is the idle heap
+// above which the trimmer returns memory to the OS.
 //
-// Together the shares are at most 3/4 of B including the four memtables; the
-// rest is GC headroom, runtime metadata and the binary. The ring gets the
-// largest share because it is what keeps consumers off the disk, and because
-// memory the Go heap holds live is memory the trimmer can account for: the
-// off-heap shares are kept small (PERF.md, Memory, measures the effect).
+// The fractions are what a large budget gets (upper bounds aside); when
+// the heap shares would leave too little GC headroom, as they do below
+// about 256 MiB, they are all scaled down alike, never below a floor of
+// 0.5–2 MiB each (2 MiB for Jetstream: a compressor and one subscriber). The ring gets the largest share because it is what keeps
+// consumers off the disk, and because memory the Go heap holds live is
+// memory the trimmer can account for: the off-heap shares are kept small
+// (PERF.md, Memory, measures the effect).
+//
+// Not in a share, and so not bounded by the budget: a subscribed host's
+// own state (a few KiB, plus crypto/tls's record buffers, up to ~17 KiB
+// idle, 34 KiB busy, for a wss:// host, plus up to 64 KiB of read-ahead
+// while the relay pauses it), kernel socket buffers (charged to the
+// cgroup, not RSS), and one message near the 5 MB frame limit, which takes
+// about four times its size across the pipeline at once (assumed rare:
+// real frames are under 2 MB).
 type Shares struct {
 	BlockCache    int64
 	MemTable      int64
 	Ring          int64
 	IdentityCache int64
+	Upstream      int64
 	Intake        int64
 	Results       int64
 	Resync        int64
+	Consumers     int64
+	Jetstream     int64
 	TrimThreshold int64
 }
 
@@ -41,27 +81,87 @@ type Shares struct {
 // counts that many.
 const MemTablesInMemory = 4
 
+// FixedGoBytes is the Go memory no share covers (see [Shares]): an idle
+// relay's Go memory is ~16 MiB, most of it tables sized at start.
+const FixedGoBytes = 16 << 20
+
+// MinProcessOverhead is the least of the budget kept for memory neither
+// GOMEMLIMIT nor a share sees (see [ProcessOverhead]).
+const MinProcessOverhead = 32 << 20
+
+// ProcessOverhead is the part of budget kept for memory the Go runtime and
+// the shares do not see: the binary's resident pages, cgo thread stacks
+// and C allocations, C allocator fragmentation. A tenth of the budget, at
+// least MinProcessOverhead: the binary alone is ~20 MiB resident.
+func ProcessOverhead(budget int64) int64 {
+	return max(budget/10, MinProcessOverhead)
+}
+
 // SharesOf splits budget (bytes, > 0) as documented on [Shares]. Small
-// budgets get the lower bounds, large ones the upper bounds, so a 24 GiB
-// machine does not hand Pebble 1.5 GiB of cache it will never fill.
+// budgets get their heap shares scaled down, large ones the upper bounds,
+// so a 24 GiB machine does not hand Pebble 1.5 GiB of cache it will never
+// fill.
 func SharesOf(budget int64) Shares {
 	const mib = 1 << 20
-	return Shares{
-		BlockCache:    clamp(budget/16, 8*mib, 1<<30),
-		MemTable:      clamp(budget/128, 4*mib, 64*mib),
-		Ring:          clamp(budget/4, 16*mib, 1<<30),
-		IdentityCache: clamp(budget/8, 16*mib, 8<<30),
-		Intake:        clamp(budget/16, 16*mib, 512*mib),
-		Results:       clamp(budget/16, 16*mib, 256*mib),
-		Resync:        clamp(budget/32, 8*mib, 256*mib),
-		TrimThreshold: clamp(budget/64, 8*mib, 256*mib),
+	s := Shares{
+		BlockCache:    clamp(budget/16, 2*mib, 1<<30),
+		MemTable:      clamp(budget/128, 1*mib, 64*mib),
+		Ring:          clamp(budget/4, 2*mib, 1<<30),
+		IdentityCache: clamp(budget/8, 1*mib, 8<<30),
+		Upstream:      clamp(budget/32, 1*mib, 256*mib),
+		Intake:        clamp(budget/32, 1*mib, 256*mib),
+		Results:       clamp(budget/16, 1*mib, 256*mib),
+		Resync:        clamp(budget/32, 1*mib, 256*mib),
+		Consumers:     clamp(budget/64, mib/2, 1<<30),
+		Jetstream:     clamp(budget/64, 2*mib, 1<<30),
+		TrimThreshold: clamp(budget/64, 4*mib, 256*mib),
 	}
+	// The heap shares and FixedGo may take three quarters of what the Go
+	// runtime gets, counting the memtables and cache as if on the heap
+	// (they are without cgo).
+	// What is above the floors shrinks alike until they fit.
+	avail := (budget-ProcessOverhead(budget)-s.Pebble())*3/4 - FixedGoBytes
+	heap := s.Heap()
+	if heap <= avail || budget < 0 {
+		return s
+	}
+	scaled := []struct {
+		v            *int64
+		floor, count int64 // count: times Heap counts it
+	}{
+		{&s.Ring, 2 * mib, 1}, {&s.IdentityCache, mib, 1}, {&s.Upstream, mib, 1}, {&s.Intake, mib, 2},
+		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.Jetstream, 2 * mib, 1},
+	}
+	var floors int64
+	for _, x := range scaled {
+		floors += x.floor * x.count
+	}
+	if heap <= floors {
+		return s
+	}
+	for _, x := range scaled {
+		// Below MinBudget nothing fits: every share at its floor.
+		*x.v = x.floor + (*x.v-x.floor)*max(avail-floors, 0)/(heap-floors)
+	}
+	return s
+}
+
+// Heap is the sum of the shares on the Go heap, the intake counted twice
+// (see [Shares]).
+func (s Shares) Heap() int64 {
+	return s.Ring + s.IdentityCache + s.Upstream + 2*s.Intake + s.Results + s.Resync + s.Consumers + s.Jetstream
 }
 
 // OffHeap is the part of s allocated outside the Go heap in this build (see
 // [PebbleOffHeap]).
 func (s Shares) OffHeap() int64 {
 	return PebbleOffHeap(s.BlockCache, s.MemTable, MemTablesInMemory)
+}
+
+// Pebble is what Pebble's block cache and memtables take, on or off the Go
+// heap.
+func (s Shares) Pebble() int64 {
+	return s.BlockCache + s.MemTable*MemTablesInMemory
 }
 
 func clamp(v, lo, hi int64) int64 {

@@ -42,8 +42,10 @@
 // the results channel by items. A full worker queue parks the host's frame
 // with the resumer goroutine and pauses the host; a host over its event rate
 // is paused until a token is due; a host whose results the sequencer holds
-// behind an earlier, unfinished frame beyond HostHeldBytes is paused until
-// they are released. Parked frames are bounded by ParkedBytes (part of the
+// behind an earlier, unfinished frame beyond HostHeldBytes (or with any
+// held while all hosts' held results pass MaxHeldBytes) is paused until
+// they are released. Held results do not count in ResultsQueueBytes: a
+// worker never waits for room that only a frame behind it can make. Parked frames are bounded by ParkedBytes (part of the
 // intake) and ParkedAccounts; beyond them a worker waits for resolutions.
 // Limits delay, they never drop.
 package relay

@@ -338,3 +338,88 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	}
 	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
 }
+
+// TestHeldResultsDoNotStopWorkers holds back one account's DID document
+// with a results budget of a few frames and no per-host held limit to
+// speak of: the slow host's later results, held for host order behind the
+// parked frame, soon exceed the whole results budget. They used to keep
+// their place in it, so the only worker waited in send for room that only
+// the parked frame (behind that worker) could make: ingestion stopped for
+// every host, for good (a full-speed replay at a 128 MiB budget stalled
+// after 879 events). Now held results leave the results budget and count
+// under MaxHeldBytes, beyond which their host is paused: the other host
+// keeps flowing, the held bytes stay bounded, and everything arrives once
+// the document comes.
+func TestHeldResultsDoNotStopWorkers(t *testing.T) {
+	fl := newFleet(t, 2, 3)
+	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
+	slowDID := slowHost.Accounts()[0]
+	gate := make(chan struct{})
+	target, err := url.Parse(fl.PLCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, slowDID) {
+			select {
+			case <-gate:
+			case <-req.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	defer plc.Close()
+	release := sync.OnceFunc(func() { close(gate) })
+
+	cfg := testConfig()
+	cfg.Workers = 1
+	cfg.ResultsQueueBytes = 8 << 10
+	cfg.HostHeldBytes = 1 << 30 // only the global held limit pauses
+	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
+	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, PLCRequestTimeout: time.Hour},
+		fl.Hostnames(), cfg, 256<<10)
+	defer h.stop()
+	defer release()
+	c := dialConsumer(t, h.addr, 0)
+
+	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	for i := 0; i < 300; i++ {
+		if _, err := fl.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The old code stops here: the worker waits in send, the fast host's
+	// frames sit in its queue.
+	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	if h.r.m.parked.Get() == 0 {
+		t.Fatal("no frame parked: the test does not exercise holding")
+	}
+	waitUntil(t, "the slow host's pause for its held results", func() bool { return h.r.m.hostPauses[pauseHeld].Get() > 0 })
+	// Bounded: MaxHeldBytes (8 KiB) plus the results of frames the slow
+	// host had queued when it was paused, which the intake bounds; far
+	// below what its ~150 frames would hold unpaused.
+	if held := h.r.heldBytes.Load(); held > 256<<10 {
+		t.Errorf("%d bytes held behind the parked frame", held)
+	}
+
+	release()
+	h.waitHostsCaughtUp(fl.Hosts())
+	if held := h.r.heldBytes.Load(); held != 0 {
+		t.Errorf("%d bytes still held after the release", held)
+	}
+	if n := h.r.resBudget.inUse(); n != 0 {
+		t.Errorf("results budget still holds %d bytes", n)
+	}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		if n := h.r.m.dropped[r].Get(); n != 0 {
+			t.Errorf("dropped %s: %d", r, n)
+		}
+	}
+	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
+}

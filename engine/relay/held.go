@@ -14,7 +14,7 @@ import "sort"
 type heldList struct {
 	r   []result
 	off int
-	// bytes is the results budget the held results take (result.budget).
+	// bytes is the memory the held results take (result.size).
 	bytes int64
 	// gen is the tracker generation of the held results, mixed whether
 	// they span more than one (a cursor reset while some were held).
@@ -48,7 +48,7 @@ func (l *heldList) insert(x result) {
 	items = l.r[l.off:]
 	copy(items[i+1:], items[i:])
 	items[i] = x
-	l.bytes += x.budget
+	l.bytes += x.size
 }
 
 // release appends to ready, in order, every held result at or below low
@@ -62,7 +62,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 			j++
 		}
 		for i := range items[:j] {
-			l.bytes -= items[i].budget
+			l.bytes -= items[i].size
 		}
 		ready = append(ready, items[:j]...)
 		clear(items[:j])
@@ -72,7 +72,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 	k := 0
 	for i := range items {
 		if items[i].seq <= low || items[i].gen != gen {
-			l.bytes -= items[i].budget
+			l.bytes -= items[i].size
 			ready = append(ready, items[i])
 		} else {
 			items[k] = items[i]

@@ -216,7 +216,9 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 			r.ids.Prefetch(p.DID)
 		}
 	}
-	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(f.Len())); {
+	// Queues count what frames hold (buffer capacity), not their length:
+	// frames just over a buffer class hold up to 8 times their size.
+	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(f.Cap())); {
 	case err == nil:
 		g.owned = false
 		return keep && !hs.heldBack.Load()
@@ -254,7 +256,7 @@ func (r *Relay) resumer() {
 			}
 			t := hs.pending[0]
 			hs.mu.Unlock()
-			err := r.workers.SubmitBytes(r.ctx, t.did, t, int64(t.f.Len()))
+			err := r.workers.SubmitBytes(r.ctx, t.did, t, int64(t.f.Cap()))
 			if err != nil {
 				r.completeDropped(t, DropShutdown)
 			}

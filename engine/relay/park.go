@@ -109,7 +109,7 @@ func parkWeight(t *task) int64 {
 	if t.ctl != nil {
 		return parkTaskBytes
 	}
-	return int64(t.f.Len()) + parkTaskBytes
+	return int64(t.f.Cap()) + parkTaskBytes
 }
 
 // parkBehind queues t behind pa, its DID's parked tasks. With the side

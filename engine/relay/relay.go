@@ -79,13 +79,14 @@ type Config struct {
 	Workers int
 	// Validation is Strict (default) or Lenient (RELAY_VALIDATION).
 	Validation verify.Mode
-	// IntakeBytes bounds the frame bytes queued for all workers together,
-	// split evenly between them (the memory budget's intake share); a full
+	// IntakeBytes bounds the frame buffers (their capacity) queued for all
+	// workers together, split evenly between them (the memory budget's
+	// intake share); a full
 	// worker queue pauses the sending host
 	// (relay_host_pauses_total{reason="pool_full"}). Default
 	// DefaultWorkerQueueBytes per worker. ParkedBytes is part of it.
 	IntakeBytes int64
-	// ParkedBytes bounds the frame bytes all workers together keep parked
+	// ParkedBytes bounds the frame buffers all workers together keep parked
 	// while their accounts' identities resolve (park.go), split evenly
 	// between them and taken out of IntakeBytes. A worker over its share
 	// waits for resolutions (relay_identity_park_full_total). Default
@@ -101,11 +102,22 @@ type Config struct {
 	// ResultsQueueBytes bounds the output frame bytes waiting for the
 	// sequencer; a worker over it waits (its queue fills, its hosts pause).
 	ResultsQueueBytes int64
-	// HostHeldBytes bounds the part of ResultsQueueBytes one host's results
-	// may take while they wait for an earlier frame of the host (parked
-	// for its identity, or slow); the host is paused beyond it
-	// (relay_host_pauses_total{reason="held"}). Default ResultsQueueBytes/8.
+	// HostHeldBytes bounds the bytes one host's results may take while
+	// they wait for an earlier frame of the host (parked for its identity,
+	// or slow); the host is paused beyond it
+	// (relay_host_pauses_total{reason="held"}). Default MaxHeldBytes/8.
 	HostHeldBytes int64
+	// MaxHeldBytes bounds the results of all hosts together that wait for
+	// an earlier frame of their host. Held results leave
+	// ResultsQueueBytes as soon as the sequencer holds them, so a worker
+	// never waits for room that only its own parked or queued frames can
+	// make; beyond MaxHeldBytes every host with held results is paused
+	// instead (reason "held"). Results of the paused hosts' frames already
+	// queued can still arrive, so held results may pass MaxHeldBytes by
+	// up to the intake (measured: by 0.8 times IntakeBytes at most in a
+	// full-speed replay): output frames take at most ResultsQueueBytes +
+	// MaxHeldBytes + IntakeBytes. Default ResultsQueueBytes.
+	MaxHeldBytes int64
 	// ResyncRetryBackoff is the wait before retrying a refused or failed
 	// resync, doubled per failure up to ResyncMaxBackoff.
 	ResyncRetryBackoff, ResyncMaxBackoff time.Duration
@@ -187,8 +199,11 @@ func (c Config) withDefaults() Config {
 	if c.ResultsQueueBytes <= 0 {
 		c.ResultsQueueBytes = DefaultResultsQueueBytes
 	}
+	if c.MaxHeldBytes <= 0 {
+		c.MaxHeldBytes = c.ResultsQueueBytes
+	}
 	if c.HostHeldBytes <= 0 {
-		c.HostHeldBytes = c.ResultsQueueBytes / 8
+		c.HostHeldBytes = c.MaxHeldBytes / 8
 	}
 	setD(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
 	setD(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
@@ -265,6 +280,7 @@ type Relay struct {
 
 	rs        resyncTracker // its own lock
 	resBudget byteBudget    // its own lock
+	heldBytes atomic.Int64  // results held for host order; written by the sequencer
 	hostTop   hostTop       // owned by the host-metrics goroutine
 
 	parkedFrames atomic.Int64 // tasks parked on all workers (gauge)
@@ -382,6 +398,7 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
 	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
+	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.heldBytes.Load()) })
 	gauge(set, `relay_accounts_desynchronized`, func() float64 {
 		r.rs.mu.Lock()
 		defer r.rs.mu.Unlock()

@@ -34,6 +34,9 @@ type sequencer struct {
 	evHost  []*hostState         // host of events[i] when its store Host is set
 	dirty   map[*hostState]int64 // cursors moved with no event to carry them
 	marks   []uint64             // per worker: highest ticket in the batch
+	// heldBytes is the memory of every held result (the heldLists'
+	// bytes) as of the last scanHeld.
+	heldBytes int64
 	// reach is, per host, the highest upstream seq among the results of
 	// the batch being written. Results are released per host in seq order
 	// and only once every earlier seq is complete, so that seq is the
@@ -157,15 +160,36 @@ func (q *sequencer) release() {
 		q.dropIfEmpty(hs, l)
 	}
 	clear(q.in)
+	q.scanHeld()
+}
+
+// scanHeld recomputes, over every held result, each worker's lowest held
+// ticket and the bytes held, and moves the results held since the last
+// scan out of the results budget: they count under MaxHeldBytes instead.
+// A held result waits for an earlier frame of its host that may be parked
+// or queued on a worker; if it kept its place in the results budget, a
+// worker could wait in send for room only that frame's release would
+// make, while the frame waits behind the worker: ingestion would stop.
+func (q *sequencer) scanHeld() {
 	clear(q.minHeld)
+	var total, moved int64
 	for _, l := range q.held {
 		items := l.items()
 		for i := range items {
-			if w, t := items[i].worker, items[i].ticket; q.minHeld[w] == 0 || t < q.minHeld[w] {
+			x := &items[i]
+			if w, t := x.worker, x.ticket; q.minHeld[w] == 0 || t < q.minHeld[w] {
 				q.minHeld[w] = t
 			}
+			moved += x.budget
+			x.budget = 0
 		}
+		total += l.bytes
 	}
+	if moved > 0 {
+		q.r.resBudget.release(moved)
+	}
+	q.heldBytes = total
+	q.r.heldBytes.Store(total)
 }
 
 // heldOf returns hs's held list, taking a spare one if hs holds nothing.
@@ -241,22 +265,27 @@ func (q *sequencer) sweepHeld() bool {
 		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
+	q.scanHeld()
 	return len(q.ready) > before
 }
 
 // holdBack pauses a host whose held results take more than HostHeldBytes
-// of the results budget (they wait for an earlier frame of the host still
-// in a worker: parked for its identity, or slow to validate), and resumes
-// it once they are down to half. Without it a host could fill the whole
-// budget behind one stuck frame, and the worker holding that frame could
-// then block in send: ingestion would stop.
+// (they wait for an earlier frame of the host still in a worker: parked
+// for its identity, or slow to validate), or that holds any while all
+// hosts together hold more than MaxHeldBytes, and resumes it once both
+// are down to half, or once it holds nothing. Held results are out of
+// the results budget (scanHeld), so this pause is what bounds them: a
+// paused host sends nothing more, and what it already sent is in the
+// intake. heldBytes is as of the last scan: at most one drain old.
 func (q *sequencer) holdBack(hs *hostState, l *heldList) {
-	limit := q.r.cfg.HostHeldBytes
+	limit, total := q.r.cfg.HostHeldBytes, q.r.cfg.MaxHeldBytes
+	over := l.bytes > limit || (q.heldBytes > total && !l.empty())
+	under := l.bytes <= limit/2 && (q.heldBytes <= total/2 || l.empty())
 	switch {
-	case l.bytes > limit && !hs.heldBack.Load():
+	case over && !hs.heldBack.Load():
 		hs.heldBack.Store(true)
 		q.r.m.hostPauses[pauseHeld].Inc()
-	case l.bytes <= limit/2 && hs.heldBack.Load():
+	case under && hs.heldBack.Load():
 		hs.heldBack.Store(false)
 		if up := hs.up.Load(); up != nil {
 			q.r.loop.Resume(up)

@@ -65,8 +65,11 @@ type result struct {
 	did        string
 	localAfter store.LocalStatus
 	// budget is what this result holds of the results byte budget,
-	// returned by the sequencer after the batch.
+	// returned by the sequencer after the batch, or as soon as it holds
+	// the result for host order (then it counts under MaxHeldBytes).
 	budget int64
+	// size is the memory the output frame takes (its buffer's capacity).
+	size int64
 }
 
 func (r *Relay) newScratch(worker int) scratch {
@@ -137,7 +140,8 @@ func (r *Relay) send(s *scratch, res result) {
 	s.ticket++
 	res.ticket = s.ticket
 	if res.out != nil {
-		res.budget = int64(cap(res.out.B))
+		res.size = int64(cap(res.out.B))
+		res.budget = res.size
 		r.resBudget.acquire(res.budget)
 	}
 	r.results <- res

@@ -641,7 +641,7 @@ func TestGrowAsBytesArrive(t *testing.T) {
 	}
 	off := 100
 	for off < len(frame) {
-		if dst := fr.directDst(); dst != nil {
+		if dst, _ := fr.directDst(); dst != nil {
 			if len(fr.msg.B)+len(dst) > cap(fr.msg.B) {
 				t.Fatal("direct read slice beyond the buffer")
 			}

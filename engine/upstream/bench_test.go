@@ -76,7 +76,7 @@ func benchLoop(b *testing.B, conns, size int) {
 func BenchmarkFrameReader(b *testing.B) {
 	l := newTestLoop(b, Config{Sink: func(h *Host, f Frame) bool { f.Release(); return true }, Readers: 1, MaxConcurrentDials: 1})
 	h := &Host{loop: l, name: "bench.test"}
-	c := &conn{fr: frameReader{bufs: &l.bufs, max: l.cfg.MaxFrameBytes}}
+	c := &conn{fr: frameReader{bufs: &l.bufs, max: l.cfg.MaxFrameBytes, mem: l.mem, host: h}}
 	r := &reader{l: l}
 	frame := frameBytes(ws.OpBinary, true, payloadN(1, 300))
 	stream := bytes.Repeat(frame, 64)

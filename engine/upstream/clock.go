@@ -28,7 +28,9 @@ func (l *Loop) clockLoop() {
 // than MessageTimeout ago is dropped (reason "message_timeout") however
 // steadily its bytes trickle in; readers check that after every read, the
 // clock catches a host that went silent mid-message. Parked hosts are
-// skipped: we are the ones not reading.
+// skipped: we are the ones not reading. Starved hosts only have their
+// message clock checked: a partial message holds buffer budget others may
+// wait for (memBudget).
 func (l *Loop) tick(now time.Time, scan []*Host) []*Host {
 	l.mu.RLock()
 	scan = append(scan[:0], l.hosts...)
@@ -56,6 +58,11 @@ func (l *Loop) tick(now time.Time, scan []*Host) []*Host {
 			case h.pingSent <= last && nowNs-last >= idle:
 				h.req |= reqPing
 				h.pingSent = nowNs
+				l.kickLocked(h)
+			}
+		case stateStarved:
+			if start := h.msgStart.Load(); start != 0 && nowNs-start >= msgTimeout {
+				h.req |= reqMsgTimeout
 				l.kickLocked(h)
 			}
 		}

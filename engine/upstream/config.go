@@ -34,6 +34,7 @@ const (
 	DefaultMessageTimeout      = time.Minute
 	DefaultMaxPingsPerSecond   = 10
 	DefaultLogInterval         = time.Minute
+	DefaultMaxBufferedBytes    = 1 << 30
 )
 
 // Sink receives every complete binary message, error frames (op -1)
@@ -97,6 +98,18 @@ type Config struct {
 	// LogInterval is the least time between two log lines carrying one
 	// host's remote text (Host.LogAllowed). Default 1 min.
 	LogInterval time.Duration
+	// MaxBufferedBytes bounds the buffers of messages in flight (from
+	// their first byte to their delivery to the Sink) of all hosts
+	// together, at their capacity. A host that needs more waits, its
+	// socket unread, until bytes are free and granted to it in turn
+	// (relay_upstream_starved_total, relay_upstream_starved_hosts). A
+	// message growing past its first 64 KiB reserves its whole frame once,
+	// and half the bound (or a largest message, if less) is kept from first
+	// buffers for them, so messages in flight never wait for each other for
+	// good (see memBudget); a message above half the bound exceeds it by
+	// the difference. The relay sets it from its memory budget's upstream
+	// share. Default 1 GiB.
+	MaxBufferedBytes int64
 
 	// DialTimeout bounds the TCP connect. Default 5 s.
 	DialTimeout time.Duration
@@ -165,6 +178,9 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
 	def(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
 	def(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
 	defD(&c.MessageTimeout, DefaultMessageTimeout)
 	defD(&c.LogInterval, DefaultLogInterval)
 	defD(&c.DialTimeout, DefaultDialTimeout)
@@ -218,6 +234,9 @@ func (c Config) Validate() error {
 		if f.v < 0 {
 			bad("%s = %v must not be negative", f.name, f.v)
 		}
+	}
+	if c.MaxBufferedBytes < 0 {
+		bad("MaxBufferedBytes = %d must not be negative", c.MaxBufferedBytes)
 	}
 	if c.BackoffMax < c.BackoffMin {
 		bad("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)

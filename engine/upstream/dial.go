@@ -302,7 +302,7 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 		return nil, ReasonHandshake, err
 	}
 	c := &conn{id: l.nextConnID.Add(1), nb: nb, rw: rw, isTLS: !h.insecure}
-	c.fr = frameReader{bufs: &l.bufs, max: cfg.MaxFrameBytes}
+	c.fr = frameReader{bufs: &l.bufs, max: cfg.MaxFrameBytes, mem: l.mem, host: h}
 	if br != nil {
 		// Frames that arrived with the 101 response were buffered by the
 		// upgrade; they are parsed before the socket is read.

@@ -27,7 +27,8 @@
 //
 // A host's Host.state names its owner: waiting (the clock), dial-queued or
 // dialing (a dialer), armed (nobody: epoll), reading (a reader), parked
-// (nobody: paused by the Sink), closed. Other goroutines never touch the
+// (nobody: paused by the Sink), starved (nobody: waiting for buffer
+// budget), closed. Other goroutines never touch the
 // connection; Remove, Reconnect, Resume and the clock set request bits and,
 // if nobody owns the host, "kick" it to a reader, which acts on them. Only
 // the owner writes (pong, ping, close) and closes, so a descriptor is never
@@ -42,10 +43,26 @@
 // it. The buffer is not sized from the declared length, which is only a
 // claim: it starts at min(length, 64 KiB) and moves to bigger pooled buffers
 // (at least doubling) as bytes arrive, so a partial message holds at most
-// 64 KiB or a few times what it received. Ping is answered with pong, close
-// with close then a reconnect, text frames are a protocol error. A message
+// 64 KiB or a few times what it received; the buffers of all messages in
+// flight together are bounded too (Buffer budget, below). Ping is answered
+// with pong, close with close then a reconnect, text frames are a protocol
+// error. A message
 // over Config.MaxFrameBytes (5,000,000 by default, spec §9.2) drops the
 // connection with reason "oversize" and reconnects with backoff.
+//
+// # Buffer budget
+//
+// Config.MaxBufferedBytes bounds the buffers of every message in flight,
+// from its first byte to its delivery, at their capacity: the per-message
+// limit alone lets N hosts hold N × MaxFrameBytes. A message's first buffer
+// and, once it outgrows that, a reservation for its whole frame's buffer
+// class are taken from it; a host refused waits (starved) with its socket
+// unread until released bytes are granted to it, in order, and a reader
+// wakes it. First buffers may use only half the bound (less a largest
+// message, if that is smaller), so growing messages always find room once
+// those ahead of them finish and never wait for each other for good; a
+// starved host's message clock keeps running, so hosts that trickle a
+// message to keep its bytes are dropped as usual. See memBudget.
 //
 // # Back-pressure
 //
@@ -106,12 +123,13 @@
 // is bounded, and abuse backs off like a failed dial:
 //
 //   - Handshake: the response head is bounded (above).
-//   - Partial messages: buffers grow with the bytes that arrive (above), and
-//     a message must complete within Config.MessageTimeout (1 min) of its
+//   - Partial messages: buffers grow with the bytes that arrive (above),
+//     all hosts' together stay within Config.MaxBufferedBytes, and a
+//     message must complete within Config.MessageTimeout (1 min) of its
 //     first byte (reason "message_timeout"): bytes prove a peer alive, not
 //     making progress. Readers check after every read, the clock catches a
-//     host gone silent mid-message; time the Sink keeps a host paused does
-//     not count.
+//     host gone silent or starved mid-message; time the Sink keeps a host
+//     paused does not count.
 //   - Control frames: we write pong, ping and close without ever blocking
 //     (nbConn keeps at most 2 KiB the socket could not take, and a peer
 //     that leaves it unread for Config.WriteTimeout is dropped, reason
@@ -138,9 +156,12 @@
 // relay_upstream_dials_total, relay_upstream_errors_total{reason} (one series
 // per Reason, created at zero: the attacks above count under
 // handshake_too_large, message_timeout, ping_flood and error_frame),
-// relay_upstream_log_suppressed_total (lines Host.LogAllowed refused), and
-// the gauges relay_upstream_connections, relay_upstream_hosts,
-// relay_upstream_outstanding_bytes.
+// relay_upstream_log_suppressed_total (lines Host.LogAllowed refused),
+// relay_upstream_starved_total (turns ended by the buffer budget), and the
+// gauges relay_upstream_connections, relay_upstream_hosts,
+// relay_upstream_outstanding_bytes, relay_upstream_buffered_bytes and
+// relay_upstream_buffer_limit_bytes (the buffer budget's use and bound),
+// relay_upstream_starved_hosts.
 //
 // Linux only (epoll).
 package upstream

@@ -16,6 +16,7 @@ const (
 	kindPing                     // ping; payload in control()
 	kindPong                     // pong
 	kindClose                    // close; payload in control()
+	kindStarved                  // the message buffer cannot grow: the buffer budget is spent
 )
 
 // directReadMin is the smallest remaining payload worth a read(2) straight
@@ -41,11 +42,20 @@ const firstBufferBytes = 64 << 10
 // The buffer then grows with the bytes that actually arrive, never ahead of
 // them by more than firstBufferBytes or one pool class.
 //
+// The message in flight is counted in the loop's buffer budget (memBudget)
+// from its first buffer to its hand-over: held is what it counts. When the
+// budget refuses, feed stops with kindStarved, keeping its state: a header
+// whose buffer was refused is begun again at the next feed, and a message
+// that could not grow takes the bytes that still fit and asks again.
+//
 // Owned by the goroutine that owns the connection (a reader, or the dialer
 // before the first turn); never shared.
 type frameReader struct {
-	bufs *bufPool // static
-	max  int      // static: Config.MaxFrameBytes
+	bufs *bufPool   // static
+	max  int        // static: Config.MaxFrameBytes
+	mem  *memBudget // static; nil: no budget (tests)
+	host *Host      // static: whom mem queues
+	held int64      // bytes the message in flight counts in mem
 
 	hdr     [ws.MaxHeaderSize]byte // header bytes of the next frame so far
 	hdrN    int
@@ -114,8 +124,11 @@ func (r *frameReader) feed(p []byte) (n int, k frameKind, err error) {
 		if r.op.IsControl() {
 			r.ctrlN += copy(r.ctrl[r.ctrlN:], p[n:n+take])
 		} else {
-			if cap(r.msg.B)-len(r.msg.B) < take {
-				r.grow(take)
+			if room := cap(r.msg.B) - len(r.msg.B); room < take && !r.grow(take) {
+				if room == 0 {
+					return n, kindStarved, nil
+				}
+				take = room
 			}
 			r.msg.B = append(r.msg.B, p[n:n+take]...)
 		}
@@ -131,7 +144,8 @@ func (r *frameReader) feed(p []byte) (n int, k frameKind, err error) {
 }
 
 // begin parses and judges the complete header in r.hdr, sizing the message
-// buffer only after every check passed.
+// buffer only after every check passed. Refused a buffer by the budget it
+// returns kindStarved with the header kept, to begin again at the next feed.
 func (r *frameReader) begin() (frameKind, error) {
 	b0, b1 := r.hdr[0], r.hdr[1]
 	h := ws.Header{
@@ -152,7 +166,6 @@ func (r *frameReader) begin() (frameKind, error) {
 	default:
 		h.Length = int64(l)
 	}
-	r.hdrN = 0
 	state := ws.StateClientSide
 	if r.fragmented {
 		state |= ws.StateFragmented
@@ -167,7 +180,12 @@ func (r *frameReader) begin() (frameKind, error) {
 		if h.Length > int64(r.max) {
 			return kindNone, ErrOversize
 		}
-		r.msg = r.bufs.get(int(min(h.Length, firstBufferBytes)))
+		n := min(h.Length, firstBufferBytes)
+		if !r.mem.take(r.host, askFirst, capFor(int(n))) {
+			return kindStarved, nil
+		}
+		r.held = capFor(int(n))
+		r.msg = r.bufs.get(int(n))
 	case ws.OpContinuation:
 		if int64(len(r.msg.B))+h.Length > int64(r.max) {
 			return kindNone, ErrOversize
@@ -175,6 +193,7 @@ func (r *frameReader) begin() (frameKind, error) {
 	default: // control: CheckHeader guaranteed final and ≤ 125 bytes
 		r.ctrlN = 0
 	}
+	r.hdrN = 0
 	r.op, r.fin, r.need, r.inFrame = h.OpCode, h.Fin, int(h.Length), true
 	if r.need == 0 {
 		return r.complete(), nil
@@ -185,13 +204,25 @@ func (r *frameReader) begin() (frameKind, error) {
 // grow moves the message to a pooled buffer with room for at least want
 // more bytes: at least twice the current capacity (so a message is copied
 // O(1) times per byte), never past the end of the frame in flight, whose
-// length the header already checked against the limit.
-func (r *frameReader) grow(want int) {
+// length the header already checked against the limit. Outgrowing what the
+// message holds in the budget, it first reserves the buffer class of the
+// whole frame (see memBudget); it reports false, changing nothing, when the
+// budget refuses.
+func (r *frameReader) grow(want int) bool {
 	l := len(r.msg.B)
-	grown := r.bufs.get(min(max(l+want, 2*cap(r.msg.B)), l+r.need))
+	size := min(max(l+want, 2*cap(r.msg.B)), l+r.need)
+	if int64(size) > r.held {
+		whole := capFor(l + r.need)
+		if !r.mem.take(r.host, askGrow, whole-r.held) {
+			return false
+		}
+		r.held = whole
+	}
+	grown := r.bufs.get(size)
 	grown.B = append(grown.B, r.msg.B...)
 	r.bufs.put(r.msg)
 	r.msg = grown
+	return true
 }
 
 // complete ends the frame in flight.
@@ -227,16 +258,17 @@ func (r *frameReader) partial() bool {
 // directDst returns the unfilled rest of a large data frame's payload, to be
 // read into directly, or nil when the next bytes should go through feed. The
 // slice ends at the buffer's capacity if that comes first: the buffer grows
-// as it fills rather than as the header claims.
-func (r *frameReader) directDst() []byte {
+// as it fills rather than as the header claims. starved reports that the
+// buffer is full and the budget refused to grow it.
+func (r *frameReader) directDst() (dst []byte, starved bool) {
 	if !r.inFrame || r.op.IsControl() || r.need < directReadMin {
-		return nil
+		return nil, false
 	}
 	l := len(r.msg.B)
-	if cap(r.msg.B) == l {
-		r.grow(1)
+	if cap(r.msg.B) == l && !r.grow(1) {
+		return nil, true
 	}
-	return r.msg.B[l : l+min(r.need, cap(r.msg.B)-l)]
+	return r.msg.B[l : l+min(r.need, cap(r.msg.B)-l)], false
 }
 
 // advance records n bytes read into directDst's slice.
@@ -249,10 +281,13 @@ func (r *frameReader) advance(n int) frameKind {
 	return kindNone
 }
 
-// takeMessage hands over the completed message; the caller owns it.
+// takeMessage hands over the completed message; the caller owns it. Its
+// bytes leave the buffer budget: a delivered message is the Sink's to bound.
 func (r *frameReader) takeMessage() *bytebufferpool.ByteBuffer {
 	m := r.msg
 	r.msg = nil
+	r.mem.give(r.held)
+	r.held = 0
 	return m
 }
 
@@ -265,5 +300,6 @@ func (r *frameReader) reset() {
 	if r.msg != nil {
 		r.bufs.put(r.msg)
 	}
-	*r = frameReader{bufs: r.bufs, max: r.max}
+	r.mem.give(r.held)
+	*r = frameReader{bufs: r.bufs, max: r.max, mem: r.mem, host: r.host}
 }

@@ -117,15 +117,16 @@ func TestFrameReader(t *testing.T) {
 	f("length msb", long, nil, nil, ws.ErrHeaderLengthMSB)
 }
 
-// TestProcessZeroAlloc is the per-frame hot path: parse, pooled buffer,
-// Sink, release. At steady state it must not allocate.
+// TestProcessZeroAlloc is the per-frame hot path: parse, pooled buffer
+// counted in the buffer budget, Sink, release. At steady state it must not
+// allocate, and every byte counted is given back at delivery.
 func TestProcessZeroAlloc(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under -race")
 	}
 	l := newTestLoop(t, Config{Sink: func(h *Host, f Frame) bool { f.Release(); return true }, Readers: 1, MaxConcurrentDials: 1})
 	h := &Host{loop: l, name: "alloc.test"}
-	c := &conn{fr: frameReader{bufs: &l.bufs, max: l.cfg.MaxFrameBytes}}
+	c := &conn{fr: frameReader{bufs: &l.bufs, max: l.cfg.MaxFrameBytes, mem: l.mem, host: h}}
 	r := &reader{l: l}
 	var stream []byte
 	for i := range 64 {
@@ -134,9 +135,9 @@ func TestProcessZeroAlloc(t *testing.T) {
 	stream = append(stream, frameBytes(ws.OpBinary, false, payloadN(0, 3000))...)
 	stream = append(stream, frameBytes(ws.OpContinuation, true, payloadN(1, 9000))...)
 	run := func() {
-		used, paused, _, err := r.process(h, c, stream)
-		if err != nil || paused || used != len(stream) {
-			t.Fatalf("process: used %d/%d paused %v err %v", used, len(stream), paused, err)
+		used, stop, _, err := r.process(h, c, stream)
+		if err != nil || stop != outNone || used != len(stream) {
+			t.Fatalf("process: used %d/%d stop %v err %v", used, len(stream), stop, err)
 		}
 	}
 	for range 10 {
@@ -147,6 +148,9 @@ func TestProcessZeroAlloc(t *testing.T) {
 	}
 	if h.Frames() == 0 || h.Outstanding() != 0 {
 		t.Fatalf("frames %d outstanding %d", h.Frames(), h.Outstanding())
+	}
+	if n := l.mem.inUse(); n != 0 {
+		t.Fatalf("buffer budget holds %d bytes after every frame was delivered", n)
 	}
 }
 

@@ -19,6 +19,7 @@ const (
 	stateArmed                       // connection registered in epoll; nobody owns it
 	stateReading                     // queued for or owned by a reader goroutine
 	stateParked                      // Sink paused it; connection open, not armed
+	stateStarved                     // waits for buffer budget (memBudget); connection open, not armed
 	stateClosed                      // removed or loop closed; final
 )
 
@@ -31,6 +32,7 @@ const (
 	reqPing                   // liveness wants a ping sent
 	reqResume                 // Resume arrived while a reader owned the host
 	reqMsgTimeout             // a message in flight outlived Config.MessageTimeout
+	reqWake                   // the buffer budget granted bytes while a reader owned the host
 )
 
 // Host is one upstream PDS firehose. Create it with Loop.Add. Its methods
@@ -64,6 +66,11 @@ type Host struct {
 	pingSent  int64 // unix nanos of our last ping on this connection
 	cursor    int64 // from Reconnect, used by the next dial if hasCursor
 	hasCursor bool
+
+	// Guarded by Loop.mem.mu: bytes the buffer budget granted the host and
+	// its turns have not used yet, and whether it is in the budget's queue.
+	grant  int64
+	queued bool
 }
 
 // Name is the hostname (with ":port" for development hosts).
@@ -146,6 +153,12 @@ func (f Frame) Bytes() []byte { return f.b.B }
 
 // Len is len(f.Bytes()).
 func (f Frame) Len() int { return len(f.b.B) }
+
+// Cap is the capacity of the frame's buffer: the memory it holds until
+// Release, what a Sink should count against its own bounds. Buffers come
+// in size classes, so it may be several times Len (a 70 KB message holds
+// a 512 KiB buffer).
+func (f Frame) Cap() int { return cap(f.b.B) }
 
 // Host is the host the frame came from.
 func (f Frame) Host() *Host { return f.h }

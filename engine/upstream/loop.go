@@ -18,6 +18,7 @@ type Loop struct {
 	// Static after New.
 	cfg        Config
 	bufs       bufPool
+	mem        *memBudget // Config.MaxBufferedBytes
 	m          *loopMetrics
 	ep         *poller
 	ctx        context.Context // cancelled by Close; aborts dials in flight
@@ -61,6 +62,7 @@ func New(cfg Config) (*Loop, error) {
 		upgradeHdr: ws.HandshakeHeaderString("User-Agent: " + cfg.UserAgent + "\r\n"),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.mem = newMemBudget(l, cfg.MaxBufferedBytes, cfg.MaxFrameBytes)
 	l.m = newLoopMetrics(cfg.Metrics, l)
 	l.bufs = newBufPool(cfg.Metrics)
 	l.wg.Add(2 + cfg.Readers + cfg.MaxConcurrentDials)
@@ -178,9 +180,25 @@ func (l *Loop) Reconnect(h *Host, cursor int64) {
 func (l *Loop) kickLocked(h *Host) {
 	switch {
 	case h.state == stateArmed,
-		h.state == stateParked && h.req&(reqRemove|reqReconnect|reqTimeout) != 0:
+		h.state == stateParked && h.req&(reqRemove|reqReconnect|reqTimeout) != 0,
+		h.state == stateStarved && h.req&(reqRemove|reqReconnect|reqTimeout|reqMsgTimeout) != 0:
 		h.state = stateReading
 		l.runQ.push(h)
+	}
+}
+
+// wake hands a starved host its grant: a reader runs its next turn. A
+// host a reader owns is told through reqWake; one whose connection is gone
+// meanwhile gave its grant back already (account.settle).
+func (l *Loop) wake(h *Host) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.state {
+	case stateStarved:
+		h.state = stateReading
+		l.runQ.push(h)
+	case stateReading:
+		h.req |= reqWake
 	}
 }
 

@@ -13,6 +13,7 @@ type loopMetrics struct {
 	errs   [numReasons]*metrics.Counter
 
 	logSuppressed *metrics.Counter // log lines refused by Host.LogAllowed
+	starved       *metrics.Counter // turns ended by the buffer budget
 }
 
 func newLoopMetrics(set *metrics.Set, l *Loop) *loopMetrics {
@@ -29,12 +30,16 @@ func newLoopMetrics(set *metrics.Set, l *Loop) *loopMetrics {
 	m.bytes = counter("relay_upstream_bytes_total")
 	m.dials = counter("relay_upstream_dials_total")
 	m.logSuppressed = counter("relay_upstream_log_suppressed_total")
+	m.starved = counter("relay_upstream_starved_total")
 	for r := range numReasons {
 		m.errs[r] = counter(`relay_upstream_errors_total{reason="` + r.String() + `"}`)
 	}
 	gauge("relay_upstream_connections", func() float64 { return float64(l.connected.Load()) })
 	gauge("relay_upstream_hosts", func() float64 { return float64(l.Hosts()) })
 	gauge("relay_upstream_outstanding_bytes", func() float64 { return float64(l.outstanding.Load()) })
+	gauge("relay_upstream_buffered_bytes", func() float64 { return float64(l.mem.inUse()) })
+	gauge("relay_upstream_buffer_limit_bytes", func() float64 { return float64(l.cfg.MaxBufferedBytes) })
+	gauge("relay_upstream_starved_hosts", func() float64 { return float64(l.mem.waiting()) })
 	return m
 }
 

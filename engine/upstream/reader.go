@@ -22,6 +22,10 @@ type conn struct {
 	isTLS bool     // static
 	fr    frameReader
 
+	// starved is set when a turn ended starved: a grant may come, and
+	// whatever of it the next turns leave unused is given back.
+	starved bool
+
 	pending   *bytebufferpool.ByteBuffer // bytes read but not parsed when the Sink paused
 	pendOff   int                        // parsed prefix of pending
 	delivered bool                       // a message other than an error frame was delivered
@@ -60,8 +64,10 @@ func penalized(r Reason) bool {
 type turnOutcome uint8
 
 const (
-	outBlocked turnOutcome = iota // socket (and TLS buffer) empty: re-arm
+	outNone    turnOutcome = iota // process: nothing stopped it
+	outBlocked                    // socket (and TLS buffer) empty: re-arm
 	outPaused                     // Sink returned false: park until Resume
+	outStarved                    // the buffer budget refused: wait for a grant
 	outBudget                     // TurnBytes used up: requeue behind other hosts
 	outFailed                     // drop the connection
 )
@@ -94,7 +100,7 @@ func (r *reader) serve(h *Host) {
 		}
 		h.mu.Lock()
 		c, req := h.conn, h.req
-		h.req &^= reqPing | reqResume
+		h.req &^= reqPing | reqResume | reqWake
 		h.mu.Unlock()
 		if c == nil {
 			return
@@ -122,6 +128,11 @@ func (r *reader) serve(h *Host) {
 				out = outFailed
 			}
 		}
+		if c.starved && out != outStarved {
+			// Woken with a grant: give back what the turn left.
+			c.starved = false
+			l.mem.settle(h)
+		}
 		if out == outFailed {
 			switch reason {
 			case ReasonProtocol, ReasonOversize, ReasonMessageTimeout, ReasonPingFlood:
@@ -132,7 +143,9 @@ func (r *reader) serve(h *Host) {
 		}
 		if out == outPaused && c.msgStart != 0 {
 			// Time parked is ours, not the peer's: the unit in flight
-			// gets a fresh clock at the first read after Resume.
+			// gets a fresh clock at the first read after Resume. Time
+			// starved is not: a partial message holds shared budget, and
+			// its clock is what frees it (memBudget).
 			c.msgStart = 0
 			h.msgStart.Store(0)
 		}
@@ -155,6 +168,14 @@ func (r *reader) serve(h *Host) {
 				continue
 			}
 			h.state = stateParked
+		case outStarved:
+			c.starved = true
+			if h.req&reqWake != 0 {
+				h.req &^= reqWake
+				h.mu.Unlock()
+				continue
+			}
+			h.state = stateStarved
 		case outBudget:
 			l.runQ.push(h)
 		}
@@ -171,10 +192,10 @@ func (r *reader) serve(h *Host) {
 }
 
 // turn reads and dispatches until the socket would block, the Sink pauses,
-// the budget runs out or the connection fails.
+// the buffer budget refuses, TurnBytes runs out or the connection fails.
 func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 	if c.pending != nil {
-		n, paused, reason, err := r.process(h, c, c.pending.B[c.pendOff:])
+		n, stop, reason, err := r.process(h, c, c.pending.B[c.pendOff:])
 		c.pendOff += n
 		if c.pendOff == len(c.pending.B) {
 			r.l.bufs.put(c.pending)
@@ -183,8 +204,8 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		if err != nil {
 			return outFailed, reason, err
 		}
-		if paused {
-			return outPaused, 0, nil
+		if stop != outNone {
+			return r.stopped(h, c, stop, time.Now().UnixNano())
 		}
 		// Starts the clock of a message the pending bytes began, in case
 		// the socket has nothing more for now.
@@ -193,7 +214,11 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		}
 	}
 	for budget := r.l.cfg.TurnBytes; budget > 0; {
-		if dst := c.fr.directDst(); dst != nil {
+		dst, starved := c.fr.directDst()
+		if starved {
+			return r.stopped(h, c, outStarved, time.Now().UnixNano())
+		}
+		if dst != nil {
 			n, err := c.rw.Read(dst)
 			if n > 0 {
 				now := time.Now().UnixNano()
@@ -222,16 +247,16 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 			now := time.Now().UnixNano()
 			h.lastActivity.Store(now)
 			budget -= n
-			used, paused, reason, perr := r.process(h, c, r.scratch[:n])
+			used, stop, reason, perr := r.process(h, c, r.scratch[:n])
 			if perr != nil {
 				return outFailed, reason, perr
 			}
-			if paused {
+			if stop != outNone {
 				if used < n {
 					c.pending = r.l.bufs.get(n - used)
 					c.pending.B = append(c.pending.B, r.scratch[used:n]...)
 				}
-				return outPaused, 0, nil
+				return r.stopped(h, c, stop, now)
 			}
 			if r.msgTimedOut(h, c, now) {
 				return outFailed, ReasonMessageTimeout, ErrMessageTimeout
@@ -242,6 +267,16 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		}
 	}
 	return outBudget, 0, nil
+}
+
+// stopped ends a turn the Sink paused or the buffer budget starved. A
+// starved host's message clock starts (or goes on) now: it keeps running
+// while the host waits (see memBudget).
+func (r *reader) stopped(h *Host, c *conn, stop turnOutcome, now int64) (turnOutcome, Reason, error) {
+	if stop == outStarved && r.msgTimedOut(h, c, now) {
+		return outFailed, ReasonMessageTimeout, ErrMessageTimeout
+	}
+	return stop, 0, nil
 }
 
 // readFailure classifies a read error. errWouldBlock is the normal end of
@@ -266,30 +301,33 @@ func readFailure(c *conn, err error) (turnOutcome, Reason, error) {
 	}
 }
 
-// process parses p, dispatching every completed frame. It stops early when
-// the Sink pauses (used < len(p) then) or on a failure.
-func (r *reader) process(h *Host, c *conn, p []byte) (used int, paused bool, reason Reason, err error) {
+// process parses p, dispatching every completed frame. It stops early,
+// with used < len(p) possibly, when the Sink pauses (stop outPaused) or
+// the buffer budget refuses (outStarved), or on a failure.
+func (r *reader) process(h *Host, c *conn, p []byte) (used int, stop turnOutcome, reason Reason, err error) {
 	for used < len(p) {
 		n, k, ferr := c.fr.feed(p[used:])
 		used += n
 		if ferr != nil {
 			if ferr == ErrOversize {
-				return used, false, ReasonOversize, ferr
+				return used, outNone, ReasonOversize, ferr
 			}
-			return used, false, ReasonProtocol, ferr
+			return used, outNone, ReasonProtocol, ferr
 		}
 		switch k {
+		case kindStarved:
+			return used, outStarved, 0, nil
 		case kindMessage:
 			keep, derr := r.deliver(h, c)
 			if derr != nil {
-				return used, false, ReasonErrorFrame, derr
+				return used, outNone, ReasonErrorFrame, derr
 			}
 			if !keep {
-				return used, true, 0, nil
+				return used, outPaused, 0, nil
 			}
 		case kindPing:
 			if !c.pingAllowed(r.l.cfg.MaxPingsPerSecond) {
-				return used, false, ReasonPingFlood, ErrPingFlood
+				return used, outNone, ReasonPingFlood, ErrPingFlood
 			}
 			// Answered by flushControl at the end of the turn: a flood of
 			// pings costs one pong write per turn, never a blocked reader.
@@ -301,10 +339,10 @@ func (r *reader) process(h *Host, c *conn, p []byte) (used int, paused bool, rea
 				code = ws.StatusCode(binary.BigEndian.Uint16(ctl))
 			}
 			r.writeClose(c, code)
-			return used, false, ReasonClosedByPeer, ErrPeerClosed
+			return used, outNone, ReasonClosedByPeer, ErrPeerClosed
 		}
 	}
-	return used, false, 0, nil
+	return used, outNone, 0, nil
 }
 
 // deliver hands the completed message to the Sink and reports whether to
@@ -493,6 +531,7 @@ func (l *Loop) closeConn(c *conn) {
 		l.bufs.put(c.pending)
 		c.pending = nil
 	}
+	l.mem.settle(c.fr.host)
 }
 
 // count records a failure reason on the host and the loop, and tells the
