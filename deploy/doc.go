@@ -41,7 +41,8 @@
 //
 // The unit's MemoryHigh equals RELAY_MEMORY_BUDGET; MemoryMax is 12.5 %
 // above it as the hard stop. The relay (engine/memory) sets GOMEMLIMIT to
-// 90 % of the budget minus Pebble's off-heap cache and memtables, so the Go
+// the budget minus max(10 %, 32 MiB) minus Pebble's off-heap cache and
+// memtables, so the Go
 // heap is collected harder well before the kernel starts reclaiming at
 // MemoryHigh. The caches and buffers default to shares of the budget
 // (engine/memory.SharesOf); explicit sizes must fit in it. The test in this

@@ -286,7 +286,7 @@ func settingsTable(s *Settings) []setting {
 		{flag: "resync-memory", env: "RELAY_RESYNC_MEMORY", group: groupMemory, def: "0",
 			help: "Memory all repository resyncs (getRepo bodies and their verification) may hold at once; a " +
 				"repository larger than about half of it cannot be resynced. 0: derived from the memory budget " +
-				"(1/32 of it, 8-256 MiB).",
+				"(1/32 of it, at most 256 MiB; see memory.SharesOf for small budgets).",
 			value: bytesValue(&s.Sizes.resync)},
 		{flag: "default-account-limit", env: "RELAY_DEFAULT_ACCOUNT_LIMIT", group: groupUpstream, def: fmt.Sprint(relay.DefaultAccountLimit),
 			help:    "Accounts a newly seen host may serve before its further new accounts are throttled. 0: the default.",
@@ -348,7 +348,8 @@ func settingsTable(s *Settings) []setting {
 
 		{flag: "memory-budget", env: "RELAY_MEMORY_BUDGET", group: groupMemory, def: "0", deploy: "4GiB",
 			help: "Memory of the whole process; under systemd it must equal MemoryHigh in relay.service. " +
-				"The relay sets GOMEMLIMIT to 90 % of it minus off-heap caches. 0: the cgroup limit " +
+				"The relay sets GOMEMLIMIT to it minus max(1/10 of it, 32 MiB) minus off-heap caches, and every cache, queue and " +
+				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 77 MiB. 0: the cgroup limit " +
 				"(MemoryHigh/MemoryMax), else the machine's memory.",
 			value: bytesValue(&s.Memory.Budget)},
 		{flag: "gogc", env: "RELAY_GOGC", group: groupMemory, def: fmt.Sprint(memory.DefaultGOGC),
@@ -360,7 +361,7 @@ func settingsTable(s *Settings) []setting {
 			value: durationValue(&s.Memory.TrimInterval)},
 		{flag: "trim", env: "RELAY_TRIM", group: groupMemory, def: "true",
 			help: "Run the heap trimmer (debug.FreeOSMemory when idle heap passes 1/64 of the budget, " +
-				"8-256 MiB); false turns it off, for measurements. PERF.md measures both.",
+				"4-256 MiB); false turns it off, for measurements. PERF.md measures both.",
 			value: boolValue(&s.Trim)},
 		{flag: "identity-cache-budget", env: "RELAY_IDENTITY_CACHE_BUDGET", group: groupMemory, def: "0",
 			help:    "Memory for cached DID documents and handles. 0: derived from the memory budget (1/8 of it).",
@@ -371,11 +372,11 @@ func settingsTable(s *Settings) []setting {
 				"from the memory budget (1/4 of it).",
 			value: bytesValue(&s.Sizes.ring)},
 		{flag: "pebble-cache", env: "RELAY_PEBBLE_CACHE", group: groupMemory, def: "0",
-			help:  "Pebble block cache, outside the Go heap. 0: derived from the memory budget (1/16 of it, 8 MiB-1 GiB).",
+			help:  "Pebble block cache, outside the Go heap. 0: derived from the memory budget (1/16 of it, 2 MiB-1 GiB).",
 			value: bytesValue(&s.Sizes.cache)},
 		{flag: "pebble-memtable", env: "RELAY_PEBBLE_MEMTABLE", group: groupMemory, def: "0",
 			help: "One Pebble memtable, outside the Go heap; up to 4 exist at once. 0: derived from the " +
-				"memory budget (1/128 of it, 4-64 MiB).",
+				"memory budget (1/128 of it, 1-64 MiB).",
 			value: bytesValue(&s.Sizes.memTable)},
 
 		{flag: "jetstream-max-subscribers", env: "RELAY_JETSTREAM_MAX_SUBSCRIBERS", group: groupJetstream,
