@@ -47,6 +47,9 @@ const (
 	reasonMask = 0x0f
 )
 
+// Every Reason fits in the record's reasonMask bits.
+var _ [reasonMask + 1 - numReasons]struct{}
+
 // rec is one cached DID: 64 pointer-free bytes, fields ordered so that
 // there is no padding. Times are cache clock values (seconds since the
 // resolver started; touched in touchEvery units, wrapping, compared only

@@ -16,7 +16,7 @@ type Reason uint8
 const (
 	ReasonNone        Reason = iota
 	ReasonNotFound           // 404 or 410: unknown or tombstoned DID
-	ReasonHTTPStatus         // any other non-200 status
+	ReasonHTTPStatus         // any other non-200 status (429 and 5xx have their own)
 	ReasonTransport          // connection, TLS or read failure
 	ReasonTimeout            // the request timeout expired (did:web: the wait for a slot included)
 	ReasonTooLarge           // document larger than Config.MaxDocBytes
@@ -27,6 +27,8 @@ const (
 	ReasonNoPDS              // no #atproto_pds AtprotoPersonalDataServer service
 	ReasonBadPDS             // PDS endpoint is not an http(s)://host[:port] URL
 	ReasonRefusedAddr        // the host resolved to a non-public address (engine/netguard)
+	ReasonRateLimited        // 429: the server asks us to slow down (transient)
+	ReasonServerError        // 5xx: the server failed (transient)
 	numReasons
 )
 
@@ -45,6 +47,10 @@ var (
 	ErrNoPDS      = errors.New("identity: no #atproto_pds service")
 	ErrBadPDS     = errors.New("identity: invalid #atproto_pds endpoint")
 	ErrRefused    = errors.New("identity: host resolves to a non-public address")
+	// ErrRateLimited and ErrServerError wrap ErrHTTPStatus: they are
+	// unexpected statuses too, told apart because they are transient.
+	ErrRateLimited = fmt.Errorf("%w: rate limited (429)", ErrHTTPStatus)
+	ErrServerError = fmt.Errorf("%w: server error (5xx)", ErrHTTPStatus)
 )
 
 // Errors that involve no resolution attempt and are never cached.
@@ -83,6 +89,10 @@ func (r Reason) String() string {
 		return "bad_pds"
 	case ReasonRefusedAddr:
 		return "refused_address"
+	case ReasonRateLimited:
+		return "rate_limited"
+	case ReasonServerError:
+		return "server_error"
 	}
 	return "unknown"
 }
@@ -114,8 +124,43 @@ func (r Reason) Err() error {
 		return ErrBadPDS
 	case ReasonRefusedAddr:
 		return ErrRefused
+	case ReasonRateLimited:
+		return ErrRateLimited
+	case ReasonServerError:
+		return ErrServerError
 	}
 	return nil
+}
+
+// Transient reports whether the failure says nothing about the identity,
+// only about the server at the time: it was rate-limiting, failing,
+// unreachable or slow. Asking again later may succeed. Every other reason
+// is the answer about the DID (it does not exist, its document is
+// unusable) or about our policy (a refused address).
+func (r Reason) Transient() bool {
+	switch r {
+	case ReasonRateLimited, ReasonServerError, ReasonTransport, ReasonTimeout:
+		return true
+	}
+	return false
+}
+
+// IsTransient reports whether err is a resolution failure of a transient
+// reason (Reason.Transient), fresh or cached.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *ResolveError
+	if errors.As(err, &re) {
+		return re.Reason.Transient()
+	}
+	for r := ReasonNone + 1; r < numReasons; r++ {
+		if r.Transient() && errors.Is(err, r.Err()) {
+			return true
+		}
+	}
+	return false
 }
 
 // ResolveError is a fresh resolution failure: the DID, the reason and the
@@ -133,8 +178,11 @@ func (e *ResolveError) Error() string {
 	return fmt.Sprintf("%v: %s", e.Reason.Err(), e.DID)
 }
 
-// Is makes errors.Is(err, ErrNotFound) and friends work.
-func (e *ResolveError) Is(target error) bool { return target == e.Reason.Err() }
+// Is makes errors.Is(err, ErrNotFound) and friends work (and
+// errors.Is(err, ErrHTTPStatus) for a 429 or a 5xx).
+func (e *ResolveError) Is(target error) bool {
+	return target == e.Reason.Err() || (target != nil && errors.Is(e.Reason.Err(), target))
+}
 
 // Unwrap exposes the cause (for example a *url.Error).
 func (e *ResolveError) Unwrap() error { return e.Cause }
@@ -145,7 +193,9 @@ func reasonOf(err error) Reason {
 	if errors.As(err, &re) {
 		return re.Reason
 	}
-	for r := ReasonNone + 1; r < numReasons; r++ {
+	// Newest reasons first: ErrRateLimited and ErrServerError wrap
+	// ErrHTTPStatus, so they must be tried before it.
+	for r := numReasons - 1; r > ReasonNone; r-- {
 		if errors.Is(err, r.Err()) {
 			return r
 		}

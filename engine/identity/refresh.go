@@ -114,7 +114,7 @@ func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Ident
 	if !ok || r.mu.closed {
 		r.mu.Unlock()
 		r.misses.Inc()
-		return r.resolve(ctx, &ref, did, false)
+		return r.resolve(ctx, &ref, did, false, false)
 	}
 	delete(r.mu.refreshes, key)
 	r.refreshUsed.Inc()

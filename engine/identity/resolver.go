@@ -23,6 +23,10 @@ import (
 const (
 	DefaultPLCMaxInFlight    = 32
 	DefaultPLCRequestTimeout = 10 * time.Second
+	DefaultPLCMaxRate        = 500
+	DefaultPLCRetries        = 4
+	DefaultPLCRetryBackoff   = 250 * time.Millisecond
+	DefaultPLCMaxRetryAfter  = 30 * time.Second
 	DefaultWebMaxInFlight    = 8
 	DefaultWebMaxPerDomain   = 2
 	DefaultWebRequestTimeout = 3 * time.Second
@@ -80,6 +84,21 @@ type Config struct {
 	PLCMaxInFlight int
 	// PLCRequestTimeout bounds one PLC request, body included. Default 10s.
 	PLCRequestTimeout time.Duration
+	// PLCMaxRate bounds the requests per second sent to the PLC directory.
+	// The pace starts there, drops on every round of 429 answers and
+	// climbs back slowly (see plcLimiter), so the relay settles just
+	// under the directory's own limit. Default 500.
+	PLCMaxRate float64
+	// PLCRetries bounds the retries of one PLC resolution after a
+	// transient failure (429, 5xx, timeout, transport error), each after
+	// PLCRetryBackoff doubled per earlier retry (jittered, at most 8 s),
+	// a 429 after its Retry-After instead. Default 4.
+	PLCRetries int
+	// PLCRetryBackoff is the wait before the first retry. Default 250ms.
+	PLCRetryBackoff time.Duration
+	// PLCMaxRetryAfter caps how long a 429's Retry-After pauses every PLC
+	// request. Default 30s.
+	PLCMaxRetryAfter time.Duration
 	// WebMaxInFlight bounds concurrent did:web requests, separately from
 	// PLC: did:web hosts are anyone's, and ones that never answer must
 	// not delay did:plc accounts. Default 8.
@@ -138,6 +157,18 @@ func (c Config) withDefaults() Config {
 	if c.PLCRequestTimeout <= 0 {
 		c.PLCRequestTimeout = DefaultPLCRequestTimeout
 	}
+	if !(c.PLCMaxRate > 0) {
+		c.PLCMaxRate = DefaultPLCMaxRate
+	}
+	if c.PLCRetries <= 0 {
+		c.PLCRetries = DefaultPLCRetries
+	}
+	if c.PLCRetryBackoff <= 0 {
+		c.PLCRetryBackoff = DefaultPLCRetryBackoff
+	}
+	if c.PLCMaxRetryAfter <= 0 {
+		c.PLCMaxRetryAfter = DefaultPLCMaxRetryAfter
+	}
 	if c.WebMaxInFlight <= 0 {
 		c.WebMaxInFlight = DefaultWebMaxInFlight
 	}
@@ -183,10 +214,12 @@ func (ref *didRef) method() int {
 }
 
 // Resolver resolves DIDs to Identities through a memory-bounded cache.
-// Concurrent lookups of one DID share a single HTTP request; PLC and
+// Concurrent lookups of one DID share a single resolution; PLC and
 // did:web requests have separate concurrency limits, clients and timeouts
 // (did:web also a per-domain limit), so a slow method never queues the
-// other; failures are cached for NegativeTTL. Safe for concurrent use.
+// other. PLC requests are paced by an adaptive rate limit and retried
+// after transient failures. Failures are cached for NegativeTTL, transient
+// PLC ones only for plcFailureTTL. Safe for concurrent use.
 type Resolver struct {
 	// Static after New.
 	cfg     Config
@@ -194,6 +227,7 @@ type Resolver struct {
 	sems    [numMethods]chan struct{} // request tokens: PLCMaxInFlight, WebMaxInFlight
 	maxIn   [numMethods]int           // the sizes of sems
 	domains domainLimiter             // did:web requests per domain
+	plc     *plcLimiter               // pace of PLC requests
 	cache   *cache
 	disk    *disk // nil without Config.Store
 	epoch   time.Time
@@ -233,7 +267,8 @@ type Resolver struct {
 	hits, misses, negHits, coalesced, resolves *metrics.Counter
 	prefetches                                 *metrics.Counter   // resolutions Prefetch started
 	refreshed, refreshUsed                     *metrics.Counter   // resolutions Refresh started; those Reresolve took
-	resolveTime                                *metrics.Histogram // seconds per DID document fetch
+	resolveTime                                *metrics.Histogram // seconds per DID document request
+	plcRetries, plcLimited                     *metrics.Counter   // PLC requests retried; PLC answers 429
 	resolveErrs                                [numReasons]*metrics.Counter
 }
 
@@ -274,6 +309,7 @@ func New(cfg Config) *Resolver {
 		epoch:        cfg.Now(),
 		maxIn:        [numMethods]int{methodPLC: cfg.PLCMaxInFlight, methodWeb: cfg.WebMaxInFlight},
 		domains:      domainLimiter{per: cfg.WebMaxPerDomain, m: make(map[string]*domainSlots)},
+		plc:          newPLCLimiter(cfg.PLCMaxRate, cfg.PLCMaxRetryAfter),
 		maxRefreshes: maxRefreshes,
 	}
 	for m := range numMethods {
@@ -348,6 +384,9 @@ func (r *Resolver) registerMetrics() {
 	r.refreshed = s.NewCounter("relay_identity_refreshes_total")
 	r.refreshUsed = s.NewCounter("relay_identity_refreshes_used_total")
 	r.resolveTime = s.NewHistogram("relay_identity_resolve_seconds")
+	r.plcRetries = s.NewCounter("relay_identity_plc_retries_total")
+	r.plcLimited = s.NewCounter("relay_identity_plc_rate_limited_total")
+	s.NewGauge("relay_identity_plc_rate", r.plc.current)
 	for reason := ReasonNone + 1; reason < numReasons; reason++ {
 		r.resolveErrs[reason] = s.NewCounter(fmt.Sprintf(`relay_identity_resolve_errors_total{reason=%q}`, reason.String()))
 	}
@@ -439,7 +478,32 @@ func (r *Resolver) Lookup(ctx context.Context, did string) (Identity, error) {
 		}
 	}
 	r.misses.Inc()
-	return r.resolve(ctx, &ref, did, false)
+	return r.resolve(ctx, &ref, did, false, false)
+}
+
+// Retry is Lookup for a caller that already got a transient failure for
+// did and waited: a cached transient PLC failure (Retryable) counts as a
+// miss, so did is resolved again (or the running resolution joined).
+// Anything else cached is returned as Lookup would.
+func (r *Resolver) Retry(ctx context.Context, did string) (Identity, error) {
+	ref, err := r.parse(did)
+	if err != nil {
+		return Identity{}, err
+	}
+	if id, ok, err := r.cached(&ref, did); ok && !(ref.isPLC && IsTransient(err)) {
+		return id, err
+	}
+	r.misses.Inc()
+	return r.resolve(ctx, &ref, did, true, ref.isPLC)
+}
+
+// Retryable reports whether err, returned by Lookup, Retry or Reresolve
+// for did, is worth waiting out: a transient failure (IsTransient) of the
+// PLC directory, the operator's service, which comes back. A did:web
+// failure is not: its host is anyone's, and one that never answers must
+// not hold the frames of its accounts for long.
+func (r *Resolver) Retryable(did string, err error) bool {
+	return strings.HasPrefix(did, plcPrefix) && IsTransient(err)
 }
 
 // parse parses did and applies the development switch: a did:web with an
@@ -580,8 +644,9 @@ func (r *Resolver) purgeLocked(ref *didRef, did string) {
 }
 
 // resolve waits for did's resolution, joining a running one or starting
-// one; useDisk lets a new one answer from a fresh disk row.
-func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string, useDisk bool) (Identity, error) {
+// one; useDisk lets a new one answer from a fresh disk row, retry makes a
+// cached transient failure a miss (Retry).
+func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string, useDisk, retry bool) (Identity, error) {
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -594,7 +659,7 @@ func (r *Resolver) resolve(ctx context.Context, ref *didRef, did string, useDisk
 		// The caller's cache miss was read without r.mu: a flight may have
 		// finished and stored its result since. finish does both under
 		// r.mu, so no flight now means the cache is current.
-		if id, ok, err := r.cached(ref, did); ok {
+		if id, ok, err := r.cached(ref, did); ok && !(retry && IsTransient(err)) {
 			r.mu.Unlock()
 			return id, err
 		}
@@ -641,25 +706,32 @@ func (r *Resolver) goLocked(ref didRef, did string, f *flight) {
 }
 
 // run performs one resolution and publishes it to the cache and waiters.
+// A did:plc is retried after a transient failure, up to PLCRetries times:
+// after a 429 as soon as the pace allows (the limiter holds every request
+// for the Retry-After), otherwise after a backoff. A did:web gets one
+// request: its host is anyone's, and one that fails or stalls is not worth
+// another slot.
 func (r *Resolver) run(ref didRef, did string, f *flight) {
 	defer r.wg.Done()
 	defer close(f.done)
-	m := ref.method()
 	if f.useDisk && r.diskResult(did, f) {
 		r.finish(&ref, did, f, true)
 		return
 	}
-	ctx, release, err := r.slot(&ref, did)
-	if err == nil {
-		r.inFlight[m].Add(1)
-		r.resolves.Inc()
-		began := time.Now()
-		f.id, err = r.fetch(ctx, &ref, did)
-		f.resolvedAt = r.unixNow()
-		r.resolveTime.UpdateDuration(began)
-		r.inFlight[m].Add(-1)
-		release()
+	var err error
+	for attempt := 0; ; attempt++ {
+		f.id, err = r.request(&ref, did)
+		reason := reasonOf(err)
+		if err == nil || errors.Is(err, ErrClosed) || !ref.isPLC || attempt == r.cfg.PLCRetries || !reason.Transient() {
+			break
+		}
+		r.plcRetries.Inc()
+		if reason != ReasonRateLimited && !sleep(r.ctx, backoff(r.cfg.PLCRetryBackoff, attempt)) {
+			err = ErrClosed
+			break
+		}
 	}
+	f.resolvedAt = r.unixNow()
 	f.err = err
 	cacheable := !errors.Is(err, ErrClosed)
 	if err != nil && cacheable {
@@ -668,23 +740,60 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 	r.finish(&ref, did, f, cacheable)
 }
 
+// request sends one request for did when its method allows (slot) and
+// returns the identity or the failure. The directory's answer adjusts the
+// PLC pace: a 429 slows every PLC request, any other answer lets the pace
+// recover.
+func (r *Resolver) request(ref *didRef, did string) (Identity, error) {
+	ctx, release, round, err := r.slot(ref, did)
+	if err != nil {
+		return Identity{}, err
+	}
+	m := ref.method()
+	r.inFlight[m].Add(1)
+	r.resolves.Inc()
+	began := time.Now()
+	id, after, err := r.fetch(ctx, ref, did)
+	r.resolveTime.UpdateDuration(began)
+	r.inFlight[m].Add(-1)
+	release()
+	if ref.isPLC {
+		switch reason := reasonOf(err); {
+		case err == nil || !reason.Transient():
+			r.plc.answered()
+		case reason == ReasonRateLimited:
+			r.plcLimited.Inc()
+			r.plc.limited(round, after)
+		}
+	}
+	return id, err
+}
+
 // slot waits for the right to send ref's request and returns the context
-// the request runs under (its deadline set) and the function that gives
-// the right back. A did:plc waits for a PLC token, then has
-// PLCRequestTimeout. A did:web waits for its domain's slot, then a did:web
-// token, all within WebRequestTimeout, whose rest the request gets: a
-// queue of did:web hosts that never answer therefore fails its DIDs
-// quickly, and never touches the PLC tokens. Errors are ErrClosed or a
-// ReasonTimeout *ResolveError.
-func (r *Resolver) slot(ref *didRef, did string) (context.Context, func(), error) {
+// the request runs under (its deadline set), the function that gives the
+// right back, and for a did:plc the pacing round it is sent in. A did:plc
+// waits for a PLC token, then for its turn in the pace (plcLimiter), then
+// has PLCRequestTimeout. A did:web waits for its domain's slot, then a
+// did:web token, all within WebRequestTimeout, whose rest the request
+// gets: a queue of did:web hosts that never answer therefore fails its
+// DIDs quickly, and never touches the PLC tokens. Errors are ErrClosed or
+// a ReasonTimeout *ResolveError.
+func (r *Resolver) slot(ref *didRef, did string) (context.Context, func(), uint64, error) {
 	if ref.isPLC {
 		select {
 		case r.sems[methodPLC] <- struct{}{}:
 		case <-r.ctx.Done():
-			return nil, nil, ErrClosed
+			return nil, nil, 0, ErrClosed
+		}
+		// The token is taken first so that the request leaves exactly at
+		// its turn, not in a burst when tokens free up.
+		round, err := r.plc.wait(r.ctx)
+		if err != nil {
+			<-r.sems[methodPLC]
+			return nil, nil, 0, ErrClosed
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PLCRequestTimeout)
-		return ctx, func() { cancel(); <-r.sems[methodPLC] }, nil
+		return ctx, func() { cancel(); <-r.sems[methodPLC] }, round, nil
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.WebRequestTimeout)
 	queued := func(stage string) error {
@@ -696,15 +805,15 @@ func (r *Resolver) slot(ref *didRef, did string) (context.Context, func(), error
 	}
 	domain := webDomain(ref.host)
 	if !r.domains.acquire(ctx, domain) {
-		return nil, nil, queued("per-domain")
+		return nil, nil, 0, queued("per-domain")
 	}
 	select {
 	case r.sems[methodWeb] <- struct{}{}:
 	case <-ctx.Done():
 		r.domains.release(domain)
-		return nil, nil, queued("did:web")
+		return nil, nil, 0, queued("did:web")
 	}
-	return ctx, func() { cancel(); <-r.sems[methodWeb]; r.domains.release(domain) }, nil
+	return ctx, func() { cancel(); <-r.sems[methodWeb]; r.domains.release(domain) }, 0, nil
 }
 
 // finish stores the result (unless the flight was purged or the resolver is
@@ -746,12 +855,23 @@ func (r *Resolver) diskResult(did string, f *flight) bool {
 	return true
 }
 
+// plcFailureTTL is how long a transient PLC failure (the directory
+// rate-limiting, failing or unreachable, after the flight's retries) is
+// cached: long enough that frames arriving meanwhile do not each start a
+// resolution (Prefetch skips cached DIDs), short enough that it says
+// nothing lasting about the DID. Retry ignores it.
+const plcFailureTTL = 5 * time.Second
+
 // storeLocked caches the finished flight f's result for did and queues a
 // fetched identity for the disk. r.mu held.
 func (r *Resolver) storeLocked(ref *didRef, did string, f *flight) {
 	now := r.now()
 	if f.err != nil {
-		r.cache.put(ref, did, entry{reason: reasonOf(f.err), expires: now + seconds(r.cfg.NegativeTTL)}, "", now)
+		reason, ttl := reasonOf(f.err), r.cfg.NegativeTTL
+		if ref.isPLC && reason.Transient() {
+			ttl = plcFailureTTL
+		}
+		r.cache.put(ref, did, entry{reason: reason, expires: now + seconds(ttl)}, "", now)
 		return
 	}
 	hostRef := r.cache.internHost(f.id.PDSHost)
@@ -778,8 +898,8 @@ func seconds(d time.Duration) uint32 {
 }
 
 // fetch runs the HTTP request for did under ctx (from slot, carrying the
-// method's deadline).
-func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity, error) {
+// method's deadline). For a 429 it also returns the answer's Retry-After.
+func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity, time.Duration, error) {
 	var url string
 	if ref.isPLC {
 		url = r.cfg.PLCURL + "/" + did
@@ -790,9 +910,9 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 		}
 		url = scheme + ref.host + "/.well-known/did.json"
 	}
-	fail := func(reason Reason, cause error) (Identity, error) {
+	fail := func(reason Reason, cause error) (Identity, time.Duration, error) {
 		if r.ctx.Err() != nil {
-			return Identity{}, ErrClosed
+			return Identity{}, 0, ErrClosed
 		}
 		var ne net.Error
 		switch {
@@ -801,7 +921,7 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 		case ctx.Err() != nil || (errors.As(cause, &ne) && ne.Timeout()):
 			reason = ReasonTimeout
 		}
-		return Identity{}, &ResolveError{DID: did, Reason: reason, Cause: cause}
+		return Identity{}, 0, &ResolveError{DID: did, Reason: reason, Cause: cause}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -817,6 +937,11 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return fail(ReasonNotFound, nil)
+	case resp.StatusCode == http.StatusTooManyRequests:
+		id, _, err := fail(ReasonRateLimited, nil)
+		return id, retryAfter(resp.Header), err
+	case resp.StatusCode >= 500:
+		return fail(ReasonServerError, fmt.Errorf("status %d", resp.StatusCode))
 	case resp.StatusCode != http.StatusOK:
 		return fail(ReasonHTTPStatus, fmt.Errorf("status %d", resp.StatusCode))
 	case resp.ContentLength > r.cfg.MaxDocBytes:
@@ -833,7 +958,7 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 	if reason != ReasonNone {
 		return fail(reason, nil)
 	}
-	return id, nil
+	return id, 0, nil
 }
 
 // drainClose reads a little of what is left so the connection can be

@@ -207,7 +207,7 @@ func TestNegativeTTL(t *testing.T) {
 	gone, missing, broken := plcDID(3), plcDID(4), plcDID(5)
 	p.status[gone] = http.StatusGone
 	p.status[missing] = http.StatusNotFound
-	p.status[broken] = http.StatusInternalServerError
+	p.status[broken] = http.StatusBadRequest // definitive, unlike a 5xx (retry_test.go)
 	ctx := context.Background()
 	f := func(did string, want error, wantRequests int) {
 		t.Helper()

@@ -1,0 +1,179 @@
+package identity
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// plcLimiter paces every request to the PLC directory and adapts the pace
+// to the directory's rate limit (additive increase, multiplicative
+// decrease, as TCP does with a congested link):
+//
+//   - requests are sent at most rate per second, spaced 1/rate apart with
+//     no burst, so a token bucket in front of the directory sees an even
+//     stream rather than the relay's bursts (a cold cache, a restart);
+//   - a 429 cuts rate by rateCut, at most once per round: requests already
+//     sent at the old rate come back 429 too and must not cut it again, so
+//     only a request sent after the last cut can cut it;
+//   - a 429 also pauses every request until its Retry-After (at most
+//     maxPause; 1 s when absent or unparseable), and requests waiting for
+//     their turn take a new one at the cut pace;
+//   - every other answer from the directory (a document, or a definitive
+//     error such as 404) raises rate by increase/rate: at full pace that
+//     is increase requests per second, per second, up to maxRate.
+//
+// Failures that are not the directory's answer (timeouts, transport
+// errors, 5xx) leave the pace alone: 0.5 % of them at a few hundred
+// requests a second would otherwise keep it at the floor.
+//
+// Safe for concurrent use.
+type plcLimiter struct {
+	// Static after newPLCLimiter.
+	maxRate, minRate float64 // requests per second
+	increase         float64 // requests per second, per second
+	maxPause         time.Duration
+
+	mu          sync.Mutex
+	rate        float64   // guarded by mu: current pace, in [minRate, maxRate]
+	next        time.Time // guarded by mu: earliest send time of the next request
+	pausedUntil time.Time // guarded by mu: no request is sent before this
+	round       uint64    // guarded by mu: incremented by every cut
+}
+
+// rateCut is the factor a 429 multiplies the pace by.
+const rateCut = 0.7
+
+// defaultPause is the pause after a 429 without a usable Retry-After.
+const defaultPause = time.Second
+
+func newPLCLimiter(maxRate float64, maxPause time.Duration) *plcLimiter {
+	return &plcLimiter{
+		maxRate:  maxRate,
+		minRate:  min(1, maxRate),
+		increase: max(1, maxRate/100),
+		maxPause: maxPause,
+		rate:     maxRate,
+	}
+}
+
+// wait blocks until the next request may be sent and returns the round it
+// is sent in (for limited), or ctx's error.
+func (l *plcLimiter) wait(ctx context.Context) (uint64, error) {
+	for {
+		l.mu.Lock()
+		now := time.Now()
+		at := now
+		if l.next.After(at) {
+			at = l.next
+		}
+		if l.pausedUntil.After(at) {
+			at = l.pausedUntil
+		}
+		l.next = at.Add(time.Duration(float64(time.Second) / l.rate))
+		round := l.round
+		l.mu.Unlock()
+		d := at.Sub(now)
+		if d <= 0 {
+			return round, nil
+		}
+		if !sleep(ctx, d) {
+			return 0, ctx.Err()
+		}
+		// A 429 may have cut the pace or paused the directory while this
+		// request waited for its turn: take a new turn then.
+		l.mu.Lock()
+		stale := round != l.round || time.Now().Before(l.pausedUntil)
+		l.mu.Unlock()
+		if !stale {
+			return round, nil
+		}
+	}
+}
+
+// answered records an answer of the directory other than 429.
+func (l *plcLimiter) answered() {
+	l.mu.Lock()
+	l.rate = min(l.maxRate, l.rate+l.increase/l.rate)
+	l.mu.Unlock()
+}
+
+// limited records a 429 to a request sent in round, with the answer's
+// Retry-After (negative: none).
+func (l *plcLimiter) limited(round uint64, retryAfter time.Duration) {
+	if retryAfter < 0 {
+		retryAfter = defaultPause
+	}
+	retryAfter = min(retryAfter, l.maxPause)
+	l.mu.Lock()
+	now := time.Now()
+	if until := now.Add(retryAfter); until.After(l.pausedUntil) {
+		l.pausedUntil = until
+	}
+	if round == l.round {
+		l.rate = max(l.minRate, l.rate*rateCut)
+		l.round++
+		// Turns handed out at the old pace are retaken (wait), the first
+		// one interval after now: at once, it would find the directory's
+		// bucket as empty as the 429 did and cut again, down to the floor.
+		l.next = now.Add(time.Duration(float64(time.Second) / l.rate))
+	}
+	l.mu.Unlock()
+}
+
+// current returns the pace, requests per second.
+func (l *plcLimiter) current() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rate
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+// It returns -1 when the header is absent or unusable.
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return -1
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return -1
+		}
+		return time.Duration(min(s, 1<<20)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return -1
+}
+
+// backoff is the wait before retry number attempt+1 of a failed PLC
+// request: base doubled per earlier retry, capped at maxBackoff, with
+// jitter in [½, 1½) so DIDs that failed together do not retry together.
+func backoff(base time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxBackoff)
+	return d/2 + rand.N(d+1)
+}
+
+// maxBackoff caps the wait between two attempts of one PLC resolution.
+const maxBackoff = 8 * time.Second
+
+// sleep waits d or until ctx ends, and reports whether the wait completed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
