@@ -47,9 +47,17 @@ const maxRefreshes = 16384
 // event, and several queued events of one account each find theirs. A
 // refresh pending under the same did and tag is replaced: whoever takes it
 // then gets a fresher document, never an older one, whatever the tag.
+//
+// Events share a refresh whose request has not been sent yet (it waits for
+// a PLC token or its turn in the pace): its document will be fetched after
+// every one of them arrived, which is all each needs. A burst of #identity
+// events for one DID (a backlog after a restart, a replay) then costs one
+// request, not one each.
+//
 // Nothing is started if did is malformed, the resolver is closed,
 // maxPrefetchFlights × the method's request limit refreshes of its method
-// are running or maxRefreshes are held; it never waits. did is only read during the call.
+// are running or maxRefreshes are held; it never waits. did is only read
+// during the call.
 func (r *Resolver) Refresh(did []byte, tag uint64) {
 	if len(did) == 0 {
 		return
@@ -69,6 +77,11 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 	// The replaced flight, if any, runs on detached and its result is
 	// dropped by finish.
 	delete(r.mu.refreshes, key)
+	if f := r.mu.unsent[s]; f != nil && len(r.mu.refreshes) < r.maxRefreshes {
+		r.mu.refreshes[key] = refresh{f: f, started: now}
+		r.refreshShared.Inc()
+		return
+	}
 	if m := ref.method(); r.mu.refreshRunning[m] >= maxPrefetchFlights*r.maxIn[m] {
 		return
 	}
@@ -90,6 +103,7 @@ func (r *Resolver) Refresh(did []byte, tag uint64) {
 	}
 	f := &flight{done: make(chan struct{}), refresh: true}
 	r.mu.refreshes[key] = refresh{f: f, started: now}
+	r.mu.unsent[s] = f
 	r.goLocked(ref, s, f)
 	r.refreshed.Inc()
 }

@@ -214,3 +214,50 @@ func TestRefreshBounded(t *testing.T) {
 		t.Fatalf("bad input started a refresh: %d", n)
 	}
 }
+
+// TestRefreshSharedUntilSent: #identity events of one DID that arrive while
+// its refresh waits for a request slot share that refresh: one request,
+// and each event's Reresolve gets its document. An event arriving once the
+// request has left gets a refresh of its own.
+func TestRefreshSharedUntilSent(t *testing.T) {
+	p := newFakePLC(t)
+	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: 1})
+	did, other := plcDID(41), plcDID(42)
+	ctx := context.Background()
+	rotated := newKey(t)
+	p.setKey(did, rotated)
+	gate := make(chan struct{})
+	p.setGate(gate)
+	// other's request holds the only PLC token at the gate.
+	go func() { _, _ = r.Lookup(ctx, other) }()
+	waitRequests(t, p, other, 1)
+	for tag := uint64(1); tag <= 3; tag++ {
+		r.Refresh([]byte(did), tag)
+	}
+	if got := r.refreshShared.Get(); got != 2 {
+		t.Fatalf("%d refreshes shared, want 2", got)
+	}
+	close(gate)
+	p.setGate(nil)
+	for tag := uint64(1); tag <= 3; tag++ {
+		if id, err := r.Reresolve(ctx, did, tag); err != nil || id.Key != rotated {
+			t.Fatalf("Reresolve %d: %+v %v", tag, id, err)
+		}
+	}
+	if n := p.count(did); n != 1 {
+		t.Fatalf("%d requests for three events, want 1", n)
+	}
+	// Sent: a new event gets a new request.
+	r.Refresh([]byte(did), 4)
+	waitRequests(t, p, did, 2)
+	r.Refresh([]byte(did), 5)
+	waitRequests(t, p, did, 3)
+	for tag := uint64(4); tag <= 5; tag++ {
+		if _, err := r.Reresolve(ctx, did, tag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.refreshShared.Get(); got != 2 {
+		t.Fatalf("%d refreshes shared, want still 2", got)
+	}
+}

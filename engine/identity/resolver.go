@@ -82,7 +82,11 @@ type Config struct {
 	// PLCMaxInFlight bounds concurrent requests to the PLC directory.
 	// Default 32.
 	PLCMaxInFlight int
-	// PLCRequestTimeout bounds one PLC request, body included. Default 10s.
+	// PLCRequestTimeout bounds one PLC request, body included. The first
+	// attempt of a resolution gets a quarter of it, each retry twice the
+	// previous one's: a request the directory never answers (it happens)
+	// costs a quarter, and a directory that is slow across the board is
+	// still waited for. Default 10s.
 	PLCRequestTimeout time.Duration
 	// PLCMaxRate bounds the requests per second sent to the PLC directory.
 	// The pace starts there, drops on every round of 429 answers and
@@ -243,6 +247,9 @@ type Resolver struct {
 		// refreshes holds the resolutions Refresh started, not yet taken
 		// by Reresolve: detached from flights and the cache until then.
 		refreshes map[refreshKey]refresh // guarded by mu
+		// unsent holds, per DID, the refresh whose request has not been
+		// sent yet: later #identity events of the DID share it (Refresh).
+		unsent map[string]*flight // guarded by mu
 		// running counts flight goroutines not finished, by method,
 		// refreshes included; refreshRunning counts the refreshes among
 		// them. Prefetch and Refresh bound them. Guarded by mu.
@@ -266,7 +273,7 @@ type Resolver struct {
 	// Metrics, registered in cfg.Metrics at New.
 	hits, misses, negHits, coalesced, resolves *metrics.Counter
 	prefetches                                 *metrics.Counter   // resolutions Prefetch started
-	refreshed, refreshUsed                     *metrics.Counter   // resolutions Refresh started; those Reresolve took
+	refreshed, refreshUsed, refreshShared      *metrics.Counter   // resolutions Refresh started; those Reresolve took; events that shared one
 	resolveTime                                *metrics.Histogram // seconds per DID document request
 	plcRetries, plcLimited                     *metrics.Counter   // PLC requests retried; PLC answers 429
 	resolveErrs                                [numReasons]*metrics.Counter
@@ -346,6 +353,7 @@ func New(cfg Config) *Resolver {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.flights = make(map[string]*flight)
 	r.mu.refreshes = make(map[refreshKey]refresh)
+	r.mu.unsent = make(map[string]*flight)
 	r.registerMetrics()
 	if cfg.Store != nil {
 		r.disk = newDisk(&r.cfg, r.unixNow)
@@ -383,6 +391,7 @@ func (r *Resolver) registerMetrics() {
 	r.prefetches = s.NewCounter("relay_identity_prefetches_total")
 	r.refreshed = s.NewCounter("relay_identity_refreshes_total")
 	r.refreshUsed = s.NewCounter("relay_identity_refreshes_used_total")
+	r.refreshShared = s.NewCounter("relay_identity_refreshes_shared_total")
 	r.resolveTime = s.NewHistogram("relay_identity_resolve_seconds")
 	r.plcRetries = s.NewCounter("relay_identity_plc_retries_total")
 	r.plcLimited = s.NewCounter("relay_identity_plc_rate_limited_total")
@@ -720,7 +729,7 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 	}
 	var err error
 	for attempt := 0; ; attempt++ {
-		f.id, err = r.request(&ref, did)
+		f.id, err = r.request(&ref, did, f, attempt)
 		reason := reasonOf(err)
 		if err == nil || errors.Is(err, ErrClosed) || !ref.isPLC || attempt == r.cfg.PLCRetries || !reason.Transient() {
 			break
@@ -740,14 +749,23 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 	r.finish(&ref, did, f, cacheable)
 }
 
-// request sends one request for did when its method allows (slot) and
-// returns the identity or the failure. The directory's answer adjusts the
-// PLC pace: a 429 slows every PLC request, any other answer lets the pace
-// recover.
-func (r *Resolver) request(ref *didRef, did string) (Identity, error) {
-	ctx, release, round, err := r.slot(ref, did)
+// request sends attempt number attempt (from 0) of did's resolution when
+// its method allows (slot) and returns the identity or the failure. The
+// directory's answer adjusts the PLC pace: a 429 slows every PLC request,
+// any other answer lets the pace recover.
+func (r *Resolver) request(ref *didRef, did string, f *flight, attempt int) (Identity, error) {
+	ctx, release, round, err := r.slot(ref, did, attempt)
 	if err != nil {
 		return Identity{}, err
+	}
+	if f.refresh && attempt == 0 {
+		// From now on the document may predate a new #identity event:
+		// later events no longer share this refresh.
+		r.mu.Lock()
+		if r.mu.unsent[did] == f {
+			delete(r.mu.unsent, did)
+		}
+		r.mu.Unlock()
 	}
 	m := ref.method()
 	r.inFlight[m].Add(1)
@@ -773,12 +791,12 @@ func (r *Resolver) request(ref *didRef, did string) (Identity, error) {
 // the request runs under (its deadline set), the function that gives the
 // right back, and for a did:plc the pacing round it is sent in. A did:plc
 // waits for a PLC token, then for its turn in the pace (plcLimiter), then
-// has PLCRequestTimeout. A did:web waits for its domain's slot, then a
+// has plcTimeout(attempt). A did:web waits for its domain's slot, then a
 // did:web token, all within WebRequestTimeout, whose rest the request
 // gets: a queue of did:web hosts that never answer therefore fails its
 // DIDs quickly, and never touches the PLC tokens. Errors are ErrClosed or
 // a ReasonTimeout *ResolveError.
-func (r *Resolver) slot(ref *didRef, did string) (context.Context, func(), uint64, error) {
+func (r *Resolver) slot(ref *didRef, did string, attempt int) (context.Context, func(), uint64, error) {
 	if ref.isPLC {
 		select {
 		case r.sems[methodPLC] <- struct{}{}:
@@ -792,7 +810,7 @@ func (r *Resolver) slot(ref *didRef, did string) (context.Context, func(), uint6
 			<-r.sems[methodPLC]
 			return nil, nil, 0, ErrClosed
 		}
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PLCRequestTimeout)
+		ctx, cancel := context.WithTimeout(r.ctx, r.plcTimeout(attempt))
 		return ctx, func() { cancel(); <-r.sems[methodPLC] }, round, nil
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.WebRequestTimeout)
@@ -823,6 +841,9 @@ func (r *Resolver) finish(ref *didRef, did string, f *flight, cacheable bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f.finished = true
+	if r.mu.unsent[did] == f {
+		delete(r.mu.unsent, did) // it never sent its request (closing)
+	}
 	m := ref.method()
 	r.mu.running[m]--
 	if f.refresh {
@@ -861,6 +882,17 @@ func (r *Resolver) diskResult(did string, f *flight) bool {
 // resolution (Prefetch skips cached DIDs), short enough that it says
 // nothing lasting about the DID. Retry ignores it.
 const plcFailureTTL = 5 * time.Second
+
+// plcTimeout bounds attempt number attempt (from 0) of a PLC resolution:
+// a quarter of PLCRequestTimeout, doubled per earlier attempt, at most
+// PLCRequestTimeout.
+func (r *Resolver) plcTimeout(attempt int) time.Duration {
+	d := r.cfg.PLCRequestTimeout / 4
+	for i := 0; i < attempt && d < r.cfg.PLCRequestTimeout; i++ {
+		d *= 2
+	}
+	return min(d, r.cfg.PLCRequestTimeout)
+}
 
 // storeLocked caches the finished flight f's result for did and queues a
 // fetched identity for the disk. r.mu held.
