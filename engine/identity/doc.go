@@ -8,7 +8,43 @@
 // https://<host>/.well-known/did.json. 404 and 410 mean "no identity"
 // (ErrNotFound). Bodies are capped (MaxDocBytes), always drained and
 // closed, redirects are not followed, and concurrent lookups of one DID
-// share one request.
+// share one resolution.
+//
+// # A PLC directory under load
+//
+// The PLC directory answers in tens to hundreds of milliseconds,
+// rate-limits, fails a share of requests and now and then never answers
+// one (issue 16). A failure of that kind says nothing about the DID, and
+// the relay rejects the frames of an identity it cannot resolve, so:
+//
+//   - Every PLC request is paced (limit.go): at most PLCMaxRate a second,
+//     evenly spaced; a 429 cuts the pace by 30 % (once per round of 429s)
+//     and holds every PLC request until its Retry-After (at most
+//     PLCMaxRetryAfter); answers raise the pace back slowly (AIMD). The
+//     relay settles just under the directory's limit instead of bursting
+//     into it.
+//   - A transient failure (429, 5xx, timeout, transport error:
+//     Reason.Transient) of a did:plc is retried up to PLCRetries times,
+//     after a jittered exponential backoff (after a 429, when the pace
+//     allows). A first attempt has a quarter of PLCRequestTimeout, each
+//     retry twice the previous one's: a request lost by the directory
+//     costs little, a slow directory is still waited for.
+//   - What still fails transiently is cached for plcFailureTTL (5 s)
+//     only, not NegativeTTL: enough that a burst of frames of the DID does
+//     not start a resolution each, short enough to say nothing lasting.
+//     Retry ignores it; Retryable tells callers which failures to wait
+//     out (the relay parks their frames and retries).
+//   - After breakerStreak failures in a row with no answer for 5 s the
+//     directory is taken for down: one probe request a second, the other
+//     resolutions fail at once with ErrUnavailable, until it answers.
+//   - Definitive failures (not found, an unusable document) are cached
+//     for NegativeTTL and never retried; did:web failures get no retry
+//     either (the host is anyone's).
+//
+// Metrics: relay_identity_plc_retries_total,
+// relay_identity_plc_rate_limited_total (429s), relay_identity_plc_rate
+// (the pace, requests/s), relay_identity_plc_unavailable (the breaker),
+// relay_identity_resolve_errors_total{reason} per failed resolution.
 //
 // # Hostile did:web hosts
 //
@@ -37,7 +73,9 @@
 // sent under: Refresh (arrival) starts a resolution that stays out of the
 // cache, keyed by the DID and a tag naming the event, and Reresolve (the
 // worker, in order) purges the DID and takes exactly that resolution,
-// waiting only for what is left of it. Both are bounded: running ones by
+// waiting only for what is left of it. Events of one DID that arrive
+// while its refresh has not sent its request yet share it: its document
+// is fetched after all of them arrived. Both are bounded: running ones by
 // a multiple of their method's request limit (each is a goroutine),
 // finished refreshes not yet taken by maxRefreshes.
 //

@@ -29,6 +29,7 @@ const (
 	ReasonRefusedAddr        // the host resolved to a non-public address (engine/netguard)
 	ReasonRateLimited        // 429: the server asks us to slow down (transient)
 	ReasonServerError        // 5xx: the server failed (transient)
+	ReasonUnavailable        // not asked: every recent PLC request failed (transient; plcLimiter's breaker)
 	numReasons
 )
 
@@ -51,6 +52,7 @@ var (
 	// unexpected statuses too, told apart because they are transient.
 	ErrRateLimited = fmt.Errorf("%w: rate limited (429)", ErrHTTPStatus)
 	ErrServerError = fmt.Errorf("%w: server error (5xx)", ErrHTTPStatus)
+	ErrUnavailable = errors.New("identity: PLC directory unavailable")
 )
 
 // Errors that involve no resolution attempt and are never cached.
@@ -93,6 +95,8 @@ func (r Reason) String() string {
 		return "rate_limited"
 	case ReasonServerError:
 		return "server_error"
+	case ReasonUnavailable:
+		return "unavailable"
 	}
 	return "unknown"
 }
@@ -128,6 +132,8 @@ func (r Reason) Err() error {
 		return ErrRateLimited
 	case ReasonServerError:
 		return ErrServerError
+	case ReasonUnavailable:
+		return ErrUnavailable
 	}
 	return nil
 }
@@ -139,7 +145,7 @@ func (r Reason) Err() error {
 // unusable) or about our policy (a refused address).
 func (r Reason) Transient() bool {
 	switch r {
-	case ReasonRateLimited, ReasonServerError, ReasonTransport, ReasonTimeout:
+	case ReasonRateLimited, ReasonServerError, ReasonTransport, ReasonTimeout, ReasonUnavailable:
 		return true
 	}
 	return false

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -29,21 +30,46 @@ import (
 //
 // Failures that are not the directory's answer (timeouts, transport
 // errors, 5xx) leave the pace alone: 0.5 % of them at a few hundred
-// requests a second would otherwise keep it at the floor.
+// requests a second would otherwise keep it at the floor. They feed a
+// circuit breaker instead: after breakerStreak of them in a row with no
+// answer for breakerAfter, the directory is taken for down and wait lets
+// one request through per probeEvery (the probe), failing the others at
+// once (errUnavailable) without a request. The first answer closes it.
+// An outage then costs the directory one request a second, and the relay
+// no resolution slots or timeouts: callers that wait it out (the relay's
+// parked frames) retry cheaply, and those past their patience fail fast.
 //
 // Safe for concurrent use.
 type plcLimiter struct {
-	// Static after newPLCLimiter.
-	maxRate, minRate float64 // requests per second
-	increase         float64 // requests per second, per second
-	maxPause         time.Duration
+	// Static after newPLCLimiter (tests lower the breaker's times before
+	// the first request).
+	maxRate, minRate       float64 // requests per second
+	increase               float64 // requests per second, per second
+	maxPause               time.Duration
+	breakAfter, probeEvery time.Duration
 
 	mu          sync.Mutex
 	rate        float64   // guarded by mu: current pace, in [minRate, maxRate]
 	next        time.Time // guarded by mu: earliest send time of the next request
 	pausedUntil time.Time // guarded by mu: no request is sent before this
 	round       uint64    // guarded by mu: incremented by every cut
+	// The breaker, guarded by mu: transient failures since the last
+	// answer, when the directory last answered (or the limiter started),
+	// and while open, when the next probe may go.
+	streak     int
+	lastAnswer time.Time
+	nextProbe  time.Time
 }
+
+// The circuit breaker's thresholds (see plcLimiter).
+const (
+	breakerStreak = 20
+	breakerAfter  = 5 * time.Second
+	probeEvery    = time.Second
+)
+
+// errUnavailable is wait's answer while the breaker is open.
+var errUnavailable = errors.New("every recent PLC request failed; not sent (one probe a second until the directory answers)")
 
 // rateCut is the factor a 429 multiplies the pace by.
 const rateCut = 0.7
@@ -53,17 +79,32 @@ const defaultPause = time.Second
 
 func newPLCLimiter(maxRate float64, maxPause time.Duration) *plcLimiter {
 	return &plcLimiter{
-		maxRate:  maxRate,
-		minRate:  min(1, maxRate),
-		increase: max(1, maxRate/100),
-		maxPause: maxPause,
-		rate:     maxRate,
+		maxRate:    maxRate,
+		minRate:    min(1, maxRate),
+		increase:   max(1, maxRate/100),
+		maxPause:   maxPause,
+		breakAfter: breakerAfter,
+		probeEvery: probeEvery,
+		rate:       maxRate,
+		// Started counts as an answer: a directory down from the start
+		// opens the breaker breakerAfter later.
+		lastAnswer: time.Now(),
 	}
 }
 
 // wait blocks until the next request may be sent and returns the round it
-// is sent in (for limited), or ctx's error.
+// is sent in (for limited), or ctx's error, or errUnavailable at once
+// while the breaker is open and it is not time for a probe.
 func (l *plcLimiter) wait(ctx context.Context) (uint64, error) {
+	l.mu.Lock()
+	if now := time.Now(); l.openLocked(now) {
+		if now.Before(l.nextProbe) {
+			l.mu.Unlock()
+			return 0, errUnavailable
+		}
+		l.nextProbe = now.Add(l.probeEvery)
+	}
+	l.mu.Unlock()
 	for {
 		l.mu.Lock()
 		now := time.Now()
@@ -95,10 +136,31 @@ func (l *plcLimiter) wait(ctx context.Context) (uint64, error) {
 	}
 }
 
+// openLocked reports whether the breaker is open. l.mu held.
+func (l *plcLimiter) openLocked(now time.Time) bool {
+	return l.streak >= breakerStreak && now.Sub(l.lastAnswer) >= l.breakAfter
+}
+
+// unavailable reports whether the breaker is open (a gauge).
+func (l *plcLimiter) unavailable() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.openLocked(time.Now())
+}
+
 // answered records an answer of the directory other than 429.
 func (l *plcLimiter) answered() {
 	l.mu.Lock()
 	l.rate = min(l.maxRate, l.rate+l.increase/l.rate)
+	l.streak, l.lastAnswer = 0, time.Now()
+	l.mu.Unlock()
+}
+
+// failed records a request the directory did not answer usefully: a 5xx,
+// a timeout or a transport error.
+func (l *plcLimiter) failed() {
+	l.mu.Lock()
+	l.streak++
 	l.mu.Unlock()
 }
 
@@ -111,6 +173,7 @@ func (l *plcLimiter) limited(round uint64, retryAfter time.Duration) {
 	retryAfter = min(retryAfter, l.maxPause)
 	l.mu.Lock()
 	now := time.Now()
+	l.streak, l.lastAnswer = 0, now // a 429 is an answer: the directory is up
 	if until := now.Add(retryAfter); until.After(l.pausedUntil) {
 		l.pausedUntil = until
 	}

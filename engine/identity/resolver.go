@@ -396,6 +396,12 @@ func (r *Resolver) registerMetrics() {
 	r.plcRetries = s.NewCounter("relay_identity_plc_retries_total")
 	r.plcLimited = s.NewCounter("relay_identity_plc_rate_limited_total")
 	s.NewGauge("relay_identity_plc_rate", r.plc.current)
+	s.NewGauge("relay_identity_plc_unavailable", func() float64 {
+		if r.plc.unavailable() {
+			return 1
+		}
+		return 0
+	})
 	for reason := ReasonNone + 1; reason < numReasons; reason++ {
 		r.resolveErrs[reason] = s.NewCounter(fmt.Sprintf(`relay_identity_resolve_errors_total{reason=%q}`, reason.String()))
 	}
@@ -731,7 +737,8 @@ func (r *Resolver) run(ref didRef, did string, f *flight) {
 	for attempt := 0; ; attempt++ {
 		f.id, err = r.request(&ref, did, f, attempt)
 		reason := reasonOf(err)
-		if err == nil || errors.Is(err, ErrClosed) || !ref.isPLC || attempt == r.cfg.PLCRetries || !reason.Transient() {
+		if err == nil || errors.Is(err, ErrClosed) || !ref.isPLC || attempt == r.cfg.PLCRetries || !reason.Transient() ||
+			reason == ReasonUnavailable {
 			break
 		}
 		r.plcRetries.Inc()
@@ -782,6 +789,8 @@ func (r *Resolver) request(ref *didRef, did string, f *flight, attempt int) (Ide
 		case reason == ReasonRateLimited:
 			r.plcLimited.Inc()
 			r.plc.limited(round, after)
+		case !errors.Is(err, ErrClosed):
+			r.plc.failed()
 		}
 	}
 	return id, err
@@ -808,6 +817,9 @@ func (r *Resolver) slot(ref *didRef, did string, attempt int) (context.Context, 
 		round, err := r.plc.wait(r.ctx)
 		if err != nil {
 			<-r.sems[methodPLC]
+			if errors.Is(err, errUnavailable) {
+				return nil, nil, 0, &ResolveError{DID: did, Reason: ReasonUnavailable, Cause: err}
+			}
 			return nil, nil, 0, ErrClosed
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, r.plcTimeout(attempt))

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,5 +345,64 @@ func TestRetryAfterHeader(t *testing.T) {
 	h := http.Header{"Retry-After": {time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)}}
 	if got := retryAfter(h); got < 50*time.Second || got > time.Minute {
 		t.Errorf("Retry-After a minute from now: %v", got)
+	}
+}
+
+// TestPLCBreaker: once every PLC request has failed for a while, the
+// resolver stops sending them but one probe per probeEvery; resolutions
+// fail at once with ErrUnavailable (transient). The first answer closes
+// the breaker.
+func TestPLCBreaker(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	p := newFlakyPLC(t, func(string, int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	r, _ := newFlakyResolver(t, p, Config{PLCRetries: 1, PLCRetryBackoff: time.Millisecond})
+	r.plc.breakAfter, r.plc.probeEvery = 50*time.Millisecond, 200*time.Millisecond
+	ctx := context.Background()
+	gauge := func() float64 {
+		return r.Metrics().GetOrCreateGauge("relay_identity_plc_unavailable", nil).Get()
+	}
+	for i := range breakerStreak / 2 {
+		if _, err := r.Lookup(ctx, plcDID(uint64(i))); !errors.Is(err, ErrServerError) {
+			t.Fatalf("DID %d: %v", i, err)
+		}
+	}
+	time.Sleep(60 * time.Millisecond)
+	if gauge() != 1 {
+		t.Fatal("breaker not open after a streak of failures")
+	}
+	before, _ := p.total()
+	// The first resolution gets the probe (503, then no retry: open), the
+	// next ones no request at all.
+	for i := range 5 {
+		_, err := r.Lookup(ctx, plcDID(uint64(100+i)))
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrServerError) || !IsTransient(err) {
+			t.Fatalf("open breaker: %v", err)
+		}
+	}
+	if after, _ := p.total(); after != before+1 {
+		t.Fatalf("%d requests while open, want the 1 probe", after-before)
+	}
+	if n := r.resolveErrs[ReasonUnavailable].Get(); n < 4 {
+		t.Fatalf("%d resolutions failed unavailable, want at least 4", n)
+	}
+
+	down.Store(false)
+	time.Sleep(250 * time.Millisecond) // the next probe is due
+	if _, err := r.Lookup(ctx, plcDID(200)); err != nil {
+		t.Fatalf("probe after recovery: %v", err)
+	}
+	if gauge() != 0 {
+		t.Fatal("breaker still open after an answer")
+	}
+	for i := range 5 {
+		if _, err := r.Lookup(ctx, plcDID(uint64(300+i))); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

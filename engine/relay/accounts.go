@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/store"
@@ -41,6 +40,10 @@ type control struct {
 	kind   controlKind
 	done   chan error
 	resync *resyncDone // ctlResyncDone only
+	// ctlUnpark: the parking it ends and the transient failure its retry
+	// window ended with (nil: resolved, or failed for good).
+	parked *parkedAcct
+	err    error
 }
 
 // upstreamStatus maps an #account status string to the stored status.
@@ -109,14 +112,7 @@ func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, re
 	// document was asked for when the event arrived (Refresh); a worker
 	// that would wait for it parks the event instead. The refresh is
 	// taken on the first run; one that parked finds its result cached.
-	var id identity.Identity
-	if s.ids.again {
-		id, err = s.ids.Lookup(r.ctx, a.did)
-	} else if s.ids.wait {
-		id, err = r.ids.Reresolve(r.ctx, a.did, identityTag(hs, e.Seq))
-	} else if id, err = r.ids.Reresolve(resolvedCtx, a.did, identityTag(hs, e.Seq)); errors.Is(err, context.Canceled) {
-		return mustPark, false
-	}
+	id, err := s.ids.reresolve(r.ctx, a.did, identityTag(hs, e.Seq))
 	if s.ids.parked {
 		return mustPark, false
 	}

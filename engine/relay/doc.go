@@ -21,7 +21,10 @@
 //     conditional rev update is the second line of defence. A frame whose
 //     identity is still resolving is parked on its worker with its
 //     account's later frames behind it, while the worker serves other
-//     accounts (park.go).
+//     accounts (park.go). So is one whose PLC resolution failed for a
+//     transient reason (rate limit, 5xx, timeout): it is retried with
+//     backoff and rejected as identity_unavailable only once
+//     IdentityRetryTimeout has passed since it arrived.
 //   - A panic while handling a frame is recovered; the frame's host is
 //     quarantined with its cursor below the frame (faults.go).
 //   - A host's persisted cursor is the low-water mark of its tracker: every

@@ -78,6 +78,8 @@ type metricsSet struct {
 	framePanics       [numStages]*metrics.Counter // by stage (faults.go)
 	parked            *metrics.Counter            // frames parked for an identity resolution (park.go)
 	parkFull          *metrics.Counter            // frames processed waiting: the side queue was full
+	parkRetries       *metrics.Counter            // resolutions retried after a transient failure (park.go)
+	parkExpired       *metrics.Counter            // accounts whose frames' retry window ran out
 }
 
 const (
@@ -109,6 +111,8 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		unthrottled:    set.NewCounter("relay_accounts_unthrottled_total"),
 		parked:         set.NewCounter("relay_identity_parks_total"),
 		parkFull:       set.NewCounter("relay_identity_park_full_total"),
+		parkRetries:    set.NewCounter("relay_identity_park_retries_total"),
+		parkExpired:    set.NewCounter("relay_identity_park_expired_total"),
 	}
 	for _, k := range acceptedKinds {
 		m.accepted[k] = set.NewCounter(fmt.Sprintf(`relay_events_accepted_total{kind=%q}`, k.String()))

@@ -3,6 +3,8 @@ package relay
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"time"
 	"unsafe"
 
 	"github.com/atrelay/relay/engine/identity"
@@ -35,6 +37,25 @@ import (
 // Parked frames hold their upstream seqs, so their host's cursor and the
 // host's later results (held by the sequencer for host order) wait for
 // them; the host's rate limit bounds how much can pile up.
+//
+// Transient failures (issue 16). The PLC directory rate-limits, fails a
+// share of requests and is sometimes unreachable. The resolver paces its
+// requests and retries a few times (identity.Config), but a failure can
+// outlast that, and a rejected frame is lost for consumers. So a frame
+// whose did:plc identity is unavailable for a transient reason
+// (identity.Resolver.Retryable) is not rejected: it parks like a frame
+// whose identity is being resolved (or, on a worker that must wait, is
+// waited for), and the resolution is retried after retryDelay (1 s
+// doubled per retry up to 30 s, jittered) until it succeeds, fails for
+// good, or Config.IdentityRetryTimeout has passed since the frame arrived.
+// Only then is the frame, with the account's frames parked behind it, run
+// against the failure and rejected as identity_unavailable
+// (relay_identity_park_expired_total counts the give-ups). The bounds
+// above still hold: an outage fills the side queues, then the workers
+// wait, their queues fill and the hosts pause. A definitive failure (no
+// such DID, an unusable document) and a did:web failure are rejected at
+// once, as a closing relay does with what it cannot resolve in one more
+// attempt (flushParked does not wait out an outage).
 
 // maxParks bounds how often one frame parks before its worker waits.
 const maxParks = 2
@@ -46,6 +67,25 @@ const parkTaskBytes = int64(unsafe.Sizeof(task{})) + 16
 // mustPark is the drop reason process returns for a frame that needs a
 // resolution it must not wait for: the worker parks it.
 const mustPark = numDropReasons + 1
+
+// Retry delays after a transient failure (retryDelay).
+const (
+	retryFirst = time.Second
+	retryMax   = 30 * time.Second
+)
+
+// retryDelay is the wait before retry number attempt+1 of a resolution
+// that failed transiently: retryFirst doubled per earlier retry, capped
+// at retryMax, jittered in [½, 1½) so accounts that failed together do
+// not retry together.
+func retryDelay(attempt int) time.Duration {
+	d := retryFirst
+	for i := 0; i < attempt && d < retryMax; i++ {
+		d *= 2
+	}
+	d = min(d, retryMax)
+	return d/2 + rand.N(d+1)
+}
 
 // resolvedCtx is an already-canceled context: identity.Lookup with it
 // returns a cached identity, or starts (or joins) the resolution and
@@ -59,34 +99,123 @@ var resolvedCtx = func() context.Context {
 // parkIDs is the verify.Identities a worker hands the validator and uses
 // itself for the frame it is processing. Owned by the worker goroutine.
 type parkIDs struct {
+	r   *Relay
 	ids *identity.Resolver
-	// wait makes Lookups wait for resolutions (side queue full, closing,
-	// or the frame parked maxParks times). Otherwise a Lookup that would
-	// wait sets parked and fails: the worker parks the frame.
+	// wait makes Lookups wait for resolutions, retrying transient failures
+	// (side queue full, closing, or the frame parked maxParks times).
+	// Otherwise a Lookup that would wait, or that failed transiently, sets
+	// parked and fails: the worker parks the frame.
 	wait   bool
 	parked bool
 	// again is set while the frame runs after parking: it already
 	// re-resolved its DID (or had it resolved after it arrived), so Purge
 	// does nothing and an #identity event takes the cached document.
 	again bool
+	// fail, when set, is the transient failure that outlasted the retry
+	// window of the parked frames being run: a Lookup that would resolve
+	// returns it (the frame is rejected) instead of parking or waiting.
+	fail error
+	// closing: the relay is closing (flushParked), waits are not retried.
+	closing bool
+	// since is the frame's arrival; retries end IdentityRetryTimeout after.
+	since time.Time
 }
 
-// begin resets the adapter for task t.
-func (p *parkIDs) begin(t *task, force bool) {
+// begin resets the adapter for task t. force makes it wait; fail is the
+// failure of an expired retry window (nil: none).
+func (p *parkIDs) begin(t *task, force, closing bool, fail error) {
 	p.parked, p.again = false, t.parks > 0
 	p.wait = force || t.parks >= maxParks
+	p.fail, p.closing, p.since = fail, closing, t.start
 }
 
 // Lookup implements verify.Identities.
 func (p *parkIDs) Lookup(ctx context.Context, did string) (identity.Identity, error) {
-	if p.wait {
-		return p.ids.Lookup(ctx, did)
+	switch {
+	case p.fail != nil:
+		id, err := p.ids.Lookup(resolvedCtx, did)
+		if errors.Is(err, context.Canceled) || p.ids.Retryable(did, err) {
+			return identity.Identity{}, p.fail
+		}
+		return id, err
+	case p.wait:
+		if p.closing {
+			return p.ids.Lookup(ctx, did)
+		}
+		return p.r.resolveRetrying(ctx, did, p.since)
 	}
 	id, err := p.ids.Lookup(resolvedCtx, did)
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || p.ids.Retryable(did, err) {
 		p.parked = true
 	}
 	return id, err
+}
+
+// reresolve is Lookup for an #identity event: on the event's first run it
+// takes the document Refresh fetched for it (identity.Resolver.Reresolve);
+// a transient failure of that parks (or waits and retries) like Lookup's.
+func (p *parkIDs) reresolve(ctx context.Context, did string, tag uint64) (identity.Identity, error) {
+	if p.again || p.fail != nil {
+		return p.Lookup(ctx, did)
+	}
+	if p.wait {
+		id, err := p.ids.Reresolve(ctx, did, tag)
+		if !p.closing && p.ids.Retryable(did, err) {
+			// Reresolve purged the old document: any later one is fresh.
+			return p.Lookup(ctx, did)
+		}
+		return id, err
+	}
+	id, err := p.ids.Reresolve(resolvedCtx, did, tag)
+	if errors.Is(err, context.Canceled) || p.ids.Retryable(did, err) {
+		p.parked = true
+	}
+	return id, err
+}
+
+// resolveRetrying returns did's identity, waiting for its resolution and,
+// while it fails transiently (Retryable), retrying until
+// IdentityRetryTimeout after since (the frame's arrival) or until ctx
+// ends; the last result is returned either way. A fresh failure (a
+// *identity.ResolveError: a resolution just failed) is retried after
+// retryDelay; a cached one (a bare sentinel, at most a few seconds old)
+// at once, since it says little about now: frames queued behind one that
+// waited out an outage must not each sleep, nor be given up, on the
+// strength of a failure from before the directory came back.
+func (r *Relay) resolveRetrying(ctx context.Context, did string, since time.Time) (identity.Identity, error) {
+	id, err := r.ids.Lookup(ctx, did)
+	until := since.Add(r.cfg.IdentityRetryTimeout)
+	for delays := 0; r.ids.Retryable(did, err); {
+		var fresh *identity.ResolveError
+		isFresh := errors.As(err, &fresh)
+		left := until.Sub(r.now())
+		if left <= 0 && isFresh {
+			r.m.parkExpired.Inc()
+			break
+		}
+		r.m.parkRetries.Inc()
+		if isFresh {
+			if !sleepCtx(ctx, min(retryDelay(delays), left)) {
+				break
+			}
+			delays++
+		}
+		// Retry joins or starts a resolution: its failure is fresh.
+		id, err = r.ids.Retry(ctx, did)
+	}
+	return id, err
+}
+
+// sleepCtx waits d or until ctx ends, and reports whether the wait completed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Purge implements verify.Identities.
@@ -121,7 +250,7 @@ func (r *Relay) parkBehind(s *scratch, pa *parkedAcct, t task) {
 		r.m.parkFull.Inc()
 		was := s.forceWait
 		s.forceWait = true
-		r.unpark(s, pa.did)
+		r.unpark(s, pa, nil)
 		r.handle(s, t)
 		s.forceWait = was
 		return
@@ -149,42 +278,51 @@ func (r *Relay) park(s *scratch, t task) bool {
 	r.parkedFrames.Add(1)
 	r.m.parked.Inc()
 	r.parkWG.Add(1)
-	go r.awaitIdentity(did)
+	go r.awaitIdentity(pa, did, t.start)
 	return true
 }
 
 // awaitIdentity waits for did's resolution (joining the flight the worker
-// started) and asks did's worker to run its parked tasks. It gives up when
-// the relay closes: Close flushes parked tasks itself.
-func (r *Relay) awaitIdentity(did string) {
+// started), retrying transient failures until IdentityRetryTimeout after
+// since (the parked frame's arrival), and asks did's worker to run the
+// tasks parked in pa, with the failure if the window ran out. pa only
+// names the parking (the worker owns it): if the worker ran those tasks
+// meanwhile and parked new ones of did, this answer is not theirs. It
+// gives up when the relay closes: Close flushes parked tasks itself.
+func (r *Relay) awaitIdentity(pa *parkedAcct, did string, since time.Time) {
 	defer r.parkWG.Done()
-	_, _ = r.ids.Lookup(r.ctx, did)
-	c := &control{did: did, kind: ctlUnpark}
+	_, err := r.resolveRetrying(r.ctx, did, since)
+	c := &control{did: did, kind: ctlUnpark, parked: pa}
+	if r.ids.Retryable(did, err) {
+		c.err = err
+	}
 	_ = r.workers.SubmitBytes(r.ctx, []byte(did), task{ctl: c, start: r.now()}, 1)
 }
 
-// unpark runs did's parked tasks again, in order. A task that parks again
-// takes the rest of the list behind it (parkBehind).
-func (r *Relay) unpark(s *scratch, did string) {
-	pa := s.parked[did]
-	if pa == nil {
-		return // flushed by Close, or unparked by an earlier waiter
-	}
-	delete(s.parked, did)
+// unpark runs pa's parked tasks again, in order; fail, when set, is the
+// transient failure their retry window ended with, which they are run
+// against (rejected). A task that parks again takes the rest of the list
+// behind it (parkBehind).
+func (r *Relay) unpark(s *scratch, pa *parkedAcct, fail error) {
+	delete(s.parked, pa.did)
 	s.parkedBytes -= pa.bytes
 	r.parkedFrames.Add(-int64(len(pa.tasks)))
+	was := s.retryFail
+	s.retryFail = fail
 	for i := range pa.tasks {
 		r.handle(s, pa.tasks[i])
 		pa.tasks[i] = task{}
 	}
+	s.retryFail = was
 }
 
 // flushParked processes every parked task of the worker, waiting for their
-// resolutions, and makes the worker wait from now on (Close).
+// resolutions (one attempt: a closing relay does not wait out a PLC
+// outage), and makes the worker wait from now on (Close).
 func (r *Relay) flushParked(s *scratch) {
-	s.forceWait = true
-	for did := range s.parked {
-		r.unpark(s, did)
+	s.forceWait, s.closing = true, true
+	for _, pa := range s.parked {
+		r.unpark(s, pa, nil)
 	}
 }
 

@@ -42,6 +42,7 @@ const (
 	DefaultHostMetricsInterval    = 30 * time.Second
 	DefaultHostMetricsTopN        = 50
 	DefaultParkedAccounts         = 256
+	DefaultIdentityRetryTimeout   = 10 * time.Minute
 )
 
 // ErrConfig is returned (wrapped) by New for an invalid Config or Deps.
@@ -95,6 +96,15 @@ type Config struct {
 	// ParkedAccounts bounds the accounts each worker keeps parked at once
 	// (one goroutine each waits for its resolution). Default 256.
 	ParkedAccounts int
+	// IdentityRetryTimeout is how long a frame whose did:plc identity is
+	// unavailable for a transient reason (the PLC directory rate-limiting,
+	// failing or unreachable) is kept, parked or waited for, while the
+	// resolution is retried with backoff, counted from the frame's
+	// arrival; after it the frame is rejected as identity_unavailable
+	// (relay_identity_park_expired_total). Definitive failures (no such
+	// DID, an unusable document) and did:web failures are rejected at
+	// once. Default 10m.
+	IdentityRetryTimeout time.Duration
 	// WorkerQueueItems bounds each worker's queued frames.
 	WorkerQueueItems int
 	// ResultsQueue bounds results waiting for the sequencer (items).
@@ -191,6 +201,7 @@ func (c Config) withDefaults() Config {
 		c.ParkedBytes = c.IntakeBytes / 8
 	}
 	setI(&c.ParkedAccounts, DefaultParkedAccounts)
+	setD(&c.IdentityRetryTimeout, DefaultIdentityRetryTimeout)
 	setF(&c.EventsPerSecond, DefaultEventsPerSecond)
 	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
 	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)

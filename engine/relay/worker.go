@@ -30,6 +30,8 @@ type scratch struct {
 	parked      map[string]*parkedAcct
 	parkedBytes int64
 	forceWait   bool
+	closing     bool  // Close is flushing parked tasks: no retries
+	retryFail   error // set while unpark runs tasks whose retry window ran out
 }
 
 // acctState is the worker's view of one account: the latest accepted state,
@@ -77,7 +79,7 @@ func (r *Relay) newScratch(worker int) scratch {
 		id:      worker,
 		val:     verify.New(verify.Config{Mode: r.cfg.Validation, Now: r.now}),
 		overlay: make(map[string]*acctState, 1024),
-		ids:     parkIDs{ids: r.ids},
+		ids:     parkIDs{r: r, ids: r.ids},
 		parked:  make(map[string]*parkedAcct),
 	}
 }
@@ -87,7 +89,11 @@ func (r *Relay) handle(s *scratch, t task) {
 	if c := t.ctl; c != nil {
 		switch {
 		case c.kind == ctlUnpark:
-			r.unpark(s, c.did)
+			// Only the parking the answer is for: it may have been run
+			// already (a full side queue, Close) and the DID parked again.
+			if pa := s.parked[c.did]; pa != nil && pa == c.parked {
+				r.unpark(s, pa, c.err)
+			}
 		case c.kind == ctlFlushParked:
 			r.flushParked(s)
 		case len(s.parked) > 0 && s.parked[c.did] != nil:
@@ -106,7 +112,7 @@ func (r *Relay) handle(s *scratch, t task) {
 	res := result{hs: t.hs, seq: t.seq, gen: t.gen, worker: s.id, start: t.start, kind: t.kind}
 	reason, ok := DropQuarantined, false
 	if !t.hs.q.active() {
-		s.ids.begin(&t, s.forceWait)
+		s.ids.begin(&t, s.forceWait, s.closing, s.retryFail)
 		reason, ok = r.processGuarded(s, t, &res)
 		if reason == mustPark {
 			if r.park(s, t) {
@@ -115,7 +121,7 @@ func (r *Relay) handle(s *scratch, t task) {
 			// No room to park: wait for the resolution here, as a
 			// frame that parked would (no second re-resolve).
 			t.parks++
-			s.ids.begin(&t, true)
+			s.ids.begin(&t, true, s.closing, s.retryFail)
 			reason, ok = r.processGuarded(s, t, &res)
 		}
 	}
