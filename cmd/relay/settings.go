@@ -255,6 +255,15 @@ func settingsTable(s *Settings) []setting {
 		{flag: "plc-max-in-flight", env: "RELAY_PLC_MAX_IN_FLIGHT", group: groupIdentity, def: fmt.Sprint(identity.DefaultPLCMaxInFlight),
 			help:  "Concurrent requests to the PLC directory. 0: the default.",
 			value: intValue(&s.Identity.PLCMaxInFlight, 0)},
+		{flag: "plc-max-rate", env: "RELAY_PLC_MAX_RATE", group: groupIdentity, def: fmt.Sprint(identity.DefaultPLCMaxRate),
+			help: "Requests per second the relay sends the PLC directory at most; a 429 answer cuts the pace (and its " +
+				"Retry-After is honoured), which recovers slowly. 0: the default.",
+			value: floatValue(&s.Identity.PLCMaxRate)},
+		{flag: "identity-retry-timeout", env: "RELAY_IDENTITY_RETRY_TIMEOUT", group: groupIdentity,
+			def: formatDuration(relay.DefaultIdentityRetryTimeout),
+			help: "How long an event whose account's identity is unavailable for a passing reason (a slow, failing or " +
+				"rate-limiting directory) waits, parked in order, before it is rejected as identity_unavailable. 0: the default.",
+			value: durationValue(&s.Relay.IdentityRetryTimeout)},
 		{flag: "plc-timeout", env: "RELAY_PLC_TIMEOUT", group: groupIdentity, def: formatDuration(identity.DefaultPLCRequestTimeout),
 			help:  "Deadline of one PLC directory request, body included. 0: the default.",
 			value: durationValue(&s.Identity.PLCRequestTimeout)},
