@@ -239,10 +239,12 @@ func TestPLCRetryAfterPausesEveryRequest(t *testing.T) {
 
 // TestPLCRateLimitAdapts: a directory that accepts 200 requests a second
 // (a token bucket of 20) and answers 429 beyond, with Retry-After: 0, gets
-// 300 new DIDs at once from a resolver allowed 2,000 a second. The pace
+// 300 new DIDs at once from a resolver allowed 1,000 a second. The pace
 // drops to what the directory accepts, so every DID resolves and the
-// requests stay near one per DID (before: a burst of 429s, each a failed
-// resolution cached for a minute).
+// requests stay within a small multiple of one per DID (before: a burst of
+// 429s, each a failed resolution cached for a minute). Without a pause,
+// each cut still costs the requests sent within one round trip: more on a
+// slow machine.
 func TestPLCRateLimitAdapts(t *testing.T) {
 	const dids, rate, burst = 300, 200.0, 20.0
 	var mu sync.Mutex
@@ -260,7 +262,7 @@ func TestPLCRateLimitAdapts(t *testing.T) {
 		return 0
 	})
 	p.retryAfter = "0"
-	r, _ := newFlakyResolver(t, p, Config{PLCMaxRate: 2000})
+	r, _ := newFlakyResolver(t, p, Config{PLCMaxRate: 1000})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := range dids {
@@ -276,13 +278,13 @@ func TestPLCRateLimitAdapts(t *testing.T) {
 	if limited == 0 {
 		t.Error("the directory never rate-limited: the test does not test the limiter")
 	}
-	if requests > dids*3/2 {
+	if requests > 2*dids {
 		t.Errorf("%d requests for %d DIDs: the pace did not adapt", requests, dids)
 	}
 	if got := r.plcLimited.Get(); got != uint64(limited) {
 		t.Errorf("relay_identity_plc_rate_limited_total %d, want %d", got, limited)
 	}
-	if rate := r.plc.current(); rate > 1000 {
+	if rate := r.plc.current(); rate > 500 {
 		t.Errorf("pace %v, want it far below PLCMaxRate after the 429s", rate)
 	}
 }
