@@ -46,16 +46,17 @@ import (
 // (identity.Resolver.Retryable) is not rejected: it parks like a frame
 // whose identity is being resolved (or, on a worker that must wait, is
 // waited for), and the resolution is retried after retryDelay (1 s
-// doubled per retry up to 30 s, jittered) until it succeeds, fails for
-// good, or Config.IdentityRetryTimeout has passed since the frame arrived.
-// Only then is the frame, with the account's frames parked behind it, run
-// against the failure and rejected as identity_unavailable
-// (relay_identity_park_expired_total counts the give-ups). The bounds
-// above still hold: an outage fills the side queues, then the workers
-// wait, their queues fill and the hosts pause. A definitive failure (no
-// such DID, an unusable document) and a did:web failure are rejected at
-// once, as a closing relay does with what it cannot resolve in one more
-// attempt (flushParked does not wait out an outage).
+// doubled per retry up to 30 s, jittered; relay_identity_park_retries_total)
+// until it succeeds, fails for good, or Config.IdentityRetryTimeout has
+// passed since the frame arrived. Only then is the frame, with the
+// account's frames parked behind it, run against the failure and rejected
+// as identity_unavailable (relay_identity_park_expired_total counts the
+// give-ups). The bounds above still hold: an outage fills the side
+// queues, then the workers wait, their queues fill and the hosts pause. A
+// definitive failure (no such DID, an unusable document) and a did:web
+// failure are rejected at once. So is what a closing relay cannot resolve
+// in one more attempt: Close stops the retries (bgCtx) and flushParked
+// does not wait out an outage, which would hold the shutdown for minutes.
 
 // maxParks bounds how often one frame parks before its worker waits.
 const maxParks = 2
@@ -193,9 +194,12 @@ func (r *Relay) resolveRetrying(ctx context.Context, did string, since time.Time
 			r.m.parkExpired.Inc()
 			break
 		}
+		if r.bgCtx.Err() != nil {
+			break // closing
+		}
 		r.m.parkRetries.Inc()
 		if isFresh {
-			if !sleepCtx(ctx, min(retryDelay(delays), left)) {
+			if !r.sleepRetry(ctx, min(retryDelay(delays), left)) {
 				break
 			}
 			delays++
@@ -206,14 +210,17 @@ func (r *Relay) resolveRetrying(ctx context.Context, did string, since time.Time
 	return id, err
 }
 
-// sleepCtx waits d or until ctx ends, and reports whether the wait completed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// sleepRetry waits d, or until ctx ends or the relay closes, and reports
+// whether the wait completed.
+func (r *Relay) sleepRetry(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-r.bgCtx.Done():
 		return false
 	}
 }

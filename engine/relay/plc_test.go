@@ -247,3 +247,28 @@ func TestPLCOutageRejectedAfterBound(t *testing.T) {
 		t.Error("no event accepted after the outage")
 	}
 }
+
+// TestCloseDuringPLCOutage: with the PLC failing and an hour-long retry
+// window, frames are held (parked, and waited for once the side queue is
+// full); Close must not wait the window out.
+func TestCloseDuringPLCOutage(t *testing.T) {
+	fl := newFleet(t, 2, 10)
+	setPLC(t, fl, plc.Behaviour{ErrorRate: 1})
+	cfg := testConfig()
+	cfg.IdentityRetryTimeout = time.Hour
+	cfg.ParkedAccounts = 2
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCRetries: 1, PLCRetryBackoff: 10 * time.Millisecond})
+	waitUntil(t, "frames held for their identity", func() bool {
+		return h.r.m.parkRetries.Get() > 0 && h.r.m.parkFull.Get() > 0
+	})
+	closed := make(chan struct{})
+	go func() {
+		h.stop()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("Close waits for the PLC outage to end")
+	}
+}
