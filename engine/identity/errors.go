@@ -50,9 +50,12 @@ var (
 	ErrRefused    = errors.New("identity: host resolves to a non-public address")
 	// ErrRateLimited and ErrServerError wrap ErrHTTPStatus: they are
 	// unexpected statuses too, told apart because they are transient.
+	// ErrUnavailable (no request sent: the directory failed every recent
+	// one) wraps ErrTransport, so callers that retry transport errors
+	// retry it too.
 	ErrRateLimited = fmt.Errorf("%w: rate limited (429)", ErrHTTPStatus)
 	ErrServerError = fmt.Errorf("%w: server error (5xx)", ErrHTTPStatus)
-	ErrUnavailable = errors.New("identity: PLC directory unavailable")
+	ErrUnavailable = fmt.Errorf("%w: PLC directory unavailable", ErrTransport)
 )
 
 // Errors that involve no resolution attempt and are never cached.
@@ -200,7 +203,8 @@ func reasonOf(err error) Reason {
 		return re.Reason
 	}
 	// Newest reasons first: ErrRateLimited and ErrServerError wrap
-	// ErrHTTPStatus, so they must be tried before it.
+	// ErrHTTPStatus, ErrUnavailable wraps ErrTransport, so they must be
+	// tried before those.
 	for r := numReasons - 1; r > ReasonNone; r-- {
 		if errors.Is(err, r.Err()) {
 			return r

@@ -386,6 +386,9 @@ func TestPLCBreaker(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrServerError) || !IsTransient(err) {
 			t.Fatalf("open breaker: %v", err)
 		}
+		if errors.Is(err, ErrUnavailable) && (!errors.Is(err, ErrTransport) || reasonOf(err) != ReasonUnavailable) {
+			t.Fatalf("ErrUnavailable is a transport error of its own reason: %v", err)
+		}
 	}
 	if after, _ := p.total(); after != before+1 {
 		t.Fatalf("%d requests while open, want the 1 probe", after-before)
