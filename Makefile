@@ -47,9 +47,11 @@ lint:
 	$(GO) vet $(PKGS)
 
 # A relay command line for local runs against the bench tools: development hosts
-# (localhost:PORT over ws://) are allowed and trusted, the PLC is the fake one.
+# (localhost:PORT over ws://) are allowed and trusted, the PLC is the fake one,
+# which answers at once, so the relay's pace toward the real directory
+# (--plc-max-rate, 1,000 requests/s by default) is lifted.
 DEV_RELAY = $(abspath $(BIN)) serve --allow-insecure-hosts --new-hosts-per-day 100000 \
-	--trusted-domains localhost:* --plc-host {plc} --seed-hosts-url= --log-level warn \
+	--trusted-domains localhost:* --plc-host {plc} --plc-max-rate 1000000 --seed-hosts-url= --log-level warn \
 	--api-listen 127.0.0.1:2570 --admin-listen 127.0.0.1:2571
 DEV_URLS  = --relay-api http://127.0.0.1:2570 --relay-metrics http://127.0.0.1:2571/metrics
 E2E_CAP   ?= bench-data/e2e-1000h.cap
