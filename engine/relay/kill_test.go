@@ -107,6 +107,14 @@ func TestKill9(t *testing.T) {
 			return least
 		}
 		deadline := time.Now().Add(hangTimeout)
+		// Kill only once every consumer is subscribed: a consumer whose
+		// count already passed this round's target would otherwise have
+		// the relay killed under its handshake (a dial error, not a loss).
+		for _, c := range consumers {
+			for !c.isConnected() && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+		}
 		for progress() < target && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
@@ -168,10 +176,19 @@ func TestKill9(t *testing.T) {
 // last seq it received and records every frame by seq. Its fields are
 // written by its run goroutine; count is safe to call concurrently.
 type recorder struct {
-	mu     sync.Mutex
-	frames map[int64][]byte
-	last   int64
-	err    string // a violation seen (duplicate or gap), read after run
+	mu        sync.Mutex
+	frames    map[int64][]byte
+	last      int64
+	connected bool   // this round's subscription is open (under mu)
+	err       string // a violation seen (duplicate or gap), read after run
+}
+
+// isConnected reports whether this round's subscription is open; safe to
+// call concurrently.
+func (c *recorder) isConnected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
 }
 
 func (c *recorder) count() int {
@@ -186,6 +203,7 @@ func (c *recorder) run(addr string) {
 	if c.frames == nil {
 		c.frames = map[int64][]byte{}
 	}
+	c.connected = false
 	cursor := c.last
 	c.mu.Unlock()
 	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos?cursor=" + strconv.FormatInt(cursor, 10)
@@ -195,6 +213,9 @@ func (c *recorder) run(addr string) {
 		return
 	}
 	defer conn.Close()
+	c.mu.Lock()
+	c.connected = true
+	c.mu.Unlock()
 	var src io.Reader = conn
 	if br != nil {
 		src = io.MultiReader(br, conn)
