@@ -456,7 +456,26 @@ func parseSettings(args []string, lookupEnv func(string) (string, bool), out io.
 	fs.SetOutput(out)
 	fs.Usage = func() { writeUsage(out, table) }
 	fs.BoolVar(&printEnv, "print-env", false, "")
-	var errs []error
+	warnings, errs := bindTable(fs, table, lookupEnv)
+	for name, why := range ignoredRefEnv {
+		if v, ok := lookupEnv(name); ok && v != "" {
+			warnings = append(warnings, fmt.Sprintf("%s is a reference relay setting with no meaning here (%s); ignored", name, why))
+		}
+	}
+	sort.Strings(warnings)
+	s.Warnings = warnings
+	if err := parseFlags(fs, args, errs); err != nil {
+		return nil, false, err
+	}
+	return s, printEnv, nil
+}
+
+// bindTable gives each setting of table its value from the environment
+// (its own variable, else its reference-relay aliases, else the default)
+// and registers its flag on fs. It returns the warnings (an alias that
+// disagrees with our name) and one error per malformed variable; a
+// malformed one leaves the default in place so its flag can still set it.
+func bindTable(fs *flag.FlagSet, table []setting, lookupEnv func(string) (string, bool)) (warnings []string, errs []error) {
 	for i := range table {
 		e := &table[i]
 		raw, from := e.def, e.env
@@ -480,7 +499,7 @@ func parseSettings(args []string, lookupEnv func(string) (string, bool), out io.
 			}
 			if ownSet {
 				if v != own {
-					s.Warnings = append(s.Warnings, fmt.Sprintf("%s and %s are both set and disagree (%q, %q): %s wins",
+					warnings = append(warnings, fmt.Sprintf("%s and %s are both set and disagree (%q, %q): %s wins",
 						e.env, a.env, own, v, e.env))
 				}
 				continue
@@ -489,28 +508,25 @@ func parseSettings(args []string, lookupEnv func(string) (string, bool), out io.
 		}
 		if err := e.value.set(raw); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", from, raw, err))
-			// Leave the default in place so the flag can still override.
 			raw = e.def
 			_ = e.value.set(raw)
 		}
 		fs.Var(&flagValue{s: e, raw: raw}, e.flag, e.help)
 	}
-	for name, why := range ignoredRefEnv {
-		if v, ok := lookupEnv(name); ok && v != "" {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("%s is a reference relay setting with no meaning here (%s); ignored", name, why))
-		}
-	}
-	sort.Strings(s.Warnings)
+	return warnings, errs
+}
+
+// parseFlags parses args on top of the environment's values and reports,
+// in this order, a flag error, stray arguments, then the environment's
+// errors.
+func parseFlags(fs *flag.FlagSet, args []string, envErrs []error) error {
 	if err := fs.Parse(args); err != nil {
-		return nil, false, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return nil, false, fmt.Errorf("unexpected arguments %q (every setting is a --flag)", fs.Args())
+		return fmt.Errorf("unexpected arguments %q (every setting is a --flag)", fs.Args())
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, false, err
-	}
-	return s, printEnv, nil
+	return errors.Join(envErrs...)
 }
 
 // flagValue is the flag.Value of one setting.
@@ -600,10 +616,23 @@ const envFileHeader = `# Settings of the relay, read by systemd (EnvironmentFile
 
 // writeEnvFile renders deploy/relay.env from the table.
 func writeEnvFile(w io.Writer, table []setting) error {
+	return renderEnv(w, envFileHeader, table, func(e *setting) (string, string) {
+		if e.deploy == "" {
+			return e.def, ""
+		}
+		return e.deploy, fmt.Sprintf(" (relay serve's own default: %s.)", e.def)
+	})
+}
+
+// renderEnv writes an environment file: header, then each setting under
+// its group heading with its help wrapped as comments. deployed gives the
+// value the file carries and a note appended to the help.
+func renderEnv(w io.Writer, header string, table []setting, deployed func(*setting) (val, note string)) error {
 	var b strings.Builder
-	b.WriteString(envFileHeader)
+	b.WriteString(header)
 	group := ""
-	for _, e := range table {
+	for i := range table {
+		e := &table[i]
 		if e.group != group {
 			group = e.group
 			head := "# --- " + group + " "
@@ -613,11 +642,8 @@ func writeEnvFile(w io.Writer, table []setting) error {
 		if e.value.choices != nil {
 			help += " One of: " + strings.Join(e.value.choices, ", ") + "."
 		}
-		val := e.def
-		if e.deploy != "" {
-			val = e.deploy
-			help += fmt.Sprintf(" (relay serve's own default: %s.)", e.def)
-		}
+		val, note := deployed(e)
+		help += note
 		if len(e.aliases) > 0 {
 			names := make([]string, len(e.aliases))
 			for i, a := range e.aliases {

@@ -99,6 +99,7 @@ func splitterTable(s *splitterSettings) ([]setting, error) {
 		if !ok {
 			return nil, fmt.Errorf("BUG: serve has no setting --%s for the splitter", name)
 		}
+		e.aliases = nil // the reference relay's names belong to serve
 		table = append(table, e)
 	}
 	return table, nil
@@ -115,27 +116,10 @@ func parseSplitterSettings(args []string, lookupEnv func(string) (string, bool),
 	fs.SetOutput(out)
 	fs.Usage = func() { writeSplitterUsage(out, table) }
 	fs.BoolVar(&printEnv, "print-env", false, "")
-	var errs []error
-	for i := range table {
-		e := &table[i]
-		raw := e.def
-		if v, ok := lookupEnv(e.env); ok && (v != "" || e.emptyIsValue) {
-			raw = v
-		}
-		if err := e.value.set(raw); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", e.env, raw, err))
-			raw = e.def
-			_ = e.value.set(raw)
-		}
-		fs.Var(&flagValue{s: e, raw: raw}, e.flag, e.help)
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, false, err
-	}
-	if fs.NArg() > 0 {
-		return nil, false, fmt.Errorf("unexpected arguments %q (every setting is a --flag)", fs.Args())
-	}
-	if err := errors.Join(errs...); err != nil {
+	// Aliases are the reference relay's names for serve's settings; it has
+	// no splitter, so splitterTable drops them and none is read here.
+	_, errs := bindTable(fs, table, lookupEnv)
+	if err := parseFlags(fs, args, errs); err != nil {
 		return nil, false, err
 	}
 	if s.Splitter.Upstream == "" && !printEnv {
@@ -188,35 +172,16 @@ const splitterEnvHeader = `# Settings of a relay splitter, read by systemd (Envi
 
 // writeSplitterEnv renders the splitter's environment file.
 func writeSplitterEnv(w io.Writer, table []setting) error {
-	var b strings.Builder
-	b.WriteString(splitterEnvHeader)
-	group := ""
-	for _, e := range table {
-		if e.group != group {
-			group = e.group
-			head := "# --- " + group + " "
-			b.WriteString("\n" + head + strings.Repeat("-", max(77-len(head), 3)) + "\n\n")
-		}
-		help := e.help
-		if e.value.choices != nil {
-			help += " One of: " + strings.Join(e.value.choices, ", ") + "."
-		}
-		val := e.def
+	return renderEnv(w, splitterEnvHeader, table, func(e *setting) (string, string) {
 		switch {
 		case e.flag == "data-dir":
 			// The unit passes --data-dir, which wins; shown for instance 1.
-			val = "/var/lib/relay-splitter-1"
-			help += " relay-splitter@.service passes --data-dir=/var/lib/relay-splitter-<instance>, which wins over this variable."
+			return "/var/lib/relay-splitter-1", " relay-splitter@.service passes --data-dir=/var/lib/relay-splitter-<instance>, which wins over this variable."
 		case e.deploy != "":
-			val = e.deploy
+			return e.deploy, ""
 		}
-		for _, line := range wrap(help, 76) {
-			b.WriteString("# " + line + "\n")
-		}
-		b.WriteString(e.env + "=" + val + "\n")
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+		return e.def, ""
+	})
 }
 
 // runSplitter is `relay splitter`, the splitter's composition root.
