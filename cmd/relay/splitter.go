@@ -336,31 +336,13 @@ func (a *splitterApp) run(ctx context.Context) error {
 	return runErr
 }
 
-// close stops the upstream reader and the writer, then closes the
-// listeners, the consumers, Jetstream and the store, in that order.
+// close stops the upstream reader and the writer, then closes the rest as
+// relay serve does (app.close: listeners, consumers, Jetstream, store).
 func (a *splitterApp) close() {
 	if a.sp != nil {
 		a.sp.Close()
 	}
-	for _, s := range a.servers {
-		_ = s.srv.Close()
-		_ = s.ln.Close()
-	}
-	if a.hub != nil {
-		a.hub.Close()
-	}
-	if a.js != nil {
-		a.js.Close()
-	}
-	if a.store != nil {
-		if err := a.store.Close(); err != nil {
-			a.log.Error("store close", "err", err)
-		}
-	}
-	if a.trim != nil {
-		a.trim.Stop()
-	}
-	metrics.UnregisterSet(a.metrics, true)
+	_ = a.app.close() // no relay: nothing to report
 }
 
 // errNotOnSplitter answers the admin actions that manage hosts and
