@@ -71,7 +71,7 @@ func TestConsumerCapPerIP(t *testing.T) {
 	for range perIP {
 		cs = append(cs, e.dial(""))
 	}
-	waitFor(func() bool { return e.consumerCount() == perIP })
+	e.waitConsumers(perIP)
 	wantRefusal(t, e.upgradeRequest(t, nil), http.StatusTooManyRequests, "RateLimitExceeded")
 	// A forged X-Forwarded-For from an untrusted peer changes nothing.
 	wantRefusal(t, e.upgradeRequest(t, http.Header{"X-Forwarded-For": {"203.0.113.9"}}), http.StatusTooManyRequests, "RateLimitExceeded")
@@ -98,7 +98,7 @@ func TestConsumerCapTrustedProxy(t *testing.T) {
 	for _, client := range []string{"203.0.113.1", "203.0.113.2"} {
 		e.dialWith(ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"X-Forwarded-For": {client}})}, "")
 	}
-	waitFor(func() bool { return e.consumerCount() == 2 })
+	e.waitConsumers(2)
 	wantRefusal(t, e.upgradeRequest(t, http.Header{"X-Forwarded-For": {"203.0.113.1"}}), http.StatusTooManyRequests, "RateLimitExceeded")
 }
 
@@ -119,7 +119,7 @@ func TestConsumerCapGlobal(t *testing.T) {
 	for range total {
 		cs = append(cs, e.dial(""))
 	}
-	waitFor(func() bool { return e.consumerCount() == total })
+	e.waitConsumers(total)
 	wantRefusal(t, e.upgradeRequest(t, nil), http.StatusServiceUnavailable, "ServiceUnavailable")
 	if n := e.hub.m.refused[refuseGlobal].Get(); n != 1 {
 		t.Fatalf("refused{global} = %d, want 1", n)

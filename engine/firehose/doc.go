@@ -19,8 +19,9 @@
 // Publish runs concurrently: no gap, no duplicate.
 //
 // A consumer owns no queue of frames. It pulls up to Config.BatchFrames
-// frames from the ring (taking one reference on each), writes them with a
-// single writev straight from the shared buffers, and releases them. A
+// frames from the ring into the batch of its fanout.Conn (taking one
+// reference on each), which writes them with a single writev straight from
+// the shared buffers and releases them. A
 // consumer that cannot keep up falls behind the ring and continues from the
 // Log; it is disconnected with ConsumerTooSlow only when the Log no longer
 // holds the seq after its position. Per-consumer memory is therefore a
@@ -56,10 +57,11 @@
 //
 // # Goroutines and memory
 //
-// Each consumer has two goroutines: the writer (serve), started when the
-// upgrade succeeds so that the HTTP handler returns and net/http's
-// per-connection buffers are freed, and a small reader that discards
-// client frames, answers ping and close, and notices a disconnect. An idle
+// Each consumer has two goroutines around its fanout.Conn: the writer
+// (serve), started when the upgrade succeeds so that the HTTP handler
+// returns and net/http's per-connection buffers are freed, and a small
+// reader that discards client frames, hands pings to the writer, and
+// notices a close or a disconnect. An idle
 // consumer costs about 14 KiB of Go memory (measured with 2,000 loopback
 // consumers: both stacks, the batch arrays, a 256-byte read buffer), plus
 // its kernel socket buffers. Hub.Close stops and waits for both goroutines.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/atrelay/relay/engine/wsframe"
+	"github.com/atrelay/relay/internal/streamtest"
 	"github.com/gobwas/ws"
 )
 
@@ -63,7 +64,7 @@ func newFanOut(tb testing.TB, cfg Config, consumers, pad int) *fanOut {
 	for range consumers {
 		fo.clients = append(fo.clients, e.dialRaw("0", fo.progress))
 	}
-	waitFor(func() bool { return e.consumerCount() == consumers })
+	e.waitConsumers(consumers)
 	return fo
 }
 
@@ -98,7 +99,7 @@ func (fo *fanOut) drain() {
 }
 
 func TestPublishFanOutDoesNotAllocate(t *testing.T) {
-	if raceEnabled || invariantsEnabled {
+	if streamtest.Race || streamtest.Invariants {
 		t.Skip("the race detector and the pool's invariants build allocate")
 	}
 	// A small ring recycles frames, so the pool's own first-use allocations
@@ -118,7 +119,7 @@ func TestPublishFanOutDoesNotAllocate(t *testing.T) {
 }
 
 func TestPublishWithoutConsumersDoesNotAllocate(t *testing.T) {
-	if raceEnabled || invariantsEnabled {
+	if streamtest.Race || streamtest.Invariants {
 		t.Skip("the race detector and the pool's invariants build allocate")
 	}
 	fo := &fanOut{e: newEnv(t, Config{RingFrames: 64}, 0, 100)}

@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/atrelay/relay/internal/streamtest"
 	"github.com/atrelay/relay/pool"
 )
 
@@ -37,7 +38,10 @@ func TestFanOutThreeConsumersConcurrentPublish(t *testing.T) {
 func TestNoCursorIsLiveFromNow(t *testing.T) {
 	e := newEnv(t, Config{}, 100, 10)
 	c := e.dial("")
-	waitFor(func() bool { cs := e.hub.Consumers(); return len(cs) == 1 && cs[0].Position == 100 })
+	streamtest.WaitFor(t, "the consumer at position 100", func() bool {
+		cs := e.hub.Consumers()
+		return len(cs) == 1 && cs[0].Position == 100
+	})
 	e.publish(5)
 	c.expectSeqs(101, 105)
 }
@@ -119,7 +123,7 @@ func TestFutureCursor(t *testing.T) {
 	if m := c.read(); m.kind != kindClosed {
 		t.Fatalf("want close after FutureCursor, got kind %d", m.kind)
 	}
-	waitFor(func() bool { return e.consumerCount() == 0 })
+	e.waitConsumers(0)
 	if got := e.hub.m.disconnects[causeFutureCursor].Get(); got != 1 {
 		t.Fatalf("future_cursor disconnects = %d, want 1", got)
 	}
@@ -273,7 +277,7 @@ func TestStalledConsumerReplaysThenTooSlow(t *testing.T) {
 	if m := c.read(); m.kind != kindClosed {
 		t.Fatalf("want close after ConsumerTooSlow, got kind %d", m.kind)
 	}
-	waitFor(func() bool { return e.consumerCount() == 0 })
+	e.waitConsumers(0)
 	if got := e.hub.m.disconnects[causeTooSlow].Get(); got != 1 {
 		t.Fatalf("too_slow disconnects = %d, want 1", got)
 	}
@@ -418,11 +422,11 @@ func TestPingAndPong(t *testing.T) {
 func TestClientCloseIsDetected(t *testing.T) {
 	e := newEnv(t, Config{}, 0, 10)
 	c := e.dial("")
-	waitFor(func() bool { return e.consumerCount() == 1 })
+	e.waitConsumers(1)
 	if err := ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(func() bool { return e.consumerCount() == 0 })
+	e.waitConsumers(0)
 	if got := e.hub.m.disconnects[causeClientClosed].Get(); got != 1 {
 		t.Fatalf("client_closed = %d", got)
 	}

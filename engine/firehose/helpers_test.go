@@ -1,87 +1,22 @@
 package firehose
 
 import (
-	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"net/http/httptest"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/atrelay/relay/internal/streamtest"
 	"github.com/atrelay/relay/pool"
 )
-
-// fakeLog is an in-memory Log. Replay re-finds its position on every event,
-// like a store iterator that sees trims, so a trim under a replaying
-// consumer shows up as a jump in seq.
-type fakeLog struct {
-	mu     sync.Mutex
-	seqs   []uint64
-	frames [][]byte
-}
-
-func (l *fakeLog) Append(seq uint64, b []byte) {
-	l.mu.Lock()
-	l.seqs = append(l.seqs, seq)
-	l.frames = append(l.frames, b)
-	l.mu.Unlock()
-}
-
-// TrimBefore drops every event with seq < oldest.
-func (l *fakeLog) TrimBefore(oldest uint64) {
-	l.mu.Lock()
-	i := sort.Search(len(l.seqs), func(i int) bool { return l.seqs[i] >= oldest })
-	l.seqs = append([]uint64(nil), l.seqs[i:]...)
-	l.frames = append([][]byte(nil), l.frames[i:]...)
-	l.mu.Unlock()
-}
-
-func (l *fakeLog) Replay(ctx context.Context, after uint64, fn func(uint64, []byte) error) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		i := sort.Search(len(l.seqs), func(i int) bool { return l.seqs[i] > after })
-		if i == len(l.seqs) {
-			l.mu.Unlock()
-			return nil
-		}
-		seq, b := l.seqs[i], l.frames[i]
-		l.mu.Unlock()
-		if err := fn(seq, b); err != nil {
-			return err
-		}
-		after = seq
-	}
-}
-
-func (l *fakeLog) OldestSeq() (uint64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.seqs) == 0 {
-		return 0, false
-	}
-	return l.seqs[0], true
-}
-
-func (l *fakeLog) NewestSeq() (uint64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.seqs) == 0 {
-		return 0, false
-	}
-	return l.seqs[len(l.seqs)-1], true
-}
 
 // testFrameSeqOff is where makeFrame puts the big-endian seq.
 const testFrameSeqOff = 21
@@ -113,7 +48,7 @@ func frameSeq(b []byte) uint64 {
 type env struct {
 	t      testing.TB
 	hub    *Hub
-	log    *fakeLog
+	log    *streamtest.Log
 	frames *pool.Frames
 	srv    *httptest.Server
 	url    string
@@ -128,9 +63,9 @@ type env struct {
 // cleanup it closes the hub and checks that every published frame's
 // refcount is back to zero.
 func newEnv(t testing.TB, cfg Config, preload int, pad int) *env {
-	e := &env{t: t, log: &fakeLog{}, frames: pool.NewFrames(pool.NewBuffers(nil, "firehose_test")), pad: pad}
+	e := &env{t: t, log: &streamtest.Log{}, frames: pool.NewFrames(pool.NewBuffers(nil, "firehose_test")), pad: pad}
 	for s := 1; s <= preload; s++ {
-		e.log.Append(uint64(s), appendTestFrame(nil, uint64(s), pad))
+		e.log.Append(uint64(s), 0, appendTestFrame(nil, uint64(s), pad))
 	}
 	e.next = uint64(preload) + 1
 	hub, err := NewHub(e.log, cfg)
@@ -164,7 +99,7 @@ func (e *env) publish(n int) uint64 {
 		seq := e.next
 		e.next++
 		b := appendTestFrame(nil, seq, e.pad)
-		e.log.Append(seq, b)
+		e.log.Append(seq, 0, b)
 		f := e.frames.Copy(b)
 		e.sent = append(e.sent, f)
 		if err := e.hub.Publish(seq, f); err != nil {
@@ -192,20 +127,8 @@ func (e *env) dialWith(d ws.Dialer, cursor string) *client {
 	if cursor != "" {
 		u += "?cursor=" + cursor
 	}
-	conn, br, _, err := d.Dial(context.Background(), u)
-	if err != nil {
-		e.t.Fatalf("dial %s: %v", u, err)
-	}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	c := &client{t: e.t, conn: conn, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}}
-	e.t.Cleanup(func() { _ = conn.Close() })
-	return c
+	conn, rw := streamtest.Dial(e.t, d, u)
+	return &client{t: e.t, conn: conn, rw: rw}
 }
 
 // msgKind classifies a received binary message.
@@ -266,15 +189,14 @@ func trunc(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
-// waitFor polls cond until it holds; the test's own timeout bounds it.
-func waitFor(cond func() bool) {
-	for !cond() {
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // runtimeYield lets other goroutines run, to vary interleavings.
 func runtimeYield() { runtime.Gosched() }
 
 // consumerCount returns how many consumers the hub lists.
 func (e *env) consumerCount() int { return len(e.hub.Consumers()) }
+
+// waitConsumers waits until the hub lists n consumers.
+func (e *env) waitConsumers(n int) {
+	e.t.Helper()
+	streamtest.WaitFor(e.t, strconv.Itoa(n)+" consumers", func() bool { return e.consumerCount() == n })
+}

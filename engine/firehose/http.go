@@ -2,7 +2,6 @@ package firehose
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -119,7 +118,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_ = tc.SetWriteBuffer(n)
 		}
 	}
-	c := newConsumer(h, conn, context.Background())
+	c := newConsumer(h, conn)
 	c.userAgent = r.UserAgent()
 	c.cursor, c.hasCursor = cursor, hasCursor
 	c.key = key
@@ -133,7 +132,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	br := rw.Reader
 	if br.Buffered() == 0 {
 		// Nothing the client sent is in net/http's 4 KiB read buffer yet:
-		// a small one serves discardClientFrames (headers of at most 14
+		// a small one serves the reader (headers of at most 14
 		// bytes, control payloads of at most 125) and the big one is freed.
 		br = bufio.NewReaderSize(conn, readerBufferBytes)
 	}

@@ -1,7 +1,6 @@
 package firehose
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/atrelay/relay/engine/clientip"
+	"github.com/atrelay/relay/engine/fanout"
 	"github.com/atrelay/relay/pool"
 )
 
@@ -63,9 +63,9 @@ type Hub struct {
 	mask     uint64
 	// adm holds the connection slots (its own lock).
 	adm admission
-	// replayBufs recycles the consumers' replay write buffers
-	// (*bufio.Writer), so only consumers that are replaying hold one.
-	replayBufs sync.Pool
+	// ep holds the consumers' write settings and recycles their replay
+	// buffers, so only consumers that are replaying hold one.
+	ep fanout.Endpoint
 
 	// floor is the largest seq that is not in the ring: the last evicted
 	// seq, or the Log's newest seq when the hub was built. Every published
@@ -105,6 +105,12 @@ func NewHub(log Log, cfg Config) (*Hub, error) {
 		slots:     make([]slot, cfg.RingFrames),
 		mask:      uint64(cfg.RingFrames - 1),
 		consumers: make(map[*consumer]struct{}),
+		ep: fanout.Endpoint{
+			BatchFrames:       cfg.BatchFrames,
+			WriteTimeout:      cfg.WriteTimeout,
+			PingInterval:      cfg.PingInterval,
+			ReplayBufferBytes: cfg.ReplayBufferBytes,
+		},
 	}
 	h.upgrader = ws.HTTPUpgrader{Header: http.Header{"Server": []string{h.server}}}
 	if n, ok := log.NewestSeq(); ok {
@@ -142,10 +148,7 @@ func (h *Hub) Publish(seq uint64, f *pool.Frame) error {
 	h.newest.Store(seq)
 	for i, c := range h.waiting {
 		c.waiting = false
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+		c.out.Wake()
 		h.waiting[i] = nil
 	}
 	h.waiting = h.waiting[:0]
@@ -173,9 +176,10 @@ const (
 	fillClosed                   // the hub is closed
 )
 
-// fill takes up to len(c.batch) ring frames with seq > c.pos into c.batch,
-// retaining each, or registers c as waiting when there are none. Called only
-// by c's own goroutine.
+// fill takes up to BatchFrames ring frames with seq > c.pos into
+// c.out.Batch(), retaining each (c.out releases them once written), or
+// registers c as waiting when there are none. Called only by c's writer
+// goroutine.
 func (h *Hub) fill(c *consumer) (int, fillResult) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -191,15 +195,16 @@ func (h *Hub) fill(c *consumer) (int, fillResult) {
 		i = h.searchLocked(c.pos)
 		c.nextValid = true
 	}
+	batch := c.out.Batch()
 	n := 0
-	for ; i < h.end && n < len(c.batch); i++ {
+	for ; i < h.end && n < len(batch); i++ {
 		s := &h.slots[i&h.mask]
 		if s.seq <= c.pos {
 			// Durable seqs the consumer already got by replay before
 			// they were published.
 			continue
 		}
-		c.batch[n] = s.frame.Retain()
+		batch[n] = s.frame.Retain()
 		c.seqs[n] = s.seq
 		n++
 	}
@@ -274,21 +279,6 @@ func (h *Hub) startPosition() uint64 {
 func (h *Hub) newestDurable() uint64 {
 	n, _ := h.log.NewestSeq()
 	return max(n, h.newest.Load(), h.floor.Load())
-}
-
-// getReplayWriter returns a replay buffer writing to c.
-func (h *Hub) getReplayWriter(c *consumer) *bufio.Writer {
-	if w, ok := h.replayBufs.Get().(*bufio.Writer); ok {
-		w.Reset(c)
-		return w
-	}
-	return bufio.NewWriterSize(c, h.cfg.ReplayBufferBytes)
-}
-
-// putReplayWriter recycles w, which must be flushed or abandoned.
-func (h *Hub) putReplayWriter(w *bufio.Writer) {
-	w.Reset(nil)
-	h.replayBufs.Put(w)
 }
 
 // Close disconnects every consumer (with a WebSocket close frame where the

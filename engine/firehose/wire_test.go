@@ -1,15 +1,12 @@
 package firehose
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/hex"
 	"errors"
 	"testing"
 
-	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/fxamacker/cbor/v2"
-	"github.com/gobwas/ws"
 )
 
 // decodeTwo splits a frame into its header and body maps and checks that
@@ -96,20 +93,6 @@ func TestCBORHeadShortest(t *testing.T) {
 	}
 }
 
-func TestPutWSHeaderMatchesGobwas(t *testing.T) {
-	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 5_000_000} {
-		var want bytes.Buffer
-		if err := ws.WriteHeader(&want, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n)}); err != nil {
-			t.Fatal(err)
-		}
-		var got [wsframe.HeaderMax]byte
-		k := wsframe.PutHeader(got[:], wsframe.OpBinary, n)
-		if !bytes.Equal(got[:k], want.Bytes()) {
-			t.Errorf("len %d: got %x, want %x", n, got[:k], want.Bytes())
-		}
-	}
-}
-
 func TestParseCursor(t *testing.T) {
 	f := func(in string, want uint64, wantOK bool, wantErr error) {
 		t.Helper()
@@ -162,67 +145,4 @@ func uitoa(n uint64) string {
 			return string(b[i:])
 		}
 	}
-}
-
-// clientFrame returns a masked client frame.
-func clientFrame(op ws.OpCode, fin bool, payload []byte) []byte {
-	var buf bytes.Buffer
-	fr := ws.MaskFrame(ws.NewFrame(op, fin, append([]byte(nil), payload...)))
-	_ = ws.WriteFrame(&buf, fr)
-	return buf.Bytes()
-}
-
-func TestDiscardClientFrames(t *testing.T) {
-	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-	f := func(name string, in []byte, want cause, wantPings ...string) {
-		t.Run(name, func(t *testing.T) {
-			var pings []string
-			got := discardClientFrames(bufio.NewReader(bytes.NewReader(in)), func(p []byte) { pings = append(pings, string(p)) })
-			if got != want {
-				t.Fatalf("cause %v, want %v", got, want)
-			}
-			if len(pings) != len(wantPings) {
-				t.Fatalf("pings %q, want %q", pings, wantPings)
-			}
-			for i := range pings {
-				if pings[i] != wantPings[i] {
-					t.Fatalf("pings %q, want %q", pings, wantPings)
-				}
-			}
-		})
-	}
-	f("eof", nil, causeClientClosed)
-	f("close", clientFrame(ws.OpClose, true, []byte{3, 232}), causeClientClosed)
-	f("text then ping then close", cat(
-		clientFrame(ws.OpText, true, []byte("ignored")),
-		clientFrame(ws.OpBinary, false, bytes.Repeat([]byte{1}, 70000)),
-		clientFrame(ws.OpContinuation, true, []byte("end")),
-		clientFrame(ws.OpPing, true, []byte("p1")),
-		clientFrame(ws.OpPong, true, nil),
-		clientFrame(ws.OpClose, true, nil)), causeClientClosed, "p1")
-	f("unmasked", []byte{0x82, 0x01, 0x00}, causeProtocol)
-	f("stray continuation", clientFrame(ws.OpContinuation, true, []byte("x")), causeProtocol)
-	f("reserved opcode", clientFrame(ws.OpCode(0x3), true, nil), causeProtocol)
-	f("control too long", []byte{0x89, 0xfe, 0x00, 0x80, 0, 0, 0, 0}, causeProtocol)
-	f("64-bit length msb", []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}, causeProtocol)
-	f("truncated payload", clientFrame(ws.OpBinary, true, []byte("abcdef"))[:8], causeClientClosed)
-}
-
-func FuzzDiscardClientFrames(f *testing.F) {
-	f.Add([]byte{})
-	f.Add(clientFrame(ws.OpPing, true, []byte("hi")))
-	f.Add(clientFrame(ws.OpBinary, true, []byte("data")))
-	f.Add(clientFrame(ws.OpClose, true, []byte{3, 232, 'b', 'y', 'e'}))
-	f.Add([]byte{0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
-	f.Add([]byte{0x89, 0xfe, 0x00, 0x80})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		got := discardClientFrames(bufio.NewReader(bytes.NewReader(in)), func(p []byte) {
-			if len(p) > 125 {
-				t.Fatalf("ping payload of %d bytes", len(p))
-			}
-		})
-		if got != causeClientClosed && got != causeProtocol {
-			t.Fatalf("cause %v", got)
-		}
-	})
 }

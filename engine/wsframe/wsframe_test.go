@@ -10,7 +10,7 @@ import (
 // TestPutHeaderMatchesGobwas: every length class encodes exactly as
 // gobwas/ws writes the same header.
 func TestPutHeaderMatchesGobwas(t *testing.T) {
-	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 5_000_000} {
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 5_000_000} {
 		for _, op := range []byte{OpText, OpBinary, OpClose, OpPing, OpPong} {
 			var dst [HeaderMax]byte
 			got := dst[:PutHeader(dst[:], op, n)]
