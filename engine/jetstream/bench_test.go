@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"github.com/atrelay/relay/internal/streamtest"
 	"net"
 	"strconv"
 	"testing"
@@ -67,9 +68,9 @@ func (r *fanoutRig) step() int {
 	n := 0
 	for _, sub := range r.subs {
 		k := sub.take()
-		for i := range k {
-			sub.batch[i].Release()
-			sub.batch[i] = nil
+		for i, f := range sub.out.Batch()[:k] {
+			f.Release()
+			sub.out.Batch()[i] = nil
 		}
 		n += k
 	}
@@ -101,7 +102,7 @@ func BenchmarkFanout(b *testing.B) {
 // subscribers allocates nothing: the JSON and zstd bytes live in pooled,
 // shared frames.
 func TestFanoutAllocs(t *testing.T) {
-	if raceEnabled {
+	if streamtest.Race {
 		t.Skip("the race detector allocates")
 	}
 	r := newFanoutRig(t, 30)

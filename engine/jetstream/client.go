@@ -3,9 +3,12 @@ package jetstream
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 
 	"github.com/gobwas/ws"
+
+	"github.com/atrelay/relay/engine/fanout"
 )
 
 // readChunk is how much of a client message is read at a time, so a
@@ -36,112 +39,73 @@ type optionsUpdate struct {
 // client closes, hangs up or misbehaves.
 func (sub *subscriber) readLoop(r *bufio.Reader) {
 	defer sub.s.wg.Done()
-	why, text := sub.readClient(r)
-	sub.stopWith(why, text)
-}
-
-// queuePong records the latest ping payload for the writer and wakes it.
-func (sub *subscriber) queuePong(payload []byte) {
-	sub.dmu.Lock()
-	sub.pingLen = copy(sub.pingPayload[:], payload)
-	sub.dmu.Unlock()
-	sub.pongWanted.Store(true)
-	select {
-	case sub.wake <- struct{}{}:
+	cr := clientReader{sub: sub, limit: sub.s.cfg.MaxClientMessageBytes}
+	err := sub.out.ReadClient(r, cr.data)
+	switch {
+	case errors.Is(err, fanout.ErrProtocol):
+		sub.out.Stop(causeProtocol, "")
+	case cr.why != causeNone:
+		sub.out.Stop(cr.why, cr.whyText)
 	default:
+		sub.out.Stop(causeClientClosed, "")
 	}
 }
 
-// readClient reads client frames until the connection ends and returns
-// why, with a close-frame text for refused options. Text messages are
-// assembled (fragments included) up to MaxClientMessageBytes and parsed;
-// binary messages are skipped without buffering, as Jetstream ignores
-// them; control payloads (at most 125 bytes, enforced by ws.CheckHeader)
-// are unmasked into a fixed array.
-func (sub *subscriber) readClient(r *bufio.Reader) (cause, string) {
-	var hdr [ws.MaxHeaderSize - 2]byte
-	var ctl [125]byte
-	var msg []byte
-	limit := sub.s.cfg.MaxClientMessageBytes
-	state := ws.StateServerSide
-	text := false // the message in progress is text (else binary)
-	for {
-		h, err := ws.ReadHeaderBuffer(r, hdr[:])
-		if err != nil {
-			if err == ws.ErrHeaderLengthMSB || err == ws.ErrHeaderLengthUnexpected {
-				return causeProtocol, ""
-			}
-			return causeClientClosed, ""
-		}
-		if err := ws.CheckHeader(h, state); err != nil {
-			return causeProtocol, ""
-		}
-		if h.OpCode.IsControl() {
-			p := ctl[:h.Length]
-			if _, err := io.ReadFull(r, p); err != nil {
-				return causeClientClosed, ""
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
-			case ws.OpClose:
-				return causeClientClosed, ""
-			case ws.OpPing:
-				sub.queuePong(p)
-			}
-			continue
-		}
-		if h.OpCode != ws.OpContinuation {
-			text = h.OpCode == ws.OpText
-			msg = msg[:0]
-		}
-		// Track fragmentation so CheckHeader rejects stray continuations.
-		if h.Fin {
-			state = state.Clear(ws.StateFragmented)
-		} else {
-			state = state.Set(ws.StateFragmented)
-		}
-		if !text {
-			if why := discard(r, h.Length); why != causeNone {
-				return why, ""
-			}
-			continue
-		}
-		if h.Length > int64(limit-len(msg)) {
-			return causeMessageSize, "message too big"
-		}
-		for off := int64(0); off < h.Length; {
-			k := int(min(h.Length-off, readChunk))
-			n := len(msg)
-			msg = append(msg, make([]byte, k)...)
-			if _, err := io.ReadFull(r, msg[n:]); err != nil {
-				return causeClientClosed, ""
-			}
-			ws.Cipher(msg[n:], h.Mask, int(off))
-			off += int64(k)
-		}
-		if !h.Fin {
-			continue
-		}
-		if why, text := sub.handleMessage(msg); why != causeNone {
-			return why, text
-		}
-		if cap(msg) > keepMessageBuffer {
-			msg = nil
-		}
-	}
+// errRefused ends ReadClient when the client's message is refused; the
+// clientReader holds why.
+var errRefused = errors.New("jetstream: client message refused")
+
+// clientReader takes the client's data frames from fanout's reader. Text
+// messages are assembled (fragments included) up to limit bytes and
+// parsed; binary messages are skipped without buffering, as Jetstream
+// ignores them. Owned by the reader goroutine.
+type clientReader struct {
+	sub     *subscriber
+	limit   int    // Config.MaxClientMessageBytes
+	msg     []byte // the text message being assembled
+	text    bool   // the message in progress is text (else binary)
+	why     cause  // why a message was refused, with its close-frame text
+	whyText string
 }
 
-// discard skips n payload bytes.
-func discard(r *bufio.Reader, n int64) cause {
-	for n > 0 {
-		k := int(min(n, 1<<30))
-		d, err := r.Discard(k)
-		n -= int64(d)
-		if err != nil {
-			return causeClientClosed
-		}
+// data consumes one data frame (fanout.Conn.ReadClient's data function).
+func (cr *clientReader) data(h ws.Header, r *bufio.Reader) error {
+	if h.OpCode != ws.OpContinuation {
+		cr.text = h.OpCode == ws.OpText
+		cr.msg = cr.msg[:0]
 	}
-	return causeNone
+	if !cr.text {
+		return fanout.Discard(h, r)
+	}
+	if h.Length > int64(cr.limit-len(cr.msg)) {
+		return cr.refuse(causeMessageSize, "message too big")
+	}
+	for off := int64(0); off < h.Length; {
+		k := int(min(h.Length-off, readChunk))
+		n := len(cr.msg)
+		cr.msg = append(cr.msg, make([]byte, k)...)
+		if _, err := io.ReadFull(r, cr.msg[n:]); err != nil {
+			return fanout.ErrClientClosed
+		}
+		ws.Cipher(cr.msg[n:], h.Mask, int(off))
+		off += int64(k)
+	}
+	if !h.Fin {
+		return nil
+	}
+	if why, text := cr.sub.handleMessage(cr.msg); why != causeNone {
+		return cr.refuse(why, text)
+	}
+	if cap(cr.msg) > keepMessageBuffer {
+		cr.msg = nil
+	}
+	return nil
+}
+
+// refuse records why the client's message was refused and ends the read.
+func (cr *clientReader) refuse(why cause, text string) error {
+	cr.why, cr.whyText = why, text
+	return errRefused
 }
 
 // handleMessage applies one text message from the client. As in

@@ -87,10 +87,11 @@
 //
 // # Goroutines
 //
-// The pump (New to Close); per subscriber, the HTTP handler goroutine
-// (writer) and one reader goroutine that applies options_update, answers
-// pings through the writer and notices a disconnect. Close stops and waits
-// for all of them.
+// The pump (New to Close); per subscriber, around its fanout.Conn (the
+// write path it shares with the firehose), the HTTP handler goroutine
+// (writer) and one reader goroutine that applies options_update, hands
+// pings to the writer and notices a disconnect. Close stops and waits for
+// all of them.
 //
 // Not served: Jetstream v2 (/xrpc/network.bsky.jetstream.subscribeEvents,
 // its own dictionary and envelope cursor).

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,18 +22,17 @@ import (
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/dagcbor"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/streamtest"
 )
 
 // fakeSource is an in-memory Source with the store's semantics: seqs from
 // 1, commit times that never go back, a time index holding the first seq
 // of each second, and retention that drops index entries pointing below
-// the new oldest seq. ReplayTimed re-finds its position on every event,
-// like an iterator that sees trims.
+// the new oldest seq. The events and their replay are a streamtest.Log.
 type fakeSource struct {
-	mu      sync.Mutex
-	seqs    []uint64
-	ms      []int64
-	frames  [][]byte
+	streamtest.Log
+
+	mu      sync.Mutex // guards the fields below; taken before the Log's
 	next    uint64
 	lastMS  int64
 	lastSec int64
@@ -66,9 +64,7 @@ func (f *fakeSource) Append(t testing.TB, unixMilli int64, frame []byte) uint64 
 		f.lastSec = sec
 		f.index = append(f.index, secEntry{sec, seq})
 	}
-	f.seqs = append(f.seqs, seq)
-	f.ms = append(f.ms, unixMilli)
-	f.frames = append(f.frames, b)
+	f.Log.Append(seq, unixMilli, b)
 	return seq
 }
 
@@ -77,50 +73,9 @@ func (f *fakeSource) Append(t testing.TB, unixMilli int64, frame []byte) uint64 
 func (f *fakeSource) TrimBefore(oldest uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	i := sort.Search(len(f.seqs), func(i int) bool { return f.seqs[i] >= oldest })
-	f.seqs = append([]uint64(nil), f.seqs[i:]...)
-	f.ms = append([]int64(nil), f.ms[i:]...)
-	f.frames = append([][]byte(nil), f.frames[i:]...)
+	f.Log.TrimBefore(oldest)
 	j := sort.Search(len(f.index), func(j int) bool { return f.index[j].seq >= oldest })
 	f.index = append([]secEntry(nil), f.index[j:]...)
-}
-
-func (f *fakeSource) ReplayTimed(ctx context.Context, after uint64, fn func(uint64, int64, []byte) error) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		f.mu.Lock()
-		i := sort.Search(len(f.seqs), func(i int) bool { return f.seqs[i] > after })
-		if i == len(f.seqs) {
-			f.mu.Unlock()
-			return nil
-		}
-		seq, ms, b := f.seqs[i], f.ms[i], f.frames[i]
-		f.mu.Unlock()
-		if err := fn(seq, ms, b); err != nil {
-			return err
-		}
-		after = seq
-	}
-}
-
-func (f *fakeSource) OldestSeq() (uint64, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.seqs) == 0 {
-		return 0, false
-	}
-	return f.seqs[0], true
-}
-
-func (f *fakeSource) NewestSeq() (uint64, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.seqs) == 0 {
-		return 0, false
-	}
-	return f.seqs[len(f.seqs)-1], true
 }
 
 func (f *fakeSource) SeqAtTime(t time.Time) (uint64, bool, error) {
@@ -229,26 +184,21 @@ type client struct {
 
 func (ts *testServer) dial(t testing.TB, query string) *client {
 	t.Helper()
+	return ts.dialWith(t, ws.Dialer{}, query)
+}
+
+// dialWith connects a client with dialer d.
+func (ts *testServer) dialWith(t testing.TB, d ws.Dialer, query string) *client {
+	t.Helper()
 	url := strings.Replace(ts.hs.URL, "http://", "ws://", 1) + "/subscribe"
 	if query != "" {
 		url += "?" + query
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, br, _, err := ws.Dial(ctx, url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	c := &client{t: t, conn: conn, rw: struct {
+	conn, rw := streamtest.Dial(t, d, url)
+	return &client{t: t, conn: conn, rw: struct {
 		io.Reader
 		io.Writer
-	}{bufio.NewReader(r), conn}}
-	t.Cleanup(func() { _ = conn.Close() })
-	return c
+	}{bufio.NewReader(rw), conn}}
 }
 
 // next returns the next data message; it fails the test after timeout.
@@ -377,18 +327,6 @@ func readDict(t testing.TB) []byte {
 		t.Fatalf("dictionary: %v", err)
 	}
 	return b
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // checkNoLeak fails if goroutines started during the test outlive it.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/atrelay/relay/engine/dagcbor"
 	"github.com/atrelay/relay/internal/fixtures"
+
+	"github.com/atrelay/relay/internal/streamtest"
 )
 
 func readFixture(rel string) ([]byte, error) { return os.ReadFile(fixtures.Path(rel)) }
@@ -178,7 +180,7 @@ func TestJSONStringEscapes(t *testing.T) {
 // TestRecordAllocs: a converter that has seen a record converts it again
 // without allocating.
 func TestRecordAllocs(t *testing.T) {
-	if raceEnabled {
+	if streamtest.Race {
 		t.Skip("the race detector allocates")
 	}
 	rec := postRecord("hello world, a record of ordinary size with some text in it")

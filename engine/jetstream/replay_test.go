@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"bytes"
+	"github.com/atrelay/relay/internal/streamtest"
 	"strconv"
 	"sync"
 	"testing"
@@ -240,7 +241,7 @@ func TestIdlePumpStampsLikeReplay(t *testing.T) {
 	checkNoLeak(t)
 	ts := startServer(t, newFakeSource(), Config{})
 	seqs, counts := appendHistory(t, ts, 0, secondMS)
-	waitFor(t, "the idle pump", func() bool { return ts.pumpSeq.Load() == seqs[len(seqs)-1] })
+	streamtest.WaitFor(t, "the idle pump", func() bool { return ts.pumpSeq.Load() == seqs[len(seqs)-1] })
 	// Only the newest second was converted: 11 relay events a second.
 	total := 0
 	for _, c := range counts {

@@ -1,7 +1,6 @@
 package jetstream
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/atrelay/relay/engine/fanout"
 	"github.com/atrelay/relay/pool"
 )
 
@@ -39,7 +39,9 @@ type Server struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	pumpDone    chan struct{}
-	replayBufs  sync.Pool // *bufio.Writer of ReplayBufferBytes
+	// ep holds the subscribers' write settings and recycles their replay
+	// buffers, so only subscribers that are replaying hold one.
+	ep fanout.Endpoint
 
 	// Owned by the pump goroutine (and by New before it starts).
 	pc    converter
@@ -95,6 +97,12 @@ func New(src Source, cfg Config) (*Server, error) {
 		replaySlots: make(chan struct{}, cfg.MaxReplays),
 		pumpDone:    make(chan struct{}),
 		all:         make(map[*subscriber]struct{}),
+		ep: fanout.Endpoint{
+			BatchFrames:       cfg.BatchMessages,
+			WriteTimeout:      cfg.WriteTimeout,
+			PingInterval:      cfg.PingInterval,
+			ReplayBufferBytes: cfg.ReplayBufferBytes,
+		},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = ws.HTTPUpgrader{Header: http.Header{"Server": []string{s.server}}}
@@ -388,21 +396,6 @@ func (s *Server) seqStart(a uint64) (uint64, error) {
 		return oldest, nil
 	}
 	return s.secondStart(a + 1)
-}
-
-// getReplayWriter returns a replay buffer writing to sub.
-func (s *Server) getReplayWriter(sub *subscriber) *bufio.Writer {
-	if w, ok := s.replayBufs.Get().(*bufio.Writer); ok {
-		w.Reset(sub)
-		return w
-	}
-	return bufio.NewWriterSize(sub, s.cfg.ReplayBufferBytes)
-}
-
-// putReplayWriter recycles w, which must be flushed or abandoned.
-func (s *Server) putReplayWriter(w *bufio.Writer) {
-	w.Reset(nil)
-	s.replayBufs.Put(w)
 }
 
 // Close disconnects every subscriber (with a close frame where the socket

@@ -2,9 +2,7 @@ package jetstream
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/atrelay/relay/internal/streamtest"
 )
 
 const (
@@ -29,7 +29,7 @@ const waitMsg = 5 * time.Second
 // waitLive waits until n subscribers are in the live set.
 func (ts *testServer) waitLive(t testing.TB, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d live subscribers", n), func() bool {
+	streamtest.WaitFor(t, fmt.Sprintf("%d live subscribers", n), func() bool {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		return len(ts.live) == n
@@ -124,7 +124,7 @@ func TestOptionsUpdate(t *testing.T) {
 	c.expectKeys("commit " + alice + " app.bsky.feed.post/p1 create")
 
 	c.sendText(`{"type":"options_update","payload":{"wantedCollections":["app.bsky.graph.*"],"wantedDids":["` + bob + `"]}}`)
-	waitFor(t, "the update", func() bool { return ts.m.optionsUpds.Get() == 1 })
+	streamtest.WaitFor(t, "the update", func() bool { return ts.m.optionsUpds.Get() == 1 })
 	ts.appendAll(t, baseMS, post(bob, "p2"), follow(alice, "f2"), follow(bob, "f3"))
 	c.expectKeys("commit " + bob + " app.bsky.graph.follow/f3 create")
 
@@ -135,7 +135,7 @@ func TestOptionsUpdate(t *testing.T) {
 	}
 	// maxMessageSizeBytes from an update: a big record is skipped.
 	c.sendText(`{"type":"options_update","payload":{"maxMessageSizeBytes":600}}`)
-	waitFor(t, "the second update", func() bool { return ts.m.optionsUpds.Get() == 2 })
+	streamtest.WaitFor(t, "the second update", func() bool { return ts.m.optionsUpds.Get() == 2 })
 	big := commitFrame(alice, "r", testOp{"create", "app.bsky.feed.post/big", postRecord(strings.Repeat("x", 1000))})
 	ts.appendAll(t, baseMS, big, post(carol, "small"))
 	c.expectKeys("commit " + carol + " app.bsky.feed.post/small create")
@@ -144,7 +144,7 @@ func TestOptionsUpdate(t *testing.T) {
 	if code := c.closeCode(waitMsg); code != closePolicy {
 		t.Fatalf("close code %d, want %d", code, closePolicy)
 	}
-	waitFor(t, "the disconnect", func() bool { return ts.m.disconnects[causeBadOptions].Get() == 1 })
+	streamtest.WaitFor(t, "the disconnect", func() bool { return ts.m.disconnects[causeBadOptions].Get() == 1 })
 }
 
 func writeClientBinary(c *client, b []byte) error {
@@ -168,7 +168,7 @@ func TestRequireHello(t *testing.T) {
 	if code := silent.closeCode(waitMsg); code != closePolicy {
 		t.Fatalf("close code %d, want %d", code, closePolicy)
 	}
-	waitFor(t, "the hello timeout", func() bool { return ts.m.disconnects[causeHelloTimeout].Get() == 1 })
+	streamtest.WaitFor(t, "the hello timeout", func() bool { return ts.m.disconnects[causeHelloTimeout].Get() == 1 })
 }
 
 // TestCompressionRoundTrip: compress=true (and Socket-Encoding: zstd) sends
@@ -232,23 +232,7 @@ func TestCompressionRoundTrip(t *testing.T) {
 
 func (ts *testServer) dialHeader(t testing.TB, query string, h http.Header) *client {
 	t.Helper()
-	url := strings.Replace(ts.hs.URL, "http://", "ws://", 1) + "/subscribe?" + query
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(h)}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, br, _, err := d.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &client{t: t, conn: conn, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}}
+	return ts.dialWith(t, ws.Dialer{Header: ws.HandshakeHeaderHTTP(h)}, query)
 }
 
 // TestBadRequests: refused options get HTTP 400 before the upgrade, as from
@@ -284,7 +268,7 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("no upgrade: HTTP %d", got)
 	}
 	ts.dial(t, "")
-	waitFor(t, "one subscriber", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.all) == 1 })
+	streamtest.WaitFor(t, "one subscriber", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.all) == 1 })
 	f("", http.StatusServiceUnavailable)
 }
 
@@ -319,7 +303,7 @@ func TestHostileMessages(t *testing.T) {
 	if err := ws.WriteFrame(rude.conn, ws.NewTextFrame([]byte(`{"type":"options_update","payload":{}}`))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the protocol error", func() bool { return ts.m.disconnects[causeProtocol].Get() == 1 })
+	streamtest.WaitFor(t, "the protocol error", func() bool { return ts.m.disconnects[causeProtocol].Get() == 1 })
 	ts.waitLive(t, 1)
 	ts.appendAll(t, baseMS, post(alice, "p"))
 	good.expectKeys("commit " + alice + " app.bsky.feed.post/p create")

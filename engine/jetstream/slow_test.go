@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/atrelay/relay/internal/streamtest"
 )
 
 // TestSlowSubscriberDisconnected: a live subscriber that stops reading
@@ -19,7 +21,7 @@ func TestSlowSubscriberDisconnected(t *testing.T) {
 	ts := startServer(t, newFakeSource(), Config{QueueEvents: 64, QueueBytes: 512 << 10})
 	// Some history, so that a cursor=0 subscriber replays.
 	ts.appendAll(t, baseMS, post(alice, "old"))
-	waitFor(t, "the pump", func() bool { return ts.pumpSeq.Load() == 1 })
+	streamtest.WaitFor(t, "the pump", func() bool { return ts.pumpSeq.Load() == 1 })
 
 	slow := ts.dial(t, "")
 	if tc, ok := slow.conn.(*net.TCPConn); ok {
@@ -58,7 +60,7 @@ func TestSlowSubscriberDisconnected(t *testing.T) {
 		}
 		received.Add(1)
 	}
-	waitFor(t, "the slow subscriber's disconnect", func() bool { return ts.m.disconnects[causeTooSlow].Get() == 1 })
+	streamtest.WaitFor(t, "the slow subscriber's disconnect", func() bool { return ts.m.disconnects[causeTooSlow].Get() == 1 })
 	ts.mu.Lock()
 	live := len(ts.live)
 	ts.mu.Unlock()
@@ -72,7 +74,7 @@ func TestSlowSubscriberDisconnected(t *testing.T) {
 	if tc, ok := stuck.conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4096)
 	}
-	waitFor(t, "the replay", func() bool { return ts.m.sentReplay.Get() > 0 })
+	streamtest.WaitFor(t, "the replay", func() bool { return ts.m.sentReplay.Get() > 0 })
 	ts.appendAll(t, baseMS+n, post(carol, "after"))
 	fast.expectKeys("commit " + carol + " app.bsky.feed.post/after create")
 	began := time.Now()
@@ -94,7 +96,7 @@ func TestCloseEndsEveryone(t *testing.T) {
 		ts.src.Append(t, baseMS, commitFrame(bob, "r", testOp{"create", "app.bsky.feed.post/p" + strconv.Itoa(i), big}))
 	}
 	ts.Notify()
-	waitFor(t, "the pump", func() bool { return ts.pumpSeq.Load() == 800 })
+	streamtest.WaitFor(t, "the pump", func() bool { return ts.pumpSeq.Load() == 800 })
 	live := ts.dial(t, "")
 	ts.waitLive(t, 1)
 	ts.dial(t, "requireHello=true")
@@ -103,10 +105,10 @@ func TestCloseEndsEveryone(t *testing.T) {
 	if tc, ok := blocker.conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4096)
 	}
-	waitFor(t, "the replay", func() bool { return ts.m.sentReplay.Get() > 0 })
+	streamtest.WaitFor(t, "the replay", func() bool { return ts.m.sentReplay.Get() > 0 })
 	// ...so this one waits for its turn.
 	ts.dial(t, "cursor=0")
-	waitFor(t, "four subscribers", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.all) == 4 })
+	streamtest.WaitFor(t, "four subscribers", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.all) == 4 })
 	began := time.Now()
 	ts.Close()
 	if d := time.Since(began); d > 5*time.Second {

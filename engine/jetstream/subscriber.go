@@ -1,47 +1,36 @@
 package jetstream
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/atrelay/relay/engine/fanout"
 	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/atrelay/relay/pool"
 )
-
-// finalWriteTimeout bounds the courtesy writes (close frame) made while
-// disconnecting, so Close never waits long on a dead peer.
-const finalWriteTimeout = time.Second
 
 // replayPassEvents ends a log replay pass after this many relay events; the
 // next pass re-seeks. It bounds how long one slow subscriber keeps a store
 // iterator (and the files it pins) open.
 const replayPassEvents = 4096
 
-// Sentinels that end a replay pass early.
-var (
-	errPassDone = errors.New("jetstream: replay pass budget spent")
-	errStopped  = errors.New("jetstream: subscriber stopped")
-)
+// errPassDone ends a replay pass early.
+var errPassDone = errors.New("jetstream: replay pass budget spent")
 
 // subscriber is one /subscribe connection. Its writer side runs in the
-// HTTP handler goroutine and is the only writer to conn; a reader goroutine
+// HTTP handler goroutine and writes only through out; a reader goroutine
 // (readLoop) reads the client's messages.
 type subscriber struct {
 	// Static after newSubscriber.
 	s         *Server
-	conn      net.Conn
+	out       *fanout.Conn[cause]
 	remote    string
 	userAgent string
 	compress  bool
-	op        byte // wsframe.OpText for JSON, wsframe.OpBinary for zstd
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wake      chan struct{} // one slot: enqueue and the reader send without blocking
+	op        byte          // wsframe.OpText for JSON, wsframe.OpBinary for zstd
 	hello     chan struct{} // closed by the reader at the first valid options_update
 
 	// filter is the current choice of events, swapped by options_update
@@ -63,156 +52,40 @@ type subscriber struct {
 	qclosed bool
 
 	// Owned by the writer goroutine.
-	batch    []*pool.Frame
-	hdrs     []byte   // BatchMessages WebSocket headers, wsframe.HeaderMax apart
-	iovBuf   [][]byte // backing array of iov
-	iov      net.Buffers
-	ctlHdr   [wsframe.HeaderMax]byte
-	wrote    bool          // something was written since the last ping tick
-	bw       *bufio.Writer // replay buffer, held only during a replay pass
-	conv     *converter    // replay scratch, dropped when the replay ends
-	rbuf     []byte        // replay JSON
-	rzbuf    []byte        // replay zstd
+	conv     *converter // replay scratch, dropped when the replay ends
+	rbuf     []byte     // replay JSON
+	rzbuf    []byte     // replay zstd
 	replayFn func(seq uint64, unixMilli int64, frame []byte) error
 	rpos     uint64 // replay: the last relay seq processed
 	rafter   uint64 // replay: events with seq ≤ rafter are not sent
 	rmin     int64  // replay: events stamped < rmin are not sent
 	rleft    int    // replay: events left in this pass
 	werr     error  // the write error that ended a replay pass
-	pong     [125]byte
-
-	// pongWanted is set by the reader when a ping arrived; the writer
-	// answers at the next message boundary.
-	pongWanted atomic.Bool
-
-	// dmu guards the fields below. stop takes it to abort a blocked write
-	// without waiting for the write to finish.
-	dmu         sync.Mutex
-	stopped     bool
-	writing     bool
-	why         cause
-	closeText   string
-	pingPayload [125]byte
-	pingLen     int
 }
 
 func newSubscriber(s *Server, conn net.Conn, compress bool) *subscriber {
-	n := s.cfg.BatchMessages
 	sub := &subscriber{
 		s:        s,
-		conn:     conn,
+		out:      fanout.NewConn[cause](&s.ep, conn, s.ctx),
 		remote:   conn.RemoteAddr().String(),
 		compress: compress,
 		op:       wsframe.OpText,
-		wake:     make(chan struct{}, 1),
 		hello:    make(chan struct{}),
-		batch:    make([]*pool.Frame, n),
-		hdrs:     make([]byte, n*wsframe.HeaderMax),
-		iovBuf:   make([][]byte, 0, 2*n),
 	}
 	if compress {
 		sub.op = wsframe.OpBinary
 	}
-	sub.ctx, sub.cancel = context.WithCancel(s.ctx)
 	sub.replayFn = sub.replayEvent
 	return sub
 }
 
 // stop ends the subscriber for reason why (the first reason wins) and
 // aborts a write in progress. It never blocks on the socket.
-func (sub *subscriber) stop(why cause) {
-	sub.stopWith(why, "")
-}
-
-// stopWith is stop with a close-frame reason text.
-func (sub *subscriber) stopWith(why cause, text string) {
-	sub.dmu.Lock()
-	if !sub.stopped {
-		sub.stopped = true
-		sub.why = why
-		sub.closeText = text
-		if sub.writing {
-			_ = sub.conn.SetWriteDeadline(time.Unix(1, 0))
-		}
-	}
-	sub.dmu.Unlock()
-	sub.cancel()
-}
+func (sub *subscriber) stop(why cause) { sub.out.Stop(why, "") }
 
 // failed returns the disconnect cause after a write error: the stop
 // reason when stop aborted the write, else a write error.
-func (sub *subscriber) failed() cause {
-	sub.dmu.Lock()
-	defer sub.dmu.Unlock()
-	if sub.stopped {
-		return sub.why
-	}
-	return causeWriteError
-}
-
-// beginWrite arms the write deadline; after stop it refuses unless final.
-func (sub *subscriber) beginWrite(final bool) error {
-	sub.dmu.Lock()
-	defer sub.dmu.Unlock()
-	if sub.stopped && !final {
-		return errStopped
-	}
-	sub.writing = true
-	d := sub.s.cfg.WriteTimeout
-	if final {
-		d = min(d, finalWriteTimeout)
-	}
-	return sub.conn.SetWriteDeadline(time.Now().Add(d))
-}
-
-func (sub *subscriber) endWrite() {
-	sub.dmu.Lock()
-	sub.writing = false
-	sub.dmu.Unlock()
-}
-
-// Write writes p to the socket under the write deadline; it is the
-// io.Writer beneath the replay buffer.
-func (sub *subscriber) Write(p []byte) (int, error) {
-	if err := sub.beginWrite(false); err != nil {
-		return 0, err
-	}
-	n, err := sub.conn.Write(p)
-	sub.endWrite()
-	return n, err
-}
-
-// writeIOV writes sub.iov with one writev under the write deadline.
-func (sub *subscriber) writeIOV(final bool) error {
-	if err := sub.beginWrite(final); err != nil {
-		return err
-	}
-	_, err := sub.iov.WriteTo(sub.conn)
-	sub.endWrite()
-	return err
-}
-
-// writeFrame writes one whole WebSocket frame, behind any replayed bytes
-// still buffered.
-func (sub *subscriber) writeFrame(op byte, payload []byte, final bool) error {
-	k := wsframe.PutHeader(sub.ctlHdr[:], op, len(payload))
-	if sub.bw != nil {
-		_, _ = sub.bw.Write(sub.ctlHdr[:k])
-		_, _ = sub.bw.Write(payload)
-		return sub.bw.Flush()
-	}
-	sub.iov = append(sub.iovBuf[:0], sub.ctlHdr[:k], payload)
-	return sub.writeIOV(final)
-}
-
-// sendPong answers the latest client ping.
-func (sub *subscriber) sendPong() error {
-	sub.pongWanted.Store(false)
-	sub.dmu.Lock()
-	n := copy(sub.pong[:], sub.pingPayload[:sub.pingLen])
-	sub.dmu.Unlock()
-	return sub.writeFrame(wsframe.OpPong, sub.pong[:n], false)
-}
+func (sub *subscriber) failed() cause { return sub.out.Failed(causeWriteError) }
 
 // serve runs the subscriber to its end. It runs in the HTTP handler
 // goroutine.
@@ -236,7 +109,7 @@ func (sub *subscriber) run(kind cursorKind, cur int64, requireHello bool) cause 
 		select {
 		case <-sub.hello:
 			t.Stop()
-		case <-sub.ctx.Done():
+		case <-sub.out.Context().Done():
 			t.Stop()
 			return sub.failed()
 		case <-t.C:
@@ -290,7 +163,7 @@ func (sub *subscriber) replay(kind cursorKind, after uint64, minTime int64, seen
 	s := sub.s
 	select {
 	case s.replaySlots <- struct{}{}:
-	case <-sub.ctx.Done():
+	case <-sub.out.Context().Done():
 		return sub.failed()
 	}
 	defer func() { <-s.replaySlots }()
@@ -307,7 +180,7 @@ func (sub *subscriber) replay(kind cursorKind, after uint64, minTime int64, seen
 		start, err = s.seqStart(after)
 	}
 	if err != nil {
-		if sub.ctx.Err() != nil {
+		if sub.out.Context().Err() != nil {
 			return sub.failed()
 		}
 		s.cfg.Logger.Warn("jetstream replay: cannot place cursor", "remote", sub.remote, "err", err)
@@ -340,13 +213,11 @@ func (sub *subscriber) replay(kind cursorKind, after uint64, minTime int64, seen
 // it reached the end of the log rather than its event budget.
 func (sub *subscriber) replayPass() (natural bool, why cause) {
 	s := sub.s
-	sub.bw = s.getReplayWriter(sub)
+	sub.out.BeginReplay()
 	sub.werr = nil
 	sub.rleft = s.cfg.passEvents
-	err := s.src.ReplayTimed(sub.ctx, sub.rpos, sub.replayFn)
-	ferr := sub.bw.Flush()
-	s.putReplayWriter(sub.bw)
-	sub.bw = nil
+	err := s.src.ReplayTimed(sub.out.Context(), sub.rpos, sub.replayFn)
+	ferr := sub.out.EndReplay()
 	switch {
 	case sub.werr != nil:
 		return false, sub.failed()
@@ -356,7 +227,7 @@ func (sub *subscriber) replayPass() (natural bool, why cause) {
 		}
 		return false, causeNone
 	case err != nil:
-		if sub.ctx.Err() != nil {
+		if sub.out.Context().Err() != nil {
 			return false, sub.failed()
 		}
 		s.cfg.Logger.Warn("jetstream replay failed", "remote", sub.remote, "after", sub.rpos, "err", err)
@@ -379,11 +250,9 @@ func (sub *subscriber) replayEvent(seq uint64, unixMilli int64, frame []byte) er
 	if err := c.load(seq, unixMilli, frame); err != nil {
 		s.m.badFrames.Inc()
 	}
-	if sub.pongWanted.Load() {
-		if err := sub.sendPong(); err != nil {
-			sub.werr = err
-			return err
-		}
+	if err := sub.out.Pong(); err != nil {
+		sub.werr = err
+		return err
 	}
 	f := sub.filter.Load()
 	did := c.did()
@@ -406,15 +275,13 @@ func (sub *subscriber) replayEvent(seq uint64, unixMilli int64, frame []byte) er
 		if f.maxMessageBytes > 0 && len(out) > f.maxMessageBytes {
 			continue
 		}
-		k := wsframe.PutHeader(sub.ctlHdr[:], sub.op, len(out))
-		_, _ = sub.bw.Write(sub.ctlHdr[:k])
-		if _, err := sub.bw.Write(out); err != nil {
+		n, err := sub.out.Buffer(sub.op, out)
+		if err != nil {
 			sub.werr = err
 			return err
 		}
-		sub.wrote = true
 		s.m.sentReplay.Inc()
-		s.m.bytesSent.Add(k + len(out))
+		s.m.bytesSent.Add(n)
 	}
 	sub.rpos = seq
 	if sub.rleft--; sub.rleft <= 0 {
@@ -446,10 +313,7 @@ func (sub *subscriber) enqueue(f *pool.Frame) bool {
 	sub.qlen++
 	sub.qbytes += n
 	sub.qmu.Unlock()
-	select {
-	case sub.wake <- struct{}{}:
-	default:
-	}
+	sub.out.Wake()
 	return true
 }
 
@@ -462,17 +326,18 @@ func (sub *subscriber) growLocked(n int) {
 	sub.q, sub.qhead = q, 0
 }
 
-// take moves up to len(sub.batch) queued messages into sub.batch; the
-// references move with them.
+// take moves up to BatchMessages queued messages into sub.out.Batch();
+// the references move with them (sub.out releases them once written).
 func (sub *subscriber) take() int {
+	batch := sub.out.Batch()
 	sub.qmu.Lock()
 	defer sub.qmu.Unlock()
-	n := min(sub.qlen, len(sub.batch))
+	n := min(sub.qlen, len(batch))
 	for i := 0; i < n; i++ {
 		j := (sub.qhead + i) % len(sub.q)
 		f := sub.q[j]
 		sub.q[j] = nil
-		sub.batch[i] = f
+		batch[i] = f
 		sub.qbytes -= f.Len()
 	}
 	if n > 0 {
@@ -498,61 +363,28 @@ func (sub *subscriber) closeQueue() {
 
 // live writes queued messages until the connection ends, pinging when idle.
 func (sub *subscriber) live() cause {
-	ticker := time.NewTicker(sub.s.cfg.PingInterval)
-	defer ticker.Stop()
+	m := sub.s.m
 	for {
-		if sub.pongWanted.Load() {
-			if err := sub.sendPong(); err != nil {
-				return sub.failed()
-			}
+		if err := sub.out.Pong(); err != nil {
+			return sub.failed()
 		}
 		if n := sub.take(); n > 0 {
-			if err := sub.writeBatch(n); err != nil {
+			total, err := sub.out.WriteBatch(sub.op, n)
+			if err != nil {
 				return sub.failed()
 			}
+			m.sentLive.Add(n)
+			m.bytesSent.Add(total)
 			continue
 		}
-		select {
-		case <-sub.wake:
-		case <-sub.ctx.Done():
+		pinged, err := sub.out.Wait()
+		if err != nil {
 			return sub.failed()
-		case <-ticker.C:
-			if sub.wrote {
-				sub.wrote = false
-				continue
-			}
-			if err := sub.writeFrame(wsframe.OpPing, nil, false); err != nil {
-				return sub.failed()
-			}
-			sub.s.m.pings.Inc()
+		}
+		if pinged {
+			m.pings.Inc()
 		}
 	}
-}
-
-// writeBatch writes the n taken messages straight from their shared
-// buffers with one writev, then releases them.
-func (sub *subscriber) writeBatch(n int) error {
-	sub.iov = sub.iovBuf[:0]
-	total := 0
-	for i := range n {
-		b := sub.batch[i].Bytes()
-		hdr := sub.hdrs[i*wsframe.HeaderMax : (i+1)*wsframe.HeaderMax]
-		k := wsframe.PutHeader(hdr, sub.op, len(b))
-		sub.iov = append(sub.iov, hdr[:k], b)
-		total += k + len(b)
-	}
-	err := sub.writeIOV(false)
-	for i := range n {
-		sub.batch[i].Release()
-		sub.batch[i] = nil
-	}
-	if err != nil {
-		return err
-	}
-	sub.wrote = true
-	sub.s.m.sentLive.Add(n)
-	sub.s.m.bytesSent.Add(total)
-	return nil
 }
 
 // finish sends the close frame the cause calls for, then closes the
@@ -570,17 +402,11 @@ func (sub *subscriber) finish(why cause) {
 		code = closeInternal
 	}
 	if why != causeWriteError && why != causeProtocol {
-		sub.dmu.Lock()
-		text := sub.closeText
-		sub.dmu.Unlock()
+		_, text, _ := sub.out.Reason()
 		if text == "" && why != causeClientClosed {
 			text = why.String()
 		}
-		var body [125]byte
-		body[0], body[1] = byte(code>>8), byte(code)
-		n := 2 + copy(body[2:], text)
-		_ = sub.writeFrame(wsframe.OpClose, body[:n], true)
+		sub.out.Goodbye(nil, code, text)
 	}
-	sub.stop(why)
-	_ = sub.conn.Close()
+	sub.out.Close(why)
 }
