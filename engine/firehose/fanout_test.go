@@ -3,6 +3,7 @@ package firehose
 import (
 	"context"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -164,5 +165,44 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		fo.publish()
+	}
+}
+
+// TestIdleConsumerMemory: an idle consumer costs about 14 KiB of Go memory
+// (see the package doc): both goroutine stacks, its fanout.Conn with the
+// batch arrays, the small read buffer. The bound is loose (the test's
+// client sockets count too); it catches a per-consumer buffer that should
+// only exist while replaying or writing.
+func TestIdleConsumerMemory(t *testing.T) {
+	if streamtest.Race {
+		t.Skip("the race detector's shadow memory inflates every figure")
+	}
+	const n = 500
+	e := newEnv(t, Config{MaxConsumers: n + 1, MaxConsumersPerIP: n + 1}, 0, 10)
+	e.publish(1)
+	dial := func() {
+		conn, _, _, err := ws.Dial(context.Background(), e.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	dial() // the first consumer warms the hub's pools
+	e.waitConsumers(1)
+	inUse := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapInuse + m.StackInuse)
+	}
+	before := inUse()
+	for range n {
+		dial()
+	}
+	e.waitConsumers(n + 1)
+	per := (inUse() - before) / n
+	t.Logf("%d bytes per idle consumer", per)
+	if per > 20<<10 {
+		t.Fatalf("%d bytes per idle consumer, want about 14 KiB", per)
 	}
 }
