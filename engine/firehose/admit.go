@@ -3,6 +3,8 @@ package firehose
 import (
 	"net/netip"
 	"sync"
+
+	"github.com/atrelay/relay/engine/label"
 )
 
 // refusal is why a subscribeRepos request was turned away before the
@@ -24,12 +26,7 @@ var refusalNames = [numRefusals]string{
 }
 
 // String returns the refusal's metric label.
-func (r refusal) String() string {
-	if r < numRefusals {
-		return refusalNames[r]
-	}
-	return "unknown"
-}
+func (r refusal) String() string { return label.Of(refusalNames[:], r) }
 
 // admission counts the connection slots held, in total and per client key.
 // A slot is taken before the upgrade and given back when the consumer's

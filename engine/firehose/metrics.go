@@ -1,6 +1,10 @@
 package firehose
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/engine/label"
+)
 
 // cause is why a consumer was disconnected: a closed set whose String is the
 // reason label of relay_firehose_disconnects_total.
@@ -30,12 +34,7 @@ var causeNames = [numCauses]string{
 }
 
 // String returns the cause's metric label.
-func (c cause) String() string {
-	if c < numCauses {
-		return causeNames[c]
-	}
-	return "unknown"
-}
+func (c cause) String() string { return label.Of(causeNames[:], c) }
 
 // hubMetrics are the hub's counters, registered on Config.Metrics; static
 // after NewHub, the counters themselves are atomic.
@@ -48,8 +47,8 @@ type hubMetrics struct {
 	connects     *metrics.Counter
 	badRequests  *metrics.Counter
 	replayPasses *metrics.Counter
-	disconnects  [numCauses]*metrics.Counter
-	refused      [numRefusals]*metrics.Counter
+	disconnects  []*metrics.Counter // by cause
+	refused      []*metrics.Counter // by refusal
 }
 
 // newHubMetrics registers the hub's metrics on set; the gauges call back
@@ -65,12 +64,8 @@ func newHubMetrics(set *metrics.Set, h *Hub) *hubMetrics {
 		badRequests:  set.NewCounter(`relay_firehose_bad_requests_total`),
 		replayPasses: set.NewCounter(`relay_firehose_replay_passes_total`),
 	}
-	for c := causeClientClosed; c < numCauses; c++ {
-		m.disconnects[c] = set.NewCounter(`relay_firehose_disconnects_total{reason="` + c.String() + `"}`)
-	}
-	for r := refuseGlobal; r < numRefusals; r++ {
-		m.refused[r] = set.NewCounter(`relay_firehose_refused_total{reason="` + r.String() + `"}`)
-	}
+	m.disconnects = label.Counters(set, `relay_firehose_disconnects_total`, "reason", causeNames[:], causeClientClosed)
+	m.refused = label.Counters(set, `relay_firehose_refused_total`, "reason", refusalNames[:], refuseGlobal)
 	set.NewGauge(`relay_firehose_consumers`, func() float64 {
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 
 	"github.com/atrelay/relay/engine/car"
 	"github.com/atrelay/relay/engine/event"
+
+	"github.com/atrelay/relay/engine/label"
 )
 
 // evKind is the kind of a Jetstream event; its String is the JSON "kind".
@@ -56,7 +58,8 @@ var skipNames = [numSkips]string{
 	skipBadRecord: "bad_record",
 }
 
-func (s skip) String() string { return skipNames[s] }
+// String returns the skip's metric label.
+func (s skip) String() string { return label.Of(skipNames[:], s) }
 
 // candidate is one Jetstream event of the relay event a converter holds,
 // before encoding: what filters need, and where its data is in the frame.

@@ -1,6 +1,10 @@
 package jetstream
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/engine/label"
+)
 
 // cause is why a subscriber was disconnected: a closed set whose String is
 // the reason label of relay_jetstream_disconnects_total.
@@ -34,12 +38,7 @@ var causeNames = [numCauses]string{
 }
 
 // String returns the cause's metric label.
-func (c cause) String() string {
-	if c < numCauses {
-		return causeNames[c]
-	}
-	return "unknown"
-}
+func (c cause) String() string { return label.Of(causeNames[:], c) }
 
 // serverMetrics are the endpoint's series, registered on Config.Metrics;
 // static after New, the counters themselves are atomic.
@@ -58,8 +57,8 @@ type serverMetrics struct {
 	replays     *metrics.Counter
 	optionsUpds *metrics.Counter
 	pumpErrors  *metrics.Counter
-	skipped     [numSkips]*metrics.Counter
-	disconnects [numCauses]*metrics.Counter
+	skipped     []*metrics.Counter // by skip
+	disconnects []*metrics.Counter // by cause
 }
 
 func newServerMetrics(set *metrics.Set, s *Server) *serverMetrics {
@@ -79,12 +78,8 @@ func newServerMetrics(set *metrics.Set, s *Server) *serverMetrics {
 		optionsUpds: set.NewCounter(`relay_jetstream_options_updates_total`),
 		pumpErrors:  set.NewCounter(`relay_jetstream_pump_errors_total`),
 	}
-	for k := skipNoCID; k < numSkips; k++ {
-		m.skipped[k] = set.NewCounter(`relay_jetstream_ops_skipped_total{reason="` + k.String() + `"}`)
-	}
-	for c := causeClientClosed; c < numCauses; c++ {
-		m.disconnects[c] = set.NewCounter(`relay_jetstream_disconnects_total{reason="` + c.String() + `"}`)
-	}
+	m.skipped = label.Counters(set, `relay_jetstream_ops_skipped_total`, "reason", skipNames[:], skipNoCID)
+	m.disconnects = label.Counters(set, `relay_jetstream_disconnects_total`, "reason", causeNames[:], causeClientClosed)
 	set.NewGauge(`relay_jetstream_subscribers`, func() float64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()

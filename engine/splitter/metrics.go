@@ -2,6 +2,8 @@ package splitter
 
 import (
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/engine/label"
 )
 
 // reason is why an upstream connection ended: a closed set whose String is
@@ -36,12 +38,7 @@ var reasonNames = [numReasons]string{
 }
 
 // String returns the reason's metric label.
-func (r reason) String() string {
-	if r < numReasons {
-		return reasonNames[r]
-	}
-	return "unknown"
-}
+func (r reason) String() string { return label.Of(reasonNames[:], r) }
 
 // penalized reports whether a connection ended this way counts as a failed
 // attempt even if it delivered frames first, so a misbehaving upstream
@@ -140,11 +137,11 @@ type splitterMetrics struct {
 	dials       *metrics.Counter
 	jumps       *metrics.Counter
 	outdated    *metrics.Counter
-	disconnects [numReasons]*metrics.Counter
-	dropped     [numDrops]*metrics.Counter
-	resets      [numSignals]*metrics.Counter
-	waits       [numWaits]*metrics.Counter
-	proxy       [numProxyResults]*metrics.Counter
+	disconnects []*metrics.Counter // by reason
+	dropped     []*metrics.Counter // by drop
+	resets      []*metrics.Counter // by resetSignal
+	waits       []*metrics.Counter // by cursorWait
+	proxy       []*metrics.Counter // by proxyResult
 }
 
 func newSplitterMetrics(set *metrics.Set, s *Splitter) *splitterMetrics {
@@ -156,21 +153,11 @@ func newSplitterMetrics(set *metrics.Set, s *Splitter) *splitterMetrics {
 		jumps:    set.NewCounter(`relay_splitter_seq_jumps_total`),
 		outdated: set.NewCounter(`relay_splitter_upstream_outdated_cursor_total`),
 	}
-	for r := reasonDial; r < numReasons; r++ {
-		m.disconnects[r] = set.NewCounter(`relay_splitter_upstream_disconnects_total{reason="` + r.String() + `"}`)
-	}
-	for d := range numDrops {
-		m.dropped[d] = set.NewCounter(`relay_splitter_frames_dropped_total{reason="` + dropNames[d] + `"}`)
-	}
-	for g := range numSignals {
-		m.resets[g] = set.NewCounter(`relay_splitter_upstream_resets_total{signal="` + signalNames[g] + `"}`)
-	}
-	for w := range numWaits {
-		m.waits[w] = set.NewCounter(`relay_splitter_cursor_waits_total{result="` + waitNames[w] + `"}`)
-	}
-	for p := range numProxyResults {
-		m.proxy[p] = set.NewCounter(`relay_splitter_proxy_requests_total{result="` + proxyNames[p] + `"}`)
-	}
+	m.disconnects = label.Counters(set, `relay_splitter_upstream_disconnects_total`, "reason", reasonNames[:], reasonDial)
+	m.dropped = label.Counters(set, `relay_splitter_frames_dropped_total`, "reason", dropNames[:], dropMalformed)
+	m.resets = label.Counters(set, `relay_splitter_upstream_resets_total`, "signal", signalNames[:], signalFutureCursor)
+	m.waits = label.Counters(set, `relay_splitter_cursor_waits_total`, "result", waitNames[:], waitReached)
+	m.proxy = label.Counters(set, `relay_splitter_proxy_requests_total`, "result", proxyNames[:], proxyOK)
 	set.NewGauge(`relay_splitter_upstream_connected`, func() float64 { return b2f(s.connected.Load()) })
 	set.NewGauge(`relay_splitter_upstream_behind`, func() float64 { return b2f(s.behind.Load()) })
 	set.NewGauge(`relay_splitter_last_seq`, func() float64 { return float64(s.st.NewestSeq()) })
