@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -218,4 +219,17 @@ func (ex exportedSet) histogramOf(name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// TestRelayLinksNoTestHelpers: the test helpers shared through internal/
+// (internal/streamtest) stay out of the relay binary; only _test.go files
+// may import them.
+func TestRelayLinksNoTestHelpers(t *testing.T) {
+	pkgs := scanExported(t).pkgs
+	if !slices.Contains(pkgs, "engine/fanout") {
+		t.Fatalf("the import walk missed engine/fanout: %v", pkgs)
+	}
+	if slices.Contains(pkgs, "internal/streamtest") {
+		t.Fatal("the relay binary links internal/streamtest")
+	}
 }
