@@ -102,8 +102,8 @@ func BenchmarkFanout(b *testing.B) {
 // subscribers allocates nothing: the JSON and zstd bytes live in pooled,
 // shared frames.
 func TestFanoutAllocs(t *testing.T) {
-	if streamtest.Race {
-		t.Skip("the race detector allocates")
+	if streamtest.Race || streamtest.Invariants {
+		t.Skip("the race detector and the pool's invariants build allocate")
 	}
 	r := newFanoutRig(t, 30)
 	for range len(r.frames) {
