@@ -68,9 +68,9 @@ func TestSequencerCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer it.Close()
-	var p Peeked
+	var p event.Peeked
 	for want := store.Seq(1); it.Next(); want++ {
-		if err := Peek(it.Frame(), &p); err != nil || it.Seq() != want || p.Seq != int64(want) {
+		if err := event.Peek(it.Frame(), &p); err != nil || it.Seq() != want || p.Seq != int64(want) {
 			t.Fatalf("row %d: seq %d, frame seq %d, %v", want, it.Seq(), p.Seq, err)
 		}
 	}

@@ -559,6 +559,10 @@ func TestIsErrorFrame(t *testing.T) {
 		{"truncated", "\xa2\x62op\x20", false},
 		{"non-text key", "\xa2\x01\x02\x62op\x20", false},
 		{"op as text", "\xa1\x62op\x62-1", false},
+		// The dispatch scan refuses a non-text "t": not an error frame
+		// for the loop either, so the two never disagree.
+		{"t not text", "\xa2\x61t\x01\x62op\x20\xa0", false},
+		{"too many entries", "\xb8\x41\x62op\x20", false},
 		{"empty", "", false},
 	} {
 		if got := isErrorFrame([]byte(c.frame)); got != c.want {
