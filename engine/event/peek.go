@@ -1,10 +1,6 @@
 package event
 
-import (
-	"errors"
-
-	"github.com/atrelay/relay/engine/dagcbor"
-)
+import "github.com/atrelay/relay/engine/dagcbor"
 
 // This file is the cheap scan that dispatches a frame before the full
 // decode: Peek reads the kind, seq, DID and error or #info name by walking
@@ -12,20 +8,6 @@ import (
 // walks. Decode is the validation; Peek decides where a frame goes (which
 // worker, which host's order, whether it is an error) at the rate frames
 // arrive.
-
-// Errors returned by Peek and PeekHeader, one per way a frame fails the
-// cheap dispatch scan.
-var (
-	// ErrPeekHeader: the header is not a CBOR map with an integer "op"
-	// and, if present, a text "t".
-	ErrPeekHeader = errors.New("event: peek: malformed frame header")
-	// ErrPeekBody: the body is not a CBOR map, or a field the dispatcher
-	// reads (seq, repo, did, error, name) has the wrong type.
-	ErrPeekBody = errors.New("event: peek: malformed frame body")
-	// ErrPeekTooLong: the header or body map has more entries than any
-	// known message (maxPeekEntries).
-	ErrPeekTooLong = errors.New("event: peek: map has too many entries")
-)
 
 // maxPeekEntries bounds the map sizes Peek walks; the largest known body
 // (#commit) has 12 fields, so anything far above is hostile.

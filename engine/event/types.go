@@ -106,6 +106,17 @@ var (
 	ErrNoSeqField     = errors.New("event: body has no integer seq field")
 )
 
+// Errors of Peek and PeekHeader, one per way a frame fails the cheap
+// dispatch scan: a header that is not a map with an integer "op" and, if
+// present, a text "t"; a body that is not a map or has a field Peeked
+// holds with the wrong type; a map with more entries than any known
+// message (maxPeekEntries).
+var (
+	ErrPeekHeader  = errors.New("event: peek: malformed frame header")
+	ErrPeekBody    = errors.New("event: peek: malformed frame body")
+	ErrPeekTooLong = errors.New("event: peek: map has too many entries")
+)
+
 // FieldError reports a problem with one field of a body.
 type FieldError struct {
 	Kind  Kind   // message type of the body
