@@ -61,10 +61,6 @@ const (
 	DroppedStale Outcome = 3
 )
 
-// Logged reports whether the event is logged: whether Commit expects a row
-// (a seq and a frame) for it.
-func (o Outcome) Logged() bool { return o == Written || o == WrittenSameRev }
-
 // String names the outcome.
 func (o Outcome) String() string {
 	switch o {
@@ -77,6 +73,10 @@ func (o Outcome) String() string {
 	}
 	return fmt.Sprintf("outcome(%d)", uint8(o))
 }
+
+// Logged reports whether the event is logged: whether Commit expects a row
+// (a seq and a frame) for it.
+func (o Outcome) Logged() bool { return o == Written || o == WrittenSameRev }
 
 // validate checks e against the size and value limits before anything is
 // written.
