@@ -200,8 +200,10 @@ func (s *Store) stageLocked(events []Event, outcomes []Outcome) ([]Outcome, erro
 // rows are the events whose Outcome is Logged, in event order, each with
 // its seq and its frame exactly as consumers will receive it. The seqs must
 // continue the log without a gap: the first is NewestSeq()+1, each next one
-// more (ErrSeqGap otherwise, ErrRowCount for a row count that does not
-// match the staged events; neither writes anything).
+// more. Rows that do not (ErrSeqOrder for a seq at or below the one before,
+// ErrSeqGap for one further on), that break a size limit, or that do not
+// match the staged events in number (ErrRowCount) refuse the whole group
+// commit: nothing of it, not even the staged account updates, is written.
 //
 // Commit copies the rows' bytes into the batch and keeps none of them: the
 // caller owns the frames and may release them once Commit returns. A failed
