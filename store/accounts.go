@@ -91,7 +91,7 @@ func (s *Store) ListAccounts(afterUID uint64, limit int) ([]Account, error) {
 // suspensions, throttling). Taking an account down or suspending it hides
 // its events logged so far from replay; restoring another status shows
 // them again. Events the relay logs afterwards (its own #account) stay
-// visible. Serializes with Append.
+// visible. Serializes with event writes.
 func (s *Store) SetLocalStatus(did []byte, st LocalStatus) error {
 	if !st.valid() {
 		return fmt.Errorf("%w: local status %d", ErrBadStatus, st)

@@ -9,19 +9,14 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Framer encodes one event's frame once its seq is known. AppendFrame
-// appends the complete frame bytes (header and body, with seq inside) to dst
-// and returns the extended slice; it must not keep dst.
-type Framer interface {
-	AppendFrame(dst []byte, seq Seq) []byte
-}
-
-// Event is one accepted event handed to Append. Byte fields are read during
-// Append only; the caller may reuse them afterwards.
+// Event is one event handed to Stage: what the store needs to decide
+// whether it is logged and to apply its account and host updates. Byte
+// fields are read during Stage only; the caller may reuse them afterwards.
+// The frame is not here: it carries the seq, which the caller assigns once
+// Stage has decided, and reaches the store through Staged.Commit.
 type Event struct {
-	Kind  Kind
-	DID   []byte // the account the event is about; empty for none
-	Frame Framer
+	Kind Kind
+	DID  []byte // the account the event is about; empty for none
 
 	// Host is the upstream host the event came from (HostNone for events
 	// the relay generates). A new account is created on this host; an
@@ -51,18 +46,18 @@ type Event struct {
 	Local LocalStatus
 }
 
-// Outcome is what Append did with one event.
+// Outcome is what Stage decided for one event.
 type Outcome uint8
 
 // Outcomes.
 const (
-	// Written: the event got a seq; its account update, if any, applied.
+	// Written: the event is logged; its account update, if any, applies.
 	Written Outcome = 1
-	// WrittenSameRev: a #sync repeating the stored rev got a seq; the repo
-	// state was left as it was.
+	// WrittenSameRev: a #sync repeating the stored rev is logged; the
+	// repo state is left as it was.
 	WrittenSameRev Outcome = 2
 	// DroppedStale: the rev was not greater than the stored one; the event
-	// was not logged and got no seq (Result.Seq is SeqNone).
+	// is not logged and gets no seq.
 	DroppedStale Outcome = 3
 )
 
@@ -79,12 +74,9 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("outcome(%d)", uint8(o))
 }
 
-// Result reports one event's fate, in the order of the events. A value
-// owned by the caller.
-type Result struct {
-	Seq     Seq
-	Outcome Outcome
-}
+// Logged reports whether the event is logged: whether Commit expects a row
+// (a seq and a frame) for it.
+func (o Outcome) Logged() bool { return o == Written || o == WrittenSameRev }
 
 // validate checks e against the size and value limits before anything is
 // written.
@@ -92,8 +84,6 @@ func (e *Event) validate() error {
 	switch {
 	case !e.Kind.valid():
 		return fmt.Errorf("%w: %d", ErrBadKind, e.Kind)
-	case e.Frame == nil:
-		return ErrNoFrame
 	case len(e.DID) > MaxDIDBytes:
 		return fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(e.DID))
 	case len(e.Rev) > MaxRevBytes:
@@ -110,92 +100,154 @@ func (e *Event) validate() error {
 	return nil
 }
 
-// Append logs events in order, assigning each written event the next seq,
-// and applies their account and host-cursor updates in the same Pebble
-// batch, committed under the sync policy (one WAL sync per call). It
-// appends one Result per event to results and returns it, only after the
-// commit is durable. Each Framer is called once, with the event's seq,
-// while the batch is built. A bad event refuses the whole call before
-// anything is written; a failed commit makes the store refuse further
-// writes (ErrFailed) because memory and disk may disagree.
+// Staged is a group commit between Stage and Commit: every event's outcome
+// is decided, and the account, host-cursor and uid updates wait in the
+// writer's Pebble batch for the log rows. It holds the store's writer lock
+// from Stage until Commit returns, so no other write can slip between the
+// decision and the log rows it implies.
 //
-// Append is meant for the relay's single sequencer goroutine; concurrent
-// calls serialize. At steady state it allocates nothing.
-func (s *Store) Append(events []Event, results []Result) ([]Result, error) {
+// A Staged belongs to the store and is reused by the next Stage; it is
+// valid until its Commit. Owned by the goroutine that called Stage.
+type Staged struct {
+	s        *Store
+	now      int64  // the batch's commit time, Unix ms (never below the last)
+	uid      uint64 // last assigned account uid once the batch is durable
+	accepted int    // events whose Outcome is Logged: the rows Commit expects
+	live     bool   // between Stage and Commit
+}
+
+// Stage decides, in order, what becomes of each event of one group commit
+// and appends one Outcome per event to outcomes: the conditional rev
+// update, account creation, status changes and host cursors are applied to
+// a pending Pebble batch, checking against earlier events of the same call
+// too. Nothing is written yet and no seq is assigned: the caller gives each
+// event whose Outcome is Logged the next seq, in event order, builds its
+// frame, and hands the rows to Commit, which writes everything in one
+// batch.
+//
+// On success Stage returns holding the store's writer lock, which Commit
+// releases: the caller must call Commit exactly once, without other store
+// writes in between (they would wait for the lock forever). On error
+// nothing is held and nothing was written; a bad event refuses the whole
+// call.
+//
+// Stage and Commit are meant for the relay's single sequencer goroutine.
+// At steady state they allocate nothing.
+func (s *Store) Stage(events []Event, outcomes []Outcome) (*Staged, []Outcome, error) {
 	if len(events) > s.opts.MaxBatchEvents {
-		return results, fmt.Errorf("%w: %d events", ErrBatchTooBig, len(events))
+		return nil, outcomes, fmt.Errorf("%w: %d events", ErrBatchTooBig, len(events))
 	}
 	for i := range events {
 		if err := events[i].validate(); err != nil {
-			return results, fmt.Errorf("store: event %d: %w", i, err)
+			return nil, outcomes, fmt.Errorf("store: event %d: %w", i, err)
 		}
 	}
 	s.w.Lock()
-	defer s.w.Unlock()
+	base := len(outcomes)
+	outcomes, err := s.stageLocked(events, outcomes)
+	if err != nil {
+		s.w.Unlock()
+		return nil, outcomes[:base], err
+	}
+	return &s.w.staged, outcomes, nil
+}
+
+// stageLocked is Stage under the writer lock. REQUIRES: s.w held.
+func (s *Store) stageLocked(events []Event, outcomes []Outcome) ([]Outcome, error) {
 	if err := s.checkWritableLocked(); err != nil {
-		return results, err
+		return outcomes, err
 	}
 	w := &s.w
-	now := s.opts.Now().UnixMilli()
-	if now < w.lastMilli {
-		now = w.lastMilli
-	}
-	b := w.batch
-	b.Reset()
+	now := s.nowLocked()
+	w.batch.Reset()
 	w.pend.reset()
 	clear(w.hostIdx)
 	w.hostStage = w.hostStage[:0]
-	seq, uid := w.lastSeq, w.lastUID
-	base := len(results)
+	uid := w.lastUID
+	accepted := 0
 	for i := range events {
 		ev := &events[i]
 		outcome := Written
 		if ev.Host != HostNone && ev.Cursor != 0 {
 			h, err := s.stageHostLocked(ev.Host)
 			if err != nil {
-				return results[:base], err
+				return outcomes, err
 			}
 			h.Cursor = ev.Cursor
 			h.Events++
 		}
 		if len(ev.DID) > 0 {
 			var err error
-			outcome, err = s.applyAccountLocked(ev, now, &uid)
-			if err != nil {
-				return results[:base], err
-			}
-			if outcome == DroppedStale {
-				results = append(results, Result{Outcome: DroppedStale})
-				continue
+			if outcome, err = s.applyAccountLocked(ev, now, &uid); err != nil {
+				return outcomes, err
 			}
 		}
-		if seq >= MaxSeq {
-			return results[:base], ErrSeqExhausted
+		if outcome.Logged() {
+			accepted++
 		}
-		seq++
-		w.key = appendEventKey(w.key[:0], seq)
-		w.val = appendEventValue(w.val[:0], ev.Kind, now, ev.DID)
-		head := len(w.val)
-		w.val = ev.Frame.AppendFrame(w.val, seq)
-		if n := len(w.val) - head; n > MaxFrameBytes || n == 0 {
-			return results[:base], fmt.Errorf("store: event %d: %w: frame of %d bytes", i, ErrTooLong, n)
+		outcomes = append(outcomes, outcome)
+	}
+	if err := s.stageTailLocked(w.batch, uid); err != nil {
+		return outcomes, err
+	}
+	w.staged = Staged{s: s, now: now, uid: uid, accepted: accepted, live: true}
+	return outcomes, nil
+}
+
+// Commit adds the log rows of the staged events to the pending batch and
+// commits it under the sync policy (one WAL sync), returning only once it
+// is durable; it then releases the writer lock Stage took, also on error.
+// rows are the events whose Outcome is Logged, in event order, each with
+// its seq and its frame exactly as consumers will receive it. The seqs must
+// continue the log without a gap: the first is NewestSeq()+1, each next one
+// more. Rows that do not (ErrSeqOrder for a seq at or below the one before,
+// ErrSeqGap for one further on), that break a size limit, or that do not
+// match the staged events in number (ErrRowCount) refuse the whole group
+// commit: nothing of it, not even the staged account updates, is written.
+//
+// Commit copies the rows' bytes into the batch and keeps none of them: the
+// caller owns the frames and may release them once Commit returns. A failed
+// commit makes the store refuse further writes (ErrFailed), because memory
+// and disk may disagree.
+func (t *Staged) Commit(rows []SeqEvent) error {
+	if !t.live {
+		return ErrNotStaged
+	}
+	s, w := t.s, &t.s.w
+	t.live = false
+	defer w.Unlock()
+	if len(rows) != t.accepted {
+		return fmt.Errorf("%w: %d rows for %d logged events", ErrRowCount, len(rows), t.accepted)
+	}
+	if err := checkRows(rows, w.lastSeq, true); err != nil {
+		return err
+	}
+	if err := s.logRowsLocked(rows, t.now); err != nil {
+		return err
+	}
+	if w.batch.Empty() {
+		return nil
+	}
+	if err := s.commitLocked(w.batch); err != nil {
+		return err
+	}
+	w.lastUID = t.uid
+	if len(w.hostStage) > 0 {
+		s.mu.Lock()
+		for i := range w.hostStage {
+			s.mu.hosts[w.hostStage[i].ID] = w.hostStage[i]
 		}
-		if err := b.Set(w.key, w.val, nil); err != nil {
-			return results[:base], err
-		}
-		results = append(results, Result{Seq: seq, Outcome: outcome})
+		s.mu.Unlock()
 	}
-	if err := s.stageTailLocked(b, seq, uid, now); err != nil {
-		return results[:base], err
-	}
-	if b.Empty() {
-		return results, nil
-	}
-	if err := s.commitLocked(b); err != nil {
-		return results[:base], err
-	}
-	s.publishLocked(seq, uid, now)
-	return results, nil
+	s.publishRowsLocked(rows, t.now)
+	return nil
+}
+
+// nowLocked is the commit time of a new batch in Unix milliseconds: the
+// clock, but never before the previous batch's, so stored times only
+// advance. REQUIRES: s.w held.
+func (s *Store) nowLocked() int64 {
+	return max(s.opts.Now().UnixMilli(), s.w.lastMilli)
 }
 
 // applyAccountLocked applies ev's account update to the batch's view of the
@@ -319,9 +371,9 @@ func (s *Store) stageHostLocked(id HostID) (*Host, error) {
 	return &s.w.hostStage[len(s.w.hostStage)-1], nil
 }
 
-// stageTailLocked adds the touched accounts, hosts, meta counters and time
-// index entry to b. REQUIRES: s.w held.
-func (s *Store) stageTailLocked(b *pebble.Batch, seq Seq, uid uint64, now int64) error {
+// stageTailLocked adds the touched accounts and hosts and the last uid to
+// b. REQUIRES: s.w held.
+func (s *Store) stageTailLocked(b *pebble.Batch, uid uint64) error {
 	w := &s.w
 	for i := 0; i < w.pend.n; i++ {
 		a := &w.pend.items[i].acct
@@ -348,44 +400,9 @@ func (s *Store) stageTailLocked(b *pebble.Batch, seq Seq, uid uint64, now int64)
 			return err
 		}
 	}
-	if uid != w.lastUID {
-		w.val = binary.BigEndian.AppendUint64(w.val[:0], uid)
-		if err := b.Set(keyLastUID, w.val, nil); err != nil {
-			return err
-		}
-	}
-	if seq == w.lastSeq {
+	if uid == w.lastUID {
 		return nil
 	}
-	w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(seq))
-	if err := b.Set(keyLastSeq, w.val, nil); err != nil {
-		return err
-	}
-	if sec := now / 1000; sec > w.lastTimeSec {
-		w.key = appendU64Key(w.key[:0], prefixTime, uint64(sec))
-		w.val = binary.BigEndian.AppendUint64(w.val[:0], uint64(w.lastSeq+1))
-		return b.Set(w.key, w.val, nil)
-	}
-	return nil
-}
-
-// publishLocked makes a committed batch visible to readers. REQUIRES: s.w
-// held.
-func (s *Store) publishLocked(seq Seq, uid uint64, now int64) {
-	w := &s.w
-	if seq != w.lastSeq {
-		if sec := now / 1000; sec > w.lastTimeSec {
-			w.lastTimeSec = sec
-		}
-		w.lastMilli = now
-	}
-	w.lastSeq, w.lastUID = seq, uid
-	if len(w.hostStage) > 0 {
-		s.mu.Lock()
-		for i := range w.hostStage {
-			s.mu.hosts[w.hostStage[i].ID] = w.hostStage[i]
-		}
-		s.mu.Unlock()
-	}
-	s.newest.Store(uint64(seq))
+	w.val = binary.BigEndian.AppendUint64(w.val[:0], uid)
+	return b.Set(keyLastUID, w.val, nil)
 }

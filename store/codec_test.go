@@ -138,8 +138,8 @@ func FuzzAppendReplay(f *testing.F) {
 	f.Fuzz(func(t *testing.T, didB, revB, body []byte, kind, status uint8) {
 		s := openTest(t, testOptions(vfs.NewMem()))
 		defer s.Close()
-		ev := Event{Kind: Kind(kind), DID: didB, Rev: revB, Status: AccountStatus(status), Frame: &seqFramer{body: body}}
-		res, err := s.Append([]Event{ev, ev}, nil)
+		ev := Event{Kind: Kind(kind), DID: didB, Rev: revB, Status: AccountStatus(status)}
+		res, err := appendEvents(s, []Event{ev, ev}, body, nil)
 		if err != nil {
 			for _, want := range []error{ErrBadKind, ErrTooLong, ErrBadStatus} {
 				if errors.Is(err, want) {

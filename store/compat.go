@@ -20,7 +20,7 @@ import (
 // logged seq and next, the one exception to "contiguous" in the package
 // invariants; replay and consumers only need seqs to increase (the
 // reference relay's --initial-seq-number jumps the same way). Serializes
-// with Append.
+// with event writes.
 func (s *Store) AdvanceSeq(next Seq) (bool, error) {
 	if next == SeqNone || next > MaxSeq {
 		return false, fmt.Errorf("%w: next seq %d outside [1, MaxSeq]", ErrBadOptions, next)
@@ -60,7 +60,7 @@ func (s *Store) AdvanceSeq(next Seq) (bool, error) {
 // It reports whether it created the row. An account already taken down is
 // left as it is. Meant for a store no relay is running on (the engine
 // caches account state; a running relay takes accounts down through its
-// own Takedown). Serializes with Append.
+// own Takedown). Serializes with event writes.
 func (s *Store) ImportTakedown(did []byte) (bool, error) {
 	if len(did) == 0 || len(did) > MaxDIDBytes {
 		return false, fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(did))

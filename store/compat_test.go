@@ -24,8 +24,8 @@ func TestAdvanceSeqEmptyLog(t *testing.T) {
 		}
 	}
 	h := mustHost(t, s, "pds.example.com")
-	f := &seqFramer{body: []byte("x")}
-	res, err := s.Append([]Event{{Kind: KindIdentity, DID: did(1), Frame: f, Host: h.ID, Cursor: 1}}, nil)
+	body := []byte("x")
+	res, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(1), Host: h.ID, Cursor: 1}}, body, nil)
 	if err != nil || res[0].Seq != 5_000_000 {
 		t.Fatalf("first Append after advance = %+v, %v", res, err)
 	}
@@ -37,7 +37,7 @@ func TestAdvanceSeqEmptyLog(t *testing.T) {
 	}
 	s = openTest(t, testOptions(fs))
 	defer s.Close()
-	res, err = s.Append([]Event{{Kind: KindIdentity, DID: did(1), Frame: f, Host: h.ID, Cursor: 2}}, nil)
+	res, err = appendEvents(s, []Event{{Kind: KindIdentity, DID: did(1), Host: h.ID, Cursor: 2}}, body, nil)
 	if err != nil || res[0].Seq != 5_000_001 {
 		t.Fatalf("Append after reopen = %+v, %v", res, err)
 	}
@@ -47,14 +47,14 @@ func TestAdvanceSeqAfterEventsLeavesGap(t *testing.T) {
 	fs := vfs.NewMem()
 	s := openTest(t, testOptions(fs))
 	h := mustHost(t, s, "pds.example.com")
-	f := &seqFramer{body: []byte("x")}
-	if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(1), Frame: f, Host: h.ID, Cursor: 1}}, nil); err != nil {
+	body := []byte("x")
+	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(1), Host: h.ID, Cursor: 1}}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	if moved, err := s.AdvanceSeq(100); err != nil || !moved {
 		t.Fatalf("AdvanceSeq = %v, %v", moved, err)
 	}
-	if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(2), Frame: f, Host: h.ID, Cursor: 2}}, nil); err != nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(2), Host: h.ID, Cursor: 2}}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	check := func() {
@@ -95,10 +95,10 @@ func TestImportTakedown(t *testing.T) {
 	fs := vfs.NewMem()
 	s := openTest(t, testOptions(fs))
 	h := mustHost(t, s, "pds.example.com")
-	f := &seqFramer{body: []byte("x")}
+	body := []byte("x")
 	// did(1) is known, with an event in the log; did(2) has never been seen.
-	if _, err := s.Append([]Event{{Kind: KindCommit, DID: did(1), Frame: f, Host: h.ID, Cursor: 1,
-		Rev: rev(1), Commit: []byte("c"), Data: []byte("d")}}, nil); err != nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindCommit, DID: did(1), Host: h.ID, Cursor: 1,
+		Rev: rev(1), Commit: []byte("c"), Data: []byte("d")}}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -114,7 +114,7 @@ func TestImportTakedown(t *testing.T) {
 		t.Fatalf("empty DID: %v", err)
 	}
 	// A later new account gets the next uid: the import took one.
-	if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(3), Frame: f, Host: h.ID, Cursor: 2}}, nil); err != nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(3), Host: h.ID, Cursor: 2}}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	check := func() {

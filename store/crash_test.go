@@ -94,7 +94,7 @@ func crashChild(dir string) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	var batch []Event
 	var results []Result
-	var framers [64]seqFramer
+	var bodies [64][]byte
 	for {
 		next := s.NewestSeq() + 1
 		batch = batch[:0]
@@ -110,13 +110,13 @@ func crashChild(dir string) {
 				}
 			}
 			rv := rev(int(seq))
-			framers[i].body = append(framers[i].body[:0], crashBody(did(d), rv, hosts[hi], cursor)...)
+			bodies[i] = append(bodies[i][:0], crashBody(did(d), rv, hosts[hi], cursor)...)
 			batch = append(batch, Event{
-				Kind: KindCommit, DID: did(d), Frame: &framers[i], Host: hosts[hi], Cursor: cursor,
+				Kind: KindCommit, DID: did(d), Host: hosts[hi], Cursor: cursor,
 				Rev: rv, Commit: append([]byte("c"), rv...), Data: append([]byte("d"), rv...),
 			})
 		}
-		results, err = s.Append(batch, results[:0])
+		results, err = appendFunc(s, batch, func(i int) []byte { return bodies[i] }, results[:0])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child append:", err)
 			os.Exit(2)
@@ -198,16 +198,16 @@ func verifyCrashState(t *testing.T, dir string, acked Seq, round int) {
 
 // TestPowerLossKeepsAcked clones an in-memory filesystem as a power loss
 // would leave it (synced data kept, unsynced data kept at random) while
-// Append is running, and checks every acknowledged seq survived with the
+// appends are running, and checks every acknowledged seq survived with the
 // log contiguous.
 func TestPowerLossKeepsAcked(t *testing.T) {
 	for round := 0; round < 30; round++ {
 		fs := vfs.NewCrashableMem()
 		s := openTest(t, testOptions(fs))
-		f := &seqFramer{body: make([]byte, 300)}
+		body := make([]byte, 300)
 		batch := make([]Event, 16)
 		for i := range batch {
-			batch[i] = Event{Kind: KindIdentity, DID: did(i), Frame: f}
+			batch[i] = Event{Kind: KindIdentity, DID: did(i)}
 		}
 		var acked atomic.Uint64
 		stop := make(chan struct{})
@@ -220,7 +220,7 @@ func TestPowerLossKeepsAcked(t *testing.T) {
 					return
 				default:
 				}
-				res, err := s.Append(batch, nil)
+				res, err := appendEvents(s, batch, body, nil)
 				if err != nil {
 					t.Error(err)
 					return

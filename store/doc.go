@@ -86,11 +86,14 @@
 //
 // # Invariants
 //
-//   - Seqs are assigned by the store at commit time, contiguous from
-//     Options.InitialSeq, never reused (meta 's' is written in the same batch
-//     as the events), and every seq below meta 's' and at or above OldestSeq
-//     is present in the log.
-//   - An account's rev only increases: Append drops an event whose rev is not
+//   - Seqs are contiguous from Options.InitialSeq and never reused (meta 's'
+//     is written in the same batch as the events), and every seq below meta
+//     's' and at or above OldestSeq is present in the log. The relay's
+//     sequencer assigns them; Staged.Commit refuses rows whose seqs do not
+//     continue the log by exactly one (ErrSeqGap), so a sequencer bug
+//     cannot leave a hole or reuse a seq. AdvanceSeq and a splitter's
+//     AppendAt are the documented exceptions (a forward jump).
+//   - An account's rev only increases: Stage drops an event whose rev is not
 //     greater than the stored one (equal is allowed for #sync, as a no-op),
 //     checking against updates earlier in the same batch too. So for every
 //     account, the stored rev, commit and data are those of its last #commit
@@ -101,21 +104,37 @@
 //   - The time index is coarse (at most one entry per second, pointing at the
 //     first seq committed in that second) and only advances.
 //
+// # Writing events
+//
+// A relay writes each group commit with two calls from its sequencer, and
+// the store never calls back into it. Stage decides every event without a
+// seq: the conditional rev update, account creation, status changes and
+// the host cursor. The sequencer then gives each logged event the next
+// seq, builds its frame with that seq, and hands the rows (seq, kind, DID,
+// frame) to Staged.Commit, which checks that the seqs continue the log and
+// writes the rows, the account, host and uid updates, meta 's' and the
+// time index in one Pebble batch with one WAL sync: all of it is durable,
+// or none. The frames stay the caller's: Commit copies them into the batch
+// and keeps no reference, so the caller may publish or release them as
+// soon as Commit returns.
+//
 // # Durability
 //
-// SyncEveryBatch (the default) fsyncs the WAL once per Append batch before
-// Append returns (group commit). With Options.SyncInterval the fsyncs are
-// at least that far apart: a batch that comes sooner is written at once
-// and waits, with the batches after it, for the next one; Append still
-// returns only once its batch is durable. NoSync writes the WAL into the OS page
-// cache without fsync: a process crash loses nothing, but a power loss or
-// kernel crash loses the batches since the OS last flushed the file, and
-// those seqs may be reassigned to different events after the restart.
+// SyncEveryBatch (the default) fsyncs the WAL once per batch before
+// Staged.Commit returns (group commit). With Options.SyncInterval the
+// fsyncs are at least that far apart: a batch that comes sooner is written
+// at once and waits, with the batches after it, for the next one; Commit
+// still returns only once its batch is durable. NoSync writes the WAL into
+// the OS page cache without fsync: a process crash loses nothing, but a
+// power loss or kernel crash loses the batches since the OS last flushed
+// the file, and those seqs may be reassigned to different events after
+// the restart.
 //
 // # Concurrency
 //
-// Every method is safe for concurrent use. Mutations (Append, the account,
-// host and ban setters) serialize on one writer lock; the relay calls Append
+// Every method is safe for concurrent use. Mutations (Stage to Commit,
+// AppendAt, the account, host and ban setters) serialize on one writer
+// lock, held from Stage until Commit returns; the relay stages and commits
 // from its single sequencer goroutine. Reads (GetAccount, ListAccounts,
 // GetHost, ListHosts, NewIterator, OldestSeq, NewestSeq, SeqAtTime, Stats)
 // never wait for a write to commit. A background goroutine enforces the

@@ -36,18 +36,18 @@ func TestWALWriteErrorSurfaces(t *testing.T) {
 			toggle := injectOn(".log", kind)
 			fs := errorfs.Wrap(vfs.NewMem(), toggle)
 			s := openTest(t, testOptions(fs))
-			f := &seqFramer{body: []byte("x")}
-			if _, err := s.Append([]Event{{Kind: KindCommit, DID: did(1), Frame: f, Rev: rev(1)}}, nil); err != nil {
+			body := []byte("x")
+			if _, err := appendEvents(s, []Event{{Kind: KindCommit, DID: did(1), Rev: rev(1)}}, body, nil); err != nil {
 				t.Fatal(err)
 			}
 			toggle.On()
-			_, err := s.Append([]Event{{Kind: KindCommit, DID: did(1), Frame: f, Rev: rev(2)}}, nil)
+			_, err := appendEvents(s, []Event{{Kind: KindCommit, DID: did(1), Rev: rev(2)}}, body, nil)
 			if !errors.Is(err, errorfs.ErrInjected) {
 				t.Fatalf("Append with failing WAL %v: err = %v", kind, err)
 			}
 			toggle.Off()
 			// The store refuses writes until reopened: memory may disagree with disk.
-			if _, err := s.Append([]Event{{Kind: KindIdentity, Frame: f}}, nil); !errors.Is(err, ErrFailed) {
+			if _, err := appendEvents(s, []Event{{Kind: KindIdentity}}, body, nil); !errors.Is(err, ErrFailed) {
 				t.Fatalf("Append after failure: %v", err)
 			}
 			if err := s.BanDomain("x.example"); !errors.Is(err, ErrFailed) {
@@ -74,12 +74,12 @@ func TestReadErrorSurfaces(t *testing.T) {
 	s := openTest(t, o)
 	// Enough data that accounts and events span many blocks, most of
 	// which reopening does not read.
-	f := &seqFramer{body: make([]byte, 1024)}
+	body := make([]byte, 1024)
 	batch := make([]Event, 2000)
 	for i := range batch {
-		batch[i] = Event{Kind: KindCommit, DID: did(i), Frame: f, Rev: rev(1)}
+		batch[i] = Event{Kind: KindCommit, DID: did(i), Rev: rev(1)}
 	}
-	if _, err := s.Append(batch, nil); err != nil {
+	if _, err := appendEvents(s, batch, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.db.Flush(); err != nil {
@@ -95,7 +95,7 @@ func TestReadErrorSurfaces(t *testing.T) {
 	if _, err := s.GetAccount(did(1000), &a); !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("GetAccount with failing reads: %v", err)
 	}
-	if _, err := s.Append([]Event{{Kind: KindCommit, DID: did(1500), Frame: f, Rev: rev(2)}}, nil); !errors.Is(err, errorfs.ErrInjected) {
+	if _, err := appendEvents(s, []Event{{Kind: KindCommit, DID: did(1500), Rev: rev(2)}}, body, nil); !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("Append with failing account read: %v", err)
 	}
 	it, err := s.NewIterator(0)
@@ -110,7 +110,7 @@ func TestReadErrorSurfaces(t *testing.T) {
 	it.Close()
 	toggle.Off()
 	// A failed read wrote nothing, so the store keeps working.
-	if _, err := s.Append([]Event{{Kind: KindCommit, DID: did(7), Frame: f, Rev: rev(2)}}, nil); err != nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindCommit, DID: did(7), Rev: rev(2)}}, body, nil); err != nil {
 		t.Fatalf("Append after read error cleared: %v", err)
 	}
 }

@@ -10,16 +10,70 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// seqFramer is a test frame: be64(seq) ‖ body, so tests can check that the
-// frame a consumer reads carries the seq the store assigned.
-type seqFramer struct{ body []byte }
-
-func (f *seqFramer) AppendFrame(dst []byte, seq Seq) []byte {
-	dst = binary.BigEndian.AppendUint64(dst, uint64(seq))
-	return append(dst, f.body...)
+// Result is what became of one event in a test batch: its outcome and the
+// seq it was logged under (SeqNone when dropped).
+type Result struct {
+	Seq     Seq
+	Outcome Outcome
 }
 
-// frameSeq extracts the seq from a seqFramer frame.
+// appendEvents writes one group commit with the test frame be64(seq) ‖ body
+// for every logged event, so tests can check that the frame a consumer
+// reads carries its seq.
+func appendEvents(s *Store, events []Event, body []byte, results []Result) ([]Result, error) {
+	return appendFunc(s, events, func(int) []byte { return body }, results)
+}
+
+// appendFunc is appendEvents with event i's frame body bodyOf(i). It
+// appends one Result per event to results.
+func appendFunc(s *Store, events []Event, bodyOf func(i int) []byte, results []Result) ([]Result, error) {
+	var w testWriter
+	err := w.write(s, events, func(i int, seq Seq) []byte {
+		return append(binary.BigEndian.AppendUint64(nil, uint64(seq)), bodyOf(i)...)
+	})
+	if err != nil {
+		return results, err
+	}
+	j := 0
+	for _, o := range w.outcomes {
+		r := Result{Outcome: o}
+		if o.Logged() {
+			r.Seq = w.rows[j].Seq
+			j++
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// testWriter writes group commits as the relay's sequencer does: Stage,
+// the next seqs for the logged events in event order, a frame for each,
+// Commit. It reuses its buffers: at steady state it allocates nothing
+// beyond what frame does.
+type testWriter struct {
+	outcomes []Outcome
+	rows     []SeqEvent
+}
+
+// write commits events with frame(i, seq) as logged event i's frame.
+func (w *testWriter) write(s *Store, events []Event, frame func(i int, seq Seq) []byte) error {
+	st, outcomes, err := s.Stage(events, w.outcomes[:0])
+	w.outcomes = outcomes
+	if err != nil {
+		return err
+	}
+	next := s.NewestSeq() + 1
+	w.rows = w.rows[:0]
+	for i, o := range outcomes {
+		if o.Logged() {
+			seq := next + Seq(len(w.rows))
+			w.rows = append(w.rows, SeqEvent{Seq: seq, Kind: events[i].Kind, DID: events[i].DID, Frame: frame(i, seq)})
+		}
+	}
+	return st.Commit(w.rows)
+}
+
+// frameSeq extracts the seq from a test frame.
 func frameSeq(t testing.TB, frame []byte) Seq {
 	t.Helper()
 	if len(frame) < 8 {

@@ -20,7 +20,7 @@ type NewHost struct {
 
 // CreateHost adds a host, assigning the next host id, and returns its
 // record. It fails with ErrHostExists if the hostname is known. Serializes
-// with Append.
+// with event writes.
 func (s *Store) CreateHost(n NewHost) (Host, error) {
 	if n.Hostname == "" || len(n.Hostname) > MaxHostnameBytes {
 		return Host{}, fmt.Errorf("%w: hostname of %d bytes", ErrTooLong, len(n.Hostname))
@@ -63,7 +63,7 @@ func (s *Store) CreateHost(n NewHost) (Host, error) {
 // UpdateHost applies fn to a copy of host id's record and stores the
 // result: status, trust, limit, cursor resets, last connect and last error.
 // The id, hostname, account count and first-seen time are the store's and
-// are restored after fn. Serializes with Append.
+// are restored after fn. Serializes with event writes.
 func (s *Store) UpdateHost(id HostID, fn func(h *Host)) (Host, error) {
 	s.w.Lock()
 	defer s.w.Unlock()
@@ -140,12 +140,12 @@ func (s *Store) ListHosts(after HostID, limit int) []Host {
 }
 
 // BanDomain adds domain (a hostname or a parent domain) to the ban list.
-// Serializes with Append.
+// Serializes with event writes.
 func (s *Store) BanDomain(domain string) error {
 	return s.setBan(domain, true)
 }
 
-// UnbanDomain removes domain from the ban list. Serializes with Append.
+// UnbanDomain removes domain from the ban list. Serializes with event writes.
 func (s *Store) UnbanDomain(domain string) error {
 	return s.setBan(domain, false)
 }
@@ -241,7 +241,7 @@ func (s *Store) CrawlDay() (CrawlDay, error) {
 
 // SetCrawlDay persists the requestCrawl counter; it is durable when
 // SetCrawlDay returns (under SyncEveryBatch). The caller serializes its own
-// read-modify-write. Serializes with Append.
+// read-modify-write. Serializes with event writes.
 func (s *Store) SetCrawlDay(c CrawlDay) error {
 	s.w.Lock()
 	defer s.w.Unlock()

@@ -15,7 +15,7 @@ import (
 //
 // Rows are written with pebble.NoSync, outside the writer lock: losing the
 // last few in a crash costs a re-resolution, never correctness, and the
-// WAL is one sequential log, so a row committed before an Append batch is
+// WAL is one sequential log, so a row committed before an event batch is
 // durable once that batch is (its fsync covers everything before it).
 // Pebble checksums WAL records and table blocks and replays the WAL only
 // up to its first torn record, so a row is either absent or whole after a

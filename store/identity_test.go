@@ -118,8 +118,8 @@ func TestIdentityRowsSurvivePowerLoss(t *testing.T) {
 		if err := s.DeleteIdentity(did(10)); err != nil {
 			t.Fatal(err)
 		}
-		f := &seqFramer{body: []byte("x")}
-		if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(0), Frame: f}}, nil); err != nil {
+		body := []byte("x")
+		if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(0)}}, body, nil); err != nil {
 			t.Fatal(err)
 		}
 		for i := 50; i < 100; i++ {

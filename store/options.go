@@ -10,12 +10,13 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// SyncPolicy says when Append's batch reaches stable storage.
+// SyncPolicy says when an event batch (Staged.Commit, AppendAt) reaches
+// stable storage.
 type SyncPolicy uint8
 
 const (
-	// SyncEveryBatch fsyncs the WAL once per Append batch before Append
-	// returns. The zero value, and the default.
+	// SyncEveryBatch fsyncs the WAL once per event batch before its
+	// commit returns. The zero value, and the default.
 	SyncEveryBatch SyncPolicy = 0
 	// NoSync writes the WAL without fsync: nothing is lost on a process
 	// crash (the data is in the page cache), but a power loss loses the
@@ -35,14 +36,14 @@ type Options struct {
 	// has assigned a seq.
 	InitialSeq Seq
 
-	// Sync is the durability policy of Append. Default SyncEveryBatch.
+	// Sync is the durability policy of the event batches. Default SyncEveryBatch.
 	Sync SyncPolicy
 
 	// SyncInterval is the least time between two WAL fsyncs under
-	// SyncEveryBatch: an Append that comes sooner after the last fsync has
+	// SyncEveryBatch: a commit that comes sooner after the last fsync has
 	// its batch written at once but waits for the next fsync, which then
 	// covers every batch written meanwhile. Zero fsyncs as soon as asked.
-	// With one goroutine appending, each Append waits for its own fsync, so
+	// With one goroutine appending, each commit waits for its own fsync, so
 	// a fast disk makes many small fsyncs (4,000 per second of 4–5 events in
 	// bench-e2e), each costing kernel time and two context switches; an
 	// interval trades at most that much latency for fewer, larger ones.
@@ -77,7 +78,7 @@ type Options struct {
 	// Default 1 minute.
 	RetentionInterval time.Duration
 
-	// MaxBatchEvents bounds one Append call. Default 4096.
+	// MaxBatchEvents bounds one Stage or AppendAt call. Default 4096.
 	MaxBatchEvents int
 
 	// Now is the clock for commit times, last-seen times and retention.
@@ -102,12 +103,12 @@ const (
 	MaxSyncInterval = 100 * time.Millisecond
 	// DefaultSyncInterval is the SyncInterval relay serve runs with
 	// (RELAY_SYNC_INTERVAL); the store's own zero value keeps the plain
-	// one-fsync-per-Append behaviour. 1 ms took bench-e2e from 18,100 to
+	// one-fsync-per-commit behaviour. 1 ms took bench-e2e from 18,100 to
 	// 20,000 events/s, as much as no fsync at all (PERF.md).
 	DefaultSyncInterval = time.Millisecond
 )
 
-// MaxBatchEvents is the most events one Append accepts: the opened store's
+// MaxBatchEvents is the most events one Stage or AppendAt accepts: the opened store's
 // Options.MaxBatchEvents after defaults. A writer batching for the store
 // must stay at or below it.
 func (s *Store) MaxBatchEvents() int { return s.opts.MaxBatchEvents }

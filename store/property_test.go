@@ -42,7 +42,6 @@ func TestConditionalRevConcurrentProducers(t *testing.T) {
 				ch <- item{did: d, ev: Event{
 					Kind: kind, DID: did(d), Host: host.ID, Rev: rv,
 					Commit: append([]byte("c"), rv...), Data: append([]byte("d"), rv...),
-					Frame: &seqFramer{body: append(did(d), rv...)},
 				}}
 			}
 		}(p)
@@ -71,7 +70,9 @@ func TestConditionalRevConcurrentProducers(t *testing.T) {
 			}
 		}
 		var err error
-		results, err = s.Append(batch, results[:0])
+		results, err = appendFunc(s, batch, func(i int) []byte {
+			return append(append([]byte(nil), batch[i].DID...), batch[i].Rev...)
+		}, results[:0])
 		if err != nil {
 			t.Fatal(err)
 		}

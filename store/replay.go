@@ -76,7 +76,7 @@ type Iterator struct {
 }
 
 // NewIterator returns an iterator over events with cursor < seq <=
-// NewestSeq(): only events whose Append has returned. Close it before
+// NewestSeq(): only events whose commit has returned. Close it before
 // closing the store.
 func (s *Store) NewIterator(cursor Seq) (*Iterator, error) {
 	if s.closed.Load() {

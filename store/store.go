@@ -66,6 +66,7 @@ type writer struct {
 	pend        pendingSet
 	hostIdx     map[HostID]int // staged host → index in hostStage
 	hostStage   []Host
+	staged      Staged // the group commit between Stage and Commit
 }
 
 // Open opens or creates the database in dir and starts its retention
@@ -382,7 +383,7 @@ func (s *Store) checkWritableLocked() error {
 	return nil
 }
 
-// pendingSet holds the accounts one Append batch has touched, so that two
+// pendingSet holds the accounts one staged batch has touched, so that two
 // updates to one DID in one batch see each other. It reuses its entries and
 // their byte buffers across batches. Owned by the writer.
 type pendingSet struct {

@@ -24,13 +24,13 @@ func TestAppendReplayReopen(t *testing.T) {
 	if got := s.OldestSeq(); got != SeqNone {
 		t.Fatalf("fresh OldestSeq = %d, want SeqNone", got)
 	}
-	f := &seqFramer{body: []byte("frame")}
+	body := []byte("frame")
 	evs := []Event{
-		{Kind: KindIdentity, DID: did(1), Frame: f, Host: h.ID, Cursor: 1},
-		{Kind: KindCommit, DID: did(1), Frame: f, Host: h.ID, Cursor: 2, Rev: rev(1), Commit: []byte("c1"), Data: []byte("d1")},
-		{Kind: KindCommit, DID: did(2), Frame: f, Host: h.ID, Cursor: 3, Rev: rev(1), Commit: []byte("c2"), Data: []byte("d2")},
+		{Kind: KindIdentity, DID: did(1), Host: h.ID, Cursor: 1},
+		{Kind: KindCommit, DID: did(1), Host: h.ID, Cursor: 2, Rev: rev(1), Commit: []byte("c1"), Data: []byte("d1")},
+		{Kind: KindCommit, DID: did(2), Host: h.ID, Cursor: 3, Rev: rev(1), Commit: []byte("c2"), Data: []byte("d2")},
 	}
-	res, err := s.Append(evs, nil)
+	res, err := appendEvents(s, evs, body, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestAppendReplayReopen(t *testing.T) {
 	s = openTest(t, o)
 	defer s.Close()
 	check(s)
-	res, err = s.Append(evs[:1], res[:0])
+	res, err = appendEvents(s, evs[:1], body, res[:0])
 	if err != nil || res[0].Seq != 1003 {
 		t.Fatalf("append after reopen: %+v %v", res, err)
 	}
@@ -94,9 +94,9 @@ func TestConditionalRev(t *testing.T) {
 	s := openTest(t, testOptions(vfs.NewMem()))
 	defer s.Close()
 	h := mustHost(t, s, "a.example")
-	f := &seqFramer{}
+	var body []byte
 	c := func(kind Kind, n int) Event {
-		return Event{Kind: kind, DID: did(7), Frame: f, Host: h.ID, Rev: rev(n),
+		return Event{Kind: kind, DID: did(7), Host: h.ID, Rev: rev(n),
 			Commit: []byte{byte(n)}, Data: []byte{byte(n), 'd'}}
 	}
 	type step struct {
@@ -112,11 +112,11 @@ func TestConditionalRev(t *testing.T) {
 		// Two updates to one DID in one batch see each other.
 		{[]Event{c(KindCommit, 7), c(KindCommit, 6), c(KindCommit, 7), c(KindCommit, 8)},
 			[]Outcome{Written, DroppedStale, DroppedStale, Written}},
-		{[]Event{c(KindSync, 9), {Kind: KindIdentity, DID: did(7), Frame: f}}, []Outcome{Written, Written}},
+		{[]Event{c(KindSync, 9), {Kind: KindIdentity, DID: did(7)}}, []Outcome{Written, Written}},
 	}
 	next := Seq(1)
 	for i, st := range steps {
-		res, err := s.Append(st.batch, nil)
+		res, err := appendEvents(s, st.batch, body, nil)
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -152,12 +152,12 @@ func TestAccountMovesHost(t *testing.T) {
 	s := openTest(t, testOptions(vfs.NewMem()))
 	defer s.Close()
 	a, b := mustHost(t, s, "a.example"), mustHost(t, s, "b.example")
-	f := &seqFramer{}
-	if _, err := s.Append([]Event{
-		{Kind: KindCommit, DID: did(1), Frame: f, Host: a.ID, Rev: rev(1)},
-		{Kind: KindCommit, DID: did(1), Frame: f, Host: b.ID, Rev: rev(2)},
-		{Kind: KindAccount, DID: did(1), Frame: f, Host: a.ID, Status: StatusDeactivated},
-	}, nil); err != nil {
+	var body []byte
+	if _, err := appendEvents(s, []Event{
+		{Kind: KindCommit, DID: did(1), Host: a.ID, Rev: rev(1)},
+		{Kind: KindCommit, DID: did(1), Host: b.ID, Rev: rev(2)},
+		{Kind: KindAccount, DID: did(1), Host: a.ID, Status: StatusDeactivated},
+	}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	ha, _ := s.GetHost(a.ID)
@@ -175,54 +175,48 @@ func TestAccountMovesHost(t *testing.T) {
 func TestAppendRefusesBadInput(t *testing.T) {
 	s := openTest(t, testOptions(vfs.NewMem()))
 	defer s.Close()
-	f := &seqFramer{}
+	var body []byte
 	long := bytes.Repeat([]byte{'x'}, MaxDIDBytes+1)
 	cases := []struct {
 		name string
 		ev   Event
 		want error
 	}{
-		{"kind", Event{Kind: 9, Frame: f}, ErrBadKind},
-		{"noframe", Event{Kind: KindCommit}, ErrNoFrame},
-		{"did", Event{Kind: KindCommit, Frame: f, DID: long}, ErrTooLong},
-		{"rev", Event{Kind: KindCommit, Frame: f, DID: did(1), Rev: long[:MaxRevBytes+1]}, ErrTooLong},
-		{"cid", Event{Kind: KindCommit, Frame: f, DID: did(1), Rev: rev(1), Data: long[:MaxCIDBytes+1]}, ErrTooLong},
-		{"status", Event{Kind: KindAccount, Frame: f, DID: did(1), Status: 99}, ErrBadStatus},
-		{"host", Event{Kind: KindCommit, Frame: f, DID: did(1), Host: 42, Cursor: 1}, ErrNoHost},
-		{"emptyframe", Event{Kind: KindCommit, Frame: emptyFramer{}}, ErrTooLong},
+		{"kind", Event{Kind: 9}, ErrBadKind},
+		{"did", Event{Kind: KindCommit, DID: long}, ErrTooLong},
+		{"rev", Event{Kind: KindCommit, DID: did(1), Rev: long[:MaxRevBytes+1]}, ErrTooLong},
+		{"cid", Event{Kind: KindCommit, DID: did(1), Rev: rev(1), Data: long[:MaxCIDBytes+1]}, ErrTooLong},
+		{"status", Event{Kind: KindAccount, DID: did(1), Status: 99}, ErrBadStatus},
+		{"host", Event{Kind: KindCommit, DID: did(1), Host: 42, Cursor: 1}, ErrNoHost},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := s.Append([]Event{c.ev}, nil); !errors.Is(err, c.want) {
+			if _, err := appendEvents(s, []Event{c.ev}, body, nil); !errors.Is(err, c.want) {
 				t.Fatalf("err = %v, want %v", err, c.want)
 			}
 		})
 	}
 	big := make([]Event, DefaultMaxBatchEvents+1)
-	if _, err := s.Append(big, nil); !errors.Is(err, ErrBatchTooBig) {
+	if _, err := appendEvents(s, big, body, nil); !errors.Is(err, ErrBatchTooBig) {
 		t.Fatalf("big batch: %v", err)
 	}
 	// Refused batches wrote nothing, and the store still works.
 	if s.NewestSeq() != 0 {
 		t.Fatalf("NewestSeq = %d after refusals", s.NewestSeq())
 	}
-	if res, err := s.Append([]Event{{Kind: KindCommit, Frame: f}}, nil); err != nil || res[0].Seq != 1 {
+	if res, err := appendEvents(s, []Event{{Kind: KindCommit}}, body, nil); err != nil || res[0].Seq != 1 {
 		t.Fatalf("append after refusals: %v %v", res, err)
 	}
 }
 
-type emptyFramer struct{}
-
-func (emptyFramer) AppendFrame(dst []byte, _ Seq) []byte { return dst }
-
 func TestHiddenAfterTakedown(t *testing.T) {
 	s := openTest(t, testOptions(vfs.NewMem()))
 	defer s.Close()
-	f := &seqFramer{}
-	if _, err := s.Append([]Event{
-		{Kind: KindCommit, DID: did(1), Frame: f, Rev: rev(1)},
-		{Kind: KindCommit, DID: did(2), Frame: f, Rev: rev(1)},
-	}, nil); err != nil {
+	var body []byte
+	if _, err := appendEvents(s, []Event{
+		{Kind: KindCommit, DID: did(1), Rev: rev(1)},
+		{Kind: KindCommit, DID: did(2), Rev: rev(1)},
+	}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetLocalStatus(did(1), LocalTakendown); err != nil {
@@ -232,7 +226,7 @@ func TestHiddenAfterTakedown(t *testing.T) {
 		t.Fatalf("unknown account: %v", err)
 	}
 	// The relay's own #account for the takedown stays visible.
-	if _, err := s.Append([]Event{{Kind: KindAccount, DID: did(1), Frame: f}}, nil); err != nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindAccount, DID: did(1)}}, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	if seqs, _ := collect(t, s, 0); len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 3 {
@@ -348,10 +342,10 @@ func TestSyncIntervalSpacesFsyncs(t *testing.T) {
 	o.SyncInterval = interval
 	s := openTest(t, o)
 	defer s.Close()
-	f := &seqFramer{body: make([]byte, 100)}
+	body := make([]byte, 100)
 	start := time.Now()
 	for i := 0; i < 4; i++ {
-		if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(i), Frame: f}}, nil); err != nil {
+		if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(i)}}, body, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -367,15 +361,15 @@ func TestRetentionWindowAndSeqAtTime(t *testing.T) {
 	o.ReplayWindow = time.Hour
 	s := openTest(t, o)
 	defer s.Close()
-	f := &seqFramer{body: make([]byte, 100)}
+	body := make([]byte, 100)
 	start := clk.Now()
 	// 10 batches of 5 events, 15 minutes apart: seqs 1..50.
 	for i := 0; i < 10; i++ {
 		batch := make([]Event, 5)
 		for j := range batch {
-			batch[j] = Event{Kind: KindIdentity, DID: did(j), Frame: f}
+			batch[j] = Event{Kind: KindIdentity, DID: did(j)}
 		}
-		if _, err := s.Append(batch, nil); err != nil {
+		if _, err := appendEvents(s, batch, body, nil); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(15 * time.Minute)
@@ -409,7 +403,7 @@ func TestRetentionWindowAndSeqAtTime(t *testing.T) {
 	if s.OldestSeq() != SeqNone || s.NewestSeq() != 50 {
 		t.Fatalf("empty bounds %d..%d", s.OldestSeq(), s.NewestSeq())
 	}
-	res, err := s.Append([]Event{{Kind: KindIdentity, DID: did(1), Frame: f}}, nil)
+	res, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(1)}}, body, nil)
 	if err != nil || res[0].Seq != 51 || s.OldestSeq() != 51 {
 		t.Fatalf("append after purge: %+v %v oldest %d", res, err, s.OldestSeq())
 	}
@@ -423,12 +417,12 @@ func TestRetentionDiskBudget(t *testing.T) {
 	o.DiskBudgetBytes = 1 // always over budget
 	s := openTest(t, o)
 	defer s.Close()
-	f := &seqFramer{body: make([]byte, 1000)}
+	body := make([]byte, 1000)
 	batch := make([]Event, 100)
 	for i := range batch {
-		batch[i] = Event{Kind: KindIdentity, Frame: f}
+		batch[i] = Event{Kind: KindIdentity}
 	}
-	if _, err := s.Append(batch, nil); err != nil {
+	if _, err := appendEvents(s, batch, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.RunRetention(context.Background())
@@ -454,5 +448,63 @@ func TestCrawlDay(t *testing.T) {
 	defer s.Close()
 	if c, err := s.CrawlDay(); err != nil || c != want {
 		t.Fatalf("CrawlDay after reopen = %+v, %v; want %+v", c, err, want)
+	}
+}
+
+// TestCommitChecks: Commit writes nothing for rows that do not match what
+// Stage logged or do not continue the log by exactly one seq, releases the
+// writer lock either way, and refuses a second Commit of one Staged.
+func TestCommitChecks(t *testing.T) {
+	s := openTest(t, testOptions(vfs.NewMem()))
+	defer s.Close()
+	h := mustHost(t, s, "a.example")
+	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(1)}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	events := []Event{
+		{Kind: KindCommit, DID: did(1), Host: h.ID, Cursor: 7, Rev: rev(1)},
+		{Kind: KindIdentity, DID: did(2), Host: h.ID, Cursor: 8},
+	}
+	row := func(seq Seq, frame string) SeqEvent {
+		return SeqEvent{Seq: seq, Kind: KindIdentity, DID: did(2), Frame: []byte(frame)}
+	}
+	bad := func(name string, rows []SeqEvent, want error) {
+		t.Helper()
+		st, outcomes, err := s.Stage(events, nil)
+		if err != nil || len(outcomes) != 2 || outcomes[0] != Written || outcomes[1] != Written {
+			t.Fatalf("%s: Stage = %v, %v", name, outcomes, err)
+		}
+		if err := st.Commit(rows); !errors.Is(err, want) {
+			t.Fatalf("%s: Commit = %v, want %v", name, err, want)
+		}
+		if got := s.NewestSeq(); got != 1 {
+			t.Fatalf("%s: NewestSeq = %d after a refused Commit", name, got)
+		}
+		if hh, _ := s.GetHost(h.ID); hh.Cursor != 0 || hh.AccountCount != 0 {
+			t.Fatalf("%s: host %+v changed by a refused Commit", name, hh)
+		}
+	}
+	bad("too few rows", []SeqEvent{row(2, "a")}, ErrRowCount)
+	bad("too many rows", []SeqEvent{row(2, "a"), row(3, "b"), row(4, "c")}, ErrRowCount)
+	bad("gap before", []SeqEvent{row(3, "a"), row(4, "b")}, ErrSeqGap)
+	bad("gap between", []SeqEvent{row(2, "a"), row(4, "b")}, ErrSeqGap)
+	bad("reused seq", []SeqEvent{row(1, "a"), row(2, "b")}, ErrSeqOrder)
+	bad("empty frame", []SeqEvent{row(2, "a"), row(3, "")}, ErrTooLong)
+
+	st, _, err := s.Stage(events, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit([]SeqEvent{row(2, "a"), row(3, "b")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(nil); !errors.Is(err, ErrNotStaged) {
+		t.Fatalf("second Commit = %v, want ErrNotStaged", err)
+	}
+	if seqs, frames := collect(t, s, 1); len(seqs) != 2 || seqs[1] != 3 || string(frames[1]) != "b" {
+		t.Fatalf("log after Commit: %v %q", seqs, frames)
+	}
+	if hh, _ := s.GetHost(h.ID); hh.Cursor != 8 || hh.AccountCount != 2 { // did(1) moved to h, did(2) new
+		t.Fatalf("host after Commit: %+v", hh)
 	}
 }

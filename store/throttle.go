@@ -18,7 +18,7 @@ import (
 // creates the account row (new uid, upstream active, local
 // LocalHostThrottled, no repo state) without logging an event. It reports
 // false, changing nothing, when the account already exists. Serializes
-// with Append.
+// with event writes.
 func (s *Store) MarkHostThrottled(did []byte, host HostID) (bool, error) {
 	if len(did) == 0 || len(did) > MaxDIDBytes {
 		return false, fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(did))
@@ -57,7 +57,7 @@ func (s *Store) MarkHostThrottled(did []byte, host HostID) (bool, error) {
 // were refused meanwhile) and it is counted in its host's AccountCount, in
 // one batch. It reports false, changing nothing, when the account is not
 // host-throttled, and ErrNoAccount when it does not exist. Serializes with
-// Append.
+// event writes.
 func (s *Store) ReleaseThrottled(did []byte, to LocalStatus) (bool, error) {
 	if !to.valid() || to.hides() || to == LocalHostThrottled {
 		return false, fmt.Errorf("%w: release to local status %d", ErrBadStatus, to)

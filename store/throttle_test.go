@@ -28,7 +28,7 @@ func TestHostThrottledRows(t *testing.T) {
 		t.Fatalf("throttling logged an event: newest %d", s.NewestSeq())
 	}
 	// A normal account created afterwards gets the next uid.
-	if _, err := s.Append([]Event{{Kind: KindIdentity, DID: did(3), Frame: &seqFramer{}, Host: h.ID}}, nil); err != nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(3), Host: h.ID}}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -84,9 +84,9 @@ func TestEventLocalStatus(t *testing.T) {
 	s := openTest(t, testOptions(vfs.NewMem()))
 	defer s.Close()
 	h := mustHost(t, s, "a.example")
-	f := &seqFramer{}
+	var body []byte
 	ev := func(n int, local LocalStatus) Event {
-		return Event{Kind: KindCommit, DID: did(1), Frame: f, Host: h.ID, Rev: rev(n), Commit: []byte{1}, Data: []byte{2}, Local: local}
+		return Event{Kind: KindCommit, DID: did(1), Host: h.ID, Rev: rev(n), Commit: []byte{1}, Data: []byte{2}, Local: local}
 	}
 	local := func() LocalStatus {
 		var a Account
@@ -95,24 +95,24 @@ func TestEventLocalStatus(t *testing.T) {
 		}
 		return a.LocalStatus
 	}
-	if _, err := s.Append([]Event{ev(2, LocalDesynchronized)}, nil); err != nil || local() != LocalDesynchronized {
+	if _, err := appendEvents(s, []Event{ev(2, LocalDesynchronized)}, body, nil); err != nil || local() != LocalDesynchronized {
 		t.Fatalf("mark: %v %v", err, local())
 	}
-	if res, err := s.Append([]Event{ev(1, LocalActive)}, nil); err != nil || res[0].Outcome != DroppedStale || local() != LocalDesynchronized {
+	if res, err := appendEvents(s, []Event{ev(1, LocalActive)}, body, nil); err != nil || res[0].Outcome != DroppedStale || local() != LocalDesynchronized {
 		t.Fatalf("stale event changed the mark: %v %v", err, local())
 	}
-	if _, err := s.Append([]Event{ev(3, 0)}, nil); err != nil || local() != LocalDesynchronized {
+	if _, err := appendEvents(s, []Event{ev(3, 0)}, body, nil); err != nil || local() != LocalDesynchronized {
 		t.Fatalf("zero Local changed the mark: %v %v", err, local())
 	}
-	if _, err := s.Append([]Event{ev(4, LocalActive)}, nil); err != nil || local() != LocalActive {
+	if _, err := appendEvents(s, []Event{ev(4, LocalActive)}, body, nil); err != nil || local() != LocalActive {
 		t.Fatalf("clear: %v %v", err, local())
 	}
 	for _, bad := range []LocalStatus{LocalTakendown, LocalSuspended, 77} {
-		if _, err := s.Append([]Event{ev(9, bad)}, nil); !errors.Is(err, ErrBadStatus) {
+		if _, err := appendEvents(s, []Event{ev(9, bad)}, body, nil); !errors.Is(err, ErrBadStatus) {
 			t.Fatalf("Local %d: %v", bad, err)
 		}
 	}
-	if _, err := s.Append([]Event{{Kind: KindIdentity, Frame: f, Local: LocalActive}}, nil); err == nil {
+	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, Local: LocalActive}}, body, nil); err == nil {
 		t.Fatal("Local without DID accepted")
 	}
 }

@@ -7,14 +7,15 @@ import (
 	"github.com/atrelay/relay/engine/event"
 )
 
-// Seq is a relay sequence number. The store assigns seqs at commit time,
-// contiguous from Options.InitialSeq, strictly increasing and never reused;
-// a seq is durable before Append returns it, so before any consumer sees
-// it. Valid seqs lie in [1, MaxSeq].
+// Seq is a relay sequence number. The writer (the relay's sequencer)
+// assigns seqs, contiguous from Options.InitialSeq, and the store checks
+// that they continue its log without gap or reuse; a seq is durable before
+// Staged.Commit returns, so before any consumer sees it. Valid seqs lie in
+// [1, MaxSeq].
 type Seq uint64
 
 // SeqNone is "no seq": an empty log's oldest and newest seq, and the seq
-// result of an event Append dropped.
+// of an event Stage dropped.
 const SeqNone Seq = 0
 
 // MaxSeq is the largest seq the store assigns: 2^53−1, so seqs survive JSON
@@ -184,18 +185,27 @@ const (
 // Errors. Each failure reason is a distinct value; wrapped errors carry
 // context and match with errors.Is.
 var (
-	ErrClosed       = errors.New("store: closed")
-	ErrFailed       = errors.New("store: an earlier write failed; reopen the store")
-	ErrCorrupt      = errors.New("store: corrupt stored value")
-	ErrSchema       = errors.New("store: database schema is newer than this binary")
-	ErrTooLong      = errors.New("store: input exceeds a size limit")
-	ErrBadKind      = errors.New("store: invalid event kind")
-	ErrBadStatus    = errors.New("store: invalid status value")
-	ErrNoFrame      = errors.New("store: event has no frame encoder")
-	ErrSeqExhausted = errors.New("store: seq space exhausted (MaxSeq)")
-	ErrBatchTooBig  = errors.New("store: batch has more events than Options.MaxBatchEvents")
-	ErrNoAccount    = errors.New("store: no such account")
-	ErrNoHost       = errors.New("store: no such host")
-	ErrHostExists   = errors.New("store: host already exists")
-	ErrBadOptions   = errors.New("store: invalid options")
+	ErrClosed    = errors.New("store: closed")
+	ErrFailed    = errors.New("store: an earlier write failed; reopen the store")
+	ErrCorrupt   = errors.New("store: corrupt stored value")
+	ErrSchema    = errors.New("store: database schema is newer than this binary")
+	ErrTooLong   = errors.New("store: input exceeds a size limit")
+	ErrBadKind   = errors.New("store: invalid event kind")
+	ErrBadStatus = errors.New("store: invalid status value")
+	// ErrSeqOrder: a row's seq is outside [1, MaxSeq] or not above the
+	// newest logged seq or the previous row's.
+	ErrSeqOrder = errors.New("store: seq not above the newest logged seq")
+	// ErrSeqGap: a row's seq given to Staged.Commit does not continue the
+	// log (the newest seq or the previous row's) by exactly one.
+	ErrSeqGap = errors.New("store: seq leaves a gap in the log")
+	// ErrRowCount: Staged.Commit got a different number of rows than
+	// Stage logged events.
+	ErrRowCount = errors.New("store: rows do not match the staged events")
+	// ErrNotStaged: Commit on a Staged already committed.
+	ErrNotStaged   = errors.New("store: nothing staged")
+	ErrBatchTooBig = errors.New("store: batch has more events than Options.MaxBatchEvents")
+	ErrNoAccount   = errors.New("store: no such account")
+	ErrNoHost      = errors.New("store: no such host")
+	ErrHostExists  = errors.New("store: host already exists")
+	ErrBadOptions  = errors.New("store: invalid options")
 )

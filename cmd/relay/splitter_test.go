@@ -18,7 +18,6 @@ import (
 
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/firehose"
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/pool"
 	"github.com/atrelay/relay/store"
 )
@@ -136,8 +135,8 @@ func TestSplitterBuildRunShutdown(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
 	for want := int64(1); want <= 20; want++ {
 		b, err := wsutil.ReadServerBinary(rw)
-		var p relay.Peeked
-		if err != nil || relay.Peek(b, &p) != nil || p.Seq != want {
+		var p event.Peeked
+		if err != nil || event.Peek(b, &p) != nil || p.Seq != want {
 			t.Fatalf("frame %d: seq %d, %v", want, p.Seq, err)
 		}
 	}

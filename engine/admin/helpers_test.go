@@ -14,6 +14,7 @@ import (
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/xrpc"
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
@@ -248,12 +249,8 @@ func (e *fakeEngine) Consumers() []Consumer {
 	return append([]Consumer(nil), e.consumers...)
 }
 
-// testFramer is a stand-in frame: the store only needs bytes.
-type testFramer struct{}
-
-func (testFramer) AppendFrame(dst []byte, seq store.Seq) []byte {
-	return fmt.Appendf(dst, "frame-%d", seq)
-}
+// testFrame is a stand-in frame: the store only needs bytes.
+func testFrame(_ int, seq store.Seq) []byte { return fmt.Appendf(nil, "frame-%d", seq) }
 
 // env is a running admin server over a real store.
 type env struct {
@@ -298,10 +295,10 @@ func (e *env) mkAccounts(t testing.TB, host store.HostID, dids ...string) {
 	t.Helper()
 	evs := make([]store.Event, len(dids))
 	for i, did := range dids {
-		evs[i] = store.Event{Kind: store.KindCommit, DID: []byte(did), Frame: testFramer{}, Host: host,
+		evs[i] = store.Event{Kind: store.KindCommit, DID: []byte(did), Host: host,
 			Rev: []byte("3kc2q5ju4ua2s"), Commit: cid.Sum(0x71, []byte(did)), Data: cid.Sum(0x71, []byte("d"+did))}
 	}
-	if _, err := e.st.Append(evs, nil); err != nil {
+	if _, err := storetest.Append(e.st, evs, testFrame); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 }

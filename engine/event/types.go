@@ -104,6 +104,14 @@ var (
 	ErrSeq            = errors.New("event: seq must be positive")
 	ErrNotRewritable  = errors.New("event: frame header is not a canonical #commit, #sync, #identity or #account header")
 	ErrNoSeqField     = errors.New("event: body has no integer seq field")
+
+	// Peek and PeekHeader's: a header that is not a map with an integer
+	// "op" and, if present, a text "t"; a body that is not a map or has a
+	// field Peeked holds with the wrong type; a map with more entries than
+	// any known message (maxPeekEntries).
+	ErrPeekHeader  = errors.New("event: peek: malformed frame header")
+	ErrPeekBody    = errors.New("event: peek: malformed frame body")
+	ErrPeekTooLong = errors.New("event: peek: map has too many entries")
 )
 
 // FieldError reports a problem with one field of a body.

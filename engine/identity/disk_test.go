@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
@@ -151,8 +152,8 @@ func TestDiskCrashNeverWrong(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev := store.Event{Kind: store.KindIdentity, DID: []byte(rotatedDID), Frame: rawFrame("identity"), Host: host.ID, Cursor: 1}
-		if _, err := st.Append([]store.Event{ev}, nil); err != nil {
+		ev := store.Event{Kind: store.KindIdentity, DID: []byte(rotatedDID), Host: host.ID, Cursor: 1}
+		if _, err := storetest.Append(st, []store.Event{ev}, rawFrame([]byte("identity"))); err != nil {
 			t.Fatal(err)
 		}
 		if round%2 == 1 {
@@ -186,10 +187,10 @@ func TestDiskCrashNeverWrong(t *testing.T) {
 	}
 }
 
-// rawFrame is a store.Framer of fixed bytes.
-type rawFrame string
-
-func (f rawFrame) AppendFrame(dst []byte, _ store.Seq) []byte { return append(dst, f...) }
+// rawFrame logs every event with the same fixed frame.
+func rawFrame(b []byte) func(int, store.Seq) []byte {
+	return func(int, store.Seq) []byte { return b }
+}
 
 // TestDiskTTL: a row past TTL is served at once while the DID is
 // re-resolved in the background, and the new resolution is written back;

@@ -10,18 +10,19 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
-// frameFramer logs a canonical frame with the seq the store assigns.
-type frameFramer struct{ frame []byte }
-
-func (f frameFramer) AppendFrame(dst []byte, seq store.Seq) []byte {
-	out, err := event.RewriteSeq(dst, f.frame, int64(seq))
-	if err != nil {
-		panic("BUG: test frame is not rewritable: " + err.Error())
+// withSeqs logs frames[i], a canonical frame, with the seq it gets.
+func withSeqs(frames [][]byte) func(int, store.Seq) []byte {
+	return func(i int, seq store.Seq) []byte {
+		out, err := event.RewriteSeq(nil, frames[i], int64(seq))
+		if err != nil {
+			panic("BUG: test frame is not rewritable: " + err.Error())
+		}
+		return out
 	}
-	return out
 }
 
 // testClock is a settable clock for the store.
@@ -70,19 +71,21 @@ func TestStoreSource(t *testing.T) {
 	var total int
 	for batch := range 12 {
 		var evs []store.Event
+		var frames [][]byte
 		for i := range 4 {
 			n := strconv.Itoa(batch*10 + i)
 			f := commitFrame(alice, "r", testOp{"create", "app.bsky.feed.post/a" + n, postRecord(n)},
 				testOp{"create", "app.bsky.feed.like/b" + n, postRecord(n)})
-			ev := store.Event{Kind: store.KindCommit, DID: []byte(alice), Frame: frameFramer{f}}
+			ev := store.Event{Kind: store.KindCommit, DID: []byte(alice)}
 			total += 2
 			if i == 3 {
-				ev = store.Event{Kind: store.KindIdentity, DID: []byte(bob), Frame: frameFramer{identityFrame(bob, "bob"+n+".test")}}
+				ev = store.Event{Kind: store.KindIdentity, DID: []byte(bob)}
+				f = identityFrame(bob, "bob"+n+".test")
 				total--
 			}
-			evs = append(evs, ev)
+			evs, frames = append(evs, ev), append(frames, f)
 		}
-		if _, err := st.Append(evs, nil); err != nil {
+		if _, err := storetest.Append(st, evs, withSeqs(frames)); err != nil {
 			t.Fatal(err)
 		}
 		s.Notify()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
@@ -144,10 +145,10 @@ func TestMigrateIntoFreshStore(t *testing.T) {
 	}
 	// The first event this relay logs gets the planned seq.
 	h, _ := st.HostByName("pds.example.com")
-	res, err := st.Append([]store.Event{{Kind: store.KindIdentity, DID: []byte("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"),
-		Frame: frameFunc(func(dst []byte, seq store.Seq) []byte { return fmt.Appendf(dst, "frame %d", seq) }), Host: h.ID, Cursor: 56}}, nil)
-	if err != nil || res[0].Seq != refNext+DefaultSeqMargin {
-		t.Fatalf("first Append: %+v %v", res, err)
+	seqs, err := storetest.Append(st, []store.Event{{Kind: store.KindIdentity, DID: []byte("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"),
+		Host: h.ID, Cursor: 56}}, func(_ int, seq store.Seq) []byte { return fmt.Appendf(nil, "frame %d", seq) })
+	if err != nil || seqs[0] != refNext+DefaultSeqMargin {
+		t.Fatalf("first Append: %v %v", seqs, err)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -166,11 +167,6 @@ func TestMigrateIntoFreshStore(t *testing.T) {
 		t.Fatalf("second run: %v\n%s", err, out)
 	}
 }
-
-// frameFunc adapts a function to store.Framer.
-type frameFunc func(dst []byte, seq store.Seq) []byte
-
-func (f frameFunc) AppendFrame(dst []byte, seq store.Seq) []byte { return f(dst, seq) }
 
 func TestMigrateUpdatesExistingHosts(t *testing.T) {
 	f, ts := newFakeRef(t)

@@ -4,18 +4,19 @@
 //
 // # Data flow
 //
-//	upstream.Loop reader ─Sink─▶ Peek (kind, seq, DID; no allocation)
+//	upstream.Loop reader ─Sink─▶ event.Peek (kind, seq, DID; no allocation)
 //	   │ out-of-order seq: dropped; seq registered in the host's tracker
 //	   ▼
 //	pool.Workers keyed by DID (bytes-bounded; full ⇒ host paused)
 //	   │ decode, account state (overlay ▸ store), verify, canonical frame
 //	   ▼
-//	results channel ─▶ sequencer (one goroutine): store.Append (group
-//	   commit, seqs, account rows, host cursors) ▸ Hub.Publish ▸ durable marks
+//	results channel ─▶ sequencer (one goroutine): store.Stage (account
+//	   rows, host cursors) ▸ seqs and frames ▸ Staged.Commit (one group
+//	   commit) ▸ Hub.Publish ▸ durable marks
 //
 // # Invariants
 //
-//   - Nothing reaches a consumer before store.Append returned: the hub is
+//   - Nothing reaches a consumer before Staged.Commit returned: the hub is
 //     fed after the batch commit.
 //   - Per-account order: one DID always lands on one worker; the store's
 //     conditional rev update is the second line of defence. A frame whose

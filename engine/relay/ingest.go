@@ -133,8 +133,8 @@ func (r *Relay) sinkPanicked(hs *hostState, g *sinkGuard, v any) {
 // panic handler knows what to undo.
 func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 	f := g.f
-	var p Peeked
-	if err := Peek(f.Bytes(), &p); err != nil {
+	var p event.Peeked
+	if err := event.Peek(f.Bytes(), &p); err != nil {
 		r.m.dropped[DropMalformed].Inc()
 		g.release()
 		return true

@@ -9,10 +9,12 @@ import (
 )
 
 // sequencer is the single goroutine that turns worker results into durable,
-// published events: group commit into store.Append (which assigns the relay
-// seqs), host cursors as the low-water mark of each host's tracker, publish
-// to the hub only after the batch is durable, then advance the workers'
-// durable marks and release buffers.
+// published events: group commit into the store (store.Stage decides which
+// events are logged; the sequencer gives those the next relay seqs, builds
+// their output frames with the seq inside, and hands them to
+// Staged.Commit), host cursors as the low-water mark of each host's
+// tracker, publish to the hub only after the batch is durable, then
+// advance the workers' durable marks and release buffers.
 //
 // Every field is owned by the sequencer goroutine.
 type sequencer struct {
@@ -22,18 +24,19 @@ type sequencer struct {
 	// held holds, per host, results that finished before an earlier seq
 	// of their host: persisting them first would put events above the
 	// host's persisted cursor, to be processed twice after a crash.
-	in      []result
-	ready   []result
-	held    map[*hostState]*heldList
-	spare   []*heldList // emptied held lists, reused so holding allocates nothing
-	minHeld []uint64    // per worker: lowest ticket held (0: none)
-	batch   []result
-	events  []store.Event
-	framers []seqFramer
-	results []store.Result
-	evHost  []*hostState         // host of events[i] when its store Host is set
-	dirty   map[*hostState]int64 // cursors moved with no event to carry them
-	marks   []uint64             // per worker: highest ticket in the batch
+	in       []result
+	ready    []result
+	held     map[*hostState]*heldList
+	spare    []*heldList // emptied held lists, reused so holding allocates nothing
+	minHeld  []uint64    // per worker: lowest ticket held (0: none)
+	batch    []result
+	events   []store.Event
+	outcomes []store.Outcome // what Stage decided for events[i]
+	outs     []outFrame      // the output frame of events[i], if logged
+	rows     []store.SeqEvent
+	evHost   []*hostState         // host of events[i] when its store Host is set
+	dirty    map[*hostState]int64 // cursors moved with no event to carry them
+	marks    []uint64             // per worker: highest ticket in the batch
 	// heldBytes is the memory of every held result (the heldLists'
 	// bytes) as of the last scanHeld.
 	heldBytes int64
@@ -42,46 +45,49 @@ type sequencer struct {
 	// and only once every earlier seq is complete, so that seq is the
 	// host's cursor once this batch (not a later one) is durable.
 	reach map[*hostState]int64
+	// next is the seq the next logged event gets. The sequencer is the
+	// log's only writer, so it reads the store's newest seq once at start;
+	// Commit checks every batch continues it.
+	next store.Seq
 }
 
-// seqFramer is the store.Framer of one event: it rewrites the worker's
-// frame with the seq the store assigned, into a refcounted frame for the hub,
-// and hands the same bytes to the store.
-type seqFramer struct {
-	frames *pool.Frames
-	out    []byte
-	f      *pool.Frame
-	err    error
+// outFrame is one logged event's output: its relay seq and the frame the
+// sequencer rewrote with it, a refcounted frame the hub publishes (the
+// store copies the same bytes into its batch).
+type outFrame struct {
+	seq store.Seq
+	f   *pool.Frame
+	err error // the worker's frame was not canonical: f holds it unchanged
 }
 
-// AppendFrame implements store.Framer.
-func (sf *seqFramer) AppendFrame(dst []byte, seq store.Seq) []byte {
-	f := sf.frames.Get(len(sf.out) + 16)
-	b, err := event.RewriteEncodedSeq(f.Buffer().B[:0], sf.out, int64(seq))
+// frame rewrites a worker's frame with seq into a pooled frame.
+func (q *sequencer) frame(out []byte, seq store.Seq) outFrame {
+	f := q.r.frames.Get(len(out) + 16)
+	b, err := event.RewriteEncodedSeq(f.Buffer().B[:0], out, int64(seq))
 	if err != nil {
 		// Workers only produce canonical frames; keep the batch going and
 		// report the bug after the commit.
-		sf.err = err
-		b = append(b[:0], sf.out...)
+		b = append(b[:0], out...)
 	}
 	f.Buffer().B = b
-	sf.f = f
-	return append(dst, b...)
+	return outFrame{seq: seq, f: f, err: err}
 }
 
 func newSequencer(r *Relay) *sequencer {
 	n := r.cfg.MaxBatchEvents
 	return &sequencer{
-		r:       r,
-		batch:   make([]result, 0, n),
-		events:  make([]store.Event, 0, n),
-		framers: make([]seqFramer, n),
-		results: make([]store.Result, 0, n),
-		dirty:   make(map[*hostState]int64),
-		reach:   make(map[*hostState]int64),
-		marks:   make([]uint64, r.cfg.Workers),
-		held:    make(map[*hostState]*heldList),
-		minHeld: make([]uint64, r.cfg.Workers),
+		r:        r,
+		batch:    make([]result, 0, n),
+		events:   make([]store.Event, 0, n),
+		outcomes: make([]store.Outcome, 0, n),
+		outs:     make([]outFrame, n),
+		rows:     make([]store.SeqEvent, 0, n),
+		dirty:    make(map[*hostState]int64),
+		reach:    make(map[*hostState]int64),
+		marks:    make([]uint64, r.cfg.Workers),
+		held:     make(map[*hostState]*heldList),
+		minHeld:  make([]uint64, r.cfg.Workers),
+		next:     r.st.NewestSeq() + 1,
 	}
 }
 
@@ -315,11 +321,7 @@ func (q *sequencer) commit() {
 		if res.out == nil {
 			continue
 		}
-		j := len(q.events)
-		sf := &q.framers[j]
-		*sf = seqFramer{frames: r.frames, out: res.out.B[:res.frameLen]}
 		ev := res.ev
-		ev.Frame = sf
 		q.events = append(q.events, ev)
 		if ev.Host != store.HostNone {
 			q.evHost = append(q.evHost, res.hs)
@@ -348,8 +350,7 @@ func (q *sequencer) commit() {
 	}
 	if len(q.events) > 0 {
 		began := time.Now()
-		var err error
-		q.results, err = r.st.Append(q.events, q.results[:0])
+		err := q.write()
 		r.m.commitSeconds.UpdateDuration(began)
 		r.m.batchEvents.Update(float64(len(q.events)))
 		if err != nil {
@@ -378,6 +379,38 @@ func (q *sequencer) commit() {
 	}
 }
 
+// write stages the batch's events, gives the logged ones the next seqs and
+// their output frames, and commits them: one Pebble batch, one WAL sync.
+// Each event's frame is in q.outs (nil f when dropped as stale), also on
+// error, for publish or abandon to hand on or release.
+func (q *sequencer) write() error {
+	clear(q.outs[:len(q.events)])
+	staged, outcomes, err := q.r.st.Stage(q.events, q.outcomes[:0])
+	q.outcomes = outcomes
+	if err != nil {
+		return err
+	}
+	q.rows = q.rows[:0]
+	j := 0
+	for i := range q.batch {
+		res := &q.batch[i]
+		if res.out == nil {
+			continue
+		}
+		if ev := &q.events[j]; q.outcomes[j].Logged() {
+			seq := q.next + store.Seq(len(q.rows))
+			q.outs[j] = q.frame(res.out.B[:res.frameLen], seq)
+			q.rows = append(q.rows, store.SeqEvent{Seq: seq, Kind: ev.Kind, DID: ev.DID, Frame: q.outs[j].f.Buffer().B})
+		}
+		j++
+	}
+	if err := staged.Commit(q.rows); err != nil {
+		return err
+	}
+	q.next += store.Seq(len(q.rows))
+	return nil
+}
+
 // publish hands durable frames to the hub and releases worker buffers.
 func (q *sequencer) publish() {
 	r := q.r
@@ -387,25 +420,21 @@ func (q *sequencer) publish() {
 		if res.out == nil {
 			continue
 		}
-		sf := &q.framers[j]
-		out := q.results[j]
+		out := &q.outs[j]
 		j++
-		if sf.err != nil {
-			r.log.Error("BUG: worker produced a non-canonical frame", "err", sf.err)
+		if out.err != nil {
+			r.log.Error("BUG: worker produced a non-canonical frame", "err", out.err)
 		}
-		if out.Outcome == store.DroppedStale || sf.f == nil {
+		if out.f == nil {
 			r.m.dropped[DropStale].Inc()
-			if sf.f != nil {
-				sf.f.Release()
-			}
 		} else {
 			r.m.accepted[res.kind].Inc()
-			if err := r.hub.Publish(uint64(out.Seq), sf.f); err != nil {
-				sf.f.Release()
-				r.log.Warn("firehose publish failed", "seq", out.Seq, "err", err)
+			if err := r.hub.Publish(uint64(out.seq), out.f); err != nil {
+				out.f.Release()
+				r.log.Warn("firehose publish failed", "seq", out.seq, "err", err)
 			}
 		}
-		sf.f = nil
+		out.f = nil
 		r.bufs.Put(res.out)
 		res.out = nil
 	}
@@ -443,10 +472,10 @@ func (q *sequencer) releaseBudget() {
 
 // abandon releases a batch that will not be written (store failure).
 func (q *sequencer) abandon(reason DropReason) {
-	for i := range q.framers[:len(q.events)] {
-		if f := q.framers[i].f; f != nil {
+	for i := range q.outs[:len(q.events)] {
+		if f := q.outs[i].f; f != nil {
 			f.Release()
-			q.framers[i].f = nil
+			q.outs[i].f = nil
 		}
 	}
 	for i := range q.batch {

@@ -60,7 +60,7 @@ type result struct {
 	// event's DID, rev, commit and data; nil when the frame was dropped.
 	out      *bytebufferpool.ByteBuffer
 	frameLen int
-	ev       store.Event // Frame set by the sequencer; byte fields view out
+	ev       store.Event // byte fields view out
 	// did and localAfter, for a result without an event, ask the sequencer
 	// to set the account's local status once the batch is durable (a
 	// resync that found the account already past the fetched head).

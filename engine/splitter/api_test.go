@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/pool"
 )
 
@@ -68,8 +67,8 @@ func checkFutureCursor(t *testing.T, name string, c *consumer) {
 	t.Helper()
 	<-c.done
 	frames := c.snapshot()
-	var p relay.Peeked
-	if len(frames) != 1 || relay.Peek(frames[0], &p) != nil || p.Kind != event.KindError || string(p.Name) != "FutureCursor" {
+	var p event.Peeked
+	if len(frames) != 1 || event.Peek(frames[0], &p) != nil || p.Kind != event.KindError || string(p.Name) != "FutureCursor" {
 		t.Fatalf("%s: want one FutureCursor error frame, got %d frames", name, len(frames))
 	}
 }

@@ -9,7 +9,7 @@
 //
 // One reader goroutine owns the upstream connection. It reads whole
 // WebSocket messages (each at most Config.MaxFrameBytes, 5,000,000 bytes,
-// into pooled buffers), scans each with relay.Peek for its kind, seq and
+// into pooled buffers), scans each with event.Peek for its kind, seq and
 // DID without decoding or allocating, and queues event frames (#commit,
 // #sync, #identity, #account) with their seq. One writer goroutine takes
 // what is queued, up to the store's MaxBatchEvents at a time, logs it with

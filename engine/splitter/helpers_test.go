@@ -22,7 +22,6 @@ import (
 
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/firehose"
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/pool"
 	"github.com/atrelay/relay/store"
 )
@@ -337,8 +336,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // seqOf returns a frame's seq (0 for frames without one).
 func seqOf(t *testing.T, f []byte) uint64 {
 	t.Helper()
-	var p relay.Peeked
-	if err := relay.Peek(f, &p); err != nil {
+	var p event.Peeked
+	if err := event.Peek(f, &p); err != nil {
 		t.Fatalf("peek: %v", err)
 	}
 	return uint64(p.Seq)

@@ -16,7 +16,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/pool"
 	"github.com/atrelay/relay/store"
@@ -50,7 +49,7 @@ type reader struct {
 	hdr  [ws.MaxHeaderSize - 2]byte
 	ctl  [125]byte
 	out  []byte // control frame being written
-	peek relay.Peeked
+	peek event.Peeked
 }
 
 // readLoop is the reader goroutine: dial, read until the connection ends,
@@ -400,7 +399,7 @@ var storeKinds = [...]store.Kind{
 func (r *reader) handle(f *pool.Frame) reason {
 	s := r.s
 	p := &r.peek
-	if err := relay.Peek(f.Bytes(), p); err != nil {
+	if err := event.Peek(f.Bytes(), p); err != nil {
 		s.m.dropped[dropMalformed].Inc()
 		f.Release()
 		return reasonNone

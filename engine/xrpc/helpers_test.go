@@ -16,6 +16,7 @@ import (
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
@@ -66,12 +67,8 @@ func (r *fakeResolver) Cached(did string) (identity.Identity, bool, error) {
 	return identity.Identity{}, false, nil
 }
 
-// testFramer is a stand-in frame: the store only needs bytes.
-type testFramer struct{}
-
-func (testFramer) AppendFrame(dst []byte, seq store.Seq) []byte {
-	return fmt.Appendf(dst, "frame-%d", seq)
-}
+// testFrame is a stand-in frame: the store only needs bytes.
+func testFrame(_ int, seq store.Seq) []byte { return fmt.Appendf(nil, "frame-%d", seq) }
 
 // env is a running API server over a real store.
 type env struct {
@@ -148,7 +145,7 @@ func commitCID(rev string) cid.CID { return cid.Sum(0x71, []byte("commit "+rev))
 func (e *env) commit(t testing.TB, host store.HostID, did, rev string) {
 	t.Helper()
 	e.append(t, store.Event{
-		Kind: store.KindCommit, DID: []byte(did), Frame: testFramer{}, Host: host,
+		Kind: store.KindCommit, DID: []byte(did), Host: host,
 		Rev: []byte(rev), Commit: commitCID(rev), Data: cid.Sum(0x71, []byte("data "+rev)),
 	})
 }
@@ -157,14 +154,14 @@ func (e *env) commit(t testing.TB, host store.HostID, did, rev string) {
 // without a commit if new).
 func (e *env) status(t testing.TB, host store.HostID, did string, st store.AccountStatus) {
 	t.Helper()
-	e.append(t, store.Event{Kind: store.KindAccount, DID: []byte(did), Frame: testFramer{}, Host: host, Status: st})
+	e.append(t, store.Event{Kind: store.KindAccount, DID: []byte(did), Host: host, Status: st})
 }
 
 func (e *env) append(t testing.TB, ev store.Event) {
 	t.Helper()
-	res, err := e.st.Append([]store.Event{ev}, nil)
-	if err != nil || len(res) != 1 || res[0].Outcome == store.DroppedStale {
-		t.Fatalf("Append(%s %s): %v %v", ev.Kind, ev.DID, res, err)
+	seqs, err := storetest.Append(e.st, []store.Event{ev}, testFrame)
+	if err != nil || len(seqs) != 1 || seqs[0] == store.SeqNone {
+		t.Fatalf("Append(%s %s): %v %v", ev.Kind, ev.DID, seqs, err)
 	}
 }
 

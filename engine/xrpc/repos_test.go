@@ -257,7 +257,7 @@ func TestGetRepoRedirect(t *testing.T) {
 // no PDS to redirect to.
 func TestGetRepoNoHost(t *testing.T) {
 	e := newEnv(t, nil)
-	e.append(t, store.Event{Kind: store.KindIdentity, DID: []byte(didA), Frame: testFramer{}})
+	e.append(t, store.Event{Kind: store.KindIdentity, DID: []byte(didA)})
 	wantError(t, e.get(t, "/xrpc/com.atproto.sync.getRepo?did="+didA), http.StatusNotFound, "RepoNotFound")
 }
 

@@ -1,34 +1,23 @@
-package relay
+package event
 
-import (
-	"errors"
+import "github.com/atrelay/relay/engine/dagcbor"
 
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/event"
-)
-
-// Errors returned by Peek, one per way a frame fails the cheap dispatch scan.
-var (
-	// ErrPeekHeader: the header is not a CBOR map with a text "t" and an
-	// integer "op".
-	ErrPeekHeader = errors.New("relay: peek: malformed frame header")
-	// ErrPeekBody: the body is not a CBOR map, or a field the dispatcher
-	// reads (seq, repo, did, error, name) has the wrong type.
-	ErrPeekBody = errors.New("relay: peek: malformed frame body")
-	// ErrPeekTooLong: the header or body map has more entries than any
-	// known message (maxPeekEntries).
-	ErrPeekTooLong = errors.New("relay: peek: map has too many entries")
-)
+// This file is the cheap scan that dispatches a frame before the full
+// decode: Peek reads the kind, seq, DID and error or #info name by walking
+// the CBOR heads, without allocating, and checks only the structure it
+// walks. Decode is the validation; Peek decides where a frame goes (which
+// worker, which host's order, whether it is an error) at the rate frames
+// arrive.
 
 // maxPeekEntries bounds the map sizes Peek walks; the largest known body
 // (#commit) has 12 fields, so anything far above is hostile.
 const maxPeekEntries = 64
 
-// Peeked is what the ingest path needs to dispatch a frame before the full
-// decode: its kind, its upstream seq and the account it is about. Byte
-// slices are views into the frame, valid until the frame is released.
+// Peeked is what a relay needs to dispatch a frame before the full decode:
+// its kind, its upstream seq and the account it is about. Byte slices are
+// views into the frame, valid until the frame is released.
 type Peeked struct {
-	Kind   event.Kind
+	Kind   Kind
 	Seq    int64 // 0 when absent
 	DID    []byte
 	Name   []byte // error name (op -1) or #info name
@@ -37,26 +26,34 @@ type Peeked struct {
 
 // Peek scans a frame's header and body for the kind, seq and DID without
 // decoding it fully and without allocating. It checks only the structure it
-// walks; the worker's full decode is the real validation.
+// walks; Decode is the real validation. Bytes after the body are not read.
 func Peek(frame []byte, p *Peeked) error {
 	*p = Peeked{}
-	body, err := peekHeader(frame, p)
+	kind, body, err := PeekHeader(frame)
 	if err != nil {
 		return err
 	}
-	if p.Kind == event.KindUnknown {
+	p.Kind = kind
+	if kind == KindUnknown {
 		return nil
 	}
 	return peekBody(body, p)
 }
 
-func peekHeader(b []byte, p *Peeked) ([]byte, error) {
+// PeekHeader reads a frame's header by the rules Peek uses: a CBOR map of
+// at most 64 entries (maxPeekEntries) with text keys in any order, an integer
+// "op" (the last one wins) and, if present, a text "t". It returns the
+// frame's kind (KindError for op -1, KindUnknown for an op or type this
+// codec does not know) and the bytes after the header, without reading
+// them and without allocating.
+func PeekHeader(frame []byte) (Kind, []byte, error) {
+	b := frame
 	m, n, hn, err := dagcbor.ReadHead(b)
 	if err != nil || m != dagcbor.MajorMap || n > maxPeekEntries {
 		if n > maxPeekEntries {
-			return nil, ErrPeekTooLong
+			return KindUnknown, nil, ErrPeekTooLong
 		}
-		return nil, ErrPeekHeader
+		return KindUnknown, nil, ErrPeekHeader
 	}
 	b = b[hn:]
 	var t []byte
@@ -64,18 +61,18 @@ func peekHeader(b []byte, p *Peeked) ([]byte, error) {
 	for i := uint64(0); i < n; i++ {
 		key, rest, err := readText(b)
 		if err != nil {
-			return nil, ErrPeekHeader
+			return KindUnknown, nil, ErrPeekHeader
 		}
 		b = rest
 		switch string(key) {
 		case "t":
 			if t, b, err = readText(b); err != nil {
-				return nil, ErrPeekHeader
+				return KindUnknown, nil, ErrPeekHeader
 			}
 		case "op":
 			vm, v, vn, err := dagcbor.ReadHead(b)
 			if err != nil || v > 1<<62 {
-				return nil, ErrPeekHeader
+				return KindUnknown, nil, ErrPeekHeader
 			}
 			switch vm {
 			case dagcbor.MajorUint:
@@ -83,48 +80,48 @@ func peekHeader(b []byte, p *Peeked) ([]byte, error) {
 			case dagcbor.MajorNegInt:
 				op = -1 - int64(v)
 			default:
-				return nil, ErrPeekHeader
+				return KindUnknown, nil, ErrPeekHeader
 			}
 			haveOp = true
 			b = b[vn:]
 		default:
 			sn, err := dagcbor.WellformedFirst(b)
 			if err != nil {
-				return nil, ErrPeekHeader
+				return KindUnknown, nil, ErrPeekHeader
 			}
 			b = b[sn:]
 		}
 	}
 	if !haveOp {
-		return nil, ErrPeekHeader
+		return KindUnknown, nil, ErrPeekHeader
 	}
 	switch {
 	case op == -1:
-		p.Kind = event.KindError
+		return KindError, b, nil
 	case op != 1:
-		p.Kind = event.KindUnknown
-	default:
-		p.Kind = kindOf(t)
+		return KindUnknown, b, nil
 	}
-	return b, nil
+	return kindOf(t), b, nil
 }
 
-func kindOf(t []byte) event.Kind {
+// kindOf is the kind a message header's "t" names.
+func kindOf(t []byte) Kind {
 	switch string(t) {
 	case "#commit":
-		return event.KindCommit
+		return KindCommit
 	case "#sync":
-		return event.KindSync
+		return KindSync
 	case "#identity":
-		return event.KindIdentity
+		return KindIdentity
 	case "#account":
-		return event.KindAccount
+		return KindAccount
 	case "#info":
-		return event.KindInfo
+		return KindInfo
 	}
-	return event.KindUnknown
+	return KindUnknown
 }
 
+// peekBody reads the fields of p.Kind's body that Peeked holds.
 func peekBody(b []byte, p *Peeked) error {
 	m, n, hn, err := dagcbor.ReadHead(b)
 	if err != nil || m != dagcbor.MajorMap {
@@ -135,11 +132,11 @@ func peekBody(b []byte, p *Peeked) error {
 	}
 	b = b[hn:]
 	didKey := "did"
-	if p.Kind == event.KindCommit {
+	if p.Kind == KindCommit {
 		didKey = "repo"
 	}
 	nameKey := "name"
-	if p.Kind == event.KindError {
+	if p.Kind == KindError {
 		nameKey = "error"
 	}
 	for i := uint64(0); i < n; i++ {
