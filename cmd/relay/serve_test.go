@@ -99,6 +99,15 @@ func TestServeBuildRunShutdown(t *testing.T) {
 		t.Errorf("admin with token: %d", code)
 	}
 
+	shutDown(t, cancel, done, a, dir)
+}
+
+// shutDown cancels a running app (its run returns on done) as SIGTERM
+// would and checks that run returns nil within a minute, the API listener
+// no longer accepts and the store in dir was released. It returns that
+// store, reopened and closed at cleanup.
+func shutDown(t *testing.T, cancel context.CancelFunc, done <-chan error, a *app, dir string) *store.Store {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
@@ -115,9 +124,12 @@ func TestServeBuildRunShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("store not released: %v", err)
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return st
 }
 
 // TestServeBuildFailureReleases: a listener that cannot bind fails the
