@@ -1,50 +1,20 @@
 package store
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/klauspost/compress/zstd"
 )
 
 // captureFrames returns the real frames of capture realpds-2, host 0
 // (shared/captures/realpds-2/FORMAT.md: uvarint(len) ‖ frame records),
 // read once per test binary.
 var captureFrames = sync.OnceValues(func() ([][]byte, error) {
-	f, err := os.Open(fixtures.Path("captures/realpds-2/frames-0.bin.zst"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	defer zr.Close()
-	r := bufio.NewReader(zr)
-	var frames [][]byte
-	for {
-		n, err := binary.ReadUvarint(r)
-		if err == io.EOF {
-			return frames, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		fr := make([]byte, n)
-		if _, err := io.ReadFull(r, fr); err != nil {
-			return nil, err
-		}
-		frames = append(frames, fr)
-	}
+	return fixtures.CaptureFrames(fixtures.RealPDS2Host(0))
 })
 
 func loadFrames(tb testing.TB) [][]byte {

@@ -1,14 +1,11 @@
 package verify
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"testing"
@@ -18,7 +15,6 @@ import (
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/fixtures"
-	"github.com/klauspost/compress/zstd"
 )
 
 // fakeIDs is an Identities with a cache in front of "the network" (docs):
@@ -71,31 +67,11 @@ type capture struct {
 var loadCapture = sync.OnceValues(func() (*capture, error) {
 	c := &capture{ids: map[string]identity.Identity{}}
 	for i := range c.frames {
-		f, err := os.Open(fixtures.Path(fmt.Sprintf("captures/realpds-2/frames-%d.bin.zst", i)))
+		frames, err := fixtures.CaptureFrames(fixtures.RealPDS2Host(i))
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r := bufio.NewReader(zr)
-		for {
-			n, err := binary.ReadUvarint(r)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			frame := make([]byte, n)
-			if _, err := io.ReadFull(r, frame); err != nil {
-				return nil, err
-			}
-			c.frames[i] = append(c.frames[i], frame)
-		}
+		c.frames[i] = frames
 	}
 	var docs map[string]json.RawMessage
 	b, err := os.ReadFile(fixtures.Path("captures/realpds-2/dids.json"))
