@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -206,8 +205,7 @@ func (c *recorder) run(addr string) {
 	c.connected = false
 	cursor := c.last
 	c.mu.Unlock()
-	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos?cursor=" + strconv.FormatInt(cursor, 10)
-	conn, br, _, err := ws.Dial(context.Background(), u)
+	conn, br, _, err := ws.Dial(context.Background(), subscribeURL(addr, cursor))
 	if err != nil {
 		c.err = fmt.Sprintf("dial: %v", err)
 		return
@@ -216,14 +214,7 @@ func (c *recorder) run(addr string) {
 	c.mu.Lock()
 	c.connected = true
 	c.mu.Unlock()
-	var src io.Reader = conn
-	if br != nil {
-		src = io.MultiReader(br, conn)
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{src, conn}
+	rw := wsStream(conn, br)
 	var dec event.Decoder
 	var m event.Message
 	for {
