@@ -63,11 +63,18 @@ func newFakePLC(t testing.TB) *fakePLC {
 	return p
 }
 
-func (p *fakePLC) serve(w http.ResponseWriter, r *http.Request) {
+// requestedDID is the DID a test directory is asked for: a PLC path
+// (/did:plc:...), or a did:web's well-known document named by the host.
+func requestedDID(r *http.Request) string {
 	did := strings.TrimPrefix(r.URL.Path, "/")
 	if strings.HasSuffix(did, ".well-known/did.json") {
 		did = "did:web:" + strings.ReplaceAll(r.Host, ":", "%3A")
 	}
+	return did
+}
+
+func (p *fakePLC) serve(w http.ResponseWriter, r *http.Request) {
+	did := requestedDID(r)
 	p.mu.Lock()
 	p.requests[did]++
 	p.active++

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,10 +43,7 @@ func newFlakyPLC(t testing.TB, fate func(did string, n int) int) *flakyPLC {
 }
 
 func (p *flakyPLC) serve(w http.ResponseWriter, r *http.Request) {
-	did := strings.TrimPrefix(r.URL.Path, "/")
-	if strings.HasSuffix(did, ".well-known/did.json") {
-		did = "did:web:" + strings.ReplaceAll(r.Host, ":", "%3A")
-	}
+	did := requestedDID(r)
 	p.mu.Lock()
 	p.requests[did]++
 	n := p.requests[did]
