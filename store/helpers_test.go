@@ -3,11 +3,12 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // seqFramer is a test frame: be64(seq) ‖ body, so tests can check that the
@@ -28,26 +29,9 @@ func frameSeq(t testing.TB, frame []byte) Seq {
 	return Seq(binary.BigEndian.Uint64(frame))
 }
 
-// fakeClock is a settable clock; safe for concurrent use.
-type fakeClock struct {
-	mu  sync.Mutex // guards now
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 25, 22, 17, 57, 806e6, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+// newFakeClock is a settable clock at the capture's time.
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 11, 25, 22, 17, 57, 806e6, time.UTC))
 }
 
 // testOptions are small, fast options on an in-memory filesystem.

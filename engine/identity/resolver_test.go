@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // fakePLC is a PLC directory on 127.0.0.1. Unknown DIDs get a generated
@@ -125,27 +126,9 @@ func plcDID(n uint64) string {
 	return "did:plc:" + strings.ToLower(base32.StdEncoding.EncodeToString(raw[:]))
 }
 
-// fakeClock is an injectable clock; safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestResolver(t *testing.T, p *fakePLC, cfg Config) (*Resolver, *fakeClock) {
+func newTestResolver(t *testing.T, p *fakePLC, cfg Config) (*Resolver, *testutil.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	cfg.PLCURL = p.srv.URL
 	cfg.Now = clk.Now
 	// The fake directory is on 127.0.0.1: the development switch lets the
