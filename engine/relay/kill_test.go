@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -52,17 +52,8 @@ func TestKill9(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	consumers := []*recorder{{}, {}}
 	for round := 0; round < 4; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9$", "-test.count=1")
-		cmd.Env = append(os.Environ(), killChildEnv+"="+dir, killPLCEnv+"="+fl.PLCURL,
+		cmd, out := testutil.StartChild(t, "TestKill9", killChildEnv+"="+dir, killPLCEnv+"="+fl.PLCURL,
 			killHostsEnv+"="+strings.Join(fl.Hostnames, ","))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		sc := bufio.NewScanner(out)
 		addr := ""
 		for sc.Scan() {

@@ -1,6 +1,10 @@
 package testutil
 
 import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,5 +19,27 @@ func TestClock(t *testing.T) {
 	c.Advance(-30 * time.Second)
 	if got, want := c.Now(), start.Add(time.Minute); !got.Equal(want) {
 		t.Fatalf("after advancing: %v, want %v", got, want)
+	}
+}
+
+const childEnv = "TESTUTIL_CHILD"
+
+// TestStartChild runs this test again as a child that prints what it was
+// given; the parent reads it back.
+func TestStartChild(t *testing.T) {
+	if v := os.Getenv(childEnv); v != "" {
+		fmt.Println("child", v)
+		return
+	}
+	cmd, out := StartChild(t, "TestStartChild", childEnv+"=hello")
+	b, err := io.ReadAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "child hello\n") {
+		t.Fatalf("child printed %q", b)
 	}
 }
