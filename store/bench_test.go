@@ -182,15 +182,23 @@ func filledStore(tb testing.TB, dir string, n int) (*Store, int) {
 	return s, n - n%512 + 512*min(n%512, 1)
 }
 
-// TestAppendAllocs holds Append's steady-state allocations per batch.
-func TestAppendAllocs(t *testing.T) {
+// allocsStore is an in-memory store, closed at cleanup, and a feed of
+// 100 real frames for one host of it, for the allocation tests; it skips
+// the test under -race, where allocation counts differ.
+func allocsStore(t *testing.T) (*Store, *eventFeed) {
+	t.Helper()
 	if raceEnabled {
 		t.Skip("allocation counts differ under -race")
 	}
 	s := openTest(t, testOptions(vfs.NewMem()))
-	defer s.Close()
+	t.Cleanup(func() { _ = s.Close() })
 	h := mustHost(t, s, "a.example")
-	feed := newEventFeed(loadFrames(t)[:100], h.ID)
+	return s, newEventFeed(loadFrames(t)[:100], h.ID)
+}
+
+// TestAppendAllocs holds Append's steady-state allocations per batch.
+func TestAppendAllocs(t *testing.T) {
+	s, feed := allocsStore(t)
 	batch := make([]Event, 64)
 	results := make([]Result, 0, 64)
 	for i := 0; i < 50; i++ { // warm buffers, maps and every account
@@ -212,13 +220,7 @@ func TestAppendAllocs(t *testing.T) {
 
 // TestReplayAllocs holds replay at zero allocations per event.
 func TestReplayAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts differ under -race")
-	}
-	s := openTest(t, testOptions(vfs.NewMem()))
-	defer s.Close()
-	h := mustHost(t, s, "a.example")
-	feed := newEventFeed(loadFrames(t)[:100], h.ID)
+	s, feed := allocsStore(t)
 	batch := make([]Event, 512)
 	feed.fill(batch)
 	if _, err := s.Append(batch, nil); err != nil {
