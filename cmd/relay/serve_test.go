@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 )
@@ -49,12 +49,7 @@ func get(t *testing.T, url, token string, header http.Header) int {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	resp, _ := testutil.Do(t, req)
 	return resp.StatusCode
 }
 

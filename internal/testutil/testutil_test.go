@@ -3,6 +3,8 @@ package testutil
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -41,5 +43,22 @@ func TestStartChild(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(b), "child hello\n") {
 		t.Fatalf("child printed %q", b)
+	}
+}
+
+func TestDo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Method", r.Method)
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = io.WriteString(w, "short and stout")
+	}))
+	defer srv.Close()
+	req, err := http.NewRequest(http.MethodPost, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := Do(t, req)
+	if resp.StatusCode != http.StatusTeapot || resp.Header.Get("X-Method") != "POST" || string(body) != "short and stout" {
+		t.Fatalf("%d %v %q", resp.StatusCode, resp.Header, body)
 	}
 }
