@@ -1,8 +1,10 @@
 package testutil
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -60,5 +62,54 @@ func TestDo(t *testing.T) {
 	resp, body := Do(t, req)
 	if resp.StatusCode != http.StatusTeapot || resp.Header.Get("X-Method") != "POST" || string(body) != "short and stout" {
 		t.Fatalf("%d %v %q", resp.StatusCode, resp.Header, body)
+	}
+}
+
+// TestTCPServer: each connection is served on its own, and cleanup closes
+// a connection whose serve is still blocked reading.
+func TestTCPServer(t *testing.T) {
+	served := make(chan string, 2)
+	var addr *net.TCPAddr
+	var client net.Conn // open until the end: only cleanup ends the serve
+	t.Run("server", func(t *testing.T) {
+		addr = TCPServer(t, func(c net.Conn) {
+			b, err := bufio.NewReader(c).ReadString('\n')
+			if err == nil {
+				served <- b
+				_, _ = c.Write([]byte("ok\n"))
+			}
+			_, _ = c.Read(make([]byte, 1)) // blocks until cleanup
+			served <- "closed"
+		})
+		c, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		client = c
+		if _, err := c.Write([]byte("hello\n")); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-served; got != "hello\n" {
+			t.Fatalf("served %q", got)
+		}
+		if reply, err := bufio.NewReader(c).ReadString('\n'); err != nil || reply != "ok\n" {
+			t.Fatalf("reply %q, %v", reply, err)
+		}
+	})
+	// The subtest's cleanup has run: the blocked serve returned.
+	if client != nil {
+		defer client.Close()
+	}
+	select {
+	case got := <-served:
+		if got != "closed" {
+			t.Fatalf("after cleanup: %q", got)
+		}
+	default:
+		t.Fatal("cleanup returned with a serve call still running")
+	}
+	if c, err := net.Dial("tcp", addr.String()); err == nil {
+		c.Close()
+		t.Error("the listener still accepts after cleanup")
 	}
 }
