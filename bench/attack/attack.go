@@ -175,25 +175,23 @@ func Start(ctx context.Context, opts Options) (*Set, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Set{opts: opts, ctx: ctx, cancel: cancel, crawl: map[string]int64{}, refused: map[string]int64{}}
 	for range opts.BlackholeListeners {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, port, err := s.listen()
 		if err != nil {
 			s.Stop()
 			return nil, err
 		}
-		s.track(ln)
-		s.didPorts = append(s.didPorts, ln.Addr().(*net.TCPAddr).Port)
+		s.didPorts = append(s.didPorts, port)
 		s.wg.Add(1)
 		go s.blackholeLoop(ln)
 	}
 	for k := Kind(0); k < numKinds; k++ {
 		for range opts.HostsPerKind {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, port, err := s.listen()
 			if err != nil {
 				s.Stop()
 				return nil, err
 			}
-			s.track(ln)
-			h := &host{kind: k, ln: ln, name: fmt.Sprintf("localhost:%d", ln.Addr().(*net.TCPAddr).Port)}
+			h := &host{kind: k, ln: ln, name: fmt.Sprintf("localhost:%d", port)}
 			s.hosts = append(s.hosts, h)
 			s.wg.Add(1)
 			go s.acceptLoop(h)
@@ -243,6 +241,16 @@ func clone(m map[string]int64) map[string]int64 {
 }
 
 // track registers c to be closed by Stop; after Stop it closes c at once.
+// listen opens a listener on a free loopback port, closed by Stop.
+func (s *Set) listen() (net.Listener, int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, 0, err
+	}
+	s.track(ln)
+	return ln, ln.Addr().(*net.TCPAddr).Port, nil
+}
+
 func (s *Set) track(c io.Closer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
