@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"testing"
@@ -30,6 +31,14 @@ type fakeIDs struct {
 
 func newFakeIDs() *fakeIDs {
 	return &fakeIDs{docs: map[string]identity.Identity{}, cache: map[string]identity.Identity{}}
+}
+
+// withDocs is a new fakeIDs serving f's documents, with its own cache
+// and counters, so a case may change its documents without touching f.
+func (f *fakeIDs) withDocs() *fakeIDs {
+	g := newFakeIDs()
+	maps.Copy(g.docs, f.docs)
+	return g
 }
 
 func (f *fakeIDs) Lookup(_ context.Context, did string) (identity.Identity, error) {
