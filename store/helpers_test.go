@@ -53,6 +53,16 @@ func openTest(t testing.TB, o Options) *Store {
 	return s
 }
 
+// reopen closes s, failing the test on a close error, and opens the
+// store on fs again with testOptions.
+func reopen(t testing.TB, s *Store, fs vfs.FS) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openTest(t, testOptions(fs))
+}
+
 func mustHost(t testing.TB, s *Store, name string) Host {
 	t.Helper()
 	h, err := s.CreateHost(NewHost{Hostname: name, Status: HostActive, AccountLimit: 100})
