@@ -34,6 +34,26 @@ func (s *Store) GetAccount(did []byte, dst *Account) (bool, error) {
 	return true, nil
 }
 
+// getAccountLocked is GetAccount for a write: it first reports why no
+// write may start (checkWritableLocked). REQUIRES s.w held.
+func (s *Store) getAccountLocked(did []byte, dst *Account) (bool, error) {
+	if err := s.checkWritableLocked(); err != nil {
+		return false, err
+	}
+	return s.GetAccount(did, dst)
+}
+
+// newAccountLocked returns the row of an account this store has not seen,
+// with the next uid, upstream-active and seen now, and adds its uid index
+// and the uid counter to b. The caller writes the row and, once b
+// commits, sets s.w.lastUID to its UID. REQUIRES s.w held.
+func (s *Store) newAccountLocked(b *pebble.Batch, did []byte, host HostID) Account {
+	uid := s.w.lastUID + 1
+	_ = b.Set(appendU64Key(nil, prefixUID, uid), did, nil)
+	_ = b.Set(keyLastUID, binary.BigEndian.AppendUint64(nil, uid), nil)
+	return Account{UID: uid, Host: host, UpstreamStatus: StatusActive, LastSeenMilli: s.opts.Now().UnixMilli()}
+}
+
 // ListAccounts returns up to limit accounts in creation order, starting
 // after the account with uid afterUID (0 starts at the beginning): the
 // stable order listRepos pages in. The result is a consistent snapshot and
@@ -96,16 +116,10 @@ func (s *Store) SetLocalStatus(did []byte, st LocalStatus) error {
 	if !st.valid() {
 		return fmt.Errorf("%w: local status %d", ErrBadStatus, st)
 	}
-	if len(did) == 0 || len(did) > MaxDIDBytes {
-		return fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(did))
-	}
 	s.w.Lock()
 	defer s.w.Unlock()
-	if err := s.checkWritableLocked(); err != nil {
-		return err
-	}
 	var a Account
-	ok, err := s.GetAccount(did, &a)
+	ok, err := s.getAccountLocked(did, &a)
 	if err != nil {
 		return err
 	}

@@ -1,50 +1,20 @@
 package store
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/klauspost/compress/zstd"
 )
 
 // captureFrames returns the real frames of capture realpds-2, host 0
 // (shared/captures/realpds-2/FORMAT.md: uvarint(len) ‖ frame records),
 // read once per test binary.
 var captureFrames = sync.OnceValues(func() ([][]byte, error) {
-	f, err := os.Open(fixtures.Path("captures/realpds-2/frames-0.bin.zst"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	defer zr.Close()
-	r := bufio.NewReader(zr)
-	var frames [][]byte
-	for {
-		n, err := binary.ReadUvarint(r)
-		if err == io.EOF {
-			return frames, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		fr := make([]byte, n)
-		if _, err := io.ReadFull(r, fr); err != nil {
-			return nil, err
-		}
-		frames = append(frames, fr)
-	}
+	return fixtures.CaptureFrames(fixtures.RealPDS2Host(0))
 })
 
 func loadFrames(tb testing.TB) [][]byte {
@@ -216,15 +186,23 @@ func filledStore(tb testing.TB, dir string, n int) (*Store, int) {
 	return s, n - n%512 + 512*min(n%512, 1)
 }
 
-// TestAppendAllocs holds Append's steady-state allocations per batch.
-func TestAppendAllocs(t *testing.T) {
+// allocsStore is an in-memory store, closed at cleanup, and a feed of
+// 100 real frames for one host of it, for the allocation tests; it skips
+// the test under -race, where allocation counts differ.
+func allocsStore(t *testing.T) (*Store, *eventFeed) {
+	t.Helper()
 	if raceEnabled {
 		t.Skip("allocation counts differ under -race")
 	}
 	s := openTest(t, testOptions(vfs.NewMem()))
-	defer s.Close()
+	t.Cleanup(func() { _ = s.Close() })
 	h := mustHost(t, s, "a.example")
-	feed := newEventFeed(loadFrames(t)[:100], h.ID)
+	return s, newEventFeed(loadFrames(t)[:100], h.ID)
+}
+
+// TestAppendAllocs holds Append's steady-state allocations per batch.
+func TestAppendAllocs(t *testing.T) {
+	s, feed := allocsStore(t)
 	batch := make([]Event, 64)
 	for i := 0; i < 50; i++ { // warm buffers, maps and every account
 		feed.fill(batch)
@@ -244,13 +222,7 @@ func TestAppendAllocs(t *testing.T) {
 
 // TestReplayAllocs holds replay at zero allocations per event.
 func TestReplayAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts differ under -race")
-	}
-	s := openTest(t, testOptions(vfs.NewMem()))
-	defer s.Close()
-	h := mustHost(t, s, "a.example")
-	feed := newEventFeed(loadFrames(t)[:100], h.ID)
+	s, feed := allocsStore(t)
 	batch := make([]Event, 512)
 	feed.fill(batch)
 	if err := feed.append(s, batch); err != nil {

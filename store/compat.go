@@ -62,16 +62,10 @@ func (s *Store) AdvanceSeq(next Seq) (bool, error) {
 // caches account state; a running relay takes accounts down through its
 // own Takedown). Serializes with event writes.
 func (s *Store) ImportTakedown(did []byte) (bool, error) {
-	if len(did) == 0 || len(did) > MaxDIDBytes {
-		return false, fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(did))
-	}
 	s.w.Lock()
 	defer s.w.Unlock()
-	if err := s.checkWritableLocked(); err != nil {
-		return false, err
-	}
 	var a Account
-	found, err := s.GetAccount(did, &a)
+	found, err := s.getAccountLocked(did, &a)
 	if err != nil {
 		return false, err
 	}
@@ -80,13 +74,8 @@ func (s *Store) ImportTakedown(did []byte) (bool, error) {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	uid := s.w.lastUID
 	if !found {
-		uid++
-		now := s.opts.Now().UnixMilli()
-		a = Account{UID: uid, Host: HostNone, UpstreamStatus: StatusActive, LastSeenMilli: now}
-		_ = b.Set(appendU64Key(nil, prefixUID, uid), did, nil)
-		_ = b.Set(keyLastUID, binary.BigEndian.AppendUint64(nil, uid), nil)
+		a = s.newAccountLocked(b, did, HostNone)
 	}
 	a.LocalStatus = LocalTakendown
 	_ = b.Set(appendBytesKey(nil, prefixAccount, did), appendAccountValue(nil, &a), nil)
@@ -96,7 +85,9 @@ func (s *Store) ImportTakedown(did []byte) (bool, error) {
 	if err := s.commitLocked(b); err != nil {
 		return false, err
 	}
-	s.w.lastUID = uid
+	if !found {
+		s.w.lastUID = a.UID
+	}
 	s.mu.Lock()
 	s.mu.hidden[string(did)] = through
 	s.hiddenN.Store(int64(len(s.mu.hidden)))

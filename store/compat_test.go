@@ -32,10 +32,7 @@ func TestAdvanceSeqEmptyLog(t *testing.T) {
 	if s.OldestSeq() != 5_000_000 {
 		t.Fatalf("OldestSeq = %d", s.OldestSeq())
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, testOptions(fs))
+	s = reopen(t, s, fs)
 	defer s.Close()
 	res, err = appendEvents(s, []Event{{Kind: KindIdentity, DID: did(1), Host: h.ID, Cursor: 2}}, body, nil)
 	if err != nil || res[0].Seq != 5_000_001 {
@@ -70,10 +67,7 @@ func TestAdvanceSeqAfterEventsLeavesGap(t *testing.T) {
 		}
 	}
 	check()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, testOptions(fs))
+	s = reopen(t, s, fs)
 	defer s.Close()
 	check()
 }
@@ -145,10 +139,7 @@ func TestImportTakedown(t *testing.T) {
 		}
 	}
 	check()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, testOptions(fs))
+	s = reopen(t, s, fs)
 	defer s.Close()
 	check()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 const crashChildEnv = "RELAY_STORE_CRASH_CHILD"
@@ -33,16 +34,7 @@ func TestCrashRecovery(t *testing.T) {
 	const rounds = 40
 	var acked Seq
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashRecovery$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out := testutil.StartChild(t, "TestCrashRecovery", crashChildEnv+"="+dir)
 		want := 1 + r.IntN(40) // acks to wait for before the kill
 		sc := bufio.NewScanner(out)
 		for n := 0; n < want && sc.Scan(); n++ {

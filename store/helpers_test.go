@@ -3,11 +3,12 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // Result is what became of one event in a test batch: its outcome and the
@@ -82,26 +83,9 @@ func frameSeq(t testing.TB, frame []byte) Seq {
 	return Seq(binary.BigEndian.Uint64(frame))
 }
 
-// fakeClock is a settable clock; safe for concurrent use.
-type fakeClock struct {
-	mu  sync.Mutex // guards now
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 25, 22, 17, 57, 806e6, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+// newFakeClock is a settable clock at the capture's time.
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 11, 25, 22, 17, 57, 806e6, time.UTC))
 }
 
 // testOptions are small, fast options on an in-memory filesystem.
@@ -121,6 +105,16 @@ func openTest(t testing.TB, o Options) *Store {
 		t.Fatalf("Open: %v", err)
 	}
 	return s
+}
+
+// reopen closes s, failing the test on a close error, and opens the
+// store on fs again with testOptions.
+func reopen(t testing.TB, s *Store, fs vfs.FS) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openTest(t, testOptions(fs))
 }
 
 func mustHost(t testing.TB, s *Store, name string) Host {

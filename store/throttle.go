@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,34 +19,28 @@ import (
 // false, changing nothing, when the account already exists. Serializes
 // with event writes.
 func (s *Store) MarkHostThrottled(did []byte, host HostID) (bool, error) {
-	if len(did) == 0 || len(did) > MaxDIDBytes {
-		return false, fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(did))
-	}
 	s.w.Lock()
 	defer s.w.Unlock()
-	if err := s.checkWritableLocked(); err != nil {
+	var a Account
+	ok, err := s.getAccountLocked(did, &a)
+	if err != nil {
 		return false, err
 	}
-	if _, ok := s.GetHost(host); !ok {
+	if _, hostOK := s.GetHost(host); !hostOK {
 		return false, fmt.Errorf("%w: id %d", ErrNoHost, host)
 	}
-	var a Account
-	ok, err := s.GetAccount(did, &a)
-	if err != nil || ok {
-		return false, err
+	if ok {
+		return false, nil
 	}
-	uid := s.w.lastUID + 1
-	a = Account{UID: uid, Host: host, UpstreamStatus: StatusActive, LocalStatus: LocalHostThrottled,
-		LastSeenMilli: s.opts.Now().UnixMilli()}
 	b := s.db.NewBatch()
 	defer b.Close()
+	a = s.newAccountLocked(b, did, host)
+	a.LocalStatus = LocalHostThrottled
 	_ = b.Set(appendBytesKey(nil, prefixAccount, did), appendAccountValue(nil, &a), nil)
-	_ = b.Set(appendU64Key(nil, prefixUID, uid), did, nil)
-	_ = b.Set(keyLastUID, binary.BigEndian.AppendUint64(nil, uid), nil)
 	if err := s.commitLocked(b); err != nil {
 		return false, err
 	}
-	s.w.lastUID = uid
+	s.w.lastUID = a.UID
 	return true, nil
 }
 
@@ -62,16 +55,10 @@ func (s *Store) ReleaseThrottled(did []byte, to LocalStatus) (bool, error) {
 	if !to.valid() || to.hides() || to == LocalHostThrottled {
 		return false, fmt.Errorf("%w: release to local status %d", ErrBadStatus, to)
 	}
-	if len(did) == 0 || len(did) > MaxDIDBytes {
-		return false, fmt.Errorf("%w: DID of %d bytes", ErrTooLong, len(did))
-	}
 	s.w.Lock()
 	defer s.w.Unlock()
-	if err := s.checkWritableLocked(); err != nil {
-		return false, err
-	}
 	var a Account
-	ok, err := s.GetAccount(did, &a)
+	ok, err := s.getAccountLocked(did, &a)
 	if err != nil {
 		return false, err
 	}

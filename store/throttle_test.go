@@ -31,10 +31,7 @@ func TestHostThrottledRows(t *testing.T) {
 	if _, err := appendEvents(s, []Event{{Kind: KindIdentity, DID: did(3), Host: h.ID}}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, testOptions(fs))
+	s = reopen(t, s, fs)
 	defer s.Close()
 	if hh, _ := s.GetHost(h.ID); hh.AccountCount != 1 {
 		t.Fatalf("account count %d, want 1 (throttled rows are not counted)", hh.AccountCount)

@@ -43,18 +43,17 @@ const (
 func (k Kind) valid() bool { return k >= KindCommit && k <= KindAccount }
 
 // String returns the message type name without the '#'.
-func (k Kind) String() string {
-	switch k {
-	case KindCommit:
-		return "commit"
-	case KindSync:
-		return "sync"
-	case KindIdentity:
-		return "identity"
-	case KindAccount:
-		return "account"
+func (k Kind) String() string { return nameOf(kindNames[:], k, "kind") }
+
+var kindNames = [...]string{KindCommit: "commit", KindSync: "sync", KindIdentity: "identity", KindAccount: "account"}
+
+// nameOf returns names[v], or prefix(v) for a value without a name (one
+// read from a newer or damaged database).
+func nameOf[T ~uint8](names []string, v T, prefix string) string {
+	if int(v) < len(names) && names[v] != "" {
+		return names[v]
 	}
-	return "kind(" + strconv.Itoa(int(k)) + ")"
+	return prefix + "(" + strconv.Itoa(int(v)) + ")"
 }
 
 // AccountStatus is an account's status as its host reports it (spec §13.4).
@@ -77,26 +76,12 @@ const (
 func (s AccountStatus) valid() bool { return s >= StatusActive && s <= StatusThrottled }
 
 // String returns the lexicon spelling of the status.
-func (s AccountStatus) String() string {
-	switch s {
-	case StatusUnchanged:
-		return "unchanged"
-	case StatusActive:
-		return "active"
-	case StatusDeactivated:
-		return "deactivated"
-	case StatusDeleted:
-		return "deleted"
-	case StatusTakendown:
-		return "takendown"
-	case StatusSuspended:
-		return "suspended"
-	case StatusDesynchronized:
-		return "desynchronized"
-	case StatusThrottled:
-		return "throttled"
-	}
-	return "status(" + strconv.Itoa(int(s)) + ")"
+func (s AccountStatus) String() string { return nameOf(accountStatusNames[:], s, "status") }
+
+var accountStatusNames = [...]string{
+	StatusUnchanged: "unchanged", StatusActive: "active", StatusDeactivated: "deactivated",
+	StatusDeleted: "deleted", StatusTakendown: "takendown", StatusSuspended: "suspended",
+	StatusDesynchronized: "desynchronized", StatusThrottled: "throttled",
 }
 
 // LocalStatus is the relay's own verdict on an account (spec §13.4). The
@@ -120,22 +105,11 @@ func (s LocalStatus) valid() bool { return s >= LocalActive && s <= LocalHostThr
 func (s LocalStatus) hides() bool { return s == LocalTakendown || s == LocalSuspended }
 
 // String returns the status name.
-func (s LocalStatus) String() string {
-	switch s {
-	case LocalActive:
-		return "active"
-	case LocalTakendown:
-		return "takendown"
-	case LocalSuspended:
-		return "suspended"
-	case LocalThrottled:
-		return "throttled"
-	case LocalDesynchronized:
-		return "desynchronized"
-	case LocalHostThrottled:
-		return "host-throttled"
-	}
-	return "local(" + strconv.Itoa(int(s)) + ")"
+func (s LocalStatus) String() string { return nameOf(localStatusNames[:], s, "local") }
+
+var localStatusNames = [...]string{
+	LocalActive: "active", LocalTakendown: "takendown", LocalSuspended: "suspended", LocalThrottled: "throttled",
+	LocalDesynchronized: "desynchronized", LocalHostThrottled: "host-throttled",
 }
 
 // HostStatus is a host's subscription state (spec §14.1). The values are
@@ -154,20 +128,10 @@ const (
 func (s HostStatus) valid() bool { return s >= HostActive && s <= HostBanned }
 
 // String returns the lexicon spelling of the status.
-func (s HostStatus) String() string {
-	switch s {
-	case HostActive:
-		return "active"
-	case HostIdle:
-		return "idle"
-	case HostOffline:
-		return "offline"
-	case HostThrottled:
-		return "throttled"
-	case HostBanned:
-		return "banned"
-	}
-	return "hoststatus(" + strconv.Itoa(int(s)) + ")"
+func (s HostStatus) String() string { return nameOf(hostStatusNames[:], s, "hoststatus") }
+
+var hostStatusNames = [...]string{
+	HostActive: "active", HostIdle: "idle", HostOffline: "offline", HostThrottled: "throttled", HostBanned: "banned",
 }
 
 // Size limits. Inputs beyond them are refused with ErrTooLong before

@@ -175,25 +175,23 @@ func Start(ctx context.Context, opts Options) (*Set, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Set{opts: opts, ctx: ctx, cancel: cancel, crawl: map[string]int64{}, refused: map[string]int64{}}
 	for range opts.BlackholeListeners {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, port, err := s.listen()
 		if err != nil {
 			s.Stop()
 			return nil, err
 		}
-		s.track(ln)
-		s.didPorts = append(s.didPorts, ln.Addr().(*net.TCPAddr).Port)
+		s.didPorts = append(s.didPorts, port)
 		s.wg.Add(1)
 		go s.blackholeLoop(ln)
 	}
 	for k := Kind(0); k < numKinds; k++ {
 		for range opts.HostsPerKind {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, port, err := s.listen()
 			if err != nil {
 				s.Stop()
 				return nil, err
 			}
-			s.track(ln)
-			h := &host{kind: k, ln: ln, name: fmt.Sprintf("localhost:%d", ln.Addr().(*net.TCPAddr).Port)}
+			h := &host{kind: k, ln: ln, name: fmt.Sprintf("localhost:%d", port)}
 			s.hosts = append(s.hosts, h)
 			s.wg.Add(1)
 			go s.acceptLoop(h)
@@ -243,6 +241,16 @@ func clone(m map[string]int64) map[string]int64 {
 }
 
 // track registers c to be closed by Stop; after Stop it closes c at once.
+// listen opens a listener on a free loopback port, closed by Stop.
+func (s *Set) listen() (net.Listener, int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, 0, err
+	}
+	s.track(ln)
+	return ln, ln.Addr().(*net.TCPAddr).Port, nil
+}
+
 func (s *Set) track(c io.Closer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -343,18 +351,10 @@ func (s *Set) trickle(w io.Writer) {
 	if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: 4_990_000}); err != nil {
 		return
 	}
-	t := time.NewTicker(150 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			if _, err := w.Write([]byte{0xa1}); err != nil {
-				return
-			}
-		}
-	}
+	s.every(150*time.Millisecond, func() bool {
+		_, err := w.Write([]byte{0xa1})
+		return err == nil
+	})
 }
 
 func (s *Set) pingFlood(w io.Writer) {
@@ -369,40 +369,22 @@ func (s *Set) pingFlood(w io.Writer) {
 func (s *Set) infoFlood(w io.Writer) {
 	name := bytes.Repeat([]byte("N"), 64<<10)
 	frame := event.AppendInfo(nil, &event.Info{Name: name, Message: []byte("flood")})
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			if writeBinary(w, frame) != nil {
-				return
-			}
-		}
-	}
+	s.every(50*time.Millisecond, func() bool { return writeBinary(w, frame) == nil })
 }
 
 // didWebFlood sends one #identity event every 20 ms, cycling through the
 // blackhole listeners' did:web DIDs, with seqs after the relay's cursor.
 func (s *Set) didWebFlood(w io.Writer, cursor int64) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
 	var buf []byte
-	for seq := cursor + 1; ; seq++ {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
+	seq := cursor
+	s.every(20*time.Millisecond, func() bool {
+		seq++
 		port := s.didPorts[int(seq)%len(s.didPorts)]
 		did := fmt.Sprintf("did:web:localhost%%3A%d", port)
 		now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
 		buf = event.AppendIdentity(buf[:0], &event.Identity{Seq: seq, DID: []byte(did), Time: []byte(now)})
-		if writeBinary(w, buf) != nil {
-			return
-		}
-	}
+		return writeBinary(w, buf) == nil
+	})
 }
 
 // crawlFlood asks the relay to crawl hosts that do not exist, at
@@ -420,16 +402,28 @@ func (s *Set) crawlFlood(client *http.Client) {
 		closed = append(closed, ln.Addr().(*net.TCPAddr).Port)
 		_ = ln.Close()
 	}
-	t := time.NewTicker(time.Second / time.Duration(s.opts.CrawlPerSecond))
+	i := 0
+	s.every(time.Second/time.Duration(s.opts.CrawlPerSecond), func() bool {
+		name := fmt.Sprintf("localhost:%d", closed[i%len(closed)])
+		i++
+		s.count(s.crawl, requestCrawl(s.ctx, client, s.opts.RelayAPI, name))
+		return true
+	})
+}
+
+// every calls fn once a period until Stop or until fn returns false.
+func (s *Set) every(period time.Duration, fn func() bool) {
+	t := time.NewTicker(period)
 	defer t.Stop()
-	for i := 0; ; i++ {
+	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+			if !fn() {
+				return
+			}
 		}
-		name := fmt.Sprintf("localhost:%d", closed[i%len(closed)])
-		s.count(s.crawl, requestCrawl(s.ctx, client, s.opts.RelayAPI, name))
 	}
 }
 

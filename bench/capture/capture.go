@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,41 @@ type Capture struct {
 
 // Records starts a new pass over the records.
 func (c *Capture) Records() (Iterator, error) { return c.open() }
+
+// Each makes one pass over the records, calling fn with each in order,
+// and returns the first error of the pass or of fn. The record's Frame is
+// valid only during the call: fn copies what it keeps.
+func (c *Capture) Each(fn func(Record) error) error {
+	it, err := c.Records()
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for {
+		rec, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+}
+
+// FramesBySource reads every frame of c into memory, copied, grouped by
+// source index in capture order: for comparing what a tool wrote or
+// served with the original.
+func FramesBySource(c *Capture) ([][][]byte, error) {
+	out := make([][][]byte, len(c.Header.Sources))
+	err := c.Each(func(r Record) error {
+		out[r.Source] = append(out[r.Source], bytes.Clone(r.Frame))
+		return nil
+	})
+	return out, err
+}
 
 // Open opens a capture file written by Writer. It reads the header and the
 // snapshot (found through the footer) but no records.
@@ -117,22 +153,8 @@ func WriteCapture(w io.Writer, c *Capture) error {
 	if err != nil {
 		return err
 	}
-	it, err := c.Records()
-	if err != nil {
+	if err := c.Each(wr.Write); err != nil {
 		return err
-	}
-	defer it.Close()
-	for {
-		rec, err := it.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := wr.Write(rec); err != nil {
-			return err
-		}
 	}
 	wr.SetSnapshot(c.Identities)
 	return wr.Close()

@@ -181,15 +181,7 @@ func TestRoundTrip(t *testing.T) {
 	t.Run("zstd tools read the whole file", func(t *testing.T) {
 		// The footer is a skippable frame, so a plain decoder sees the
 		// records and the snapshot and nothing else.
-		d, err := zstd.NewReader(bytes.NewReader(file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		raw, err := io.ReadAll(d)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw := decompress(t, file)
 		if !bytes.HasPrefix(raw, []byte(bodyMagic)) || !bytes.Contains(raw, []byte(snapshotMagic)) {
 			t.Fatalf("decompressed stream lacks the body or snapshot magic")
 		}
@@ -263,6 +255,21 @@ func compress(t testing.TB, raw []byte) []byte {
 	}
 	defer e.Close()
 	return e.EncodeAll(raw, nil)
+}
+
+// decompress is what a plain zstd decoder reads from a capture file.
+func decompress(t testing.TB, file []byte) []byte {
+	t.Helper()
+	d, err := zstd.NewReader(bytes.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	raw, err := io.ReadAll(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
 
 // rawStream is the decompressed body of a one-source capture with the given
@@ -483,18 +490,50 @@ func BenchmarkReaderNext(b *testing.B) {
 func TestWorkedExample(t *testing.T) {
 	h := Header{Created: time.Unix(1, 0), Note: "hi", Sources: []Source{{URL: "ws://h:1", Hostname: "h:1", Frames: CountUnknown}}}
 	file := writeCapture(t, h, []Record{{RecvTime: 1_000_001_500, Seq: 7, Frame: []byte{0xa1, 0x62, 0x6f}}}, nil)
-	d, err := zstd.NewReader(bytes.NewReader(file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	raw, err := io.ReadAll(d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := decompress(t, file)
 	want := "524c594341500001" + "80a8d6b907" + "026869" + "01" + "0877733a2f2f683a31" + "03683a31" + "00" +
 		"01b8170703a1626f" + "00" + "010301" + "524c59494453000100" // then the empty snapshot
 	if got := fmt.Sprintf("%x", raw); got != want {
 		t.Fatalf("decompressed\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestEach: one pass in order, stopped by fn's first error, which Each
+// returns; FramesBySource groups copies of the frames by source.
+func TestEach(t *testing.T) {
+	h, recs, snap := testCapture(50)
+	file := writeCapture(t, h, recs, snap)
+	c, err := OpenReaderAt(bytes.NewReader(file), int64(len(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Record
+	stop := errors.New("stop")
+	err = c.Each(func(r Record) error {
+		r.Frame = bytes.Clone(r.Frame)
+		got = append(got, r)
+		if len(got) == 20 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Each = %v, want fn's error", err)
+	}
+	sameRecords(t, got, recs[:20])
+	bySource, err := FramesBySource(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if !bytes.Equal(bySource[r.Source][0], r.Frame) {
+			t.Fatalf("source %d: frame %x, want %x", r.Source, bySource[r.Source][0], r.Frame)
+		}
+		bySource[r.Source] = bySource[r.Source][1:]
+	}
+	for i, rest := range bySource {
+		if len(rest) != 0 {
+			t.Errorf("source %d: %d frames more than the capture holds", i, len(rest))
+		}
 	}
 }

@@ -1,17 +1,13 @@
 package fleet
 
 import (
-	"bufio"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"github.com/atrelay/relay/bench/replay"
+	"github.com/atrelay/relay/bench/wsconn"
 	"github.com/atrelay/relay/engine/event"
 )
 
@@ -31,10 +27,6 @@ const (
 	slowChunks = 8
 	slowPause  = 5 * time.Millisecond
 )
-
-// maxClientFrame bounds what a client may send; servers ignore client data
-// (spec §9.1), so anything bigger ends the connection.
-const maxClientFrame = 1 << 16
 
 // subscribe serves com.atproto.sync.subscribeRepos with the cursor rules of
 // spec §9.3: no cursor = live only; cursor ≤ head = events with seq >
@@ -80,7 +72,7 @@ func (h *Host) subscribe(w http.ResponseWriter, req *http.Request) {
 	h.mu.Unlock()
 	h.connections.Add(1)
 	h.open.Add(1)
-	s := &stream{h: h, conn: conn, bw: bufio.NewWriterSize(conn, 32<<10), done: make(chan struct{})}
+	s := &stream{h: h, c: wsconn.New(conn, 32<<10)}
 	defer func() {
 		h.mu.Lock()
 		delete(h.mu.conns, conn)
@@ -89,45 +81,27 @@ func (h *Host) subscribe(w http.ResponseWriter, req *http.Request) {
 		conn.Close()
 	}()
 	if future {
-		s.writeFrame(futureCursorFrame, false)
-		s.writeControl(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+		s.c.Refuse(futureCursorFrame)
 		return
 	}
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		s.readControl(rw.Reader)
-	}()
-	if outdated && s.writeFrame(outdatedFrame, true) != nil {
-		conn.Close()
-		<-readerDone
-		return
-	}
-	s.run(pos, joined)
-	conn.Close()
-	<-readerDone
+	s.c.Serve(rw.Reader, func() {
+		if outdated && s.c.WriteFrame(outdatedFrame, true) != nil {
+			return
+		}
+		s.run(pos, joined)
+	})
 }
 
 // stream is one subscribeRepos connection: run (the handler goroutine)
-// writes events, readControl (its own goroutine) answers pings.
+// writes events while the connection answers pings (wsconn.Conn.Serve).
 type stream struct {
-	h    *Host    // static
-	conn net.Conn // static
-
-	wmu sync.Mutex    // guards bw and hdr: both goroutines write
-	bw  *bufio.Writer //
-	hdr [ws.MaxHeaderSize]byte
-
-	doneOnce sync.Once
-	done     chan struct{} // closed when either side ends the stream
+	h *Host        // static
+	c *wsconn.Conn // static
 }
-
-func (s *stream) finish() { s.doneOnce.Do(func() { close(s.done) }) }
 
 // run sends entries from position pos on. Live-only entries before joined
 // were added before the connection and are skipped.
 func (s *stream) run(pos, joined int64) {
-	defer s.finish()
 	var batch []entry
 	for {
 		s.h.mu.Lock()
@@ -140,7 +114,7 @@ func (s *stream) run(pos, joined int64) {
 		if pos < hist.first {
 			s.h.mu.Unlock()
 			s.h.tooSlow.Add(1)
-			s.writeFrame(tooSlowFrame, true)
+			s.c.WriteFrame(tooSlowFrame, true)
 			return
 		}
 		batch = batch[:0]
@@ -155,130 +129,28 @@ func (s *stream) run(pos, joined int64) {
 		if len(batch) == 0 {
 			select {
 			case <-wake:
-			case <-s.done:
+			case <-s.c.Done():
 				return
 			}
 			continue
 		}
 		for _, e := range batch {
 			if e.flags&flagDisconnect != 0 {
-				s.conn.Close() // abrupt: no close frame
+				s.c.Close() // abrupt: no close frame
 				return
 			}
 			var err error
 			if e.flags&flagSlow != 0 {
-				err = s.writeSlow(e.frame)
+				err = s.c.WriteTrickle(e.frame, slowChunks, slowPause)
 			} else {
-				err = s.writeFrame(e.frame, false)
+				err = s.c.WriteFrame(e.frame, false)
 			}
 			if err != nil {
 				return
 			}
 			s.h.framesSent.Add(1)
 		}
-		s.wmu.Lock()
-		err := s.bw.Flush()
-		s.wmu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
-
-// writeFrame writes one binary message, unmasked (server side).
-func (s *stream) writeFrame(f []byte, flush bool) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if _, err := s.bw.Write(replay.AppendFrameHeader(s.hdr[:0], ws.OpBinary, len(f))); err != nil {
-		return err
-	}
-	if _, err := s.bw.Write(f); err != nil {
-		return err
-	}
-	if flush {
-		return s.bw.Flush()
-	}
-	return nil
-}
-
-// writeSlow writes one message in slowChunks pieces, flushing and pausing
-// after each, so the reader sees a frame trickle in.
-func (s *stream) writeSlow(f []byte) error {
-	msg := append(replay.AppendFrameHeader(nil, ws.OpBinary, len(f)), f...)
-	step := (len(msg) + slowChunks - 1) / slowChunks
-	for len(msg) > 0 {
-		n := min(step, len(msg))
-		s.wmu.Lock()
-		_, err := s.bw.Write(msg[:n])
-		if err == nil {
-			err = s.bw.Flush()
-		}
-		s.wmu.Unlock()
-		if err != nil {
-			return err
-		}
-		msg = msg[n:]
-		select {
-		case <-time.After(slowPause):
-		case <-s.done:
-			return io.ErrClosedPipe
-		}
-	}
-	return nil
-}
-
-func (s *stream) writeControl(op ws.OpCode, payload []byte) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if _, err := s.bw.Write(replay.AppendFrameHeader(s.hdr[:0], op, len(payload))); err != nil {
-		return err
-	}
-	if _, err := s.bw.Write(payload); err != nil {
-		return err
-	}
-	return s.bw.Flush()
-}
-
-// readControl answers pings and a close, discards data frames and ends the
-// stream when the client leaves.
-func (s *stream) readControl(br *bufio.Reader) {
-	defer s.finish()
-	var payload [125]byte
-	for {
-		hd, err := ws.ReadHeader(br)
-		if err != nil {
-			return
-		}
-		if !hd.OpCode.IsControl() {
-			if hd.Length > maxClientFrame {
-				return
-			}
-			if _, err := io.CopyN(io.Discard, br, hd.Length); err != nil {
-				return
-			}
-			continue
-		}
-		if hd.Length > 125 || !hd.Fin {
-			return
-		}
-		p := payload[:hd.Length]
-		if _, err := io.ReadFull(br, p); err != nil {
-			return
-		}
-		if hd.Masked {
-			ws.Cipher(p, hd.Mask, 0)
-		}
-		switch hd.OpCode {
-		case ws.OpPing:
-			if s.writeControl(ws.OpPong, p) != nil {
-				return
-			}
-		case ws.OpClose:
-			code := p
-			if len(code) > 2 {
-				code = code[:2]
-			}
-			s.writeControl(ws.OpClose, code)
+		if s.c.Flush() != nil {
 			return
 		}
 	}

@@ -33,22 +33,11 @@ func generate(t testing.TB, opts Options) (*capture.Capture, []byte, Stats) {
 // framesBySource reads every record of c, grouped by source.
 func framesBySource(t *testing.T, c *capture.Capture) [][][]byte {
 	t.Helper()
-	it, err := c.Records()
+	out, err := capture.FramesBySource(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer it.Close()
-	out := make([][][]byte, len(c.Header.Sources))
-	for {
-		rec, err := it.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[rec.Source] = append(out[rec.Source], bytes.Clone(rec.Frame))
-	}
+	return out
 }
 
 // TestGenerateReplays generates a small capture, checks its shape, replays

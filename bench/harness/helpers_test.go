@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -37,24 +36,16 @@ func sharedFrames(t testing.TB, hosts, n int) (*capture.Capture, [][]capture.Rec
 		t.Fatal(err)
 	}
 	out := make([][]capture.Record, hosts)
-	it, err := c.Records()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	for {
-		r, err := it.Next()
-		if errors.Is(err, io.EOF) {
-			return c, out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := c.Each(func(r capture.Record) error {
 		if r.Source < hosts && len(out[r.Source]) < n {
 			r.Frame = bytes.Clone(r.Frame)
 			out[r.Source] = append(out[r.Source], r)
 		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
+	return c, out
 }
 
 // smallCapture writes a capture file holding the first n frames of the

@@ -1,9 +1,7 @@
 package harness
 
 import (
-	"errors"
 	"hash/maphash"
-	"io"
 	"time"
 
 	"github.com/atrelay/relay/bench/capture"
@@ -49,11 +47,6 @@ func commitKey(h *maphash.Hash, did, rev []byte) uint64 {
 // previous one, are not served.
 func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
 	s := &schedule{seed: maphash.MakeSeed(), sendAt: map[uint64]time.Duration{}}
-	it, err := c.Records()
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	type hostState struct {
 		lastSeq int64
 		firstAt int64 // receive time of the first served frame
@@ -71,17 +64,10 @@ func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	var fi frameInfo
-	for {
-		rec, err := it.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := c.Each(func(rec capture.Record) error {
 		hs := &hosts[rec.Source]
 		if rec.Seq <= 0 || (hs.seen && rec.Seq <= hs.lastSeq) {
-			continue
+			return nil
 		}
 		if !hs.seen {
 			hs.firstAt, hs.maxRecv = rec.RecvTime, rec.RecvTime
@@ -90,10 +76,14 @@ func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
 		hs.maxRecv = max(hs.maxRecv, rec.RecvTime)
 		s.frames++
 		if scanFrame(rec.Frame, &fi) != nil || !fi.isCommit() {
-			continue
+			return nil
 		}
 		s.commits++
 		commits = append(commits, pending{key: commitKey(&h, fi.did, fi.rev), recv: hs.maxRecv})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	base, first := int64(0), true
 	for _, hs := range hosts {

@@ -3,7 +3,6 @@ package plc
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 const (
@@ -40,15 +40,7 @@ func get(t *testing.T, s *Server, path, host string) (int, string, []byte) {
 	if host != "" {
 		req.Host = host
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := testutil.Do(t, req)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), body
 }
 

@@ -1,12 +1,13 @@
 package replay
 
 import (
-	"bufio"
 	"context"
 	"io"
+	"net"
 	"testing"
 
 	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/bench/wsconn"
 )
 
 // TestSendAllocs checks the per-frame send path (cursor + frame write)
@@ -25,7 +26,10 @@ func TestSendAllocs(t *testing.T) {
 	}
 	f := fs[0]
 	h := &host{f: f}
-	s := &session{h: h, bw: bufio.NewWriterSize(io.Discard, 64<<10), done: make(chan struct{})}
+	server, client := net.Pipe()
+	defer client.Close()
+	go io.Copy(io.Discard, client)
+	s := &session{h: h, c: wsconn.New(server, 64<<10)}
 	cur, err := newCursor(f)
 	if err != nil {
 		t.Fatal(err)

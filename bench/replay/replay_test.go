@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,22 +23,11 @@ func sharedDir() string { return fixtures.Path("captures/realpds-2") }
 // originals returns the shared capture's frames per host, in order.
 func originals(t testing.TB, c *capture.Capture) [][][]byte {
 	t.Helper()
-	out := make([][][]byte, len(c.Header.Sources))
-	it, err := c.Records()
+	out, err := capture.FramesBySource(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer it.Close()
-	for {
-		r, err := it.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[r.Source] = append(out[r.Source], bytes.Clone(r.Frame))
-	}
+	return out
 }
 
 func subscribeURL(h Host, query string) string {

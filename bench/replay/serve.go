@@ -1,16 +1,14 @@
 package replay
 
 import (
-	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/gobwas/ws"
+
+	"github.com/atrelay/relay/bench/wsconn"
 )
 
 // futureCursorFrame is the error frame sent to a cursor beyond the head,
@@ -18,10 +16,6 @@ import (
 const futureCursorFrame = "\xa1\x62op\x20" +
 	"\xa2\x65error\x6cFutureCursor" +
 	"\x67message\x78\x1fcursor is beyond the latest seq"
-
-// maxClientFrame bounds what a client may send us; servers ignore client
-// data (spec §9.1), so anything bigger is a misbehaving client.
-const maxClientFrame = 1 << 16
 
 func (h *host) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -82,43 +76,25 @@ func (h *host) subscribe(w http.ResponseWriter, req *http.Request) {
 	h.open.Add(1)
 	defer h.open.Add(-1)
 
-	s := &session{h: h, conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), done: make(chan struct{})}
+	s := &session{h: h, c: wsconn.New(conn, 64<<10)}
 	defer conn.Close()
 	if future {
-		s.writeFrame([]byte(futureCursorFrame))
-		s.writeControl(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+		s.c.Refuse([]byte(futureCursorFrame))
 		return
 	}
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		s.readControl(rw.Reader)
-	}()
-	s.stream(start)
-	conn.Close()
-	<-readerDone
+	s.c.Serve(rw.Reader, func() { s.stream(start) })
 }
 
-// session is one subscribeRepos connection: a writer goroutine (stream)
-// and a reader goroutine (readControl) that answers pings and closes.
+// session is one subscribeRepos connection: stream (the handler goroutine)
+// writes frames while the connection answers pings (wsconn.Conn.Serve).
 type session struct {
-	h    *host    // static
-	conn net.Conn // static
-
-	wmu sync.Mutex    // guards bw and hdr: both goroutines write
-	bw  *bufio.Writer //
-	hdr [ws.MaxHeaderSize]byte
-
-	doneOnce sync.Once
-	done     chan struct{} // closed when either side ends the session
+	h *host        // static
+	c *wsconn.Conn // static
 }
-
-func (s *session) finish() { s.doneOnce.Do(func() { close(s.done) }) }
 
 // stream sends frames from index start on, then waits for more until the
 // session or the host ends.
 func (s *session) stream(start int) {
-	defer s.finish()
 	cur, err := newCursor(s.h.f)
 	if err != nil {
 		return
@@ -141,7 +117,7 @@ func (s *session) stream(start int) {
 		}
 		select {
 		case <-wake:
-		case <-s.done:
+		case <-s.c.Done():
 			return
 		case <-s.h.r.closing:
 			return
@@ -161,115 +137,18 @@ func (s *session) send(cur *cursor, pos, head int) (int, error) {
 		if err != nil {
 			return int(frames), err
 		}
-		if err := s.writeFrameNoFlush(f); err != nil {
+		if err := s.c.WriteFrame(f, false); err != nil {
 			return int(frames), err
 		}
 		frames++
 		bytes += int64(len(f))
 		if frames%256 == 0 {
 			select {
-			case <-s.done:
+			case <-s.c.Done():
 				return int(frames), io.ErrClosedPipe
 			default:
 			}
 		}
 	}
-	s.wmu.Lock()
-	err := s.bw.Flush()
-	s.wmu.Unlock()
-	return int(frames), err
-}
-
-// writeFrameNoFlush writes one binary message, unmasked (server side).
-func (s *session) writeFrameNoFlush(f []byte) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	n := AppendFrameHeader(s.hdr[:0], ws.OpBinary, len(f))
-	if _, err := s.bw.Write(n); err != nil {
-		return err
-	}
-	_, err := s.bw.Write(f)
-	return err
-}
-
-func (s *session) writeFrame(f []byte) error {
-	if err := s.writeFrameNoFlush(f); err != nil {
-		return err
-	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.bw.Flush()
-}
-
-func (s *session) writeControl(op ws.OpCode, payload []byte) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if _, err := s.bw.Write(AppendFrameHeader(s.hdr[:0], op, len(payload))); err != nil {
-		return err
-	}
-	if _, err := s.bw.Write(payload); err != nil {
-		return err
-	}
-	return s.bw.Flush()
-}
-
-// AppendFrameHeader appends a final, unmasked WebSocket frame header (RFC
-// 6455 §5.2), as a server sends it, without the allocation ws.WriteHeader
-// makes. The synthetic fleet's hosts use it too.
-func AppendFrameHeader(b []byte, op ws.OpCode, n int) []byte {
-	b = append(b, 0x80|byte(op))
-	switch {
-	case n < 126:
-		return append(b, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
-	}
-}
-
-// readControl answers pings and a close, ignores data (spec §9.1: servers
-// ignore what clients send) and ends the session when the client leaves.
-func (s *session) readControl(br *bufio.Reader) {
-	defer s.finish()
-	var scratch [ws.MaxHeaderSize - 2]byte
-	payload := make([]byte, 125)
-	for {
-		h, err := ws.ReadHeaderBuffer(br, scratch[:])
-		if err != nil {
-			return
-		}
-		if h.OpCode.IsControl() {
-			if h.Length > 125 || !h.Fin {
-				return
-			}
-			p := payload[:h.Length]
-			if _, err := io.ReadFull(br, p); err != nil {
-				return
-			}
-			if h.Masked {
-				ws.Cipher(p, h.Mask, 0)
-			}
-			switch h.OpCode {
-			case ws.OpPing:
-				if s.writeControl(ws.OpPong, p) != nil {
-					return
-				}
-			case ws.OpClose:
-				code := p
-				if len(code) > 2 {
-					code = code[:2]
-				}
-				s.writeControl(ws.OpClose, code)
-				return
-			}
-			continue
-		}
-		if h.Length > maxClientFrame {
-			return
-		}
-		if _, err := io.CopyN(io.Discard, br, h.Length); err != nil {
-			return
-		}
-	}
+	return int(frames), s.c.Flush()
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 
 	"github.com/atrelay/relay/bench/capture"
@@ -54,26 +53,14 @@ func load(c *capture.Capture, blockBytes int) ([]*frames, loadStats, error) {
 	for i := range hosts {
 		hosts[i] = &frames{}
 	}
-	it, err := c.Records()
-	if err != nil {
-		return nil, loadStats{}, err
-	}
-	defer it.Close()
 	var st loadStats
-	for {
-		rec, err := it.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, st, err
-		}
+	err = c.Each(func(rec capture.Record) error {
 		h := hosts[rec.Source]
 		// Cursor semantics need strictly increasing seqs; frames without a
 		// seq (#info, errors) have no place in a replayed stream.
 		if rec.Seq <= 0 || (h.len() > 0 && rec.Seq <= h.seqs[h.len()-1]) {
 			st.skipped++
-			continue
+			return nil
 		}
 		if len(pending[rec.Source]) == 0 {
 			h.blocks = append(h.blocks, block{first: h.len()})
@@ -86,6 +73,10 @@ func load(c *capture.Capture, blockBytes int) ([]*frames, loadStats, error) {
 		if len(pending[rec.Source]) >= blockBytes {
 			seal(enc, h, pending, rec.Source)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	for i, h := range hosts {
 		seal(enc, h, pending, i)

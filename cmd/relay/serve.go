@@ -60,11 +60,17 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	// Signals are caught only once there is something to shut down: during
-	// the build (a long WAL replay, say) they still end the process at once.
+	return untilSignal(a.run)
+}
+
+// untilSignal calls run with a context that SIGINT or SIGTERM cancels.
+// Callers build first: signals are caught only once there is something to
+// shut down, so during the build (a long WAL replay, say) they still end
+// the process at once.
+func untilSignal(run func(context.Context) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return a.run(ctx)
+	return run(ctx)
 }
 
 func newLogger(level slog.Level, format string, w io.Writer) (*slog.Logger, error) {
@@ -143,7 +149,7 @@ func (a *app) build(s *Settings) error {
 	if err != nil {
 		return err
 	}
-	adm, err := a.adminServer(s)
+	adm, err := a.adminServer(s.AdminToken, adminEngine{r: a.relay, hub: a.hub})
 	if err != nil {
 		return err
 	}
@@ -151,14 +157,19 @@ func (a *app) build(s *Settings) error {
 	if s.AdminOnAPI && adm != nil {
 		publicAdmin = adm
 	}
-	api := http.NewServeMux()
-	api.Handle("GET /subscribe", a.js)
-	api.Handle("/", xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin}))
-	adminHandler := a.adminHandler(adm)
+	return a.listen(s, xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin}), adm)
+}
+
+// listen binds the public API listener (Jetstream at GET /subscribe, api
+// for the rest) and the admin listener (adminHandler of adm).
+func (a *app) listen(s *Settings, api http.Handler, adm *admin.Server) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /subscribe", a.js)
+	mux.Handle("/", api)
 	for _, l := range []struct {
 		addr string
 		h    http.Handler
-	}{{s.APIListen, api}, {s.AdminListen, adminHandler}} {
+	}{{s.APIListen, mux}, {s.AdminListen, a.adminHandler(adm)}} {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			return err
@@ -207,6 +218,40 @@ func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
 
 // openServices opens the store, the identity resolver and the firehose hub.
 func (a *app) openServices(s *Settings, shares memory.Shares) error {
+	if err := a.openStore(s, shares); err != nil {
+		return err
+	}
+	st := a.store
+	idCfg := s.Identity
+	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
+	a.ledger.Add("identity cache", idCfg.MaxCacheBytes, true)
+	if s.IdentityDisk {
+		// Resolved identities survive restarts: a restart is not millions of
+		// PLC requests. The resolver is closed before the store (close).
+		idCfg.Store = st
+	}
+	a.ids = identity.New(idCfg)
+
+	fhCfg := a.firehoseConfig(s, shares)
+	if fhCfg.RingFrames == 0 {
+		// The slot array is allocated up front: size it to the ring (frames
+		// average ~2 KB; an eighth of that per slot leaves room for bursts
+		// of small ones) instead of 128 Ki slots (3 MiB) at every budget.
+		fhCfg.RingFrames = int(min(max(shares.Ring/256, 8192), firehose.DefaultRingFrames))
+	}
+	fhCfg.MaxConsumers = a.withinShare("firehose consumers", orDefault(fhCfg.MaxConsumers, firehose.DefaultMaxConsumers),
+		shares.Consumers, fhCfg.ConsumerBytes(), 0)
+	a.ledger.Add("firehose ring", int64(fhCfg.RingBytes), true)
+	var err error
+	a.hub, err = firehose.NewHub(store.FirehoseLog{St: st}, fhCfg)
+	return err
+}
+
+// openStore creates the data directory and opens the store in it with the
+// memory shares' cache sizes. RELAY_INITIAL_SEQ(_NUMBER) also moves an
+// existing database forward, as the reference relay's does; never
+// backwards.
+func (a *app) openStore(s *Settings, shares memory.Shares) error {
 	if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
 		return err
 	}
@@ -221,8 +266,6 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	}
 	a.store = st
 	st.RegisterMetrics(a.metrics)
-	// RELAY_INITIAL_SEQ(_NUMBER) also moves an existing database forward,
-	// as the reference relay's does; never backwards.
 	if s.Store.InitialSeq > 1 {
 		moved, err := st.AdvanceSeq(s.Store.InitialSeq)
 		if err != nil {
@@ -232,31 +275,16 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 			a.log.Warn("next seq moved forward by RELAY_INITIAL_SEQ", "next_seq", s.Store.InitialSeq)
 		}
 	}
+	return nil
+}
 
-	idCfg := s.Identity
-	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
-	a.ledger.Add("identity cache", idCfg.MaxCacheBytes, true)
-	if s.IdentityDisk {
-		// Resolved identities survive restarts: a restart is not millions of
-		// PLC requests. The resolver is closed before the store (close).
-		idCfg.Store = st
-	}
-	a.ids = identity.New(idCfg)
-
-	fhCfg := s.Firehose
-	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
-	fhCfg.TrustedProxies = s.TrustedProxies
-	if fhCfg.RingFrames == 0 {
-		// The slot array is allocated up front: size it to the ring (frames
-		// average ~2 KB; an eighth of that per slot leaves room for bursts
-		// of small ones) instead of 128 Ki slots (3 MiB) at every budget.
-		fhCfg.RingFrames = int(min(max(shares.Ring/256, 8192), firehose.DefaultRingFrames))
-	}
-	fhCfg.MaxConsumers = a.withinShare("firehose consumers", orDefault(fhCfg.MaxConsumers, firehose.DefaultMaxConsumers),
-		shares.Consumers, fhCfg.ConsumerBytes(), 0)
-	a.ledger.Add("firehose ring", int64(fhCfg.RingBytes), true)
-	a.hub, err = firehose.NewHub(store.FirehoseLog{St: st}, fhCfg)
-	return err
+// firehoseConfig is the configured firehose with the ring's memory share
+// and what no setting carries (metrics, logger, software name).
+func (a *app) firehoseConfig(s *Settings, shares memory.Shares) firehose.Config {
+	c := s.Firehose
+	c.RingBytes, c.Metrics, c.Logger, c.Software = int(shares.Ring), a.metrics, a.log, software
+	c.TrustedProxies = s.TrustedProxies
+	return c
 }
 
 // buildRelay makes the resyncer and the relay, which report to each other.
@@ -351,16 +379,16 @@ func (a *app) xrpcConfig(s *Settings) xrpc.Config {
 // software names this relay in Server headers and the public banner.
 const software = "relay"
 
-// adminServer builds the admin API, or returns nil (and warns) when no
-// admin password is set. RELAY_ADMIN_PASSWORD may list several, comma
-// separated, as the reference relay's does.
-func (a *app) adminServer(s *Settings) (*admin.Server, error) {
-	tokens := admin.ParseTokens(s.AdminToken)
+// adminServer builds the admin API over eng, or returns nil (and warns)
+// when no admin password is set. RELAY_ADMIN_PASSWORD (token) may list
+// several, comma separated, as the reference relay's does.
+func (a *app) adminServer(token string, eng admin.Engine) (*admin.Server, error) {
+	tokens := admin.ParseTokens(token)
 	if len(tokens) == 0 {
 		a.log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
 		return nil, nil
 	}
-	return admin.New(admin.Config{Store: a.store, Engine: adminEngine{r: a.relay, hub: a.hub}, Tokens: tokens, Logger: a.log})
+	return admin.New(admin.Config{Store: a.store, Engine: eng, Tokens: tokens, Logger: a.log})
 }
 
 // adminHandler serves /metrics always, and the admin API and pprof behind
@@ -406,29 +434,37 @@ func newHTTPServer(h http.Handler) *http.Server {
 // the relay to fail or a listener to fail; then it closes the app. It
 // returns the first error, nil after a clean shutdown on ctx.
 func (a *app) run(ctx context.Context) error {
-	errc := make(chan error, len(a.servers))
-	for _, s := range a.servers {
-		go func() { errc <- s.srv.Serve(s.ln) }()
-	}
-	if err := a.relay.Start(ctx); err != nil {
-		_ = a.close()
-		return err
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down")
-	case <-a.relay.Done():
-		runErr = a.relay.Err()
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			runErr = err
-		}
-	}
+	runErr := a.serve(ctx, func() error { return a.relay.Start(ctx) }, a.relay.Done(), a.relay.Err)
 	if err := a.close(); err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
+}
+
+// serve serves the listeners, then starts the engine (start) and waits for
+// ctx to end, the engine to fail (done closes; failed says why) or a
+// listener to fail. It returns the first error, nil when ctx ended; the
+// caller closes the app either way.
+func (a *app) serve(ctx context.Context, start func() error, done <-chan struct{}, failed func() error) error {
+	errc := make(chan error, len(a.servers))
+	for _, s := range a.servers {
+		go func() { errc <- s.srv.Serve(s.ln) }()
+	}
+	if err := start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+		return nil
+	case <-done:
+		return failed()
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
 }
 
 // close stops and releases whatever buildApp made, in dependency order,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 )
@@ -49,12 +49,7 @@ func get(t *testing.T, url, token string, header http.Header) int {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	resp, _ := testutil.Do(t, req)
 	return resp.StatusCode
 }
 
@@ -99,6 +94,15 @@ func TestServeBuildRunShutdown(t *testing.T) {
 		t.Errorf("admin with token: %d", code)
 	}
 
+	shutDown(t, cancel, done, a, dir)
+}
+
+// shutDown cancels a running app (its run returns on done) as SIGTERM
+// would and checks that run returns nil within a minute, the API listener
+// no longer accepts and the store in dir was released. It returns that
+// store, reopened and closed at cleanup.
+func shutDown(t *testing.T, cancel context.CancelFunc, done <-chan error, a *app, dir string) *store.Store {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
@@ -115,9 +119,12 @@ func TestServeBuildRunShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("store not released: %v", err)
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return st
 }
 
 // TestServeBuildFailureReleases: a listener that cannot bind fails the

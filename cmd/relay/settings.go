@@ -558,7 +558,7 @@ func (f *flagValue) IsBoolFlag() bool { return f.s.value.kind == "bool" }
 
 // writeUsage prints `relay serve -h` from the table.
 func writeUsage(w io.Writer, table []setting) {
-	fmt.Fprint(w, `usage: relay serve [flags]
+	writeTableUsage(w, `usage: relay serve [flags]
 
 Runs the relay. Each flag also reads the RELAY_* variable shown with it; the
 flag wins over the variable. An absent or empty variable, or a flag given
@@ -568,7 +568,13 @@ of 1000); durations take Go syntax (90s, 5m, 72h).
 
   --print-env
         print deploy/relay.env (every variable with its default) and exit
-`)
+`, table)
+}
+
+// writeTableUsage prints intro, then each setting of table under its group
+// heading: flag, kind, variable, default and the wrapped help.
+func writeTableUsage(w io.Writer, intro string, table []setting) {
+	fmt.Fprint(w, intro)
 	group := ""
 	for _, e := range table {
 		if e.group != group {

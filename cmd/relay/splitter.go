@@ -7,13 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -130,7 +124,7 @@ func parseSplitterSettings(args []string, lookupEnv func(string) (string, bool),
 
 // writeSplitterUsage prints `relay splitter -h`.
 func writeSplitterUsage(w io.Writer, table []setting) {
-	fmt.Fprint(w, `usage: relay splitter --upstream URL [flags]
+	writeTableUsage(w, `usage: relay splitter --upstream URL [flags]
 
 Follows one relay's firehose into its own log, keeping the relay's seqs, and
 serves it (subscribeRepos, Jetstream at GET /subscribe); the other
@@ -140,22 +134,7 @@ units as for relay serve (relay serve -h).
 
   --print-env
         print an environment file (every variable with its default) and exit
-`)
-	group := ""
-	for _, e := range table {
-		if e.group != group {
-			group = e.group
-			fmt.Fprintf(w, "\n%s:\n", group)
-		}
-		kind := e.value.kind
-		if e.value.choices != nil {
-			kind = strings.Join(e.value.choices, "|")
-		}
-		fmt.Fprintf(w, "  --%s %s  %s, default %q\n", e.flag, kind, e.env, e.def)
-		for _, line := range wrap(e.help, 72) {
-			fmt.Fprintf(w, "        %s\n", line)
-		}
-	}
+`, table)
 }
 
 // splitterEnvHeader opens `relay splitter --print-env`.
@@ -208,9 +187,7 @@ func runSplitter(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return a.run(ctx)
+	return untilSignal(a.run)
 }
 
 // splitterApp holds a running splitter's components. It reuses serve's
@@ -238,19 +215,10 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
+	if err := a.openStore(&s.Settings, shares); err != nil {
 		return err
 	}
-	opts := s.Store
-	opts.BlockCacheBytes, opts.MemTableBytes = shares.BlockCache, uint64(shares.MemTable)
-	if a.store, err = store.Open(s.DataDir, opts); err != nil {
-		return err
-	}
-	a.store.RegisterMetrics(a.metrics)
-	fhCfg := s.Firehose
-	fhCfg.RingBytes, fhCfg.Metrics, fhCfg.Logger, fhCfg.Software = int(shares.Ring), a.metrics, a.log, software
-	fhCfg.TrustedProxies = s.TrustedProxies
-	if a.hub, err = firehose.NewHub(store.FirehoseLog{St: a.store}, fhCfg); err != nil {
+	if a.hub, err = firehose.NewHub(store.FirehoseLog{St: a.store}, a.firehoseConfig(&s.Settings, shares)); err != nil {
 		return err
 	}
 	jsCfg := s.Jetstream
@@ -260,80 +228,27 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	}
 	spCfg := s.Splitter
 	// Frames read and not yet stored play the part of serve's intake.
-	spCfg.Software, spCfg.QueueBytes = s.Firehose.Software, int(shares.Intake)
+	spCfg.Software, spCfg.QueueBytes = software, int(shares.Intake)
 	if a.sp, err = splitter.New(spCfg, splitter.Deps{Store: a.store, Hub: a.hub, OnPublish: a.js.Notify,
 		Metrics: a.metrics, Logger: a.log}); err != nil {
 		return err
 	}
-	api := http.NewServeMux()
-	api.Handle("GET /subscribe", a.js)
-	api.Handle("/", a.sp.Handler())
-	adminHandler, err := a.splitterAdminHandler(s.AdminToken)
+	// Of the admin API only the consumer list and the upstream connection
+	// mean something here (splitterAdmin).
+	adm, err := a.adminServer(s.AdminToken, splitterAdmin{sp: a.sp, hub: a.hub})
 	if err != nil {
 		return err
 	}
-	for _, l := range []struct {
-		addr string
-		h    http.Handler
-	}{{s.APIListen, api}, {s.AdminListen, adminHandler}} {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return err
-		}
-		a.log.Info("listening", "addr", ln.Addr().String())
-		a.servers = append(a.servers, server{srv: newHTTPServer(l.h), ln: ln})
-	}
-	return nil
-}
-
-// splitterAdminHandler serves /metrics always, and the admin API (only its
-// consumer list and upstream connection mean something here) and pprof
-// behind the bearer token when one is set.
-func (a *splitterApp) splitterAdminHandler(token string) (http.Handler, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
-	if token == "" {
-		a.log.Warn("RELAY_ADMIN_PASSWORD is empty: the admin API and pprof are disabled")
-		return mux, nil
-	}
-	adm, err := admin.New(admin.Config{Store: a.store, Engine: splitterAdmin{sp: a.sp, hub: a.hub}, Token: token, Logger: a.log})
-	if err != nil {
-		return nil, err
-	}
-	mux.Handle("/admin/", adm)
-	mux.Handle("/debug/pprof/", adm.Protect(http.HandlerFunc(pprof.Index)))
-	mux.Handle("/debug/pprof/profile", adm.Protect(http.HandlerFunc(pprof.Profile)))
-	mux.Handle("/debug/pprof/trace", adm.Protect(http.HandlerFunc(pprof.Trace)))
-	mux.Handle("/debug/pprof/symbol", adm.Protect(http.HandlerFunc(pprof.Symbol)))
-	mux.Handle("/debug/pprof/cmdline", adm.Protect(http.HandlerFunc(pprof.Cmdline)))
-	return mux, nil
+	return a.listen(&s.Settings, a.sp.Handler(), adm)
 }
 
 // run serves both listeners, starts the splitter and waits for ctx to end,
 // the splitter to fail (its store) or a listener to fail; then it closes
 // everything and returns the first error.
 func (a *splitterApp) run(ctx context.Context) error {
-	errc := make(chan error, len(a.servers))
-	for _, s := range a.servers {
-		go func() { errc <- s.srv.Serve(s.ln) }()
-	}
-	if err := a.sp.Start(); err != nil {
-		a.close()
-		return err
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down")
-	case <-a.sp.Done():
-		runErr = a.sp.Err()
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			runErr = err
-		}
-	}
+	err := a.serve(ctx, a.sp.Start, a.sp.Done(), a.sp.Err)
 	a.close()
-	return runErr
+	return err
 }
 
 // close stops the upstream reader and the writer, then closes the rest as

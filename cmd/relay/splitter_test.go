@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -166,26 +165,7 @@ func TestSplitterBuildRunShutdown(t *testing.T) {
 	}
 	_ = conn.Close()
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run after cancel: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("run did not return within a minute of the cancel")
-	}
-	if _, err := net.Dial("tcp", a.servers[0].ln.Addr().String()); err == nil {
-		t.Error("the API listener still accepts after shutdown")
-	}
-	st, err := store.Open(dir, store.Options{BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
-	if err != nil {
-		t.Fatalf("store not released: %v", err)
-	}
-	if n := st.NewestSeq(); n != 20 {
+	if n := shutDown(t, cancel, done, &a.app, dir).NewestSeq(); n != 20 {
 		t.Errorf("splitter stored up to %d, want 20", n)
-	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/xrpc"
 	"github.com/atrelay/relay/internal/storetest"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )
 
@@ -317,12 +318,7 @@ func (e *env) raw(t testing.TB, method, path, auth, body string) (int, http.Head
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testutil.Do(t, req)
 	return resp.StatusCode, resp.Header, string(b)
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )
 
@@ -83,14 +84,8 @@ func (e *env) refCall(t *testing.T, password, method, path string, body any) (in
 	}
 	req.SetBasicAuth("admin", password)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(resp.Body)
-	return resp.StatusCode, buf.Bytes()
+	resp, b := testutil.Do(t, req)
+	return resp.StatusCode, b
 }
 
 // strict decodes b into v, refusing fields v does not declare.

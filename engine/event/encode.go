@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 
+	"github.com/atrelay/relay/engine/cid"
 	d "github.com/atrelay/relay/engine/dagcbor"
 )
 
@@ -26,132 +27,68 @@ var ErrUnknownKind = errors.New("event: cannot encode an unknown message kind")
 // Fields are written as given: the encoder does not validate them.
 func AppendCommit(dst []byte, c *Commit) []byte {
 	dst = append(dst, hdrCommit...)
-	n := 11
-	if c.PrevData != nil {
-		n++
-	}
-	dst = d.AppendMapHeader(dst, n)
-	dst = d.AppendText(dst, "ops")
-	dst = d.AppendArrayHeader(dst, len(c.Ops))
+	dst = d.AppendMapHeader(dst, 11+presence(c.PrevData))
+	dst = d.AppendArrayHeader(d.AppendText(dst, "ops"), len(c.Ops))
 	for i := range c.Ops {
 		dst = appendOp(dst, &c.Ops[i])
 	}
-	dst = d.AppendText(dst, "rev")
-	dst = d.AppendText(dst, c.Rev)
-	dst = d.AppendText(dst, "seq")
-	dst = d.AppendInt(dst, c.Seq)
-	dst = d.AppendText(dst, "repo")
-	dst = d.AppendText(dst, c.Repo)
-	dst = d.AppendText(dst, "time")
-	dst = d.AppendText(dst, c.Time)
-	dst = d.AppendText(dst, "blobs")
-	dst = d.AppendArrayHeader(dst, len(c.Blobs))
+	dst = putText(dst, "rev", c.Rev)
+	dst = putInt(dst, "seq", c.Seq)
+	dst = putText(dst, "repo", c.Repo)
+	dst = putText(dst, "time", c.Time)
+	dst = d.AppendArrayHeader(d.AppendText(dst, "blobs"), len(c.Blobs))
 	for _, b := range c.Blobs {
 		dst = d.AppendCIDLink(dst, b)
 	}
-	dst = d.AppendText(dst, "since")
-	if c.Since == nil {
-		dst = d.AppendNull(dst)
-	} else {
-		dst = d.AppendText(dst, c.Since)
-	}
-	dst = d.AppendText(dst, "blocks")
-	dst = d.AppendBytes(dst, c.Blocks)
-	dst = d.AppendText(dst, "commit")
-	dst = d.AppendCIDLink(dst, c.Commit)
-	dst = d.AppendText(dst, "rebase")
-	dst = d.AppendBool(dst, c.Rebase)
-	dst = d.AppendText(dst, "tooBig")
-	dst = d.AppendBool(dst, c.TooBig)
-	if c.PrevData != nil {
-		dst = d.AppendText(dst, "prevData")
-		dst = d.AppendCIDLink(dst, c.PrevData)
-	}
-	return dst
+	dst = nullableText(dst, "since", c.Since)
+	dst = d.AppendBytes(d.AppendText(dst, "blocks"), c.Blocks)
+	dst = d.AppendCIDLink(d.AppendText(dst, "commit"), c.Commit)
+	dst = d.AppendBool(d.AppendText(dst, "rebase"), c.Rebase)
+	dst = d.AppendBool(d.AppendText(dst, "tooBig"), c.TooBig)
+	return optionalLink(dst, "prevData", c.PrevData)
 }
 
 func appendOp(dst []byte, o *Op) []byte {
-	n := 3
-	if o.Prev != nil {
-		n++
-	}
-	dst = d.AppendMapHeader(dst, n)
+	dst = d.AppendMapHeader(dst, 3+presence(o.Prev))
 	dst = d.AppendText(dst, "cid")
 	if o.CID == nil {
 		dst = d.AppendNull(dst)
 	} else {
 		dst = d.AppendCIDLink(dst, o.CID)
 	}
-	dst = d.AppendText(dst, "path")
-	dst = d.AppendText(dst, o.Path)
-	if o.Prev != nil {
-		dst = d.AppendText(dst, "prev")
-		dst = d.AppendCIDLink(dst, o.Prev)
-	}
-	dst = d.AppendText(dst, "action")
-	return d.AppendText(dst, o.Action)
+	dst = putText(dst, "path", o.Path)
+	dst = optionalLink(dst, "prev", o.Prev)
+	return putText(dst, "action", o.Action)
 }
 
 // AppendSync appends a canonical #sync frame to dst.
 func AppendSync(dst []byte, s *Sync) []byte {
 	dst = append(dst, hdrSync...)
 	dst = d.AppendMapHeader(dst, 5)
-	dst = d.AppendText(dst, "did")
-	dst = d.AppendText(dst, s.DID)
-	dst = d.AppendText(dst, "rev")
-	dst = d.AppendText(dst, s.Rev)
-	dst = d.AppendText(dst, "seq")
-	dst = d.AppendInt(dst, s.Seq)
-	dst = d.AppendText(dst, "time")
-	dst = d.AppendText(dst, s.Time)
-	dst = d.AppendText(dst, "blocks")
-	return d.AppendBytes(dst, s.Blocks)
+	dst = putText(dst, "did", s.DID)
+	dst = putText(dst, "rev", s.Rev)
+	dst = putInt(dst, "seq", s.Seq)
+	dst = putText(dst, "time", s.Time)
+	return d.AppendBytes(d.AppendText(dst, "blocks"), s.Blocks)
 }
 
 // AppendIdentity appends a canonical #identity frame to dst; Handle is
 // omitted when nil.
 func AppendIdentity(dst []byte, e *Identity) []byte {
 	dst = append(dst, hdrIdentity...)
-	n := 3
-	if e.Handle != nil {
-		n++
-	}
-	dst = d.AppendMapHeader(dst, n)
-	dst = d.AppendText(dst, "did")
-	dst = d.AppendText(dst, e.DID)
-	dst = d.AppendText(dst, "seq")
-	dst = d.AppendInt(dst, e.Seq)
-	dst = d.AppendText(dst, "time")
-	dst = d.AppendText(dst, e.Time)
-	if e.Handle != nil {
-		dst = d.AppendText(dst, "handle")
-		dst = d.AppendText(dst, e.Handle)
-	}
-	return dst
+	dst = d.AppendMapHeader(dst, 3+presence(e.Handle))
+	dst = didSeqTime(dst, e.DID, e.Seq, e.Time)
+	return optionalText(dst, "handle", e.Handle)
 }
 
 // AppendAccount appends a canonical #account frame to dst; Status is
 // omitted when nil.
 func AppendAccount(dst []byte, a *Account) []byte {
 	dst = append(dst, hdrAccount...)
-	n := 4
-	if a.Status != nil {
-		n++
-	}
-	dst = d.AppendMapHeader(dst, n)
-	dst = d.AppendText(dst, "did")
-	dst = d.AppendText(dst, a.DID)
-	dst = d.AppendText(dst, "seq")
-	dst = d.AppendInt(dst, a.Seq)
-	dst = d.AppendText(dst, "time")
-	dst = d.AppendText(dst, a.Time)
-	dst = d.AppendText(dst, "active")
-	dst = d.AppendBool(dst, a.Active)
-	if a.Status != nil {
-		dst = d.AppendText(dst, "status")
-		dst = d.AppendText(dst, a.Status)
-	}
-	return dst
+	dst = d.AppendMapHeader(dst, 4+presence(a.Status))
+	dst = didSeqTime(dst, a.DID, a.Seq, a.Time)
+	dst = d.AppendBool(d.AppendText(dst, "active"), a.Active)
+	return optionalText(dst, "status", a.Status)
 }
 
 // AppendInfo appends a canonical #info frame to dst; Message is omitted
@@ -171,18 +108,61 @@ func AppendError(dst []byte, e *ErrorFrame) []byte {
 // appendNameMessage writes {<key>: name, message?}; both keys sort before
 // "message" (length 4 and 5 versus 7).
 func appendNameMessage(dst []byte, key string, name, msg []byte) []byte {
-	n := 1
-	if msg != nil {
-		n++
+	dst = d.AppendMapHeader(dst, 1+presence(msg))
+	dst = putText(dst, key, name)
+	return optionalText(dst, "message", msg)
+}
+
+// The field writers below append one map entry, key then value. Callers
+// write the entries in canonical order (shorter keys first, then
+// bytewise) and count the optional ones present in the map header.
+
+// didSeqTime writes the did, seq and time entries that #identity and
+// #account open with.
+func didSeqTime(dst, did []byte, seq int64, time []byte) []byte {
+	dst = putText(dst, "did", did)
+	dst = putInt(dst, "seq", seq)
+	return putText(dst, "time", time)
+}
+
+func putText(dst []byte, key string, v []byte) []byte {
+	return d.AppendText(d.AppendText(dst, key), v)
+}
+
+func putInt(dst []byte, key string, v int64) []byte {
+	return d.AppendInt(d.AppendText(dst, key), v)
+}
+
+// nullableText writes v, or null when v is nil.
+func nullableText(dst []byte, key string, v []byte) []byte {
+	if v == nil {
+		return d.AppendNull(d.AppendText(dst, key))
 	}
-	dst = d.AppendMapHeader(dst, n)
-	dst = d.AppendText(dst, key)
-	dst = d.AppendText(dst, name)
-	if msg != nil {
-		dst = d.AppendText(dst, "message")
-		dst = d.AppendText(dst, msg)
+	return putText(dst, key, v)
+}
+
+// optionalText writes nothing when v is nil.
+func optionalText(dst []byte, key string, v []byte) []byte {
+	if v == nil {
+		return dst
 	}
-	return dst
+	return putText(dst, key, v)
+}
+
+// optionalLink writes nothing when c is nil.
+func optionalLink(dst []byte, key string, c cid.CID) []byte {
+	if c == nil {
+		return dst
+	}
+	return d.AppendCIDLink(d.AppendText(dst, key), c)
+}
+
+// presence is 1 for a present (non-nil) optional field, else 0.
+func presence[T ~[]byte](v T) int {
+	if v == nil {
+		return 0
+	}
+	return 1
 }
 
 // AppendMessage appends the canonical frame of m's kind.

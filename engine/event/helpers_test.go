@@ -1,34 +1,22 @@
 package event_test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/binary"
-	"errors"
-	"io"
-	"os"
 	"sort"
 	"sync"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/atrelay/relay/internal/dagcbortest"
 	"github.com/atrelay/relay/internal/fixtures"
 )
 
-// captureFiles are the two hosts of shared/captures/realpds-2 (FORMAT.md).
-var captureFiles = []string{
-	"captures/realpds-2/frames-0.bin.zst",
-	"captures/realpds-2/frames-1.bin.zst",
-}
-
-// captures caches the decompressed frames for the whole test binary; the
-// files are read-only, so sharing them between tests is safe.
+// captures caches the decompressed frames of both hosts of
+// captures/realpds-2 for the whole test binary; the files are read-only,
+// so sharing them between tests is safe.
 var captures = sync.OnceValues(func() ([][][]byte, error) {
 	var all [][][]byte
-	for _, name := range captureFiles {
-		frames, err := readCapture(fixtures.Path(name))
+	for i := range fixtures.RealPDS2Hosts {
+		frames, err := fixtures.CaptureFrames(fixtures.RealPDS2Host(i))
 		if err != nil {
 			return nil, err
 		}
@@ -36,34 +24,6 @@ var captures = sync.OnceValues(func() ([][][]byte, error) {
 	}
 	return all, nil
 })
-
-func readCapture(path string) ([][]byte, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	zr, err := zstd.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	defer zr.Close()
-	r := bufio.NewReader(zr)
-	var frames [][]byte
-	for {
-		n, err := binary.ReadUvarint(r)
-		if errors.Is(err, io.EOF) {
-			return frames, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		f := make([]byte, n)
-		if _, err := io.ReadFull(r, f); err != nil {
-			return nil, err
-		}
-		frames = append(frames, f)
-	}
-}
 
 func loadCaptures(t testing.TB) [][][]byte {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/atrelay/relay/internal/storetest"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )
 
@@ -28,7 +29,7 @@ func openStore(t testing.TB, fs vfs.FS) *store.Store {
 }
 
 // newDiskResolver is newTestResolver with a store and the clock at clk.
-func newDiskResolver(t testing.TB, p *fakePLC, st *store.Store, clk *fakeClock, cfg Config) *Resolver {
+func newDiskResolver(t testing.TB, p *fakePLC, st *store.Store, clk *testutil.Clock, cfg Config) *Resolver {
 	t.Helper()
 	cfg.PLCURL = p.srv.URL
 	cfg.Now = clk.Now
@@ -62,7 +63,7 @@ var canceled = func() context.Context {
 func TestDiskRestartNoPLC(t *testing.T) {
 	p := newFakePLC(t)
 	fs := vfs.NewMem()
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(t, fs)
 	r := newDiskResolver(t, p, st, clk, Config{})
 	const n = 300
@@ -123,7 +124,7 @@ func TestDiskCrashNeverWrong(t *testing.T) {
 	for round := range 8 {
 		p := newFakePLC(t)
 		fs := vfs.NewCrashableMem()
-		clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+		clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 		st := openStore(t, fs)
 		r := newDiskResolver(t, p, st, clk, Config{})
 		ctx := context.Background()
@@ -198,7 +199,7 @@ func rawFrame(b []byte) func(int, store.Seq) []byte {
 // directory) and the sweep deletes it.
 func TestDiskTTL(t *testing.T) {
 	p := newFakePLC(t)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(t, vfs.NewMem())
 	defer st.Close()
 	cfg := Config{TTL: time.Hour, DiskMaxAge: 10 * time.Hour}
@@ -254,7 +255,7 @@ func TestDiskTTL(t *testing.T) {
 func TestDiskIdentityRefresh(t *testing.T) {
 	p := newFakePLC(t)
 	fs := vfs.NewMem()
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(t, fs)
 	r := newDiskResolver(t, p, st, clk, Config{})
 	ctx := context.Background()
@@ -301,7 +302,7 @@ func TestDiskIdentityRefresh(t *testing.T) {
 // comes back from disk without a request.
 func TestDiskHotSetWithinBudget(t *testing.T) {
 	p := newFakePLC(t)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(t, vfs.NewMem())
 	defer st.Close()
 	const budget = 64 << 10
@@ -332,7 +333,7 @@ func TestDiskHotSetWithinBudget(t *testing.T) {
 // it are still resolved and cached in memory.
 func TestDiskMaxRows(t *testing.T) {
 	p := newFakePLC(t)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(t, vfs.NewMem())
 	defer st.Close()
 	r := newDiskResolver(t, p, st, clk, Config{DiskMaxRows: 100})
@@ -364,7 +365,7 @@ func TestDiskMaxRows(t *testing.T) {
 // the purged key cached.
 func TestDiskPurgeRacesDiskRead(t *testing.T) {
 	p := newFakePLC(t)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(t, vfs.NewMem())
 	defer st.Close()
 	r := newDiskResolver(t, p, st, clk, Config{})
@@ -427,7 +428,7 @@ func TestDiskPurgeRacesDiskRead(t *testing.T) {
 // lookup reads a row, validates its key and caches it (evicting another).
 func BenchmarkLookupDisk(b *testing.B) {
 	p := newFakePLC(b)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st := openStore(b, vfs.NewMem())
 	defer st.Close()
 	r := newDiskResolver(b, p, st, clk, Config{MaxCacheBytes: 64 << 10, Shards: 1})
@@ -474,7 +475,7 @@ func TestRestartTime(t *testing.T) {
 	inner := p.srv.Config.Handler
 	p.srv.Config.Handler = httpDelay(80*time.Millisecond, inner)
 	dir := t.TempDir()
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_800_000_000, 0))
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)

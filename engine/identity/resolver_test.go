@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // fakePLC is a PLC directory on 127.0.0.1. Unknown DIDs get a generated
@@ -63,11 +64,18 @@ func newFakePLC(t testing.TB) *fakePLC {
 	return p
 }
 
-func (p *fakePLC) serve(w http.ResponseWriter, r *http.Request) {
+// requestedDID is the DID a test directory is asked for: a PLC path
+// (/did:plc:...), or a did:web's well-known document named by the host.
+func requestedDID(r *http.Request) string {
 	did := strings.TrimPrefix(r.URL.Path, "/")
 	if strings.HasSuffix(did, ".well-known/did.json") {
 		did = "did:web:" + strings.ReplaceAll(r.Host, ":", "%3A")
 	}
+	return did
+}
+
+func (p *fakePLC) serve(w http.ResponseWriter, r *http.Request) {
+	did := requestedDID(r)
 	p.mu.Lock()
 	p.requests[did]++
 	p.active++
@@ -118,27 +126,9 @@ func plcDID(n uint64) string {
 	return "did:plc:" + strings.ToLower(base32.StdEncoding.EncodeToString(raw[:]))
 }
 
-// fakeClock is an injectable clock; safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestResolver(t *testing.T, p *fakePLC, cfg Config) (*Resolver, *fakeClock) {
+func newTestResolver(t *testing.T, p *fakePLC, cfg Config) (*Resolver, *testutil.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	cfg.PLCURL = p.srv.URL
 	cfg.Now = clk.Now
 	// The fake directory is on 127.0.0.1: the development switch lets the

@@ -7,13 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // flakyPLC is a PLC directory (and did:web host) on 127.0.0.1 whose answer
@@ -44,10 +44,7 @@ func newFlakyPLC(t testing.TB, fate func(did string, n int) int) *flakyPLC {
 }
 
 func (p *flakyPLC) serve(w http.ResponseWriter, r *http.Request) {
-	did := strings.TrimPrefix(r.URL.Path, "/")
-	if strings.HasSuffix(did, ".well-known/did.json") {
-		did = "did:web:" + strings.ReplaceAll(r.Host, ":", "%3A")
-	}
+	did := requestedDID(r)
 	p.mu.Lock()
 	p.requests[did]++
 	n := p.requests[did]
@@ -83,9 +80,9 @@ func (p *flakyPLC) total() (requests, limited int) {
 	return len(p.times), p.limited
 }
 
-func newFlakyResolver(t *testing.T, p *flakyPLC, cfg Config) (*Resolver, *fakeClock) {
+func newFlakyResolver(t *testing.T, p *flakyPLC, cfg Config) (*Resolver, *testutil.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	cfg.PLCURL, cfg.Now, cfg.AllowInsecure = p.srv.URL, clk.Now, true
 	r := New(cfg)
 	t.Cleanup(r.Close)

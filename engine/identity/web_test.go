@@ -9,13 +9,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // hangHost is a did:web host on 127.0.0.1 that accepts connections, reads
 // the request and never answers. Connections open at once are counted in
 // a gauge that may be shared between hosts.
 type hangHost struct {
-	ln   net.Listener
+	port int
 	open *connGauge
 }
 
@@ -43,52 +45,23 @@ func (g *connGauge) get() (now, most, accepts int) {
 
 func newHangHost(t *testing.T, g *connGauge) *hangHost {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &hangHost{ln: ln, open: g}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
+	addr := testutil.TCPServer(t, func(c net.Conn) {
+		g.add(1)
+		defer g.add(-1)
+		// Read until the client gives up; never write.
+		var b [4096]byte
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Read(b[:]); err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			g.add(1)
-			wg.Go(func() {
-				// Read until the client gives up; never write.
-				_, _ = c.Read(make([]byte, 4096))
-				var b [1]byte
-				for {
-					if _, err := c.Read(b[:]); err != nil {
-						break
-					}
-				}
-				g.add(-1)
-			})
 		}
 	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return h
+	return &hangHost{port: addr.Port, open: g}
 }
 
 // did is the host's did:web (development form, with its port).
 func (h *hangHost) did() string {
-	return fmt.Sprintf("did:web:localhost%%3A%d", h.ln.Addr().(*net.TCPAddr).Port)
+	return fmt.Sprintf("did:web:localhost%%3A%d", h.port)
 }
 
 // waitFor polls cond for up to 10 s.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/atrelay/relay/engine/admin"
 )
 
 // refHost is one host of the fake reference relay, with the columns of the
@@ -69,37 +71,18 @@ func (f *fakeRef) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/admin/pds/list":
-		type rate struct {
-			Max    float64 `json:"Max"`
-			Window float64 `json:"Window"`
-		}
-		type hostInfo struct {
-			ID                     uint64
-			CreatedAt              time.Time
-			Host                   string
-			SSL                    bool
-			Cursor                 int64
-			Registered             bool
-			Blocked                bool
-			CrawlRateLimit         float64
-			RepoCount              int64
-			RepoLimit              int64
-			HasActiveConnection    bool
-			EventsSeenSinceStartup uint64
-			PerSecondEventRate     rate
-			PerHourEventRate       rate
-			PerDayEventRate        rate
-			UserCount              int64
-		}
-		out := []hostInfo{}
+		// The answer's shape is admin.RefHost, which the admin package's
+		// reference tests check against the reference relay's declaration.
+		out := []admin.RefHost{}
 		for _, h := range f.hosts {
 			if len(out) == f.listMax {
 				break
 			}
-			out = append(out, hostInfo{ID: h.ID, CreatedAt: time.Unix(1700000000, 0).UTC(), Host: h.Hostname, SSL: !h.NoSSL,
+			out = append(out, admin.RefHost{ID: h.ID, CreatedAt: time.Unix(1700000000, 0).UTC(), Host: h.Hostname, SSL: !h.NoSSL,
 				Cursor: h.LastSeq, Registered: h.Status == "active", Blocked: h.Status == "banned",
 				RepoCount: h.AccountCount, RepoLimit: h.AccountLimit, UserCount: h.AccountCount,
-				PerSecondEventRate: rate{-1, 1}, PerHourEventRate: rate{-1, 3600}, PerDayEventRate: rate{-1, 86400}})
+				PerSecondEventRate: admin.RefRate{Max: -1, WindowSeconds: 1}, PerHourEventRate: admin.RefRate{Max: -1, WindowSeconds: 3600},
+				PerDayEventRate: admin.RefRate{Max: -1, WindowSeconds: 86400}})
 		}
 		writeJSON(w, http.StatusOK, out)
 	case "/xrpc/com.atproto.sync.listHosts":

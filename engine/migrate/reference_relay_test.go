@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )
 
@@ -260,12 +260,7 @@ func (r *refRelay) admin(t *testing.T, password, method, path, body string) stri
 	}
 	req.SetBasicAuth("admin", password)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testutil.Do(t, req)
 	if resp.StatusCode != 200 {
 		t.Fatalf("reference %s %s: %d %s", method, path, resp.StatusCode, b)
 	}

@@ -1,21 +1,17 @@
 package mst
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/fxamacker/cbor/v2"
-	"github.com/klauspost/compress/zstd"
 )
 
 // errCAR reports a malformed CAR in test data.
@@ -206,30 +202,12 @@ type captureBody struct {
 // captures/realpds-2 (see its FORMAT.md). Decoded once per test binary.
 var loadCapture = sync.OnceValues(func() ([]captureCommit, error) {
 	var out []captureCommit
-	for host := range 2 {
-		f, err := os.Open(fixtures.Path(fmt.Sprintf("captures/realpds-2/frames-%d.bin.zst", host)))
+	for host := range fixtures.RealPDS2Hosts {
+		frames, err := fixtures.CaptureFrames(fixtures.RealPDS2Host(host))
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r := bufio.NewReader(zr)
-		for {
-			n, err := binary.ReadUvarint(r)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			frame := make([]byte, n)
-			if _, err := io.ReadFull(r, frame); err != nil {
-				return nil, err
-			}
+		for _, frame := range frames {
 			var hdr struct {
 				T string `cbor:"t"`
 			}

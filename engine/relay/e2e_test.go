@@ -32,16 +32,7 @@ func TestEndToEndCapture(t *testing.T) {
 	for _, fh := range fl.Replay.Hosts() {
 		total += fh.Frames
 	}
-	for r := DropReason(0); r < numDropReasons; r++ {
-		if n := h.r.m.dropped[r].Get(); n != 0 {
-			t.Errorf("dropped %s: %d", r, n)
-		}
-	}
-	for label, c := range h.r.m.rejected {
-		if n := c.Get(); n != 0 {
-			t.Errorf("rejected %s: %d", label, n)
-		}
-	}
+	h.noLosses(t)
 	newest := int(h.st.NewestSeq())
 	if newest != total {
 		t.Errorf("logged %d events, want every one of the %d frames", newest, total)

@@ -132,19 +132,26 @@ func (h *harness) waitHostsCaughtUp(hosts []*fleet.Host) {
 	}
 }
 
-// latestRev asks a fleet host for an account's head rev.
-func latestRev(t *testing.T, fh *fleet.Host, did string) string {
+// wantAtHead fails t unless the relay stores did (named what in the
+// messages) at the head rev its fleet host fh reports.
+func (h *harness) wantAtHead(t *testing.T, what string, fh *fleet.Host, did string) {
 	t.Helper()
+	var a store.Account
+	if ok, err := h.st.GetAccount([]byte(did), &a); !ok || err != nil {
+		t.Fatalf("%s: %v %v", what, ok, err)
+	}
 	resp, err := http.Get(fh.URL() + "/xrpc/com.atproto.sync.getLatestCommit?did=" + did)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out struct{ Rev string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Rev == "" {
-		t.Fatalf("getLatestCommit %s: %v %+v", did, err, out)
+	var head struct{ Rev string }
+	if err := json.NewDecoder(resp.Body).Decode(&head); err != nil || head.Rev == "" {
+		t.Fatalf("getLatestCommit %s: %v %+v", did, err, head)
 	}
-	return out.Rev
+	if string(a.Rev) != head.Rev {
+		t.Errorf("%s at rev %s, want its host's head %s", what, a.Rev, head.Rev)
+	}
 }
 
 // TestFramePanicQuarantinesHost makes every frame of one account panic,
@@ -185,11 +192,7 @@ func testFramePanic(t *testing.T, stage int) {
 		return ok && sh.Status == hostQuarantined
 	}
 	waitUntil(t, "the victim's quarantine", func() bool { return quarantined(h) })
-	for i := 0; i < 100; i++ {
-		if _, err := fl.Step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step(t, fl, 100)
 	h.waitHostsCaughtUp(others)
 	if got := h.r.m.framePanics[stage].Get(); got != 1 {
 		t.Errorf("panics counted %d, want 1", got)
@@ -213,11 +216,7 @@ func testFramePanic(t *testing.T, stage int) {
 	// not dialed (no crash loop), the others are.
 	conns := victim.Stats().Connections
 	h = startRelayPLC(t, fl.PLCURL(), fl.Hostnames(), dir, cfg, store.NoSync, 256<<10, nil)
-	for i := 0; i < 100; i++ {
-		if _, err := fl.Step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step(t, fl, 100)
 	h.waitHostsCaughtUp(others)
 	if !quarantined(h) {
 		t.Error("quarantine lost across a restart")
@@ -236,13 +235,7 @@ func testFramePanic(t *testing.T, stage int) {
 		t.Fatal(err)
 	}
 	h.waitHostsCaughtUp([]*fleet.Host{victim})
-	var a store.Account
-	if ok, err := h.st.GetAccount([]byte(poisoned), &a); !ok || err != nil {
-		t.Fatalf("poisoned account after the resume: %v %v", ok, err)
-	}
-	if want := latestRev(t, victim, poisoned); string(a.Rev) != want {
-		t.Errorf("poisoned account at rev %s, want its host's head %s", a.Rev, want)
-	}
+	h.wantAtHead(t, "poisoned account after the resume", victim, poisoned)
 	if sh, _ := h.st.HostByName(victim.Name); sh.Status != store.HostActive {
 		t.Errorf("resumed host status %v", sh.Status)
 	}
@@ -262,49 +255,22 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	fl := newFleet(t, 2, 3)
 	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
 	slowDID := slowHost.Accounts()[0]
-	gate := make(chan struct{})
-	target, err := url.Parse(fl.PLCURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if strings.Contains(req.URL.Path, slowDID) {
-			select {
-			case <-gate:
-			case <-req.Context().Done():
-				return
-			}
-		}
-		proxy.ServeHTTP(w, req)
-	}))
-	defer plc.Close()
-	release := sync.OnceFunc(func() { close(gate) })
+	plcURL, release := holdIdentity(t, fl, slowDID)
 
 	cfg := testConfig()
 	cfg.Workers = 1
 	// The slow host's other accounts' results wait for the parked frame
 	// (host order): any of them pauses the host until it is released.
 	cfg.HostHeldBytes = 1
-	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
 	// A resolution timeout far beyond the test's deadlines: a worker that
 	// waits for the held document would hold the fast host until then.
-	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, PLCRequestTimeout: time.Hour},
-		fl.Hostnames(), cfg, 256<<10)
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plcURL, PLCRequestTimeout: time.Hour})
 	defer h.stop()
 	defer release() // before stop: Close processes parked frames, waiting
 	c := dialConsumer(t, h.addr, 0)
 
 	h.waitHostsCaughtUp([]*fleet.Host{fast})
-	for i := 0; i < 200; i++ {
-		if _, err := fl.Step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step(t, fl, 200)
 	h.waitHostsCaughtUp([]*fleet.Host{fast})
 	if n := h.r.m.parked.Get(); n == 0 {
 		t.Error("no frame parked")
@@ -319,23 +285,8 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	if h.r.parkedFrames.Load() != 0 {
 		t.Errorf("%d frames still parked", h.r.parkedFrames.Load())
 	}
-	for r := DropReason(0); r < numDropReasons; r++ {
-		if n := h.r.m.dropped[r].Get(); n != 0 {
-			t.Errorf("dropped %s: %d", r, n)
-		}
-	}
-	for label, c := range h.r.m.rejected {
-		if n := c.Get(); n != 0 {
-			t.Errorf("rejected %s: %d", label, n)
-		}
-	}
-	var a store.Account
-	if ok, err := h.st.GetAccount([]byte(slowDID), &a); !ok || err != nil {
-		t.Fatalf("slow account: %v %v", ok, err)
-	}
-	if want := latestRev(t, slowHost, slowDID); string(a.Rev) != want {
-		t.Errorf("slow account at rev %s, want its host's head %s", a.Rev, want)
-	}
+	h.noLosses(t)
+	h.wantAtHead(t, "slow account", slowHost, slowDID)
 	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
 }
 
@@ -354,46 +305,19 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 	fl := newFleet(t, 2, 3)
 	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
 	slowDID := slowHost.Accounts()[0]
-	gate := make(chan struct{})
-	target, err := url.Parse(fl.PLCURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if strings.Contains(req.URL.Path, slowDID) {
-			select {
-			case <-gate:
-			case <-req.Context().Done():
-				return
-			}
-		}
-		proxy.ServeHTTP(w, req)
-	}))
-	defer plc.Close()
-	release := sync.OnceFunc(func() { close(gate) })
+	plcURL, release := holdIdentity(t, fl, slowDID)
 
 	cfg := testConfig()
 	cfg.Workers = 1
 	cfg.ResultsQueueBytes = 8 << 10
 	cfg.HostHeldBytes = 1 << 30 // only the global held limit pauses
-	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
-	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, PLCRequestTimeout: time.Hour},
-		fl.Hostnames(), cfg, 256<<10)
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plcURL, PLCRequestTimeout: time.Hour})
 	defer h.stop()
 	defer release()
 	c := dialConsumer(t, h.addr, 0)
 
 	h.waitHostsCaughtUp([]*fleet.Host{fast})
-	for i := 0; i < 300; i++ {
-		if _, err := fl.Step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	step(t, fl, 300)
 	// The old code stops here: the worker waits in send, the fast host's
 	// frames sit in its queue.
 	h.waitHostsCaughtUp([]*fleet.Host{fast})
@@ -416,10 +340,33 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 	if n := h.r.resBudget.inUse(); n != 0 {
 		t.Errorf("results budget still holds %d bytes", n)
 	}
-	for r := DropReason(0); r < numDropReasons; r++ {
-		if n := h.r.m.dropped[r].Get(); n != 0 {
-			t.Errorf("dropped %s: %d", r, n)
-		}
-	}
+	h.noLosses(t)
 	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
+}
+
+// holdIdentity puts a proxy in front of fl's fake PLC that holds back
+// did's document until release is called (release runs again at cleanup,
+// so no request is left waiting). It returns the proxy's URL.
+func holdIdentity(t *testing.T, fl *fleet.Fleet, did string) (plcURL string, release func()) {
+	t.Helper()
+	target, err := url.Parse(fl.PLCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, did) {
+			select {
+			case <-gate:
+			case <-req.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	release = sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(plc.Close)
+	t.Cleanup(release)
+	return plc.URL, release
 }

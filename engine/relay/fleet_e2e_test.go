@@ -2,9 +2,7 @@ package relay
 
 import (
 	"context"
-	"io"
 	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 )
 
 // startFleetRelay starts a bench/fleet of n hosts with k accounts each and
@@ -23,12 +20,7 @@ import (
 // the relay's first dial replays each host's account creations.
 func startFleetRelay(t *testing.T, n, k int, cfg Config) (*fleet.Fleet, *harness) {
 	t.Helper()
-	fl, err := fleet.New(fleet.Options{FirstSeq: 2, Workload: fleet.Workload{Hosts: n, AccountsPerHost: k, Seed: 7,
-		DeleteAccountShare: 1e-9}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fl.Close() })
+	fl := newFleet(t, n, k)
 	h := startRelayPLC(t, fl.PLCURL(), fl.Hostnames(), t.TempDir(), cfg, store.NoSync, 256<<10, func(st *store.Store) {
 		seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
 	})
@@ -75,10 +67,6 @@ func (h *harness) waitFleetCaughtUp(fl *fleet.Fleet) {
 // a stalled client whose socket buffers fill.
 func gatedConsumer(t *testing.T, addr string, cursor int64, gate chan struct{}) *consumer {
 	t.Helper()
-	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos"
-	if cursor >= 0 {
-		u += "?cursor=" + strconv.FormatInt(cursor, 10)
-	}
 	d := ws.Dialer{NetDial: func(ctx context.Context, network, a string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -88,34 +76,7 @@ func gatedConsumer(t *testing.T, addr string, cursor int64, gate chan struct{}) 
 		}
 		return c, err
 	}}
-	conn, br, _, err := d.Dial(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var src io.Reader = conn
-	if br != nil {
-		src = io.MultiReader(br, conn)
-	}
-	c := &consumer{conn: conn, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		<-gate
-		for {
-			b, err := wsutil.ReadServerBinary(struct {
-				io.Reader
-				io.Writer
-			}{src, conn})
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.mu.Lock()
-			c.frames = append(c.frames, b)
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { _ = conn.Close(); <-c.done })
-	return c
+	return dialConsumerWith(t, d, addr, cursor, gate)
 }
 
 // TestFleetEndToEnd runs 50 fleet hosts through the relay with every fault
@@ -241,14 +202,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Logf("%d commits refused by the store's rev check", superseded)
 	}
 	if want := published - rejectedByFault + ownSyncs - superseded; newest != want {
-		for r := DropReason(0); r < numDropReasons; r++ {
-			t.Logf("dropped %s: %d", r, h.r.m.dropped[r].Get())
-		}
-		for l, c := range h.r.m.rejected {
-			if c.Get() > 0 {
-				t.Logf("rejected %s: %d", l, c.Get())
-			}
-		}
+		t.Logf("losses: %v", h.losses())
 		t.Fatalf("logged %d events, want %d (published %d)", newest, want, published)
 	}
 	rejected := func(r verify.Reason) uint64 { return h.r.m.rejected[r.String()].Get() }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -191,14 +192,7 @@ func (h *harness) waitCaughtUp() {
 				break
 			}
 			if time.Now().After(deadline) {
-				for r := DropReason(0); r < numDropReasons; r++ {
-					h.t.Logf("dropped %s: %d", r, h.r.m.dropped[r].Get())
-				}
-				for l, c := range h.r.m.rejected {
-					if c.Get() > 0 {
-						h.t.Logf("rejected %s: %d", l, c.Get())
-					}
-				}
+				h.t.Logf("losses: %v", h.losses())
 				if hs != nil {
 					h.t.Logf("tracker low %d last %d newest %d", hs.tr.lowWater(), hs.tr.lastSeq(), h.st.NewestSeq())
 				}
@@ -218,27 +212,28 @@ type consumer struct {
 	err    error // why the read loop ended; read after done
 }
 
+// dialConsumer subscribes to the relay at addr from cursor (-1: no
+// cursor) and collects every frame from the first.
 func dialConsumer(t *testing.T, addr string, cursor int64) *consumer {
 	t.Helper()
-	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos"
-	if cursor >= 0 {
-		u += "?cursor=" + strconv.FormatInt(cursor, 10)
-	}
-	conn, br, _, err := ws.Dial(context.Background(), u)
+	return dialConsumerWith(t, ws.Dialer{}, addr, cursor, nil)
+}
+
+// dialConsumerWith is dialConsumer through d, whose reader waits for gate
+// to close before its first read (nil: it reads at once).
+func dialConsumerWith(t *testing.T, d ws.Dialer, addr string, cursor int64, gate <-chan struct{}) *consumer {
+	t.Helper()
+	conn, br, _, err := d.Dial(context.Background(), subscribeURL(addr, cursor))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Frames sent right after the 101 may already sit in br.
-	var src io.ReadWriter = conn
-	if br != nil {
-		src = struct {
-			io.Reader
-			io.Writer
-		}{io.MultiReader(br, conn), conn}
-	}
+	src := wsStream(conn, br)
 	c := &consumer{conn: conn, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
+		if gate != nil {
+			<-gate
+		}
 		for {
 			b, err := wsutil.ReadServerBinary(src)
 			if err != nil {
@@ -252,6 +247,29 @@ func dialConsumer(t *testing.T, addr string, cursor int64) *consumer {
 	}()
 	t.Cleanup(func() { _ = conn.Close(); <-c.done })
 	return c
+}
+
+// subscribeURL is the relay's subscribeRepos at addr from cursor (-1: no
+// cursor).
+func subscribeURL(addr string, cursor int64) string {
+	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos"
+	if cursor >= 0 {
+		u += "?cursor=" + strconv.FormatInt(cursor, 10)
+	}
+	return u
+}
+
+// wsStream is a dialed WebSocket connection to read and write, reading
+// first what the dialer had buffered: frames sent right after the 101 may
+// already sit in br.
+func wsStream(conn net.Conn, br *bufio.Reader) io.ReadWriter {
+	if br == nil {
+		return conn
+	}
+	return struct {
+		io.Reader
+		io.Writer
+	}{io.MultiReader(br, conn), conn}
 }
 
 // waitFrames waits until the consumer holds n frames (deadline as above).
@@ -310,3 +328,27 @@ var testEpoch = time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 // failure: the race detector on a loaded 2-core machine makes the pipeline
 // ten times slower, and no speed is asserted here.
 const hangTimeout = 3 * time.Minute
+
+// losses returns the frames the relay dropped or rejected, by label.
+func (h *harness) losses() map[string]uint64 {
+	out := map[string]uint64{}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		if n := h.r.m.dropped[r].Get(); n != 0 {
+			out["dropped "+r.String()] = n
+		}
+	}
+	for label, c := range h.r.m.rejected {
+		if n := c.Get(); n != 0 {
+			out["rejected "+label] = n
+		}
+	}
+	return out
+}
+
+// noLosses fails t for each kind of frame the relay dropped or rejected.
+func (h *harness) noLosses(t *testing.T) {
+	t.Helper()
+	for label, n := range h.losses() {
+		t.Errorf("%s: %d", label, n)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/netguard"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )
 
@@ -102,31 +102,13 @@ func (c *crawlRelay) subscribed(name string) bool {
 	return c.r.hosts[name] != nil
 }
 
-// testClock is a settable clock; safe for concurrent use.
-type testClock struct {
-	mu  sync.Mutex // guards now
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // TestCrawlBudgetBeforeProbe checks that a public requestCrawl over the
 // new-hosts-per-day budget makes no describeServer request, and that the
 // day's count survives a restart (reopened store) and resets the next UTC
 // day.
 func TestCrawlBudgetBeforeProbe(t *testing.T) {
 	dir := t.TempDir()
-	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	cfg := Config{AllowInsecureHosts: true, NewHostsPerDay: 2, Workers: 1}
 	a, b, extra := newFakePDS(t, nil), newFakePDS(t, nil), newFakePDS(t, nil)
 	ctx := context.Background()

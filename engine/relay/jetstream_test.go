@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -40,14 +39,7 @@ func TestJetstreamFromRelayLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// Events sent right after the 101 may already sit in br.
-	var src io.ReadWriter = conn
-	if br != nil {
-		src = struct {
-			io.Reader
-			io.Writer
-		}{io.MultiReader(br, conn), conn}
-	}
+	src := wsStream(conn, br)
 	want := map[string]int{"commit": 18_616, "identity": 1_391, "account": 1_200}
 	total := want["commit"] + want["identity"] + want["account"]
 	got := map[string]int{}

@@ -8,8 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -53,17 +52,8 @@ func TestKill9(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	consumers := []*recorder{{}, {}}
 	for round := 0; round < 4; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9$", "-test.count=1")
-		cmd.Env = append(os.Environ(), killChildEnv+"="+dir, killPLCEnv+"="+fl.PLCURL,
+		cmd, out := testutil.StartChild(t, "TestKill9", killChildEnv+"="+dir, killPLCEnv+"="+fl.PLCURL,
 			killHostsEnv+"="+strings.Join(fl.Hostnames, ","))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		sc := bufio.NewScanner(out)
 		addr := ""
 		for sc.Scan() {
@@ -206,8 +196,7 @@ func (c *recorder) run(addr string) {
 	c.connected = false
 	cursor := c.last
 	c.mu.Unlock()
-	u := "ws://" + addr + "/xrpc/com.atproto.sync.subscribeRepos?cursor=" + strconv.FormatInt(cursor, 10)
-	conn, br, _, err := ws.Dial(context.Background(), u)
+	conn, br, _, err := ws.Dial(context.Background(), subscribeURL(addr, cursor))
 	if err != nil {
 		c.err = fmt.Sprintf("dial: %v", err)
 		return
@@ -216,14 +205,7 @@ func (c *recorder) run(addr string) {
 	c.mu.Lock()
 	c.connected = true
 	c.mu.Unlock()
-	var src io.Reader = conn
-	if br != nil {
-		src = io.MultiReader(br, conn)
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{src, conn}
+	rw := wsStream(conn, br)
 	var dec event.Decoder
 	var m event.Message
 	for {

@@ -18,7 +18,8 @@ import (
 
 // startPLCRelay starts a relay for fleet fl on a fresh store, its hosts
 // seeded at cursor 1 (so the first dial replays every account creation),
-// resolving identities against fl's fake PLC with idc.
+// resolving identities with idc against fl's fake PLC, or against
+// idc.PLCURL when set (a proxy in front of it).
 func startPLCRelay(t *testing.T, fl *fleet.Fleet, cfg Config, idc identity.Config) *harness {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{Sync: store.NoSync, BlockCacheBytes: 8 << 20, MemTableBytes: 8 << 20})
@@ -26,7 +27,10 @@ func startPLCRelay(t *testing.T, fl *fleet.Fleet, cfg Config, idc identity.Confi
 		t.Fatal(err)
 	}
 	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
-	idc.PLCURL, idc.AllowInsecure = fl.PLCURL(), true
+	if idc.PLCURL == "" {
+		idc.PLCURL = fl.PLCURL()
+	}
+	idc.AllowInsecure = true
 	return startRelayOn(t, st, idc, fl.Hostnames(), cfg, 256<<10)
 }
 
@@ -46,22 +50,6 @@ func step(t *testing.T, fl *fleet.Fleet, n int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// losses returns the frames the relay dropped or rejected, by label.
-func (h *harness) losses() map[string]uint64 {
-	out := map[string]uint64{}
-	for r := DropReason(0); r < numDropReasons; r++ {
-		if n := h.r.m.dropped[r].Get(); n != 0 {
-			out["dropped "+r.String()] = n
-		}
-	}
-	for label, c := range h.r.m.rejected {
-		if n := c.Get(); n != 0 {
-			out["rejected "+label] = n
-		}
-	}
-	return out
 }
 
 // identityFrames counts the #identity events among frames.

@@ -9,11 +9,11 @@ import (
 	"net"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/pool"
 	"github.com/gobwas/ws"
 )
@@ -70,42 +70,7 @@ func (w *heapWatch) finish() (peakGrowth, allocated uint64) {
 // connections are closed at cleanup.
 func rawServer(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testutil.TCPServer(t, func(c net.Conn) { serve(c, bufio.NewReader(c)) }).String()
 }
 
 // readRequest consumes the upgrade request.

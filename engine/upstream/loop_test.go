@@ -184,21 +184,29 @@ func TestOversize(t *testing.T) {
 	}
 }
 
-func TestTextFrameIsProtocolError(t *testing.T) {
-	ts := newTestServer(t, false, func(sc *srvConn) {
-		_ = sc.send(ws.OpText, true, []byte("{}"))
-		sc.drain()
-	})
+// firstFailure adds a host for ts to a fresh loop, waits until the host
+// has counted n errors of reason, and returns the host and the error of
+// its first disconnect.
+func firstFailure(t *testing.T, ts *testServer, reason Reason, n uint64) (*Host, error) {
+	t.Helper()
 	c := newCollector()
 	cfg := testConfig(c.sink)
 	var d disconnects
 	cfg.OnDisconnect = d.hook
 	l := newTestLoop(t, cfg)
 	h := addHost(t, l, ts, false)
-	waitFor(t, "protocol error", func() bool { return h.Errors(ReasonProtocol) > 0 })
+	waitFor(t, fmt.Sprintf("%d errors of reason %v", n, reason), func() bool { return h.Errors(reason) >= n })
 	_, errs := d.snapshot()
-	if !errors.Is(errs[0], ErrTextFrame) {
-		t.Fatalf("error %v, want ErrTextFrame", errs[0])
+	return h, errs[0]
+}
+
+func TestTextFrameIsProtocolError(t *testing.T) {
+	ts := newTestServer(t, false, func(sc *srvConn) {
+		_ = sc.send(ws.OpText, true, []byte("{}"))
+		sc.drain()
+	})
+	if _, err := firstFailure(t, ts, ReasonProtocol, 1); !errors.Is(err, ErrTextFrame) {
+		t.Fatalf("error %v, want ErrTextFrame", err)
 	}
 }
 
@@ -208,17 +216,10 @@ func TestMaskedServerFrameIsProtocolError(t *testing.T) {
 		_ = ws.WriteFrame(sc, f)
 		sc.drain()
 	})
-	c := newCollector()
-	cfg := testConfig(c.sink)
-	var d disconnects
-	cfg.OnDisconnect = d.hook
-	l := newTestLoop(t, cfg)
-	h := addHost(t, l, ts, false)
-	waitFor(t, "protocol error", func() bool { return h.Errors(ReasonProtocol) > 0 })
-	_, errs := d.snapshot()
+	_, err := firstFailure(t, ts, ReasonProtocol, 1)
 	var pe *ProtocolError
-	if !errors.As(errs[0], &pe) || pe.Err != ws.ErrProtocolMaskUnexpected {
-		t.Fatalf("error %v, want ProtocolError(mask)", errs[0])
+	if !errors.As(err, &pe) || pe.Err != ws.ErrProtocolMaskUnexpected {
+		t.Fatalf("error %v, want ProtocolError(mask)", err)
 	}
 }
 
@@ -358,16 +359,9 @@ func TestReconnectCursor(t *testing.T) {
 func TestRelayLoopRefused(t *testing.T) {
 	ts := newTestServer(t, false, func(sc *srvConn) { sc.drain() })
 	ts.header = map[string][]string{"Server": {"indigo (atproto-relay)"}}
-	c := newCollector()
-	cfg := testConfig(c.sink)
-	var d disconnects
-	cfg.OnDisconnect = d.hook
-	l := newTestLoop(t, cfg)
-	h := addHost(t, l, ts, false)
-	waitFor(t, "relay loop", func() bool { return h.Errors(ReasonRelayLoop) > 0 })
-	_, errs := d.snapshot()
-	if !errors.Is(errs[0], ErrRelayLoop) {
-		t.Fatalf("error %v, want ErrRelayLoop", errs[0])
+	h, err := firstFailure(t, ts, ReasonRelayLoop, 1)
+	if !errors.Is(err, ErrRelayLoop) {
+		t.Fatalf("error %v, want ErrRelayLoop", err)
 	}
 	if h.Failures() < DefaultSlowAfterFailures || h.Connected() {
 		t.Fatalf("failures=%d connected=%v: want slow schedule", h.Failures(), h.Connected())
@@ -377,17 +371,10 @@ func TestRelayLoopRefused(t *testing.T) {
 func TestUpgradeStatus(t *testing.T) {
 	ts := newTestServer(t, false, nil)
 	ts.status = 503
-	c := newCollector()
-	cfg := testConfig(c.sink)
-	var d disconnects
-	cfg.OnDisconnect = d.hook
-	l := newTestLoop(t, cfg)
-	h := addHost(t, l, ts, false)
-	waitFor(t, "two handshake failures", func() bool { return h.Errors(ReasonHandshake) >= 2 })
-	_, errs := d.snapshot()
+	h, err := firstFailure(t, ts, ReasonHandshake, 2)
 	var se *StatusError
-	if !errors.As(errs[0], &se) || se.Status != 503 {
-		t.Fatalf("error %v, want StatusError 503", errs[0])
+	if !errors.As(err, &se) || se.Status != 503 {
+		t.Fatalf("error %v, want StatusError 503", err)
 	}
 	if h.Failures() < 2 {
 		t.Fatalf("failures = %d", h.Failures())

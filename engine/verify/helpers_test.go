@@ -1,14 +1,12 @@
 package verify
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/fixtures"
-	"github.com/klauspost/compress/zstd"
 )
 
 // fakeIDs is an Identities with a cache in front of "the network" (docs):
@@ -34,6 +31,14 @@ type fakeIDs struct {
 
 func newFakeIDs() *fakeIDs {
 	return &fakeIDs{docs: map[string]identity.Identity{}, cache: map[string]identity.Identity{}}
+}
+
+// withDocs is a new fakeIDs serving f's documents, with its own cache
+// and counters, so a case may change its documents without touching f.
+func (f *fakeIDs) withDocs() *fakeIDs {
+	g := newFakeIDs()
+	maps.Copy(g.docs, f.docs)
+	return g
 }
 
 func (f *fakeIDs) Lookup(_ context.Context, did string) (identity.Identity, error) {
@@ -71,31 +76,11 @@ type capture struct {
 var loadCapture = sync.OnceValues(func() (*capture, error) {
 	c := &capture{ids: map[string]identity.Identity{}}
 	for i := range c.frames {
-		f, err := os.Open(fixtures.Path(fmt.Sprintf("captures/realpds-2/frames-%d.bin.zst", i)))
+		frames, err := fixtures.CaptureFrames(fixtures.RealPDS2Host(i))
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r := bufio.NewReader(zr)
-		for {
-			n, err := binary.ReadUvarint(r)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			frame := make([]byte, n)
-			if _, err := io.ReadFull(r, frame); err != nil {
-				return nil, err
-			}
-			c.frames[i] = append(c.frames[i], frame)
-		}
+		c.frames[i] = frames
 	}
 	var docs map[string]json.RawMessage
 	b, err := os.ReadFile(fixtures.Path("captures/realpds-2/dids.json"))

@@ -318,10 +318,7 @@ func runNegative(t *testing.T, curve atcrypto.Curve) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &caseEnv{w: w, ev: cloneCommit(base), st: w.st, ids: newFakeIDs(), host: worldHost}
-			for k, v := range w.ids.docs {
-				e.ids.docs[k] = v
-			}
+			e := &caseEnv{w: w, ev: cloneCommit(base), st: w.st, ids: w.ids.withDocs(), host: worldHost}
 			tc.mut(e)
 			vd := w.validator(e.cfg).Commit(context.Background(), e.ev, e.host, &e.st, e.ids)
 			want := tc.action

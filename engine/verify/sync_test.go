@@ -61,10 +61,7 @@ func TestSync(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cp := *s
 			cp.DID, cp.Rev, cp.Blocks, cp.Time = bytes.Clone(s.DID), bytes.Clone(s.Rev), bytes.Clone(s.Blocks), bytes.Clone(s.Time)
-			e := &env{s: &cp, st: w.st, ids: newFakeIDs(), host: worldHost}
-			for k, v := range w.ids.docs {
-				e.ids.docs[k] = v
-			}
+			e := &env{s: &cp, st: w.st, ids: w.ids.withDocs(), host: worldHost}
 			tc.mut(e)
 			vd := w.validator(e.cfg).Sync(context.Background(), e.s, e.host, &e.st, e.ids)
 			want := tc.action
