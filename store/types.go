@@ -75,27 +75,43 @@ const (
 
 func (s AccountStatus) valid() bool { return s >= StatusActive && s <= StatusThrottled }
 
+// accountStatusNames spells each status as the lexicon's knownValues do
+// (com.atproto.sync.subscribeRepos#account, getRepoStatus); these bytes go
+// on the wire. "unchanged" is never sent: it only names the zero value.
+var accountStatusNames = [...]string{
+	StatusUnchanged:      "unchanged",
+	StatusActive:         "active",
+	StatusDeactivated:    "deactivated",
+	StatusDeleted:        "deleted",
+	StatusTakendown:      "takendown",
+	StatusSuspended:      "suspended",
+	StatusDesynchronized: "desynchronized",
+	StatusThrottled:      "throttled",
+}
+
 // String returns the lexicon spelling of the status.
 func (s AccountStatus) String() string {
-	switch s {
-	case StatusUnchanged:
-		return "unchanged"
-	case StatusActive:
-		return "active"
-	case StatusDeactivated:
-		return "deactivated"
-	case StatusDeleted:
-		return "deleted"
-	case StatusTakendown:
-		return "takendown"
-	case StatusSuspended:
-		return "suspended"
-	case StatusDesynchronized:
-		return "desynchronized"
-	case StatusThrottled:
-		return "throttled"
+	if int(s) < len(accountStatusNames) {
+		return accountStatusNames[s]
 	}
 	return "status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ParseAccountStatus maps an #account's active flag and status name onto a
+// status (spec §13.4). Active wins over any name. An inactive account with
+// an absent or unknown name is StatusDeactivated: there is no stored
+// "inactive" value, and deactivated is the least severe inactive one (the
+// relayed event still carries the name the host sent). No allocation.
+func ParseAccountStatus(active bool, status []byte) AccountStatus {
+	if active {
+		return StatusActive
+	}
+	for s := StatusDeleted; s <= StatusThrottled; s++ {
+		if string(status) == accountStatusNames[s] {
+			return s
+		}
+	}
+	return StatusDeactivated
 }
 
 // LocalStatus is the relay's own verdict on an account (spec §13.4). The
@@ -118,21 +134,33 @@ func (s LocalStatus) valid() bool { return s >= LocalActive && s <= LocalHostThr
 // replay (REC of spec §13.4).
 func (s LocalStatus) hides() bool { return s == LocalTakendown || s == LocalSuspended }
 
-// String returns the status name.
-func (s LocalStatus) String() string {
+// Reported returns the account status the relay reports for an account it
+// holds in this local status: throttling of either kind is "throttled".
+// Unknown values give StatusUnchanged, which names no status.
+func (s LocalStatus) Reported() AccountStatus {
 	switch s {
 	case LocalActive:
-		return "active"
+		return StatusActive
 	case LocalTakendown:
-		return "takendown"
+		return StatusTakendown
 	case LocalSuspended:
-		return "suspended"
-	case LocalThrottled:
-		return "throttled"
+		return StatusSuspended
+	case LocalThrottled, LocalHostThrottled:
+		return StatusThrottled
 	case LocalDesynchronized:
-		return "desynchronized"
-	case LocalHostThrottled:
+		return StatusDesynchronized
+	}
+	return StatusUnchanged
+}
+
+// String returns the status name: the reported one, except that
+// "host-throttled" tells the host's account limit from an operator's throttle.
+func (s LocalStatus) String() string {
+	if s == LocalHostThrottled {
 		return "host-throttled"
+	}
+	if r := s.Reported(); r != StatusUnchanged {
+		return r.String()
 	}
 	return "local(" + strconv.Itoa(int(s)) + ")"
 }
@@ -167,6 +195,17 @@ func (s HostStatus) String() string {
 		return "banned"
 	}
 	return "hoststatus(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ParseHostStatus returns the status String spells as name; false for
+// any other name.
+func ParseHostStatus(name string) (HostStatus, bool) {
+	for s := HostActive; s <= HostBanned; s++ {
+		if s.String() == name {
+			return s, true
+		}
+	}
+	return 0, false
 }
 
 // Size limits. Inputs beyond them are refused with ErrTooLong before

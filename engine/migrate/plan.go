@@ -92,12 +92,6 @@ var (
 	ErrSeqRange = fmt.Errorf("migrate: next seq beyond the store's maximum")
 )
 
-// hostStatus maps the reference's status names onto the store's.
-var hostStatus = map[string]store.HostStatus{
-	"active": store.HostActive, "idle": store.HostIdle, "offline": store.HostOffline,
-	"throttled": store.HostThrottled, "banned": store.HostBanned,
-}
-
 // trustedName applies the reference's trusted-domain rule: an exact
 // name, or a "*"-prefixed pattern whose rest is a suffix of the name.
 func trustedName(hostname string, patterns []string) bool {
@@ -203,7 +197,7 @@ func (p *Plan) planHost(h SourceHost, st *store.Store, cfg PlanConfig, seen map[
 		return
 	}
 	seen[name] = true
-	status, ok := hostStatus[h.Status]
+	status, ok := store.ParseHostStatus(h.Status)
 	if !ok {
 		p.warn("host %s has status %q, unknown here: imported idle", name, h.Status)
 		status = store.HostIdle

@@ -21,28 +21,26 @@ import (
 const maxScanPages = 8
 
 // repoView is the API's single view of an account's two statuses (see the
-// package doc): active, and the lexicon status name when inactive.
-func repoView(a *store.Account) (active bool, status string) {
-	if a.Active() {
-		return true, ""
+// package doc): active, and the status the API reports when inactive.
+func repoView(a *store.Account) (active bool, status store.AccountStatus) {
+	switch {
+	case a.Active():
+		return true, store.StatusActive
+	case a.LocalStatus == store.LocalTakendown || a.LocalStatus == store.LocalSuspended:
+		return false, a.LocalStatus.Reported()
+	case a.UpstreamStatus != store.StatusActive:
+		return false, a.UpstreamStatus
 	}
-	switch a.LocalStatus {
-	case store.LocalTakendown:
-		return false, "takendown"
-	case store.LocalSuspended:
-		return false, "suspended"
+	return false, a.LocalStatus.Reported()
+}
+
+// statusField is the lexicon's optional status: sent only when inactive
+// (digest §17.10).
+func statusField(active bool, status store.AccountStatus) string {
+	if active {
+		return ""
 	}
-	if a.UpstreamStatus != store.StatusActive {
-		// AccountStatus.String spells the lexicon's knownValues.
-		return false, a.UpstreamStatus.String()
-	}
-	switch a.LocalStatus {
-	case store.LocalThrottled, store.LocalHostThrottled:
-		return false, "throttled"
-	case store.LocalDesynchronized:
-		return false, "desynchronized"
-	}
-	return false, ""
+	return status.String()
 }
 
 // repoItem is com.atproto.sync.listRepos#repo.
@@ -85,7 +83,7 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 			active, status := repoView(a)
 			out.Repos = append(out.Repos, repoItem{
 				DID: string(a.DID), Head: cid.CID(a.Commit).String(), Rev: string(a.Rev),
-				Active: active, Status: status,
+				Active: active, Status: statusField(active, status),
 			})
 		}
 		// A full store page means more accounts may follow.
@@ -124,22 +122,18 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request, a *store.Accoun
 // lexicon names takedown, suspension and deactivation; a deleted account
 // is not found; other inactive states (throttled, desynchronized upstream)
 // get RepoInactive like the reference relay, for want of a lexicon name.
-func inactiveError(w http.ResponseWriter, status string) int {
+func inactiveError(w http.ResponseWriter, status store.AccountStatus) int {
 	switch status {
-	case "takendown":
+	case store.StatusTakendown:
 		return writeError(w, http.StatusForbidden, "RepoTakendown", "repo has been taken down")
-	case "suspended":
+	case store.StatusSuspended:
 		return writeError(w, http.StatusForbidden, "RepoSuspended", "repo is suspended")
-	case "deactivated":
+	case store.StatusDeactivated:
 		return writeError(w, http.StatusForbidden, "RepoDeactivated", "repo is deactivated")
-	case "deleted":
+	case store.StatusDeleted:
 		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo has been deleted")
 	}
-	msg := "repo is not active"
-	if status != "" {
-		msg += " (" + status + ")"
-	}
-	return writeError(w, http.StatusForbidden, "RepoInactive", msg)
+	return writeError(w, http.StatusForbidden, "RepoInactive", "repo is not active ("+status.String()+")")
 }
 
 type latestCommitOutput struct {
@@ -174,7 +168,7 @@ func (s *Server) getRepoStatus(w http.ResponseWriter, r *http.Request) int {
 		return code
 	}
 	active, status := repoView(&a)
-	return writeJSON(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: status, Rev: string(a.Rev)})
+	return writeJSON(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: statusField(active, status), Rev: string(a.Rev)})
 }
 
 // getRepo redirects to the account's PDS: a relay keeps no repositories.
@@ -196,12 +190,10 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 		return code
 	}
 	switch {
-	case a.LocalStatus == store.LocalTakendown:
-		return inactiveError(w, "takendown")
-	case a.LocalStatus == store.LocalSuspended:
-		return inactiveError(w, "suspended")
+	case a.LocalStatus == store.LocalTakendown || a.LocalStatus == store.LocalSuspended:
+		return inactiveError(w, a.LocalStatus.Reported())
 	case a.UpstreamStatus == store.StatusDeleted:
-		return inactiveError(w, "deleted")
+		return inactiveError(w, store.StatusDeleted)
 	}
 	did := string(a.DID)
 	host := ""
