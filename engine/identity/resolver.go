@@ -1002,7 +1002,7 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 	if int64(len(body)) > r.cfg.MaxDocBytes {
 		return fail(ReasonTooLarge, nil)
 	}
-	id, reason := parseDocument(did, body)
+	id, reason := parseDocument(did, body, r.cfg.AllowInsecure)
 	if reason != ReasonNone {
 		return fail(reason, nil)
 	}

@@ -1,9 +1,10 @@
 package identity
 
 import (
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // plcIDLen is the length of the method-specific part of a did:plc: 24
@@ -181,13 +182,17 @@ func handleFromAKA(aka []string) string {
 }
 
 // NormalizePDSHost turns a #atproto_pds serviceEndpoint into the host name
-// the relay compares upstream connections against (digest §8.3): lower
-// case, no scheme, no port except for localhost and loopback addresses
-// (development fleets), e.g. "https://PDS.example.com/" → "pds.example.com"
-// and "http://localhost:5201" → "localhost:5201". Endpoints with user info,
-// a path, a query or a fragment, or a scheme other than http/https, are
-// rejected.
-func NormalizePDSHost(endpoint string) (string, bool) {
+// the relay compares upstream connections against (digest §8.3): the
+// endpoint's authority through syntax.NormalizeHost, the one normalizer
+// every host passes, so it equals the stored host row of the same PDS. The
+// scheme is http or https (the relay dials hosts itself; only the name
+// counts), and the scheme's default port is dropped (RFC 3986 §6.2.3: it
+// names the same authority); any other port, localhost and loopback
+// addresses are development hosts, accepted only with dev. E.g.
+// "https://PDS.example.com:443/" → "pds.example.com" and, with dev,
+// "http://localhost:5201" → "localhost:5201". Endpoints with user info, a
+// path, a query or a fragment are rejected.
+func NormalizePDSHost(endpoint string, dev bool) (string, bool) {
 	if len(endpoint) > 512 {
 		return "", false
 	}
@@ -196,18 +201,10 @@ func NormalizePDSHost(endpoint string) (string, bool) {
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return "", false
 	}
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if port != "" && !validPort(port) {
-		return "", false
+	host := u.Host
+	if p := u.Port(); u.Scheme == "https" && p == "443" || u.Scheme == "http" && p == "80" {
+		host = strings.TrimSuffix(host, ":"+p)
 	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || strings.HasSuffix(host, ".localhost") || (ip != nil && ip.IsLoopback())
-	if ip == nil && !validHostname(host, false) {
-		return "", false
-	}
-	if port != "" && loopback {
-		return net.JoinHostPort(host, port), true
-	}
-	return host, true
+	name, err := syntax.NormalizeHost(host, dev)
+	return name, err == nil
 }

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
@@ -188,7 +187,7 @@ func (p *Plan) skip(format string, args ...any) {
 
 // planHost adds one source host to the plan.
 func (p *Plan) planHost(h SourceHost, st *store.Store, cfg PlanConfig, seen map[string]bool) {
-	name, err := relay.NormalizeHostname(h.Hostname, true)
+	name, err := syntax.NormalizeHost(h.Hostname, true)
 	if err != nil {
 		p.skip("host %q: %v", h.Hostname, err)
 		return

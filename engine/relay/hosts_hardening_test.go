@@ -15,6 +15,7 @@ import (
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/netguard"
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
 
@@ -315,5 +316,24 @@ func TestProbeClientPublicOnly(t *testing.T) {
 	dev := openCrawlRelay(t, t.TempDir(), Config{Workers: 1, AllowInsecureHosts: true}, Deps{})
 	if err := dev.r.probe(context.Background(), p.name); err != nil {
 		t.Fatalf("probe of a loopback host with insecure hosts: %v", err)
+	}
+}
+
+// TestCrawlRefusesBadHostname checks that requestCrawl normalizes through
+// syntax.NormalizeHost without the development switch, and that a refusal
+// is ErrBadHostname carrying the syntax reason.
+func TestCrawlRefusesBadHostname(t *testing.T) {
+	c := openCrawlRelay(t, t.TempDir(), Config{Workers: 1}, Deps{})
+	ctx := context.Background()
+	for in, reason := range map[string]error{
+		"a..b":                   syntax.ErrHostLabel,
+		"localhost:2583":         syntax.ErrHostDevOnly,
+		"http://pds.example.com": syntax.ErrHostDevOnly,
+		"10.0.0.1":               syntax.ErrHostIP,
+		"pds.example.com/xrpc":   syntax.ErrHostChar,
+	} {
+		if err := c.r.AdminRequestCrawl(ctx, in); !errors.Is(err, ErrBadHostname) || !errors.Is(err, reason) {
+			t.Errorf("requestCrawl %q: %v, want ErrBadHostname and %v", in, err, reason)
+		}
 	}
 }

@@ -107,7 +107,7 @@ var loadCapture = sync.OnceValues(func() (*capture, error) {
 		return nil, err
 	}
 	for did, doc := range docs {
-		id, err := identity.ParseDocument(did, doc)
+		id, err := identity.ParseDocument(did, doc, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", did, err)
 		}

@@ -120,7 +120,7 @@ func runScenario(t *testing.T, sc *scenarioFile, mode Mode) []outcome {
 	var host string
 	for _, a := range sc.Accounts {
 		pds := a.Identity.Services["atproto_pds"]
-		h, ok := identity.NormalizePDSHost(pds.URL)
+		h, ok := identity.NormalizePDSHost(pds.URL, true)
 		if !ok {
 			t.Fatalf("PDS URL %q", pds.URL)
 		}
