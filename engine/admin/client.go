@@ -27,6 +27,12 @@ type Client struct {
 	HTTP *http.Client
 }
 
+// xrpcErrorBody is the XRPC error shape, as the client reads it.
+type xrpcErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
 // APIError is an error answer from the admin API.
 type APIError struct {
 	Status int // HTTP status

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
@@ -60,11 +61,11 @@ type listReposOutput struct {
 func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 	limit, ok := parseLimit(r, defaultReposLimit)
 	if !ok {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
 	}
 	after, ok := parseCursor(r)
 	if !ok {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
 	}
 	out := listReposOutput{Repos: make([]repoItem, 0, min(limit, 64))}
 	more := false
@@ -95,7 +96,7 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 	if more {
 		out.Cursor = strconv.FormatUint(after, 10)
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return httpjson.Write(w, http.StatusOK, out)
 }
 
 // account parses the did parameter and loads the account. On failure it has
@@ -103,17 +104,17 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 func (s *Server) account(w http.ResponseWriter, r *http.Request, a *store.Account) (code int, ok bool) {
 	did := r.URL.Query().Get("did")
 	if did == "" {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "did parameter required"), false
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "did parameter required"), false
 	}
 	if _, err := syntax.ParseDID(did); err != nil {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid did: "+err.Error()), false
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid did: "+err.Error()), false
 	}
 	found, err := s.st.GetAccount([]byte(did), a)
 	if err != nil {
 		return s.internalError(w, r, err), false
 	}
 	if !found {
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo not found: "+did), false
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "repo not found: "+did), false
 	}
 	return 0, true
 }
@@ -125,15 +126,15 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request, a *store.Accoun
 func inactiveError(w http.ResponseWriter, status store.AccountStatus) int {
 	switch status {
 	case store.StatusTakendown:
-		return writeError(w, http.StatusForbidden, "RepoTakendown", "repo has been taken down")
+		return httpjson.Error(w, http.StatusForbidden, "RepoTakendown", "repo has been taken down")
 	case store.StatusSuspended:
-		return writeError(w, http.StatusForbidden, "RepoSuspended", "repo is suspended")
+		return httpjson.Error(w, http.StatusForbidden, "RepoSuspended", "repo is suspended")
 	case store.StatusDeactivated:
-		return writeError(w, http.StatusForbidden, "RepoDeactivated", "repo is deactivated")
+		return httpjson.Error(w, http.StatusForbidden, "RepoDeactivated", "repo is deactivated")
 	case store.StatusDeleted:
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo has been deleted")
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "repo has been deleted")
 	}
-	return writeError(w, http.StatusForbidden, "RepoInactive", "repo is not active ("+status.String()+")")
+	return httpjson.Error(w, http.StatusForbidden, "RepoInactive", "repo is not active ("+status.String()+")")
 }
 
 type latestCommitOutput struct {
@@ -150,9 +151,9 @@ func (s *Server) getLatestCommit(w http.ResponseWriter, r *http.Request) int {
 		return inactiveError(w, status)
 	}
 	if len(a.Rev) == 0 || len(a.Commit) == 0 {
-		return writeError(w, http.StatusNotFound, "RepoNotSynchronized", "no commit seen for this repo yet")
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotSynchronized", "no commit seen for this repo yet")
 	}
-	return writeJSON(w, http.StatusOK, latestCommitOutput{CID: cid.CID(a.Commit).String(), Rev: string(a.Rev)})
+	return httpjson.Write(w, http.StatusOK, latestCommitOutput{CID: cid.CID(a.Commit).String(), Rev: string(a.Rev)})
 }
 
 type repoStatusOutput struct {
@@ -168,7 +169,7 @@ func (s *Server) getRepoStatus(w http.ResponseWriter, r *http.Request) int {
 		return code
 	}
 	active, status := repoView(&a)
-	return writeJSON(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: statusField(active, status), Rev: string(a.Rev)})
+	return httpjson.Write(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: statusField(active, status), Rev: string(a.Rev)})
 }
 
 // getRepo redirects to the account's PDS: a relay keeps no repositories.
@@ -182,7 +183,7 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	q := r.URL.Query()
 	if since := q.Get("since"); since != "" {
 		if _, err := syntax.ParseTID(since); err != nil {
-			return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid since: "+err.Error())
+			return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid since: "+err.Error())
 		}
 	}
 	var a store.Account
@@ -202,7 +203,7 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	case cached && err == nil:
 		host = id.PDSHost
 	case cached && permanentResolveFailure(err):
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS for "+did)
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "no PDS for "+did)
 	}
 	if host == "" {
 		if h, ok := s.st.GetHost(a.Host); ok {
@@ -210,7 +211,7 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 		}
 	}
 	if host == "" {
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS known for "+did)
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "no PDS known for "+did)
 	}
 	target := url.URL{
 		Scheme:   pdsScheme(host),
