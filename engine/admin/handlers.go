@@ -244,7 +244,7 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusBadRequest, "BadRequest", "hostname field empty or invalid")
 		return
 	}
-	if err := s.eng.AdminCrawl(r.Context(), host); err != nil {
+	if err := s.eng.AdminRequestCrawl(r.Context(), host); err != nil {
 		s.crawlError(w, r, err)
 		return
 	}
@@ -281,7 +281,7 @@ func (s *Server) unblockHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resetCursor(w http.ResponseWriter, r *http.Request) {
-	s.hostAction(w, r, func(_ *input, host string) error { return s.eng.ResetHostCursor(r.Context(), host) })
+	s.hostAction(w, r, func(_ *input, host string) error { return s.eng.ResetCursor(r.Context(), host) })
 }
 
 func (s *Server) takedown(w http.ResponseWriter, r *http.Request) {

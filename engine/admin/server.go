@@ -17,7 +17,7 @@ import (
 // DIDs arrive trimmed but otherwise as the operator typed them; the engine
 // normalizes hostnames (failing with xrpc.ErrBadHostname). Failures wrap
 // ErrUnknownHost, ErrUnknownAccount or ErrNotConnected where those apply,
-// or the xrpc crawl sentinels for AdminCrawl; anything else is a 500.
+// or the xrpc crawl sentinels for AdminRequestCrawl; anything else is a 500.
 type Engine interface {
 	// UpstreamConns lists the hostnames with a live upstream connection.
 	UpstreamConns() []string
@@ -27,9 +27,9 @@ type Engine interface {
 	CrawlEnabled() bool
 	// SetCrawlEnabled switches public requestCrawl on or off.
 	SetCrawlEnabled(ctx context.Context, enabled bool) error
-	// AdminCrawl subscribes to hostname bypassing the public checks
+	// AdminRequestCrawl subscribes to hostname bypassing the public checks
 	// (crawl switch, new-host limit, localhost rule).
-	AdminCrawl(ctx context.Context, hostname string) error
+	AdminRequestCrawl(ctx context.Context, hostname string) error
 	// BanHost marks the host banned and drops its connection.
 	BanHost(ctx context.Context, hostname string) error
 	// UnbanHost makes a banned host active again.
@@ -44,8 +44,8 @@ type Engine interface {
 	Takedown(ctx context.Context, did string) error
 	// ReverseTakedown lifts a local takedown or suspension.
 	ReverseTakedown(ctx context.Context, did string) error
-	// ResetHostCursor forgets the host's upstream cursor and reconnects live.
-	ResetHostCursor(ctx context.Context, hostname string) error
+	// ResetCursor forgets the host's upstream cursor and reconnects live.
+	ResetCursor(ctx context.Context, hostname string) error
 	// Resync fetches the account's repo from its PDS and emits a #sync.
 	Resync(ctx context.Context, did string) error
 	// Consumers lists the connected firehose consumers.

@@ -25,7 +25,7 @@ type controlKind uint8
 const (
 	ctlTakedown controlKind = iota + 1
 	ctlSuspend
-	ctlRestore
+	ctlReverseTakedown
 	ctlResync
 	ctlResyncDone  // a resync delivered a verified head (control.resync)
 	ctlUnthrottle  // let a host-throttled account in (its host's limit was raised)
@@ -176,9 +176,9 @@ func (r *Relay) Suspend(ctx context.Context, did string) error {
 	return r.control(ctx, did, ctlSuspend)
 }
 
-// Restore lifts a takedown or suspension and emits the recomputed view.
-func (r *Relay) Restore(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlRestore)
+// ReverseTakedown lifts a takedown or suspension and emits the recomputed view.
+func (r *Relay) ReverseTakedown(ctx context.Context, did string) error {
+	return r.control(ctx, did, ctlReverseTakedown)
 }
 
 // Resync marks an account desynchronized and queues a repair.
@@ -228,7 +228,7 @@ func (r *Relay) runControl(s *scratch, t task) {
 		local = store.LocalTakendown
 	case ctlSuspend:
 		local = store.LocalSuspended
-	case ctlRestore:
+	case ctlReverseTakedown:
 		local = store.LocalActive
 	case ctlResync:
 		if hs := r.hostFor(a.host); hs != nil {

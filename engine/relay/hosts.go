@@ -152,11 +152,11 @@ func (r *Relay) AdminRequestCrawl(ctx context.Context, hostname string) error {
 	return r.crawl(ctx, hostname, true)
 }
 
-// SetPublicCrawl switches public requestCrawl on or off.
-func (r *Relay) SetPublicCrawl(on bool) { r.publicCrawl.Store(on) }
+// SetCrawlEnabled switches public requestCrawl on or off.
+func (r *Relay) SetCrawlEnabled(on bool) { r.publicCrawl.Store(on) }
 
-// PublicCrawl reports whether public requestCrawl is on.
-func (r *Relay) PublicCrawl() bool { return r.publicCrawl.Load() }
+// CrawlEnabled reports whether public requestCrawl is on.
+func (r *Relay) CrawlEnabled() bool { return r.publicCrawl.Load() }
 
 // crawl is requestCrawl (spec §14.3) in the order that spends least on a
 // hostile caller: every check that needs no network comes before the
