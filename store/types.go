@@ -4,7 +4,9 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // Seq is a relay sequence number. The store assigns seqs at commit time,
@@ -211,10 +213,10 @@ func ParseHostStatus(name string) (HostStatus, bool) {
 // Size limits. Inputs beyond them are refused with ErrTooLong before
 // anything is written; stored values beyond them are reported as ErrCorrupt.
 const (
-	MaxDIDBytes      = 2048                // spec §11
+	MaxDIDBytes      = syntax.MaxDIDLen    // spec §11
 	MaxRevBytes      = 64                  // a TID is 13 characters; room for odd legacy revs
-	MaxCIDBytes      = 100                 // same bound as engine/cid.MaxLen
-	MaxHostnameBytes = 253                 // DNS name limit
+	MaxCIDBytes      = cid.MaxLen          // any CID the relay accepts
+	MaxHostnameBytes = syntax.MaxHostLen   // a normalized host, port included
 	MaxErrorBytes    = 512                 // last error text kept per host
 	MaxFrameBytes    = event.MaxFrameBytes // spec §11 max frame
 	MaxDomainBytes   = MaxHostnameBytes

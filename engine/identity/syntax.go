@@ -19,7 +19,6 @@ type plcKey [15]byte
 const (
 	plcPrefix = "did:plc:"
 	webPrefix = "did:web:"
-	maxDIDLen = 2048 // digest §2.1
 )
 
 // didRef is a parsed DID: either a did:plc (plc set) or a did:web (host
@@ -36,7 +35,7 @@ type didRef struct {
 // with an optional %3A-encoded port and no path. Whether a port is
 // acceptable depends on the resolver's development switch (Resolver.parse).
 func parseDID(did string) (didRef, error) {
-	if len(did) > maxDIDLen {
+	if len(did) > syntax.MaxDIDLen {
 		return didRef{}, ErrBadDID
 	}
 	if id, ok := strings.CutPrefix(did, plcPrefix); ok {
@@ -104,7 +103,7 @@ func webHost(s string) (host string, hasPort bool, ok bool) {
 	} else if i := strings.Index(s, "%3a"); i >= 0 {
 		host, port = s[:i], s[i+3:]
 	}
-	if host != "localhost" && !validHostname(host, true) {
+	if host != "localhost" && !validHostname(host) {
 		return "", false, false
 	}
 	if port == "" {
@@ -133,36 +132,12 @@ func validPort(p string) bool {
 	return n > 0 && n <= 65535
 }
 
-// validHostname checks handle-style hostname syntax (digest §2.2): at most
-// 253 characters, labels of 1-63 [a-z0-9-] not starting or ending with '-'.
-// With handle set it also requires two or more labels and a TLD not
-// starting with a digit. Upper case is rejected; callers lower-case first
-// where the input is case-insensitive.
-func validHostname(h string, handle bool) bool {
-	if len(h) == 0 || len(h) > 253 {
-		return false
-	}
-	labels := 0
-	start := 0
-	for i := 0; i <= len(h); i++ {
-		if i < len(h) && h[i] != '.' {
-			c := h[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-			continue
-		}
-		l := h[start:i]
-		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		labels++
-		if i == len(h) && handle && (labels < 2 || l[0] >= '0' && l[0] <= '9') {
-			return false
-		}
-		start = i + 1
-	}
-	return true
+// validHostname reports whether h is a lower-case name with handle syntax
+// (digest §2.2: two or more labels, a top-level label not starting with a
+// digit). Callers lower-case first where the input is case-insensitive.
+func validHostname(h string) bool {
+	_, err := syntax.ParseHandle(h)
+	return err == nil && strings.ToLower(h) == h
 }
 
 // handleFromAKA returns the first syntactically valid handle among
@@ -174,7 +149,7 @@ func handleFromAKA(aka []string) string {
 			continue
 		}
 		h = strings.ToLower(h)
-		if validHostname(h, true) {
+		if validHostname(h) {
 			return h
 		}
 	}

@@ -69,7 +69,7 @@ func TestStoreFailureStopsRelay(t *testing.T) {
 	}
 	defer st.Close()
 	seedHosts(t, st, fl.Hostnames(), 1000)
-	h := startRelayOn(t, st, identity.Config{PLCURL: fl.PLCURL(), AllowInsecure: true}, fl.Hostnames(), testConfig(), 256<<10)
+	h := startRelayOn(t, st, identity.Config{PLCURL: fl.PLCURL(), AllowInsecureHosts: true}, fl.Hostnames(), testConfig(), 256<<10)
 	defer func() {
 		h.rs.Close()
 		_ = h.r.Close()
@@ -293,7 +293,7 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
 	// A resolution timeout far beyond the test's deadlines: a worker that
 	// waits for the held document would hold the fast host until then.
-	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, PLCRequestTimeout: time.Hour},
+	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecureHosts: true, PLCRequestTimeout: time.Hour},
 		fl.Hostnames(), cfg, 256<<10)
 	defer h.stop()
 	defer release() // before stop: Close processes parked frames, waiting
@@ -382,7 +382,7 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
-	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecure: true, PLCRequestTimeout: time.Hour},
+	h := startRelayOn(t, st, identity.Config{PLCURL: plc.URL, AllowInsecureHosts: true, PLCRequestTimeout: time.Hour},
 		fl.Hostnames(), cfg, 256<<10)
 	defer h.stop()
 	defer release()

@@ -67,7 +67,7 @@ func openCrawlRelay(t *testing.T, dir string, cfg Config, d Deps) *crawlRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecure: true})
+	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecureHosts: true})
 	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func startPLCRelay(t *testing.T, fl *fleet.Fleet, cfg Config, idc identity.Confi
 		t.Fatal(err)
 	}
 	seedHosts(t, st, fl.Hostnames(), cfg.DefaultAccountLimit)
-	idc.PLCURL, idc.AllowInsecure = fl.PLCURL(), true
+	idc.PLCURL, idc.AllowInsecureHosts = fl.PLCURL(), true
 	return startRelayOn(t, st, idc, fl.Hostnames(), cfg, 256<<10)
 }
 

@@ -26,7 +26,7 @@ var (
 	ErrHTTPStatus      = errors.New("resync: unexpected HTTP status from getRepo")
 	ErrTransport       = errors.New("resync: getRepo request failed")
 	ErrTooLarge        = errors.New("resync: repository larger than MaxRepoBytes")
-	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecure")
+	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecureHosts")
 	// ErrBlockedAddress: the PDS resolved to an address the resync client
 	// may not dial (netguard's public-only policy).
 	ErrBlockedAddress  = netguard.ErrRefused

@@ -279,7 +279,7 @@ func TestGetRepoNeverResolves(t *testing.T) {
 			did, did, key.Public().Multibase())
 	}))
 	defer plc.Close()
-	ids := identity.New(identity.Config{PLCURL: plc.URL, AllowInsecure: true})
+	ids := identity.New(identity.Config{PLCURL: plc.URL, AllowInsecureHosts: true})
 	defer ids.Close()
 	e := newEnvWith(t, nil, ids)
 	h := e.host(t, "pds.example.com")
