@@ -208,7 +208,9 @@ func (p *Plan) planHost(h SourceHost, st *store.Store, cfg PlanConfig, seen map[
 	if h.Cursor > 0 {
 		to.Cursor = uint64(h.Cursor)
 	}
-	isDev := strings.HasPrefix(name, "localhost:")
+	// A development host is one the normalizer accepts only with the switch.
+	_, prodErr := syntax.NormalizeHost(name, false)
+	isDev := prodErr != nil
 	if !h.SSL && !isDev {
 		p.warn("host %s is read without TLS by the reference; this relay reads it over wss://", name)
 	}

@@ -89,7 +89,7 @@ func (r *Relay) subscribeLocked(h store.Host) (*hostState, error) {
 	if hs := r.hosts[h.Hostname]; hs != nil {
 		return hs, nil
 	}
-	hs := &hostState{id: h.ID, name: h.Hostname, insecure: isDevHost(h.Hostname)}
+	hs := &hostState{id: h.ID, name: h.Hostname, insecure: syntax.PlaintextHost(h.Hostname)}
 	hs.trusted.Store(h.Trusted)
 	hs.accountLimit.Store(h.AccountLimit)
 	hs.accounts.Store(int64(h.AccountCount))
@@ -112,8 +112,6 @@ func (r *Relay) rateFor(hs *hostState) float64 {
 	}
 	return r.cfg.EventsPerSecond + float64(hs.accountLimit.Load())/1000
 }
-
-func isDevHost(name string) bool { return strings.HasPrefix(name, "localhost:") }
 
 // isTrusted matches hostname against the trusted patterns: "*.suffix"
 // matches any subdomain of suffix, "name:*" matches name on any port (so
@@ -342,7 +340,7 @@ func (r *Relay) probe(ctx context.Context, name string) error {
 	defer g.probes.Add(-1)
 	g.probesTotal.Inc()
 	scheme := "https"
-	if isDevHost(name) {
+	if syntax.PlaintextHost(name) {
 		scheme = "http"
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
@@ -421,7 +419,7 @@ func (r *Relay) bootstrap(ctx context.Context) error {
 			return fmt.Errorf("relay: bootstrap from %s: %w", base, err)
 		}
 		for _, h := range out.Hosts {
-			if h.Status != "" && h.Status != "active" {
+			if h.Status != "" && h.Status != store.HostActive.String() {
 				continue
 			}
 			name, err := syntax.NormalizeHost(h.Hostname, false)

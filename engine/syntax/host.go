@@ -138,3 +138,20 @@ func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
 }
+
+// PlaintextHost reports whether a host NormalizeHost returned is reached
+// without TLS (http://, ws://): "localhost" and loopback literals, with or
+// without a port, which only the development switch lets through. Names
+// under ".localhost" are TLS test fleets (one certificate for
+// *.localhost) and, like every public host, use https:// and wss://.
+func PlaintextHost(host string) bool {
+	name := host
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		name = host[:i]
+	}
+	if strings.EqualFold(name, "localhost") {
+		return true
+	}
+	ip, ok := ipLiteral(name)
+	return ok && ip.IsLoopback()
+}

@@ -152,3 +152,25 @@ func FuzzNormalizeHost(f *testing.F) {
 		}
 	})
 }
+
+func TestPlaintextHost(t *testing.T) {
+	f := func(host string, want bool) {
+		t.Helper()
+		if got := PlaintextHost(host); got != want {
+			t.Errorf("PlaintextHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	f("localhost", true)
+	f("localhost:2583", true)
+	f("LOCALHOST:1", true)
+	f("127.0.0.1", true)
+	f("127.0.0.1:8080", true)
+	f("[::1]", true)
+	f("[::1]:8080", true)
+	f("pds-1.localhost:2583", false) // TLS test fleet
+	f("pds.example.com", false)
+	f("pds.example.com:8443", false)
+	f("10.0.0.1:80", false)
+	f("::1", false)
+	f("", false)
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/httpjson"
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
 
@@ -101,10 +102,11 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
 		return httpjson.Error(w, http.StatusBadRequest, "BadRequest", "hostname field empty")
 	}
 	// The per-client limit bounds what a caller makes the engine do: probe
-	// and maybe subscribe to a host of its choice. A localhost:PORT host
-	// is exempt: without the engine's development switch it is refused
-	// with no network traffic, and with it (benchmarks crawl a thousand
-	// local hosts) the probe stays on this machine.
+	// and maybe subscribe to a host of its choice. A plaintext development
+	// host (localhost, loopback) is exempt: without the engine's
+	// development switch it is refused with no network traffic, and with
+	// it (benchmarks crawl a thousand local hosts) the probe stays on this
+	// machine.
 	if !isDevHostname(hostname) && !s.crawlLim.Allow(clientip.Key(s.clients.Addr(r)), time.Now()) {
 		w.Header().Set("Retry-After", s.crawlRetry)
 		return httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many requestCrawl calls from this address; try again later")
@@ -128,12 +130,9 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
 	return s.internalError(w, r, err)
 }
 
-// isDevHostname reports whether a requestCrawl hostname names a
-// development host, localhost:PORT, with or without a scheme.
+// isDevHostname reports whether a requestCrawl hostname, as given,
+// names a plaintext development host (syntax.PlaintextHost).
 func isDevHostname(h string) bool {
-	h = strings.ToLower(h)
-	if i := strings.Index(h, "://"); i >= 0 {
-		h = h[i+3:]
-	}
-	return strings.HasPrefix(h, "localhost:")
+	name, err := syntax.NormalizeHost(h, true)
+	return err == nil && syntax.PlaintextHost(name)
 }

@@ -2,11 +2,9 @@ package xrpc
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/httpjson"
@@ -232,17 +230,10 @@ func permanentResolveFailure(err error) bool {
 		errors.Is(err, identity.ErrUnsupportedMethod)
 }
 
-// pdsScheme is https except for development hosts with a port on loopback
-// (identity.NormalizePDSHost keeps a port only for those).
+// pdsScheme is https except for plaintext development hosts
+// (syntax.PlaintextHost: localhost and loopback addresses).
 func pdsScheme(host string) string {
-	h, port, err := net.SplitHostPort(host)
-	if err != nil || port == "" {
-		return "https"
-	}
-	if strings.EqualFold(h, "localhost") {
-		return "http"
-	}
-	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+	if syntax.PlaintextHost(host) {
 		return "http"
 	}
 	return "https"

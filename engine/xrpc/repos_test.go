@@ -325,5 +325,6 @@ func TestPDSScheme(t *testing.T) {
 	f("127.0.0.1:8080", "http")
 	f("[::1]:8080", "http")
 	f("pds.example.com:8443", "https")
-	f("localhost", "https")
+	f("localhost", "http")
+	f("pds-1.localhost:2583", "https")
 }
