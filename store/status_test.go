@@ -1,6 +1,10 @@
 package store
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/atrelay/relay/engine/event"
+)
 
 // TestAccountStatusWire pins the lexicon spellings (they go on the wire
 // byte for byte) and that ParseAccountStatus reads back what String writes.
@@ -98,5 +102,31 @@ func TestHostStatusNames(t *testing.T) {
 		if s, ok := ParseHostStatus(name); ok {
 			t.Errorf("ParseHostStatus(%q) = %v, want none", name, s)
 		}
+	}
+}
+
+// TestKindFrames pins the stored kinds' names and their frame kinds, both
+// ways; frames the log never holds have no stored kind.
+func TestKindFrames(t *testing.T) {
+	f := func(k Kind, frame event.Kind, name string) {
+		t.Helper()
+		if got := k.String(); got != name {
+			t.Errorf("Kind(%d).String() = %q, want %q", k, got, name)
+		}
+		if got, ok := KindOf(frame); !ok || got != k {
+			t.Errorf("KindOf(%v) = %v, %v; want %v", frame, got, ok, k)
+		}
+	}
+	f(KindCommit, event.KindCommit, "commit")
+	f(KindSync, event.KindSync, "sync")
+	f(KindIdentity, event.KindIdentity, "identity")
+	f(KindAccount, event.KindAccount, "account")
+	for _, frame := range []event.Kind{event.KindUnknown, event.KindInfo, event.KindError, 99} {
+		if k, ok := KindOf(frame); ok {
+			t.Errorf("KindOf(%v) = %v, want none", frame, k)
+		}
+	}
+	if got := Kind(9).String(); got != "kind(9)" {
+		t.Errorf("Kind(9).String() = %q", got)
 	}
 }

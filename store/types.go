@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/event"
@@ -43,17 +44,30 @@ const (
 
 func (k Kind) valid() bool { return k >= KindCommit && k <= KindAccount }
 
+// kindFrames pairs each stored kind with the frame kind it logs. Only the
+// store's numbering is on disk, so the pairing is spelled out.
+var kindFrames = [...]event.Kind{
+	KindCommit:   event.KindCommit,
+	KindSync:     event.KindSync,
+	KindIdentity: event.KindIdentity,
+	KindAccount:  event.KindAccount,
+}
+
+// KindOf returns the stored kind of frames of kind k; false for the kinds
+// the log never holds (#info, error, unknown). No allocation.
+func KindOf(k event.Kind) (Kind, bool) {
+	for s := KindCommit; s <= KindAccount; s++ {
+		if kindFrames[s] == k {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
 // String returns the message type name without the '#'.
 func (k Kind) String() string {
-	switch k {
-	case KindCommit:
-		return "commit"
-	case KindSync:
-		return "sync"
-	case KindIdentity:
-		return "identity"
-	case KindAccount:
-		return "account"
+	if k.valid() {
+		return strings.TrimPrefix(kindFrames[k].String(), "#")
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
