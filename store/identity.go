@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -28,7 +29,7 @@ const prefixIdentity byte = 0x0a
 const identityFixedLen = 39
 
 // MaxHandleBytes bounds a stored handle (a DNS name).
-const MaxHandleBytes = 253
+const MaxHandleBytes = syntax.MaxHandleLen
 
 // KeyType names the curve of a stored signing key. The values are on disk:
 // never renumber.

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // Seq is a relay sequence number. The writer (the relay's sequencer)
@@ -42,6 +44,26 @@ const (
 
 func (k Kind) valid() bool { return k >= KindCommit && k <= KindAccount }
 
+// kindFrames pairs each stored kind with the frame kind it logs. Only the
+// store's numbering is on disk, so the pairing is spelled out.
+var kindFrames = [...]event.Kind{
+	KindCommit:   event.KindCommit,
+	KindSync:     event.KindSync,
+	KindIdentity: event.KindIdentity,
+	KindAccount:  event.KindAccount,
+}
+
+// KindOf returns the stored kind of frames of kind k; false for the kinds
+// the log never holds (#info, error, unknown). No allocation.
+func KindOf(k event.Kind) (Kind, bool) {
+	for s := KindCommit; s <= KindAccount; s++ {
+		if kindFrames[s] == k {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
 // String returns the message type name without the '#'.
 func (k Kind) String() string { return nameOf(kindNames[:], k, "kind") }
 
@@ -75,13 +97,38 @@ const (
 
 func (s AccountStatus) valid() bool { return s >= StatusActive && s <= StatusThrottled }
 
+// accountStatusNames spells each status as the lexicon's knownValues do
+// (com.atproto.sync.subscribeRepos#account, getRepoStatus); these bytes go
+// on the wire. "unchanged" is never sent: it only names the zero value.
+var accountStatusNames = [...]string{
+	StatusUnchanged:      "unchanged",
+	StatusActive:         "active",
+	StatusDeactivated:    "deactivated",
+	StatusDeleted:        "deleted",
+	StatusTakendown:      "takendown",
+	StatusSuspended:      "suspended",
+	StatusDesynchronized: "desynchronized",
+	StatusThrottled:      "throttled",
+}
+
 // String returns the lexicon spelling of the status.
 func (s AccountStatus) String() string { return nameOf(accountStatusNames[:], s, "status") }
 
-var accountStatusNames = [...]string{
-	StatusUnchanged: "unchanged", StatusActive: "active", StatusDeactivated: "deactivated",
-	StatusDeleted: "deleted", StatusTakendown: "takendown", StatusSuspended: "suspended",
-	StatusDesynchronized: "desynchronized", StatusThrottled: "throttled",
+// ParseAccountStatus maps an #account's active flag and status name onto a
+// status (spec §13.4). Active wins over any name. An inactive account with
+// an absent or unknown name is StatusDeactivated: there is no stored
+// "inactive" value, and deactivated is the least severe inactive one (the
+// relayed event still carries the name the host sent). No allocation.
+func ParseAccountStatus(active bool, status []byte) AccountStatus {
+	if active {
+		return StatusActive
+	}
+	for s := StatusDeleted; s <= StatusThrottled; s++ {
+		if string(status) == accountStatusNames[s] {
+			return s
+		}
+	}
+	return StatusDeactivated
 }
 
 // LocalStatus is the relay's own verdict on an account (spec §13.4). The
@@ -104,12 +151,35 @@ func (s LocalStatus) valid() bool { return s >= LocalActive && s <= LocalHostThr
 // replay (REC of spec §13.4).
 func (s LocalStatus) hides() bool { return s == LocalTakendown || s == LocalSuspended }
 
-// String returns the status name.
-func (s LocalStatus) String() string { return nameOf(localStatusNames[:], s, "local") }
+// Reported returns the account status the relay reports for an account it
+// holds in this local status: throttling of either kind is "throttled".
+// Unknown values give StatusUnchanged, which names no status.
+func (s LocalStatus) Reported() AccountStatus {
+	switch s {
+	case LocalActive:
+		return StatusActive
+	case LocalTakendown:
+		return StatusTakendown
+	case LocalSuspended:
+		return StatusSuspended
+	case LocalThrottled, LocalHostThrottled:
+		return StatusThrottled
+	case LocalDesynchronized:
+		return StatusDesynchronized
+	}
+	return StatusUnchanged
+}
 
-var localStatusNames = [...]string{
-	LocalActive: "active", LocalTakendown: "takendown", LocalSuspended: "suspended", LocalThrottled: "throttled",
-	LocalDesynchronized: "desynchronized", LocalHostThrottled: "host-throttled",
+// String returns the status name: the reported one, except that
+// "host-throttled" tells the host's account limit from an operator's throttle.
+func (s LocalStatus) String() string {
+	if s == LocalHostThrottled {
+		return "host-throttled"
+	}
+	if r := s.Reported(); r != StatusUnchanged {
+		return r.String()
+	}
+	return "local(" + strconv.Itoa(int(s)) + ")"
 }
 
 // HostStatus is a host's subscription state (spec §14.1). The values are
@@ -134,13 +204,24 @@ var hostStatusNames = [...]string{
 	HostActive: "active", HostIdle: "idle", HostOffline: "offline", HostThrottled: "throttled", HostBanned: "banned",
 }
 
+// ParseHostStatus returns the status String spells as name; false for
+// any other name.
+func ParseHostStatus(name string) (HostStatus, bool) {
+	for s := HostActive; s <= HostBanned; s++ {
+		if s.String() == name {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
 // Size limits. Inputs beyond them are refused with ErrTooLong before
 // anything is written; stored values beyond them are reported as ErrCorrupt.
 const (
-	MaxDIDBytes      = 2048                // spec §11
+	MaxDIDBytes      = syntax.MaxDIDLen    // spec §11
 	MaxRevBytes      = 64                  // a TID is 13 characters; room for odd legacy revs
-	MaxCIDBytes      = 100                 // same bound as engine/cid.MaxLen
-	MaxHostnameBytes = 253                 // DNS name limit
+	MaxCIDBytes      = cid.MaxLen          // any CID the relay accepts
+	MaxHostnameBytes = syntax.MaxHostLen   // a normalized host, port included
 	MaxErrorBytes    = 512                 // last error text kept per host
 	MaxFrameBytes    = event.MaxFrameBytes // spec §11 max frame
 	MaxDomainBytes   = MaxHostnameBytes

@@ -9,6 +9,7 @@ import (
 
 	"github.com/atrelay/relay/bench/wsconn"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/httpjson"
 )
 
 // Pre-encoded frames (constant output is encoded once).
@@ -35,7 +36,7 @@ const (
 // negative or non-integer = HTTP 400.
 func (h *Host) subscribe(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodGet {
-		xrpcError(w, http.StatusMethodNotAllowed, "InvalidRequest", "GET only")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "InvalidRequest", "GET only")
 		return
 	}
 	q := req.URL.Query()
@@ -44,7 +45,7 @@ func (h *Host) subscribe(w http.ResponseWriter, req *http.Request) {
 	if hasCursor {
 		c, err := strconv.ParseInt(q.Get("cursor"), 10, 64)
 		if err != nil || c < 0 {
-			xrpcError(w, http.StatusBadRequest, "InvalidRequest", "cursor must be a non-negative integer")
+			httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "cursor must be a non-negative integer")
 			return
 		}
 		cursor = c

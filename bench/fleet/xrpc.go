@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/atrelay/relay/engine/httpjson"
 )
 
 // listRepos page sizes (the lexicon's bounds and default).
@@ -25,25 +27,15 @@ func (h *Host) routes() http.Handler {
 	mux.HandleFunc("/xrpc/com.atproto.sync.getRepoStatus", h.getRepoStatus)
 	mux.HandleFunc("/xrpc/com.atproto.sync.listRepos", h.listRepos)
 	mux.HandleFunc("/xrpc/com.atproto.server.describeServer", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"did": "did:web:localhost", "availableUserDomains": []string{".test"}})
+		httpjson.Write(w, http.StatusOK, map[string]any{"did": "did:web:localhost", "availableUserDomains": []string{".test"}})
 	})
 	mux.HandleFunc("/xrpc/_health", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"version": "fleet"})
+		httpjson.Write(w, http.StatusOK, map[string]string{"version": "fleet"})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		xrpcError(w, http.StatusNotImplemented, "MethodNotImplemented", "not served by the fleet host")
+		httpjson.Error(w, http.StatusNotImplemented, "MethodNotImplemented", "not served by the fleet host")
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
-func xrpcError(w http.ResponseWriter, code int, name, msg string) {
-	writeJSON(w, code, map[string]string{"error": name, "message": msg})
 }
 
 // repoAccount finds the ?did= account homed here, answering the error
@@ -51,18 +43,18 @@ func xrpcError(w http.ResponseWriter, code int, name, msg string) {
 func (h *Host) repoAccount(w http.ResponseWriter, req *http.Request) *Account {
 	did := req.URL.Query().Get("did")
 	if !strings.HasPrefix(did, "did:") {
-		xrpcError(w, http.StatusBadRequest, "InvalidRequest", "did is required")
+		httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "did is required")
 		return nil
 	}
 	a := h.account(did)
 	if a == nil {
-		xrpcError(w, http.StatusBadRequest, "RepoNotFound", "no repo for "+did)
+		httpjson.Error(w, http.StatusBadRequest, "RepoNotFound", "no repo for "+did)
 		return nil
 	}
 	a.mu.Lock()
 	if a.home != h {
 		a.mu.Unlock()
-		xrpcError(w, http.StatusBadRequest, "RepoNotFound", "repo moved away")
+		httpjson.Error(w, http.StatusBadRequest, "RepoNotFound", "repo moved away")
 		return nil
 	}
 	return a
@@ -73,9 +65,9 @@ func (h *Host) repoAccount(w http.ResponseWriter, req *http.Request) *Account {
 func inactiveError(w http.ResponseWriter, st *accountState) bool {
 	switch st.status {
 	case StatusDeactivated:
-		xrpcError(w, http.StatusBadRequest, "RepoDeactivated", "repo is deactivated")
+		httpjson.Error(w, http.StatusBadRequest, "RepoDeactivated", "repo is deactivated")
 	case StatusDeleted:
-		xrpcError(w, http.StatusBadRequest, "RepoNotFound", "repo was deleted")
+		httpjson.Error(w, http.StatusBadRequest, "RepoNotFound", "repo was deleted")
 	default:
 		return false
 	}
@@ -95,7 +87,7 @@ func (h *Host) getRepo(w http.ResponseWriter, req *http.Request) {
 	car, err := a.st.repo.ExportCAR()
 	a.mu.Unlock()
 	if err != nil {
-		xrpcError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, "InternalServerError", err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/vnd.ipld.car")
@@ -111,7 +103,7 @@ func (h *Host) getLatestCommit(w http.ResponseWriter, req *http.Request) {
 	if inactiveError(w, a.st) {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"cid": a.st.repo.CommitCID().String(), "rev": a.st.repo.Rev()})
+	httpjson.Write(w, http.StatusOK, map[string]string{"cid": a.st.repo.CommitCID().String(), "rev": a.st.repo.Rev()})
 }
 
 func (h *Host) getRepoStatus(w http.ResponseWriter, req *http.Request) {
@@ -124,7 +116,7 @@ func (h *Host) getRepoStatus(w http.ResponseWriter, req *http.Request) {
 	if a.st.status != StatusActive {
 		out["status"] = a.st.status
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // RepoEntry is one listRepos row.
@@ -151,7 +143,7 @@ func (h *Host) listRepos(w http.ResponseWriter, req *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > listReposMax {
-			xrpcError(w, http.StatusBadRequest, "InvalidRequest", "limit must be 1..1000")
+			httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "limit must be 1..1000")
 			return
 		}
 		limit = n
@@ -160,7 +152,7 @@ func (h *Host) listRepos(w http.ResponseWriter, req *http.Request) {
 	if s := q.Get("cursor"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			xrpcError(w, http.StatusBadRequest, "InvalidRequest", "bad cursor")
+			httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "bad cursor")
 			return
 		}
 		from = n
@@ -182,7 +174,7 @@ func (h *Host) listRepos(w http.ResponseWriter, req *http.Request) {
 	if len(page) == limit {
 		out.Cursor = strconv.Itoa(from + limit)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // requestCrawl POSTs {"hostname": name} to relayURL's requestCrawl.

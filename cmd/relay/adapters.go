@@ -66,14 +66,14 @@ func (e adminEngine) KillUpstream(ctx context.Context, hostname string, ban bool
 	return mapErr(e.r.KillUpstream(hostname), adminErrors)
 }
 
-func (e adminEngine) CrawlEnabled() bool { return e.r.PublicCrawl() }
+func (e adminEngine) CrawlEnabled() bool { return e.r.CrawlEnabled() }
 
 func (e adminEngine) SetCrawlEnabled(_ context.Context, on bool) error {
-	e.r.SetPublicCrawl(on)
+	e.r.SetCrawlEnabled(on)
 	return nil
 }
 
-func (e adminEngine) AdminCrawl(ctx context.Context, hostname string) error {
+func (e adminEngine) AdminRequestCrawl(ctx context.Context, hostname string) error {
 	return mapErr(e.r.AdminRequestCrawl(ctx, hostname), crawlErrors)
 }
 
@@ -114,10 +114,10 @@ func (e adminEngine) Takedown(ctx context.Context, did string) error {
 }
 
 func (e adminEngine) ReverseTakedown(ctx context.Context, did string) error {
-	return mapErr(e.r.Restore(ctx, did), adminErrors)
+	return mapErr(e.r.ReverseTakedown(ctx, did), adminErrors)
 }
 
-func (e adminEngine) ResetHostCursor(_ context.Context, h string) error {
+func (e adminEngine) ResetCursor(_ context.Context, h string) error {
 	return mapErr(e.r.ResetCursor(h), adminErrors)
 }
 

@@ -223,7 +223,7 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	}
 	st := a.store
 	idCfg := s.Identity
-	idCfg.AllowInsecure, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
+	idCfg.AllowInsecureHosts, idCfg.MaxCacheBytes, idCfg.Metrics = s.AllowInsecureHosts, shares.IdentityCache, a.metrics
 	a.ledger.Add("identity cache", idCfg.MaxCacheBytes, true)
 	if s.IdentityDisk {
 		// Resolved identities survive restarts: a restart is not millions of
@@ -294,7 +294,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	// OnResult sees it (the Enqueue channel orders the two).
 	var r *relay.Relay
 	rsCfg := s.Resync
-	rsCfg.Identities, rsCfg.AllowInsecure, rsCfg.Metrics, rsCfg.Logger = a.ids, s.AllowInsecureHosts, a.metrics, a.log
+	rsCfg.Identities, rsCfg.AllowInsecureHosts, rsCfg.Metrics, rsCfg.Logger = a.ids, s.AllowInsecureHosts, a.metrics, a.log
 	rsCfg.MemoryBytes = shares.Resync
 	a.ledger.Add("resync", rsCfg.MemoryBytes, true)
 	rsCfg.OnResult = func(did string, res resync.Result) { r.OnResyncResult(did, res) }

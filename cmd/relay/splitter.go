@@ -283,14 +283,14 @@ func (splitterAdmin) CrawlEnabled() bool            { return false }
 
 func (splitterAdmin) KillUpstream(context.Context, string, bool) error { return errNotOnSplitter }
 func (splitterAdmin) SetCrawlEnabled(context.Context, bool) error      { return errNotOnSplitter }
-func (splitterAdmin) AdminCrawl(context.Context, string) error         { return errNotOnSplitter }
+func (splitterAdmin) AdminRequestCrawl(context.Context, string) error  { return errNotOnSplitter }
 func (splitterAdmin) BanHost(context.Context, string) error            { return errNotOnSplitter }
 func (splitterAdmin) UnbanHost(context.Context, string) error          { return errNotOnSplitter }
 func (splitterAdmin) BanDomain(context.Context, string) error          { return errNotOnSplitter }
 func (splitterAdmin) UnbanDomain(context.Context, string) error        { return errNotOnSplitter }
 func (splitterAdmin) Takedown(context.Context, string) error           { return errNotOnSplitter }
 func (splitterAdmin) ReverseTakedown(context.Context, string) error    { return errNotOnSplitter }
-func (splitterAdmin) ResetHostCursor(context.Context, string) error    { return errNotOnSplitter }
+func (splitterAdmin) ResetCursor(context.Context, string) error        { return errNotOnSplitter }
 func (splitterAdmin) Resync(context.Context, string) error             { return errNotOnSplitter }
 func (splitterAdmin) SetHostLimits(context.Context, string, admin.HostLimits) error {
 	return errNotOnSplitter

@@ -174,7 +174,7 @@ func commandTable() map[string]command {
 			return o
 		}, run: runSetLimits},
 		"takedown": action((*Client).Takedown),
-		"restore":  action((*Client).Restore),
+		"restore":  action((*Client).ReverseTakedown),
 		"takedowns": {flags: func(fs *flag.FlagSet) *cliOpts {
 			o := &cliOpts{}
 			fs.Uint64Var(&o.uidCursor, "cursor", 0, "page cursor from a previous call")
@@ -183,7 +183,7 @@ func commandTable() map[string]command {
 		}, run: runTakedowns},
 		"reset-cursor":      action((*Client).ResetCursor),
 		"resync":            action((*Client).Resync),
-		"crawl":             action((*Client).Crawl),
+		"crawl":             action((*Client).AdminRequestCrawl),
 		"toggle-crawl":      {nargs: 1, optionalArg: true, flags: noFlags, run: runToggleCrawl},
 		"new-hosts-per-day": {nargs: 1, optionalArg: true, flags: noFlags, run: runNewHostsPerDay},
 	}
@@ -301,7 +301,7 @@ func runSetLimits(ctx context.Context, c *Client, fs *flag.FlagSet, o *cliOpts, 
 	if l.empty() {
 		return usageError(out, errors.New("set-limits needs --account-limit, --trusted or --per-second"))
 	}
-	return printOK(out, c.SetLimits(ctx, fs.Arg(0), l))
+	return printOK(out, c.SetHostLimits(ctx, fs.Arg(0), l))
 }
 
 func runToggleCrawl(ctx context.Context, c *Client, fs *flag.FlagSet, _ *cliOpts, out io.Writer) error {

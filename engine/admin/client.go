@@ -27,6 +27,12 @@ type Client struct {
 	HTTP *http.Client
 }
 
+// xrpcErrorBody is the XRPC error shape, as the client reads it.
+type xrpcErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
 // APIError is an error answer from the admin API.
 type APIError struct {
 	Status int // HTTP status
@@ -160,8 +166,8 @@ func (c *Client) Domains(ctx context.Context) ([]string, error) {
 	return out.BannedDomains, err
 }
 
-// SetLimits changes the non-nil limits of host.
-func (c *Client) SetLimits(ctx context.Context, host string, l HostLimits) error {
+// SetHostLimits changes the non-nil limits of host.
+func (c *Client) SetHostLimits(ctx context.Context, host string, l HostLimits) error {
 	in := input{Host: host, AccountLimit: l.AccountLimit, Trusted: l.Trusted}
 	if l.PerSecond != nil {
 		p := float64(*l.PerSecond)
@@ -175,8 +181,8 @@ func (c *Client) Takedown(ctx context.Context, did string) error {
 	return c.call(ctx, http.MethodPost, "/admin/repo/takeDown", input{DID: did}, nil)
 }
 
-// Restore reverses an account takedown.
-func (c *Client) Restore(ctx context.Context, did string) error {
+// ReverseTakedown reverses an account takedown.
+func (c *Client) ReverseTakedown(ctx context.Context, did string) error {
 	return c.call(ctx, http.MethodPost, "/admin/repo/reverseTakedown", input{DID: did}, nil)
 }
 
@@ -202,8 +208,8 @@ func (c *Client) Resync(ctx context.Context, did string) error {
 	return c.call(ctx, http.MethodPost, "/admin/repo/resync", input{DID: did}, nil)
 }
 
-// Crawl subscribes the relay to host, bypassing the public limits.
-func (c *Client) Crawl(ctx context.Context, host string) error {
+// AdminRequestCrawl subscribes the relay to host, bypassing the public limits.
+func (c *Client) AdminRequestCrawl(ctx context.Context, host string) error {
 	return c.call(ctx, http.MethodPost, "/admin/pds/requestCrawl", input{Hostname: host}, nil)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/xrpc"
 	"github.com/atrelay/relay/store"
@@ -137,16 +138,16 @@ func (s *Server) engineError(w http.ResponseWriter, r *http.Request, err error) 
 func (s *Server) crawlError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, xrpc.ErrBadHostname):
-		writeXRPCError(w, http.StatusBadRequest, "BadRequest", err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "BadRequest", err.Error())
 	case errors.Is(err, xrpc.ErrHostBanned):
-		writeXRPCError(w, http.StatusForbidden, "HostBanned", err.Error())
+		httpjson.Error(w, http.StatusForbidden, "HostBanned", err.Error())
 	case errors.Is(err, xrpc.ErrHostNotFound):
-		writeXRPCError(w, http.StatusBadRequest, "HostNotFound", err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "HostNotFound", err.Error())
 	case errors.Is(err, xrpc.ErrNewHostLimit):
-		writeXRPCError(w, http.StatusTooManyRequests, "RateLimitExceeded", err.Error())
+		httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", err.Error())
 	default:
 		s.log.Error("admin: crawl failed", "path", r.URL.Path, "err", err)
-		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, "InternalServerError", err.Error())
 	}
 }
 
@@ -203,7 +204,7 @@ func (s *Server) upstreamConns(w http.ResponseWriter, _ *http.Request) {
 	if conns == nil {
 		conns = []string{}
 	}
-	writeJSON(w, http.StatusOK, conns)
+	httpjson.Write(w, http.StatusOK, conns)
 }
 
 func (s *Server) killUpstream(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +219,7 @@ type EnabledBody struct {
 }
 
 func (s *Server) getEnabled(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, EnabledBody{Enabled: s.eng.CrawlEnabled()})
+	httpjson.Write(w, http.StatusOK, EnabledBody{Enabled: s.eng.CrawlEnabled()})
 }
 
 func (s *Server) setEnabled(w http.ResponseWriter, r *http.Request) {
@@ -240,10 +241,10 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) {
 	}
 	host := in.hostname()
 	if host == "" || len(host) > store.MaxHostnameBytes {
-		writeXRPCError(w, http.StatusBadRequest, "BadRequest", "hostname field empty or invalid")
+		httpjson.Error(w, http.StatusBadRequest, "BadRequest", "hostname field empty or invalid")
 		return
 	}
-	if err := s.eng.AdminCrawl(r.Context(), host); err != nil {
+	if err := s.eng.AdminRequestCrawl(r.Context(), host); err != nil {
 		s.crawlError(w, r, err)
 		return
 	}
@@ -280,7 +281,7 @@ func (s *Server) unblockHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resetCursor(w http.ResponseWriter, r *http.Request) {
-	s.hostAction(w, r, func(_ *input, host string) error { return s.eng.ResetHostCursor(r.Context(), host) })
+	s.hostAction(w, r, func(_ *input, host string) error { return s.eng.ResetCursor(r.Context(), host) })
 }
 
 func (s *Server) takedown(w http.ResponseWriter, r *http.Request) {
@@ -322,5 +323,5 @@ type DomainList struct {
 }
 
 func (s *Server) listDomains(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, DomainList{BannedDomains: s.st.Bans()})
+	httpjson.Write(w, http.StatusOK, DomainList{BannedDomains: s.st.Bans()})
 }

@@ -118,7 +118,7 @@ func (e *fakeEngine) SetCrawlEnabled(_ context.Context, on bool) error {
 	return nil
 }
 
-func (e *fakeEngine) AdminCrawl(_ context.Context, hostname string) error {
+func (e *fakeEngine) AdminRequestCrawl(_ context.Context, hostname string) error {
 	if err := e.record("crawl %s", hostname); err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func (e *fakeEngine) ReverseTakedown(_ context.Context, did string) error {
 	return e.setLocal(did, store.LocalActive)
 }
 
-func (e *fakeEngine) ResetHostCursor(_ context.Context, hostname string) error {
+func (e *fakeEngine) ResetCursor(_ context.Context, hostname string) error {
 	if err := e.record("reset-cursor %s", hostname); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/store"
 )
 
@@ -177,7 +178,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 		for i := range hosts {
 			out[i] = refHost(&hosts[i], connected[hosts[i].Hostname])
 		}
-		writeJSON(w, http.StatusOK, out)
+		httpjson.Write(w, http.StatusOK, out)
 		return
 	}
 	out := HostPage{Hosts: make([]HostInfo, len(hosts))}
@@ -193,7 +194,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	if len(hosts) == limit {
 		out.Cursor = strconv.FormatUint(uint64(hosts[len(hosts)-1].ID), 10)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // RefConsumer is one consumer of the reference relay's consumers/list
@@ -242,7 +243,7 @@ func (s *Server) consumers(w http.ResponseWriter, r *http.Request) {
 		if cs == nil {
 			cs = []Consumer{}
 		}
-		writeJSON(w, http.StatusOK, cs)
+		httpjson.Write(w, http.StatusOK, cs)
 		return
 	}
 	out := make([]RefConsumer, len(cs))
@@ -251,7 +252,7 @@ func (s *Server) consumers(w http.ResponseWriter, r *http.Request) {
 		out[i] = RefConsumer{ID: uint64(i + 1), RemoteAddr: hostOnly(c.RemoteAddr), UserAgent: c.UserAgent,
 			EventsConsumed: c.FramesSent, ConnectedAt: c.ConnectedAt}
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // TakedownPage is the repo/takedowns answer, the reference relay's shape:
@@ -300,7 +301,7 @@ func (s *Server) listTakedowns(w http.ResponseWriter, r *http.Request) {
 	if more {
 		out.Cursor = after
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // PerDayLimit is the subs/perDayLimit answer.
@@ -313,7 +314,7 @@ func (s *Server) perDayLimit(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotImplemented, "the engine does not expose the new-host limit")
 		return
 	}
-	writeJSON(w, http.StatusOK, PerDayLimit{Limit: s.quota.NewHostsPerDay()})
+	httpjson.Write(w, http.StatusOK, PerDayLimit{Limit: s.quota.NewHostsPerDay()})
 }
 
 func (s *Server) setPerDayLimit(w http.ResponseWriter, r *http.Request) {

@@ -4,13 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 
+	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/store"
 )
 
@@ -18,7 +17,7 @@ import (
 // DIDs arrive trimmed but otherwise as the operator typed them; the engine
 // normalizes hostnames (failing with xrpc.ErrBadHostname). Failures wrap
 // ErrUnknownHost, ErrUnknownAccount or ErrNotConnected where those apply,
-// or the xrpc crawl sentinels for AdminCrawl; anything else is a 500.
+// or the xrpc crawl sentinels for AdminRequestCrawl; anything else is a 500.
 type Engine interface {
 	// UpstreamConns lists the hostnames with a live upstream connection.
 	UpstreamConns() []string
@@ -28,9 +27,9 @@ type Engine interface {
 	CrawlEnabled() bool
 	// SetCrawlEnabled switches public requestCrawl on or off.
 	SetCrawlEnabled(ctx context.Context, enabled bool) error
-	// AdminCrawl subscribes to hostname bypassing the public checks
+	// AdminRequestCrawl subscribes to hostname bypassing the public checks
 	// (crawl switch, new-host limit, localhost rule).
-	AdminCrawl(ctx context.Context, hostname string) error
+	AdminRequestCrawl(ctx context.Context, hostname string) error
 	// BanHost marks the host banned and drops its connection.
 	BanHost(ctx context.Context, hostname string) error
 	// UnbanHost makes a banned host active again.
@@ -45,8 +44,8 @@ type Engine interface {
 	Takedown(ctx context.Context, did string) error
 	// ReverseTakedown lifts a local takedown or suspension.
 	ReverseTakedown(ctx context.Context, did string) error
-	// ResetHostCursor forgets the host's upstream cursor and reconnects live.
-	ResetHostCursor(ctx context.Context, hostname string) error
+	// ResetCursor forgets the host's upstream cursor and reconnects live.
+	ResetCursor(ctx context.Context, hostname string) error
 	// Resync fetches the account's repo from its PDS and emits a #sync.
 	Resync(ctx context.Context, did string) error
 	// Consumers lists the connected firehose consumers.
@@ -277,36 +276,13 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // errorBody is the reference relay's admin error shape: one human-readable
 // "error" string. requestCrawl, which the reference answers like its XRPC
-// procedure, uses xrpcErrorBody instead.
+// procedure, answers with httpjson.Error instead.
 type errorBody struct {
 	Error string `json:"error"`
 }
 
-// xrpcErrorBody is the XRPC error shape.
-type xrpcErrorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: msg})
-}
-
-func writeXRPCError(w http.ResponseWriter, code int, name, msg string) {
-	writeJSON(w, code, xrpcErrorBody{Error: name, Message: msg})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		code = http.StatusInternalServerError
-		b = []byte(`{"error":"InternalServerError","message":"encoding response"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	httpjson.Write(w, code, errorBody{Error: msg})
 }
 
 // successBody is the reference relay's action answer, {"success":"true"}.
@@ -314,4 +290,6 @@ type successBody struct {
 	Success string `json:"success"`
 }
 
-func writeSuccess(w http.ResponseWriter) { writeJSON(w, http.StatusOK, successBody{Success: "true"}) }
+func writeSuccess(w http.ResponseWriter) {
+	httpjson.Write(w, http.StatusOK, successBody{Success: "true"})
+}

@@ -185,7 +185,7 @@ func TestHostActions(t *testing.T) {
 		t.Fatalf("UnbanHost: %v, status %s", err, status())
 	}
 	n, tr := uint64(5000), true
-	if err := e.client.SetLimits(ctx, "pds.example.com", HostLimits{AccountLimit: &n, Trusted: &tr}); err != nil {
+	if err := e.client.SetHostLimits(ctx, "pds.example.com", HostLimits{AccountLimit: &n, Trusted: &tr}); err != nil {
 		t.Fatal(err)
 	}
 	wantCall("limits pds.example.com accounts=5000 trusted=true")
@@ -196,7 +196,7 @@ func TestHostActions(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCall("reset-cursor pds.example.com")
-	if err := e.client.Crawl(ctx, "new.example.com"); err != nil {
+	if err := e.client.AdminRequestCrawl(ctx, "new.example.com"); err != nil {
 		t.Fatal(err)
 	}
 	wantCall("crawl new.example.com")
@@ -209,9 +209,9 @@ func TestHostActions(t *testing.T) {
 	// Errors, each mapped to its answer.
 	wantAPIError(t, e.client.BanHost(ctx, "nope.example.com"), 404, "Not Found")
 	wantAPIError(t, e.client.KillUpstream(ctx, "pds.example.com", false), 400, "Bad Request")
-	wantAPIError(t, e.client.Crawl(ctx, "bad host"), 400, "BadRequest")
+	wantAPIError(t, e.client.AdminRequestCrawl(ctx, "bad host"), 400, "BadRequest")
 	wantAPIError(t, e.client.BanHost(ctx, ""), 400, "Bad Request")
-	wantAPIError(t, e.client.SetLimits(ctx, "pds.example.com", HostLimits{}), 400, "Bad Request")
+	wantAPIError(t, e.client.SetHostLimits(ctx, "pds.example.com", HostLimits{}), 400, "Bad Request")
 	wantAPIError(t, e.client.ResetCursor(ctx, strings.Repeat("a", 300)), 400, "Bad Request")
 	for _, c := range []struct {
 		err  error
@@ -224,7 +224,7 @@ func TestHostActions(t *testing.T) {
 		{errors.New("disk on fire"), 500, "InternalServerError"},
 	} {
 		e.eng.fail(fmt.Errorf("engine: %w", c.err))
-		wantAPIError(t, e.client.Crawl(ctx, "x.example.com"), c.code, c.name)
+		wantAPIError(t, e.client.AdminRequestCrawl(ctx, "x.example.com"), c.code, c.name)
 	}
 	e.eng.fail(nil)
 
@@ -285,7 +285,7 @@ func TestAccountActions(t *testing.T) {
 	if err != nil || !slices.Equal(p.DIDs, []string{didA}) || p.Cursor != 0 {
 		t.Fatalf("Takedowns = %+v %v", p, err)
 	}
-	if err := e.client.Restore(ctx, didA); err != nil {
+	if err := e.client.ReverseTakedown(ctx, didA); err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := e.client.Takedowns(ctx, 0); len(p.DIDs) != 0 {
@@ -300,7 +300,7 @@ func TestAccountActions(t *testing.T) {
 		t.Fatalf("alias: %d", code)
 	}
 	wantAPIError(t, e.client.Takedown(ctx, "did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"), 404, "Not Found")
-	wantAPIError(t, e.client.Restore(ctx, "not a did"), 400, "Bad Request")
+	wantAPIError(t, e.client.ReverseTakedown(ctx, "not a did"), 400, "Bad Request")
 	wantAPIError(t, e.client.Resync(ctx, ""), 400, "Bad Request")
 	code, _, _ = e.raw(t, http.MethodGet, "/admin/repo/takedowns?cursor=x", "Bearer "+testToken, "")
 	if code != 400 {

@@ -2,7 +2,6 @@ package firehose
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/atrelay/relay/engine/clientip"
+	"github.com/atrelay/relay/engine/httpjson"
 )
 
 // Errors of parseCursor.
@@ -44,17 +44,6 @@ func parseCursor(s string) (cursor uint64, ok bool, err error) {
 	return n, true, nil
 }
 
-// xrpcError writes an XRPC JSON error body with the given status.
-func xrpcError(w http.ResponseWriter, status int, name, message string) {
-	body, _ := json.Marshal(struct {
-		Error   string `json:"error"`
-		Message string `json:"message,omitempty"`
-	}{name, message})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
 // refusedRetryAfter is the Retry-After, in seconds, of a request refused
 // by a consumer cap.
 const refusedRetryAfter = "30"
@@ -69,25 +58,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		h.m.badRequests.Inc()
-		xrpcError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "subscribeRepos is a GET WebSocket endpoint")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "subscribeRepos is a GET WebSocket endpoint")
 		return
 	}
 	cursor, hasCursor, err := parseCursor(r.URL.Query().Get("cursor"))
 	if err != nil {
 		h.m.badRequests.Inc()
-		xrpcError(w, http.StatusBadRequest, "InvalidRequest", "cursor must be a non-negative integer")
+		httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "cursor must be a non-negative integer")
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		h.m.badRequests.Inc()
-		xrpcError(w, http.StatusUpgradeRequired, "InvalidRequest", "subscribeRepos requires a WebSocket upgrade")
+		httpjson.Error(w, http.StatusUpgradeRequired, "InvalidRequest", "subscribeRepos requires a WebSocket upgrade")
 		return
 	}
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
-		xrpcError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "relay is shutting down")
+		httpjson.Error(w, http.StatusServiceUnavailable, "ServiceUnavailable", "relay is shutting down")
 		return
 	}
 	key := clientip.Key(h.clients.Addr(r))
@@ -95,12 +84,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case refuseGlobal:
 		h.m.refused[why].Inc()
 		w.Header().Set("Retry-After", refusedRetryAfter)
-		xrpcError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many consumers connected; try again later")
+		httpjson.Error(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many consumers connected; try again later")
 		return
 	case refusePerIP:
 		h.m.refused[why].Inc()
 		w.Header().Set("Retry-After", refusedRetryAfter)
-		xrpcError(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many consumers connected from this address")
+		httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many consumers connected from this address")
 		return
 	}
 	conn, rw, _, err := h.upgrader.Upgrade(r, w)

@@ -179,7 +179,7 @@ func TestRecordLayout(t *testing.T) {
 // BenchmarkLookupHit is the hot path: a cached did:plc.
 func BenchmarkLookupHit(b *testing.B) {
 	p := newFakePLC(b)
-	r := New(Config{PLCURL: p.srv.URL, AllowInsecure: true})
+	r := New(Config{PLCURL: p.srv.URL, AllowInsecureHosts: true})
 	defer r.Close()
 	did := plcDID(1)
 	if _, err := r.Lookup(context.Background(), did); err != nil {

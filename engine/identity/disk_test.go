@@ -33,7 +33,7 @@ func newDiskResolver(t testing.TB, p *fakePLC, st *store.Store, clk *testutil.Cl
 	t.Helper()
 	cfg.PLCURL = p.srv.URL
 	cfg.Now = clk.Now
-	cfg.AllowInsecure = true
+	cfg.AllowInsecureHosts = true
 	cfg.Store = st
 	return New(cfg)
 }

@@ -59,7 +59,7 @@
 // A did:web host must be a domain name (no IP literal) on the default
 // port. Both clients dial public addresses only (engine/netguard, checked
 // after DNS resolution): a document cannot point the relay at its own
-// network. Config.AllowInsecure, the development switch, allows http,
+// network. Config.AllowInsecureHosts, the development switch, allows http,
 // did:web ports and loopback destinations; Config.PLCAllowPrivate lets an
 // operator's PLC mirror live on the local network.
 //

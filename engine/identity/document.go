@@ -49,13 +49,14 @@ type document struct {
 // the first service with id "#atproto_pds" or "<did>#atproto_pds" and type
 // AtprotoPersonalDataServer. A missing or invalid key or PDS is an error
 // (ErrNoKey, ErrBadKey, ErrNoPDS, ErrBadPDS): such an account has no working
-// identity. A missing handle is not.
-func ParseDocument(did string, body []byte) (Identity, error) {
-	id, r := parseDocument(did, body)
+// identity. A missing handle is not. dev is the development switch
+// (NormalizePDSHost).
+func ParseDocument(did string, body []byte, dev bool) (Identity, error) {
+	id, r := parseDocument(did, body, dev)
 	return id, r.Err()
 }
 
-func parseDocument(did string, body []byte) (Identity, Reason) {
+func parseDocument(did string, body []byte, dev bool) (Identity, Reason) {
 	var doc document
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return Identity{}, ReasonBadJSON
@@ -88,7 +89,7 @@ func parseDocument(did string, body []byte) (Identity, Reason) {
 		if err := json.Unmarshal(s.ServiceEndpoint, &endpoint); err != nil {
 			return Identity{}, ReasonBadPDS
 		}
-		host, ok := NormalizePDSHost(endpoint)
+		host, ok := NormalizePDSHost(endpoint, dev)
 		if !ok {
 			return Identity{}, ReasonBadPDS
 		}

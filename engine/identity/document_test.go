@@ -18,7 +18,7 @@ func TestParseDocumentFixtures(t *testing.T) {
 	f := func(rel, did, pds, handle string, curve atcrypto.Curve, want error) {
 		t.Helper()
 		t.Run(rel, func(t *testing.T) {
-			id, err := ParseDocument(did, fixtures.Read(t, rel))
+			id, err := ParseDocument(did, fixtures.Read(t, rel), true)
 			if !errors.Is(err, want) {
 				t.Fatalf("err = %v, want %v", err, want)
 			}
@@ -42,8 +42,8 @@ func TestParseDocumentFixtures(t *testing.T) {
 	f(tb+"paul_staging.didDoc.json", "did:plc:cmpvykrzb2l22kj4ojlv3ox4", "pds.staging.bsky.dev", "paul.staging.bsky.dev", atcrypto.K256, nil)
 
 	// The Multikey and legacy documents describe the same account and key.
-	a, _ := ParseDocument("did:plc:ewvi7nxzyoun6zhxrhs64oiz", fixtures.Read(t, base+"did_plc_doc.json"))
-	b, _ := ParseDocument("did:plc:ewvi7nxzyoun6zhxrhs64oiz", fixtures.Read(t, base+"did_plc_doc_legacy.json"))
+	a, _ := ParseDocument("did:plc:ewvi7nxzyoun6zhxrhs64oiz", fixtures.Read(t, base+"did_plc_doc.json"), false)
+	b, _ := ParseDocument("did:plc:ewvi7nxzyoun6zhxrhs64oiz", fixtures.Read(t, base+"did_plc_doc_legacy.json"), false)
 	if a.Key != b.Key {
 		t.Fatalf("Multikey %v and legacy %v keys differ", a.Key, b.Key)
 	}
@@ -60,7 +60,7 @@ func TestRealPDSDocuments(t *testing.T) {
 		t.Fatalf("%d documents, want 120", len(docs))
 	}
 	for did, doc := range docs {
-		id, err := ParseDocument(did, doc)
+		id, err := ParseDocument(did, doc, true)
 		if err != nil {
 			t.Fatalf("%s: %v", did, err)
 		}
@@ -80,7 +80,7 @@ func TestParseDocumentErrors(t *testing.T) {
 	}
 	f := func(name, body string, want error) {
 		t.Helper()
-		if _, err := ParseDocument(did, []byte(body)); !errors.Is(err, want) {
+		if _, err := ParseDocument(did, []byte(body), false); !errors.Is(err, want) {
 			t.Errorf("%s: err = %v, want %v", name, err, want)
 		}
 	}
@@ -94,42 +94,59 @@ func TestParseDocumentErrors(t *testing.T) {
 	f("pds wrong type", doc(key, strings.Replace(pds, "AtprotoPersonalDataServer", "Other", 1), ""), ErrNoPDS)
 	f("pds path", doc(key, strings.Replace(pds, "example.com", "example.com/xrpc", 1), ""), ErrBadPDS)
 	f("pds object", doc(key, strings.Replace(pds, `"https://pds.example.com"`, `{"uri":"x"}`, 1), ""), ErrBadPDS)
-	id, _ := ParseDocument(did, []byte(doc(key, pds, `"https://x","at://bad_handle","at://Alice.Example.com"`)))
+	id, _ := ParseDocument(did, []byte(doc(key, pds, `"https://x","at://bad_handle","at://Alice.Example.com"`)), false)
 	if id.Handle != "alice.example.com" {
 		t.Errorf("handle = %q", id.Handle)
 	}
-	id, _ = ParseDocument(did, []byte(doc(strings.Replace(key, `"#atproto"`, `"`+did+`#atproto"`, 1), pds, "")))
+	id, _ = ParseDocument(did, []byte(doc(strings.Replace(key, `"#atproto"`, `"`+did+`#atproto"`, 1), pds, "")), false)
 	if id.Key.IsZero() || id.Handle != "" {
 		t.Errorf("absolute #atproto id: %+v", id)
 	}
 }
 
+// TestNormalizePDSHost covers what the endpoint URL adds to
+// syntax.NormalizeHost (whose table holds the host rules): the scheme, the
+// default port, and the parts of a URL a PDS endpoint may not have.
 func TestNormalizePDSHost(t *testing.T) {
-	f := func(in, want string) {
+	f := func(in string, dev bool, want string) {
 		t.Helper()
-		got, ok := NormalizePDSHost(in)
+		got, ok := NormalizePDSHost(in, dev)
 		if want == "" && ok || got != want {
-			t.Errorf("NormalizePDSHost(%q) = %q, %v; want %q", in, got, ok, want)
+			t.Errorf("NormalizePDSHost(%q, %v) = %q, %v; want %q", in, dev, got, ok, want)
 		}
 	}
-	f("https://pds.example.com", "pds.example.com")
-	f("https://PDS.Example.com/", "pds.example.com")
-	f("https://pds.example.com:443", "pds.example.com")
-	f("https://pds.example.com:8443", "pds.example.com")
-	f("http://localhost:5201", "localhost:5201")
-	f("https://pds-1.localhost:5201", "pds-1.localhost:5201")
-	f("http://127.0.0.1:2583", "127.0.0.1:2583")
-	f("http://localhost", "localhost")
-	f("https://pds.example.com/xrpc", "")
-	f("https://user@pds.example.com", "")
-	f("https://pds.example.com?x=1", "")
-	f("https://pds.example.com#f", "")
-	f("ftp://pds.example.com", "")
-	f("pds.example.com", "")
-	f("https://", "")
-	f("https://bad_host.com", "")
-	f("http://localhost:0", "")
-	f("http://localhost:99999", "")
+	for _, dev := range []bool{false, true} {
+		f("https://pds.example.com", dev, "pds.example.com")
+		f("https://PDS.Example.com/", dev, "pds.example.com")
+		f("http://pds.example.com", dev, "pds.example.com")
+		f("https://pds.example.com:443", dev, "pds.example.com")
+		f("http://pds.example.com:80/", dev, "pds.example.com")
+		f("https://pds.example.com:8443", dev, "") // not the host the relay dials
+		f("http://pds.example.com:443", dev, "")
+		f("https://pds.example.com/xrpc", dev, "")
+		f("https://user@pds.example.com", dev, "")
+		f("https://pds.example.com?x=1", dev, "")
+		f("https://pds.example.com#f", dev, "")
+		f("ftp://pds.example.com", dev, "")
+		f("wss://pds.example.com", dev, "")
+		f("pds.example.com", dev, "")
+		f("https://", dev, "")
+		f("https://bad_host.com", dev, "")
+		f("https://10.0.0.1", dev, "")
+		f("http://localhost:0", dev, "")
+		f("http://localhost:99999", dev, "")
+		f("https://"+strings.Repeat("a", 600)+".com", dev, "")
+	}
+	f("http://localhost:5201", true, "localhost:5201")
+	f("https://pds-1.localhost:5201", true, "pds-1.localhost:5201")
+	f("http://127.0.0.1:2583", true, "127.0.0.1:2583")
+	f("http://[::1]:2583", true, "[::1]:2583")
+	f("https://[::1]:443", true, "[::1]")
+	f("http://localhost", true, "localhost")
+	f("http://localhost:5201", false, "")
+	f("https://pds-1.localhost:5201", false, "")
+	f("http://127.0.0.1:2583", false, "")
+	f("http://localhost", false, "")
 }
 
 func TestParseDID(t *testing.T) {
@@ -192,7 +209,7 @@ func FuzzParseDocument(f *testing.F) {
 	f.Add([]byte(`{"id":"did:plc:ewvi7nxzyoun6zhxrhs64oiz","service":[{"id":"#atproto_pds","type":"AtprotoPersonalDataServer","serviceEndpoint":null}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, did := range []string{"did:plc:ewvi7nxzyoun6zhxrhs64oiz", "did:plc:dpg45vsnuir2vqqqadsn6afg"} {
-			id, err := ParseDocument(did, body)
+			id, err := ParseDocument(did, body, true)
 			if err == nil && (id.Key.IsZero() || id.PDSHost == "") {
 				t.Fatalf("success without key or PDS: %+v", id)
 			}
@@ -210,6 +227,7 @@ func FuzzParseDID(f *testing.F) {
 		if err == nil && ref.isPLC && len(s) != len(plcPrefix)+plcIDLen {
 			t.Fatalf("accepted %q", s)
 		}
-		_, _ = NormalizePDSHost(s)
+		_, _ = NormalizePDSHost(s, false)
+		_, _ = NormalizePDSHost(s, true)
 	})
 }

@@ -39,13 +39,13 @@ const (
 type Config struct {
 	// PLCURL is the PLC directory base URL. Default "https://plc.directory".
 	PLCURL string
-	// AllowInsecure is the development switch: did:web over plain http,
+	// AllowInsecureHosts is the development switch: did:web over plain http,
 	// did:web with an explicit port (the spec allows one only for
 	// localhost testing), and loopback destinations (never private ones)
 	// for the PLC directory and did:web hosts, so tests and dev fleets on
 	// 127.0.0.1 work. Default false: https on the default port, public
 	// addresses only (engine/netguard).
-	AllowInsecure bool
+	AllowInsecureHosts bool
 	// PLCAllowPrivate lets the PLC directory be on a loopback or private
 	// address: a mirror the operator runs on the local network. did:web
 	// hosts never get this. Default false.
@@ -329,7 +329,7 @@ func New(cfg Config) *Resolver {
 	// The PLC URL is the operator's, did:web hosts are anyone's: both
 	// dial public addresses only unless told otherwise, but only the PLC
 	// directory may be told it lives on the local network.
-	dev := netguard.Policy{AllowLoopback: cfg.AllowInsecure}
+	dev := netguard.Policy{AllowLoopback: cfg.AllowInsecureHosts}
 	plcPolicy := dev
 	if cfg.PLCAllowPrivate {
 		plcPolicy = netguard.Policy{AllowLoopback: true, AllowPrivate: true}
@@ -526,11 +526,11 @@ func (r *Resolver) Retryable(did string, err error) bool {
 }
 
 // parse parses did and applies the development switch: a did:web with an
-// explicit port is malformed unless AllowInsecure is set (the did:web spec
+// explicit port is malformed unless AllowInsecureHosts is set (the did:web spec
 // allows ports only for localhost testing).
 func (r *Resolver) parse(did string) (didRef, error) {
 	ref, err := parseDID(did)
-	if err == nil && ref.hasPort && !r.cfg.AllowInsecure {
+	if err == nil && ref.hasPort && !r.cfg.AllowInsecureHosts {
 		return didRef{}, ErrBadDID
 	}
 	return ref, err
@@ -953,7 +953,7 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 		url = r.cfg.PLCURL + "/" + did
 	} else {
 		scheme := "https://"
-		if r.cfg.AllowInsecure {
+		if r.cfg.AllowInsecureHosts {
 			scheme = "http://"
 		}
 		url = scheme + ref.host + "/.well-known/did.json"
@@ -1002,7 +1002,7 @@ func (r *Resolver) fetch(ctx context.Context, ref *didRef, did string) (Identity
 	if int64(len(body)) > r.cfg.MaxDocBytes {
 		return fail(ReasonTooLarge, nil)
 	}
-	id, reason := parseDocument(did, body)
+	id, reason := parseDocument(did, body, r.cfg.AllowInsecureHosts)
 	if reason != ReasonNone {
 		return fail(reason, nil)
 	}

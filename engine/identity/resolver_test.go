@@ -133,7 +133,7 @@ func newTestResolver(t *testing.T, p *fakePLC, cfg Config) (*Resolver, *testutil
 	cfg.Now = clk.Now
 	// The fake directory is on 127.0.0.1: the development switch lets the
 	// resolver reach it (tests of the strict mode build their own).
-	cfg.AllowInsecure = true
+	cfg.AllowInsecureHosts = true
 	r := New(cfg)
 	t.Cleanup(r.Close)
 	return r, clk
@@ -344,7 +344,7 @@ func TestDIDWeb(t *testing.T) {
 	p := newFakePLC(t)
 	port := p.srv.Listener.Addr().(*net.TCPAddr).Port
 	did := fmt.Sprintf("did:web:localhost%%3A%d", port)
-	r, _ := newTestResolver(t, p, Config{AllowInsecure: true})
+	r, _ := newTestResolver(t, p, Config{AllowInsecureHosts: true})
 	id, err := r.Lookup(context.Background(), did)
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +352,7 @@ func TestDIDWeb(t *testing.T) {
 	if id.Key != p.key || id.PDSHost != "pds.example.com" {
 		t.Fatalf("identity %+v", id)
 	}
-	// Without AllowInsecure a did:web port is malformed: no request.
+	// Without AllowInsecureHosts a did:web port is malformed: no request.
 	strict := New(Config{PLCURL: p.srv.URL, PLCAllowPrivate: true})
 	t.Cleanup(strict.Close)
 	if _, err := strict.Lookup(context.Background(), did); !errors.Is(err, ErrBadDID) {

@@ -83,7 +83,7 @@ func (p *flakyPLC) total() (requests, limited int) {
 func newFlakyResolver(t *testing.T, p *flakyPLC, cfg Config) (*Resolver, *testutil.Clock) {
 	t.Helper()
 	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
-	cfg.PLCURL, cfg.Now, cfg.AllowInsecure = p.srv.URL, clk.Now, true
+	cfg.PLCURL, cfg.Now, cfg.AllowInsecureHosts = p.srv.URL, clk.Now, true
 	r := New(cfg)
 	t.Cleanup(r.Close)
 	return r, clk

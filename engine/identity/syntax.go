@@ -1,9 +1,10 @@
 package identity
 
 import (
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // plcIDLen is the length of the method-specific part of a did:plc: 24
@@ -18,7 +19,6 @@ type plcKey [15]byte
 const (
 	plcPrefix = "did:plc:"
 	webPrefix = "did:web:"
-	maxDIDLen = 2048 // digest §2.1
 )
 
 // didRef is a parsed DID: either a did:plc (plc set) or a did:web (host
@@ -35,7 +35,7 @@ type didRef struct {
 // with an optional %3A-encoded port and no path. Whether a port is
 // acceptable depends on the resolver's development switch (Resolver.parse).
 func parseDID(did string) (didRef, error) {
-	if len(did) > maxDIDLen {
+	if len(did) > syntax.MaxDIDLen {
 		return didRef{}, ErrBadDID
 	}
 	if id, ok := strings.CutPrefix(did, plcPrefix); ok {
@@ -103,7 +103,7 @@ func webHost(s string) (host string, hasPort bool, ok bool) {
 	} else if i := strings.Index(s, "%3a"); i >= 0 {
 		host, port = s[:i], s[i+3:]
 	}
-	if host != "localhost" && !validHostname(host, true) {
+	if host != "localhost" && !validHostname(host) {
 		return "", false, false
 	}
 	if port == "" {
@@ -132,36 +132,12 @@ func validPort(p string) bool {
 	return n > 0 && n <= 65535
 }
 
-// validHostname checks handle-style hostname syntax (digest §2.2): at most
-// 253 characters, labels of 1-63 [a-z0-9-] not starting or ending with '-'.
-// With handle set it also requires two or more labels and a TLD not
-// starting with a digit. Upper case is rejected; callers lower-case first
-// where the input is case-insensitive.
-func validHostname(h string, handle bool) bool {
-	if len(h) == 0 || len(h) > 253 {
-		return false
-	}
-	labels := 0
-	start := 0
-	for i := 0; i <= len(h); i++ {
-		if i < len(h) && h[i] != '.' {
-			c := h[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-			continue
-		}
-		l := h[start:i]
-		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		labels++
-		if i == len(h) && handle && (labels < 2 || l[0] >= '0' && l[0] <= '9') {
-			return false
-		}
-		start = i + 1
-	}
-	return true
+// validHostname reports whether h is a lower-case name with handle syntax
+// (digest §2.2: two or more labels, a top-level label not starting with a
+// digit). Callers lower-case first where the input is case-insensitive.
+func validHostname(h string) bool {
+	_, err := syntax.ParseHandle(h)
+	return err == nil && strings.ToLower(h) == h
 }
 
 // handleFromAKA returns the first syntactically valid handle among
@@ -173,7 +149,7 @@ func handleFromAKA(aka []string) string {
 			continue
 		}
 		h = strings.ToLower(h)
-		if validHostname(h, true) {
+		if validHostname(h) {
 			return h
 		}
 	}
@@ -181,13 +157,17 @@ func handleFromAKA(aka []string) string {
 }
 
 // NormalizePDSHost turns a #atproto_pds serviceEndpoint into the host name
-// the relay compares upstream connections against (digest §8.3): lower
-// case, no scheme, no port except for localhost and loopback addresses
-// (development fleets), e.g. "https://PDS.example.com/" → "pds.example.com"
-// and "http://localhost:5201" → "localhost:5201". Endpoints with user info,
-// a path, a query or a fragment, or a scheme other than http/https, are
-// rejected.
-func NormalizePDSHost(endpoint string) (string, bool) {
+// the relay compares upstream connections against (digest §8.3): the
+// endpoint's authority through syntax.NormalizeHost, the one normalizer
+// every host passes, so it equals the stored host row of the same PDS. The
+// scheme is http or https (the relay dials hosts itself; only the name
+// counts), and the scheme's default port is dropped (RFC 3986 §6.2.3: it
+// names the same authority); any other port, localhost and loopback
+// addresses are development hosts, accepted only with dev. E.g.
+// "https://PDS.example.com:443/" → "pds.example.com" and, with dev,
+// "http://localhost:5201" → "localhost:5201". Endpoints with user info, a
+// path, a query or a fragment are rejected.
+func NormalizePDSHost(endpoint string, dev bool) (string, bool) {
 	if len(endpoint) > 512 {
 		return "", false
 	}
@@ -196,18 +176,10 @@ func NormalizePDSHost(endpoint string) (string, bool) {
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return "", false
 	}
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if port != "" && !validPort(port) {
-		return "", false
+	host := u.Host
+	if p := u.Port(); u.Scheme == "https" && p == "443" || u.Scheme == "http" && p == "80" {
+		host = strings.TrimSuffix(host, ":"+p)
 	}
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || strings.HasSuffix(host, ".localhost") || (ip != nil && ip.IsLoopback())
-	if ip == nil && !validHostname(host, false) {
-		return "", false
-	}
-	if port != "" && loopback {
-		return net.JoinHostPort(host, port), true
-	}
-	return host, true
+	name, err := syntax.NormalizeHost(host, dev)
+	return name, err == nil
 }

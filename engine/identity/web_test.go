@@ -238,7 +238,7 @@ func TestPLCLoopbackNeedsSwitch(t *testing.T) {
 	if n := p.count(did); n != 0 {
 		t.Fatalf("refused PLC lookup sent %d requests", n)
 	}
-	for _, cfg := range []Config{{AllowInsecure: true}, {PLCAllowPrivate: true}} {
+	for _, cfg := range []Config{{AllowInsecureHosts: true}, {PLCAllowPrivate: true}} {
 		cfg.PLCURL = p.srv.URL
 		r := New(cfg)
 		t.Cleanup(r.Close)

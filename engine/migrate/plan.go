@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/atrelay/relay/engine/relay"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
@@ -91,12 +90,6 @@ var (
 	// ErrSeqRange: the chosen seq is beyond store.MaxSeq.
 	ErrSeqRange = fmt.Errorf("migrate: next seq beyond the store's maximum")
 )
-
-// hostStatus maps the reference's status names onto the store's.
-var hostStatus = map[string]store.HostStatus{
-	"active": store.HostActive, "idle": store.HostIdle, "offline": store.HostOffline,
-	"throttled": store.HostThrottled, "banned": store.HostBanned,
-}
 
 // trustedName applies the reference's trusted-domain rule: an exact
 // name, or a "*"-prefixed pattern whose rest is a suffix of the name.
@@ -194,7 +187,7 @@ func (p *Plan) skip(format string, args ...any) {
 
 // planHost adds one source host to the plan.
 func (p *Plan) planHost(h SourceHost, st *store.Store, cfg PlanConfig, seen map[string]bool) {
-	name, err := relay.NormalizeHostname(h.Hostname, true)
+	name, err := syntax.NormalizeHost(h.Hostname, true)
 	if err != nil {
 		p.skip("host %q: %v", h.Hostname, err)
 		return
@@ -203,7 +196,7 @@ func (p *Plan) planHost(h SourceHost, st *store.Store, cfg PlanConfig, seen map[
 		return
 	}
 	seen[name] = true
-	status, ok := hostStatus[h.Status]
+	status, ok := store.ParseHostStatus(h.Status)
 	if !ok {
 		p.warn("host %s has status %q, unknown here: imported idle", name, h.Status)
 		status = store.HostIdle
@@ -215,7 +208,9 @@ func (p *Plan) planHost(h SourceHost, st *store.Store, cfg PlanConfig, seen map[
 	if h.Cursor > 0 {
 		to.Cursor = uint64(h.Cursor)
 	}
-	isDev := strings.HasPrefix(name, "localhost:")
+	// A development host is one the normalizer accepts only with the switch.
+	_, prodErr := syntax.NormalizeHost(name, false)
+	isDev := prodErr != nil
 	if !h.SSL && !isDev {
 		p.warn("host %s is read without TLS by the reference; this relay reads it over wss://", name)
 	}

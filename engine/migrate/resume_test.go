@@ -57,7 +57,7 @@ func TestMigratedHostsResumeFromReferenceCursors(t *testing.T) {
 
 	st := openTestStore(t, dir)
 	defer st.Close()
-	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecure: true})
+	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecureHosts: true})
 	defer ids.Close()
 	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: 1 << 20})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/engine/admin"
+	"github.com/atrelay/relay/store"
 )
 
 // Bounds on what Fetch reads from the reference relay. It is the
@@ -115,13 +116,13 @@ func Fetch(ctx context.Context, cfg FetchConfig) (*Source, error) {
 		sh := SourceHost{Hostname: h.Host, SSL: h.SSL, Cursor: h.Cursor, AccountLimit: h.RepoLimit, AccountCount: h.RepoCount}
 		switch {
 		case h.Blocked:
-			sh.Status = "banned"
+			sh.Status = store.HostBanned.String()
 		case h.Registered:
-			sh.Status = "active"
+			sh.Status = store.HostActive.String()
 		default:
 			// Idle, offline or throttled: only listHosts tells which; a
 			// host it does not list never delivered an event.
-			sh.Status = "idle"
+			sh.Status = store.HostIdle.String()
 		}
 		if p, ok := public.hosts[h.Host]; ok {
 			sh.Status, sh.Cursor, sh.AccountCount = p.Status, p.Seq, p.AccountCount

@@ -25,7 +25,7 @@ type controlKind uint8
 const (
 	ctlTakedown controlKind = iota + 1
 	ctlSuspend
-	ctlRestore
+	ctlReverseTakedown
 	ctlResync
 	ctlResyncDone  // a resync delivered a verified head (control.resync)
 	ctlUnthrottle  // let a host-throttled account in (its host's limit was raised)
@@ -46,40 +46,14 @@ type control struct {
 	err    error
 }
 
-// upstreamStatus maps an #account status string to the stored status.
-// Unknown or absent reasons are stored as deactivated: the store has no
-// "inactive" value (the emitted event still carries what the host sent).
-func upstreamStatus(active bool, status []byte) store.AccountStatus {
-	if active {
-		return store.StatusActive
-	}
-	switch string(status) {
-	case "deleted":
-		return store.StatusDeleted
-	case "takendown":
-		return store.StatusTakendown
-	case "suspended":
-		return store.StatusSuspended
-	case "desynchronized":
-		return store.StatusDesynchronized
-	case "throttled":
-		return store.StatusThrottled
-	}
-	return store.StatusDeactivated
-}
-
 // localRestricts reports whether the relay itself withholds the account,
 // and the status it reports for it then (spec §13.3, §13.4).
-func localRestricts(l store.LocalStatus) (string, bool) {
+func localRestricts(l store.LocalStatus) (store.AccountStatus, bool) {
 	switch l {
-	case store.LocalTakendown:
-		return "takendown", true
-	case store.LocalSuspended:
-		return "suspended", true
-	case store.LocalHostThrottled:
-		return "throttled", true
+	case store.LocalTakendown, store.LocalSuspended, store.LocalHostThrottled:
+		return l.Reported(), true
 	}
-	return "", false
+	return store.StatusUnchanged, false
 }
 
 // accountView builds the relay's combined #account body (spec §13.3):
@@ -88,7 +62,7 @@ func localRestricts(l store.LocalStatus) (string, bool) {
 func accountView(a *acctState, upstreamActive bool, upstreamStatusText []byte, did, tm []byte) event.Account {
 	v := event.Account{DID: did, Time: tm}
 	if s, ok := localRestricts(a.local); ok {
-		v.Status = []byte(s)
+		v.Status = []byte(s.String())
 		return v
 	}
 	v.Active = upstreamActive
@@ -154,7 +128,7 @@ func (r *Relay) processAccount(s *scratch, hs *hostState, e *event.Account, res 
 	if !r.admit(hs, a) {
 		return DropHostThrottled, false
 	}
-	st := upstreamStatus(e.Active, e.Status)
+	st := store.ParseAccountStatus(e.Active, e.Status)
 	a.upstream = st
 	view := accountView(a, e.Active, e.Status, e.DID, e.Time)
 	view.Seq = e.Seq
@@ -202,9 +176,9 @@ func (r *Relay) Suspend(ctx context.Context, did string) error {
 	return r.control(ctx, did, ctlSuspend)
 }
 
-// Restore lifts a takedown or suspension and emits the recomputed view.
-func (r *Relay) Restore(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlRestore)
+// ReverseTakedown lifts a takedown or suspension and emits the recomputed view.
+func (r *Relay) ReverseTakedown(ctx context.Context, did string) error {
+	return r.control(ctx, did, ctlReverseTakedown)
 }
 
 // Resync marks an account desynchronized and queues a repair.
@@ -254,7 +228,7 @@ func (r *Relay) runControl(s *scratch, t task) {
 		local = store.LocalTakendown
 	case ctlSuspend:
 		local = store.LocalSuspended
-	case ctlRestore:
+	case ctlReverseTakedown:
 		local = store.LocalActive
 	case ctlResync:
 		if hs := r.hostFor(a.host); hs != nil {
@@ -360,44 +334,6 @@ func (r *Relay) unthrottle(a *acctState) error {
 	r.m.desyncMarked.Inc()
 	r.requestResync(a.did, hs.name)
 	return nil
-}
-
-// verifyStatus maps a stored upstream status to the validator's.
-func verifyStatus(s store.AccountStatus) verify.Status {
-	switch s {
-	case store.StatusActive, store.StatusUnchanged:
-		return verify.StatusActive
-	case store.StatusDeactivated:
-		return verify.StatusDeactivated
-	case store.StatusDeleted:
-		return verify.StatusDeleted
-	case store.StatusTakendown:
-		return verify.StatusTakendown
-	case store.StatusSuspended:
-		return verify.StatusSuspended
-	case store.StatusDesynchronized:
-		return verify.StatusDesynchronized
-	case store.StatusThrottled:
-		return verify.StatusThrottled
-	}
-	return verify.StatusInactive
-}
-
-// verifyLocal maps a local status to the validator's. A desynchronized
-// account keeps flowing (the chain break was counted; commits still pass,
-// §12.2 step 13), so it validates as active.
-func verifyLocal(l store.LocalStatus) verify.Status {
-	switch l {
-	case store.LocalActive, store.LocalDesynchronized:
-		return verify.StatusActive
-	case store.LocalTakendown:
-		return verify.StatusTakendown
-	case store.LocalSuspended:
-		return verify.StatusSuspended
-	case store.LocalThrottled, store.LocalHostThrottled:
-		return verify.StatusThrottled
-	}
-	return verify.StatusInactive
 }
 
 // identityTag names an #identity event for identity.Refresh and Reresolve:

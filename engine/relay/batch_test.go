@@ -25,7 +25,7 @@ func TestStoreBatchLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	ids := identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecure: true})
+	ids := identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecureHosts: true})
 	defer ids.Close()
 	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: 8 << 20})
 	if err != nil {

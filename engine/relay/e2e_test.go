@@ -124,7 +124,7 @@ func checkStreamBreaks(t *testing.T, h *harness, frames [][]byte, first int64, a
 			st := states[string(c.Repo)]
 			vs := verify.AccountState{}
 			if st != nil {
-				vs = verify.AccountState{Known: true, Host: "", Upstream: verify.StatusActive, Local: verify.StatusActive,
+				vs = verify.AccountState{Known: true, Host: "", Upstream: store.StatusActive, Local: store.LocalActive,
 					Rev: st.rev, Commit: st.commit, Data: st.data}
 			}
 			id, err := h.ids.Lookup(context.Background(), string(c.Repo))

@@ -69,7 +69,7 @@ func TestStoreFailureStopsRelay(t *testing.T) {
 	}
 	defer st.Close()
 	seedHosts(t, st, fl.Hostnames(), 1000)
-	h := startRelayOn(t, st, identity.Config{PLCURL: fl.PLCURL(), AllowInsecure: true}, fl.Hostnames(), testConfig(), 256<<10)
+	h := startRelayOn(t, st, identity.Config{PLCURL: fl.PLCURL(), AllowInsecureHosts: true}, fl.Hostnames(), testConfig(), 256<<10)
 	defer func() {
 		h.rs.Close()
 		_ = h.r.Close()

@@ -85,7 +85,7 @@ func startRelayPLC(t *testing.T, plcURL string, hostnames []string, dir string, 
 	if prepare != nil {
 		prepare(st)
 	}
-	return startRelayOn(t, st, identity.Config{PLCURL: plcURL, AllowInsecure: true}, hostnames, cfg, ringBytes)
+	return startRelayOn(t, st, identity.Config{PLCURL: plcURL, AllowInsecureHosts: true}, hostnames, cfg, ringBytes)
 }
 
 // startRelayOn starts a relay like startRelayPLC on an open store, with the
@@ -102,7 +102,7 @@ func startRelayOn(t *testing.T, st *store.Store, idc identity.Config, hostnames 
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	var r *Relay
-	rs, err := resync.New(resync.Config{Identities: ids, AllowInsecure: true, RatePerSecond: 1000, Burst: 100,
+	rs, err := resync.New(resync.Config{Identities: ids, AllowInsecureHosts: true, RatePerSecond: 1000, Burst: 100,
 		RetryBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		OnResult: func(did string, res resync.Result) { r.OnResyncResult(did, res) }})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/netguard"
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/store"
 )
@@ -89,7 +89,7 @@ func (r *Relay) subscribeLocked(h store.Host) (*hostState, error) {
 	if hs := r.hosts[h.Hostname]; hs != nil {
 		return hs, nil
 	}
-	hs := &hostState{id: h.ID, name: h.Hostname, insecure: isDevHost(h.Hostname)}
+	hs := &hostState{id: h.ID, name: h.Hostname, insecure: syntax.PlaintextHost(h.Hostname)}
 	hs.trusted.Store(h.Trusted)
 	hs.accountLimit.Store(h.AccountLimit)
 	hs.accounts.Store(int64(h.AccountCount))
@@ -111,86 +111,6 @@ func (r *Relay) rateFor(hs *hostState) float64 {
 		return r.cfg.TrustedEventsPerSecond
 	}
 	return r.cfg.EventsPerSecond + float64(hs.accountLimit.Load())/1000
-}
-
-func isDevHost(name string) bool { return strings.HasPrefix(name, "localhost:") }
-
-// devTLSName reports whether host (without port) is a name under
-// .localhost made of valid labels, such as pds-1.localhost.
-func devTLSName(host string) bool {
-	name, ok := strings.CutSuffix(host, ".localhost")
-	if !ok || name == "" {
-		return false
-	}
-	for _, l := range strings.Split(name, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// NormalizeHostname reduces a requestCrawl hostname to the form hosts are
-// stored under (spec §14.2): lower case, no scheme, no path, no port except
-// localhost:PORT, which (like http:// and ws://) needs allowInsecure.
-func NormalizeHostname(s string, allowInsecure bool) (string, error) {
-	s = strings.TrimSpace(strings.ToLower(s))
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme := s[:i]
-		switch scheme {
-		case "https", "wss":
-		case "http", "ws":
-			if !allowInsecure {
-				return "", fmt.Errorf("%w: %s:// needs insecure hosts allowed", ErrBadHostname, scheme)
-			}
-		default:
-			return "", fmt.Errorf("%w: scheme %q", ErrBadHostname, scheme)
-		}
-		s = s[i+3:]
-	}
-	s = strings.TrimSuffix(s, "/")
-	if s == "" || len(s) > store.MaxHostnameBytes || strings.ContainsAny(s, "/?#@ ") {
-		return "", fmt.Errorf("%w: %q", ErrBadHostname, s)
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err == nil {
-		// localhost:PORT is a ws:// development host; NAME.localhost:PORT
-		// (RFC 6761: loopback) a wss:// one, for TLS test fleets.
-		if (host != "localhost" && !devTLSName(host)) || !allowInsecure {
-			return "", fmt.Errorf("%w: ports are only allowed on localhost in development", ErrBadHostname)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return "", fmt.Errorf("%w: bad port %q", ErrBadHostname, port)
-		}
-		return s, nil
-	}
-	if net.ParseIP(s) != nil {
-		return "", fmt.Errorf("%w: IP addresses are not hosts", ErrBadHostname)
-	}
-	labels := strings.Split(s, ".")
-	if len(labels) < 2 {
-		return "", fmt.Errorf("%w: single-label name", ErrBadHostname)
-	}
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return "", fmt.Errorf("%w: bad label %q", ErrBadHostname, l)
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return "", fmt.Errorf("%w: bad character in %q", ErrBadHostname, l)
-			}
-		}
-	}
-	if last := labels[len(labels)-1]; last[0] >= '0' && last[0] <= '9' {
-		return "", fmt.Errorf("%w: numeric top-level domain", ErrBadHostname)
-	}
-	return s, nil
 }
 
 // isTrusted matches hostname against the trusted patterns: "*.suffix"
@@ -230,19 +150,19 @@ func (r *Relay) AdminRequestCrawl(ctx context.Context, hostname string) error {
 	return r.crawl(ctx, hostname, true)
 }
 
-// SetPublicCrawl switches public requestCrawl on or off.
-func (r *Relay) SetPublicCrawl(on bool) { r.publicCrawl.Store(on) }
+// SetCrawlEnabled switches public requestCrawl on or off.
+func (r *Relay) SetCrawlEnabled(on bool) { r.publicCrawl.Store(on) }
 
-// PublicCrawl reports whether public requestCrawl is on.
-func (r *Relay) PublicCrawl() bool { return r.publicCrawl.Load() }
+// CrawlEnabled reports whether public requestCrawl is on.
+func (r *Relay) CrawlEnabled() bool { return r.publicCrawl.Load() }
 
 // crawl is requestCrawl (spec §14.3) in the order that spends least on a
 // hostile caller: every check that needs no network comes before the
 // describeServer probe, so a refused request costs no outbound traffic.
 func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
-	name, err := NormalizeHostname(raw, r.cfg.AllowInsecureHosts)
+	name, err := syntax.NormalizeHost(raw, r.cfg.AllowInsecureHosts)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrBadHostname, err)
 	}
 	if r.st.IsBanned(name) {
 		return ErrHostBanned
@@ -420,7 +340,7 @@ func (r *Relay) probe(ctx context.Context, name string) error {
 	defer g.probes.Add(-1)
 	g.probesTotal.Inc()
 	scheme := "https"
-	if isDevHost(name) {
+	if syntax.PlaintextHost(name) {
 		scheme = "http"
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
@@ -499,10 +419,10 @@ func (r *Relay) bootstrap(ctx context.Context) error {
 			return fmt.Errorf("relay: bootstrap from %s: %w", base, err)
 		}
 		for _, h := range out.Hosts {
-			if h.Status != "" && h.Status != "active" {
+			if h.Status != "" && h.Status != store.HostActive.String() {
 				continue
 			}
-			name, err := NormalizeHostname(h.Hostname, false)
+			name, err := syntax.NormalizeHost(h.Hostname, false)
 			if err != nil || r.st.IsBanned(name) {
 				continue
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/netguard"
 	"github.com/atrelay/relay/internal/testutil"
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
 
@@ -66,7 +67,7 @@ func openCrawlRelay(t *testing.T, dir string, cfg Config, d Deps) *crawlRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecure: true})
+	ids := identity.New(identity.Config{PLCURL: "http://127.0.0.1:1", AllowInsecureHosts: true})
 	hub, err := firehose.NewHub(store.FirehoseLog{St: st}, firehose.Config{RingBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -297,5 +298,24 @@ func TestProbeClientPublicOnly(t *testing.T) {
 	dev := openCrawlRelay(t, t.TempDir(), Config{Workers: 1, AllowInsecureHosts: true}, Deps{})
 	if err := dev.r.probe(context.Background(), p.name); err != nil {
 		t.Fatalf("probe of a loopback host with insecure hosts: %v", err)
+	}
+}
+
+// TestCrawlRefusesBadHostname checks that requestCrawl normalizes through
+// syntax.NormalizeHost without the development switch, and that a refusal
+// is ErrBadHostname carrying the syntax reason.
+func TestCrawlRefusesBadHostname(t *testing.T) {
+	c := openCrawlRelay(t, t.TempDir(), Config{Workers: 1}, Deps{})
+	ctx := context.Background()
+	for in, reason := range map[string]error{
+		"a..b":                   syntax.ErrHostLabel,
+		"localhost:2583":         syntax.ErrHostDevOnly,
+		"http://pds.example.com": syntax.ErrHostDevOnly,
+		"10.0.0.1":               syntax.ErrHostIP,
+		"pds.example.com/xrpc":   syntax.ErrHostChar,
+	} {
+		if err := c.r.AdminRequestCrawl(ctx, in); !errors.Is(err, ErrBadHostname) || !errors.Is(err, reason) {
+			t.Errorf("requestCrawl %q: %v, want ErrBadHostname and %v", in, err, reason)
+		}
 	}
 }

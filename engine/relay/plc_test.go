@@ -30,7 +30,7 @@ func startPLCRelay(t *testing.T, fl *fleet.Fleet, cfg Config, idc identity.Confi
 	if idc.PLCURL == "" {
 		idc.PLCURL = fl.PLCURL()
 	}
-	idc.AllowInsecure = true
+	idc.AllowInsecureHosts = true
 	return startRelayOn(t, st, idc, fl.Hostnames(), cfg, 256<<10)
 }
 

@@ -55,8 +55,10 @@ var ErrStoreFailed = errors.New("relay: store write failed; ingestion stopped")
 // Config holds the engine's knobs; cmd/relay fills it from flags and RELAY_*
 // environment variables. Zero fields take the defaults above.
 type Config struct {
-	// AllowInsecureHosts accepts localhost:PORT hosts over ws:// and http://
-	// (development only; RELAY_ALLOW_INSECURE_HOSTS).
+	// AllowInsecureHosts accepts development hosts (syntax.NormalizeHost:
+	// localhost, names under .localhost and loopback addresses, with a
+	// port), the plaintext ones over ws:// and http:// (development only;
+	// RELAY_ALLOW_INSECURE_HOSTS).
 	AllowInsecureHosts bool
 	// DefaultAccountLimit is how many accounts a new host may serve before
 	// further new accounts are host-throttled (RELAY_DEFAULT_ACCOUNT_LIMIT).

@@ -28,36 +28,6 @@ func TestTracker(t *testing.T) {
 	}
 }
 
-func TestNormalizeHostname(t *testing.T) {
-	f := func(in string, insecure bool, want string) {
-		t.Helper()
-		got, err := NormalizeHostname(in, insecure)
-		if want == "" {
-			if err == nil {
-				t.Errorf("%q accepted as %q", in, got)
-			}
-			return
-		}
-		if err != nil || got != want {
-			t.Errorf("%q: %q %v, want %q", in, got, err, want)
-		}
-	}
-	f("PDS.Example.com", false, "pds.example.com")
-	f("https://pds.example.com/", false, "pds.example.com")
-	f("http://pds.example.com", false, "")
-	f("localhost:2583", false, "")
-	f("localhost:2583", true, "localhost:2583")
-	f("ws://localhost:2583", true, "localhost:2583")
-	f("pds-1.localhost:2583", true, "pds-1.localhost:2583")
-	f("wss://PDS-1.localhost:2583", true, "pds-1.localhost:2583")
-	f("pds-1.localhost:2583", false, "")
-	f("-x.localhost:2583", true, "")
-	f("127.0.0.1", true, "")
-	f("example", false, "")
-	f("pds.example.com:443", false, "")
-	f("a..b", false, "")
-}
-
 func TestBucket(t *testing.T) {
 	var b bucket
 	now := testEpoch

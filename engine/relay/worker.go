@@ -229,8 +229,7 @@ func (r *Relay) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
 	} else if h, ok := r.st.GetHost(a.host); ok {
 		vs.Host = h.Hostname
 	}
-	vs.Upstream = verifyStatus(a.upstream)
-	vs.Local = verifyLocal(a.local)
+	vs.Upstream, vs.Local = a.upstream, a.local
 	if len(a.rev) > 0 {
 		vs.Rev, vs.Commit, vs.Data = a.rev, cid.CID(a.commit), cid.CID(a.data)
 	}

@@ -82,12 +82,12 @@ type Config struct {
 	// count. Defaults 16 KiB/s over 10 s.
 	MinReadBytesPerSecond int64
 	MinRateWindow         time.Duration
-	// AllowInsecure lets development hosts (localhost:PORT, loopback
+	// AllowInsecureHosts lets development hosts (localhost:PORT, loopback
 	// addresses) be fetched over http:// and lets the default client dial
 	// private addresses. Default false: https only, public addresses only.
-	AllowInsecure bool
+	AllowInsecureHosts bool
 	// HTTPClient performs the fetches; nil builds one with dial, TLS and
-	// header timeouts that follows no redirect and (unless AllowInsecure)
+	// header timeouts that follows no redirect and (unless AllowInsecureHosts)
 	// refuses to dial non-public addresses. A caller's client is used as
 	// given.
 	HTTPClient *http.Client
@@ -162,7 +162,7 @@ func (c Config) withDefaults() Config {
 		c.UserAgent = DefaultUserAgent
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = newClient(c.AllowInsecure)
+		c.HTTPClient = newClient(c.AllowInsecureHosts)
 	}
 	return c
 }

@@ -16,7 +16,7 @@
 //	  memory            the first buffer is reserved in the share
 //	                    (MemoryBytes) before the request is sent
 //	  getRepo           https://PDS (http:// only for localhost:PORT and
-//	                    loopback hosts when AllowInsecure), identity
+//	                    loopback hosts when AllowInsecureHosts), identity
 //	                    encoding only, body read into a buffer that grows
 //	                    as bytes arrive, each step reserved in the share
 //	                    first, at most MaxRepoBytes, at least

@@ -8,12 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/atrelay/relay/engine/netguard"
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/valyala/bytebufferpool"
 )
 
@@ -26,7 +26,7 @@ var (
 	ErrHTTPStatus      = errors.New("resync: unexpected HTTP status from getRepo")
 	ErrTransport       = errors.New("resync: getRepo request failed")
 	ErrTooLarge        = errors.New("resync: repository larger than MaxRepoBytes")
-	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecure")
+	ErrInsecureHost    = errors.New("resync: development PDS host without AllowInsecureHosts")
 	// ErrBlockedAddress: the PDS resolved to an address the resync client
 	// may not dial (netguard's public-only policy).
 	ErrBlockedAddress  = netguard.ErrRefused
@@ -42,31 +42,17 @@ const maxErrorBody = 4 << 10
 const maxResponseHeaderBytes = 64 << 10
 
 // baseURL returns the scheme and authority getRepo is fetched from for a
-// normalized PDS host (identity.NormalizePDSHost). Development hosts
-// (localhost:PORT and loopback addresses, which keep their port) use
+// normalized PDS host (identity.NormalizePDSHost). Plaintext development
+// hosts (syntax.PlaintextHost: localhost and loopback addresses) use
 // http:// and only when allowInsecure; every other host uses https://.
 func baseURL(host string, allowInsecure bool) (string, error) {
-	if devHost(host) {
+	if syntax.PlaintextHost(host) {
 		if !allowInsecure {
 			return "", fmt.Errorf("%w: %q", ErrInsecureHost, host)
 		}
 		return "http://" + host, nil
 	}
 	return "https://" + host, nil
-}
-
-// devHost reports whether host is localhost or a loopback address, with
-// or without a port.
-func devHost(host string) bool {
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return err == nil && ip.IsLoopback()
 }
 
 // newClient builds the default fetch client: bounded dial, TLS and header

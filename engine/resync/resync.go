@@ -305,7 +305,7 @@ func (r *Resyncer) resync(w *worker, j job) (Result, *bytebufferpool.ByteBuffer)
 			}
 			return res, nil
 		}
-		base, err := baseURL(ident.PDSHost, r.cfg.AllowInsecure)
+		base, err := baseURL(ident.PDSHost, r.cfg.AllowInsecureHosts)
 		if err != nil {
 			res.Outcome, res.Err, res.Identity = IdentityError, err, identity.Identity{}
 			return res, nil

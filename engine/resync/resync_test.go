@@ -70,7 +70,7 @@ func (c *collector) collect(t *testing.T, n int) map[string]got {
 
 func newResolver(t *testing.T, plcURL string) *identity.Resolver {
 	t.Helper()
-	r := identity.New(identity.Config{PLCURL: plcURL, AllowInsecure: true})
+	r := identity.New(identity.Config{PLCURL: plcURL, AllowInsecureHosts: true})
 	t.Cleanup(r.Close)
 	return r
 }
@@ -83,7 +83,7 @@ func newResyncer(t *testing.T, cfg Config) *Resyncer {
 	if cfg.RetryBackoff == 0 {
 		cfg.RetryBackoff = time.Millisecond
 	}
-	cfg.AllowInsecure = true
+	cfg.AllowInsecureHosts = true
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -387,7 +387,7 @@ func TestResyncOutcomes(t *testing.T) {
 }
 
 // TestResyncIdentityErrors: an unknown DID and a development PDS without
-// AllowInsecure end as identity_error without any fetch.
+// AllowInsecureHosts end as identity_error without any fetch.
 func TestResyncIdentityErrors(t *testing.T) {
 	p := newFakePDS(t)
 	key := newKey(t, 3)

@@ -44,7 +44,7 @@ var fixtureRepos = []fixtureRepo{
 
 func fixtureKey(t *testing.T, f fixtureRepo) atcrypto.PublicKey {
 	t.Helper()
-	id, err := identity.ParseDocument(f.docDID, fixtures.Read(t, indigoTestdata+f.name+".didDoc.json"))
+	id, err := identity.ParseDocument(f.docDID, fixtures.Read(t, indigoTestdata+f.name+".didDoc.json"), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package splitter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atrelay/relay/engine/httpjson"
 )
 
 // api is the splitter's public HTTP handler; static after newAPI, safe for
@@ -80,7 +81,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.pass(w, r)
 	default:
 		a.s.m.proxy[proxyRefused].Inc()
-		writeError(w, http.StatusNotFound, "MethodNotImplemented", "no such method on this splitter")
+		httpjson.Error(w, http.StatusNotFound, "MethodNotImplemented", "no such method on this splitter")
 	}
 }
 
@@ -146,7 +147,7 @@ type healthBody struct {
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
 		return
 	}
 	st := a.s.Status()
@@ -161,7 +162,7 @@ func (a *api) health(w http.ResponseWriter, r *http.Request) {
 	if err := a.s.Health(); err != nil {
 		code, b.Status, b.Message = http.StatusServiceUnavailable, "error", err.Error()
 	}
-	writeJSON(w, code, b)
+	httpjson.Write(w, code, b)
 }
 
 const banner = "This is an atproto relay splitter: it serves com.atproto.sync.subscribeRepos with its upstream " +
@@ -208,21 +209,21 @@ func (a *api) pass(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && procedures[r.URL.Path]:
 		if r.ContentLength > int64(s.cfg.ProxyMaxBodyBytes) {
 			s.m.proxy[proxyTooLarge].Inc()
-			writeError(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.ProxyMaxBodyBytes))
 	default:
 		s.m.proxy[proxyRefused].Inc()
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "method not passed through")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "method not passed through")
 		return
 	}
 	select {
 	case a.inFlight <- struct{}{}:
 	default:
 		s.m.proxy[proxyBusy].Inc()
-		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many requests in flight")
+		httpjson.Error(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many requests in flight")
 		return
 	}
 	defer func() { <-a.inFlight }()
@@ -243,29 +244,10 @@ func (a *api) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		s.m.proxy[proxyTooLarge].Inc()
-		writeError(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
 		return
 	}
 	s.m.proxy[proxyFailed].Inc()
 	s.log.Debug("splitter: pass-through failed", "path", r.URL.Path, "err", errText(err))
-	writeError(w, http.StatusBadGateway, "UpstreamFailure", "the upstream relay did not answer")
-}
-
-// errorBody is the XRPC error shape.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, code int, name, msg string) {
-	writeJSON(w, code, errorBody{Error: name, Message: msg})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, _ := json.Marshal(v) // only our own structs: they always encode
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	httpjson.Error(w, http.StatusBadGateway, "UpstreamFailure", "the upstream relay did not answer")
 }

@@ -32,9 +32,9 @@ func startRelay(t *testing.T) *relayNode {
 	t.Cleanup(func() { _ = fl.Close() })
 	n := &relayNode{logNode: logNode{t: t, dir: t.TempDir(), ring: 8 << 20, http: server{t: t}}, fl: fl}
 	n.open()
-	n.ids = identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecure: true})
+	n.ids = identity.New(identity.Config{PLCURL: fl.PLCURL, AllowInsecureHosts: true})
 	var r *relay.Relay
-	n.rs, err = resync.New(resync.Config{Identities: n.ids, AllowInsecure: true, RatePerSecond: 1000, Burst: 100,
+	n.rs, err = resync.New(resync.Config{Identities: n.ids, AllowInsecureHosts: true, RatePerSecond: 1000, Burst: 100,
 		RetryBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		OnResult: func(did string, res resync.Result) { r.OnResyncResult(did, res) }})
 	if err != nil {

@@ -12,23 +12,26 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/store"
 )
 
 // Defaults of Config's fields.
 const (
-	DefaultMaxFrameBytes       = 5_000_000 // spec §9.2, the same read limit as engine/upstream
-	DefaultDialTimeout         = 5 * time.Second
-	DefaultHandshakeTimeout    = 10 * time.Second
-	DefaultMaxHandshakeBytes   = 16 << 10
-	DefaultMaxHandshakeHeaders = 100
-	DefaultMessageTimeout      = time.Minute
-	DefaultIdlePing            = 30 * time.Second
-	DefaultPongTimeout         = 30 * time.Second
-	DefaultWriteTimeout        = 10 * time.Second
-	DefaultBackoffMin          = time.Second
-	DefaultBackoffMax          = 30 * time.Second
-	DefaultReadBufferBytes     = 64 << 10
+	// The connection to the upstream relay is the same kind of firehose
+	// connection engine/upstream makes to a PDS, with the same bounds.
+	DefaultMaxFrameBytes       = upstream.DefaultMaxFrameBytes
+	DefaultDialTimeout         = upstream.DefaultDialTimeout
+	DefaultHandshakeTimeout    = upstream.DefaultHandshakeTimeout
+	DefaultMaxHandshakeBytes   = upstream.DefaultMaxHandshakeBytes
+	DefaultMaxHandshakeHeaders = upstream.DefaultMaxHandshakeHeaders
+	DefaultMessageTimeout      = upstream.DefaultMessageTimeout
+	DefaultPongTimeout         = upstream.DefaultPongTimeout
+	DefaultWriteTimeout        = upstream.DefaultWriteTimeout
+	DefaultBackoffMin          = upstream.DefaultBackoffMin
+	DefaultBackoffMax          = upstream.DefaultBackoffMax
+	DefaultReadBufferBytes     = upstream.DefaultReadBufferBytes
+	DefaultIdlePing            = 30 * time.Second // upstream's is 2 min
 	DefaultQueueBytes          = 64 << 20
 	DefaultQueueFrames         = 16384
 	DefaultUnhealthyAfter      = time.Minute

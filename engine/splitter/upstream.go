@@ -385,14 +385,6 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// storeKinds maps the logged frame kinds to the store's.
-var storeKinds = [...]store.Kind{
-	event.KindCommit:   store.KindCommit,
-	event.KindSync:     store.KindSync,
-	event.KindIdentity: store.KindIdentity,
-	event.KindAccount:  store.KindAccount,
-}
-
 // handle judges one complete message, which it owns: an event frame with a
 // seq above the newest goes to the queue unchanged, anything else is
 // counted and released. A non-none reason ends the connection.
@@ -436,7 +428,8 @@ func (r *reader) handle(f *pool.Frame) reason {
 		f.Release()
 		return reasonNone
 	}
-	if seq > uint64(store.MaxSeq) || len(p.DID) > store.MaxDIDBytes {
+	kind, ok := store.KindOf(p.Kind)
+	if !ok || seq > uint64(store.MaxSeq) || len(p.DID) > store.MaxDIDBytes {
 		s.m.dropped[dropInvalid].Inc()
 		f.Release()
 		return reasonNone
@@ -450,7 +443,7 @@ func (r *reader) handle(f *pool.Frame) reason {
 			"our_newest", r.last, "seq", seq)
 	}
 	n := f.Len()
-	if err := s.q.push(s.ctx, item{seq: seq, kind: storeKinds[p.Kind], did: p.DID, frame: f}); err != nil {
+	if err := s.q.push(s.ctx, item{seq: seq, kind: kind, did: p.DID, frame: f}); err != nil {
 		f.Release()
 		return reasonNone // the splitter is stopping; the loop sees ctx
 	}

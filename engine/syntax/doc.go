@@ -32,6 +32,11 @@
 // syntax: did:plc with a 24-character lowercase base32 identifier, or did:web
 // with a lowercase hostname (port only for localhost).
 //
+// NormalizeHost is the relay's one hostname rule: requestCrawl, the stored
+// host rows, upstream dials and the #atproto_pds authority check all pass
+// their host through it, with the development switch as a parameter, so
+// the same host is the same string on every path.
+//
 // # TIDs
 //
 // A TID is 13 characters of the sortable base32 alphabet

@@ -35,6 +35,21 @@ const (
 	ErrHandleTLDLeadsDigit Error = "syntax: handle top-level label starts with a digit"
 )
 
+// Host failure reasons (NormalizeHost).
+const (
+	ErrHostEmpty         Error = "syntax: host is empty"
+	ErrHostTooLong       Error = "syntax: host longer than 253 bytes"
+	ErrHostScheme        Error = "syntax: host has a scheme other than https://, wss://, http:// or ws://"
+	ErrHostChar          Error = "syntax: host contains a character outside [a-z0-9.-] before its port"
+	ErrHostLabel         Error = "syntax: host label is empty, longer than 63 bytes, or starts or ends with '-'"
+	ErrHostTooFewLabels  Error = "syntax: host has fewer than two labels"
+	ErrHostTLDLeadsDigit Error = "syntax: host top-level label starts with a digit"
+	ErrHostPort          Error = "syntax: host port is not decimal 1-65535 without a leading zero"
+	ErrHostIP            Error = "syntax: host is an IP address other than loopback"
+	ErrHostDevOnly       Error = "syntax: development host (http://, ws://, a port, localhost or loopback) without the development switch"
+	ErrHostPortNotDev    Error = "syntax: port on a host that is not localhost, under .localhost or loopback"
+)
+
 // NSID failure reasons.
 const (
 	ErrNSIDEmpty          Error = "syntax: NSID is empty"

@@ -16,39 +16,28 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 // subscribePath is the firehose endpoint (spec §9.1).
 const subscribePath = "/xrpc/com.atproto.sync.subscribeRepos"
 
-// normalizeHost lower-cases and checks a hostname: labels of [a-z0-9-]
-// separated by dots, at most 253 bytes, plus ":port" only when insecure
-// hosts are allowed. Full hostname policy (no IPs, no single labels, domain
-// bans) is the engine's job (spec §14.2); this is what makes the dial URL
-// safe to build.
+// normalizeHost applies syntax.NormalizeHost, the relay's one hostname
+// rule, so the dial URL is built from a checked name, and maps a refusal
+// onto this package's errors: a development host (a port, localhost,
+// loopback) without AllowInsecureHosts is ErrInsecureNotAllowed, anything
+// else ErrInvalidHostname; both wrap the syntax reason. Bans and the
+// address a name resolves to are checked elsewhere (engine, netguard).
 func normalizeHost(s string, allowInsecure bool) (string, error) {
-	s = strings.ToLower(s)
-	host, port := s, ""
-	if i := strings.LastIndexByte(s, ':'); i >= 0 {
-		host, port = s[:i], s[i+1:]
-		if !allowInsecure {
-			return "", ErrInsecureNotAllowed
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p <= 0 || p > 65535 || strconv.Itoa(p) != port {
-			return "", fmt.Errorf("%w: bad port in %q", ErrInvalidHostname, s)
-		}
+	name, err := syntax.NormalizeHost(s, allowInsecure)
+	switch {
+	case errors.Is(err, syntax.ErrHostDevOnly):
+		return "", fmt.Errorf("%w: %w", ErrInsecureNotAllowed, err)
+	case err != nil:
+		return "", fmt.Errorf("%w: %w", ErrInvalidHostname, err)
 	}
-	if host == "" || len(host) > 253 || host[0] == '.' || host[len(host)-1] == '.' || strings.Contains(host, "..") {
-		return "", fmt.Errorf("%w: %q", ErrInvalidHostname, s)
-	}
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
-			return "", fmt.Errorf("%w: %q", ErrInvalidHostname, s)
-		}
-	}
-	return s, nil
+	return name, nil
 }
 
 // DevDialAddr is where the development switch connects for addr

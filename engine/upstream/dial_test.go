@@ -10,6 +10,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/gobwas/ws"
+
+	"github.com/atrelay/relay/engine/syntax"
 )
 
 func TestNormalizeHost(t *testing.T) {
@@ -39,6 +41,10 @@ func TestNormalizeHost(t *testing.T) {
 	f("a b", false, "", ErrInvalidHostname)
 	f("a?cursor=1", false, "", ErrInvalidHostname)
 	f(string(make([]byte, 254)), false, "", ErrInvalidHostname)
+	f("127.0.0.1:2583", true, "127.0.0.1:2583", nil)
+	f("127.0.0.1:2583", false, "", ErrInsecureNotAllowed)
+	f("10.0.0.1:2583", true, "", syntax.ErrHostIP)
+	f("pds.example.com:2583", true, "", ErrInvalidHostname)
 }
 
 func TestPublicAddr(t *testing.T) {

@@ -60,11 +60,11 @@ var (
 	// Config.AllowInsecureHosts is off. It is checked on the address actually
 	// dialed (net.Dialer.Control), so DNS answers cannot smuggle one in.
 	ErrForbiddenAddress = errors.New("upstream: refusing to dial a non-public address")
-	// ErrInsecureNotAllowed: ws:// or an explicit port was asked for without
-	// Config.AllowInsecureHosts.
+	// ErrInsecureNotAllowed: ws://, an explicit port, localhost or a
+	// loopback address was asked for without Config.AllowInsecureHosts.
 	ErrInsecureNotAllowed = errors.New("upstream: insecure host (ws:// or explicit port) needs AllowInsecureHosts")
-	// ErrInvalidHostname: the hostname is empty, too long or has characters
-	// outside [a-z0-9.-] (plus one ":port" when insecure hosts are allowed).
+	// ErrInvalidHostname: the hostname fails syntax.NormalizeHost (the
+	// wrapped syntax reason says which rule).
 	ErrInvalidHostname = errors.New("upstream: invalid hostname")
 	// ErrRelayLoop: the upgrade response's Server header contains
 	// "atproto-relay"; subscribing would make a loop of relays.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -381,30 +382,40 @@ func TestUpgradeStatus(t *testing.T) {
 	}
 }
 
-// TestSSRF: without the development flag, a name resolving to loopback is
-// refused by the dialer's Control hook before connecting, and ports and
-// ws:// are refused at Add.
+// TestSSRF: without the development flag, development hosts (ports,
+// ws://, localhost, loopback literals) are refused at Add, and an address
+// a public-looking name resolves to is checked by the dialer's Control hook
+// before connecting: a loopback listener is never reached.
 func TestSSRF(t *testing.T) {
 	c := newCollector()
-	var d disconnects
 	cfg := testConfig(c.sink)
 	cfg.AllowInsecureHosts = false
-	cfg.OnDisconnect = d.hook
 	l := newTestLoop(t, cfg)
-	if _, err := l.Add("localhost:8080", HostOptions{}); !errors.Is(err, ErrInsecureNotAllowed) {
-		t.Fatalf("port: %v", err)
+	for _, add := range []struct {
+		name string
+		opts HostOptions
+	}{
+		{"localhost:8080", HostOptions{}},
+		{"pds.example.com", HostOptions{Insecure: true}},
+		{"localhost", HostOptions{}},
+		{"pds-1.localhost", HostOptions{}},
+		{"127.0.0.1", HostOptions{}},
+	} {
+		if _, err := l.Add(add.name, add.opts); !errors.Is(err, ErrInsecureNotAllowed) {
+			t.Errorf("Add(%q, %+v): %v, want ErrInsecureNotAllowed", add.name, add.opts, err)
+		}
 	}
-	if _, err := l.Add("localhost", HostOptions{Insecure: true}); !errors.Is(err, ErrInsecureNotAllowed) {
-		t.Fatalf("ws://: %v", err)
-	}
-	h, err := l.Add("localhost", HostOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "refused dial", func() bool { return h.Errors(ReasonDial) > 0 })
-	_, errs := d.snapshot()
-	if !errors.Is(errs[0], ErrForbiddenAddress) {
-		t.Fatalf("error %v, want ErrForbiddenAddress", errs[0])
+	defer ln.Close()
+	d := net.Dialer{Timeout: time.Second, Control: controlPublicOnly}
+	if nc, err := d.Dial("tcp", ln.Addr().String()); !errors.Is(err, ErrForbiddenAddress) {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Fatalf("dial loopback: %v, want ErrForbiddenAddress", err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/store"
 )
 
 // fakeIDs is an Identities with a cache in front of "the network" (docs):
@@ -91,7 +92,7 @@ var loadCapture = sync.OnceValues(func() (*capture, error) {
 		return nil, err
 	}
 	for did, doc := range docs {
-		id, err := identity.ParseDocument(did, doc)
+		id, err := identity.ParseDocument(did, doc, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", did, err)
 		}
@@ -135,7 +136,7 @@ func (a accounts) get(did []byte) *AccountState {
 func (a accounts) accept(did []byte, host string, vd *Verdict) {
 	st := a.get(did)
 	if !st.Known {
-		st.Known, st.Upstream, st.Local = true, StatusActive, StatusActive
+		st.Known, st.Upstream, st.Local = true, store.StatusActive, store.LocalActive
 	}
 	st.Host = host
 	st.Rev = bytes.Clone(vd.NewState.Rev)
@@ -148,31 +149,9 @@ func (a accounts) accept(did []byte, host string, vd *Verdict) {
 func (a accounts) applyAccount(ev *event.Account, host string) {
 	st := a.get(ev.DID)
 	if !st.Known {
-		st.Known, st.Host, st.Local = true, host, StatusActive
+		st.Known, st.Host, st.Local = true, host, store.LocalActive
 	}
-	st.Upstream = upstreamStatus(ev.Active, ev.Status)
-}
-
-// upstreamStatus maps an #account's active/status onto a Status.
-func upstreamStatus(active bool, status []byte) Status {
-	if active {
-		return StatusActive
-	}
-	switch string(status) {
-	case "deactivated":
-		return StatusDeactivated
-	case "deleted":
-		return StatusDeleted
-	case "takendown":
-		return StatusTakendown
-	case "suspended":
-		return StatusSuspended
-	case "desynchronized":
-		return StatusDesynchronized
-	case "throttled":
-		return StatusThrottled
-	}
-	return StatusInactive
+	st.Upstream = store.ParseAccountStatus(ev.Active, ev.Status)
 }
 
 // mustCID decodes a CID string constant.

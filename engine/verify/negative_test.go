@@ -14,6 +14,7 @@ import (
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/mst"
 	"github.com/atrelay/relay/internal/repo"
+	"github.com/atrelay/relay/store"
 )
 
 // caseEnv is what one negative case may change: a deep copy of the valid
@@ -133,11 +134,11 @@ func runNegative(t *testing.T, curve atcrypto.Curve) {
 					t.Errorf("new account: %s", vd)
 				}
 			}},
-		{name: "upstream deactivated", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Upstream = StatusDeactivated }},
-		{name: "upstream throttled", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Upstream = StatusThrottled }},
-		{name: "local takedown", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Local = StatusTakendown }},
-		{name: "status unset", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Local = StatusUnset }},
-		{name: "local throttled passes", action: Accept, mut: func(e *caseEnv) { e.st.Local = StatusThrottled }},
+		{name: "upstream deactivated", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Upstream = store.StatusDeactivated }},
+		{name: "upstream throttled", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Upstream = store.StatusThrottled }},
+		{name: "local takedown", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Local = store.LocalTakendown }},
+		{name: "status unset", want: ReasonInactive, mut: func(e *caseEnv) { e.st.Local = 0 }},
+		{name: "local throttled passes", action: Accept, mut: func(e *caseEnv) { e.st.Local = store.LocalThrottled }},
 		{name: "rev not a TID", want: ReasonBadRev, mut: func(e *caseEnv) { e.ev.Rev = []byte("3lmxjza3nva0!") }},
 		{name: "rev equal to stored", want: ReasonStaleRev, mut: func(e *caseEnv) { e.st.Rev = e.ev.Rev }},
 		{name: "rev below stored", want: ReasonStaleRev, mut: func(e *caseEnv) { e.st.Rev = []byte("zzzzzzzzzzzzz") }},

@@ -30,7 +30,7 @@ func TestReasonLabels(t *testing.T) {
 	for want, got := range map[string]string{
 		"accept": Accept.String(), "drop": Drop.String(), "ignore": Ignore.String(), "none": Action(0).String(),
 		"since_mismatch": BreakSince.String(), "prevdata_mismatch": BreakPrevData.String(), "strict": Strict.String(),
-		"lenient": Lenient.String(), "throttled": StatusThrottled.String(), "unset": StatusUnset.String(),
+		"lenient": Lenient.String(),
 	} {
 		if want != got {
 			t.Errorf("label %q, want %q", got, want)

@@ -13,6 +13,7 @@ import (
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/dagcbortest"
 	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/store"
 )
 
 // scenarioFile is one relay scenario of
@@ -119,7 +120,7 @@ func runScenario(t *testing.T, sc *scenarioFile, mode Mode) []outcome {
 	var host string
 	for _, a := range sc.Accounts {
 		pds := a.Identity.Services["atproto_pds"]
-		h, ok := identity.NormalizePDSHost(pds.URL)
+		h, ok := identity.NormalizePDSHost(pds.URL, true)
 		if !ok {
 			t.Fatalf("PDS URL %q", pds.URL)
 		}
@@ -130,8 +131,8 @@ func runScenario(t *testing.T, sc *scenarioFile, mode Mode) []outcome {
 		}
 		ids.docs[a.Identity.DID] = identity.Identity{DID: a.Identity.DID, Key: key, PDSHost: h}
 		host = h
-		accts[a.Identity.DID] = &AccountState{Known: true, Host: h, Local: StatusActive,
-			Upstream: upstreamStatus(a.Status == "active", []byte(a.Status))}
+		accts[a.Identity.DID] = &AccountState{Known: true, Host: h, Local: store.LocalActive,
+			Upstream: store.ParseAccountStatus(a.Status == "active", []byte(a.Status))}
 	}
 	var d event.Decoder
 	var m event.Message

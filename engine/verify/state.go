@@ -6,51 +6,8 @@ import (
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
 )
-
-// Status is an account hosting status (spec §13.4), as the upstream host
-// reported it or as the relay imposes it. The zero value is StatusUnset,
-// which no active account has: a caller that forgets to fill a known
-// account's statuses gets ReasonInactive, never a silent accept.
-type Status uint8
-
-// The statuses.
-const (
-	StatusUnset Status = iota
-	StatusActive
-	StatusThrottled
-	StatusDesynchronized
-	StatusDeactivated
-	StatusDeleted
-	StatusTakendown
-	StatusSuspended
-	// StatusInactive is active:false without a known reason.
-	StatusInactive
-)
-
-// String returns the lexicon name of the status ("unset", "inactive" for
-// the two values that have none).
-func (s Status) String() string {
-	switch s {
-	case StatusActive:
-		return "active"
-	case StatusThrottled:
-		return "throttled"
-	case StatusDesynchronized:
-		return "desynchronized"
-	case StatusDeactivated:
-		return "deactivated"
-	case StatusDeleted:
-		return "deleted"
-	case StatusTakendown:
-		return "takendown"
-	case StatusSuspended:
-		return "suspended"
-	case StatusInactive:
-		return "inactive"
-	}
-	return "unset"
-}
 
 // AccountState is the relay's stored state of one account (spec §12.1),
 // read by the validator and never modified by it. The caller owns it; its
@@ -62,8 +19,11 @@ type AccountState struct {
 	// Host is the hostname the account is bound to.
 	Host string
 	// Upstream is the status the host last reported (#account);
-	// Local is the status the relay imposes (takedown, throttling).
-	Upstream, Local Status
+	// Local is the status the relay imposes (takedown, throttling). Their
+	// zero values are no status at all, so a caller that forgets to fill
+	// them for a known account gets ReasonInactive, never a silent accept.
+	Upstream store.AccountStatus
+	Local    store.LocalStatus
 	// Rev, Commit and Data are the last accepted commit or sync; Rev is
 	// nil until one was accepted (then there is "no state", §12.2 step 11).
 	Rev    []byte
@@ -72,9 +32,18 @@ type AccountState struct {
 }
 
 // active applies spec §12.2 step 4: local status active or throttled, and
-// the upstream status active.
+// the upstream status active. A desynchronized account keeps flowing (the
+// chain break was counted; commits still pass, §12.2 step 13), and
+// host-throttled counts as throttled.
 func (s *AccountState) active() bool {
-	return (s.Local == StatusActive || s.Local == StatusThrottled) && s.Upstream == StatusActive
+	if s.Upstream != store.StatusActive {
+		return false
+	}
+	switch s.Local {
+	case store.LocalActive, store.LocalDesynchronized, store.LocalThrottled, store.LocalHostThrottled:
+		return true
+	}
+	return false
 }
 
 // Identities is what the validator needs from identity resolution.

@@ -8,6 +8,7 @@ import (
 	"github.com/atrelay/relay/engine/atcrypto"
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
 )
 
 func TestSync(t *testing.T) {
@@ -39,7 +40,7 @@ func TestSync(t *testing.T) {
 		{name: "older rev", mut: func(e *env) { e.st.Rev = []byte("zzzzzzzzzzzzz") }, action: Ignore, want: ReasonStaleRev},
 		{name: "bad did", mut: func(e *env) { e.s.DID = []byte("did:web:") }, want: ReasonBadDID},
 		{name: "wrong host", mut: func(e *env) { e.host = "x.example.com" }, want: ReasonWrongHost},
-		{name: "inactive", mut: func(e *env) { e.st.Upstream = StatusSuspended }, want: ReasonInactive},
+		{name: "inactive", mut: func(e *env) { e.st.Upstream = store.StatusSuspended }, want: ReasonInactive},
 		{name: "bad rev", mut: func(e *env) { e.s.Rev = []byte("x") }, want: ReasonBadRev},
 		{name: "blocks over lexicon limit", mut: func(e *env) { e.cfg.Limits.MaxSyncBlocksBytes = len(e.s.Blocks) - 1 }, want: ReasonBlocksTooLarge},
 		{name: "empty blocks", mut: func(e *env) { e.s.Blocks = nil }, want: ReasonEmptyBlocks},

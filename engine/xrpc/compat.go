@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/atrelay/relay/engine/httpjson"
 )
 
 // PublicConfig configures Server.Public: what the public listener serves
@@ -86,7 +88,7 @@ func getOnly(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", http.MethodGet)
-	writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
+	httpjson.Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
 	return false
 }
 
@@ -118,7 +120,7 @@ func (p *publicHandler) health(w http.ResponseWriter, r *http.Request) {
 		// The reference answers 500 with a fixed message; the cause goes
 		// to the log, not to whoever probes.
 		p.s.log.Warn("xrpc: unhealthy", "err", err)
-		writeJSON(w, http.StatusInternalServerError, rootHealthBody{Status: "error", Message: "relay cannot serve"})
+		httpjson.Write(w, http.StatusInternalServerError, rootHealthBody{Status: "error", Message: "relay cannot serve"})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/engine/clientip"
+	"github.com/atrelay/relay/engine/httpjson"
+	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
 
@@ -47,11 +49,11 @@ type listHostsOutput struct {
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) int {
 	limit, ok := parseLimit(r, defaultHostsLimit)
 	if !ok {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
 	}
 	after, ok := parseCursor(r)
 	if !ok || after > uint64(^uint32(0)) {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
 	}
 	hosts := s.st.ListHosts(store.HostID(after), limit)
 	out := listHostsOutput{Hosts: make([]hostItem, len(hosts))}
@@ -61,19 +63,19 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) int {
 	if len(hosts) == limit {
 		out.Cursor = strconv.FormatUint(uint64(hosts[len(hosts)-1].ID), 10)
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return httpjson.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) getHostStatus(w http.ResponseWriter, r *http.Request) int {
 	name := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("hostname")))
 	if name == "" || len(name) > store.MaxHostnameBytes {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "hostname parameter required")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "hostname parameter required")
 	}
 	h, ok := s.st.HostByName(name)
 	if !ok {
-		return writeError(w, http.StatusNotFound, "HostNotFound", "host not found: "+name)
+		return httpjson.Error(w, http.StatusNotFound, "HostNotFound", "host not found: "+name)
 	}
-	return writeJSON(w, http.StatusOK, makeHostItem(&h))
+	return httpjson.Write(w, http.StatusOK, makeHostItem(&h))
 }
 
 // crawlInput is the requestCrawl / notifyOfUpdate body.
@@ -88,25 +90,26 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
 	if err := dec.Decode(&in); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return writeError(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
+			return httpjson.Error(w, http.StatusRequestEntityTooLarge, "InvalidRequest", "request body too large")
 		}
 		if errors.Is(err, io.EOF) {
-			return writeError(w, http.StatusBadRequest, "InvalidRequest", "request body required")
+			return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "request body required")
 		}
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid JSON body")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid JSON body")
 	}
 	hostname := strings.TrimSpace(in.Hostname)
 	if hostname == "" {
-		return writeError(w, http.StatusBadRequest, "BadRequest", "hostname field empty")
+		return httpjson.Error(w, http.StatusBadRequest, "BadRequest", "hostname field empty")
 	}
 	// The per-client limit bounds what a caller makes the engine do: probe
-	// and maybe subscribe to a host of its choice. A localhost:PORT host
-	// is exempt: without the engine's development switch it is refused
-	// with no network traffic, and with it (benchmarks crawl a thousand
-	// local hosts) the probe stays on this machine.
+	// and maybe subscribe to a host of its choice. A plaintext development
+	// host (localhost, loopback) is exempt: without the engine's
+	// development switch it is refused with no network traffic, and with
+	// it (benchmarks crawl a thousand local hosts) the probe stays on this
+	// machine.
 	if !isDevHostname(hostname) && !s.crawlLim.Allow(clientip.Key(s.clients.Addr(r)), time.Now()) {
 		w.Header().Set("Retry-After", s.crawlRetry)
-		return writeError(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many requestCrawl calls from this address; try again later")
+		return httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many requestCrawl calls from this address; try again later")
 	}
 	err := s.eng.RequestCrawl(r.Context(), hostname)
 	switch {
@@ -114,25 +117,22 @@ func (s *Server) requestCrawl(w http.ResponseWriter, r *http.Request) int {
 		w.WriteHeader(http.StatusOK)
 		return http.StatusOK
 	case errors.Is(err, ErrBadHostname):
-		return writeError(w, http.StatusBadRequest, "BadRequest", "hostname field empty or invalid: "+hostname)
+		return httpjson.Error(w, http.StatusBadRequest, "BadRequest", "hostname field empty or invalid: "+hostname)
 	case errors.Is(err, ErrHostBanned):
-		return writeError(w, http.StatusForbidden, "HostBanned", "host or domain is banned")
+		return httpjson.Error(w, http.StatusForbidden, "HostBanned", "host or domain is banned")
 	case errors.Is(err, ErrHostNotFound):
-		return writeError(w, http.StatusBadRequest, "HostNotFound", "host server unreachable")
+		return httpjson.Error(w, http.StatusBadRequest, "HostNotFound", "host server unreachable")
 	case errors.Is(err, ErrNewHostLimit):
-		return writeError(w, http.StatusTooManyRequests, "RateLimitExceeded", "new host limit reached; try again later")
+		return httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", "new host limit reached; try again later")
 	case errors.Is(err, ErrCrawlDisabled):
-		return writeError(w, http.StatusForbidden, "Forbidden", "public requestCrawl is not allowed on this relay")
+		return httpjson.Error(w, http.StatusForbidden, "Forbidden", "public requestCrawl is not allowed on this relay")
 	}
 	return s.internalError(w, r, err)
 }
 
-// isDevHostname reports whether a requestCrawl hostname names a
-// development host, localhost:PORT, with or without a scheme.
+// isDevHostname reports whether a requestCrawl hostname, as given,
+// names a plaintext development host (syntax.PlaintextHost).
 func isDevHostname(h string) bool {
-	h = strings.ToLower(h)
-	if i := strings.Index(h, "://"); i >= 0 {
-		h = h[i+3:]
-	}
-	return strings.HasPrefix(h, "localhost:")
+	name, err := syntax.NormalizeHost(h, true)
+	return err == nil && syntax.PlaintextHost(name)
 }

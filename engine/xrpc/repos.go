@@ -2,13 +2,12 @@ package xrpc
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
@@ -21,28 +20,26 @@ import (
 const maxScanPages = 8
 
 // repoView is the API's single view of an account's two statuses (see the
-// package doc): active, and the lexicon status name when inactive.
-func repoView(a *store.Account) (active bool, status string) {
-	if a.Active() {
-		return true, ""
+// package doc): active, and the status the API reports when inactive.
+func repoView(a *store.Account) (active bool, status store.AccountStatus) {
+	switch {
+	case a.Active():
+		return true, store.StatusActive
+	case a.LocalStatus == store.LocalTakendown || a.LocalStatus == store.LocalSuspended:
+		return false, a.LocalStatus.Reported()
+	case a.UpstreamStatus != store.StatusActive:
+		return false, a.UpstreamStatus
 	}
-	switch a.LocalStatus {
-	case store.LocalTakendown:
-		return false, "takendown"
-	case store.LocalSuspended:
-		return false, "suspended"
+	return false, a.LocalStatus.Reported()
+}
+
+// statusField is the lexicon's optional status: sent only when inactive
+// (digest §17.10).
+func statusField(active bool, status store.AccountStatus) string {
+	if active {
+		return ""
 	}
-	if a.UpstreamStatus != store.StatusActive {
-		// AccountStatus.String spells the lexicon's knownValues.
-		return false, a.UpstreamStatus.String()
-	}
-	switch a.LocalStatus {
-	case store.LocalThrottled, store.LocalHostThrottled:
-		return false, "throttled"
-	case store.LocalDesynchronized:
-		return false, "desynchronized"
-	}
-	return false, ""
+	return status.String()
 }
 
 // repoItem is com.atproto.sync.listRepos#repo.
@@ -62,11 +59,11 @@ type listReposOutput struct {
 func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 	limit, ok := parseLimit(r, defaultReposLimit)
 	if !ok {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "limit must be an integer from 1 to 1000")
 	}
 	after, ok := parseCursor(r)
 	if !ok {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
 	}
 	out := listReposOutput{Repos: make([]repoItem, 0, min(limit, 64))}
 	more := false
@@ -85,7 +82,7 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 			active, status := repoView(a)
 			out.Repos = append(out.Repos, repoItem{
 				DID: string(a.DID), Head: cid.CID(a.Commit).String(), Rev: string(a.Rev),
-				Active: active, Status: status,
+				Active: active, Status: statusField(active, status),
 			})
 		}
 		// A full store page means more accounts may follow.
@@ -97,7 +94,7 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 	if more {
 		out.Cursor = strconv.FormatUint(after, 10)
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return httpjson.Write(w, http.StatusOK, out)
 }
 
 // account parses the did parameter and loads the account. On failure it has
@@ -105,17 +102,17 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 func (s *Server) account(w http.ResponseWriter, r *http.Request, a *store.Account) (code int, ok bool) {
 	did := r.URL.Query().Get("did")
 	if did == "" {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "did parameter required"), false
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "did parameter required"), false
 	}
 	if _, err := syntax.ParseDID(did); err != nil {
-		return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid did: "+err.Error()), false
+		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid did: "+err.Error()), false
 	}
 	found, err := s.st.GetAccount([]byte(did), a)
 	if err != nil {
 		return s.internalError(w, r, err), false
 	}
 	if !found {
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo not found: "+did), false
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "repo not found: "+did), false
 	}
 	return 0, true
 }
@@ -124,22 +121,18 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request, a *store.Accoun
 // lexicon names takedown, suspension and deactivation; a deleted account
 // is not found; other inactive states (throttled, desynchronized upstream)
 // get RepoInactive like the reference relay, for want of a lexicon name.
-func inactiveError(w http.ResponseWriter, status string) int {
+func inactiveError(w http.ResponseWriter, status store.AccountStatus) int {
 	switch status {
-	case "takendown":
-		return writeError(w, http.StatusForbidden, "RepoTakendown", "repo has been taken down")
-	case "suspended":
-		return writeError(w, http.StatusForbidden, "RepoSuspended", "repo is suspended")
-	case "deactivated":
-		return writeError(w, http.StatusForbidden, "RepoDeactivated", "repo is deactivated")
-	case "deleted":
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "repo has been deleted")
+	case store.StatusTakendown:
+		return httpjson.Error(w, http.StatusForbidden, "RepoTakendown", "repo has been taken down")
+	case store.StatusSuspended:
+		return httpjson.Error(w, http.StatusForbidden, "RepoSuspended", "repo is suspended")
+	case store.StatusDeactivated:
+		return httpjson.Error(w, http.StatusForbidden, "RepoDeactivated", "repo is deactivated")
+	case store.StatusDeleted:
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "repo has been deleted")
 	}
-	msg := "repo is not active"
-	if status != "" {
-		msg += " (" + status + ")"
-	}
-	return writeError(w, http.StatusForbidden, "RepoInactive", msg)
+	return httpjson.Error(w, http.StatusForbidden, "RepoInactive", "repo is not active ("+status.String()+")")
 }
 
 type latestCommitOutput struct {
@@ -156,9 +149,9 @@ func (s *Server) getLatestCommit(w http.ResponseWriter, r *http.Request) int {
 		return inactiveError(w, status)
 	}
 	if len(a.Rev) == 0 || len(a.Commit) == 0 {
-		return writeError(w, http.StatusNotFound, "RepoNotSynchronized", "no commit seen for this repo yet")
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotSynchronized", "no commit seen for this repo yet")
 	}
-	return writeJSON(w, http.StatusOK, latestCommitOutput{CID: cid.CID(a.Commit).String(), Rev: string(a.Rev)})
+	return httpjson.Write(w, http.StatusOK, latestCommitOutput{CID: cid.CID(a.Commit).String(), Rev: string(a.Rev)})
 }
 
 type repoStatusOutput struct {
@@ -174,7 +167,7 @@ func (s *Server) getRepoStatus(w http.ResponseWriter, r *http.Request) int {
 		return code
 	}
 	active, status := repoView(&a)
-	return writeJSON(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: status, Rev: string(a.Rev)})
+	return httpjson.Write(w, http.StatusOK, repoStatusOutput{DID: string(a.DID), Active: active, Status: statusField(active, status), Rev: string(a.Rev)})
 }
 
 // getRepo redirects to the account's PDS: a relay keeps no repositories.
@@ -188,7 +181,7 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	q := r.URL.Query()
 	if since := q.Get("since"); since != "" {
 		if _, err := syntax.ParseTID(since); err != nil {
-			return writeError(w, http.StatusBadRequest, "InvalidRequest", "invalid since: "+err.Error())
+			return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid since: "+err.Error())
 		}
 	}
 	var a store.Account
@@ -196,12 +189,10 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 		return code
 	}
 	switch {
-	case a.LocalStatus == store.LocalTakendown:
-		return inactiveError(w, "takendown")
-	case a.LocalStatus == store.LocalSuspended:
-		return inactiveError(w, "suspended")
+	case a.LocalStatus == store.LocalTakendown || a.LocalStatus == store.LocalSuspended:
+		return inactiveError(w, a.LocalStatus.Reported())
 	case a.UpstreamStatus == store.StatusDeleted:
-		return inactiveError(w, "deleted")
+		return inactiveError(w, store.StatusDeleted)
 	}
 	did := string(a.DID)
 	host := ""
@@ -210,7 +201,7 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 	case cached && err == nil:
 		host = id.PDSHost
 	case cached && permanentResolveFailure(err):
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS for "+did)
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "no PDS for "+did)
 	}
 	if host == "" {
 		if h, ok := s.st.GetHost(a.Host); ok {
@@ -218,7 +209,7 @@ func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) int {
 		}
 	}
 	if host == "" {
-		return writeError(w, http.StatusNotFound, "RepoNotFound", "no PDS known for "+did)
+		return httpjson.Error(w, http.StatusNotFound, "RepoNotFound", "no PDS known for "+did)
 	}
 	target := url.URL{
 		Scheme:   pdsScheme(host),
@@ -239,17 +230,10 @@ func permanentResolveFailure(err error) bool {
 		errors.Is(err, identity.ErrUnsupportedMethod)
 }
 
-// pdsScheme is https except for development hosts with a port on loopback
-// (identity.NormalizePDSHost keeps a port only for those).
+// pdsScheme is https except for plaintext development hosts
+// (syntax.PlaintextHost: localhost and loopback addresses).
 func pdsScheme(host string) string {
-	h, port, err := net.SplitHostPort(host)
-	if err != nil || port == "" {
-		return "https"
-	}
-	if strings.EqualFold(h, "localhost") {
-		return "http"
-	}
-	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+	if syntax.PlaintextHost(host) {
 		return "http"
 	}
 	return "https"

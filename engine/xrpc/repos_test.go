@@ -279,7 +279,7 @@ func TestGetRepoNeverResolves(t *testing.T) {
 			did, did, key.Public().Multibase())
 	}))
 	defer plc.Close()
-	ids := identity.New(identity.Config{PLCURL: plc.URL, AllowInsecure: true})
+	ids := identity.New(identity.Config{PLCURL: plc.URL, AllowInsecureHosts: true})
 	defer ids.Close()
 	e := newEnvWith(t, nil, ids)
 	h := e.host(t, "pds.example.com")
@@ -325,5 +325,6 @@ func TestPDSScheme(t *testing.T) {
 	f("127.0.0.1:8080", "http")
 	f("[::1]:8080", "http")
 	f("pds.example.com:8443", "https")
-	f("localhost", "https")
+	f("localhost", "http")
+	f("pds-1.localhost:2583", "https")
 }

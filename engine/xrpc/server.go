@@ -2,7 +2,6 @@ package xrpc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/clientip"
+	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/store"
 )
@@ -212,7 +212,7 @@ func (s *Server) serveEndpoint(idx int, w http.ResponseWriter, r *http.Request) 
 	var code int
 	if r.Method != ep.method && !(ep.method == http.MethodGet && r.Method == http.MethodHead) {
 		w.Header().Set("Allow", ep.method)
-		code = writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use "+ep.method)
+		code = httpjson.Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use "+ep.method)
 	} else {
 		code = ep.fn(s, w, r)
 	}
@@ -221,7 +221,7 @@ func (s *Server) serveEndpoint(idx int, w http.ResponseWriter, r *http.Request) 
 
 func (s *Server) subscribeRepos(w http.ResponseWriter, r *http.Request) {
 	if s.firehose == nil {
-		writeError(w, http.StatusNotImplemented, "MethodNotImplemented", "firehose not available")
+		httpjson.Error(w, http.StatusNotImplemented, "MethodNotImplemented", "firehose not available")
 		return
 	}
 	// Not wrapped or counted here: the firehose hijacks the connection and
@@ -230,41 +230,14 @@ func (s *Server) subscribeRepos(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	code := writeError(w, http.StatusNotFound, "MethodNotImplemented", "no such method")
+	code := httpjson.Error(w, http.StatusNotFound, "MethodNotImplemented", "no such method")
 	s.counts.inc(otherEndpoint, code)
-}
-
-// errorBody is the XRPC error shape.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-// writeError writes an XRPC error and returns code.
-func writeError(w http.ResponseWriter, code int, name, msg string) int {
-	return writeJSON(w, code, errorBody{Error: name, Message: msg})
-}
-
-// writeJSON writes v as the JSON body with status code and returns code.
-func writeJSON(w http.ResponseWriter, code int, v any) int {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only our own response structs reach here; they always encode.
-		code = http.StatusInternalServerError
-		b = []byte(`{"error":"InternalServerError","message":"encoding response"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
-	return code
 }
 
 // internalError logs err and answers 500 without leaking it.
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) int {
 	s.log.Error("xrpc: internal error", "path", r.URL.Path, "err", err)
-	return writeError(w, http.StatusInternalServerError, "InternalServerError", "internal error")
+	return httpjson.Error(w, http.StatusInternalServerError, "InternalServerError", "internal error")
 }
 
 // parseLimit reads the limit parameter: absent means def, otherwise an
@@ -295,9 +268,9 @@ func parseCursor(r *http.Request) (uint64, bool) {
 func (s *Server) health(w http.ResponseWriter, r *http.Request) int {
 	if err := s.eng.Health(r.Context()); err != nil {
 		s.log.Warn("xrpc: unhealthy", "err", err)
-		return writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "error", Message: err.Error()})
+		return httpjson.Write(w, http.StatusServiceUnavailable, healthBody{Status: "error", Message: err.Error()})
 	}
-	return writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+	return httpjson.Write(w, http.StatusOK, healthBody{Status: "ok"})
 }
 
 // healthBody is the /xrpc/_health answer (the reference relay's shape).
