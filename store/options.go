@@ -8,6 +8,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable/block"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/atrelay/relay/internal/defaults"
 )
 
 // SyncPolicy says when an event batch (Staged.Commit, AppendAt) reaches
@@ -120,21 +122,11 @@ func (o Options) withDefaults() Options {
 	if o.InitialSeq == SeqNone {
 		o.InitialSeq = 1
 	}
-	if o.BlockCacheBytes == 0 {
-		o.BlockCacheBytes = DefaultBlockCacheBytes
-	}
-	if o.MemTableBytes == 0 {
-		o.MemTableBytes = DefaultMemTableBytes
-	}
-	if o.ReplayWindow == 0 {
-		o.ReplayWindow = DefaultReplayWindow
-	}
-	if o.RetentionInterval == 0 {
-		o.RetentionInterval = DefaultRetentionInterval
-	}
-	if o.MaxBatchEvents == 0 {
-		o.MaxBatchEvents = DefaultMaxBatchEvents
-	}
+	defaults.Set(&o.BlockCacheBytes, DefaultBlockCacheBytes)
+	defaults.Set(&o.MemTableBytes, DefaultMemTableBytes)
+	defaults.Set(&o.ReplayWindow, DefaultReplayWindow)
+	defaults.Set(&o.RetentionInterval, DefaultRetentionInterval)
+	defaults.Set(&o.MaxBatchEvents, DefaultMaxBatchEvents)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

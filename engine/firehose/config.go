@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/internal/defaults"
 )
 
 // Config holds the hub's knobs. Zero values mean the documented default;
@@ -101,33 +103,15 @@ var ErrConfig = errors.New("firehose: invalid config")
 // withDefaults returns c with zero fields replaced by their defaults and
 // RingFrames rounded up to a power of two.
 func (c Config) withDefaults() Config {
-	if c.RingBytes == 0 {
-		c.RingBytes = DefaultRingBytes
-	}
-	if c.RingFrames == 0 {
-		c.RingFrames = DefaultRingFrames
-	}
-	if c.BatchFrames == 0 {
-		c.BatchFrames = DefaultBatchFrames
-	}
-	if c.PingInterval == 0 {
-		c.PingInterval = DefaultPingInterval
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.ReplayBufferBytes == 0 {
-		c.ReplayBufferBytes = DefaultReplayBufferBytes
-	}
-	if c.MaxConsumers == 0 {
-		c.MaxConsumers = DefaultMaxConsumers
-	}
-	if c.MaxConsumersPerIP == 0 {
-		c.MaxConsumersPerIP = DefaultMaxConsumersPerIP
-	}
-	if c.Software == "" {
-		c.Software = "relay"
-	}
+	defaults.Set(&c.RingBytes, DefaultRingBytes)
+	defaults.Set(&c.RingFrames, DefaultRingFrames)
+	defaults.Set(&c.BatchFrames, DefaultBatchFrames)
+	defaults.Set(&c.PingInterval, DefaultPingInterval)
+	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Set(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
+	defaults.Set(&c.MaxConsumers, DefaultMaxConsumers)
+	defaults.Set(&c.MaxConsumersPerIP, DefaultMaxConsumersPerIP)
+	defaults.Set(&c.Software, "relay")
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/atrelay/relay/internal/defaults"
 )
 
 // Config holds the endpoint's knobs. Zero values mean the documented
@@ -118,32 +120,20 @@ func (c Config) SharedBytes() int64 {
 var ErrConfig = errors.New("jetstream: invalid config")
 
 func (c Config) withDefaults() Config {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defD := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.MaxSubscribers, DefaultMaxSubscribers)
-	def(&c.QueueEvents, DefaultQueueEvents)
-	def(&c.QueueBytes, DefaultQueueBytes)
-	def(&c.BatchMessages, DefaultBatchMessages)
-	def(&c.MaxReplays, DefaultMaxReplays)
-	def(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
-	def(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
-	def(&c.CompressConcurrency, DefaultCompressConcurrency)
-	def(&c.passEvents, replayPassEvents)
-	defD(&c.HelloTimeout, DefaultHelloTimeout)
-	defD(&c.PingInterval, DefaultPingInterval)
-	defD(&c.WriteTimeout, DefaultWriteTimeout)
-	defD(&c.PollInterval, DefaultPollInterval)
-	if c.Software == "" {
-		c.Software = "relay"
-	}
+	defaults.Set(&c.MaxSubscribers, DefaultMaxSubscribers)
+	defaults.Set(&c.QueueEvents, DefaultQueueEvents)
+	defaults.Set(&c.QueueBytes, DefaultQueueBytes)
+	defaults.Set(&c.BatchMessages, DefaultBatchMessages)
+	defaults.Set(&c.MaxReplays, DefaultMaxReplays)
+	defaults.Set(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
+	defaults.Set(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
+	defaults.Set(&c.CompressConcurrency, DefaultCompressConcurrency)
+	defaults.Set(&c.passEvents, replayPassEvents)
+	defaults.Set(&c.HelloTimeout, DefaultHelloTimeout)
+	defaults.Set(&c.PingInterval, DefaultPingInterval)
+	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Set(&c.PollInterval, DefaultPollInterval)
+	defaults.Set(&c.Software, "relay")
 	if c.Now == nil {
 		c.Now = time.Now
 	}

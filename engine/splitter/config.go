@@ -13,6 +13,7 @@ import (
 
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/upstream"
+	"github.com/atrelay/relay/internal/defaults"
 	"github.com/atrelay/relay/store"
 )
 
@@ -122,42 +123,28 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
-	defI := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defD := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defI(&c.MaxFrameBytes, DefaultMaxFrameBytes)
-	defI(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
-	defI(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
-	defI(&c.ReadBufferBytes, DefaultReadBufferBytes)
-	defI(&c.QueueBytes, DefaultQueueBytes)
-	defI(&c.QueueFrames, DefaultQueueFrames)
-	defI(&c.MaxCursorWaiters, DefaultMaxCursorWaiters)
-	defI(&c.ProxyMaxInFlight, DefaultProxyMaxInFlight)
-	defI(&c.ProxyMaxBodyBytes, DefaultProxyMaxBodyBytes)
-	defD(&c.DialTimeout, DefaultDialTimeout)
-	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	defD(&c.MessageTimeout, DefaultMessageTimeout)
-	defD(&c.IdlePing, DefaultIdlePing)
-	defD(&c.PongTimeout, DefaultPongTimeout)
-	defD(&c.WriteTimeout, DefaultWriteTimeout)
-	defD(&c.BackoffMin, DefaultBackoffMin)
-	defD(&c.BackoffMax, DefaultBackoffMax)
-	defD(&c.UnhealthyAfter, DefaultUnhealthyAfter)
-	defD(&c.FutureCursorWait, DefaultFutureCursorWait)
-	defD(&c.ProxyTimeout, DefaultProxyTimeout)
-	if c.Software == "" {
-		c.Software = "relay"
-	}
-	if c.UserAgent == "" {
-		c.UserAgent = DefaultUserAgent
-	}
+	defaults.Set(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	defaults.Set(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
+	defaults.Set(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
+	defaults.Set(&c.ReadBufferBytes, DefaultReadBufferBytes)
+	defaults.Set(&c.QueueBytes, DefaultQueueBytes)
+	defaults.Set(&c.QueueFrames, DefaultQueueFrames)
+	defaults.Set(&c.MaxCursorWaiters, DefaultMaxCursorWaiters)
+	defaults.Set(&c.ProxyMaxInFlight, DefaultProxyMaxInFlight)
+	defaults.Set(&c.ProxyMaxBodyBytes, DefaultProxyMaxBodyBytes)
+	defaults.Set(&c.DialTimeout, DefaultDialTimeout)
+	defaults.Set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	defaults.Set(&c.MessageTimeout, DefaultMessageTimeout)
+	defaults.Set(&c.IdlePing, DefaultIdlePing)
+	defaults.Set(&c.PongTimeout, DefaultPongTimeout)
+	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Set(&c.BackoffMin, DefaultBackoffMin)
+	defaults.Set(&c.BackoffMax, DefaultBackoffMax)
+	defaults.Set(&c.UnhealthyAfter, DefaultUnhealthyAfter)
+	defaults.Set(&c.FutureCursorWait, DefaultFutureCursorWait)
+	defaults.Set(&c.ProxyTimeout, DefaultProxyTimeout)
+	defaults.Set(&c.Software, "relay")
+	defaults.Set(&c.UserAgent, DefaultUserAgent)
 	return c
 }
 

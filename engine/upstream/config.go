@@ -9,6 +9,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/internal/defaults"
 )
 
 // Defaults. Zero in a Config field always means "use the default", never
@@ -159,42 +160,28 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by defaults.
 func (c Config) withDefaults() Config {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defD := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.Readers, runtime.GOMAXPROCS(0))
-	def(&c.MaxConcurrentDials, DefaultMaxConcurrentDials)
-	def(&c.MaxFrameBytes, DefaultMaxFrameBytes)
-	def(&c.ReadBufferBytes, DefaultReadBufferBytes)
-	def(&c.TurnBytes, DefaultTurnBytes)
-	def(&c.SlowAfterFailures, DefaultSlowAfterFailures)
-	def(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
-	def(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
-	def(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
-	if c.MaxBufferedBytes == 0 {
-		c.MaxBufferedBytes = DefaultMaxBufferedBytes
-	}
-	defD(&c.MessageTimeout, DefaultMessageTimeout)
-	defD(&c.LogInterval, DefaultLogInterval)
-	defD(&c.DialTimeout, DefaultDialTimeout)
-	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	defD(&c.WriteTimeout, DefaultWriteTimeout)
-	defD(&c.BackoffMin, DefaultBackoffMin)
-	defD(&c.BackoffMax, DefaultBackoffMax)
-	defD(&c.SlowRetry, DefaultSlowRetry)
-	defD(&c.IdlePing, DefaultIdlePing)
-	defD(&c.PongTimeout, DefaultPongTimeout)
-	defD(&c.Tick, DefaultTick)
-	if c.UserAgent == "" {
-		c.UserAgent = DefaultUserAgent
-	}
+	defaults.Set(&c.Readers, runtime.GOMAXPROCS(0))
+	defaults.Set(&c.MaxConcurrentDials, DefaultMaxConcurrentDials)
+	defaults.Set(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	defaults.Set(&c.ReadBufferBytes, DefaultReadBufferBytes)
+	defaults.Set(&c.TurnBytes, DefaultTurnBytes)
+	defaults.Set(&c.SlowAfterFailures, DefaultSlowAfterFailures)
+	defaults.Set(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
+	defaults.Set(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
+	defaults.Set(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
+	defaults.Set(&c.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	defaults.Set(&c.MessageTimeout, DefaultMessageTimeout)
+	defaults.Set(&c.LogInterval, DefaultLogInterval)
+	defaults.Set(&c.DialTimeout, DefaultDialTimeout)
+	defaults.Set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Set(&c.BackoffMin, DefaultBackoffMin)
+	defaults.Set(&c.BackoffMax, DefaultBackoffMax)
+	defaults.Set(&c.SlowRetry, DefaultSlowRetry)
+	defaults.Set(&c.IdlePing, DefaultIdlePing)
+	defaults.Set(&c.PongTimeout, DefaultPongTimeout)
+	defaults.Set(&c.Tick, DefaultTick)
+	defaults.Set(&c.UserAgent, DefaultUserAgent)
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
 	}
