@@ -1,15 +1,13 @@
 package store
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable/block"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/atrelay/relay/internal/defaults"
+	"github.com/atrelay/relay/internal/config"
 )
 
 // SyncPolicy says when an event batch (Staged.Commit, AppendAt) reaches
@@ -122,11 +120,11 @@ func (o Options) withDefaults() Options {
 	if o.InitialSeq == SeqNone {
 		o.InitialSeq = 1
 	}
-	defaults.Set(&o.BlockCacheBytes, DefaultBlockCacheBytes)
-	defaults.Set(&o.MemTableBytes, DefaultMemTableBytes)
-	defaults.Set(&o.ReplayWindow, DefaultReplayWindow)
-	defaults.Set(&o.RetentionInterval, DefaultRetentionInterval)
-	defaults.Set(&o.MaxBatchEvents, DefaultMaxBatchEvents)
+	config.Default(&o.BlockCacheBytes, DefaultBlockCacheBytes)
+	config.Default(&o.MemTableBytes, DefaultMemTableBytes)
+	config.Default(&o.ReplayWindow, DefaultReplayWindow)
+	config.Default(&o.RetentionInterval, DefaultRetentionInterval)
+	config.Default(&o.MaxBatchEvents, DefaultMaxBatchEvents)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -137,35 +135,32 @@ func (o Options) withDefaults() Options {
 // that matches ErrBadOptions.
 func (o Options) Validate() error {
 	o = o.withDefaults()
-	var errs []error
+	var p config.Problems
 	if o.InitialSeq > MaxSeq {
-		errs = append(errs, fmt.Errorf("InitialSeq %d above MaxSeq", o.InitialSeq))
+		p.Addf("InitialSeq %d above MaxSeq", o.InitialSeq)
 	}
 	if o.Sync > NoSync {
-		errs = append(errs, fmt.Errorf("Sync policy %d unknown", o.Sync))
+		p.Addf("Sync policy %d unknown", o.Sync)
 	}
 	if o.BlockCacheBytes < 1<<20 {
-		errs = append(errs, fmt.Errorf("BlockCacheBytes %d below 1 MiB", o.BlockCacheBytes))
+		p.Addf("BlockCacheBytes %d below 1 MiB", o.BlockCacheBytes)
 	}
 	if o.MemTableBytes < 1<<20 || o.MemTableBytes >= 4<<30 {
-		errs = append(errs, fmt.Errorf("MemTableBytes %d outside [1 MiB, 4 GiB)", o.MemTableBytes))
+		p.Addf("MemTableBytes %d outside [1 MiB, 4 GiB)", o.MemTableBytes)
 	}
 	if o.ReplayWindow < time.Minute {
-		errs = append(errs, fmt.Errorf("ReplayWindow %v below 1m", o.ReplayWindow))
+		p.Addf("ReplayWindow %v below 1m", o.ReplayWindow)
 	}
 	if o.SyncInterval < 0 || o.SyncInterval > MaxSyncInterval {
-		errs = append(errs, fmt.Errorf("SyncInterval %v outside [0, %v]", o.SyncInterval, MaxSyncInterval))
+		p.Addf("SyncInterval %v outside [0, %v]", o.SyncInterval, MaxSyncInterval)
 	}
 	if o.RetentionInterval < 0 {
-		errs = append(errs, fmt.Errorf("RetentionInterval %v negative", o.RetentionInterval))
+		p.Addf("RetentionInterval %v negative", o.RetentionInterval)
 	}
 	if o.MaxBatchEvents < 1 {
-		errs = append(errs, fmt.Errorf("MaxBatchEvents %d below 1", o.MaxBatchEvents))
+		p.Addf("MaxBatchEvents %d below 1", o.MaxBatchEvents)
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrBadOptions, errors.Join(errs...))
+	return p.Err(ErrBadOptions)
 }
 
 // pebbleOptions builds Pebble's options. Compression: with value separation

@@ -2,14 +2,13 @@ package firehose
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/atrelay/relay/internal/defaults"
+	"github.com/atrelay/relay/internal/config"
 )
 
 // Config holds the hub's knobs. Zero values mean the documented default;
@@ -103,15 +102,15 @@ var ErrConfig = errors.New("firehose: invalid config")
 // withDefaults returns c with zero fields replaced by their defaults and
 // RingFrames rounded up to a power of two.
 func (c Config) withDefaults() Config {
-	defaults.Set(&c.RingBytes, DefaultRingBytes)
-	defaults.Set(&c.RingFrames, DefaultRingFrames)
-	defaults.Set(&c.BatchFrames, DefaultBatchFrames)
-	defaults.Set(&c.PingInterval, DefaultPingInterval)
-	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
-	defaults.Set(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
-	defaults.Set(&c.MaxConsumers, DefaultMaxConsumers)
-	defaults.Set(&c.MaxConsumersPerIP, DefaultMaxConsumersPerIP)
-	defaults.Set(&c.Software, "relay")
+	config.Default(&c.RingBytes, DefaultRingBytes)
+	config.Default(&c.RingFrames, DefaultRingFrames)
+	config.Default(&c.BatchFrames, DefaultBatchFrames)
+	config.Default(&c.PingInterval, DefaultPingInterval)
+	config.Default(&c.WriteTimeout, DefaultWriteTimeout)
+	config.Default(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
+	config.Default(&c.MaxConsumers, DefaultMaxConsumers)
+	config.Default(&c.MaxConsumersPerIP, DefaultMaxConsumersPerIP)
+	config.Default(&c.Software, "relay")
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
 	}
@@ -130,36 +129,19 @@ func (c Config) withDefaults() Config {
 
 // validate reports every out-of-range field of a defaulted Config at once.
 func (c Config) validate() error {
-	var errs []error
-	if c.RingBytes < 0 {
-		errs = append(errs, fmt.Errorf("RingBytes %d < 0", c.RingBytes))
-	}
+	var p config.Problems
+	config.NotNegative(&p, "RingBytes", c.RingBytes)
 	if c.RingFrames < 0 || c.RingFrames > 1<<30 {
-		errs = append(errs, fmt.Errorf("RingFrames %d outside 1..2^30", c.RingFrames))
+		p.Addf("RingFrames %d outside 1..2^30", c.RingFrames)
 	}
 	if c.BatchFrames < 0 || c.BatchFrames > MaxBatchFrames {
-		errs = append(errs, fmt.Errorf("BatchFrames %d outside 1..%d", c.BatchFrames, MaxBatchFrames))
+		p.Addf("BatchFrames %d outside 1..%d", c.BatchFrames, MaxBatchFrames)
 	}
-	if c.PingInterval < 0 {
-		errs = append(errs, fmt.Errorf("PingInterval %v < 0", c.PingInterval))
-	}
-	if c.WriteTimeout < 0 {
-		errs = append(errs, fmt.Errorf("WriteTimeout %v < 0", c.WriteTimeout))
-	}
-	if c.ReplayBufferBytes < 0 {
-		errs = append(errs, fmt.Errorf("ReplayBufferBytes %d < 0", c.ReplayBufferBytes))
-	}
-	if c.MaxConsumers < 0 {
-		errs = append(errs, fmt.Errorf("MaxConsumers %d < 0", c.MaxConsumers))
-	}
-	if c.MaxConsumersPerIP < 0 {
-		errs = append(errs, fmt.Errorf("MaxConsumersPerIP %d < 0", c.MaxConsumersPerIP))
-	}
-	if c.SocketSendBufferBytes < 0 {
-		errs = append(errs, fmt.Errorf("SocketSendBufferBytes %d < 0", c.SocketSendBufferBytes))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	config.NotNegative(&p, "PingInterval", c.PingInterval)
+	config.NotNegative(&p, "WriteTimeout", c.WriteTimeout)
+	config.NotNegative(&p, "ReplayBufferBytes", c.ReplayBufferBytes)
+	config.NotNegative(&p, "MaxConsumers", c.MaxConsumers)
+	config.NotNegative(&p, "MaxConsumersPerIP", c.MaxConsumersPerIP)
+	config.NotNegative(&p, "SocketSendBufferBytes", c.SocketSendBufferBytes)
+	return p.Err(ErrConfig)
 }

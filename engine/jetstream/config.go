@@ -2,13 +2,12 @@ package jetstream
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/atrelay/relay/internal/defaults"
+	"github.com/atrelay/relay/internal/config"
 )
 
 // Config holds the endpoint's knobs. Zero values mean the documented
@@ -120,20 +119,20 @@ func (c Config) SharedBytes() int64 {
 var ErrConfig = errors.New("jetstream: invalid config")
 
 func (c Config) withDefaults() Config {
-	defaults.Set(&c.MaxSubscribers, DefaultMaxSubscribers)
-	defaults.Set(&c.QueueEvents, DefaultQueueEvents)
-	defaults.Set(&c.QueueBytes, DefaultQueueBytes)
-	defaults.Set(&c.BatchMessages, DefaultBatchMessages)
-	defaults.Set(&c.MaxReplays, DefaultMaxReplays)
-	defaults.Set(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
-	defaults.Set(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
-	defaults.Set(&c.CompressConcurrency, DefaultCompressConcurrency)
-	defaults.Set(&c.passEvents, replayPassEvents)
-	defaults.Set(&c.HelloTimeout, DefaultHelloTimeout)
-	defaults.Set(&c.PingInterval, DefaultPingInterval)
-	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
-	defaults.Set(&c.PollInterval, DefaultPollInterval)
-	defaults.Set(&c.Software, "relay")
+	config.Default(&c.MaxSubscribers, DefaultMaxSubscribers)
+	config.Default(&c.QueueEvents, DefaultQueueEvents)
+	config.Default(&c.QueueBytes, DefaultQueueBytes)
+	config.Default(&c.BatchMessages, DefaultBatchMessages)
+	config.Default(&c.MaxReplays, DefaultMaxReplays)
+	config.Default(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
+	config.Default(&c.ReplayBufferBytes, DefaultReplayBufferBytes)
+	config.Default(&c.CompressConcurrency, DefaultCompressConcurrency)
+	config.Default(&c.passEvents, replayPassEvents)
+	config.Default(&c.HelloTimeout, DefaultHelloTimeout)
+	config.Default(&c.PingInterval, DefaultPingInterval)
+	config.Default(&c.WriteTimeout, DefaultWriteTimeout)
+	config.Default(&c.PollInterval, DefaultPollInterval)
+	config.Default(&c.Software, "relay")
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -148,33 +147,20 @@ func (c Config) withDefaults() Config {
 
 // validate reports every out-of-range field of a defaulted Config at once.
 func (c Config) validate() error {
-	var errs []error
-	pos := func(name string, v int) {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s %d < 0", name, v))
-		}
-	}
-	posD := func(name string, v time.Duration) {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s %v < 0", name, v))
-		}
-	}
-	pos("MaxSubscribers", c.MaxSubscribers)
-	pos("QueueEvents", c.QueueEvents)
-	pos("QueueBytes", c.QueueBytes)
-	pos("MaxReplays", c.MaxReplays)
-	pos("MaxClientMessageBytes", c.MaxClientMessageBytes)
-	pos("ReplayBufferBytes", c.ReplayBufferBytes)
-	pos("CompressConcurrency", c.CompressConcurrency)
+	var p config.Problems
+	config.NotNegative(&p, "MaxSubscribers", c.MaxSubscribers)
+	config.NotNegative(&p, "QueueEvents", c.QueueEvents)
+	config.NotNegative(&p, "QueueBytes", c.QueueBytes)
+	config.NotNegative(&p, "MaxReplays", c.MaxReplays)
+	config.NotNegative(&p, "MaxClientMessageBytes", c.MaxClientMessageBytes)
+	config.NotNegative(&p, "ReplayBufferBytes", c.ReplayBufferBytes)
+	config.NotNegative(&p, "CompressConcurrency", c.CompressConcurrency)
 	if c.BatchMessages < 0 || c.BatchMessages > MaxBatchMessages {
-		errs = append(errs, fmt.Errorf("BatchMessages %d outside 1..%d", c.BatchMessages, MaxBatchMessages))
+		p.Addf("BatchMessages %d outside 1..%d", c.BatchMessages, MaxBatchMessages)
 	}
-	posD("HelloTimeout", c.HelloTimeout)
-	posD("PingInterval", c.PingInterval)
-	posD("WriteTimeout", c.WriteTimeout)
-	posD("PollInterval", c.PollInterval)
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	config.NotNegative(&p, "HelloTimeout", c.HelloTimeout)
+	config.NotNegative(&p, "PingInterval", c.PingInterval)
+	config.NotNegative(&p, "WriteTimeout", c.WriteTimeout)
+	config.NotNegative(&p, "PollInterval", c.PollInterval)
+	return p.Err(ErrConfig)
 }

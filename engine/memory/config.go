@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atrelay/relay/internal/config"
 )
 
 // Defaults applied by [Config.WithDefaults] to zero fields.
@@ -94,37 +96,31 @@ type Config struct {
 // WithDefaults returns c with every zero field replaced by its default.
 // Budget stays zero: it is resolved by Apply from the cgroup or the machine.
 func (c Config) WithDefaults() Config {
-	if c.GOGC == 0 {
-		c.GOGC = DefaultGOGC
-	}
-	if c.TrimInterval == 0 {
-		c.TrimInterval = DefaultTrimInterval
-	}
-	if c.TrimThreshold == 0 {
-		c.TrimThreshold = DefaultTrimThreshold
-	}
+	config.Default(&c.GOGC, DefaultGOGC)
+	config.Default(&c.TrimInterval, DefaultTrimInterval)
+	config.Default(&c.TrimThreshold, DefaultTrimThreshold)
 	return c
 }
 
 // Validate reports every out-of-range field of c, joined into one error.
 func (c Config) Validate() error {
-	var errs []error
+	var p config.Problems
 	if c.Budget < 0 {
-		errs = append(errs, fmt.Errorf("%w: %d", ErrNegativeBudget, c.Budget))
+		p.Addf("%w: %d", ErrNegativeBudget, c.Budget)
 	}
 	if c.OffHeap < 0 {
-		errs = append(errs, fmt.Errorf("%w: %d", ErrNegativeOffHeap, c.OffHeap))
+		p.Addf("%w: %d", ErrNegativeOffHeap, c.OffHeap)
 	}
 	if c.GOGC < -1 {
-		errs = append(errs, fmt.Errorf("%w: %d", ErrBadGOGC, c.GOGC))
+		p.Addf("%w: %d", ErrBadGOGC, c.GOGC)
 	}
 	if c.TrimInterval < 0 {
-		errs = append(errs, fmt.Errorf("%w: %v", ErrNegativeTrimInterval, c.TrimInterval))
+		p.Addf("%w: %v", ErrNegativeTrimInterval, c.TrimInterval)
 	}
 	if c.TrimThreshold < 0 {
-		errs = append(errs, fmt.Errorf("%w: %d", ErrNegativeTrimThreshold, c.TrimThreshold))
+		p.Addf("%w: %d", ErrNegativeTrimThreshold, c.TrimThreshold)
 	}
-	return errors.Join(errs...)
+	return p.Err(nil)
 }
 
 // memoryLimit is the GOMEMLIMIT for a budget and off-heap reservation: the

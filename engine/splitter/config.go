@@ -13,7 +13,7 @@ import (
 
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/upstream"
-	"github.com/atrelay/relay/internal/defaults"
+	"github.com/atrelay/relay/internal/config"
 	"github.com/atrelay/relay/store"
 )
 
@@ -123,28 +123,28 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
-	defaults.Set(&c.MaxFrameBytes, DefaultMaxFrameBytes)
-	defaults.Set(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
-	defaults.Set(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
-	defaults.Set(&c.ReadBufferBytes, DefaultReadBufferBytes)
-	defaults.Set(&c.QueueBytes, DefaultQueueBytes)
-	defaults.Set(&c.QueueFrames, DefaultQueueFrames)
-	defaults.Set(&c.MaxCursorWaiters, DefaultMaxCursorWaiters)
-	defaults.Set(&c.ProxyMaxInFlight, DefaultProxyMaxInFlight)
-	defaults.Set(&c.ProxyMaxBodyBytes, DefaultProxyMaxBodyBytes)
-	defaults.Set(&c.DialTimeout, DefaultDialTimeout)
-	defaults.Set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	defaults.Set(&c.MessageTimeout, DefaultMessageTimeout)
-	defaults.Set(&c.IdlePing, DefaultIdlePing)
-	defaults.Set(&c.PongTimeout, DefaultPongTimeout)
-	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
-	defaults.Set(&c.BackoffMin, DefaultBackoffMin)
-	defaults.Set(&c.BackoffMax, DefaultBackoffMax)
-	defaults.Set(&c.UnhealthyAfter, DefaultUnhealthyAfter)
-	defaults.Set(&c.FutureCursorWait, DefaultFutureCursorWait)
-	defaults.Set(&c.ProxyTimeout, DefaultProxyTimeout)
-	defaults.Set(&c.Software, "relay")
-	defaults.Set(&c.UserAgent, DefaultUserAgent)
+	config.Default(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	config.Default(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
+	config.Default(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
+	config.Default(&c.ReadBufferBytes, DefaultReadBufferBytes)
+	config.Default(&c.QueueBytes, DefaultQueueBytes)
+	config.Default(&c.QueueFrames, DefaultQueueFrames)
+	config.Default(&c.MaxCursorWaiters, DefaultMaxCursorWaiters)
+	config.Default(&c.ProxyMaxInFlight, DefaultProxyMaxInFlight)
+	config.Default(&c.ProxyMaxBodyBytes, DefaultProxyMaxBodyBytes)
+	config.Default(&c.DialTimeout, DefaultDialTimeout)
+	config.Default(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	config.Default(&c.MessageTimeout, DefaultMessageTimeout)
+	config.Default(&c.IdlePing, DefaultIdlePing)
+	config.Default(&c.PongTimeout, DefaultPongTimeout)
+	config.Default(&c.WriteTimeout, DefaultWriteTimeout)
+	config.Default(&c.BackoffMin, DefaultBackoffMin)
+	config.Default(&c.BackoffMax, DefaultBackoffMax)
+	config.Default(&c.UnhealthyAfter, DefaultUnhealthyAfter)
+	config.Default(&c.FutureCursorWait, DefaultFutureCursorWait)
+	config.Default(&c.ProxyTimeout, DefaultProxyTimeout)
+	config.Default(&c.Software, "relay")
+	config.Default(&c.UserAgent, DefaultUserAgent)
 	return c
 }
 
@@ -153,54 +153,43 @@ var ErrConfig = errors.New("splitter: invalid config")
 
 // validate reports every problem of a defaulted Config at once.
 func (c Config) validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p config.Problems
 	if _, err := parseUpstream(c.Upstream); err != nil {
-		bad("%w", err)
+		p.Addf("%w", err)
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"MaxFrameBytes", c.MaxFrameBytes}, {"MaxHandshakeBytes", c.MaxHandshakeBytes},
-		{"MaxHandshakeHeaders", c.MaxHandshakeHeaders}, {"ReadBufferBytes", c.ReadBufferBytes},
-		{"QueueBytes", c.QueueBytes}, {"QueueFrames", c.QueueFrames}, {"MaxCursorWaiters", c.MaxCursorWaiters},
-		{"ProxyMaxInFlight", c.ProxyMaxInFlight}, {"ProxyMaxBodyBytes", c.ProxyMaxBodyBytes},
-	} {
-		if f.v < 0 {
-			bad("%s = %d must not be negative", f.name, f.v)
-		}
-	}
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"DialTimeout", c.DialTimeout}, {"HandshakeTimeout", c.HandshakeTimeout},
-		{"MessageTimeout", c.MessageTimeout}, {"IdlePing", c.IdlePing}, {"PongTimeout", c.PongTimeout},
-		{"WriteTimeout", c.WriteTimeout}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax},
-		{"UnhealthyAfter", c.UnhealthyAfter}, {"FutureCursorWait", c.FutureCursorWait},
-		{"ProxyTimeout", c.ProxyTimeout},
-	} {
-		if f.v < 0 {
-			bad("%s = %v must not be negative", f.name, f.v)
-		}
-	}
+	config.NotNegative(&p, "MaxFrameBytes", c.MaxFrameBytes)
+	config.NotNegative(&p, "MaxHandshakeBytes", c.MaxHandshakeBytes)
+	config.NotNegative(&p, "MaxHandshakeHeaders", c.MaxHandshakeHeaders)
+	config.NotNegative(&p, "ReadBufferBytes", c.ReadBufferBytes)
+	config.NotNegative(&p, "QueueBytes", c.QueueBytes)
+	config.NotNegative(&p, "QueueFrames", c.QueueFrames)
+	config.NotNegative(&p, "MaxCursorWaiters", c.MaxCursorWaiters)
+	config.NotNegative(&p, "ProxyMaxInFlight", c.ProxyMaxInFlight)
+	config.NotNegative(&p, "ProxyMaxBodyBytes", c.ProxyMaxBodyBytes)
+	config.NotNegative(&p, "DialTimeout", c.DialTimeout)
+	config.NotNegative(&p, "HandshakeTimeout", c.HandshakeTimeout)
+	config.NotNegative(&p, "MessageTimeout", c.MessageTimeout)
+	config.NotNegative(&p, "IdlePing", c.IdlePing)
+	config.NotNegative(&p, "PongTimeout", c.PongTimeout)
+	config.NotNegative(&p, "WriteTimeout", c.WriteTimeout)
+	config.NotNegative(&p, "BackoffMin", c.BackoffMin)
+	config.NotNegative(&p, "BackoffMax", c.BackoffMax)
+	config.NotNegative(&p, "UnhealthyAfter", c.UnhealthyAfter)
+	config.NotNegative(&p, "FutureCursorWait", c.FutureCursorWait)
+	config.NotNegative(&p, "ProxyTimeout", c.ProxyTimeout)
 	if c.BackoffMax < c.BackoffMin {
-		bad("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
+		p.Addf("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
 	}
 	if c.MaxFrameBytes > store.MaxFrameBytes {
-		bad("MaxFrameBytes = %d is above the store's frame limit %d", c.MaxFrameBytes, store.MaxFrameBytes)
+		p.Addf("MaxFrameBytes = %d is above the store's frame limit %d", c.MaxFrameBytes, store.MaxFrameBytes)
 	}
 	if c.ReadBufferBytes < 1024 {
-		bad("ReadBufferBytes = %d is below 1024", c.ReadBufferBytes)
+		p.Addf("ReadBufferBytes = %d is below 1024", c.ReadBufferBytes)
 	}
 	if c.MaxHandshakeBytes < 1024 {
-		bad("MaxHandshakeBytes = %d is below 1024", c.MaxHandshakeBytes)
+		p.Addf("MaxHandshakeBytes = %d is below 1024", c.MaxHandshakeBytes)
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	return p.Err(ErrConfig)
 }
 
 // Deps are the splitter's collaborators, owned by the caller: the splitter

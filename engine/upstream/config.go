@@ -3,13 +3,12 @@ package upstream
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/internal/defaults"
+	"github.com/atrelay/relay/internal/config"
 )
 
 // Defaults. Zero in a Config field always means "use the default", never
@@ -160,85 +159,78 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by defaults.
 func (c Config) withDefaults() Config {
-	defaults.Set(&c.Readers, runtime.GOMAXPROCS(0))
-	defaults.Set(&c.MaxConcurrentDials, DefaultMaxConcurrentDials)
-	defaults.Set(&c.MaxFrameBytes, DefaultMaxFrameBytes)
-	defaults.Set(&c.ReadBufferBytes, DefaultReadBufferBytes)
-	defaults.Set(&c.TurnBytes, DefaultTurnBytes)
-	defaults.Set(&c.SlowAfterFailures, DefaultSlowAfterFailures)
-	defaults.Set(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
-	defaults.Set(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
-	defaults.Set(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
-	defaults.Set(&c.MaxBufferedBytes, DefaultMaxBufferedBytes)
-	defaults.Set(&c.MessageTimeout, DefaultMessageTimeout)
-	defaults.Set(&c.LogInterval, DefaultLogInterval)
-	defaults.Set(&c.DialTimeout, DefaultDialTimeout)
-	defaults.Set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	defaults.Set(&c.WriteTimeout, DefaultWriteTimeout)
-	defaults.Set(&c.BackoffMin, DefaultBackoffMin)
-	defaults.Set(&c.BackoffMax, DefaultBackoffMax)
-	defaults.Set(&c.SlowRetry, DefaultSlowRetry)
-	defaults.Set(&c.IdlePing, DefaultIdlePing)
-	defaults.Set(&c.PongTimeout, DefaultPongTimeout)
-	defaults.Set(&c.Tick, DefaultTick)
-	defaults.Set(&c.UserAgent, DefaultUserAgent)
+	config.Default(&c.Readers, runtime.GOMAXPROCS(0))
+	config.Default(&c.MaxConcurrentDials, DefaultMaxConcurrentDials)
+	config.Default(&c.MaxFrameBytes, DefaultMaxFrameBytes)
+	config.Default(&c.ReadBufferBytes, DefaultReadBufferBytes)
+	config.Default(&c.TurnBytes, DefaultTurnBytes)
+	config.Default(&c.SlowAfterFailures, DefaultSlowAfterFailures)
+	config.Default(&c.MaxHandshakeBytes, DefaultMaxHandshakeBytes)
+	config.Default(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
+	config.Default(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
+	config.Default(&c.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	config.Default(&c.MessageTimeout, DefaultMessageTimeout)
+	config.Default(&c.LogInterval, DefaultLogInterval)
+	config.Default(&c.DialTimeout, DefaultDialTimeout)
+	config.Default(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	config.Default(&c.WriteTimeout, DefaultWriteTimeout)
+	config.Default(&c.BackoffMin, DefaultBackoffMin)
+	config.Default(&c.BackoffMax, DefaultBackoffMax)
+	config.Default(&c.SlowRetry, DefaultSlowRetry)
+	config.Default(&c.IdlePing, DefaultIdlePing)
+	config.Default(&c.PongTimeout, DefaultPongTimeout)
+	config.Default(&c.Tick, DefaultTick)
+	config.Default(&c.UserAgent, DefaultUserAgent)
 	if c.Metrics == nil {
 		c.Metrics = metrics.NewSet()
 	}
 	return c
 }
 
+// ErrConfig is returned (wrapped) by New and Validate for an invalid Config.
+var ErrConfig = errors.New("upstream: invalid config")
+
 // Validate reports every inconsistency of a defaulted Config at once.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("upstream: "+format, args...)) }
+	var p config.Problems
 	if c.Sink == nil {
-		bad("Sink is required")
+		p.Addf("Sink is required")
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{
-		{"Readers", c.Readers}, {"MaxConcurrentDials", c.MaxConcurrentDials},
-		{"MaxFrameBytes", c.MaxFrameBytes}, {"ReadBufferBytes", c.ReadBufferBytes},
-		{"TurnBytes", c.TurnBytes}, {"SlowAfterFailures", c.SlowAfterFailures},
-		{"MaxHandshakeBytes", c.MaxHandshakeBytes}, {"MaxHandshakeHeaders", c.MaxHandshakeHeaders},
-		{"MaxPingsPerSecond", c.MaxPingsPerSecond},
-	} {
-		if f.v < 0 {
-			bad("%s = %d must not be negative", f.name, f.v)
-		}
-	}
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"DialTimeout", c.DialTimeout}, {"HandshakeTimeout", c.HandshakeTimeout},
-		{"WriteTimeout", c.WriteTimeout}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax},
-		{"SlowRetry", c.SlowRetry}, {"IdlePing", c.IdlePing}, {"PongTimeout", c.PongTimeout}, {"Tick", c.Tick},
-		{"MessageTimeout", c.MessageTimeout}, {"LogInterval", c.LogInterval},
-	} {
-		if f.v < 0 {
-			bad("%s = %v must not be negative", f.name, f.v)
-		}
-	}
-	if c.MaxBufferedBytes < 0 {
-		bad("MaxBufferedBytes = %d must not be negative", c.MaxBufferedBytes)
-	}
+	config.NotNegative(&p, "Readers", c.Readers)
+	config.NotNegative(&p, "MaxConcurrentDials", c.MaxConcurrentDials)
+	config.NotNegative(&p, "MaxFrameBytes", c.MaxFrameBytes)
+	config.NotNegative(&p, "ReadBufferBytes", c.ReadBufferBytes)
+	config.NotNegative(&p, "TurnBytes", c.TurnBytes)
+	config.NotNegative(&p, "SlowAfterFailures", c.SlowAfterFailures)
+	config.NotNegative(&p, "MaxHandshakeBytes", c.MaxHandshakeBytes)
+	config.NotNegative(&p, "MaxHandshakeHeaders", c.MaxHandshakeHeaders)
+	config.NotNegative(&p, "MaxPingsPerSecond", c.MaxPingsPerSecond)
+	config.NotNegative(&p, "DialTimeout", c.DialTimeout)
+	config.NotNegative(&p, "HandshakeTimeout", c.HandshakeTimeout)
+	config.NotNegative(&p, "WriteTimeout", c.WriteTimeout)
+	config.NotNegative(&p, "BackoffMin", c.BackoffMin)
+	config.NotNegative(&p, "BackoffMax", c.BackoffMax)
+	config.NotNegative(&p, "SlowRetry", c.SlowRetry)
+	config.NotNegative(&p, "IdlePing", c.IdlePing)
+	config.NotNegative(&p, "PongTimeout", c.PongTimeout)
+	config.NotNegative(&p, "Tick", c.Tick)
+	config.NotNegative(&p, "MessageTimeout", c.MessageTimeout)
+	config.NotNegative(&p, "LogInterval", c.LogInterval)
+	config.NotNegative(&p, "MaxBufferedBytes", c.MaxBufferedBytes)
 	if c.BackoffMax < c.BackoffMin {
-		bad("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
+		p.Addf("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
 	}
 	if c.ReadBufferBytes > 0 && c.ReadBufferBytes < 1024 {
-		bad("ReadBufferBytes = %d is below 1024", c.ReadBufferBytes)
+		p.Addf("ReadBufferBytes = %d is below 1024", c.ReadBufferBytes)
 	}
 	if c.MaxHandshakeBytes > 0 && c.MaxHandshakeBytes < 1024 {
-		bad("MaxHandshakeBytes = %d is below 1024", c.MaxHandshakeBytes)
+		p.Addf("MaxHandshakeBytes = %d is below 1024", c.MaxHandshakeBytes)
 	}
 	if c.MaxPingsPerSecond > 1_000_000 {
-		bad("MaxPingsPerSecond = %d is above 1,000,000", c.MaxPingsPerSecond)
+		p.Addf("MaxPingsPerSecond = %d is above 1,000,000", c.MaxPingsPerSecond)
 	}
 	if c.MaxFrameBytes > 1<<30 {
-		bad("MaxFrameBytes = %d is above 1 GiB", c.MaxFrameBytes)
+		p.Addf("MaxFrameBytes = %d is above 1 GiB", c.MaxFrameBytes)
 	}
-	return errors.Join(errs...)
+	return p.Err(ErrConfig)
 }
