@@ -9,6 +9,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/engine/label"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/pool"
 )
@@ -210,12 +211,7 @@ var outcomeNames = [numOutcomes]string{
 }
 
 // String returns the metric label ("unknown" outside the set).
-func (o Outcome) String() string {
-	if o < numOutcomes {
-		return outcomeNames[o]
-	}
-	return "unknown"
-}
+func (o Outcome) String() string { return label.Of(outcomeNames[:], o) }
 
 // AllOutcomes returns every outcome, for creating counters at zero.
 func AllOutcomes() []Outcome {

@@ -3,6 +3,8 @@ package upstream
 import (
 	"errors"
 	"strconv"
+
+	"github.com/atrelay/relay/engine/label"
 )
 
 // Reason is why a connection attempt failed or an established connection
@@ -44,13 +46,8 @@ var reasonLabels = [numReasons]string{
 	ReasonErrorFrame:        "error_frame",
 }
 
-// String returns the reason's metric label.
-func (r Reason) String() string {
-	if r < numReasons {
-		return reasonLabels[r]
-	}
-	return "reason(" + strconv.Itoa(int(r)) + ")"
-}
+// String returns the reason's metric label ("unknown" outside the set).
+func (r Reason) String() string { return label.Of(reasonLabels[:], r) }
 
 // Errors reported through Config.OnDisconnect and returned by Add. Each
 // failure has its own value so callers compare with errors.Is, never by text.

@@ -1,5 +1,7 @@
 package verify
 
+import "github.com/atrelay/relay/engine/label"
+
 // Action is what the caller does with a validated event. The zero value is
 // no action at all, so a Verdict that was never filled in accepts nothing.
 type Action uint8
@@ -104,12 +106,7 @@ var reasonNames = [numReasons]string{
 }
 
 // String returns the reason's metric label ("unknown" outside the set).
-func (r Reason) String() string {
-	if r < numReasons {
-		return reasonNames[r]
-	}
-	return "unknown"
-}
+func (r Reason) String() string { return label.Of(reasonNames[:], r) }
 
 // AllReasons returns every reason except ReasonNone, in check order, for
 // creating per-reason counters at start-up.
