@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/xrpc"
@@ -264,14 +263,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{
-		BlockCacheBytes: 8 << 20, MemTableBytes: 4 << 20, RetentionInterval: time.Hour, Sync: store.NoSync,
-	})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := storetest.Open(t)
 	e := &env{st: st, eng: &fakeEngine{st: st, crawlOn: true, perDay: 50}}
+	var err error
 	e.srv, err = New(Config{Store: st, Engine: e.eng, Token: testToken})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -284,11 +278,7 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) mkHost(t testing.TB, name string) store.Host {
 	t.Helper()
-	h, err := e.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, AccountLimit: 100})
-	if err != nil {
-		t.Fatalf("CreateHost: %v", err)
-	}
-	return h
+	return storetest.Host(t, e.st, name)
 }
 
 // mkAccounts creates accounts with one commit each on host.

@@ -6,12 +6,13 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
 // BenchmarkListRepos1000 serves one full 1000-repo page from a real store.
 func BenchmarkListRepos1000(b *testing.B) {
-	st := openStore(b)
+	st := storetest.Open(b)
 	h, err := st.CreateHost(store.NewHost{Hostname: "pds.example.com", Status: store.HostActive, AccountLimit: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
@@ -37,7 +38,7 @@ func BenchmarkListRepos1000(b *testing.B) {
 
 // BenchmarkGetLatestCommit is the most frequent per-account query.
 func BenchmarkGetLatestCommit(b *testing.B) {
-	st := openStore(b)
+	st := storetest.Open(b)
 	h, err := st.CreateHost(store.NewHost{Hostname: "pds.example.com", Status: store.HostActive, AccountLimit: 10})
 	if err != nil {
 		b.Fatal(err)

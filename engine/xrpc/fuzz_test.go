@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
@@ -15,7 +16,7 @@ import (
 // without sockets.
 func fuzzServer(t testing.TB) *Server {
 	t.Helper()
-	st := openStore(t)
+	st := storetest.Open(t)
 	h, err := st.CreateHost(store.NewHost{Hostname: "pds.example.com", Status: store.HostActive, AccountLimit: 10})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/atrelay/relay/engine/cid"
 	"github.com/atrelay/relay/engine/identity"
@@ -80,18 +79,6 @@ type env struct {
 	client *http.Client
 }
 
-func openStore(t testing.TB) *store.Store {
-	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{
-		BlockCacheBytes: 8 << 20, MemTableBytes: 4 << 20, RetentionInterval: time.Hour,
-	})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
 // newEnv starts a server whose per-client requestCrawl limit is out of the
 // way: every test client is 127.0.0.1.
 func newEnv(t *testing.T, firehose http.Handler) *env {
@@ -112,7 +99,7 @@ func newEnvWith(t *testing.T, firehose http.Handler, res Resolver) *env {
 // and, when cfg has none, a fake Resolver (e.res).
 func newEnvConfig(t *testing.T, cfg Config) *env {
 	t.Helper()
-	e := &env{st: openStore(t), eng: &fakeEngine{}}
+	e := &env{st: storetest.Open(t), eng: &fakeEngine{}}
 	if cfg.Resolver == nil {
 		e.res = &fakeResolver{ids: map[string]identity.Identity{}, errs: map[string]error{}}
 		cfg.Resolver = e.res
@@ -131,11 +118,7 @@ func newEnvConfig(t *testing.T, cfg Config) *env {
 
 func (e *env) host(t testing.TB, name string) store.Host {
 	t.Helper()
-	h, err := e.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, AccountLimit: 100})
-	if err != nil {
-		t.Fatalf("CreateHost: %v", err)
-	}
-	return h
+	return storetest.Host(t, e.st, name)
 }
 
 // commitCID is the test commit CID for a rev.

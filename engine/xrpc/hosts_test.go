@@ -10,6 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/store"
 )
 
@@ -203,7 +204,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestNewRequiresDeps(t *testing.T) {
-	st := openStore(t)
+	st := storetest.Open(t)
 	for _, cfg := range []Config{
 		{},
 		{Store: st},
