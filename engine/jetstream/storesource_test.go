@@ -3,7 +3,6 @@ package jetstream
 import (
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/internal/storetest"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )
 
@@ -25,31 +25,13 @@ func withSeqs(frames [][]byte) func(int, store.Seq) []byte {
 	}
 }
 
-// testClock is a settable clock for the store.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // TestStoreSource runs the endpoint on a real store (in-memory Pebble):
 // events appended in batches over several seconds, a live subscriber, then
 // time and seq cursors that must reproduce the live bytes exactly through
 // the store's time index and iterator.
 func TestStoreSource(t *testing.T) {
 	checkNoLeak(t)
-	clock := &testClock{now: time.UnixMilli(secondMS + 400)}
+	clock := testutil.NewClock(time.UnixMilli(secondMS + 400))
 	st, err := store.Open("db", store.Options{
 		FS: vfs.NewMem(), BlockCacheBytes: 8 << 20, MemTableBytes: 4 << 20,
 		RetentionInterval: time.Hour, Now: clock.Now,

@@ -1,7 +1,8 @@
 // Package storetest writes events into a store.Store as the relay's
 // sequencer does (Stage, the next seqs for the logged events, Commit), for
-// the tests of packages that read what a relay logged. It is a test
-// helper: it allocates freely and is never imported by production code.
+// the tests of packages that read what a relay logged, and opens the small
+// throwaway store and test hosts those tests share. It is a test helper:
+// it allocates freely and is never imported by production code.
 package storetest
 
 import "github.com/atrelay/relay/store"
