@@ -161,7 +161,7 @@ func (r *Relay) desync(a *acctState, hs *hostState) {
 	}
 	a.local = store.LocalDesynchronized
 	r.m.desyncMarked.Inc()
-	r.requestResync(a.did, hs.name)
+	r.resyncs.request(a.did, hs.name)
 }
 
 // Takedown takes an account down: its events are no longer accepted or
@@ -231,7 +231,7 @@ func (r *Relay) runControl(s *scratch, t task) {
 	case ctlReverseTakedown:
 		local = store.LocalActive
 	case ctlResync:
-		if hs := r.hostFor(a.host); hs != nil {
+		if hs := r.hosts.lookup(a.host); hs != nil {
 			r.desync(a, hs)
 		}
 		local = a.local
@@ -267,29 +267,13 @@ func (r *Relay) runControl(s *scratch, t task) {
 // queues their resync (events were refused meanwhile), so none stays
 // silently missing. Finding them scans the account table once.
 func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
-	h, ok := r.st.HostByName(hostname)
-	if !ok {
-		return ErrUnknownHost
-	}
-	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.AccountLimit, h.Trusted = accountLimit, trusted }); err != nil {
+	id, room, err := r.hosts.setLimits(hostname, accountLimit, trusted)
+	if err != nil || room <= 0 {
 		return err
 	}
-	hs := r.hostFor(h.ID)
-	if hs == nil {
-		return nil
-	}
-	hs.accountLimit.Store(accountLimit)
-	hs.trusted.Store(trusted)
-	hs.mu.Lock()
-	hs.rate.init(r.rateFor(hs), r.now())
-	hs.mu.Unlock()
-	room := int64(accountLimit) - hs.accounts.Load()
-	if room <= 0 {
-		return nil
-	}
 	var dids []string
-	err := r.st.ScanAccounts(func(a *store.Account) bool {
-		if a.Host == h.ID && a.LocalStatus == store.LocalHostThrottled {
+	err = r.st.ScanAccounts(func(a *store.Account) bool {
+		if a.Host == id && a.LocalStatus == store.LocalHostThrottled {
 			dids = append(dids, string(a.DID))
 		}
 		return int64(len(dids)) < room
@@ -321,7 +305,7 @@ func (r *Relay) unthrottle(a *acctState) error {
 	if a.local != store.LocalHostThrottled {
 		return nil
 	}
-	hs := r.hostFor(a.host)
+	hs := r.hosts.lookup(a.host)
 	if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 		return nil
 	}
@@ -332,7 +316,7 @@ func (r *Relay) unthrottle(a *acctState) error {
 	a.local = store.LocalDesynchronized
 	r.m.unthrottled.Inc()
 	r.m.desyncMarked.Inc()
-	r.requestResync(a.did, hs.name)
+	r.resyncs.request(a.did, hs.name)
 	return nil
 }
 

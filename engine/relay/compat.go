@@ -12,9 +12,10 @@ var ErrBadLimit = errors.New("relay: invalid limit")
 // requestCrawl per UTC day (the reference relay's admin
 // subs/perDayLimit). Safe for concurrent use.
 func (r *Relay) NewHostsPerDay() int {
-	r.crawls.mu.Lock()
-	defer r.crawls.mu.Unlock()
-	return r.cfg.NewHostsPerDay
+	g := &r.hosts.crawls
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.perDay
 }
 
 // SetNewHostsPerDay changes that bound until the next restart (the
@@ -25,8 +26,9 @@ func (r *Relay) SetNewHostsPerDay(n int) error {
 	if n < 0 {
 		return fmt.Errorf("%w: new hosts per day %d", ErrBadLimit, n)
 	}
-	r.crawls.mu.Lock()
-	r.cfg.NewHostsPerDay = n
-	r.crawls.mu.Unlock()
+	g := &r.hosts.crawls
+	g.mu.Lock()
+	g.perDay = n
+	g.mu.Unlock()
 	return nil
 }

@@ -104,12 +104,12 @@ func (q *quarantine) enter(cursor int64) bool {
 	return true
 }
 
-// recovered handles a panic recovered while handling a frame of hs at seq
+// quarantine handles a panic recovered while handling a frame of hs at seq
 // (0 when the frame's seq is unknown): it counts it and, the first time for
 // the host, logs it and quarantines the host with its cursor below seq (at
 // cursor when seq is 0). Runs on the goroutine that panicked.
-func (r *Relay) recovered(stage int, hs *hostState, seq, cursor int64, v any) {
-	r.m.framePanics[stage].Inc()
+func (ht *hostTable) quarantine(stage int, hs *hostState, seq, cursor int64, v any) {
+	ht.m.framePanics[stage].Inc()
 	if hs == nil || !hs.q.enter(cursor) {
 		return
 	}
@@ -121,28 +121,28 @@ func (r *Relay) recovered(stage int, hs *hostState, seq, cursor int64, v any) {
 	if len(msg) > 512 {
 		msg = msg[:512]
 	}
-	r.log.Error("PANIC while handling a frame: host quarantined until an operator resumes it (admin requestCrawl)",
+	ht.log.Error("PANIC while handling a frame: host quarantined until an operator resumes it (admin requestCrawl)",
 		"host", hs.name, "seq", seq, "stage", stageLabels[stage], "panic", msg, "stack", string(stack))
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) {
+	if _, err := ht.st.UpdateHost(hs.id, func(h *store.Host) {
 		h.Status = hostQuarantined
 		h.Cursor = uint64(min(int64(h.Cursor), cursor))
 	}); err != nil {
-		r.log.Error("cannot persist a host's quarantine; a restart would dial it again", "host", hs.name, "err", err)
+		ht.log.Error("cannot persist a host's quarantine; a restart would dial it again", "host", hs.name, "err", err)
 	}
-	r.unsubscribe(hs)
+	ht.unsubscribe(hs)
 }
 
 // unsubscribe stops reading hs, unless the host was resubscribed since
 // (then hs is stale and the live state is left alone).
-func (r *Relay) unsubscribe(hs *hostState) {
-	r.hostsMu.Lock()
-	if r.hosts[hs.name] == hs {
-		delete(r.hosts, hs.name)
-		delete(r.hostsByID, hs.id)
+func (ht *hostTable) unsubscribe(hs *hostState) {
+	ht.mu.Lock()
+	if ht.names[hs.name] == hs {
+		delete(ht.names, hs.name)
+		delete(ht.ids, hs.id)
 	}
-	r.hostsMu.Unlock()
+	ht.mu.Unlock()
 	if up := hs.up.Load(); up != nil {
-		r.loop.Remove(up)
+		ht.loop.Remove(up)
 	}
 }
 
@@ -155,7 +155,7 @@ func (r *Relay) processGuarded(s *scratch, t task, res *result) (reason DropReas
 		if v == nil {
 			return
 		}
-		r.recovered(stageWorker, t.hs, t.seq, t.seq-1, v)
+		r.hosts.quarantine(stageWorker, t.hs, t.seq, t.seq-1, v)
 		if res.out != nil {
 			r.bufs.Put(res.out)
 		}

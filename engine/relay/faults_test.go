@@ -197,9 +197,7 @@ func testFramePanic(t *testing.T, stage int) {
 	if got := h.r.m.framePanics[stage].Get(); got != 1 {
 		t.Errorf("panics counted %d, want 1", got)
 	}
-	h.r.hostsMu.Lock()
-	_, live := h.r.hosts[victim.Name]
-	h.r.hostsMu.Unlock()
+	live := h.r.hosts.named(victim.Name) != nil
 	if live {
 		t.Error("quarantined host still subscribed")
 	}

@@ -116,7 +116,7 @@ func (r *Relay) sinkPanicked(hs *hostState, g *sinkGuard, v any) {
 	if g.registered {
 		cursor = g.t.seq - 1
 	}
-	r.recovered(stageSink, hs, g.seq, cursor, v)
+	r.hosts.quarantine(stageSink, hs, g.seq, cursor, v)
 	if !g.owned {
 		return
 	}
@@ -178,7 +178,7 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 		r.m.cursorResets[resetSeqBackwards].Inc()
 		r.log.Warn("host seq went backwards; resetting its cursor", "host", hs.name, "cursor", last, "seq", p.Seq)
 		hs.tr.reset(p.Seq - 1)
-		r.markCursorDirty(hs)
+		r.hosts.persistCursor(hs)
 	}
 	hs.fresh = false
 	t := task{hs: hs, f: f, did: p.DID, seq: p.Seq, kind: p.Kind, start: r.now()}
@@ -299,7 +299,7 @@ func (r *Relay) upstreamError(hs *hostState, name []byte) {
 		r.log.Warn("host answered FutureCursor; resetting its cursor", "host", hs.name, "cursor", hs.dialCursor, "suppressed", suppressed)
 	}
 	hs.tr.reset(0)
-	r.markCursorDirty(hs)
+	r.hosts.persistCursor(hs)
 	r.loop.Reconnect(hs.up.Load(), -1)
 }
 

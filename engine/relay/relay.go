@@ -257,26 +257,30 @@ type Deps struct {
 	OnPublish func()
 }
 
-// Relay is the running engine: hosts, ingest, workers and the sequencer.
-// Its exported methods are safe for concurrent use.
+// Relay is the running engine: the composition of its stages (doc.go,
+// Ownership), which New builds and wires, and the public API, whose
+// methods delegate to them. Its exported methods are safe for concurrent
+// use.
 type Relay struct {
 	// Static after New.
-	cfg       Config
-	st        *store.Store
-	ids       *identity.Resolver
-	hub       *firehose.Hub
-	onPub     func() // Deps.OnPublish; nil: none
-	resync    Resyncer
-	log       *slog.Logger
-	m         *metricsSet
-	http      *http.Client // seed relay (bootstrap)
-	probeHTTP *http.Client // requestCrawl describeServer probes
-	now       func() time.Time
-	loop      *upstream.Loop
-	workers   *pool.Workers[task, scratch]
-	bufs      *pool.Buffers
-	frames    *pool.Frames
-	seq       *sequencer
+	cfg     Config
+	st      *store.Store
+	ids     *identity.Resolver
+	hub     *firehose.Hub
+	onPub   func() // Deps.OnPublish; nil: none
+	log     *slog.Logger
+	m       *metricsSet
+	now     func() time.Time
+	loop    *upstream.Loop
+	workers *pool.Workers[task, scratch]
+	bufs    *pool.Buffers
+	frames  *pool.Frames
+
+	// The stages.
+	hosts   *hostTable // host registry, requestCrawl, bans, quarantine, host series
+	resyncs *resyncs   // desynchronized accounts and their repairs
+	seq     *sequencer
+
 	results   chan result
 	resume    chan *hostState
 	ctx       context.Context
@@ -290,24 +294,13 @@ type Relay struct {
 	doneOnce  sync.Once
 	bgCtx     context.Context // canceled first by Close: background loops exit
 	bgCancel  context.CancelFunc
-
-	rs        resyncTracker // its own lock
-	resBudget byteBudget    // its own lock
-	heldBytes atomic.Int64  // results held for host order; written by the sequencer
-	hostTop   hostTop       // owned by the host-metrics goroutine
+	resBudget byteBudget   // its own lock
+	heldBytes atomic.Int64 // results held for host order; written by the sequencer
 
 	parkedFrames atomic.Int64 // tasks parked on all workers (gauge)
 
-	failed      atomic.Bool
-	failErr     atomic.Pointer[error]
-	publicCrawl atomic.Bool
-
-	// Guarded by hostsMu.
-	hostsMu   sync.Mutex
-	hosts     map[string]*hostState
-	hostsByID map[store.HostID]*hostState
-
-	crawls crawlGate // public requestCrawl admission (hosts.go); its own lock
+	failed  atomic.Bool
+	failErr atomic.Pointer[error]
 }
 
 // New builds the relay and starts its workers and sequencer. Call Start to
@@ -344,19 +337,12 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		probeHTTP = newProbeClient(cfg.ProbeTimeout, cfg.AllowInsecureHosts)
 	}
 	r := &Relay{
-		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, resync: d.Resyncer, log: d.Logger,
-		http: d.HTTPClient, probeHTTP: probeHTTP, now: d.Now,
-		results:   make(chan result, cfg.ResultsQueue),
-		resume:    make(chan *hostState, 1024),
-		hosts:     make(map[string]*hostState),
-		hostsByID: make(map[store.HostID]*hostState),
-		seqDone:   make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, log: d.Logger, now: d.Now,
+		results: make(chan result, cfg.ResultsQueue),
+		resume:  make(chan *hostState, 1024),
+		seqDone: make(chan struct{}),
+		done:    make(chan struct{}),
 	}
-	r.publicCrawl.Store(!cfg.DisablePublicCrawl)
-	r.rs.since = make(map[string]time.Time)
-	r.rs.attempts = make(map[string]int)
-	r.rs.timers = make(map[string]*time.Timer)
 	r.resBudget.init(cfg.ResultsQueueBytes)
 	var rejects, breaks []string
 	for _, v := range verify.AllReasons() {
@@ -366,7 +352,8 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		breaks = append(breaks, b.String())
 	}
 	r.m = newMetrics(d.Metrics, rejects, breaks)
-	r.crawls.registerMetrics(d.Metrics, r)
+	r.hosts = newHostTable(&r.cfg, d, probeHTTP, r.m)
+	r.resyncs = newResyncs(&r.cfg, d, r.m)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.bufs = pool.NewBuffers(d.Metrics, "relay")
@@ -391,11 +378,15 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		return nil, fmt.Errorf("%w: upstream: %v", ErrConfig, err)
 	}
 	r.loop = loop
+	r.hosts.loop = loop
 	r.registerGauges(d.Metrics)
 	go r.seq.run()
 	r.wg.Add(2)
 	go r.resumer()
-	go r.hostMetricsLoop()
+	go func() {
+		defer r.wg.Done()
+		r.hosts.metricsLoop(r.bgCtx)
+	}()
 	return r, nil
 }
 
@@ -412,14 +403,10 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
 	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.heldBytes.Load()) })
-	gauge(set, `relay_accounts_desynchronized`, func() float64 {
-		r.rs.mu.Lock()
-		defer r.rs.mu.Unlock()
-		return float64(len(r.rs.since))
-	})
+	gauge(set, `relay_accounts_desynchronized`, func() float64 { return float64(r.resyncs.desynchronized()) })
 	for _, st := range []string{"connected", "paused", "disconnected"} {
 		gauge(set, `relay_upstream_hosts_by_status{status="`+st+`"}`, func() float64 {
-			c, p, d := r.upstreamCounts()
+			c, p, d := r.hosts.upstreamCounts()
 			switch st {
 			case "connected":
 				return float64(c)
@@ -435,17 +422,13 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		}
 		return 1
 	})
-	gauge(set, "relay_hosts_subscribed", func() float64 {
-		r.hostsMu.Lock()
-		defer r.hostsMu.Unlock()
-		return float64(len(r.hosts))
-	})
+	gauge(set, "relay_hosts_subscribed", func() float64 { return float64(r.hosts.count()) })
 }
 
 // Start resubscribes every active host from its persisted cursor and, if
 // the host table is empty and a seed relay is configured, bootstraps it.
 func (r *Relay) Start(ctx context.Context) error {
-	if err := r.resubscribe(); err != nil {
+	if err := r.hosts.resubscribe(); err != nil {
 		return err
 	}
 	r.wg.Add(1)
@@ -453,7 +436,7 @@ func (r *Relay) Start(ctx context.Context) error {
 		defer r.wg.Done()
 		r.recoverAccounts(r.bgCtx)
 	}()
-	if err := r.bootstrap(ctx); err != nil {
+	if err := r.hosts.bootstrap(ctx); err != nil {
 		r.log.Warn("host bootstrap failed", "err", err)
 	}
 	return nil
@@ -506,7 +489,7 @@ func (r *Relay) fail(err error) {
 // host cursors. It does not close the store or the hub.
 func (r *Relay) Close() error {
 	r.closing.Do(func() {
-		r.stopResyncTimers()
+		r.resyncs.stop()
 		_ = r.loop.Close()
 		close(r.resume)
 		r.bgCancel()

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -24,15 +25,40 @@ import (
 // retried with bounded exponential backoff; accounts still desynchronized
 // at start-up are enqueued again.
 
-// resyncTracker remembers, per desynchronized DID, since when it is
-// desynchronized, how many resyncs failed, and its pending retry timer.
-// Every field is guarded by mu.
-type resyncTracker struct {
+// resyncs is the resync stage: it remembers, per desynchronized DID,
+// since when it is desynchronized, how many resyncs failed and its pending
+// retry timer, and hands DIDs to the Resyncer. Safe for concurrent use:
+// workers mark and clear accounts, the resyncer reports failures, retry
+// timers fire on their own goroutines.
+type resyncs struct {
+	// Static after newResyncs.
+	resyncer Resyncer // nil: accounts stay desynchronized, counted
+	cfg      *Config  // the relay's, read-only (backoff, attempts)
+	now      func() time.Time
+	m        *metricsSet
+	log      *slog.Logger
+
 	mu       sync.Mutex
-	since    map[string]time.Time
-	attempts map[string]int
-	timers   map[string]*time.Timer
-	closed   bool
+	since    map[string]time.Time   // guarded by mu
+	attempts map[string]int         // guarded by mu
+	timers   map[string]*time.Timer // guarded by mu
+	closed   bool                   // guarded by mu
+}
+
+func newResyncs(cfg *Config, d Deps, m *metricsSet) *resyncs {
+	return &resyncs{
+		resyncer: d.Resyncer, cfg: cfg, now: d.Now, m: m, log: d.Logger,
+		since:    make(map[string]time.Time),
+		attempts: make(map[string]int),
+		timers:   make(map[string]*time.Timer),
+	}
+}
+
+// desynchronized returns how many accounts are desynchronized now.
+func (t *resyncs) desynchronized() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.since)
 }
 
 // resyncDone is the verified head a resync delivered, copied out of the
@@ -53,19 +79,17 @@ func retryable(o resync.Outcome) bool {
 	return true
 }
 
-// markDesync starts the desynchronized clock of did (kept if running).
-func (r *Relay) markDesync(did string) {
-	t := &r.rs
+// mark starts the desynchronized clock of did (kept if running).
+func (t *resyncs) mark(did string) {
 	t.mu.Lock()
 	if _, ok := t.since[did]; !ok {
-		t.since[did] = r.now()
+		t.since[did] = t.now()
 	}
 	t.mu.Unlock()
 }
 
 // resynced stops did's desynchronized clock and observes the time spent.
-func (r *Relay) resynced(did string) {
-	t := &r.rs
+func (t *resyncs) resynced(did string) {
 	t.mu.Lock()
 	since, ok := t.since[did]
 	delete(t.since, did)
@@ -76,29 +100,28 @@ func (r *Relay) resynced(did string) {
 	}
 	t.mu.Unlock()
 	if ok {
-		r.m.desyncSeconds.Update(r.now().Sub(since).Seconds())
+		t.m.desyncSeconds.Update(t.now().Sub(since).Seconds())
 	}
-	r.m.reactivated.Inc()
+	t.m.reactivated.Inc()
 }
 
-// requestResync asks the resyncer to repair did; a refusal is counted and
+// request asks the resyncer to repair did; a refusal is counted and
 // retried after the base backoff.
-func (r *Relay) requestResync(did, host string) {
-	r.markDesync(did)
-	if r.resync == nil {
+func (t *resyncs) request(did, host string) {
+	t.mark(did)
+	if t.resyncer == nil {
 		return
 	}
-	r.m.resyncEnqueued.Inc()
-	if !r.resync.Enqueue(did, host) {
-		r.m.resyncRefused.Inc()
-		r.scheduleResync(did, host, r.cfg.ResyncRetryBackoff)
+	t.m.resyncEnqueued.Inc()
+	if !t.resyncer.Enqueue(did, host) {
+		t.m.resyncRefused.Inc()
+		t.schedule(did, host, t.cfg.ResyncRetryBackoff)
 	}
 }
 
-// scheduleResync arms one retry timer for did (none if one is armed or
+// schedule arms one retry timer for did (none if one is armed or
 // the relay is closing). A timer costs no goroutine until it fires.
-func (r *Relay) scheduleResync(did, host string, after time.Duration) {
-	t := &r.rs
+func (t *resyncs) schedule(did, host string, after time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed || t.timers[did] != nil {
@@ -110,14 +133,13 @@ func (r *Relay) scheduleResync(did, host string, after time.Duration) {
 		closed := t.closed
 		t.mu.Unlock()
 		if !closed {
-			r.requestResync(did, host)
+			t.request(did, host)
 		}
 	})
 }
 
-// stopResyncTimers cancels every pending retry (Close).
-func (r *Relay) stopResyncTimers() {
-	t := &r.rs
+// stop cancels every pending retry (Close).
+func (t *resyncs) stop() {
 	t.mu.Lock()
 	t.closed = true
 	for did, tm := range t.timers {
@@ -146,28 +168,34 @@ func (r *Relay) OnResyncResult(did string, res resync.Result) {
 		}
 		return
 	}
-	r.log.Warn("resync failed", "did", did, "outcome", res.Outcome.String(), "err", res.Err)
+	r.resyncs.failed(did, res)
+}
+
+// failed handles a resync that did not deliver a head: the account stays
+// desynchronized and, if worth it, is retried with backoff, at most
+// ResyncMaxAttempts times in a row. Runs on the resyncer's goroutine.
+func (t *resyncs) failed(did string, res resync.Result) {
+	t.log.Warn("resync failed", "did", did, "outcome", res.Outcome.String(), "err", res.Err)
 	if !retryable(res.Outcome) {
 		return
 	}
-	t := &r.rs
 	t.mu.Lock()
 	t.attempts[did]++
 	n := t.attempts[did]
 	t.mu.Unlock()
-	if n >= r.cfg.ResyncMaxAttempts {
-		r.m.resyncGaveUp.Inc()
-		r.log.Warn("giving up resync until restart or next chain break", "did", did, "attempts", n)
+	if n >= t.cfg.ResyncMaxAttempts {
+		t.m.resyncGaveUp.Inc()
+		t.log.Warn("giving up resync until restart or next chain break", "did", did, "attempts", n)
 		t.mu.Lock()
 		delete(t.attempts, did)
 		t.mu.Unlock()
 		return
 	}
-	back := r.cfg.ResyncRetryBackoff << min(n-1, 20)
-	if back > r.cfg.ResyncMaxBackoff || back <= 0 {
-		back = r.cfg.ResyncMaxBackoff
+	back := t.cfg.ResyncRetryBackoff << min(n-1, 20)
+	if back > t.cfg.ResyncMaxBackoff || back <= 0 {
+		back = t.cfg.ResyncMaxBackoff
 	}
-	r.scheduleResync(did, res.Host, back)
+	t.schedule(did, res.Host, back)
 }
 
 // applyResync runs on did's worker: emit the relay's #sync for a verified
@@ -185,7 +213,7 @@ func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
 		res.did, res.localAfter = a.did, store.LocalActive
 		a.ticket = s.ticket + 1
 		r.send(s, res)
-		r.resynced(a.did)
+		r.resyncs.resynced(a.did)
 		return
 	}
 	blocks := car.AppendHeader(nil, cid.CID(d.commit))
@@ -214,7 +242,7 @@ func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
 	a.local = store.LocalActive
 	a.ticket = s.ticket + 1
 	r.send(s, res)
-	r.resynced(a.did)
+	r.resyncs.resynced(a.did)
 }
 
 // recoverAccounts runs once at start-up over the account table: accounts
@@ -245,13 +273,13 @@ func (r *Relay) recoverAccounts(ctx context.Context) {
 		if h, ok := r.st.GetHost(p.host); ok {
 			name = h.Hostname
 		}
-		r.requestResync(p.did, name)
+		r.resyncs.request(p.did, name)
 	}
 	for _, p := range throttled {
 		if ctx.Err() != nil {
 			return
 		}
-		hs := r.hostFor(p.host)
+		hs := r.hosts.lookup(p.host)
 		if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 			continue
 		}

@@ -500,16 +500,3 @@ func (q *sequencer) flushCursors() {
 		delete(q.dirty, hs)
 	}
 }
-
-// markCursorDirty asks the sequencer to persist a host's reset cursor.
-func (r *Relay) markCursorDirty(hs *hostState) {
-	cursor := uint64(hs.q.cap(hs.tr.lowWater()))
-	if h, ok := r.st.GetHost(hs.id); ok && h.Cursor == cursor {
-		// Already stored: a host answering FutureCursor on every connection
-		// must not cost a store write (and an fsync) per attempt.
-		return
-	}
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = cursor }); err != nil {
-		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
-	}
-}

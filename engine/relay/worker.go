@@ -224,7 +224,7 @@ func (r *Relay) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
 	if !a.known {
 		return vs
 	}
-	if hs := r.hostFor(a.host); hs != nil {
+	if hs := r.hosts.lookup(a.host); hs != nil {
 		vs.Host = hs.name
 	} else if h, ok := r.st.GetHost(a.host); ok {
 		vs.Host = h.Hostname
@@ -335,7 +335,7 @@ func (r *Relay) processSync(s *scratch, hs *hostState, sy *event.Sync, res *resu
 		// durably with the event.
 		a.local = store.LocalActive
 		res.ev.Local = store.LocalActive
-		r.resynced(a.did)
+		r.resyncs.resynced(a.did)
 	}
 	return 0, true
 }
