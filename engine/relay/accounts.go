@@ -202,6 +202,12 @@ func (r *Relay) control(ctx context.Context, did string, k controlKind) error {
 	}
 }
 
+// submitControl queues an account action on the DID's worker, so it is
+// ordered with the account's events.
+func (r *Relay) submitControl(ctx context.Context, c *control) error {
+	return r.workers.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: r.now()}, 1)
+}
+
 // runControl executes an account action on the DID's worker.
 func (r *Relay) runControl(s *scratch, t task) {
 	c := t.ctl

@@ -278,11 +278,11 @@ type Relay struct {
 
 	// The stages.
 	hosts   *hostTable // host registry, requestCrawl, bans, quarantine, host series
+	ingest  *ingest    // the Sink, rate limits, the resumer
 	resyncs *resyncs   // desynchronized accounts and their repairs
 	seq     *sequencer
 
 	results   chan result
-	resume    chan *hostState
 	ctx       context.Context
 	cancel    context.CancelFunc
 	durable   []atomic.Uint64 // per worker: last ticket known durable
@@ -339,7 +339,6 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r := &Relay{
 		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, log: d.Logger, now: d.Now,
 		results: make(chan result, cfg.ResultsQueue),
-		resume:  make(chan *hostState, 1024),
 		seqDone: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -363,11 +362,13 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.newScratch, r.handle)
+	r.ingest = &ingest{m: r.m, log: r.log, now: r.now, ids: r.ids, hosts: r.hosts, failed: &r.failed, ctx: r.ctx,
+		pool: r.workers, resume: make(chan *hostState, 1024)}
 
 	ucfg := cfg.Upstream
-	ucfg.Sink = r.sink
-	ucfg.Cursor = r.cursorFor
-	ucfg.OnConnect = r.onConnect
+	ucfg.Sink = r.ingest.sink
+	ucfg.Cursor = r.ingest.cursorFor
+	ucfg.OnConnect = r.ingest.onConnect
 	ucfg.AllowInsecureHosts = cfg.AllowInsecureHosts
 	if ucfg.Metrics == nil {
 		ucfg.Metrics = d.Metrics
@@ -377,12 +378,14 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		_ = r.workers.Close()
 		return nil, fmt.Errorf("%w: upstream: %v", ErrConfig, err)
 	}
-	r.loop = loop
-	r.hosts.loop = loop
+	r.loop, r.hosts.loop, r.ingest.loop = loop, loop, loop
 	r.registerGauges(d.Metrics)
 	go r.seq.run()
 	r.wg.Add(2)
-	go r.resumer()
+	go func() {
+		defer r.wg.Done()
+		r.ingest.resumer()
+	}()
 	go func() {
 		defer r.wg.Done()
 		r.hosts.metricsLoop(r.bgCtx)
@@ -491,7 +494,7 @@ func (r *Relay) Close() error {
 	r.closing.Do(func() {
 		r.resyncs.stop()
 		_ = r.loop.Close()
-		close(r.resume)
+		close(r.ingest.resume)
 		r.bgCancel()
 		r.wg.Wait()
 		// Parked frames were read: process them (waiting for their
