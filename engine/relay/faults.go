@@ -149,52 +149,52 @@ func (ht *hostTable) unsubscribe(hs *hostState) {
 // processGuarded is process with a panic recovered: the frame is then
 // dropped (res carries no event), its host quarantined and the worker's
 // decoder and validator rebuilt.
-func (r *Relay) processGuarded(s *scratch, t task, res *result) (reason DropReason, ok bool) {
+func (w *accountWorkers) processGuarded(s *scratch, t task, res *result) (reason DropReason, ok bool) {
 	defer func() {
 		v := recover()
 		if v == nil {
 			return
 		}
-		r.hosts.quarantine(stageWorker, t.hs, t.seq, t.seq-1, v)
+		w.hosts.quarantine(stageWorker, t.hs, t.seq, t.seq-1, v)
 		if res.out != nil {
-			r.bufs.Put(res.out)
+			w.bufs.Put(res.out)
 		}
 		*res = result{hs: res.hs, seq: res.seq, gen: res.gen, worker: res.worker, start: res.start, kind: res.kind}
-		r.resetScratch(s)
+		w.resetScratch(s)
 		reason, ok = DropPanic, false
 	}()
-	return r.process(s, t, res)
+	return w.process(s, t, res)
 }
 
 // runControlGuarded is runControl with a panic recovered: the action fails
 // (its caller gets an error) and the worker's state is rebuilt. The
 // account's host is not quarantined: an action is not a host's frame.
-func (r *Relay) runControlGuarded(s *scratch, t task) {
+func (w *accountWorkers) runControlGuarded(s *scratch, t task) {
 	defer func() {
 		v := recover()
 		if v == nil {
 			return
 		}
-		r.m.framePanics[stageControl].Inc()
+		w.m.framePanics[stageControl].Inc()
 		stack := debug.Stack()
 		if len(stack) > maxPanicStack {
 			stack = stack[:maxPanicStack]
 		}
-		r.log.Error("PANIC while running an account action", "did", t.ctl.did, "panic", fmt.Sprint(v), "stack", string(stack))
-		r.resetScratch(s)
+		w.log.Error("PANIC while running an account action", "did", t.ctl.did, "panic", fmt.Sprint(v), "stack", string(stack))
+		w.resetScratch(s)
 		select {
 		case t.ctl.done <- fmt.Errorf("relay: internal error: %v", v):
 		default: // the action already answered
 		}
 	}()
-	r.runControl(s, t)
+	w.runControl(s, t)
 }
 
 // resetScratch replaces the parts of a worker's state a panic may have left
 // half-way (allocates; only after a panic).
-func (r *Relay) resetScratch(s *scratch) {
+func (w *accountWorkers) resetScratch(s *scratch) {
 	s.dec = event.Decoder{}
 	s.msg = event.Message{}
-	s.val = verify.New(verify.Config{Mode: r.cfg.Validation, Now: r.now})
+	s.val = verify.New(verify.Config{Mode: w.cfg.Validation, Now: w.now})
 	s.commit = event.Commit{}
 }

@@ -280,8 +280,8 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 
 	release()
 	h.waitHostsCaughtUp(fl.Hosts())
-	if h.r.parkedFrames.Load() != 0 {
-		t.Errorf("%d frames still parked", h.r.parkedFrames.Load())
+	if h.r.work.parkedFrames.Load() != 0 {
+		t.Errorf("%d frames still parked", h.r.work.parkedFrames.Load())
 	}
 	h.noLosses(t)
 	h.wantAtHead(t, "slow account", slowHost, slowDID)

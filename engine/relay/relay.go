@@ -277,9 +277,10 @@ type Relay struct {
 	frames  *pool.Frames
 
 	// The stages.
-	hosts   *hostTable // host registry, requestCrawl, bans, quarantine, host series
-	ingest  *ingest    // the Sink, rate limits, the resumer
-	resyncs *resyncs   // desynchronized accounts and their repairs
+	hosts   *hostTable      // host registry, requestCrawl, bans, quarantine, host series
+	ingest  *ingest         // the Sink, rate limits, the resumer
+	work    *accountWorkers // validation, parking and account actions on the keyed workers
+	resyncs *resyncs        // desynchronized accounts and their repairs
 	seq     *sequencer
 
 	results   chan result
@@ -288,7 +289,6 @@ type Relay struct {
 	durable   []atomic.Uint64 // per worker: last ticket known durable
 	closing   sync.Once
 	wg        sync.WaitGroup // resumer, host metrics, start-up recovery
-	parkWG    sync.WaitGroup // goroutines waiting for parked accounts' identities
 	seqDone   chan struct{}
 	done      chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
 	doneOnce  sync.Once
@@ -296,8 +296,6 @@ type Relay struct {
 	bgCancel  context.CancelFunc
 	resBudget byteBudget   // its own lock
 	heldBytes atomic.Int64 // results held for host order; written by the sequencer
-
-	parkedFrames atomic.Int64 // tasks parked on all workers (gauge)
 
 	failed  atomic.Bool
 	failErr atomic.Pointer[error]
@@ -360,8 +358,12 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r.durable = make([]atomic.Uint64, cfg.Workers)
 	r.seq = newSequencer(r)
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
+	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
+		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
+		results: r.results, budget: &r.resBudget, durable: r.durable}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
-		r.newScratch, r.handle)
+		r.work.newScratch, r.work.handle)
+	r.work.pool = r.workers
 	r.ingest = &ingest{m: r.m, log: r.log, now: r.now, ids: r.ids, hosts: r.hosts, failed: &r.failed, ctx: r.ctx,
 		pool: r.workers, resume: make(chan *hostState, 1024)}
 
@@ -403,7 +405,7 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		return float64(sum)
 	})
 	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
-	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.parkedFrames.Load()) })
+	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.work.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
 	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.heldBytes.Load()) })
 	gauge(set, `relay_accounts_desynchronized`, func() float64 { return float64(r.resyncs.desynchronized()) })
@@ -506,7 +508,7 @@ func (r *Relay) Close() error {
 		close(r.results)
 		<-r.seqDone
 		r.cancel()
-		r.parkWG.Wait() // their Lookups end with r.ctx
+		r.work.parkWG.Wait() // their Lookups end with r.ctx
 		// Only workers and the sequencer call fail, and both have stopped:
 		// failed is final here.
 		if r.failed.Load() {

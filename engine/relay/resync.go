@@ -202,7 +202,7 @@ func (t *resyncs) failed(did string, res resync.Result) {
 // head at or above the account's rev and re-activate the account; if the
 // account already moved past the fetched head (commits kept flowing), only
 // clear the mark.
-func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
+func (w *accountWorkers) applyResync(s *scratch, t task, a *acctState) {
 	d := t.ctl.resync
 	if a.local != store.LocalDesynchronized {
 		return // cleared meanwhile (an upstream #sync), or restricted
@@ -212,15 +212,15 @@ func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
 		a.local = store.LocalActive
 		res.did, res.localAfter = a.did, store.LocalActive
 		a.ticket = s.ticket + 1
-		r.send(s, res)
-		r.resyncs.resynced(a.did)
+		w.send(s, res)
+		w.resyncs.resynced(a.did)
 		return
 	}
 	blocks := car.AppendHeader(nil, cid.CID(d.commit))
 	blocks = car.AppendBlock(blocks, cid.CID(d.commit), d.block)
-	tm := []byte(r.now().UTC().Format("2006-01-02T15:04:05.000Z"))
+	tm := []byte(w.now().UTC().Format("2006-01-02T15:04:05.000Z"))
 	sy := event.Sync{Seq: 1, DID: []byte(a.did), Rev: d.rev, Blocks: blocks, Time: tm}
-	out := r.bufs.Get(len(blocks) + len(a.did) + 256)
+	out := w.bufs.Get(len(blocks) + len(a.did) + 256)
 	out.B = event.AppendSync(out.B[:0], &sy)
 	res.frameLen = len(out.B)
 	b := out.B
@@ -241,8 +241,8 @@ func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
 	a.data = append(a.data[:0], d.data...)
 	a.local = store.LocalActive
 	a.ticket = s.ticket + 1
-	r.send(s, res)
-	r.resyncs.resynced(a.did)
+	w.send(s, res)
+	w.resyncs.resynced(a.did)
 }
 
 // recoverAccounts runs once at start-up over the account table: accounts
