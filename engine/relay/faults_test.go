@@ -326,16 +326,16 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 	// Bounded: MaxHeldBytes (8 KiB) plus the results of frames the slow
 	// host had queued when it was paused, which the intake bounds; far
 	// below what its ~150 frames would hold unpaused.
-	if held := h.r.heldBytes.Load(); held > 256<<10 {
+	if held := h.r.seq.heldNow.Load(); held > 256<<10 {
 		t.Errorf("%d bytes held behind the parked frame", held)
 	}
 
 	release()
 	h.waitHostsCaughtUp(fl.Hosts())
-	if held := h.r.heldBytes.Load(); held != 0 {
+	if held := h.r.seq.heldNow.Load(); held != 0 {
 		t.Errorf("%d bytes still held after the release", held)
 	}
-	if n := h.r.resBudget.inUse(); n != 0 {
+	if n := h.r.seq.budget.inUse(); n != 0 {
 		t.Errorf("results budget still holds %d bytes", n)
 	}
 	h.noLosses(t)

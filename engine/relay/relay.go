@@ -283,19 +283,14 @@ type Relay struct {
 	resyncs *resyncs        // desynchronized accounts and their repairs
 	seq     *sequencer
 
-	results   chan result
-	ctx       context.Context
-	cancel    context.CancelFunc
-	durable   []atomic.Uint64 // per worker: last ticket known durable
-	closing   sync.Once
-	wg        sync.WaitGroup // resumer, host metrics, start-up recovery
-	seqDone   chan struct{}
-	done      chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
-	doneOnce  sync.Once
-	bgCtx     context.Context // canceled first by Close: background loops exit
-	bgCancel  context.CancelFunc
-	resBudget byteBudget   // its own lock
-	heldBytes atomic.Int64 // results held for host order; written by the sequencer
+	ctx      context.Context
+	cancel   context.CancelFunc
+	closing  sync.Once
+	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
+	done     chan struct{}  // closed by markDone: after Close, or once a store failure stopped the relay
+	doneOnce sync.Once
+	bgCtx    context.Context // canceled first by Close: background loops exit
+	bgCancel context.CancelFunc
 
 	failed  atomic.Bool
 	failErr atomic.Pointer[error]
@@ -336,11 +331,8 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	}
 	r := &Relay{
 		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, log: d.Logger, now: d.Now,
-		results: make(chan result, cfg.ResultsQueue),
-		seqDone: make(chan struct{}),
-		done:    make(chan struct{}),
+		done: make(chan struct{}),
 	}
-	r.resBudget.init(cfg.ResultsQueueBytes)
 	var rejects, breaks []string
 	for _, v := range verify.AllReasons() {
 		rejects = append(rejects, v.String())
@@ -355,12 +347,11 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.bufs = pool.NewBuffers(d.Metrics, "relay")
 	r.frames = pool.NewFrames(r.bufs)
-	r.durable = make([]atomic.Uint64, cfg.Workers)
 	r.seq = newSequencer(r)
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
 	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
 		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
-		results: r.results, budget: &r.resBudget, durable: r.durable}
+		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.work.newScratch, r.work.handle)
 	r.work.pool = r.workers
@@ -380,7 +371,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		_ = r.workers.Close()
 		return nil, fmt.Errorf("%w: upstream: %v", ErrConfig, err)
 	}
-	r.loop, r.hosts.loop, r.ingest.loop = loop, loop, loop
+	r.loop, r.hosts.loop, r.ingest.loop, r.seq.loop = loop, loop, loop, loop
 	r.registerGauges(d.Metrics)
 	go r.seq.run()
 	r.wg.Add(2)
@@ -404,10 +395,10 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		}
 		return float64(sum)
 	})
-	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
+	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.seq.results)) })
 	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.work.parkedFrames.Load()) })
-	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
-	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.heldBytes.Load()) })
+	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.seq.budget.inUse()) })
+	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.seq.heldNow.Load()) })
 	gauge(set, `relay_accounts_desynchronized`, func() float64 { return float64(r.resyncs.desynchronized()) })
 	for _, st := range []string{"connected", "paused", "disconnected"} {
 		gauge(set, `relay_upstream_hosts_by_status{status="`+st+`"}`, func() float64 {
@@ -505,8 +496,8 @@ func (r *Relay) Close() error {
 			_ = r.workers.SubmitTo(context.Background(), i, task{ctl: &control{kind: ctlFlushParked}}, 1)
 		}
 		_ = r.workers.Close()
-		close(r.results)
-		<-r.seqDone
+		close(r.seq.results)
+		<-r.seq.done
 		r.cancel()
 		r.work.parkWG.Wait() // their Lookups end with r.ctx
 		// Only workers and the sequencer call fail, and both have stopped:
