@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/pool"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/syntax"
@@ -168,30 +171,50 @@ func (w *accountWorkers) desync(a *acctState, hs *hostState) {
 // replayed, and consumers get the relay's #account {active:false,
 // status:takendown}.
 func (r *Relay) Takedown(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlTakedown)
+	return r.actions.run(ctx, did, ctlTakedown)
 }
 
 // Suspend is a time-limited takedown (status suspended).
 func (r *Relay) Suspend(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlSuspend)
+	return r.actions.run(ctx, did, ctlSuspend)
 }
 
 // ReverseTakedown lifts a takedown or suspension and emits the recomputed view.
 func (r *Relay) ReverseTakedown(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlReverseTakedown)
+	return r.actions.run(ctx, did, ctlReverseTakedown)
 }
 
 // Resync marks an account desynchronized and queues a repair.
 func (r *Relay) Resync(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlResync)
+	return r.actions.run(ctx, did, ctlResync)
 }
 
-func (r *Relay) control(ctx context.Context, did string, k controlKind) error {
+// accountActions is the operator's path to accounts (takedowns, resyncs,
+// host limits) and the resyncer's way back in: each action is queued as a
+// control task on the DID's worker, ordered with the account's events, and
+// run there (accountWorkers.runControl). Safe for concurrent use: admin
+// handlers, the resyncer and the start-up recovery goroutine call it.
+type accountActions struct {
+	// Static after New.
+	pool    *pool.Workers[task, scratch]
+	st      *store.Store
+	hosts   *hostTable
+	resyncs *resyncs
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// run checks did and runs action k on its worker, waiting for the outcome.
+func (ac *accountActions) run(ctx context.Context, did string, k controlKind) error {
 	if syntax.CheckDID([]byte(did)) != nil {
 		return fmt.Errorf("%w: %q", ErrBadDID, did)
 	}
-	c := &control{did: did, kind: k, done: make(chan error, 1)}
-	if err := r.submitControl(ctx, c); err != nil {
+	return ac.do(ctx, &control{did: did, kind: k, done: make(chan error, 1)})
+}
+
+// do queues c and waits for its outcome or ctx.
+func (ac *accountActions) do(ctx context.Context, c *control) error {
+	if err := ac.submit(ctx, c); err != nil {
 		return err
 	}
 	select {
@@ -202,10 +225,10 @@ func (r *Relay) control(ctx context.Context, did string, k controlKind) error {
 	}
 }
 
-// submitControl queues an account action on the DID's worker, so it is
-// ordered with the account's events.
-func (r *Relay) submitControl(ctx context.Context, c *control) error {
-	return r.workers.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: r.now()}, 1)
+// submit queues an account action on the DID's worker, so it is ordered
+// with the account's events.
+func (ac *accountActions) submit(ctx context.Context, c *control) error {
+	return ac.pool.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: ac.now()}, 1)
 }
 
 // runControl executes an account action on the DID's worker.
@@ -273,12 +296,17 @@ func (w *accountWorkers) runControl(s *scratch, t task) {
 // queues their resync (events were refused meanwhile), so none stays
 // silently missing. Finding them scans the account table once.
 func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
-	id, room, err := r.hosts.setLimits(hostname, accountLimit, trusted)
+	return r.actions.setHostLimits(ctx, hostname, accountLimit, trusted)
+}
+
+// setHostLimits is SetHostLimits.
+func (ac *accountActions) setHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
+	id, room, err := ac.hosts.setLimits(hostname, accountLimit, trusted)
 	if err != nil || room <= 0 {
 		return err
 	}
 	var dids []string
-	err = r.st.ScanAccounts(func(a *store.Account) bool {
+	err = ac.st.ScanAccounts(func(a *store.Account) bool {
 		if a.Host == id && a.LocalStatus == store.LocalHostThrottled {
 			dids = append(dids, string(a.DID))
 		}
@@ -288,17 +316,8 @@ func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit
 		return err
 	}
 	for _, did := range dids {
-		c := &control{did: did, kind: ctlUnthrottle, done: make(chan error, 1)}
-		if err := r.submitControl(ctx, c); err != nil {
+		if err := ac.do(ctx, &control{did: did, kind: ctlUnthrottle, done: make(chan error, 1)}); err != nil {
 			return err
-		}
-		select {
-		case err := <-c.done:
-			if err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	return nil

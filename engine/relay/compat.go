@@ -12,10 +12,7 @@ var ErrBadLimit = errors.New("relay: invalid limit")
 // requestCrawl per UTC day (the reference relay's admin
 // subs/perDayLimit). Safe for concurrent use.
 func (r *Relay) NewHostsPerDay() int {
-	g := &r.hosts.crawls
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.perDay
+	return r.hosts.crawls.limit()
 }
 
 // SetNewHostsPerDay changes that bound until the next restart (the
@@ -26,9 +23,6 @@ func (r *Relay) SetNewHostsPerDay(n int) error {
 	if n < 0 {
 		return fmt.Errorf("%w: new hosts per day %d", ErrBadLimit, n)
 	}
-	g := &r.hosts.crawls
-	g.mu.Lock()
-	g.perDay = n
-	g.mu.Unlock()
+	r.hosts.crawls.setLimit(n)
 	return nil
 }

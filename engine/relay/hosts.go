@@ -312,6 +312,20 @@ func (g *crawlGate) registerMetrics(set *metrics.Set, ht *hostTable) {
 	set.NewGauge("relay_crawl_new_hosts_today", func() float64 { return float64(ht.newHostsToday()) })
 }
 
+// limit returns the new hosts a day public requestCrawl may add.
+func (g *crawlGate) limit() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.perDay
+}
+
+// setLimit changes that bound (until the next restart).
+func (g *crawlGate) setLimit(n int) {
+	g.mu.Lock()
+	g.perDay = n
+	g.mu.Unlock()
+}
+
 // dayLocked returns the budget counter rolled over to today.
 // REQUIRES: g.mu held.
 func (g *crawlGate) dayLocked(ht *hostTable) (store.CrawlDay, error) {

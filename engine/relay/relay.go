@@ -280,6 +280,7 @@ type Relay struct {
 	hosts   *hostTable      // host registry, requestCrawl, bans, quarantine, host series
 	ingest  *ingest         // the Sink, rate limits, the resumer
 	work    *accountWorkers // validation, parking and account actions on the keyed workers
+	actions *accountActions // operator and resyncer actions, queued on the workers
 	resyncs *resyncs        // desynchronized accounts and their repairs
 	seq     *sequencer
 
@@ -355,6 +356,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.work.newScratch, r.work.handle)
 	r.work.pool = r.workers
+	r.actions = &accountActions{pool: r.workers, st: r.st, hosts: r.hosts, resyncs: r.resyncs, now: r.now, log: r.log}
 	r.ingest = &ingest{m: r.m, log: r.log, now: r.now, ids: r.ids, hosts: r.hosts, failed: &r.failed, ctx: r.ctx,
 		pool: r.workers, resume: make(chan *hostState, 1024)}
 
@@ -430,7 +432,7 @@ func (r *Relay) Start(ctx context.Context) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.recoverAccounts(r.bgCtx)
+		r.actions.recoverAccounts(r.bgCtx)
 	}()
 	if err := r.hosts.bootstrap(ctx); err != nil {
 		r.log.Warn("host bootstrap failed", "err", err)

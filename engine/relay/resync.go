@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"github.com/atrelay/relay/engine/verify"
 	"log/slog"
 	"sync"
 	"time"
@@ -154,21 +155,27 @@ func (t *resyncs) stop() {
 // with the call); a failure keeps the account desynchronized and retries
 // with backoff, at most ResyncMaxAttempts times.
 func (r *Relay) OnResyncResult(did string, res resync.Result) {
-	if res.Outcome == resync.OK {
-		st := res.State
-		d := &resyncDone{
-			rev:    append([]byte(nil), st.Rev...),
-			commit: append([]byte(nil), st.Commit...),
-			data:   append([]byte(nil), st.Data...),
-			block:  append([]byte(nil), st.CommitBlock...),
-		}
-		c := &control{did: did, kind: ctlResyncDone, done: make(chan error, 1), resync: d}
-		if err := r.submitControl(r.ctx, c); err != nil {
-			return // closing: the mark is persisted, start-up enqueues it again
-		}
+	if res.Outcome != resync.OK {
+		r.resyncs.failed(did, res)
 		return
 	}
-	r.resyncs.failed(did, res)
+	r.actions.resyncDone(r.ctx, did, res.State)
+}
+
+// resyncDone queues a verified head on did's worker (applyResync), copied
+// since the resyncer's views die with its call. Runs on the resyncer's
+// goroutine; it does not wait for the worker.
+func (ac *accountActions) resyncDone(ctx context.Context, did string, st verify.RepoState) {
+	d := &resyncDone{
+		rev:    append([]byte(nil), st.Rev...),
+		commit: append([]byte(nil), st.Commit...),
+		data:   append([]byte(nil), st.Data...),
+		block:  append([]byte(nil), st.CommitBlock...),
+	}
+	c := &control{did: did, kind: ctlResyncDone, done: make(chan error, 1), resync: d}
+	// An error means closing: the mark is persisted, start-up enqueues the
+	// account again.
+	_ = ac.submit(ctx, c)
 }
 
 // failed handles a resync that did not deliver a head: the account stays
@@ -249,13 +256,13 @@ func (w *accountWorkers) applyResync(s *scratch, t task, a *acctState) {
 // still desynchronized are enqueued again, and host-throttled accounts of
 // hosts with room under their limit are let in (a limit raised before a
 // crash finished its work).
-func (r *Relay) recoverAccounts(ctx context.Context) {
+func (ac *accountActions) recoverAccounts(ctx context.Context) {
 	type pending struct {
 		did  string
 		host store.HostID
 	}
 	var desync, throttled []pending
-	err := r.st.ScanAccounts(func(a *store.Account) bool {
+	err := ac.st.ScanAccounts(func(a *store.Account) bool {
 		switch a.LocalStatus {
 		case store.LocalDesynchronized:
 			desync = append(desync, pending{string(a.DID), a.Host})
@@ -265,27 +272,27 @@ func (r *Relay) recoverAccounts(ctx context.Context) {
 		return ctx.Err() == nil
 	})
 	if err != nil {
-		r.log.Warn("start-up account scan failed", "err", err)
+		ac.log.Warn("start-up account scan failed", "err", err)
 		return
 	}
 	for _, p := range desync {
 		name := ""
-		if h, ok := r.st.GetHost(p.host); ok {
+		if h, ok := ac.st.GetHost(p.host); ok {
 			name = h.Hostname
 		}
-		r.resyncs.request(p.did, name)
+		ac.resyncs.request(p.did, name)
 	}
 	for _, p := range throttled {
 		if ctx.Err() != nil {
 			return
 		}
-		hs := r.hosts.lookup(p.host)
+		hs := ac.hosts.lookup(p.host)
 		if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 			continue
 		}
-		_ = r.submitControl(ctx, &control{did: p.did, kind: ctlUnthrottle, done: make(chan error, 1)})
+		_ = ac.submit(ctx, &control{did: p.did, kind: ctlUnthrottle, done: make(chan error, 1)})
 	}
 	if len(desync)+len(throttled) > 0 {
-		r.log.Info("start-up account recovery", "desynchronized", len(desync), "host_throttled", len(throttled))
+		ac.log.Info("start-up account recovery", "desynchronized", len(desync), "host_throttled", len(throttled))
 	}
 }
