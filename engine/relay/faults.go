@@ -136,9 +136,9 @@ func (ht *hostTable) quarantine(stage int, hs *hostState, seq, cursor int64, v a
 // (then hs is stale and the live state is left alone).
 func (ht *hostTable) unsubscribe(hs *hostState) {
 	ht.mu.Lock()
-	if ht.names[hs.name] == hs {
-		delete(ht.names, hs.name)
-		delete(ht.ids, hs.id)
+	if ht.byName[hs.name] == hs {
+		delete(ht.byName, hs.name)
+		delete(ht.byID, hs.id)
 	}
 	ht.mu.Unlock()
 	if up := hs.up.Load(); up != nil {

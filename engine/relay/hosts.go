@@ -106,17 +106,17 @@ type hostTable struct {
 	crawls      crawlGate // public requestCrawl admission; its own lock
 	top         hostTop   // owned by the host-metrics goroutine
 
-	mu    sync.Mutex
-	names map[string]*hostState       // subscribed hosts by name (guarded by mu)
-	ids   map[store.HostID]*hostState // the same by id (guarded by mu)
+	mu     sync.Mutex
+	byName map[string]*hostState       // subscribed hosts by name (guarded by mu)
+	byID   map[store.HostID]*hostState // the same by id (guarded by mu)
 }
 
 // newHostTable builds the table; New sets loop before subscribing hosts.
 func newHostTable(cfg *Config, d Deps, probeHTTP *http.Client, m *metricsSet) *hostTable {
 	ht := &hostTable{
 		cfg: cfg, st: d.Store, log: d.Logger, m: m, now: d.Now, http: d.HTTPClient, probeHTTP: probeHTTP,
-		names: make(map[string]*hostState),
-		ids:   make(map[store.HostID]*hostState),
+		byName: make(map[string]*hostState),
+		byID:   make(map[store.HostID]*hostState),
 	}
 	ht.publicCrawl.Store(!cfg.DisablePublicCrawl)
 	ht.crawls.perDay = cfg.NewHostsPerDay
@@ -128,19 +128,19 @@ func newHostTable(cfg *Config, d Deps, probeHTTP *http.Client, m *metricsSet) *h
 func (ht *hostTable) named(name string) *hostState {
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
-	return ht.names[name]
+	return ht.byName[name]
 }
 
 // count returns how many hosts are subscribed.
 func (ht *hostTable) count() int {
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
-	return len(ht.names)
+	return len(ht.byName)
 }
 
 // subscribeLocked starts reading a host. REQUIRES: ht.mu held.
 func (ht *hostTable) subscribeLocked(h store.Host) (*hostState, error) {
-	if hs := ht.names[h.Hostname]; hs != nil {
+	if hs := ht.byName[h.Hostname]; hs != nil {
 		return hs, nil
 	}
 	hs := &hostState{id: h.ID, name: h.Hostname, insecure: syntax.PlaintextHost(h.Hostname)}
@@ -154,8 +154,8 @@ func (ht *hostTable) subscribeLocked(h store.Host) (*hostState, error) {
 		return nil, err
 	}
 	hs.up.Store(up)
-	ht.names[h.Hostname] = hs
-	ht.ids[h.ID] = hs
+	ht.byName[h.Hostname] = hs
+	ht.byID[h.ID] = hs
 	return hs, nil
 }
 
@@ -532,7 +532,7 @@ func (ht *hostTable) getJSON(ctx context.Context, u string, v any) error {
 func (ht *hostTable) lookup(id store.HostID) *hostState {
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
-	return ht.ids[id]
+	return ht.byID[id]
 }
 
 // ban is BanHost (api.go).
@@ -571,7 +571,7 @@ func (ht *hostTable) banDomain(domain string) error {
 	}
 	ht.mu.Lock()
 	var victims []string
-	for name := range ht.names {
+	for name := range ht.byName {
 		if ht.st.IsBanned(name) {
 			victims = append(victims, name)
 		}
@@ -603,10 +603,10 @@ func (ht *hostTable) kill(hostname string) error {
 
 func (ht *hostTable) drop(name string) {
 	ht.mu.Lock()
-	hs := ht.names[name]
-	delete(ht.names, name)
+	hs := ht.byName[name]
+	delete(ht.byName, name)
 	if hs != nil {
-		delete(ht.ids, hs.id)
+		delete(ht.byID, hs.id)
 	}
 	ht.mu.Unlock()
 	if hs != nil {

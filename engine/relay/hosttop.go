@@ -47,8 +47,8 @@ func (ht *hostTable) refreshTop() {
 		top.series = make(map[*hostState]bool)
 	}
 	ht.mu.Lock()
-	live := make([]*hostState, 0, len(ht.names))
-	for _, hs := range ht.names {
+	live := make([]*hostState, 0, len(ht.byName))
+	for _, hs := range ht.byName {
 		live = append(live, hs)
 	}
 	ht.mu.Unlock()
@@ -102,7 +102,7 @@ func (ht *hostTable) refreshTop() {
 func (ht *hostTable) upstreamCounts() (connected, paused, disconnected int) {
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
-	for _, hs := range ht.names {
+	for _, hs := range ht.byName {
 		up := hs.up.Load()
 		switch {
 		case up == nil || !up.Connected():

@@ -284,7 +284,7 @@ type Relay struct {
 	resyncs *resyncs        // desynchronized accounts and their repairs
 	seq     *sequencer
 
-	ctx      context.Context
+	ctx      context.Context // canceled by Close once the workers and the sequencer stopped
 	cancel   context.CancelFunc
 	closing  sync.Once
 	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
