@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/atrelay/relay/pool"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/engine/syntax"
@@ -72,13 +75,13 @@ func accountView(a *acctState, upstreamActive bool, upstreamStatusText []byte, d
 	return v
 }
 
-func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, res *result) (DropReason, bool) {
+func (w *accountWorkers) processIdentity(s *scratch, hs *hostState, e *event.Identity, res *result) (DropReason, bool) {
 	if syntax.CheckDID(e.DID) != nil || len(e.DID) > store.MaxDIDBytes {
 		return DropBadDID, false
 	}
-	a, err := r.load(s, e.DID)
+	a, err := w.load(s, e.DID)
 	if err != nil {
-		r.fail(err)
+		w.fail(err)
 		return DropShutdown, false
 	}
 	// §13.2: purge, re-resolve, keep the handle only if the host is the
@@ -86,7 +89,7 @@ func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, re
 	// document was asked for when the event arrived (Refresh); a worker
 	// that would wait for it parks the event instead. The refresh is
 	// taken on the first run; one that parked finds its result cached.
-	id, err := s.ids.reresolve(r.ctx, a.did, identityTag(hs, e.Seq))
+	id, err := s.ids.reresolve(w.ctx, a.did, identityTag(hs, e.Seq))
 	if s.ids.parked {
 		return mustPark, false
 	}
@@ -94,54 +97,54 @@ func (r *Relay) processIdentity(s *scratch, hs *hostState, e *event.Identity, re
 	if !a.known && !authoritative {
 		return DropNotAuthoritative, false
 	}
-	if authoritative && !r.admit(hs, a) {
+	if authoritative && !w.admit(hs, a) {
 		return DropHostThrottled, false
 	}
-	out := r.bufs.Get(len(e.DID) + len(e.Handle) + 128)
+	out := w.bufs.Get(len(e.DID) + len(e.Handle) + 128)
 	ident := *e
 	if ident.Handle != nil && (!authoritative || !strings.EqualFold(string(ident.Handle), id.Handle)) {
 		ident.Handle = nil
 	}
 	out.B = event.AppendIdentity(out.B[:0], &ident)
-	r.finish(s, hs, a, res, out, store.KindIdentity, verify.State{}, store.StatusUnchanged)
+	w.finish(s, hs, a, res, out, store.KindIdentity, verify.State{}, store.StatusUnchanged)
 	if !authoritative {
 		res.ev.Host = store.HostNone
 	}
 	return 0, true
 }
 
-func (r *Relay) processAccount(s *scratch, hs *hostState, e *event.Account, res *result) (DropReason, bool) {
+func (w *accountWorkers) processAccount(s *scratch, hs *hostState, e *event.Account, res *result) (DropReason, bool) {
 	if syntax.CheckDID(e.DID) != nil || len(e.DID) > store.MaxDIDBytes {
 		return DropBadDID, false
 	}
-	a, err := r.load(s, e.DID)
+	a, err := w.load(s, e.DID)
 	if err != nil {
-		r.fail(err)
+		w.fail(err)
 		return DropShutdown, false
 	}
-	if !r.authoritative(s, a.did, hs) {
+	if !w.authoritative(s, a.did, hs) {
 		if s.ids.parked {
 			return mustPark, false
 		}
 		return DropNotAuthoritative, false
 	}
-	if !r.admit(hs, a) {
+	if !w.admit(hs, a) {
 		return DropHostThrottled, false
 	}
 	st := store.ParseAccountStatus(e.Active, e.Status)
 	a.upstream = st
 	view := accountView(a, e.Active, e.Status, e.DID, e.Time)
 	view.Seq = e.Seq
-	out := r.bufs.Get(len(e.DID) + 160)
+	out := w.bufs.Get(len(e.DID) + 160)
 	out.B = event.AppendAccount(out.B[:0], &view)
-	r.finish(s, hs, a, res, out, store.KindAccount, verify.State{}, st)
+	w.finish(s, hs, a, res, out, store.KindAccount, verify.State{}, st)
 	return 0, true
 }
 
 // authoritative applies §8.3 with one re-resolve on mismatch. False with
 // s.ids.parked set means the answer needs a resolution: park the frame.
-func (r *Relay) authoritative(s *scratch, did string, hs *hostState) bool {
-	id, err := s.ids.Lookup(r.ctx, did)
+func (w *accountWorkers) authoritative(s *scratch, did string, hs *hostState) bool {
+	id, err := s.ids.Lookup(w.ctx, did)
 	if s.ids.parked {
 		return false
 	}
@@ -149,49 +152,69 @@ func (r *Relay) authoritative(s *scratch, did string, hs *hostState) bool {
 		return true
 	}
 	s.ids.Purge(did)
-	id, err = s.ids.Lookup(r.ctx, did)
+	id, err = s.ids.Lookup(w.ctx, did)
 	return err == nil && id.PDSHost == hs.name
 }
 
 // desync marks an account desynchronized after a chain break or a
 // re-activation, and asks the resyncer to repair it.
-func (r *Relay) desync(a *acctState, hs *hostState) {
+func (w *accountWorkers) desync(a *acctState, hs *hostState) {
 	if a.local == store.LocalDesynchronized {
 		return
 	}
 	a.local = store.LocalDesynchronized
-	r.m.desyncMarked.Inc()
-	r.requestResync(a.did, hs.name)
+	w.m.desyncMarked.Inc()
+	w.resyncs.request(a.did, hs.name)
 }
 
 // Takedown takes an account down: its events are no longer accepted or
 // replayed, and consumers get the relay's #account {active:false,
 // status:takendown}.
 func (r *Relay) Takedown(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlTakedown)
+	return r.actions.run(ctx, did, ctlTakedown)
 }
 
 // Suspend is a time-limited takedown (status suspended).
 func (r *Relay) Suspend(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlSuspend)
+	return r.actions.run(ctx, did, ctlSuspend)
 }
 
 // ReverseTakedown lifts a takedown or suspension and emits the recomputed view.
 func (r *Relay) ReverseTakedown(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlReverseTakedown)
+	return r.actions.run(ctx, did, ctlReverseTakedown)
 }
 
 // Resync marks an account desynchronized and queues a repair.
 func (r *Relay) Resync(ctx context.Context, did string) error {
-	return r.control(ctx, did, ctlResync)
+	return r.actions.run(ctx, did, ctlResync)
 }
 
-func (r *Relay) control(ctx context.Context, did string, k controlKind) error {
+// accountActions is the operator's path to accounts (takedowns, resyncs,
+// host limits) and the resyncer's way back in: each action is queued as a
+// control task on the DID's worker, ordered with the account's events, and
+// run there (accountWorkers.runControl). Safe for concurrent use: admin
+// handlers, the resyncer and the start-up recovery goroutine call it.
+type accountActions struct {
+	// Static after New.
+	pool    *pool.Workers[task, scratch]
+	st      *store.Store
+	hosts   *hostTable
+	resyncs *resyncs
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// run checks did and runs action k on its worker, waiting for the outcome.
+func (ac *accountActions) run(ctx context.Context, did string, k controlKind) error {
 	if syntax.CheckDID([]byte(did)) != nil {
 		return fmt.Errorf("%w: %q", ErrBadDID, did)
 	}
-	c := &control{did: did, kind: k, done: make(chan error, 1)}
-	if err := r.submitControl(ctx, c); err != nil {
+	return ac.do(ctx, &control{did: did, kind: k, done: make(chan error, 1)})
+}
+
+// do queues c and waits for its outcome or ctx.
+func (ac *accountActions) do(ctx context.Context, c *control) error {
+	if err := ac.submit(ctx, c); err != nil {
 		return err
 	}
 	select {
@@ -202,10 +225,16 @@ func (r *Relay) control(ctx context.Context, did string, k controlKind) error {
 	}
 }
 
+// submit queues an account action on the DID's worker, so it is ordered
+// with the account's events.
+func (ac *accountActions) submit(ctx context.Context, c *control) error {
+	return ac.pool.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: ac.now()}, 1)
+}
+
 // runControl executes an account action on the DID's worker.
-func (r *Relay) runControl(s *scratch, t task) {
+func (w *accountWorkers) runControl(s *scratch, t task) {
 	c := t.ctl
-	a, err := r.load(s, []byte(c.did))
+	a, err := w.load(s, []byte(c.did))
 	if err == nil && !a.known {
 		err = ErrUnknownAccount
 	}
@@ -215,11 +244,11 @@ func (r *Relay) runControl(s *scratch, t task) {
 	}
 	switch c.kind {
 	case ctlResyncDone:
-		r.applyResync(s, t, a)
+		w.applyResync(s, t, a)
 		c.done <- nil
 		return
 	case ctlUnthrottle:
-		c.done <- r.unthrottle(a)
+		c.done <- w.unthrottle(a)
 		return
 	}
 	var local store.LocalStatus
@@ -231,12 +260,12 @@ func (r *Relay) runControl(s *scratch, t task) {
 	case ctlReverseTakedown:
 		local = store.LocalActive
 	case ctlResync:
-		if hs := r.hostFor(a.host); hs != nil {
-			r.desync(a, hs)
+		if hs := w.hosts.lookup(a.host); hs != nil {
+			w.desync(a, hs)
 		}
 		local = a.local
 	}
-	if err := r.st.SetLocalStatus([]byte(c.did), local); err != nil {
+	if err := w.st.SetLocalStatus([]byte(c.did), local); err != nil {
 		c.done <- err
 		return
 	}
@@ -247,10 +276,10 @@ func (r *Relay) runControl(s *scratch, t task) {
 		return
 	}
 	// Emit the relay's own #account for the change.
-	tm := []byte(r.now().UTC().Format("2006-01-02T15:04:05.000Z"))
+	tm := []byte(w.now().UTC().Format("2006-01-02T15:04:05.000Z"))
 	view := accountView(a, a.upstream == store.StatusActive, []byte(a.upstream.String()), []byte(a.did), tm)
 	view.Seq = 1
-	out := r.bufs.Get(len(a.did) + 160)
+	out := w.bufs.Get(len(a.did) + 160)
 	out.B = event.AppendAccount(out.B[:0], &view)
 	res := result{worker: s.id, start: t.start, kind: event.KindAccount, frameLen: len(out.B)}
 	didAt := len(out.B)
@@ -258,7 +287,7 @@ func (r *Relay) runControl(s *scratch, t task) {
 	res.out = out
 	res.ev = store.Event{Kind: store.KindAccount, DID: out.B[didAt:]}
 	a.ticket = s.ticket + 1
-	r.send(s, res)
+	w.send(s, res)
 	c.done <- nil
 }
 
@@ -267,29 +296,18 @@ func (r *Relay) runControl(s *scratch, t task) {
 // queues their resync (events were refused meanwhile), so none stays
 // silently missing. Finding them scans the account table once.
 func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
-	h, ok := r.st.HostByName(hostname)
-	if !ok {
-		return ErrUnknownHost
-	}
-	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.AccountLimit, h.Trusted = accountLimit, trusted }); err != nil {
+	return r.actions.setHostLimits(ctx, hostname, accountLimit, trusted)
+}
+
+// setHostLimits is SetHostLimits.
+func (ac *accountActions) setHostLimits(ctx context.Context, hostname string, accountLimit uint64, trusted bool) error {
+	id, room, err := ac.hosts.setLimits(hostname, accountLimit, trusted)
+	if err != nil || room <= 0 {
 		return err
 	}
-	hs := r.hostFor(h.ID)
-	if hs == nil {
-		return nil
-	}
-	hs.accountLimit.Store(accountLimit)
-	hs.trusted.Store(trusted)
-	hs.mu.Lock()
-	hs.rate.init(r.rateFor(hs), r.now())
-	hs.mu.Unlock()
-	room := int64(accountLimit) - hs.accounts.Load()
-	if room <= 0 {
-		return nil
-	}
 	var dids []string
-	err := r.st.ScanAccounts(func(a *store.Account) bool {
-		if a.Host == h.ID && a.LocalStatus == store.LocalHostThrottled {
+	err = ac.st.ScanAccounts(func(a *store.Account) bool {
+		if a.Host == id && a.LocalStatus == store.LocalHostThrottled {
 			dids = append(dids, string(a.DID))
 		}
 		return int64(len(dids)) < room
@@ -298,17 +316,8 @@ func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit
 		return err
 	}
 	for _, did := range dids {
-		c := &control{did: did, kind: ctlUnthrottle, done: make(chan error, 1)}
-		if err := r.submitControl(ctx, c); err != nil {
+		if err := ac.do(ctx, &control{did: did, kind: ctlUnthrottle, done: make(chan error, 1)}); err != nil {
 			return err
-		}
-		select {
-		case err := <-c.done:
-			if err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	return nil
@@ -317,22 +326,22 @@ func (r *Relay) SetHostLimits(ctx context.Context, hostname string, accountLimit
 // unthrottle lets a host-throttled account in if its host has room: the
 // row is counted and marked desynchronized in one write, then resynced.
 // Runs on the DID's worker.
-func (r *Relay) unthrottle(a *acctState) error {
+func (w *accountWorkers) unthrottle(a *acctState) error {
 	if a.local != store.LocalHostThrottled {
 		return nil
 	}
-	hs := r.hostFor(a.host)
+	hs := w.hosts.lookup(a.host)
 	if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 		return nil
 	}
-	if _, err := r.st.ReleaseThrottled([]byte(a.did), store.LocalDesynchronized); err != nil {
+	if _, err := w.st.ReleaseThrottled([]byte(a.did), store.LocalDesynchronized); err != nil {
 		return err
 	}
 	hs.accounts.Add(1)
 	a.local = store.LocalDesynchronized
-	r.m.unthrottled.Inc()
-	r.m.desyncMarked.Inc()
-	r.requestResync(a.did, hs.name)
+	w.m.unthrottled.Inc()
+	w.m.desyncMarked.Inc()
+	w.resyncs.request(a.did, hs.name)
 	return nil
 }
 

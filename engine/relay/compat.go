@@ -12,9 +12,7 @@ var ErrBadLimit = errors.New("relay: invalid limit")
 // requestCrawl per UTC day (the reference relay's admin
 // subs/perDayLimit). Safe for concurrent use.
 func (r *Relay) NewHostsPerDay() int {
-	r.crawls.mu.Lock()
-	defer r.crawls.mu.Unlock()
-	return r.cfg.NewHostsPerDay
+	return r.hosts.crawls.limit()
 }
 
 // SetNewHostsPerDay changes that bound until the next restart (the
@@ -25,8 +23,6 @@ func (r *Relay) SetNewHostsPerDay(n int) error {
 	if n < 0 {
 		return fmt.Errorf("%w: new hosts per day %d", ErrBadLimit, n)
 	}
-	r.crawls.mu.Lock()
-	r.cfg.NewHostsPerDay = n
-	r.crawls.mu.Unlock()
+	r.hosts.crawls.setLimit(n)
 	return nil
 }

@@ -2,17 +2,101 @@
 // keyed validation workers, the single sequencer, the store and the
 // firehose hub into a relay (engine design, spec digest §8.3, §9.3, §12–§15).
 //
+// # Stages
+//
+// Relay is the composition: New builds one value per stage, hands each the
+// few others it calls, and the public methods delegate (api.go).
+//
+//   - hostTable (hosts.go, hosttop.go, faults.go): the subscribed hosts,
+//     requestCrawl admission (crawlGate), bans, limits, panic quarantine,
+//     cursor resets and the per-host series.
+//   - ingest (ingest.go): the upstream loop's Sink, Cursor and OnConnect,
+//     rate limits and the resumer.
+//   - accountWorkers (worker.go, park.go, accounts.go): the keyed workers'
+//     handler: decode, account state, verify, canonical output, identity
+//     parking, and the account actions that run on a DID's worker.
+//   - sequencer (sequencer.go, held.go): group commit, host cursors,
+//     publish, durable marks.
+//   - accountActions (accounts.go, resync.go): operator actions, resync
+//     heads and start-up recovery, queued as control tasks on the workers.
+//   - resyncs (resync.go): desynchronized accounts and their retries.
+//
 // # Data flow
 //
-//	upstream.Loop reader ─Sink─▶ event.Peek (kind, seq, DID; no allocation)
+//	upstream.Loop reader ─▶ ingest.sink: event.Peek (kind, seq, DID; no allocation)
 //	   │ out-of-order seq: dropped; seq registered in the host's tracker
+//	   │ pool full: hostState.pending ─▶ ingest.resumer (host paused)
 //	   ▼
-//	pool.Workers keyed by DID (bytes-bounded; full ⇒ host paused)
-//	   │ decode, account state (overlay ▸ store), verify, canonical frame
+//	pool.Workers keyed by DID (bytes-bounded) ─▶ accountWorkers.handle
+//	   │ decode, account state (overlay ▸ store), verify, canonical frame;
+//	   │ identity unresolved: parked on the worker (park.go)
 //	   ▼
-//	results channel ─▶ sequencer (one goroutine): store.Stage (account
+//	sequencer.results ─▶ sequencer.run (one goroutine): store.Stage (account
 //	   rows, host cursors) ▸ seqs and frames ▸ Staged.Commit (one group
 //	   commit) ▸ Hub.Publish ▸ durable marks
+//
+//	admin API ─▶ Relay ─▶ hostTable (hosts) | accountActions ─▶ control task ─▶ worker
+//	resyncer ─▶ Relay.OnResyncResult ─▶ accountActions (head) | resyncs (retry)
+//
+// # Ownership
+//
+// Goroutines, who starts and who stops them:
+//
+//   - upstream loop readers: started by upstream.New in New, stopped by
+//     Close (Loop.Close) before anything downstream. They run ingest.sink,
+//     cursorFor and onConnect, one call per host at a time.
+//   - pool workers: started by pool.NewWorkers in New; Close flushes their
+//     parked tasks (ctlFlushParked) and then closes the pool.
+//   - sequencer: started by New (go seq.run); ends when Close closes
+//     sequencer.results after the workers stopped, then closes
+//     sequencer.done.
+//   - resumer and host metrics: started by New (Relay.wg); the resumer
+//     ends when Close closes ingest.resume, host metrics with bgCtx.
+//   - start-up recovery (accountActions.recoverAccounts): started by
+//     Start (Relay.wg), ends with bgCtx.
+//   - awaitIdentity, one per parked DID: started by the DID's worker
+//     (park), counted in accountWorkers.parkWG; Close waits for them last,
+//     once the sequencer stopped and ctx was canceled.
+//   - timers: a rate-limited host's resume (dispatch, time.AfterFunc) and
+//     resync retries (resyncs.schedule; Close stops them first).
+//   - fail's goroutine closes the hub, then Done; Close waits for it.
+//
+// An upstream frame buffer has exactly one owner at a time:
+//
+//	loop reader (fills it) ─▶ ingest.sink (sinkGuard.owned)
+//	   ─▶ task: in the pool's queue, or hostState.pending until the resumer
+//	      submits it, or dropped (released, seq completed: completeDropped)
+//	   ─▶ worker (handle): processed, or parked in scratch.parked and run
+//	      again by the same worker ─▶ released by handle after processing
+//
+// The output frame is a separate buffer (pool.Buffers) the worker takes
+// for the result: result.out travels worker ─▶ sequencer.results ─▶
+// sequencer (held per host in heldList while an earlier seq of the host is
+// unfinished) ─▶ rewritten with its seq into a pool.Frame, whose bytes the
+// store copies in Staged.Commit and whose reference Hub.Publish takes
+// (consumers and the ring release it) ─▶ result.out back to the pool in
+// publish, or in abandon when the batch is not written. Its bytes are
+// taken from sequencer.budget by the worker's send and returned by the
+// sequencer after the batch (or as soon as it holds the result).
+//
+// Other state:
+//
+//   - A result belongs to whoever holds it: the worker until send, then
+//     the sequencer goroutine.
+//   - An overlay entry (acctState) and a parked task belong to the worker
+//     goroutine whose key the DID hashes to (scratch); the entry is evicted
+//     only at or below sequencer.durable[worker], which the sequencer
+//     writes and that worker reads. awaitIdentity only names a parking
+//     (parkedAcct) in its ctlUnpark answer; it never touches it.
+//   - hostState: id, name, insecure are static; up is set once before the
+//     first frame. fresh and dialCursor belong to the host's loop callbacks
+//     (one at a time). mu guards rate and pending (Sink, resumer,
+//     setLimits). The tracker and the quarantine have their own locks;
+//     framesIn, bytesIn, heldBack, trusted, accountLimit and accounts are
+//     atomic (heldBack: written by the sequencer, read by the Sink;
+//     accounts: counted by workers).
+//   - hostTable.mu guards the host maps; hostTable.top belongs to the
+//     host-metrics goroutine; crawlGate and resyncs have their own locks.
 //
 // # Invariants
 //

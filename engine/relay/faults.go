@@ -104,12 +104,12 @@ func (q *quarantine) enter(cursor int64) bool {
 	return true
 }
 
-// recovered handles a panic recovered while handling a frame of hs at seq
+// quarantine handles a panic recovered while handling a frame of hs at seq
 // (0 when the frame's seq is unknown): it counts it and, the first time for
 // the host, logs it and quarantines the host with its cursor below seq (at
 // cursor when seq is 0). Runs on the goroutine that panicked.
-func (r *Relay) recovered(stage int, hs *hostState, seq, cursor int64, v any) {
-	r.m.framePanics[stage].Inc()
+func (ht *hostTable) quarantine(stage int, hs *hostState, seq, cursor int64, v any) {
+	ht.m.framePanics[stage].Inc()
 	if hs == nil || !hs.q.enter(cursor) {
 		return
 	}
@@ -121,80 +121,80 @@ func (r *Relay) recovered(stage int, hs *hostState, seq, cursor int64, v any) {
 	if len(msg) > 512 {
 		msg = msg[:512]
 	}
-	r.log.Error("PANIC while handling a frame: host quarantined until an operator resumes it (admin requestCrawl)",
+	ht.log.Error("PANIC while handling a frame: host quarantined until an operator resumes it (admin requestCrawl)",
 		"host", hs.name, "seq", seq, "stage", stageLabels[stage], "panic", msg, "stack", string(stack))
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) {
+	if _, err := ht.st.UpdateHost(hs.id, func(h *store.Host) {
 		h.Status = hostQuarantined
 		h.Cursor = uint64(min(int64(h.Cursor), cursor))
 	}); err != nil {
-		r.log.Error("cannot persist a host's quarantine; a restart would dial it again", "host", hs.name, "err", err)
+		ht.log.Error("cannot persist a host's quarantine; a restart would dial it again", "host", hs.name, "err", err)
 	}
-	r.unsubscribe(hs)
+	ht.unsubscribe(hs)
 }
 
 // unsubscribe stops reading hs, unless the host was resubscribed since
 // (then hs is stale and the live state is left alone).
-func (r *Relay) unsubscribe(hs *hostState) {
-	r.hostsMu.Lock()
-	if r.hosts[hs.name] == hs {
-		delete(r.hosts, hs.name)
-		delete(r.hostsByID, hs.id)
+func (ht *hostTable) unsubscribe(hs *hostState) {
+	ht.mu.Lock()
+	if ht.byName[hs.name] == hs {
+		delete(ht.byName, hs.name)
+		delete(ht.byID, hs.id)
 	}
-	r.hostsMu.Unlock()
+	ht.mu.Unlock()
 	if up := hs.up.Load(); up != nil {
-		r.loop.Remove(up)
+		ht.loop.Remove(up)
 	}
 }
 
 // processGuarded is process with a panic recovered: the frame is then
 // dropped (res carries no event), its host quarantined and the worker's
 // decoder and validator rebuilt.
-func (r *Relay) processGuarded(s *scratch, t task, res *result) (reason DropReason, ok bool) {
+func (w *accountWorkers) processGuarded(s *scratch, t task, res *result) (reason DropReason, ok bool) {
 	defer func() {
 		v := recover()
 		if v == nil {
 			return
 		}
-		r.recovered(stageWorker, t.hs, t.seq, t.seq-1, v)
+		w.hosts.quarantine(stageWorker, t.hs, t.seq, t.seq-1, v)
 		if res.out != nil {
-			r.bufs.Put(res.out)
+			w.bufs.Put(res.out)
 		}
 		*res = result{hs: res.hs, seq: res.seq, gen: res.gen, worker: res.worker, start: res.start, kind: res.kind}
-		r.resetScratch(s)
+		w.resetScratch(s)
 		reason, ok = DropPanic, false
 	}()
-	return r.process(s, t, res)
+	return w.process(s, t, res)
 }
 
 // runControlGuarded is runControl with a panic recovered: the action fails
 // (its caller gets an error) and the worker's state is rebuilt. The
 // account's host is not quarantined: an action is not a host's frame.
-func (r *Relay) runControlGuarded(s *scratch, t task) {
+func (w *accountWorkers) runControlGuarded(s *scratch, t task) {
 	defer func() {
 		v := recover()
 		if v == nil {
 			return
 		}
-		r.m.framePanics[stageControl].Inc()
+		w.m.framePanics[stageControl].Inc()
 		stack := debug.Stack()
 		if len(stack) > maxPanicStack {
 			stack = stack[:maxPanicStack]
 		}
-		r.log.Error("PANIC while running an account action", "did", t.ctl.did, "panic", fmt.Sprint(v), "stack", string(stack))
-		r.resetScratch(s)
+		w.log.Error("PANIC while running an account action", "did", t.ctl.did, "panic", fmt.Sprint(v), "stack", string(stack))
+		w.resetScratch(s)
 		select {
 		case t.ctl.done <- fmt.Errorf("relay: internal error: %v", v):
 		default: // the action already answered
 		}
 	}()
-	r.runControl(s, t)
+	w.runControl(s, t)
 }
 
 // resetScratch replaces the parts of a worker's state a panic may have left
 // half-way (allocates; only after a panic).
-func (r *Relay) resetScratch(s *scratch) {
+func (w *accountWorkers) resetScratch(s *scratch) {
 	s.dec = event.Decoder{}
 	s.msg = event.Message{}
-	s.val = verify.New(verify.Config{Mode: r.cfg.Validation, Now: r.now})
+	s.val = verify.New(verify.Config{Mode: w.cfg.Validation, Now: w.now})
 	s.commit = event.Commit{}
 }

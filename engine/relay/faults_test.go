@@ -197,9 +197,7 @@ func testFramePanic(t *testing.T, stage int) {
 	if got := h.r.m.framePanics[stage].Get(); got != 1 {
 		t.Errorf("panics counted %d, want 1", got)
 	}
-	h.r.hostsMu.Lock()
-	_, live := h.r.hosts[victim.Name]
-	h.r.hostsMu.Unlock()
+	live := h.r.hosts.named(victim.Name) != nil
 	if live {
 		t.Error("quarantined host still subscribed")
 	}
@@ -282,8 +280,8 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 
 	release()
 	h.waitHostsCaughtUp(fl.Hosts())
-	if h.r.parkedFrames.Load() != 0 {
-		t.Errorf("%d frames still parked", h.r.parkedFrames.Load())
+	if h.r.work.parkedFrames.Load() != 0 {
+		t.Errorf("%d frames still parked", h.r.work.parkedFrames.Load())
 	}
 	h.noLosses(t)
 	h.wantAtHead(t, "slow account", slowHost, slowDID)
@@ -328,16 +326,16 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 	// Bounded: MaxHeldBytes (8 KiB) plus the results of frames the slow
 	// host had queued when it was paused, which the intake bounds; far
 	// below what its ~150 frames would hold unpaused.
-	if held := h.r.heldBytes.Load(); held > 256<<10 {
+	if held := h.r.seq.heldNow.Load(); held > 256<<10 {
 		t.Errorf("%d bytes held behind the parked frame", held)
 	}
 
 	release()
 	h.waitHostsCaughtUp(fl.Hosts())
-	if held := h.r.heldBytes.Load(); held != 0 {
+	if held := h.r.seq.heldNow.Load(); held != 0 {
 		t.Errorf("%d bytes still held after the release", held)
 	}
-	if n := h.r.resBudget.inUse(); n != 0 {
+	if n := h.r.seq.budget.inUse(); n != 0 {
 		t.Errorf("results budget still holds %d bytes", n)
 	}
 	h.noLosses(t)

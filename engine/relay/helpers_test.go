@@ -161,9 +161,7 @@ func (h *harness) waitConnected() {
 	deadline := time.Now().Add(hangTimeout)
 	for _, name := range h.hostnames {
 		for {
-			h.r.hostsMu.Lock()
-			hs := h.r.hosts[name]
-			h.r.hostsMu.Unlock()
+			hs := h.r.hosts.named(name)
 			if hs != nil && hs.up.Load().Connected() {
 				break
 			}
@@ -185,9 +183,7 @@ func (h *harness) waitCaughtUp() {
 	deadline := time.Now().Add(hangTimeout)
 	for _, fh := range h.fleet.Replay.Hosts() {
 		for {
-			h.r.hostsMu.Lock()
-			hs := h.r.hosts[fh.Name]
-			h.r.hostsMu.Unlock()
+			hs := h.r.hosts.named(fh.Name)
 			if sh, ok := h.st.HostByName(fh.Name); ok && int64(sh.Cursor) >= fh.LastSeq {
 				break
 			}

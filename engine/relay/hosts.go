@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -84,9 +85,62 @@ type hostState struct {
 	pending []task // frames a full pool refused, in arrival order; submitted by the resumer (guarded by mu)
 }
 
-// subscribeLocked starts reading a host. REQUIRES: r.hostsMu held.
-func (r *Relay) subscribeLocked(h store.Host) (*hostState, error) {
-	if hs := r.hosts[h.Hostname]; hs != nil {
+// hostTable is the host stage: the registry of subscribed hosts,
+// requestCrawl admission (crawlGate), bans and kills, per-host limits,
+// panic quarantine (faults.go) and the top-talker series (hosttop.go).
+// Safe for concurrent use: admin calls, the Sink (quarantine, cursor
+// resets), workers (lookup) and the host-metrics goroutine all reach it.
+type hostTable struct {
+	// Static after newHostTable; loop is set by New before any host is
+	// subscribed (the loop needs the Sink, which needs the table).
+	cfg       *Config // the relay's, read-only
+	st        *store.Store
+	log       *slog.Logger
+	m         *metricsSet
+	now       func() time.Time
+	http      *http.Client // seed relay (bootstrap)
+	probeHTTP *http.Client // requestCrawl describeServer probes
+	loop      *upstream.Loop
+
+	publicCrawl atomic.Bool
+	crawls      crawlGate // public requestCrawl admission; its own lock
+	top         hostTop   // owned by the host-metrics goroutine
+
+	mu     sync.Mutex
+	byName map[string]*hostState       // subscribed hosts by name (guarded by mu)
+	byID   map[store.HostID]*hostState // the same by id (guarded by mu)
+}
+
+// newHostTable builds the table; New sets loop before subscribing hosts.
+func newHostTable(cfg *Config, d Deps, probeHTTP *http.Client, m *metricsSet) *hostTable {
+	ht := &hostTable{
+		cfg: cfg, st: d.Store, log: d.Logger, m: m, now: d.Now, http: d.HTTPClient, probeHTTP: probeHTTP,
+		byName: make(map[string]*hostState),
+		byID:   make(map[store.HostID]*hostState),
+	}
+	ht.publicCrawl.Store(!cfg.DisablePublicCrawl)
+	ht.crawls.perDay = cfg.NewHostsPerDay
+	ht.crawls.registerMetrics(d.Metrics, ht)
+	return ht
+}
+
+// named returns the live state of a subscribed host (nil if none).
+func (ht *hostTable) named(name string) *hostState {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	return ht.byName[name]
+}
+
+// count returns how many hosts are subscribed.
+func (ht *hostTable) count() int {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	return len(ht.byName)
+}
+
+// subscribeLocked starts reading a host. REQUIRES: ht.mu held.
+func (ht *hostTable) subscribeLocked(h store.Host) (*hostState, error) {
+	if hs := ht.byName[h.Hostname]; hs != nil {
 		return hs, nil
 	}
 	hs := &hostState{id: h.ID, name: h.Hostname, insecure: syntax.PlaintextHost(h.Hostname)}
@@ -94,31 +148,44 @@ func (r *Relay) subscribeLocked(h store.Host) (*hostState, error) {
 	hs.accountLimit.Store(h.AccountLimit)
 	hs.accounts.Store(int64(h.AccountCount))
 	hs.tr.reset(int64(h.Cursor))
-	hs.rate.init(r.rateFor(hs), r.now())
-	up, err := r.loop.Add(h.Hostname, upstream.HostOptions{Insecure: hs.insecure, Value: hs})
+	hs.rate.init(ht.rateFor(hs), ht.now())
+	up, err := ht.loop.Add(h.Hostname, upstream.HostOptions{Insecure: hs.insecure, Value: hs})
 	if err != nil {
 		return nil, err
 	}
 	hs.up.Store(up)
-	r.hosts[h.Hostname] = hs
-	r.hostsByID[h.ID] = hs
+	ht.byName[h.Hostname] = hs
+	ht.byID[h.ID] = hs
 	return hs, nil
 }
 
-// rateFor is the host's event budget per second (spec §14.4, REF numbers).
-func (r *Relay) rateFor(hs *hostState) float64 {
-	if hs.trusted.Load() {
-		return r.cfg.TrustedEventsPerSecond
+// persistCursor persists a host's reset cursor.
+func (ht *hostTable) persistCursor(hs *hostState) {
+	cursor := uint64(hs.q.cap(hs.tr.lowWater()))
+	if h, ok := ht.st.GetHost(hs.id); ok && h.Cursor == cursor {
+		// Already stored: a host answering FutureCursor on every connection
+		// must not cost a store write (and an fsync) per attempt.
+		return
 	}
-	return r.cfg.EventsPerSecond + float64(hs.accountLimit.Load())/1000
+	if _, err := ht.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = cursor }); err != nil {
+		ht.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
+	}
+}
+
+// rateFor is the host's event budget per second (spec §14.4, REF numbers).
+func (ht *hostTable) rateFor(hs *hostState) float64 {
+	if hs.trusted.Load() {
+		return ht.cfg.TrustedEventsPerSecond
+	}
+	return ht.cfg.EventsPerSecond + float64(hs.accountLimit.Load())/1000
 }
 
 // isTrusted matches hostname against the trusted patterns: "*.suffix"
 // matches any subdomain of suffix, "name:*" matches name on any port (so
 // "localhost:*" trusts every development host, for benchmarks with many
 // local hosts), anything else matches exactly.
-func (r *Relay) isTrusted(hostname string) bool {
-	for _, p := range r.cfg.TrustedDomains {
+func (ht *hostTable) isTrusted(hostname string) bool {
+	for _, p := range ht.cfg.TrustedDomains {
 		if name, ok := strings.CutSuffix(p, ":*"); ok {
 			h, _, err := net.SplitHostPort(hostname)
 			if err == nil && (h == name || strings.HasPrefix(name, "*.") && strings.HasSuffix(h, name[1:])) {
@@ -135,81 +202,60 @@ func (r *Relay) isTrusted(hostname string) bool {
 	return false
 }
 
-// RequestCrawl is the public com.atproto.sync.requestCrawl (spec §14.3).
-func (r *Relay) RequestCrawl(ctx context.Context, hostname string) error {
-	if !r.publicCrawl.Load() {
-		return ErrCrawlDisabled
-	}
-	return r.crawl(ctx, hostname, false)
-}
-
-// AdminRequestCrawl is requestCrawl for operators: no daily limit, and it
-// revives a host held by the operator (KillUpstream). A banned host still
-// needs UnbanHost.
-func (r *Relay) AdminRequestCrawl(ctx context.Context, hostname string) error {
-	return r.crawl(ctx, hostname, true)
-}
-
-// SetCrawlEnabled switches public requestCrawl on or off.
-func (r *Relay) SetCrawlEnabled(on bool) { r.publicCrawl.Store(on) }
-
-// CrawlEnabled reports whether public requestCrawl is on.
-func (r *Relay) CrawlEnabled() bool { return r.publicCrawl.Load() }
-
 // crawl is requestCrawl (spec §14.3) in the order that spends least on a
 // hostile caller: every check that needs no network comes before the
 // describeServer probe, so a refused request costs no outbound traffic.
-func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
-	name, err := syntax.NormalizeHost(raw, r.cfg.AllowInsecureHosts)
+func (ht *hostTable) crawl(ctx context.Context, raw string, admin bool) error {
+	if !admin && !ht.publicCrawl.Load() {
+		return ErrCrawlDisabled
+	}
+	name, err := syntax.NormalizeHost(raw, ht.cfg.AllowInsecureHosts)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadHostname, err)
 	}
-	if r.st.IsBanned(name) {
+	if ht.st.IsBanned(name) {
 		return ErrHostBanned
 	}
-	h, known := r.st.HostByName(name)
+	h, known := ht.st.HostByName(name)
 	if known && !revivable(h.Status, admin) {
 		if h.Status == store.HostBanned {
 			return ErrHostBanned
 		}
 		return ErrHostHeld
 	}
-	r.hostsMu.Lock()
-	_, live := r.hosts[name]
-	r.hostsMu.Unlock()
-	if live {
+	if ht.named(name) != nil {
 		return nil
 	}
 	newHost := !known && !admin
-	if newHost && !r.crawls.budgetLeft(r) {
+	if newHost && !ht.crawls.budgetLeft(ht) {
 		return ErrNewHostLimit
 	}
-	if err := r.probe(ctx, name); err != nil {
+	if err := ht.probe(ctx, name); err != nil {
 		return err
 	}
 	if !known {
 		if newHost {
-			if err := r.crawls.takeSlot(r); err != nil {
+			if err := ht.crawls.takeSlot(ht); err != nil {
 				return err
 			}
 		}
-		limit := r.cfg.DefaultAccountLimit
-		trusted := r.isTrusted(name)
+		limit := ht.cfg.DefaultAccountLimit
+		trusted := ht.isTrusted(name)
 		if trusted {
-			limit = r.cfg.TrustedAccountLimit
+			limit = ht.cfg.TrustedAccountLimit
 		}
-		h, err = r.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, Trusted: trusted, AccountLimit: limit})
+		h, err = ht.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, Trusted: trusted, AccountLimit: limit})
 		if errors.Is(err, store.ErrHostExists) {
-			h, _ = r.st.HostByName(name)
+			h, _ = ht.st.HostByName(name)
 		} else if err != nil {
 			return err
 		}
-		r.log.Info("new host", "host", name, "trusted", trusted, "account_limit", limit, "admin", admin)
+		ht.log.Info("new host", "host", name, "trusted", trusted, "account_limit", limit, "admin", admin)
 	} else if h.Status != store.HostActive {
 		// Re-read under the store's writer lock: an operator may have
 		// killed or banned the host while the probe ran.
 		refused := false
-		h, err = r.st.UpdateHost(h.ID, func(h *store.Host) {
+		h, err = ht.st.UpdateHost(h.ID, func(h *store.Host) {
 			if revivable(h.Status, admin) {
 				h.Status = store.HostActive
 			} else {
@@ -223,9 +269,9 @@ func (r *Relay) crawl(ctx context.Context, raw string, admin bool) error {
 			return ErrHostHeld
 		}
 	}
-	r.hostsMu.Lock()
-	defer r.hostsMu.Unlock()
-	_, err = r.subscribeLocked(h)
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	_, err = ht.subscribeLocked(h)
 	return err
 }
 
@@ -255,27 +301,42 @@ type crawlGate struct {
 	probesTotal *metrics.Counter // static after registerMetrics
 
 	mu     sync.Mutex
+	perDay int            // new hosts a day (Config.NewHostsPerDay, changed by SetNewHostsPerDay; guarded by mu)
 	loaded bool           // day was read from the store (guarded by mu)
 	day    store.CrawlDay // this UTC day's count (guarded by mu)
 }
 
 // registerMetrics creates the gate's series on set.
-func (g *crawlGate) registerMetrics(set *metrics.Set, r *Relay) {
+func (g *crawlGate) registerMetrics(set *metrics.Set, ht *hostTable) {
 	g.probesTotal = set.NewCounter("relay_crawl_probes_total")
-	set.NewGauge("relay_crawl_new_hosts_today", func() float64 { return float64(r.NewHostsToday()) })
+	set.NewGauge("relay_crawl_new_hosts_today", func() float64 { return float64(ht.newHostsToday()) })
+}
+
+// limit returns the new hosts a day public requestCrawl may add.
+func (g *crawlGate) limit() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.perDay
+}
+
+// setLimit changes that bound (until the next restart).
+func (g *crawlGate) setLimit(n int) {
+	g.mu.Lock()
+	g.perDay = n
+	g.mu.Unlock()
 }
 
 // dayLocked returns the budget counter rolled over to today.
 // REQUIRES: g.mu held.
-func (g *crawlGate) dayLocked(r *Relay) (store.CrawlDay, error) {
+func (g *crawlGate) dayLocked(ht *hostTable) (store.CrawlDay, error) {
 	if !g.loaded {
-		d, err := r.st.CrawlDay()
+		d, err := ht.st.CrawlDay()
 		if err != nil {
 			return store.CrawlDay{}, err
 		}
 		g.day, g.loaded = d, true
 	}
-	today := uint32(r.now().Unix() / 86400)
+	today := uint32(ht.now().Unix() / 86400)
 	if g.day.Day != today {
 		g.day = store.CrawlDay{Day: today}
 	}
@@ -284,45 +345,44 @@ func (g *crawlGate) dayLocked(r *Relay) (store.CrawlDay, error) {
 
 // budgetLeft reports whether today's new-host budget has room; the probe
 // runs only then. A store read error counts as no room.
-func (g *crawlGate) budgetLeft(r *Relay) bool {
+func (g *crawlGate) budgetLeft(ht *hostTable) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	d, err := g.dayLocked(r)
+	d, err := g.dayLocked(ht)
 	if err != nil {
-		r.log.Warn("requestCrawl: cannot read the new-host counter", "err", err)
+		ht.log.Warn("requestCrawl: cannot read the new-host counter", "err", err)
 		return false
 	}
-	return int(d.Count) < r.cfg.NewHostsPerDay
+	return int(d.Count) < g.perDay
 }
 
 // takeSlot counts one new host against today's budget and persists the
 // count before the host is created: a crash in between loses a slot, never
 // hands one out twice.
-func (g *crawlGate) takeSlot(r *Relay) error {
+func (g *crawlGate) takeSlot(ht *hostTable) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	d, err := g.dayLocked(r)
+	d, err := g.dayLocked(ht)
 	if err != nil {
 		return err
 	}
-	if int(d.Count) >= r.cfg.NewHostsPerDay {
+	if int(d.Count) >= g.perDay {
 		return ErrNewHostLimit
 	}
 	d.Count++
-	if err := r.st.SetCrawlDay(d); err != nil {
+	if err := ht.st.SetCrawlDay(d); err != nil {
 		return err
 	}
 	g.day = d
 	return nil
 }
 
-// NewHostsToday returns how many hosts public requestCrawl added during the
-// current UTC day.
-func (r *Relay) NewHostsToday() int {
-	g := &r.crawls
+// newHostsToday is NewHostsToday (api.go).
+func (ht *hostTable) newHostsToday() int {
+	g := &ht.crawls
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	d, err := g.dayLocked(r)
+	d, err := g.dayLocked(ht)
 	if err != nil {
 		return 0
 	}
@@ -331,9 +391,9 @@ func (r *Relay) NewHostsToday() int {
 
 // probe asks the host's describeServer (http:// for development hosts),
 // with at most Config.MaxConcurrentProbes probes in flight.
-func (r *Relay) probe(ctx context.Context, name string) error {
-	g := &r.crawls
-	if g.probes.Add(1) > int64(r.cfg.MaxConcurrentProbes) {
+func (ht *hostTable) probe(ctx context.Context, name string) error {
+	g := &ht.crawls
+	if g.probes.Add(1) > int64(ht.cfg.MaxConcurrentProbes) {
 		g.probes.Add(-1)
 		return ErrProbesBusy
 	}
@@ -343,13 +403,13 @@ func (r *Relay) probe(ctx context.Context, name string) error {
 	if syntax.PlaintextHost(name) {
 		scheme = "http"
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ht.cfg.ProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+name+"/xrpc/com.atproto.server.describeServer", nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrHostNotFound, err)
 	}
-	resp, err := r.probeHTTP.Do(req)
+	resp, err := ht.probeHTTP.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrHostNotFound, err)
 	}
@@ -375,12 +435,12 @@ func newProbeClient(timeout time.Duration, allowLoopback bool) *http.Client {
 
 // resubscribe starts every host the store lists as active (at start-up,
 // from their persisted cursors).
-func (r *Relay) resubscribe() error {
-	r.hostsMu.Lock()
-	defer r.hostsMu.Unlock()
+func (ht *hostTable) resubscribe() error {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
 	after := store.HostNone
 	for {
-		page := r.st.ListHosts(after, 1000)
+		page := ht.st.ListHosts(after, 1000)
 		if len(page) == 0 {
 			return nil
 		}
@@ -389,19 +449,19 @@ func (r *Relay) resubscribe() error {
 			if h.Status != store.HostActive {
 				continue
 			}
-			if _, err := r.subscribeLocked(h); err != nil {
-				r.log.Warn("cannot resubscribe host", "host", h.Hostname, "err", err)
+			if _, err := ht.subscribeLocked(h); err != nil {
+				ht.log.Warn("cannot resubscribe host", "host", h.Hostname, "err", err)
 			}
 		}
 	}
 }
 
 // bootstrap seeds an empty host table from a seed relay's listHosts.
-func (r *Relay) bootstrap(ctx context.Context) error {
-	if r.cfg.SeedHostsURL == "" || len(r.st.ListHosts(store.HostNone, 1)) > 0 {
+func (ht *hostTable) bootstrap(ctx context.Context) error {
+	if ht.cfg.SeedHostsURL == "" || len(ht.st.ListHosts(store.HostNone, 1)) > 0 {
 		return nil
 	}
-	base := strings.TrimSuffix(r.cfg.SeedHostsURL, "/")
+	base := strings.TrimSuffix(ht.cfg.SeedHostsURL, "/")
 	cursor, added := "", 0
 	for page := 0; page < 1000; page++ {
 		u := base + "/xrpc/com.atproto.sync.listHosts?limit=1000"
@@ -415,7 +475,7 @@ func (r *Relay) bootstrap(ctx context.Context) error {
 				Status   string `json:"status"`
 			} `json:"hosts"`
 		}
-		if err := r.getJSON(ctx, u, &out); err != nil {
+		if err := ht.getJSON(ctx, u, &out); err != nil {
 			return fmt.Errorf("relay: bootstrap from %s: %w", base, err)
 		}
 		for _, h := range out.Hosts {
@@ -423,20 +483,20 @@ func (r *Relay) bootstrap(ctx context.Context) error {
 				continue
 			}
 			name, err := syntax.NormalizeHost(h.Hostname, false)
-			if err != nil || r.st.IsBanned(name) {
+			if err != nil || ht.st.IsBanned(name) {
 				continue
 			}
-			limit, trusted := r.cfg.DefaultAccountLimit, r.isTrusted(name)
+			limit, trusted := ht.cfg.DefaultAccountLimit, ht.isTrusted(name)
 			if trusted {
-				limit = r.cfg.TrustedAccountLimit
+				limit = ht.cfg.TrustedAccountLimit
 			}
-			sh, err := r.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, Trusted: trusted, AccountLimit: limit})
+			sh, err := ht.st.CreateHost(store.NewHost{Hostname: name, Status: store.HostActive, Trusted: trusted, AccountLimit: limit})
 			if err != nil {
 				continue
 			}
-			r.hostsMu.Lock()
-			_, err = r.subscribeLocked(sh)
-			r.hostsMu.Unlock()
+			ht.mu.Lock()
+			_, err = ht.subscribeLocked(sh)
+			ht.mu.Unlock()
 			if err == nil {
 				added++
 			}
@@ -446,18 +506,18 @@ func (r *Relay) bootstrap(ctx context.Context) error {
 		}
 		cursor = out.Cursor
 	}
-	r.log.Info("bootstrapped hosts from seed relay", "seed", base, "hosts", added)
+	ht.log.Info("bootstrapped hosts from seed relay", "seed", base, "hosts", added)
 	return nil
 }
 
-func (r *Relay) getJSON(ctx context.Context, u string, v any) error {
+func (ht *hostTable) getJSON(ctx context.Context, u string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := r.http.Do(req)
+	resp, err := ht.http.Do(req)
 	if err != nil {
 		return err
 	}
@@ -468,111 +528,132 @@ func (r *Relay) getJSON(ctx context.Context, u string, v any) error {
 	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(v)
 }
 
-// hostFor returns the live state of a stored host id (nil if not subscribed).
-func (r *Relay) hostFor(id store.HostID) *hostState {
-	r.hostsMu.Lock()
-	defer r.hostsMu.Unlock()
-	return r.hostsByID[id]
+// lookup returns the live state of a stored host id (nil if not subscribed).
+func (ht *hostTable) lookup(id store.HostID) *hostState {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	return ht.byID[id]
 }
 
-// BanHost bans a host: it is unsubscribed and refused by requestCrawl.
-func (r *Relay) BanHost(hostname string) error {
-	h, ok := r.st.HostByName(hostname)
+// ban is BanHost (api.go).
+func (ht *hostTable) ban(hostname string) error {
+	h, ok := ht.st.HostByName(hostname)
 	if !ok {
 		return ErrUnknownHost
 	}
-	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostBanned }); err != nil {
+	if _, err := ht.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostBanned }); err != nil {
 		return err
 	}
-	r.dropHost(hostname)
+	ht.drop(hostname)
 	return nil
 }
 
-// UnbanHost lifts a host ban; the host is resubscribed from its cursor.
-func (r *Relay) UnbanHost(hostname string) error {
-	h, ok := r.st.HostByName(hostname)
+// unban is UnbanHost (api.go).
+func (ht *hostTable) unban(hostname string) error {
+	h, ok := ht.st.HostByName(hostname)
 	if !ok {
 		return ErrUnknownHost
 	}
-	h, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostActive })
+	h, err := ht.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostActive })
 	if err != nil {
 		return err
 	}
-	r.hostsMu.Lock()
-	defer r.hostsMu.Unlock()
-	_, err = r.subscribeLocked(h)
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	_, err = ht.subscribeLocked(h)
 	return err
 }
 
-// BanDomain bans a domain and every host under it.
-func (r *Relay) BanDomain(domain string) error {
-	if err := r.st.BanDomain(strings.ToLower(domain)); err != nil {
+// banDomain is BanDomain (api.go).
+func (ht *hostTable) banDomain(domain string) error {
+	if err := ht.st.BanDomain(strings.ToLower(domain)); err != nil {
 		return err
 	}
-	r.hostsMu.Lock()
+	ht.mu.Lock()
 	var victims []string
-	for name := range r.hosts {
-		if r.st.IsBanned(name) {
+	for name := range ht.byName {
+		if ht.st.IsBanned(name) {
 			victims = append(victims, name)
 		}
 	}
-	r.hostsMu.Unlock()
+	ht.mu.Unlock()
 	for _, v := range victims {
-		r.dropHost(v)
+		ht.drop(v)
 	}
 	return nil
 }
 
-// UnbanDomain lifts a domain ban (hosts come back on their next requestCrawl).
-func (r *Relay) UnbanDomain(domain string) error { return r.st.UnbanDomain(strings.ToLower(domain)) }
+// unbanDomain is UnbanDomain (api.go).
+func (ht *hostTable) unbanDomain(domain string) error {
+	return ht.st.UnbanDomain(strings.ToLower(domain))
+}
 
-// KillUpstream disconnects a host without banning it. The host is marked
-// throttled (held by the relay): its own requestCrawl is refused
-// (ErrHostHeld) and only an admin requestCrawl brings it back.
-func (r *Relay) KillUpstream(hostname string) error {
-	h, ok := r.st.HostByName(hostname)
+// kill is KillUpstream (api.go).
+func (ht *hostTable) kill(hostname string) error {
+	h, ok := ht.st.HostByName(hostname)
 	if !ok {
 		return ErrUnknownHost
 	}
-	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostThrottled }); err != nil {
+	if _, err := ht.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = store.HostThrottled }); err != nil {
 		return err
 	}
-	r.dropHost(hostname)
+	ht.drop(hostname)
 	return nil
 }
 
-func (r *Relay) dropHost(name string) {
-	r.hostsMu.Lock()
-	hs := r.hosts[name]
-	delete(r.hosts, name)
+func (ht *hostTable) drop(name string) {
+	ht.mu.Lock()
+	hs := ht.byName[name]
+	delete(ht.byName, name)
 	if hs != nil {
-		delete(r.hostsByID, hs.id)
+		delete(ht.byID, hs.id)
 	}
-	r.hostsMu.Unlock()
+	ht.mu.Unlock()
 	if hs != nil {
-		r.loop.Remove(hs.up.Load())
+		ht.loop.Remove(hs.up.Load())
 	}
 }
 
-// ResetCursor forgets a host's cursor and reconnects it live.
-func (r *Relay) ResetCursor(hostname string) error {
-	h, ok := r.st.HostByName(hostname)
+// resetCursor is ResetCursor (api.go).
+func (ht *hostTable) resetCursor(hostname string) error {
+	h, ok := ht.st.HostByName(hostname)
 	if !ok {
 		return ErrUnknownHost
 	}
-	r.hostsMu.Lock()
-	hs := r.hosts[hostname]
-	r.hostsMu.Unlock()
+	hs := ht.named(hostname)
 	if hs != nil {
 		hs.tr.reset(0)
 	}
-	if _, err := r.st.UpdateHost(h.ID, func(h *store.Host) { h.Cursor = 0 }); err != nil {
+	if _, err := ht.st.UpdateHost(h.ID, func(h *store.Host) { h.Cursor = 0 }); err != nil {
 		return err
 	}
 	if hs != nil {
-		r.loop.Reconnect(hs.up.Load(), -1)
+		ht.loop.Reconnect(hs.up.Load(), -1)
 	}
 	return nil
+}
+
+// setLimits stores a host's account limit and trust, applies them to the
+// live host (its rate too) and returns the host's id and how many more
+// accounts its limit now admits (0 when it is not subscribed).
+func (ht *hostTable) setLimits(hostname string, accountLimit uint64, trusted bool) (store.HostID, int64, error) {
+	h, ok := ht.st.HostByName(hostname)
+	if !ok {
+		return store.HostNone, 0, ErrUnknownHost
+	}
+	if _, err := ht.st.UpdateHost(h.ID, func(h *store.Host) { h.AccountLimit, h.Trusted = accountLimit, trusted }); err != nil {
+		return store.HostNone, 0, err
+	}
+	hs := ht.lookup(h.ID)
+	if hs == nil {
+		return h.ID, 0, nil
+	}
+	hs.accountLimit.Store(accountLimit)
+	hs.trusted.Store(trusted)
+	hs.mu.Lock()
+	hs.rate.init(ht.rateFor(hs), ht.now())
+	hs.mu.Unlock()
+	return h.ID, int64(accountLimit) - hs.accounts.Load(), nil
 }
 
 // HostInfo is the live view of one host for the admin API.
@@ -584,19 +665,19 @@ type HostInfo struct {
 	InFlightLow int64 // low-water cursor in memory (≥ the persisted one)
 }
 
-// Hosts lists stored hosts with their live connection state.
-func (r *Relay) Hosts() []HostInfo {
+// list is Hosts (api.go).
+func (ht *hostTable) list() []HostInfo {
 	var out []HostInfo
 	after := store.HostNone
 	for {
-		page := r.st.ListHosts(after, 1000)
+		page := ht.st.ListHosts(after, 1000)
 		if len(page) == 0 {
 			return out
 		}
 		for _, h := range page {
 			after = h.ID
 			hi := HostInfo{Host: h}
-			if hs := r.hostFor(h.ID); hs != nil {
+			if hs := ht.lookup(h.ID); hs != nil {
 				if up := hs.up.Load(); up != nil {
 					hi.Connected, hi.Paused, hi.Outstanding = up.Connected(), up.Paused(), up.Outstanding()
 				}

@@ -98,9 +98,7 @@ func (c *crawlRelay) close() {
 }
 
 func (c *crawlRelay) subscribed(name string) bool {
-	c.r.hostsMu.Lock()
-	defer c.r.hostsMu.Unlock()
-	return c.r.hosts[name] != nil
+	return c.r.hosts.named(name) != nil
 }
 
 // TestCrawlBudgetBeforeProbe checks that a public requestCrawl over the
@@ -231,7 +229,7 @@ func TestCrawlIdleHostRevives(t *testing.T) {
 		if _, err := c.st.UpdateHost(h.ID, func(h *store.Host) { h.Status = st }); err != nil {
 			t.Fatal(err)
 		}
-		c.r.dropHost(p.name)
+		c.r.hosts.drop(p.name)
 		if err := c.r.RequestCrawl(ctx, p.name); err != nil {
 			t.Fatalf("requestCrawl of a %v host: %v", st, err)
 		}
@@ -288,7 +286,7 @@ func TestProbeClientPublicOnly(t *testing.T) {
 	p := newFakePDS(t, nil)
 	// The relay's default client, as New builds it without the switch.
 	c := openCrawlRelay(t, t.TempDir(), Config{Workers: 1}, Deps{})
-	err := c.r.probe(context.Background(), p.name)
+	err := c.r.hosts.probe(context.Background(), p.name)
 	if !errors.Is(err, ErrHostNotFound) || !errors.Is(err, netguard.ErrRefused) {
 		t.Fatalf("probe of a loopback host without insecure hosts: %v, want a refused dial", err)
 	}
@@ -296,7 +294,7 @@ func TestProbeClientPublicOnly(t *testing.T) {
 		t.Fatalf("guarded probe reached the loopback server %d times", n)
 	}
 	dev := openCrawlRelay(t, t.TempDir(), Config{Workers: 1, AllowInsecureHosts: true}, Deps{})
-	if err := dev.r.probe(context.Background(), p.name); err != nil {
+	if err := dev.r.hosts.probe(context.Background(), p.name); err != nil {
 		t.Fatalf("probe of a loopback host with insecure hosts: %v", err)
 	}
 }

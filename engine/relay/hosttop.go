@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -19,17 +20,17 @@ type hostTop struct {
 	series map[*hostState]bool  // hosts that have series now
 }
 
-// hostMetricsLoop re-chooses the top talkers until Close.
-func (r *Relay) hostMetricsLoop() {
-	defer r.wg.Done()
-	t := time.NewTicker(r.cfg.HostMetricsInterval)
+// metricsLoop re-chooses the top talkers until ctx ends (Close). It is
+// the host-metrics goroutine, started by New; it alone touches ht.top.
+func (ht *hostTable) metricsLoop(ctx context.Context) {
+	t := time.NewTicker(ht.cfg.HostMetricsInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.bgCtx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.refreshHostTop()
+			ht.refreshTop()
 		}
 	}
 }
@@ -38,19 +39,19 @@ func hostSeriesNames(name string) (frames, bytes string) {
 	return fmt.Sprintf(`relay_host_frames_received_total{host=%q}`, name), fmt.Sprintf(`relay_host_bytes_received_total{host=%q}`, name)
 }
 
-// refreshHostTop runs one pass of the top-talker choice.
-func (r *Relay) refreshHostTop() {
-	top := &r.hostTop
+// refreshTop runs one pass of the top-talker choice.
+func (ht *hostTable) refreshTop() {
+	top := &ht.top
 	if top.last == nil {
 		top.last = make(map[*hostState]int64)
 		top.series = make(map[*hostState]bool)
 	}
-	r.hostsMu.Lock()
-	live := make([]*hostState, 0, len(r.hosts))
-	for _, hs := range r.hosts {
+	ht.mu.Lock()
+	live := make([]*hostState, 0, len(ht.byName))
+	for _, hs := range ht.byName {
 		live = append(live, hs)
 	}
-	r.hostsMu.Unlock()
+	ht.mu.Unlock()
 	type talker struct {
 		hs    *hostState
 		delta int64
@@ -71,8 +72,8 @@ func (r *Relay) refreshHostTop() {
 		}
 	}
 	sort.Slice(talkers, func(i, j int) bool { return talkers[i].delta > talkers[j].delta })
-	if len(talkers) > r.cfg.HostMetricsTopN {
-		talkers = talkers[:r.cfg.HostMetricsTopN]
+	if len(talkers) > ht.cfg.HostMetricsTopN {
+		talkers = talkers[:ht.cfg.HostMetricsTopN]
 	}
 	want := make(map[*hostState]bool, len(talkers))
 	for _, t := range talkers {
@@ -81,8 +82,8 @@ func (r *Relay) refreshHostTop() {
 	for hs := range top.series {
 		if !want[hs] {
 			f, b := hostSeriesNames(hs.name)
-			r.m.set.UnregisterMetric(f)
-			r.m.set.UnregisterMetric(b)
+			ht.m.set.UnregisterMetric(f)
+			ht.m.set.UnregisterMetric(b)
 			delete(top.series, hs)
 		}
 	}
@@ -91,17 +92,17 @@ func (r *Relay) refreshHostTop() {
 			continue
 		}
 		f, b := hostSeriesNames(hs.name)
-		r.m.set.GetOrCreateGauge(f, func() float64 { return float64(hs.framesIn.Load()) })
-		r.m.set.GetOrCreateGauge(b, func() float64 { return float64(hs.bytesIn.Load()) })
+		ht.m.set.GetOrCreateGauge(f, func() float64 { return float64(hs.framesIn.Load()) })
+		ht.m.set.GetOrCreateGauge(b, func() float64 { return float64(hs.bytesIn.Load()) })
 		top.series[hs] = true
 	}
 }
 
 // upstreamCounts counts subscribed hosts by connection state.
-func (r *Relay) upstreamCounts() (connected, paused, disconnected int) {
-	r.hostsMu.Lock()
-	defer r.hostsMu.Unlock()
-	for _, hs := range r.hosts {
+func (ht *hostTable) upstreamCounts() (connected, paused, disconnected int) {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	for _, hs := range ht.byName {
 		up := hs.up.Load()
 		switch {
 		case up == nil || !up.Connected():

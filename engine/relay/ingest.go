@@ -3,6 +3,9 @@ package relay
 import (
 	"context"
 	"errors"
+	"github.com/atrelay/relay/engine/identity"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/atrelay/relay/engine/event"
@@ -73,69 +76,93 @@ func (g *sinkGuard) release() {
 	g.f.Release()
 }
 
+// ingest is the intake stage: the upstream loop's Sink (peek, order
+// check, rate limit, dispatch to the workers), the resumer that submits
+// what a full pool refused, and the loop's Cursor and OnConnect callbacks.
+// Its methods run on the loop's reader goroutines (one Sink call per host
+// at a time), the resumer goroutine and rate-limit timers; its own state
+// is the resume channel, the rest lives on hostState (doc.go, Ownership).
+type ingest struct {
+	// Static after New; loop is set by New once built (it needs the
+	// Sink), before any host is subscribed.
+	m      *metricsSet
+	log    *slog.Logger
+	now    func() time.Time
+	ids    *identity.Resolver
+	hosts  *hostTable
+	failed *atomic.Bool    // the relay's: set once a store write failed
+	ctx    context.Context // ends after the workers drained (Close)
+	loop   *upstream.Loop
+	pool   *pool.Workers[task, scratch]
+
+	// resume carries hosts with refused frames to the resumer. Sent to by
+	// Sinks; closed by Close once the loop stopped.
+	resume chan *hostState
+}
+
 // sink is the upstream.Sink: peek, order check, register, dispatch. A panic
 // on the way is recovered: the frame is dropped and its host quarantined
 // (see faults.go), and the reader goroutine keeps serving other hosts.
-func (r *Relay) sink(h *upstream.Host, f upstream.Frame) (keep bool) {
+func (in *ingest) sink(h *upstream.Host, f upstream.Frame) (keep bool) {
 	hs, _ := h.Value().(*hostState)
 	if hs == nil {
 		f.Release()
 		return true
 	}
 	n := f.Len()
-	r.m.framesIn.Inc()
-	r.m.bytesIn.Add(n)
+	in.m.framesIn.Inc()
+	in.m.bytesIn.Add(n)
 	hs.framesIn.Add(1)
 	hs.bytesIn.Add(int64(n))
-	if r.failed.Load() {
-		r.m.dropped[DropShutdown].Inc()
+	if in.failed.Load() {
+		in.m.dropped[DropShutdown].Inc()
 		f.Release()
 		return false
 	}
 	if hs.q.active() {
 		// Read before the loop acted on the quarantine's Remove.
-		r.m.dropped[DropQuarantined].Inc()
+		in.m.dropped[DropQuarantined].Inc()
 		f.Release()
 		return false
 	}
 	g := sinkGuard{f: f, owned: true}
 	defer func() {
 		if v := recover(); v != nil {
-			r.sinkPanicked(hs, &g, v)
+			in.sinkPanicked(hs, &g, v)
 			keep = false
 		}
 	}()
-	return r.dispatch(hs, &g)
+	return in.dispatch(hs, &g)
 }
 
 // sinkPanicked cleans up after a panic in dispatch: the frame is dropped
 // (its seq completed if it was registered) and the host quarantined with
 // its cursor below the frame.
-func (r *Relay) sinkPanicked(hs *hostState, g *sinkGuard, v any) {
+func (in *ingest) sinkPanicked(hs *hostState, g *sinkGuard, v any) {
 	cursor := hs.tr.lastSeq() // every registered frame is in the pipeline
 	if g.registered {
 		cursor = g.t.seq - 1
 	}
-	r.recovered(stageSink, hs, g.seq, cursor, v)
+	in.hosts.quarantine(stageSink, hs, g.seq, cursor, v)
 	if !g.owned {
 		return
 	}
 	g.owned = false
 	if g.registered {
-		r.completeDropped(g.t, DropPanic)
+		in.completeDropped(g.t, DropPanic)
 		return
 	}
-	r.m.dropped[DropPanic].Inc()
+	in.m.dropped[DropPanic].Inc()
 	g.f.Release()
 }
 
 // dispatch is the Sink's work on one frame of hs. It keeps g current, so a
 // panic handler knows what to undo.
-func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
+func (in *ingest) dispatch(hs *hostState, g *sinkGuard) bool {
 	f := g.f
 	var p event.Peeked
 	if err := event.Peek(f.Bytes(), &p); err != nil {
-		r.m.dropped[DropMalformed].Inc()
+		in.m.dropped[DropMalformed].Inc()
 		g.release()
 		return true
 	}
@@ -145,43 +172,43 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 	}
 	switch p.Kind {
 	case event.KindError:
-		r.upstreamError(hs, p.Name)
-		r.m.dropped[DropErrorFrame].Inc()
+		in.upstreamError(hs, p.Name)
+		in.m.dropped[DropErrorFrame].Inc()
 		g.release()
 		return true
 	case event.KindInfo:
 		if ok, suppressed := hs.logAllowed(); ok {
-			r.log.Info("upstream #info", "host", hs.name, "name", upstream.LogString(p.Name), "suppressed", suppressed)
+			in.log.Info("upstream #info", "host", hs.name, "name", upstream.LogString(p.Name), "suppressed", suppressed)
 		}
-		r.m.dropped[DropInfo].Inc()
+		in.m.dropped[DropInfo].Inc()
 		g.release()
 		return true
 	case event.KindUnknown:
-		r.m.dropped[DropUnknownKind].Inc()
+		in.m.dropped[DropUnknownKind].Inc()
 		g.release()
 		return true
 	}
 	if !p.HasSeq || p.Seq <= 0 || len(p.DID) == 0 {
-		r.m.dropped[DropMalformed].Inc()
+		in.m.dropped[DropMalformed].Inc()
 		g.release()
 		return true
 	}
 	if last := hs.tr.lastSeq(); p.Seq <= last {
 		if !hs.fresh {
-			r.m.dropped[DropOutOfOrder].Inc()
+			in.m.dropped[DropOutOfOrder].Inc()
 			g.release()
 			return true
 		}
 		// The first frame of a connection at or below the cursor we dialed
 		// with: the host's sequence went backwards (it lost its database).
 		// Restart tracking just below it instead of stalling forever.
-		r.m.cursorResets[resetSeqBackwards].Inc()
-		r.log.Warn("host seq went backwards; resetting its cursor", "host", hs.name, "cursor", last, "seq", p.Seq)
+		in.m.cursorResets[resetSeqBackwards].Inc()
+		in.log.Warn("host seq went backwards; resetting its cursor", "host", hs.name, "cursor", last, "seq", p.Seq)
 		hs.tr.reset(p.Seq - 1)
-		r.markCursorDirty(hs)
+		in.hosts.persistCursor(hs)
 	}
 	hs.fresh = false
-	t := task{hs: hs, f: f, did: p.DID, seq: p.Seq, kind: p.Kind, start: r.now()}
+	t := task{hs: hs, f: f, did: p.DID, seq: p.Seq, kind: p.Kind, start: in.now()}
 	t.gen = hs.tr.register(p.Seq)
 	g.t, g.registered = t, true
 	keep := true
@@ -199,9 +226,9 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 	}
 	hs.mu.Unlock()
 	if !ok {
-		r.m.hostPauses[pauseRateLimit].Inc()
+		in.m.hostPauses[pauseRateLimit].Inc()
 		up := hs.up.Load()
-		time.AfterFunc(wait, func() { r.loop.Resume(up) })
+		time.AfterFunc(wait, func() { in.loop.Resume(up) })
 		keep = false
 	} else {
 		// Start resolving an identity the cache lacks now (or, for
@@ -211,31 +238,31 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 		// the host's rate: a host over it gets no resolution started
 		// ahead (its frame's worker resolves when it gets there).
 		if p.Kind == event.KindIdentity {
-			r.ids.Refresh(p.DID, identityTag(hs, p.Seq))
+			in.ids.Refresh(p.DID, identityTag(hs, p.Seq))
 		} else {
-			r.ids.Prefetch(p.DID)
+			in.ids.Prefetch(p.DID)
 		}
 	}
 	// Queues count what frames hold (buffer capacity), not their length:
 	// frames just over a buffer class hold up to 8 times their size.
-	switch err := r.workers.TrySubmitBytes(p.DID, t, int64(f.Cap())); {
+	switch err := in.pool.TrySubmitBytes(p.DID, t, int64(f.Cap())); {
 	case err == nil:
 		g.owned = false
 		return keep && !hs.heldBack.Load()
 	case errors.Is(err, pool.ErrQueueFull):
-		r.m.hostPauses[pausePoolFull].Inc()
+		in.m.hostPauses[pausePoolFull].Inc()
 		hs.mu.Lock()
 		hs.pending = append(hs.pending, t)
 		g.owned = false
 		first := len(hs.pending) == 1
 		hs.mu.Unlock()
 		if first {
-			r.resume <- hs
+			in.resume <- hs
 		}
 		return false
 	default:
 		g.owned = false
-		r.completeDropped(t, DropShutdown)
+		in.completeDropped(t, DropShutdown)
 		return false
 	}
 }
@@ -244,9 +271,8 @@ func (r *Relay) dispatch(hs *hostState, g *sinkGuard) bool {
 // room, then lets their hosts read again. One goroutine, so a stall costs
 // nothing per host beyond its pending tasks (one, plus at most one per
 // rate-limit resume that raced with the refusal).
-func (r *Relay) resumer() {
-	defer r.wg.Done()
-	for hs := range r.resume {
+func (in *ingest) resumer() {
+	for hs := range in.resume {
 		for {
 			hs.mu.Lock()
 			if len(hs.pending) == 0 {
@@ -256,9 +282,9 @@ func (r *Relay) resumer() {
 			}
 			t := hs.pending[0]
 			hs.mu.Unlock()
-			err := r.workers.SubmitBytes(r.ctx, t.did, t, int64(t.f.Cap()))
+			err := in.pool.SubmitBytes(in.ctx, t.did, t, int64(t.f.Cap()))
 			if err != nil {
-				r.completeDropped(t, DropShutdown)
+				in.completeDropped(t, DropShutdown)
 			}
 			// Pop only after submitting, so the Sink keeps queueing behind
 			// this task until it is in the pool.
@@ -266,14 +292,14 @@ func (r *Relay) resumer() {
 			hs.pending = append(hs.pending[:0], hs.pending[1:]...)
 			hs.mu.Unlock()
 		}
-		r.loop.Resume(hs.up.Load())
+		in.loop.Resume(hs.up.Load())
 	}
 }
 
 // completeDropped releases a task that never reached a worker and still
 // completes its seq, so the host cursor can move past it.
-func (r *Relay) completeDropped(t task, reason DropReason) {
-	r.m.dropped[reason].Inc()
+func (in *ingest) completeDropped(t task, reason DropReason) {
+	in.m.dropped[reason].Inc()
 	t.f.Release()
 	if t.hs != nil {
 		t.hs.tr.complete(t.gen, t.seq)
@@ -284,27 +310,27 @@ func (r *Relay) completeDropped(t task, reason DropReason) {
 // The loop ends the stream after an error frame and backs the host off like
 // a failed dial; log lines carrying the host's text are rate-limited per
 // host (Host.LogAllowed) and cut short (upstream.LogString).
-func (r *Relay) upstreamError(hs *hostState, name []byte) {
+func (in *ingest) upstreamError(hs *hostState, name []byte) {
 	logOK, suppressed := hs.logAllowed()
 	if string(name) != "FutureCursor" {
 		if logOK {
-			r.log.Warn("upstream error frame", "host", hs.name, "error", upstream.LogString(name), "suppressed", suppressed)
+			in.log.Warn("upstream error frame", "host", hs.name, "error", upstream.LogString(name), "suppressed", suppressed)
 		}
 		return
 	}
 	// Our cursor is past the host's head: the host lost data or was
 	// restored from a backup. Start over live rather than stall (§9.3).
-	r.m.cursorResets[resetFutureCursor].Inc()
+	in.m.cursorResets[resetFutureCursor].Inc()
 	if logOK {
-		r.log.Warn("host answered FutureCursor; resetting its cursor", "host", hs.name, "cursor", hs.dialCursor, "suppressed", suppressed)
+		in.log.Warn("host answered FutureCursor; resetting its cursor", "host", hs.name, "cursor", hs.dialCursor, "suppressed", suppressed)
 	}
 	hs.tr.reset(0)
-	r.markCursorDirty(hs)
-	r.loop.Reconnect(hs.up.Load(), -1)
+	in.hosts.persistCursor(hs)
+	in.loop.Reconnect(hs.up.Load(), -1)
 }
 
 // onConnect marks the next frame as the first of a connection.
-func (r *Relay) onConnect(h *upstream.Host) {
+func (in *ingest) onConnect(h *upstream.Host) {
 	if hs, _ := h.Value().(*hostState); hs != nil {
 		hs.fresh = true
 	}
@@ -313,7 +339,7 @@ func (r *Relay) onConnect(h *upstream.Host) {
 // cursorFor is upstream.Config.Cursor: the highest seq handed to the
 // pipeline (every frame at or below it is being processed and will be
 // durable), so a reconnect never re-reads what is in flight.
-func (r *Relay) cursorFor(h *upstream.Host) (int64, bool) {
+func (in *ingest) cursorFor(h *upstream.Host) (int64, bool) {
 	hs, _ := h.Value().(*hostState)
 	if hs == nil {
 		return 0, false
@@ -321,12 +347,6 @@ func (r *Relay) cursorFor(h *upstream.Host) (int64, bool) {
 	c := hs.tr.lastSeq()
 	hs.dialCursor = c
 	return c, c > 0
-}
-
-// submitControl queues an account action on the DID's worker, so it is
-// ordered with the account's events.
-func (r *Relay) submitControl(ctx context.Context, c *control) error {
-	return r.workers.SubmitBytes(ctx, []byte(c.did), task{ctl: c, start: r.now()}, 1)
 }
 
 // logAllowed reports whether a log line carrying the host's own text may be

@@ -100,7 +100,7 @@ var resolvedCtx = func() context.Context {
 // parkIDs is the verify.Identities a worker hands the validator and uses
 // itself for the frame it is processing. Owned by the worker goroutine.
 type parkIDs struct {
-	r   *Relay
+	w   *accountWorkers
 	ids *identity.Resolver
 	// wait makes Lookups wait for resolutions, retrying transient failures
 	// (side queue full, closing, or the frame parked maxParks times).
@@ -143,7 +143,7 @@ func (p *parkIDs) Lookup(ctx context.Context, did string) (identity.Identity, er
 		if p.closing {
 			return p.ids.Lookup(ctx, did)
 		}
-		return p.r.resolveRetrying(ctx, did, p.since)
+		return p.w.resolveRetrying(ctx, did, p.since)
 	}
 	id, err := p.ids.Lookup(resolvedCtx, did)
 	if errors.Is(err, context.Canceled) || p.ids.Retryable(did, err) {
@@ -183,36 +183,36 @@ func (p *parkIDs) reresolve(ctx context.Context, did string, tag uint64) (identi
 // at once, since it says little about now: frames queued behind one that
 // waited out an outage must not each sleep, nor be given up, on the
 // strength of a failure from before the directory came back.
-func (r *Relay) resolveRetrying(ctx context.Context, did string, since time.Time) (identity.Identity, error) {
-	id, err := r.ids.Lookup(ctx, did)
-	until := since.Add(r.cfg.IdentityRetryTimeout)
-	for delays := 0; r.ids.Retryable(did, err); {
+func (w *accountWorkers) resolveRetrying(ctx context.Context, did string, since time.Time) (identity.Identity, error) {
+	id, err := w.ids.Lookup(ctx, did)
+	until := since.Add(w.cfg.IdentityRetryTimeout)
+	for delays := 0; w.ids.Retryable(did, err); {
 		var fresh *identity.ResolveError
 		isFresh := errors.As(err, &fresh)
-		left := until.Sub(r.now())
+		left := until.Sub(w.now())
 		if left <= 0 && isFresh {
-			r.m.parkExpired.Inc()
+			w.m.parkExpired.Inc()
 			break
 		}
-		if r.bgCtx.Err() != nil {
+		if w.bgCtx.Err() != nil {
 			break // closing
 		}
-		r.m.parkRetries.Inc()
+		w.m.parkRetries.Inc()
 		if isFresh {
-			if !r.sleepRetry(ctx, min(retryDelay(delays), left)) {
+			if !w.sleepRetry(ctx, min(retryDelay(delays), left)) {
 				break
 			}
 			delays++
 		}
 		// Retry joins or starts a resolution: its failure is fresh.
-		id, err = r.ids.Retry(ctx, did)
+		id, err = w.ids.Retry(ctx, did)
 	}
 	return id, err
 }
 
 // sleepRetry waits d, or until ctx ends or the relay closes, and reports
 // whether the wait completed.
-func (r *Relay) sleepRetry(ctx context.Context, d time.Duration) bool {
+func (w *accountWorkers) sleepRetry(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -220,7 +220,7 @@ func (r *Relay) sleepRetry(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-r.bgCtx.Done():
+	case <-w.bgCtx.Done():
 		return false
 	}
 }
@@ -251,41 +251,41 @@ func parkWeight(t *task) int64 {
 // parkBehind queues t behind pa, its DID's parked tasks. With the side
 // queue full it processes pa's tasks and then t at once, waiting for the
 // resolution, so order holds either way.
-func (r *Relay) parkBehind(s *scratch, pa *parkedAcct, t task) {
-	w := parkWeight(&t)
-	if s.parkedBytes+w > r.parkedBytesPerWorker() {
-		r.m.parkFull.Inc()
+func (w *accountWorkers) parkBehind(s *scratch, pa *parkedAcct, t task) {
+	weight := parkWeight(&t)
+	if s.parkedBytes+weight > w.parkedBytesPerWorker() {
+		w.m.parkFull.Inc()
 		was := s.forceWait
 		s.forceWait = true
-		r.unpark(s, pa, nil)
-		r.handle(s, t)
+		w.unpark(s, pa, nil)
+		w.handle(s, t)
 		s.forceWait = was
 		return
 	}
 	pa.tasks = append(pa.tasks, t)
-	pa.bytes += w
-	s.parkedBytes += w
-	r.parkedFrames.Add(1)
+	pa.bytes += weight
+	s.parkedBytes += weight
+	w.parkedFrames.Add(1)
 }
 
 // park parks t, whose identity is being resolved, and starts the goroutine
 // that unparks it. It reports false when the side queue is full: the
 // caller then processes t waiting.
-func (r *Relay) park(s *scratch, t task) bool {
-	w := parkWeight(&t)
-	if s.forceWait || len(s.parked) >= r.cfg.ParkedAccounts || s.parkedBytes+w > r.parkedBytesPerWorker() {
-		r.m.parkFull.Inc()
+func (w *accountWorkers) park(s *scratch, t task) bool {
+	weight := parkWeight(&t)
+	if s.forceWait || len(s.parked) >= w.cfg.ParkedAccounts || s.parkedBytes+weight > w.parkedBytesPerWorker() {
+		w.m.parkFull.Inc()
 		return false
 	}
 	did := string(t.did)
 	t.parks++
-	pa := &parkedAcct{did: did, tasks: []task{t}, bytes: w}
+	pa := &parkedAcct{did: did, tasks: []task{t}, bytes: weight}
 	s.parked[did] = pa
-	s.parkedBytes += w
-	r.parkedFrames.Add(1)
-	r.m.parked.Inc()
-	r.parkWG.Add(1)
-	go r.awaitIdentity(pa, did, t.start)
+	s.parkedBytes += weight
+	w.parkedFrames.Add(1)
+	w.m.parked.Inc()
+	w.parkWG.Add(1)
+	go w.awaitIdentity(pa, did, t.start)
 	return true
 }
 
@@ -296,28 +296,28 @@ func (r *Relay) park(s *scratch, t task) bool {
 // names the parking (the worker owns it): if the worker ran those tasks
 // meanwhile and parked new ones of did, this answer is not theirs. It
 // gives up when the relay closes: Close flushes parked tasks itself.
-func (r *Relay) awaitIdentity(pa *parkedAcct, did string, since time.Time) {
-	defer r.parkWG.Done()
-	_, err := r.resolveRetrying(r.ctx, did, since)
+func (w *accountWorkers) awaitIdentity(pa *parkedAcct, did string, since time.Time) {
+	defer w.parkWG.Done()
+	_, err := w.resolveRetrying(w.ctx, did, since)
 	c := &control{did: did, kind: ctlUnpark, parked: pa}
-	if r.ids.Retryable(did, err) {
+	if w.ids.Retryable(did, err) {
 		c.err = err
 	}
-	_ = r.workers.SubmitBytes(r.ctx, []byte(did), task{ctl: c, start: r.now()}, 1)
+	_ = w.pool.SubmitBytes(w.ctx, []byte(did), task{ctl: c, start: w.now()}, 1)
 }
 
 // unpark runs pa's parked tasks again, in order; fail, when set, is the
 // transient failure their retry window ended with, which they are run
 // against (rejected). A task that parks again takes the rest of the list
 // behind it (parkBehind).
-func (r *Relay) unpark(s *scratch, pa *parkedAcct, fail error) {
+func (w *accountWorkers) unpark(s *scratch, pa *parkedAcct, fail error) {
 	delete(s.parked, pa.did)
 	s.parkedBytes -= pa.bytes
-	r.parkedFrames.Add(-int64(len(pa.tasks)))
+	w.parkedFrames.Add(-int64(len(pa.tasks)))
 	was := s.retryFail
 	s.retryFail = fail
 	for i := range pa.tasks {
-		r.handle(s, pa.tasks[i])
+		w.handle(s, pa.tasks[i])
 		pa.tasks[i] = task{}
 	}
 	s.retryFail = was
@@ -326,14 +326,14 @@ func (r *Relay) unpark(s *scratch, pa *parkedAcct, fail error) {
 // flushParked processes every parked task of the worker, waiting for their
 // resolutions (one attempt: a closing relay does not wait out a PLC
 // outage), and makes the worker wait from now on (Close).
-func (r *Relay) flushParked(s *scratch) {
+func (w *accountWorkers) flushParked(s *scratch) {
 	s.forceWait, s.closing = true, true
 	for _, pa := range s.parked {
-		r.unpark(s, pa, nil)
+		w.unpark(s, pa, nil)
 	}
 }
 
 // parkedBytesPerWorker is each worker's share of ParkedBytes.
-func (r *Relay) parkedBytesPerWorker() int64 {
-	return max(r.cfg.ParkedBytes/int64(r.cfg.Workers), 1)
+func (w *accountWorkers) parkedBytesPerWorker() int64 {
+	return max(w.cfg.ParkedBytes/int64(w.cfg.Workers), 1)
 }

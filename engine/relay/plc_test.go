@@ -190,7 +190,7 @@ func TestPLCOutageRejectedAfterBound(t *testing.T) {
 	go func() {
 		var most int64
 		for {
-			most = max(most, h.r.parkedFrames.Load())
+			most = max(most, h.r.work.parkedFrames.Load())
 			select {
 			case <-done:
 				maxParked <- most
@@ -218,7 +218,7 @@ func TestPLCOutageRejectedAfterBound(t *testing.T) {
 	if most := <-maxParked; most*parkTaskBytes > cfg.ParkedBytes {
 		t.Errorf("%d frames parked at once, beyond ParkedBytes", most)
 	}
-	if n := h.r.parkedFrames.Load(); n != 0 {
+	if n := h.r.work.parkedFrames.Load(); n != 0 {
 		t.Errorf("%d frames still parked", n)
 	}
 

@@ -257,57 +257,44 @@ type Deps struct {
 	OnPublish func()
 }
 
-// Relay is the running engine: hosts, ingest, workers and the sequencer.
-// Its exported methods are safe for concurrent use.
+// Relay is the running engine: the composition of its stages (doc.go,
+// Ownership), which New builds and wires, and the public API, whose
+// methods delegate to them. Its exported methods are safe for concurrent
+// use.
 type Relay struct {
 	// Static after New.
-	cfg       Config
-	st        *store.Store
-	ids       *identity.Resolver
-	hub       *firehose.Hub
-	onPub     func() // Deps.OnPublish; nil: none
-	resync    Resyncer
-	log       *slog.Logger
-	m         *metricsSet
-	http      *http.Client // seed relay (bootstrap)
-	probeHTTP *http.Client // requestCrawl describeServer probes
-	now       func() time.Time
-	loop      *upstream.Loop
-	workers   *pool.Workers[task, scratch]
-	bufs      *pool.Buffers
-	frames    *pool.Frames
-	seq       *sequencer
-	results   chan result
-	resume    chan *hostState
-	ctx       context.Context
-	cancel    context.CancelFunc
-	durable   []atomic.Uint64 // per worker: last ticket known durable
-	closing   sync.Once
-	wg        sync.WaitGroup // resumer, host metrics, start-up recovery
-	parkWG    sync.WaitGroup // goroutines waiting for parked accounts' identities
-	seqDone   chan struct{}
-	done      chan struct{} // closed by markDone: after Close, or once a store failure stopped the relay
-	doneOnce  sync.Once
-	bgCtx     context.Context // canceled first by Close: background loops exit
-	bgCancel  context.CancelFunc
+	cfg     Config
+	st      *store.Store
+	ids     *identity.Resolver
+	hub     *firehose.Hub
+	onPub   func() // Deps.OnPublish; nil: none
+	log     *slog.Logger
+	m       *metricsSet
+	now     func() time.Time
+	loop    *upstream.Loop
+	workers *pool.Workers[task, scratch]
+	bufs    *pool.Buffers
+	frames  *pool.Frames
 
-	rs        resyncTracker // its own lock
-	resBudget byteBudget    // its own lock
-	heldBytes atomic.Int64  // results held for host order; written by the sequencer
-	hostTop   hostTop       // owned by the host-metrics goroutine
+	// The stages.
+	hosts   *hostTable      // host registry, requestCrawl, bans, quarantine, host series
+	ingest  *ingest         // the Sink, rate limits, the resumer
+	work    *accountWorkers // validation, parking and account actions on the keyed workers
+	actions *accountActions // operator and resyncer actions, queued on the workers
+	resyncs *resyncs        // desynchronized accounts and their repairs
+	seq     *sequencer
 
-	parkedFrames atomic.Int64 // tasks parked on all workers (gauge)
+	ctx      context.Context // canceled by Close once the workers and the sequencer stopped
+	cancel   context.CancelFunc
+	closing  sync.Once
+	wg       sync.WaitGroup // resumer, host metrics, start-up recovery
+	done     chan struct{}  // closed by markDone: after Close, or once a store failure stopped the relay
+	doneOnce sync.Once
+	bgCtx    context.Context // canceled first by Close: background loops exit
+	bgCancel context.CancelFunc
 
-	failed      atomic.Bool
-	failErr     atomic.Pointer[error]
-	publicCrawl atomic.Bool
-
-	// Guarded by hostsMu.
-	hostsMu   sync.Mutex
-	hosts     map[string]*hostState
-	hostsByID map[store.HostID]*hostState
-
-	crawls crawlGate // public requestCrawl admission (hosts.go); its own lock
+	failed  atomic.Bool
+	failErr atomic.Pointer[error]
 }
 
 // New builds the relay and starts its workers and sequencer. Call Start to
@@ -344,20 +331,9 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		probeHTTP = newProbeClient(cfg.ProbeTimeout, cfg.AllowInsecureHosts)
 	}
 	r := &Relay{
-		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, resync: d.Resyncer, log: d.Logger,
-		http: d.HTTPClient, probeHTTP: probeHTTP, now: d.Now,
-		results:   make(chan result, cfg.ResultsQueue),
-		resume:    make(chan *hostState, 1024),
-		hosts:     make(map[string]*hostState),
-		hostsByID: make(map[store.HostID]*hostState),
-		seqDone:   make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg: cfg, st: d.Store, ids: d.Identity, hub: d.Hub, onPub: d.OnPublish, log: d.Logger, now: d.Now,
+		done: make(chan struct{}),
 	}
-	r.publicCrawl.Store(!cfg.DisablePublicCrawl)
-	r.rs.since = make(map[string]time.Time)
-	r.rs.attempts = make(map[string]int)
-	r.rs.timers = make(map[string]*time.Timer)
-	r.resBudget.init(cfg.ResultsQueueBytes)
 	var rejects, breaks []string
 	for _, v := range verify.AllReasons() {
 		rejects = append(rejects, v.String())
@@ -366,21 +342,28 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		breaks = append(breaks, b.String())
 	}
 	r.m = newMetrics(d.Metrics, rejects, breaks)
-	r.crawls.registerMetrics(d.Metrics, r)
+	r.hosts = newHostTable(&r.cfg, d, probeHTTP, r.m)
+	r.resyncs = newResyncs(&r.cfg, d, r.m)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.bufs = pool.NewBuffers(d.Metrics, "relay")
 	r.frames = pool.NewFrames(r.bufs)
-	r.durable = make([]atomic.Uint64, cfg.Workers)
 	r.seq = newSequencer(r)
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
+	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
+		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
+		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
-		r.newScratch, r.handle)
+		r.work.newScratch, r.work.handle)
+	r.work.pool = r.workers
+	r.actions = &accountActions{pool: r.workers, st: r.st, hosts: r.hosts, resyncs: r.resyncs, now: r.now, log: r.log}
+	r.ingest = &ingest{m: r.m, log: r.log, now: r.now, ids: r.ids, hosts: r.hosts, failed: &r.failed, ctx: r.ctx,
+		pool: r.workers, resume: make(chan *hostState, 1024)}
 
 	ucfg := cfg.Upstream
-	ucfg.Sink = r.sink
-	ucfg.Cursor = r.cursorFor
-	ucfg.OnConnect = r.onConnect
+	ucfg.Sink = r.ingest.sink
+	ucfg.Cursor = r.ingest.cursorFor
+	ucfg.OnConnect = r.ingest.onConnect
 	ucfg.AllowInsecureHosts = cfg.AllowInsecureHosts
 	if ucfg.Metrics == nil {
 		ucfg.Metrics = d.Metrics
@@ -390,12 +373,18 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		_ = r.workers.Close()
 		return nil, fmt.Errorf("%w: upstream: %v", ErrConfig, err)
 	}
-	r.loop = loop
+	r.loop, r.hosts.loop, r.ingest.loop, r.seq.loop = loop, loop, loop, loop
 	r.registerGauges(d.Metrics)
 	go r.seq.run()
 	r.wg.Add(2)
-	go r.resumer()
-	go r.hostMetricsLoop()
+	go func() {
+		defer r.wg.Done()
+		r.ingest.resumer()
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.hosts.metricsLoop(r.bgCtx)
+	}()
 	return r, nil
 }
 
@@ -408,18 +397,14 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		}
 		return float64(sum)
 	})
-	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.results)) })
-	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.parkedFrames.Load()) })
-	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.resBudget.inUse()) })
-	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.heldBytes.Load()) })
-	gauge(set, `relay_accounts_desynchronized`, func() float64 {
-		r.rs.mu.Lock()
-		defer r.rs.mu.Unlock()
-		return float64(len(r.rs.since))
-	})
+	gauge(set, `relay_pipeline_results_queued`, func() float64 { return float64(len(r.seq.results)) })
+	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.work.parkedFrames.Load()) })
+	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.seq.budget.inUse()) })
+	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.seq.heldNow.Load()) })
+	gauge(set, `relay_accounts_desynchronized`, func() float64 { return float64(r.resyncs.desynchronized()) })
 	for _, st := range []string{"connected", "paused", "disconnected"} {
 		gauge(set, `relay_upstream_hosts_by_status{status="`+st+`"}`, func() float64 {
-			c, p, d := r.upstreamCounts()
+			c, p, d := r.hosts.upstreamCounts()
 			switch st {
 			case "connected":
 				return float64(c)
@@ -435,25 +420,21 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		}
 		return 1
 	})
-	gauge(set, "relay_hosts_subscribed", func() float64 {
-		r.hostsMu.Lock()
-		defer r.hostsMu.Unlock()
-		return float64(len(r.hosts))
-	})
+	gauge(set, "relay_hosts_subscribed", func() float64 { return float64(r.hosts.count()) })
 }
 
 // Start resubscribes every active host from its persisted cursor and, if
 // the host table is empty and a seed relay is configured, bootstraps it.
 func (r *Relay) Start(ctx context.Context) error {
-	if err := r.resubscribe(); err != nil {
+	if err := r.hosts.resubscribe(); err != nil {
 		return err
 	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.recoverAccounts(r.bgCtx)
+		r.actions.recoverAccounts(r.bgCtx)
 	}()
-	if err := r.bootstrap(ctx); err != nil {
+	if err := r.hosts.bootstrap(ctx); err != nil {
 		r.log.Warn("host bootstrap failed", "err", err)
 	}
 	return nil
@@ -506,9 +487,9 @@ func (r *Relay) fail(err error) {
 // host cursors. It does not close the store or the hub.
 func (r *Relay) Close() error {
 	r.closing.Do(func() {
-		r.stopResyncTimers()
+		r.resyncs.stop()
 		_ = r.loop.Close()
-		close(r.resume)
+		close(r.ingest.resume)
 		r.bgCancel()
 		r.wg.Wait()
 		// Parked frames were read: process them (waiting for their
@@ -517,10 +498,10 @@ func (r *Relay) Close() error {
 			_ = r.workers.SubmitTo(context.Background(), i, task{ctl: &control{kind: ctlFlushParked}}, 1)
 		}
 		_ = r.workers.Close()
-		close(r.results)
-		<-r.seqDone
+		close(r.seq.results)
+		<-r.seq.done
 		r.cancel()
-		r.parkWG.Wait() // their Lookups end with r.ctx
+		r.work.parkWG.Wait() // their Lookups end with r.ctx
 		// Only workers and the sequencer call fail, and both have stopped:
 		// failed is final here.
 		if r.failed.Load() {

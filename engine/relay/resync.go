@@ -3,6 +3,8 @@ package relay
 import (
 	"bytes"
 	"context"
+	"github.com/atrelay/relay/engine/verify"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -24,15 +26,40 @@ import (
 // retried with bounded exponential backoff; accounts still desynchronized
 // at start-up are enqueued again.
 
-// resyncTracker remembers, per desynchronized DID, since when it is
-// desynchronized, how many resyncs failed, and its pending retry timer.
-// Every field is guarded by mu.
-type resyncTracker struct {
+// resyncs is the resync stage: it remembers, per desynchronized DID,
+// since when it is desynchronized, how many resyncs failed and its pending
+// retry timer, and hands DIDs to the Resyncer. Safe for concurrent use:
+// workers mark and clear accounts, the resyncer reports failures, retry
+// timers fire on their own goroutines.
+type resyncs struct {
+	// Static after newResyncs.
+	resyncer Resyncer // nil: accounts stay desynchronized, counted
+	cfg      *Config  // the relay's, read-only (backoff, attempts)
+	now      func() time.Time
+	m        *metricsSet
+	log      *slog.Logger
+
 	mu       sync.Mutex
-	since    map[string]time.Time
-	attempts map[string]int
-	timers   map[string]*time.Timer
-	closed   bool
+	since    map[string]time.Time   // guarded by mu
+	attempts map[string]int         // guarded by mu
+	timers   map[string]*time.Timer // guarded by mu
+	closed   bool                   // guarded by mu
+}
+
+func newResyncs(cfg *Config, d Deps, m *metricsSet) *resyncs {
+	return &resyncs{
+		resyncer: d.Resyncer, cfg: cfg, now: d.Now, m: m, log: d.Logger,
+		since:    make(map[string]time.Time),
+		attempts: make(map[string]int),
+		timers:   make(map[string]*time.Timer),
+	}
+}
+
+// desynchronized returns how many accounts are desynchronized now.
+func (t *resyncs) desynchronized() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.since)
 }
 
 // resyncDone is the verified head a resync delivered, copied out of the
@@ -53,19 +80,17 @@ func retryable(o resync.Outcome) bool {
 	return true
 }
 
-// markDesync starts the desynchronized clock of did (kept if running).
-func (r *Relay) markDesync(did string) {
-	t := &r.rs
+// mark starts the desynchronized clock of did (kept if running).
+func (t *resyncs) mark(did string) {
 	t.mu.Lock()
 	if _, ok := t.since[did]; !ok {
-		t.since[did] = r.now()
+		t.since[did] = t.now()
 	}
 	t.mu.Unlock()
 }
 
 // resynced stops did's desynchronized clock and observes the time spent.
-func (r *Relay) resynced(did string) {
-	t := &r.rs
+func (t *resyncs) resynced(did string) {
 	t.mu.Lock()
 	since, ok := t.since[did]
 	delete(t.since, did)
@@ -76,29 +101,28 @@ func (r *Relay) resynced(did string) {
 	}
 	t.mu.Unlock()
 	if ok {
-		r.m.desyncSeconds.Update(r.now().Sub(since).Seconds())
+		t.m.desyncSeconds.Update(t.now().Sub(since).Seconds())
 	}
-	r.m.reactivated.Inc()
+	t.m.reactivated.Inc()
 }
 
-// requestResync asks the resyncer to repair did; a refusal is counted and
+// request asks the resyncer to repair did; a refusal is counted and
 // retried after the base backoff.
-func (r *Relay) requestResync(did, host string) {
-	r.markDesync(did)
-	if r.resync == nil {
+func (t *resyncs) request(did, host string) {
+	t.mark(did)
+	if t.resyncer == nil {
 		return
 	}
-	r.m.resyncEnqueued.Inc()
-	if !r.resync.Enqueue(did, host) {
-		r.m.resyncRefused.Inc()
-		r.scheduleResync(did, host, r.cfg.ResyncRetryBackoff)
+	t.m.resyncEnqueued.Inc()
+	if !t.resyncer.Enqueue(did, host) {
+		t.m.resyncRefused.Inc()
+		t.schedule(did, host, t.cfg.ResyncRetryBackoff)
 	}
 }
 
-// scheduleResync arms one retry timer for did (none if one is armed or
+// schedule arms one retry timer for did (none if one is armed or
 // the relay is closing). A timer costs no goroutine until it fires.
-func (r *Relay) scheduleResync(did, host string, after time.Duration) {
-	t := &r.rs
+func (t *resyncs) schedule(did, host string, after time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed || t.timers[did] != nil {
@@ -110,14 +134,13 @@ func (r *Relay) scheduleResync(did, host string, after time.Duration) {
 		closed := t.closed
 		t.mu.Unlock()
 		if !closed {
-			r.requestResync(did, host)
+			t.request(did, host)
 		}
 	})
 }
 
-// stopResyncTimers cancels every pending retry (Close).
-func (r *Relay) stopResyncTimers() {
-	t := &r.rs
+// stop cancels every pending retry (Close).
+func (t *resyncs) stop() {
 	t.mu.Lock()
 	t.closed = true
 	for did, tm := range t.timers {
@@ -132,49 +155,61 @@ func (r *Relay) stopResyncTimers() {
 // with the call); a failure keeps the account desynchronized and retries
 // with backoff, at most ResyncMaxAttempts times.
 func (r *Relay) OnResyncResult(did string, res resync.Result) {
-	if res.Outcome == resync.OK {
-		st := res.State
-		d := &resyncDone{
-			rev:    append([]byte(nil), st.Rev...),
-			commit: append([]byte(nil), st.Commit...),
-			data:   append([]byte(nil), st.Data...),
-			block:  append([]byte(nil), st.CommitBlock...),
-		}
-		c := &control{did: did, kind: ctlResyncDone, done: make(chan error, 1), resync: d}
-		if err := r.submitControl(r.ctx, c); err != nil {
-			return // closing: the mark is persisted, start-up enqueues it again
-		}
+	if res.Outcome != resync.OK {
+		r.resyncs.failed(did, res)
 		return
 	}
-	r.log.Warn("resync failed", "did", did, "outcome", res.Outcome.String(), "err", res.Err)
+	r.actions.resyncDone(r.ctx, did, res.State)
+}
+
+// resyncDone queues a verified head on did's worker (applyResync), copied
+// since the resyncer's views die with its call. Runs on the resyncer's
+// goroutine; it does not wait for the worker.
+func (ac *accountActions) resyncDone(ctx context.Context, did string, st verify.RepoState) {
+	d := &resyncDone{
+		rev:    append([]byte(nil), st.Rev...),
+		commit: append([]byte(nil), st.Commit...),
+		data:   append([]byte(nil), st.Data...),
+		block:  append([]byte(nil), st.CommitBlock...),
+	}
+	c := &control{did: did, kind: ctlResyncDone, done: make(chan error, 1), resync: d}
+	// An error means closing: the mark is persisted, start-up enqueues the
+	// account again.
+	_ = ac.submit(ctx, c)
+}
+
+// failed handles a resync that did not deliver a head: the account stays
+// desynchronized and, if worth it, is retried with backoff, at most
+// ResyncMaxAttempts times in a row. Runs on the resyncer's goroutine.
+func (t *resyncs) failed(did string, res resync.Result) {
+	t.log.Warn("resync failed", "did", did, "outcome", res.Outcome.String(), "err", res.Err)
 	if !retryable(res.Outcome) {
 		return
 	}
-	t := &r.rs
 	t.mu.Lock()
 	t.attempts[did]++
 	n := t.attempts[did]
 	t.mu.Unlock()
-	if n >= r.cfg.ResyncMaxAttempts {
-		r.m.resyncGaveUp.Inc()
-		r.log.Warn("giving up resync until restart or next chain break", "did", did, "attempts", n)
+	if n >= t.cfg.ResyncMaxAttempts {
+		t.m.resyncGaveUp.Inc()
+		t.log.Warn("giving up resync until restart or next chain break", "did", did, "attempts", n)
 		t.mu.Lock()
 		delete(t.attempts, did)
 		t.mu.Unlock()
 		return
 	}
-	back := r.cfg.ResyncRetryBackoff << min(n-1, 20)
-	if back > r.cfg.ResyncMaxBackoff || back <= 0 {
-		back = r.cfg.ResyncMaxBackoff
+	back := t.cfg.ResyncRetryBackoff << min(n-1, 20)
+	if back > t.cfg.ResyncMaxBackoff || back <= 0 {
+		back = t.cfg.ResyncMaxBackoff
 	}
-	r.scheduleResync(did, res.Host, back)
+	t.schedule(did, res.Host, back)
 }
 
 // applyResync runs on did's worker: emit the relay's #sync for a verified
 // head at or above the account's rev and re-activate the account; if the
 // account already moved past the fetched head (commits kept flowing), only
 // clear the mark.
-func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
+func (w *accountWorkers) applyResync(s *scratch, t task, a *acctState) {
 	d := t.ctl.resync
 	if a.local != store.LocalDesynchronized {
 		return // cleared meanwhile (an upstream #sync), or restricted
@@ -184,15 +219,15 @@ func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
 		a.local = store.LocalActive
 		res.did, res.localAfter = a.did, store.LocalActive
 		a.ticket = s.ticket + 1
-		r.send(s, res)
-		r.resynced(a.did)
+		w.send(s, res)
+		w.resyncs.resynced(a.did)
 		return
 	}
 	blocks := car.AppendHeader(nil, cid.CID(d.commit))
 	blocks = car.AppendBlock(blocks, cid.CID(d.commit), d.block)
-	tm := []byte(r.now().UTC().Format("2006-01-02T15:04:05.000Z"))
+	tm := []byte(w.now().UTC().Format("2006-01-02T15:04:05.000Z"))
 	sy := event.Sync{Seq: 1, DID: []byte(a.did), Rev: d.rev, Blocks: blocks, Time: tm}
-	out := r.bufs.Get(len(blocks) + len(a.did) + 256)
+	out := w.bufs.Get(len(blocks) + len(a.did) + 256)
 	out.B = event.AppendSync(out.B[:0], &sy)
 	res.frameLen = len(out.B)
 	b := out.B
@@ -213,21 +248,21 @@ func (r *Relay) applyResync(s *scratch, t task, a *acctState) {
 	a.data = append(a.data[:0], d.data...)
 	a.local = store.LocalActive
 	a.ticket = s.ticket + 1
-	r.send(s, res)
-	r.resynced(a.did)
+	w.send(s, res)
+	w.resyncs.resynced(a.did)
 }
 
 // recoverAccounts runs once at start-up over the account table: accounts
 // still desynchronized are enqueued again, and host-throttled accounts of
 // hosts with room under their limit are let in (a limit raised before a
 // crash finished its work).
-func (r *Relay) recoverAccounts(ctx context.Context) {
+func (ac *accountActions) recoverAccounts(ctx context.Context) {
 	type pending struct {
 		did  string
 		host store.HostID
 	}
 	var desync, throttled []pending
-	err := r.st.ScanAccounts(func(a *store.Account) bool {
+	err := ac.st.ScanAccounts(func(a *store.Account) bool {
 		switch a.LocalStatus {
 		case store.LocalDesynchronized:
 			desync = append(desync, pending{string(a.DID), a.Host})
@@ -237,27 +272,27 @@ func (r *Relay) recoverAccounts(ctx context.Context) {
 		return ctx.Err() == nil
 	})
 	if err != nil {
-		r.log.Warn("start-up account scan failed", "err", err)
+		ac.log.Warn("start-up account scan failed", "err", err)
 		return
 	}
 	for _, p := range desync {
 		name := ""
-		if h, ok := r.st.GetHost(p.host); ok {
+		if h, ok := ac.st.GetHost(p.host); ok {
 			name = h.Hostname
 		}
-		r.requestResync(p.did, name)
+		ac.resyncs.request(p.did, name)
 	}
 	for _, p := range throttled {
 		if ctx.Err() != nil {
 			return
 		}
-		hs := r.hostFor(p.host)
+		hs := ac.hosts.lookup(p.host)
 		if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 			continue
 		}
-		_ = r.submitControl(ctx, &control{did: p.did, kind: ctlUnthrottle, done: make(chan error, 1)})
+		_ = ac.submit(ctx, &control{did: p.did, kind: ctlUnthrottle, done: make(chan error, 1)})
 	}
 	if len(desync)+len(throttled) > 0 {
-		r.log.Info("start-up account recovery", "desynchronized", len(desync), "host_throttled", len(throttled))
+		ac.log.Info("start-up account recovery", "desynchronized", len(desync), "host_throttled", len(throttled))
 	}
 }

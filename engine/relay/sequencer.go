@@ -1,6 +1,10 @@
 package relay
 
 import (
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/upstream"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/atrelay/relay/engine/event"
@@ -16,9 +20,32 @@ import (
 // tracker, publish to the hub only after the batch is durable, then
 // advance the workers' durable marks and release buffers.
 //
-// Every field is owned by the sequencer goroutine.
+// The fields below the shared block are owned by the sequencer goroutine.
 type sequencer struct {
-	r *Relay
+	// Static after newSequencer; loop is set by New once built.
+	cfg    *Config // the relay's, read-only
+	st     *store.Store
+	hub    *firehose.Hub
+	frames *pool.Frames
+	bufs   *pool.Buffers
+	log    *slog.Logger
+	m      *metricsSet
+	loop   *upstream.Loop
+	onPub  func()       // Deps.OnPublish; nil: none
+	fail   func(error)  // Relay.fail: stops ingestion after a store error
+	failed *atomic.Bool // the relay's: set once a store write failed
+
+	// Shared with the workers (accountWorkers). results: workers send, run
+	// drains it, Close closes it once the workers stopped. budget: workers
+	// acquire, the sequencer releases (its own lock). durable[i]: the
+	// sequencer stores worker i's last durable ticket, worker i reads it
+	// (evict). heldNow: the sequencer stores heldBytes for the gauge.
+	results chan result
+	budget  byteBudget
+	durable []atomic.Uint64
+	heldNow atomic.Int64
+	done    chan struct{} // closed when run returns
+
 	// in is what one drain of the results channel took; ready holds
 	// results whose host seqs are complete up to theirs, in release order;
 	// held holds, per host, results that finished before an earlier seq
@@ -62,7 +89,7 @@ type outFrame struct {
 
 // frame rewrites a worker's frame with seq into a pooled frame.
 func (q *sequencer) frame(out []byte, seq store.Seq) outFrame {
-	f := q.r.frames.Get(len(out) + 16)
+	f := q.frames.Get(len(out) + 16)
 	b, err := event.RewriteEncodedSeq(f.Buffer().B[:0], out, int64(seq))
 	if err != nil {
 		// Workers only produce canonical frames; keep the batch going and
@@ -73,10 +100,16 @@ func (q *sequencer) frame(out []byte, seq store.Seq) outFrame {
 	return outFrame{seq: seq, f: f, err: err}
 }
 
+// newSequencer builds the sequencer of r from its static fields; New
+// starts run once the workers exist.
 func newSequencer(r *Relay) *sequencer {
 	n := r.cfg.MaxBatchEvents
-	return &sequencer{
-		r:        r,
+	q := &sequencer{
+		cfg: &r.cfg, st: r.st, hub: r.hub, frames: r.frames, bufs: r.bufs, log: r.log, m: r.m,
+		onPub: r.onPub, fail: r.fail, failed: &r.failed,
+		results:  make(chan result, r.cfg.ResultsQueue),
+		durable:  make([]atomic.Uint64, r.cfg.Workers),
+		done:     make(chan struct{}),
 		batch:    make([]result, 0, n),
 		events:   make([]store.Event, 0, n),
 		outcomes: make([]store.Outcome, 0, n),
@@ -89,15 +122,17 @@ func newSequencer(r *Relay) *sequencer {
 		minHeld:  make([]uint64, r.cfg.Workers),
 		next:     r.st.NewestSeq() + 1,
 	}
+	q.budget.init(r.cfg.ResultsQueueBytes)
+	return q
 }
 
 func (q *sequencer) run() {
-	defer close(q.r.seqDone)
-	tick := time.NewTicker(q.r.cfg.CursorFlushInterval)
+	defer close(q.done)
+	tick := time.NewTicker(q.cfg.CursorFlushInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case res, ok := <-q.r.results:
+		case res, ok := <-q.results:
 			if !ok {
 				q.flushCursors()
 				return
@@ -106,7 +141,7 @@ func (q *sequencer) run() {
 		drain:
 			for len(q.in) < cap(q.batch) {
 				select {
-				case res, ok := <-q.r.results:
+				case res, ok := <-q.results:
 					if !ok {
 						break drain
 					}
@@ -192,10 +227,10 @@ func (q *sequencer) scanHeld() {
 		total += l.bytes
 	}
 	if moved > 0 {
-		q.r.resBudget.release(moved)
+		q.budget.release(moved)
 	}
 	q.heldBytes = total
-	q.r.heldBytes.Store(total)
+	q.heldNow.Store(total)
 }
 
 // heldOf returns hs's held list, taking a spare one if hs holds nothing.
@@ -284,17 +319,17 @@ func (q *sequencer) sweepHeld() bool {
 // paused host sends nothing more, and what it already sent is in the
 // intake. heldBytes is as of the last scan: at most one drain old.
 func (q *sequencer) holdBack(hs *hostState, l *heldList) {
-	limit, total := q.r.cfg.HostHeldBytes, q.r.cfg.MaxHeldBytes
+	limit, total := q.cfg.HostHeldBytes, q.cfg.MaxHeldBytes
 	over := l.bytes > limit || (q.heldBytes > total && !l.empty())
 	under := l.bytes <= limit/2 && (q.heldBytes <= total/2 || l.empty())
 	switch {
 	case over && !hs.heldBack.Load():
 		hs.heldBack.Store(true)
-		q.r.m.hostPauses[pauseHeld].Inc()
+		q.m.hostPauses[pauseHeld].Inc()
 	case under && hs.heldBack.Load():
 		hs.heldBack.Store(false)
 		if up := hs.up.Load(); up != nil {
-			q.r.loop.Resume(up)
+			q.loop.Resume(up)
 		}
 	}
 }
@@ -305,7 +340,6 @@ const maxSpareHeld = 256
 
 // commit writes one batch of released results.
 func (q *sequencer) commit() {
-	r := q.r
 	q.events = q.events[:0]
 	q.evHost = q.evHost[:0]
 	clear(q.marks)
@@ -343,7 +377,7 @@ func (q *sequencer) commit() {
 			delete(q.dirty, hs)
 		}
 	}
-	if r.failed.Load() {
+	if q.failed.Load() {
 		q.abandon(DropShutdown)
 		q.releaseBudget()
 		return
@@ -351,10 +385,10 @@ func (q *sequencer) commit() {
 	if len(q.events) > 0 {
 		began := time.Now()
 		err := q.write()
-		r.m.commitSeconds.UpdateDuration(began)
-		r.m.batchEvents.Update(float64(len(q.events)))
+		q.m.commitSeconds.UpdateDuration(began)
+		q.m.batchEvents.Update(float64(len(q.events)))
 		if err != nil {
-			r.fail(err)
+			q.fail(err)
 			q.abandon(DropShutdown)
 			q.releaseBudget()
 			return
@@ -373,8 +407,8 @@ func (q *sequencer) commit() {
 		if m := q.minHeld[w]; m > 0 && t >= m {
 			t = m - 1
 		}
-		if t > r.durable[w].Load() {
-			r.durable[w].Store(t)
+		if t > q.durable[w].Load() {
+			q.durable[w].Store(t)
 		}
 	}
 }
@@ -385,7 +419,7 @@ func (q *sequencer) commit() {
 // error, for publish or abandon to hand on or release.
 func (q *sequencer) write() error {
 	clear(q.outs[:len(q.events)])
-	staged, outcomes, err := q.r.st.Stage(q.events, q.outcomes[:0])
+	staged, outcomes, err := q.st.Stage(q.events, q.outcomes[:0])
 	q.outcomes = outcomes
 	if err != nil {
 		return err
@@ -413,7 +447,6 @@ func (q *sequencer) write() error {
 
 // publish hands durable frames to the hub and releases worker buffers.
 func (q *sequencer) publish() {
-	r := q.r
 	j := 0
 	for i := range q.batch {
 		res := &q.batch[i]
@@ -423,23 +456,23 @@ func (q *sequencer) publish() {
 		out := &q.outs[j]
 		j++
 		if out.err != nil {
-			r.log.Error("BUG: worker produced a non-canonical frame", "err", out.err)
+			q.log.Error("BUG: worker produced a non-canonical frame", "err", out.err)
 		}
 		if out.f == nil {
-			r.m.dropped[DropStale].Inc()
+			q.m.dropped[DropStale].Inc()
 		} else {
-			r.m.accepted[res.kind].Inc()
-			if err := r.hub.Publish(uint64(out.seq), out.f); err != nil {
+			q.m.accepted[res.kind].Inc()
+			if err := q.hub.Publish(uint64(out.seq), out.f); err != nil {
 				out.f.Release()
-				r.log.Warn("firehose publish failed", "seq", out.seq, "err", err)
+				q.log.Warn("firehose publish failed", "seq", out.seq, "err", err)
 			}
 		}
 		out.f = nil
-		r.bufs.Put(res.out)
+		q.bufs.Put(res.out)
 		res.out = nil
 	}
-	if j > 0 && r.onPub != nil {
-		r.onPub()
+	if j > 0 && q.onPub != nil {
+		q.onPub()
 	}
 }
 
@@ -450,8 +483,8 @@ func (q *sequencer) afterCommit() {
 	for i := range q.batch {
 		res := &q.batch[i]
 		if res.localAfter != 0 && res.did != "" {
-			if err := q.r.st.SetLocalStatus([]byte(res.did), res.localAfter); err != nil {
-				q.r.log.Warn("cannot set local status", "did", res.did, "err", err)
+			if err := q.st.SetLocalStatus([]byte(res.did), res.localAfter); err != nil {
+				q.log.Warn("cannot set local status", "did", res.did, "err", err)
 			}
 		}
 	}
@@ -466,7 +499,7 @@ func (q *sequencer) releaseBudget() {
 		q.batch[i].budget = 0
 	}
 	if n > 0 {
-		q.r.resBudget.release(n)
+		q.budget.release(n)
 	}
 }
 
@@ -480,8 +513,8 @@ func (q *sequencer) abandon(reason DropReason) {
 	}
 	for i := range q.batch {
 		if q.batch[i].out != nil {
-			q.r.m.dropped[reason].Inc()
-			q.r.bufs.Put(q.batch[i].out)
+			q.m.dropped[reason].Inc()
+			q.bufs.Put(q.batch[i].out)
 			q.batch[i].out = nil
 		}
 	}
@@ -489,27 +522,14 @@ func (q *sequencer) abandon(reason DropReason) {
 
 // flushCursors persists cursors that moved without an event to carry them.
 func (q *sequencer) flushCursors() {
-	if q.r.failed.Load() {
+	if q.failed.Load() {
 		return
 	}
 	for hs, low := range q.dirty {
 		low = hs.q.cap(low)
-		if _, err := q.r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(low) }); err != nil {
-			q.r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
+		if _, err := q.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = uint64(low) }); err != nil {
+			q.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 		}
 		delete(q.dirty, hs)
-	}
-}
-
-// markCursorDirty asks the sequencer to persist a host's reset cursor.
-func (r *Relay) markCursorDirty(hs *hostState) {
-	cursor := uint64(hs.q.cap(hs.tr.lowWater()))
-	if h, ok := r.st.GetHost(hs.id); ok && h.Cursor == cursor {
-		// Already stored: a host answering FutureCursor on every connection
-		// must not cost a store write (and an fsync) per attempt.
-		return
-	}
-	if _, err := r.st.UpdateHost(hs.id, func(h *store.Host) { h.Cursor = cursor }); err != nil {
-		r.log.Warn("cannot persist host cursor", "host", hs.name, "err", err)
 	}
 }

@@ -43,7 +43,7 @@ func fillIdentities(q *sequencer, n int) {
 	q.batch = q.batch[:n]
 	for i := range q.batch {
 		did := fmt.Appendf(nil, "did:plc:%024d", i%100)
-		out := q.r.bufs.Get(256)
+		out := q.bufs.Get(256)
 		out.B = event.AppendIdentity(out.B[:0], &event.Identity{DID: did, Time: []byte("2026-12-05T16:00:00.000Z")})
 		frameLen := len(out.B)
 		out.B = append(out.B, did...)
@@ -59,11 +59,11 @@ func TestSequencerCommit(t *testing.T) {
 	for round := range 3 {
 		fillIdentities(q, 5)
 		q.commit()
-		if got, want := q.r.st.NewestSeq(), store.Seq(5*(round+1)); got != want || q.next != want+1 {
+		if got, want := q.st.NewestSeq(), store.Seq(5*(round+1)); got != want || q.next != want+1 {
 			t.Fatalf("round %d: newest %d, next %d; want %d, %d", round, got, q.next, want, want+1)
 		}
 	}
-	it, err := q.r.st.NewIterator(0)
+	it, err := q.st.NewIterator(0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,12 @@ package relay
 
 import (
 	"bytes"
+	"context"
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/pool"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atrelay/relay/engine/cid"
@@ -10,6 +16,42 @@ import (
 	"github.com/atrelay/relay/store"
 	"github.com/valyala/bytebufferpool"
 )
+
+// accountWorkers is the validation stage: the handler of the keyed worker
+// pool (decode, account state in the overlay ▸ store, verify, canonical
+// output frame), identity parking (park.go) and the account actions that
+// run on a DID's worker (accounts.go). Each worker goroutine owns its
+// scratch; what is shared here is static or atomic.
+type accountWorkers struct {
+	// Static after New.
+	cfg     *Config // the relay's, read-only
+	st      *store.Store
+	ids     *identity.Resolver
+	log     *slog.Logger
+	m       *metricsSet
+	now     func() time.Time
+	bufs    *pool.Buffers
+	hosts   *hostTable
+	resyncs *resyncs
+	fail    func(error) // stops ingestion after a store error (Relay.fail)
+	// pool runs handle; awaitIdentity submits unpark tasks to it. Set by
+	// New right after building the pool, before any task is submitted.
+	pool *pool.Workers[task, scratch]
+	// ctx ends once the workers and the sequencer stopped (identity
+	// lookups, unpark submissions); bgCtx ends first, at Close (retries).
+	ctx, bgCtx context.Context
+
+	// Handed over to the sequencer (sequencer.go): results carries every
+	// task's result, budget bounds their bytes, durable[i] is the last
+	// ticket of worker i the sequencer made durable (written by the
+	// sequencer, read by worker i's evict).
+	results chan<- result
+	budget  *byteBudget
+	durable []atomic.Uint64
+
+	parkedFrames atomic.Int64   // tasks parked on all workers (gauge)
+	parkWG       sync.WaitGroup // awaitIdentity goroutines; Close waits for them
+}
 
 // scratch is one worker's private state, reused across its tasks: owned by
 // that worker goroutine alone.
@@ -74,38 +116,38 @@ type result struct {
 	size int64
 }
 
-func (r *Relay) newScratch(worker int) scratch {
+func (w *accountWorkers) newScratch(worker int) scratch {
 	return scratch{
 		id:      worker,
-		val:     verify.New(verify.Config{Mode: r.cfg.Validation, Now: r.now}),
+		val:     verify.New(verify.Config{Mode: w.cfg.Validation, Now: w.now}),
 		overlay: make(map[string]*acctState, 1024),
-		ids:     parkIDs{r: r, ids: r.ids},
+		ids:     parkIDs{w: w, ids: w.ids},
 		parked:  make(map[string]*parkedAcct),
 	}
 }
 
 // handle runs one task on a worker.
-func (r *Relay) handle(s *scratch, t task) {
+func (w *accountWorkers) handle(s *scratch, t task) {
 	if c := t.ctl; c != nil {
 		switch {
 		case c.kind == ctlUnpark:
 			// Only the parking the answer is for: it may have been run
 			// already (a full side queue, Close) and the DID parked again.
 			if pa := s.parked[c.did]; pa != nil && pa == c.parked {
-				r.unpark(s, pa, c.err)
+				w.unpark(s, pa, c.err)
 			}
 		case c.kind == ctlFlushParked:
-			r.flushParked(s)
+			w.flushParked(s)
 		case len(s.parked) > 0 && s.parked[c.did] != nil:
-			r.parkBehind(s, s.parked[c.did], t)
+			w.parkBehind(s, s.parked[c.did], t)
 		default:
-			r.runControlGuarded(s, t)
+			w.runControlGuarded(s, t)
 		}
 		return
 	}
 	if len(s.parked) > 0 {
 		if pa := s.parked[string(t.did)]; pa != nil {
-			r.parkBehind(s, pa, t)
+			w.parkBehind(s, pa, t)
 			return
 		}
 	}
@@ -113,50 +155,50 @@ func (r *Relay) handle(s *scratch, t task) {
 	reason, ok := DropQuarantined, false
 	if !t.hs.q.active() {
 		s.ids.begin(&t, s.forceWait, s.closing, s.retryFail)
-		reason, ok = r.processGuarded(s, t, &res)
+		reason, ok = w.processGuarded(s, t, &res)
 		if reason == mustPark {
-			if r.park(s, t) {
+			if w.park(s, t) {
 				return
 			}
 			// No room to park: wait for the resolution here, as a
 			// frame that parked would (no second re-resolve).
 			t.parks++
 			s.ids.begin(&t, true, s.closing, s.retryFail)
-			reason, ok = r.processGuarded(s, t, &res)
+			reason, ok = w.processGuarded(s, t, &res)
 		}
 	}
 	t.f.Release()
 	if !ok {
 		if reason < numDropReasons {
-			r.m.dropped[reason].Inc()
+			w.m.dropped[reason].Inc()
 		}
 		if res.out != nil {
-			r.bufs.Put(res.out)
+			w.bufs.Put(res.out)
 			res.out = nil
 		}
 	}
-	r.send(s, res)
+	w.send(s, res)
 }
 
 // send hands a result to the sequencer with the worker's next ticket,
 // first taking its output bytes from the results budget (blocking while the
 // sequencer is that far behind, which fills this worker's queue and pauses
 // the hosts feeding it).
-func (r *Relay) send(s *scratch, res result) {
+func (w *accountWorkers) send(s *scratch, res result) {
 	s.ticket++
 	res.ticket = s.ticket
 	if res.out != nil {
 		res.size = int64(cap(res.out.B))
 		res.budget = res.size
-		r.resBudget.acquire(res.budget)
+		w.budget.acquire(res.budget)
 	}
-	r.results <- res
+	w.results <- res
 }
 
 // noDrop marks a verify rejection already counted under its own reason.
 const noDrop = numDropReasons
 
-func (r *Relay) process(s *scratch, t task, res *result) (DropReason, bool) {
+func (w *accountWorkers) process(s *scratch, t task, res *result) (DropReason, bool) {
 	if testPanicHook != nil {
 		testPanicHook("worker", t.did)
 	}
@@ -166,27 +208,27 @@ func (r *Relay) process(s *scratch, t task, res *result) (DropReason, bool) {
 	m := &s.msg
 	switch m.Kind {
 	case event.KindCommit:
-		return r.processCommit(s, t.hs, &m.Commit, res)
+		return w.processCommit(s, t.hs, &m.Commit, res)
 	case event.KindSync:
-		return r.processSync(s, t.hs, &m.Sync, res)
+		return w.processSync(s, t.hs, &m.Sync, res)
 	case event.KindIdentity:
-		return r.processIdentity(s, t.hs, &m.Identity, res)
+		return w.processIdentity(s, t.hs, &m.Identity, res)
 	case event.KindAccount:
-		return r.processAccount(s, t.hs, &m.Account, res)
+		return w.processAccount(s, t.hs, &m.Account, res)
 	}
 	return DropUnknownKind, false
 }
 
 // load returns the account's state from the overlay, else from the store.
-func (r *Relay) load(s *scratch, did []byte) (*acctState, error) {
+func (w *accountWorkers) load(s *scratch, did []byte) (*acctState, error) {
 	if a := s.overlay[string(did)]; a != nil {
 		return a, nil
 	}
-	found, err := r.st.GetAccount(did, &s.acct)
+	found, err := w.st.GetAccount(did, &s.acct)
 	if err != nil {
 		return nil, err
 	}
-	r.evict(s)
+	w.evict(s)
 	a := &acctState{did: string(did), known: found}
 	if found {
 		a.host, a.upstream, a.local = s.acct.Host, s.acct.UpstreamStatus, s.acct.LocalStatus
@@ -202,31 +244,31 @@ func (r *Relay) load(s *scratch, did []byte) (*acctState, error) {
 
 // evict keeps the overlay under its bound by forgetting durable entries
 // (an entry not yet durable is the only record of its state: never evicted).
-func (r *Relay) evict(s *scratch) {
-	if len(s.overlay) < r.cfg.OverlayEntries {
+func (w *accountWorkers) evict(s *scratch) {
+	if len(s.overlay) < w.cfg.OverlayEntries {
 		return
 	}
-	mark := r.durable[s.id].Load()
+	mark := w.durable[s.id].Load()
 	n := 0
 	for k, a := range s.overlay {
 		if a.ticket <= mark {
 			delete(s.overlay, k)
-			if n++; n >= r.cfg.OverlayEntries/8 {
+			if n++; n >= w.cfg.OverlayEntries/8 {
 				return
 			}
 		}
 	}
 }
 
-func (r *Relay) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
+func (w *accountWorkers) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
 	vs := &s.vs
 	*vs = verify.AccountState{Known: a.known}
 	if !a.known {
 		return vs
 	}
-	if hs := r.hostFor(a.host); hs != nil {
+	if hs := w.hosts.lookup(a.host); hs != nil {
 		vs.Host = hs.name
-	} else if h, ok := r.st.GetHost(a.host); ok {
+	} else if h, ok := w.st.GetHost(a.host); ok {
 		vs.Host = h.Hostname
 	}
 	vs.Upstream, vs.Local = a.upstream, a.local
@@ -238,18 +280,18 @@ func (r *Relay) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
 
 // admit applies the host's account limit to an account the relay is about
 // to create; false means the account is host-throttled.
-func (r *Relay) admit(hs *hostState, a *acctState) bool {
+func (w *accountWorkers) admit(hs *hostState, a *acctState) bool {
 	if a.known {
 		return a.local != store.LocalHostThrottled
 	}
 	if hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 		// Persist the refusal so that raising the limit, even after a
 		// restart, finds the account (store.MarkHostThrottled).
-		if _, err := r.st.MarkHostThrottled([]byte(a.did), hs.id); err != nil {
-			r.log.Warn("cannot record host-throttled account", "did", a.did, "host", hs.name, "err", err)
+		if _, err := w.st.MarkHostThrottled([]byte(a.did), hs.id); err != nil {
+			w.log.Warn("cannot record host-throttled account", "did", a.did, "host", hs.name, "err", err)
 			return false
 		}
-		r.m.hostThrottled.Inc()
+		w.m.hostThrottled.Inc()
 		a.known, a.host, a.local = true, hs.id, store.LocalHostThrottled
 		a.upstream = store.StatusActive
 		return false
@@ -259,57 +301,57 @@ func (r *Relay) admit(hs *hostState, a *acctState) bool {
 	return true
 }
 
-func (r *Relay) processCommit(s *scratch, hs *hostState, c *event.Commit, res *result) (DropReason, bool) {
-	a, err := r.load(s, c.Repo)
+func (w *accountWorkers) processCommit(s *scratch, hs *hostState, c *event.Commit, res *result) (DropReason, bool) {
+	a, err := w.load(s, c.Repo)
 	if err != nil {
-		r.fail(err)
+		w.fail(err)
 		return DropShutdown, false
 	}
 	if a.known && a.local == store.LocalHostThrottled {
 		return DropHostThrottled, false
 	}
-	vs := r.fillVerifyState(s, a)
+	vs := w.fillVerifyState(s, a)
 	began := time.Now()
-	v := s.val.Commit(r.ctx, c, hs.name, vs, &s.ids)
-	r.m.validation.UpdateDuration(began)
+	v := s.val.Commit(w.ctx, c, hs.name, vs, &s.ids)
+	w.m.validation.UpdateDuration(began)
 	if s.ids.parked {
 		return mustPark, false
 	}
 	if v.Action != verify.Accept {
-		r.m.reject(v.Reason.String())
+		w.m.reject(v.Reason.String())
 		return noDrop, false
 	}
-	if !r.admit(hs, a) {
+	if !w.admit(hs, a) {
 		return DropHostThrottled, false
 	}
 	s.commit = *c
 	s.commit.TooBig, s.commit.Rebase, s.commit.Blobs = false, false, nil
-	out := r.bufs.Get(len(c.Blocks) + 1024)
+	out := w.bufs.Get(len(c.Blocks) + 1024)
 	out.B = event.AppendCommit(out.B[:0], &s.commit)
-	r.finish(s, hs, a, res, out, store.KindCommit, v.NewState, store.StatusUnchanged)
+	w.finish(s, hs, a, res, out, store.KindCommit, v.NewState, store.StatusUnchanged)
 	if v.Break != verify.BreakNone {
-		r.m.chainBreak(v.Break.String())
+		w.m.chainBreak(v.Break.String())
 		if a.local != store.LocalDesynchronized {
 			res.ev.Local = store.LocalDesynchronized
 		}
-		r.desync(a, hs)
+		w.desync(a, hs)
 	}
 	return 0, true
 }
 
-func (r *Relay) processSync(s *scratch, hs *hostState, sy *event.Sync, res *result) (DropReason, bool) {
-	a, err := r.load(s, sy.DID)
+func (w *accountWorkers) processSync(s *scratch, hs *hostState, sy *event.Sync, res *result) (DropReason, bool) {
+	a, err := w.load(s, sy.DID)
 	if err != nil {
-		r.fail(err)
+		w.fail(err)
 		return DropShutdown, false
 	}
 	if a.known && a.local == store.LocalHostThrottled {
 		return DropHostThrottled, false
 	}
-	vs := r.fillVerifyState(s, a)
+	vs := w.fillVerifyState(s, a)
 	began := time.Now()
-	v := s.val.Sync(r.ctx, sy, hs.name, vs, &s.ids)
-	r.m.validation.UpdateDuration(began)
+	v := s.val.Sync(w.ctx, sy, hs.name, vs, &s.ids)
+	w.m.validation.UpdateDuration(began)
 	if s.ids.parked {
 		return mustPark, false
 	}
@@ -321,28 +363,28 @@ func (r *Relay) processSync(s *scratch, hs *hostState, sy *event.Sync, res *resu
 		// no-op on the account row.
 		v.NewState = verify.State{Rev: a.rev, Commit: cid.CID(a.commit), Data: cid.CID(a.data)}
 	default:
-		r.m.reject(v.Reason.String())
+		w.m.reject(v.Reason.String())
 		return noDrop, false
 	}
-	if !r.admit(hs, a) {
+	if !w.admit(hs, a) {
 		return DropHostThrottled, false
 	}
-	out := r.bufs.Get(len(sy.Blocks) + 512)
+	out := w.bufs.Get(len(sy.Blocks) + 512)
 	out.B = event.AppendSync(out.B[:0], sy)
-	r.finish(s, hs, a, res, out, store.KindSync, v.NewState, store.StatusUnchanged)
+	w.finish(s, hs, a, res, out, store.KindSync, v.NewState, store.StatusUnchanged)
 	if a.local == store.LocalDesynchronized {
 		// A #sync resets the chain (§13.1): the account is in sync again,
 		// durably with the event.
 		a.local = store.LocalActive
 		res.ev.Local = store.LocalActive
-		r.resynced(a.did)
+		w.resyncs.resynced(a.did)
 	}
 	return 0, true
 }
 
 // finish fills res with the output frame and the store event, and updates
 // the overlay with the state the event establishes.
-func (r *Relay) finish(s *scratch, hs *hostState, a *acctState, res *result, out *bytebufferpool.ByteBuffer,
+func (w *accountWorkers) finish(s *scratch, hs *hostState, a *acctState, res *result, out *bytebufferpool.ByteBuffer,
 	kind store.Kind, ns verify.State, status store.AccountStatus) {
 	res.frameLen = len(out.B)
 	b := out.B
