@@ -139,6 +139,9 @@ func (r *Repo) Get(collection, rkey string) (cid.CID, []byte) {
 	if c == nil {
 		return nil, nil
 	}
+	if r.forget {
+		return c.Clone(), nil
+	}
 	return c.Clone(), r.records[string(c)].data
 }
 
@@ -277,17 +280,17 @@ func (r *Repo) stage(writes []Write) ([]staged, error) {
 	return st, nil
 }
 
-// ref records one more path holding the record c.
+// ref records one more path holding the record c. Under ForgetRecords
+// nothing is counted: with no block to free, the count has no use.
 func (r *Repo) ref(c cid.CID, data []byte) {
+	if r.forget {
+		return
+	}
 	if rec, ok := r.records[string(c)]; ok {
 		rec.refs++
 		return
 	}
-	rec := &record{refs: 1}
-	if !r.forget {
-		rec.data = append([]byte(nil), data...)
-	}
-	r.records[string(c)] = rec
+	r.records[string(c)] = &record{data: append([]byte(nil), data...), refs: 1}
 }
 
 // unref drops one path's hold on record c, forgetting the block when no
