@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/capture"
+	"github.com/atrelay/relay/store"
 )
 
 // Network figures the extrapolation uses by default: the live network's
@@ -25,6 +26,7 @@ const (
 // prints the report and the disk a window needs at network rate.
 //
 //	bench disk --capture FILE --dir DIR [--window 72h] [--time-scale S] [--retention-every 10m]
+//	           [--extrapolate 72h] [--network-rate 450] [--network-bytes-per-day 200e9]
 func RunCLI(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench disk", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -33,6 +35,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 	window := fs.Duration("window", 0, "replay window retention keeps (0: the relay's default, 72h)")
 	scale := fs.Float64("time-scale", 1, "model time = receive time × this, from the first frame")
 	every := fs.Duration("retention-every", 0, "retention period in model time (0: 10m)")
+	target := fs.Duration("extrapolate", store.DefaultReplayWindow, "window to extrapolate the disk for")
 	rate := fs.Float64("network-rate", DefaultNetworkEventsPerSecond, "events/s to extrapolate the window's disk to")
 	perDay := fs.Float64("network-bytes-per-day", DefaultNetworkFrameBytesDay, "frame bytes a day to extrapolate the window's disk to")
 	if err := fs.Parse(args); err != nil {
@@ -63,8 +66,8 @@ func RunCLI(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "cpu          %d compactions, %v compacting (wall time); process %v CPU in %v (%.1f µs/event)\n",
 		rep.Compactions, rep.CompactionTime.Round(time.Millisecond), rep.CPU.Round(time.Millisecond),
 		rep.Elapsed.Round(time.Millisecond), float64(rep.CPU.Microseconds())/float64(max(rep.Events, 1)))
-	fmt.Fprintf(stdout, "window %v  at %.0f events/s: %s; at %.0f GB of frames a day: %s\n", w,
-		*rate, gib(rep.DiskFor(w, *rate)), *perDay/1e9, gib(rep.diskPerFrameByte()**perDay*w.Hours()/24))
+	fmt.Fprintf(stdout, "window %v  at %.0f events/s: %s; at %.0f GB of frames a day: %s\n", *target,
+		*rate, gib(rep.DiskFor(*target, *rate)), *perDay/1e9, gib(rep.diskPerFrameByte()**perDay*target.Hours()/24))
 	return nil
 }
 

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,7 +96,7 @@ func TestRunRetainsTheWindow(t *testing.T) {
 	if rep.DiskBytes == 0 || rep.WALBytes < uint64(bytesIn) || rep.WriteAmp < 1 || rep.BytesPerEvent() <= 0 {
 		t.Fatalf("report %+v", rep)
 	}
-	if got, want := rep.DiskFor(time.Hour, 10), rep.BytesPerEvent()*36_000; got != want {
+	if got, want := rep.DiskFor(time.Hour, 10), rep.BytesPerEvent()*36_000; math.Abs(got-want) > want*1e-9 {
 		t.Fatalf("DiskFor(1h, 10/s) = %v, want %v", got, want)
 	}
 }
@@ -103,5 +106,32 @@ func TestRunBadOptions(t *testing.T) {
 		if _, err := Run(context.Background(), nil, o); !errors.Is(err, ErrBadOptions) {
 			t.Errorf("%+v: %v", o, err)
 		}
+	}
+}
+
+// TestRunCLI: the command prints the report and extrapolates to the
+// requested window, not to the modelled one.
+func TestRunCLI(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := generate.Generate(&buf, generate.Options{Workload: fleet.Workload{Hosts: 2, Seed: 4}, Actions: 100,
+		Population: generate.Population{Accounts: 50}}); err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/c.cap"
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := RunCLI([]string{"--capture", path, "--dir", t.TempDir() + "/db", "--window", "5m", "--extrapolate", "24h"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"appended     ", "write amplification", "window 24h0m0s  at 450 events/s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := RunCLI([]string{"--capture", path}, &out); err == nil {
+		t.Error("no --dir accepted")
 	}
 }
