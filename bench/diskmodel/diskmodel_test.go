@@ -42,25 +42,18 @@ func TestRunRetainsTheWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var first, last int64
-	var times []int64
-	for {
-		rec, err := it.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if frames == 0 {
-			first = rec.RecvTime
-		}
-		last = rec.RecvTime
+	var times []int64 // receive times, in order
+	rec, err := it.Next()
+	for ; err == nil; rec, err = it.Next() {
 		times = append(times, rec.RecvTime)
 		frames++
 		bytesIn += int64(len(rec.Frame))
 	}
+	if err != io.EOF {
+		t.Fatal(err)
+	}
 	it.Close()
+	first, last := times[0], times[len(times)-1]
 	const scale, window, every = 30, 2 * time.Minute, 30 * time.Second
 	rep, err := Run(context.Background(), c, Options{Dir: t.TempDir(), Window: window, TimeScale: scale, RetentionEvery: every})
 	if err != nil {
