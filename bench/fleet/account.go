@@ -100,12 +100,16 @@ type accountState struct {
 	rng    *rand.Rand // per account, so plans replay identically in parallel
 	now    time.Time  // time of the action being executed; the repo's clock
 	// lastCommits are the two newest commits, oldest first, kept for the
-	// rev replay and rollback faults.
+	// rev replay and rollback faults (live accounts only).
 	lastCommits [2]*event.Commit
+	// offline marks a Sim: no faults to replay, no getRepo to serve, so
+	// it keeps neither lastCommits nor record blocks (a generator may hold
+	// a million of them).
+	offline bool
 }
 
-func newAccountState(w *Workload, num int, handle string) (*accountState, error) {
-	a := &accountState{did: MakeDID(w.Seed, num), num: num, w: w, handle: handle,
+func newAccountState(w *Workload, num int, handle string, offline bool) (*accountState, error) {
+	a := &accountState{did: MakeDID(w.Seed, num), num: num, w: w, handle: handle, offline: offline,
 		rng: rand.New(rand.NewPCG(w.Seed, uint64(num)))}
 	key, err := MakeKey(w.Curve, w.Seed, num, 0)
 	if err != nil {
@@ -121,7 +125,7 @@ func newAccountState(w *Workload, num int, handle string) (*accountState, error)
 // newRepo makes an empty repository signed with a.key whose clock never
 // reads earlier than floor (so a rebuilt repository's revs keep rising).
 func (a *accountState) newRepo(floor time.Time) (*repo.Repo, error) {
-	return repo.New(a.did, a.key, repo.Options{ClockID: uint(a.num), Now: func() time.Time {
+	return repo.New(a.did, a.key, repo.Options{ClockID: uint(a.num), ForgetRecords: a.offline, Now: func() time.Time {
 		if a.now.After(floor) {
 			return a.now
 		}
@@ -156,7 +160,9 @@ func (a *accountState) commit(writes []repo.Write) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("fleet: %s: %w", a.did, err)
 	}
-	a.lastCommits[0], a.lastCommits[1] = a.lastCommits[1], c
+	if !a.offline {
+		a.lastCommits[0], a.lastCommits[1] = a.lastCommits[1], c
+	}
 	return Event{commit: c}, nil
 }
 
@@ -173,6 +179,20 @@ func (a *accountState) genesis(now time.Time) ([]Event, error) {
 		return nil, err
 	}
 	return []Event{a.identityEvent(), a.accountEvent(), c, s}, nil
+}
+
+// preexist makes the repository's unseen first commit: records posts at
+// at, no event returned (see Sim.Preexist).
+func (a *accountState) preexist(at time.Time, records int) error {
+	a.now = at
+	ws := make([]repo.Write, records)
+	for i := range ws {
+		rkey := a.repo.NextTID()
+		a.rkeys = append(a.rkeys, rkey)
+		ws[i] = repo.Write{Action: mst.ActionCreate, Collection: postCollection, RKey: rkey, Record: repo.PostRecord(a.text(), at)}
+	}
+	_, err := a.commit(ws)
+	return err
 }
 
 // step executes one planned action. A deactivated or deleted account

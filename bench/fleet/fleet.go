@@ -146,7 +146,7 @@ func (f *Fleet) createAccounts() error {
 
 // create makes account number num on h and publishes its genesis events.
 func (f *Fleet) create(h *Host, num int) (*Account, error) {
-	st, err := newAccountState(&f.opts.Workload, num, fmt.Sprintf("u%d.test", num))
+	st, err := newAccountState(&f.opts.Workload, num, fmt.Sprintf("u%d.test", num), false)
 	if err != nil {
 		return nil, err
 	}

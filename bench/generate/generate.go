@@ -22,6 +22,33 @@
 // the time of generation, keeping every rev inside a relay's future-rev
 // window when the capture is replayed soon after.
 //
+// # Pre-existing accounts
+//
+// With Options.Population.Accounts set, the capture models a relay joining
+// a network that already exists, instead of creating every account in it:
+//
+//   - Population.Accounts accounts exist before the capture; the snapshot
+//     holds every one's DID document, and none is created in the capture;
+//   - account n lives on one host for the whole capture, drawn from the
+//     workload's HostSkew power law by a hash of (Seed, n), so hosts differ
+//     in size as real PDSes do;
+//   - each action picks its account from a power law of exponent
+//     Population.Skew over all accounts (default 0.7: with 3.6 actions per
+//     account, 84 % of the accounts act at least once), and the planner
+//     decides only its kind;
+//   - an account is materialised at its first action: a repository of
+//     Population.InitialRecords posts committed an hour before Start, whose
+//     events are not in the capture (fleet.Sim.Preexist), so its first event
+//     has a since and prevData the relay cannot check, as when a relay
+//     starts on the real network;
+//   - receive times are spaced per event, not per action, at
+//     Workload.EventsPerSecond, so a replay at speed 1 runs at that rate.
+//
+// Memory is the touched accounts (about 3 KiB each with a few records; an
+// untouched account costs 8 bytes) and, at the end, one worker's documents
+// at a time: the snapshot is rendered account by account, each Sim dropped
+// once its document is made.
+//
 // # Parallelism
 //
 // Actions are processed in batches. Within a batch, each worker executes
@@ -37,10 +64,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
+	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atrelay/relay/bench/capture"
@@ -66,6 +93,10 @@ type Options struct {
 	// Actions is the number of planned actions after account creation
 	// (default 10,000).
 	Actions int
+	// Population, when its Accounts is set, replaces account creation by
+	// accounts that exist before the capture (see the package doc);
+	// Workload.AccountsPerHost and AccountSkew are then unused.
+	Population Population
 	// Workers is the number of signing goroutines (default GOMAXPROCS).
 	Workers int
 	// Note is stored in the capture header.
@@ -76,8 +107,10 @@ type Options struct {
 type Stats struct {
 	Frames   int64 // frames written
 	Bytes    int64 // frame bytes written
-	Accounts int
-	Elapsed  time.Duration
+	Accounts int   // accounts in the snapshot
+	// Touched is the number of accounts with at least one event.
+	Touched int
+	Elapsed time.Duration
 }
 
 // FramesPerSecond is the generation rate.
@@ -91,7 +124,7 @@ func (s Stats) FramesPerSecond() float64 {
 // job is one unit of work for a worker: an account's genesis (kind 0) or
 // a planned action.
 type job struct {
-	sim  *fleet.Sim
+	acct int              // index in gen.sims
 	kind fleet.ActionKind // 0: genesis
 	host int
 	at   time.Time
@@ -108,6 +141,7 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
+	pop := opts.Population.withDefaults()
 	zeroStart := opts.Workload.Start.IsZero()
 	wl := opts.Workload.WithDefaults()
 	if zeroStart {
@@ -119,6 +153,9 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 	}
 	if wl.Hosts > 65535-BasePort {
 		return Stats{}, fmt.Errorf("%w: %d hosts > %d", ErrBadOptions, wl.Hosts, 65535-BasePort)
+	}
+	if err := pop.validate(); err != nil {
+		return Stats{}, err
 	}
 	planner, err := fleet.NewPlanner(wl)
 	if err != nil {
@@ -134,41 +171,16 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	g := &gen{opts: opts, w: cw, seqs: make([]int64, wl.Hosts)}
-	sims := make([]*fleet.Sim, wl.Hosts*wl.AccountsPerHost)
-
-	// Account creation: build the Sims (key derivation) inside the jobs.
-	jobs := make([]job, len(sims))
-	for i := range jobs {
-		jobs[i] = job{host: i / max(wl.AccountsPerHost, 1), at: wl.Start}
+	g := &gen{opts: opts, wl: &wl, w: cw, seqs: make([]int64, wl.Hosts)}
+	if pop.Accounts > 0 {
+		err = g.population(planner, pop)
+	} else {
+		err = g.creation(planner)
 	}
-	g.run(jobs, func(i int, j *job) {
-		s, err := fleet.NewSim(&wl, i)
-		if err != nil {
-			j.err = err
-			return
-		}
-		sims[i], j.sim = s, s
-		j.evs, j.err = s.Genesis(j.at)
-	})
-	if err := g.write(jobs); err != nil {
+	if err != nil {
 		return Stats{}, err
 	}
-	for done := 0; done < opts.Actions && len(sims) > 0; {
-		n := min(batchActions, opts.Actions-done)
-		jobs = jobs[:0]
-		for range n {
-			a := planner.Next()
-			s := sims[a.Host*wl.AccountsPerHost+a.Rank%wl.AccountsPerHost]
-			jobs = append(jobs, job{sim: s, kind: a.Kind, host: a.Host, at: a.Time})
-		}
-		g.run(jobs, func(_ int, j *job) { j.evs, j.err = j.sim.Step(j.kind, j.at) })
-		if err := g.write(jobs); err != nil {
-			return Stats{}, err
-		}
-		done += n
-	}
-	snap, err := snapshot(sims, wl.AccountsPerHost)
+	snap, err := g.snapshot()
 	if err != nil {
 		return Stats{}, err
 	}
@@ -176,54 +188,124 @@ func Generate(w io.Writer, opts Options) (Stats, error) {
 	if err := cw.Close(); err != nil {
 		return Stats{}, err
 	}
-	g.stats.Accounts = len(sims)
+	g.stats.Accounts = len(g.sims)
 	g.stats.Elapsed = time.Since(began)
 	return g.stats, nil
 }
 
 // gen is one generation's writer side. Single goroutine except run's
-// workers, which touch only their own jobs.
+// workers, which touch only their own jobs and the sims of their accounts.
 type gen struct {
-	opts  Options
-	w     *capture.Writer
-	seqs  []int64 // last seq per host
-	buf   []byte
-	stats Stats
+	opts Options
+	wl   *fleet.Workload // defaults applied; read-only
+	w    *capture.Writer
+	// sims holds every account's Sim by account number; in the population
+	// model nil until the account's first action.
+	sims   []*fleet.Sim
+	hostOf func(acct int) int
+	// eventStep, when set, spaces receive times per event from start
+	// instead of stamping each event with its action's time.
+	eventStep time.Duration
+	start     time.Time
+	seqs      []int64 // last seq per host
+	buf       []byte
+	stats     Stats
 }
 
-// run executes do for every job; job i goes to worker owner(i), where a
-// job's owner is its account, so one account's jobs run in order on one
-// goroutine.
-func (g *gen) run(jobs []job, do func(i int, j *job)) {
-	owners := make([]int, len(jobs))
+// creation is the account-creation model: every account's genesis at
+// Start, then the planned actions on Zipf-ranked accounts of each host.
+func (g *gen) creation(planner *fleet.Planner) error {
+	k := g.wl.AccountsPerHost
+	g.sims = make([]*fleet.Sim, g.wl.Hosts*k)
+	g.hostOf = func(acct int) int { return acct / max(k, 1) }
+	jobs := make([]job, len(g.sims))
 	for i := range jobs {
-		owners[i] = i
-		if jobs[i].sim != nil {
-			owners[i] = accountOwner(jobs[i].sim)
-		}
+		jobs[i] = job{acct: i, host: g.hostOf(i), at: g.wl.Start}
 	}
+	err := g.run(jobs, func(j *job) {
+		s, err := fleet.NewSim(g.wl, j.acct)
+		if err != nil {
+			j.err = err
+			return
+		}
+		g.sims[j.acct] = s
+		j.evs, j.err = s.Genesis(j.at)
+	})
+	if err != nil || len(g.sims) == 0 {
+		return err
+	}
+	return g.actions(planner, func(a fleet.Action) int { return a.Host*k + a.Rank%k }, nil)
+}
+
+// population is the pre-existing model of the package doc.
+func (g *gen) population(planner *fleet.Planner, pop Population) error {
+	g.sims = make([]*fleet.Sim, pop.Accounts)
+	hosts := newPowerLaw(g.wl.Hosts, g.wl.HostSkew)
+	g.hostOf = func(acct int) int { return hosts.rank(hashUnit(g.wl.Seed, uint64(acct))) }
+	g.eventStep = time.Duration(float64(time.Second) / g.wl.EventsPerSecond)
+	g.start = g.wl.Start
+	accts := newPowerLaw(pop.Accounts, pop.Skew)
+	rng := rand.New(rand.NewPCG(g.wl.Seed, 0x706f70)) // "pop"
+	before := g.wl.Start.Add(-time.Hour)
+	materialise := func(j *job) error {
+		s, err := fleet.NewSim(g.wl, j.acct)
+		if err != nil {
+			return err
+		}
+		g.sims[j.acct] = s
+		return s.Preexist(before, pop.InitialRecords)
+	}
+	return g.actions(planner, func(fleet.Action) int { return accts.rank(rng.Float64()) }, materialise)
+}
+
+// actions executes opts.Actions planned actions, batch by batch; pick maps
+// an action onto its account, and materialise (if set) creates an account
+// at its first action.
+func (g *gen) actions(planner *fleet.Planner, pick func(fleet.Action) int, materialise func(*job) error) error {
+	jobs := make([]job, 0, batchActions)
+	for done := 0; done < g.opts.Actions; {
+		n := min(batchActions, g.opts.Actions-done)
+		jobs = jobs[:0]
+		for range n {
+			a := planner.Next()
+			acct := pick(a)
+			jobs = append(jobs, job{acct: acct, kind: a.Kind, host: g.hostOf(acct), at: a.Time})
+		}
+		err := g.run(jobs, func(j *job) {
+			if g.sims[j.acct] == nil {
+				if j.err = materialise(j); j.err != nil {
+					return
+				}
+			}
+			j.evs, j.err = g.sims[j.acct].Step(j.kind, j.at)
+		})
+		if err != nil {
+			return err
+		}
+		done += n
+	}
+	return nil
+}
+
+// run executes do for every job on the workers and then writes the jobs'
+// events in order. Job j goes to worker j.acct mod Workers, so one
+// account's jobs run in order on one goroutine and its Sim never crosses
+// workers.
+func (g *gen) run(jobs []job, do func(j *job)) error {
 	var wg sync.WaitGroup
 	for wk := range g.opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				if owners[i]%g.opts.Workers == wk {
-					do(i, &jobs[i])
+				if jobs[i].acct%g.opts.Workers == wk {
+					do(&jobs[i])
 				}
 			}
 		}()
 	}
 	wg.Wait()
-}
-
-// accountOwner maps an account onto a stable worker key.
-func accountOwner(s *fleet.Sim) int {
-	h := 0
-	for _, c := range []byte(s.DID()) {
-		h = h*31 + int(c)
-	}
-	return h & 0x7fffffff
+	return g.write(jobs)
 }
 
 // write sequences and writes the jobs' events in plan order.
@@ -236,7 +318,11 @@ func (g *gen) write(jobs []job) error {
 		for _, ev := range j.evs {
 			g.seqs[j.host]++
 			g.buf = ev.AppendFrame(g.buf[:0], g.seqs[j.host])
-			rec := capture.Record{Source: j.host, RecvTime: j.at.UnixNano(), Seq: g.seqs[j.host], Frame: g.buf}
+			at := j.at.UnixNano()
+			if g.eventStep > 0 {
+				at = g.start.Add(time.Duration(g.stats.Frames) * g.eventStep).UnixNano()
+			}
+			rec := capture.Record{Source: j.host, RecvTime: at, Seq: g.seqs[j.host], Frame: g.buf}
 			if err := g.w.Write(rec); err != nil {
 				return err
 			}
@@ -248,26 +334,42 @@ func (g *gen) write(jobs []job) error {
 	return nil
 }
 
-// snapshot renders every account's final DID document through a fake PLC,
-// so the documents have exactly the shape bench/plc serves.
-func snapshot(sims []*fleet.Sim, perHost int) (capture.Snapshot, error) {
-	dir := plc.New()
-	snap := capture.Snapshot{}
-	for i, s := range sims {
-		pds := fmt.Sprintf("http://localhost:%d", BasePort+i/perHost)
-		if err := dir.Put(s.DID(), s.Doc(pds)); err != nil {
-			return nil, err
-		}
-		rec := httptest.NewRecorder()
-		dir.ServeHTTP(rec, httptestRequest("/"+s.DID()))
-		if rec.Code != http.StatusOK {
-			return nil, fmt.Errorf("generate: rendering %s: status %d", s.DID(), rec.Code)
-		}
-		snap[s.DID()] = rec.Body.Bytes()
+// snapshot renders every account's final DID document as bench/plc serves
+// it, on all workers. An account never touched gets its initial document;
+// each Sim is dropped once rendered, so the documents replace the Sims in
+// memory rather than adding to them.
+func (g *gen) snapshot() (capture.Snapshot, error) {
+	docs := make([][]byte, len(g.sims))
+	errs := make([]error, g.opts.Workers)
+	var touched atomic.Int64
+	var wg sync.WaitGroup
+	for wk := range g.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := wk; i < len(g.sims); i += g.opts.Workers {
+				s := g.sims[i]
+				if s != nil {
+					touched.Add(1)
+				} else if s, errs[wk] = fleet.NewSim(g.wl, i); errs[wk] != nil {
+					return
+				}
+				g.sims[i] = nil
+				pds := fmt.Sprintf("http://localhost:%d", BasePort+g.hostOf(i))
+				if docs[i], errs[wk] = plc.Marshal(s.DID(), s.Doc(pds)); errs[wk] != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	g.stats.Touched = int(touched.Load())
+	snap := make(capture.Snapshot, len(docs))
+	for i, doc := range docs {
+		snap[fleet.MakeDID(g.wl.Seed, i)] = doc
 	}
 	return snap, nil
-}
-
-func httptestRequest(path string) *http.Request {
-	return httptest.NewRequest(http.MethodGet, path, nil)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/attack"
+	"github.com/atrelay/relay/bench/diskmodel"
 	"github.com/atrelay/relay/bench/jsload"
 	"github.com/atrelay/relay/bench/plc"
 )
@@ -37,12 +38,16 @@ var ErrRelayExited = errors.New("harness: the child relay exited")
 //
 //	bench [--capture shared|DIR|FILE] [--relay-api URL] [--relay-metrics URL] ...
 //	bench chart --out mem.png run1.json[=label] run2.json[=label] ...
+//	bench disk --capture FILE --dir DIR [--window 72h] [--time-scale S]  (bench/diskmodel)
 func RunCLI(args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "chart" {
 		return runChartCLI(args[1:], stdout)
 	}
 	if len(args) > 0 && args[0] == "jetstream" {
 		return jsload.RunCLI(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "disk" {
+		return diskmodel.RunCLI(args[1:], stdout)
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stdout)

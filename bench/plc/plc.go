@@ -120,6 +120,10 @@ func render(did string, d Doc) *document {
 	}
 }
 
+// Marshal returns the DID document JSON the server serves for did after
+// Put(did, d) with d.Raw nil, for tools that store documents offline.
+func Marshal(did string, d Doc) ([]byte, error) { return json.Marshal(render(did, d)) }
+
 // entry is one DID's current state. Entries are replaced, never mutated,
 // so a served body can be written without holding the lock.
 type entry struct {
@@ -226,7 +230,7 @@ func (s *Server) Put(did string, d Doc) error {
 		}
 	} else {
 		e.doc = render(did, d)
-		b, err := json.Marshal(e.doc)
+		b, err := json.Marshal(e.doc) // the bytes of Marshal
 		if err != nil {
 			return err
 		}

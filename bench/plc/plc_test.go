@@ -87,6 +87,12 @@ func TestDocumentShape(t *testing.T) {
 			if !reflect.DeepEqual(d, want) {
 				t.Fatalf("got %+v\nwant %+v", d, want)
 			}
+			// Marshal renders offline exactly the body the server serves.
+			_, _, body := get(t, s, "/"+did1, "")
+			m, err := Marshal(did1, Doc{Handle: "alice.test", PDS: "http://localhost:5201", Key: key1, KeyType: tc.keyType})
+			if err != nil || string(m) != string(body) {
+				t.Fatalf("Marshal = %s, %v; served %s", m, err, body)
+			}
 		})
 	}
 }

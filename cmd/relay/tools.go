@@ -130,8 +130,15 @@ func runGenerate(args []string, stdout io.Writer) error {
 	actions := fs.Int("actions", 100_000, "planned actions after account creation (about one event each)")
 	curve := fs.String("curve", "k256", "signing curve: k256 or p256")
 	seed := fs.Uint64("seed", 1, "random seed")
+	population := fs.Int("population", 0, "accounts that exist before the capture (replaces -accounts and account creation; see bench/generate)")
+	popSkew := fs.Float64("population-skew", 0.7, "power-law exponent of the actions over the -population accounts (below 1: most accounts act)")
+	popRecords := fs.Int("population-records", 3, "posts each pre-existing repository holds before the capture")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	pop := generate.Population{Accounts: *population, Skew: *popSkew, InitialRecords: *popRecords}
+	if pop.InitialRecords == 0 {
+		pop.InitialRecords = -1 // the option's zero means the default
 	}
 	wl := fleet.Workload{Hosts: *hosts, AccountsPerHost: *accounts, EventsPerSecond: *rate, Seed: *seed}
 	switch *curve {
@@ -148,15 +155,19 @@ func runGenerate(args []string, stdout io.Writer) error {
 	}
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
-	st, err := generate.Generate(w, generate.Options{Workload: wl, Actions: *actions,
-		Note: fmt.Sprintf("generated: %d hosts x %d accounts, %g events/s, %d actions", *hosts, *accounts, *rate, *actions)})
+	note := fmt.Sprintf("generated: %d hosts x %d accounts, %g events/s, %d actions", *hosts, *accounts, *rate, *actions)
+	if pop.Accounts > 0 {
+		note = fmt.Sprintf("generated: %d hosts, %d pre-existing accounts (skew %g, %d records), %g events/s, %d actions",
+			*hosts, pop.Accounts, pop.Skew, *popRecords, *rate, *actions)
+	}
+	st, err := generate.Generate(w, generate.Options{Workload: wl, Actions: *actions, Population: pop, Note: note})
 	if err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %d frames (%d bytes, %d accounts) in %s: %.0f frames/s -> %s\n",
-		st.Frames, st.Bytes, st.Accounts, st.Elapsed.Round(time.Millisecond), st.FramesPerSecond(), *out)
+	fmt.Fprintf(stdout, "wrote %d frames (%d bytes, %d accounts, %d with events) in %s: %.0f frames/s -> %s\n",
+		st.Frames, st.Bytes, st.Accounts, st.Touched, st.Elapsed.Round(time.Millisecond), st.FramesPerSecond(), *out)
 	return f.Sync()
 }

@@ -34,6 +34,9 @@ func (r *Repo) ExportCAR() ([]byte, error) {
 	if r.head.commit == nil {
 		return nil, ErrNoCommit
 	}
+	if r.forget {
+		return nil, ErrForgotten
+	}
 	out := car.AppendHeader(nil, r.head.commit)
 	out = car.AppendBlock(out, r.head.commit, r.head.block)
 	// A fresh tree's first Commit lists every node; the live tree only

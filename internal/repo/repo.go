@@ -30,6 +30,7 @@ var (
 	ErrUnchanged    = errors.New("repo: update to an identical record")
 	ErrNoCommit     = errors.New("repo: no commit yet")
 	ErrTooManyWrite = errors.New("repo: more writes than a #commit may carry")
+	ErrForgotten    = errors.New("repo: record blocks are not kept (Options.ForgetRecords)")
 )
 
 // Write is one change of a batch: create or update stores Record under
@@ -48,6 +49,12 @@ type Options struct {
 	Now func() time.Time
 	// ClockID is stamped into every rev (low 10 bits); default 0.
 	ClockID uint
+	// ForgetRecords keeps only the record CIDs in the tree, not the record
+	// blocks, once the commit that wrote them is returned: for an offline
+	// generator holding a million repositories, whose memory is otherwise
+	// mostly record text. Get then returns a nil block and ExportCAR fails
+	// with ErrForgotten.
+	ForgetRecords bool
 }
 
 // record is one stored record block and the number of paths holding it.
@@ -60,9 +67,10 @@ type record struct {
 // concurrently with another.
 type Repo struct {
 	// Static after New.
-	did []byte
-	key *atcrypto.PrivateKey
-	now func() time.Time
+	did    []byte
+	key    *atcrypto.PrivateKey
+	now    func() time.Time
+	forget bool // Options.ForgetRecords
 
 	// Owned by the goroutine using the Repo.
 	clock   *syntax.TIDClock
@@ -98,6 +106,7 @@ func New(did string, key *atcrypto.PrivateKey, opts Options) (*Repo, error) {
 		did:     []byte(did),
 		key:     key,
 		now:     now,
+		forget:  opts.ForgetRecords,
 		clock:   syntax.NewTIDClock(opts.ClockID, now),
 		tree:    mst.NewTree(),
 		records: map[string]*record{},
@@ -123,11 +132,15 @@ func (r *Repo) Data() cid.CID { return r.head.data.Clone() }
 func (r *Repo) Len() int { return r.tree.Len() }
 
 // Get returns the CID and block of the record at collection/rkey, or nils.
-// The block is shared with the repository and must not be modified.
+// The block is shared with the repository and must not be modified; it is
+// nil under Options.ForgetRecords.
 func (r *Repo) Get(collection, rkey string) (cid.CID, []byte) {
 	c := r.tree.Get([]byte(collection + "/" + rkey))
 	if c == nil {
 		return nil, nil
+	}
+	if r.forget {
+		return c.Clone(), nil
 	}
 	return c.Clone(), r.records[string(c)].data
 }
@@ -171,7 +184,9 @@ func (r *Repo) Apply(writes []Write) (*event.Commit, error) {
 			r.unref(s.prev)
 		}
 		r.ref(s.cid, s.w.Record)
-		recs = append(recs, car.Block{CID: s.cid, Data: r.records[string(s.cid)].data})
+		// The write's own bytes: the stored block has the same CID, and
+		// under ForgetRecords there is none.
+		recs = append(recs, car.Block{CID: s.cid, Data: s.w.Record})
 	}
 	var nodes []car.Block
 	data := r.tree.Commit(func(c cid.CID, block []byte) {
@@ -265,8 +280,12 @@ func (r *Repo) stage(writes []Write) ([]staged, error) {
 	return st, nil
 }
 
-// ref records one more path holding the record c.
+// ref records one more path holding the record c. Under ForgetRecords
+// nothing is counted: with no block to free, the count has no use.
 func (r *Repo) ref(c cid.CID, data []byte) {
+	if r.forget {
+		return
+	}
 	if rec, ok := r.records[string(c)]; ok {
 		rec.refs++
 		return

@@ -438,6 +438,69 @@ func TestGetAndRecordRefs(t *testing.T) {
 	}
 }
 
+// TestForgetRecords: a repository that forgets record blocks emits the
+// same commits (ops, blocks but the signed commit, data roots) as one that
+// keeps them, while holding no record bytes.
+func TestForgetRecords(t *testing.T) {
+	key, err := atcrypto.GeneratePrivateKey(atcrypto.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, _ := New(testDID, key, Options{Now: fixedClock(), ClockID: 7})
+	forget, _ := New(testDID, key, Options{Now: fixedClock(), ClockID: 7, ForgetRecords: true})
+	shared := PostRecord("shared", time.Unix(0, 0))
+	batches := [][]Write{
+		nil,
+		{{Action: mst.ActionCreate, Collection: "app.bsky.feed.post", RKey: "a1", Record: shared},
+			{Action: mst.ActionCreate, Collection: "app.bsky.feed.post", RKey: "a2", Record: PostRecord("two", time.Unix(1, 0))}},
+		{{Action: mst.ActionCreate, Collection: "app.bsky.feed.post", RKey: "a3", Record: shared}},
+		{{Action: mst.ActionUpdate, Collection: "app.bsky.feed.post", RKey: "a2", Record: shared},
+			{Action: mst.ActionDelete, Collection: "app.bsky.feed.post", RKey: "a1"}},
+	}
+	for i, ws := range batches {
+		a, err := keep.Apply(ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := forget.Apply(ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !keep.Data().Equal(forget.Data()) || fmt.Sprint(a.Ops) != fmt.Sprint(b.Ops) {
+			t.Fatalf("batch %d: data %s vs %s, ops %v vs %v", i, keep.Data(), forget.Data(), a.Ops, b.Ops)
+		}
+		if ka, kb := nonCommitBlocks(t, a), nonCommitBlocks(t, b); ka != kb {
+			t.Fatalf("batch %d: blocks differ:\n%s\n%s", i, ka, kb)
+		}
+	}
+	if len(forget.records) != 0 {
+		t.Fatalf("%d record blocks still held", len(forget.records))
+	}
+	if c, b := forget.Get("app.bsky.feed.post", "a2"); c == nil || b != nil {
+		t.Fatalf("Get = %v, %d bytes; want the CID and no block", c, len(b))
+	}
+	if _, err := forget.ExportCAR(); !errors.Is(err, ErrForgotten) {
+		t.Fatalf("ExportCAR: %v, want ErrForgotten", err)
+	}
+}
+
+// nonCommitBlocks lists a commit CAR's blocks other than the signed commit
+// (whose P-256 signature is randomized) as "cid:hex" lines.
+func nonCommitBlocks(t *testing.T, ev *event.Commit) string {
+	t.Helper()
+	var rd car.Reader
+	if err := rd.Reset(ev.Blocks, car.Options{VerifyHashes: true}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, b := range rd.Blocks {
+		if !b.CID.Equal(ev.Commit) {
+			fmt.Fprintf(&out, "%s:%x\n", b.CID, b.Data)
+		}
+	}
+	return out.String()
+}
+
 func TestPostRecordCanonical(t *testing.T) {
 	at := time.Date(2025, 4, 16, 23, 40, 33, 895e6, time.UTC)
 	got := PostRecord("hello world", at)
