@@ -8,21 +8,26 @@ import (
 	"github.com/atrelay/relay/store"
 )
 
-// batcher collects events for one Append. Single goroutine (Run's). Each
-// queued frame is a copy the event's fields and framer view until flush
-// (one allocation per event: a measuring tool, not the relay's path).
+// batcher collects events for one group commit, written as the relay's
+// sequencer writes it: Stage decides, the logged events get the next
+// seqs and their frames rewritten with them, Commit writes. Single
+// goroutine (Run's). Each queued frame is a copy the event's fields view
+// until flush (allocations per event: a measuring tool, not the relay's
+// path).
 type batcher struct {
-	st      *store.Store
-	max     int
-	dec     event.Decoder
-	msg     event.Message
-	events  []store.Event
-	framers []framer
-	results []store.Result
+	st       *store.Store
+	max      int
+	dec      event.Decoder
+	msg      event.Message
+	events   []store.Event
+	frames   [][]byte // the capture's frame of events[i]
+	outcomes []store.Outcome
+	rows     []store.SeqEvent
+	next     store.Seq // seq of the next logged event; 0: read the store's
 }
 
 func newBatcher(st *store.Store, max int) *batcher {
-	return &batcher{st: st, max: max, framers: make([]framer, 0, max), events: make([]store.Event, 0, max)}
+	return &batcher{st: st, max: max, frames: make([][]byte, 0, max), events: make([]store.Event, 0, max)}
 }
 
 // add queues frame as the relay would append it once validated and
@@ -57,8 +62,7 @@ func (b *batcher) add(frame []byte, host store.HostID, cursor uint64) (int, erro
 	// reuses: the event keeps copies.
 	e.DID, e.Rev, e.Commit = bytes.Clone(e.DID), bytes.Clone(e.Rev), bytes.Clone(e.Commit)
 	e.Data = e.Commit
-	b.framers = append(b.framers, framer{frame: frame})
-	e.Frame = &b.framers[len(b.framers)-1]
+	b.frames = append(b.frames, frame)
 	b.events = append(b.events, e)
 	if len(b.events) == b.max {
 		return 1, b.flush()
@@ -71,9 +75,30 @@ func (b *batcher) flush() error {
 	if len(b.events) == 0 {
 		return nil
 	}
-	var err error
-	b.results, err = b.st.Append(b.events, b.results[:0])
+	if b.next == 0 {
+		b.next = b.st.NewestSeq() + 1
+	}
+	staged, outcomes, err := b.st.Stage(b.events, b.outcomes[:0])
+	if err != nil {
+		return err
+	}
+	b.outcomes, b.rows = outcomes, b.rows[:0]
+	for i, o := range outcomes {
+		if !o.Logged() {
+			continue
+		}
+		seq := b.next
+		out, err := event.RewriteSeq(nil, b.frames[i], int64(seq))
+		if err != nil {
+			// add decoded the frame, so its seq can be rewritten.
+			panic(fmt.Sprintf("BUG: diskmodel: rewriting a decoded frame: %v", err))
+		}
+		b.rows = append(b.rows, store.SeqEvent{Seq: seq, Kind: b.events[i].Kind, DID: b.events[i].DID, Frame: out})
+		b.next++
+	}
+	err = staged.Commit(b.rows)
 	clear(b.events)
-	b.events, b.framers = b.events[:0], b.framers[:0]
+	clear(b.frames)
+	b.events, b.frames = b.events[:0], b.frames[:0]
 	return err
 }

@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/capture"
-	"github.com/atrelay/relay/engine/event"
 	"github.com/atrelay/relay/store"
 )
 
@@ -138,21 +137,6 @@ func (r Report) DiskFor(d time.Duration, eventsPerSecond float64) float64 {
 type clock struct{ now time.Time }
 
 func (c *clock) Now() time.Time { return c.now }
-
-// framer is one event's store.Framer: the capture's frame with the
-// relay's seq written in.
-type framer struct{ frame []byte }
-
-// AppendFrame implements store.Framer.
-func (f *framer) AppendFrame(dst []byte, seq store.Seq) []byte {
-	out, err := event.RewriteSeq(dst, f.frame, int64(seq))
-	if err != nil {
-		// Run decoded the frame before handing it over, so its seq can be
-		// rewritten; store.Framer has no error path.
-		panic(fmt.Sprintf("BUG: diskmodel: rewriting a decoded frame: %v", err))
-	}
-	return out
-}
 
 // Run appends every event of c into a new store at opts.Dir and reports.
 func Run(ctx context.Context, c *capture.Capture, opts Options) (Report, error) {

@@ -48,7 +48,7 @@ func TestPopulation(t *testing.T) {
 	}
 	ids := snapshotIDs{}
 	for did, doc := range c.Identities {
-		id, err := identity.ParseDocument(did, doc)
+		id, err := identity.ParseDocument(did, doc, true) // hosts are localhost:PORT
 		if err != nil {
 			t.Fatal(err)
 		}
