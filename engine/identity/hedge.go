@@ -27,17 +27,10 @@ import (
 //
 // The delay is fixed rather than derived from observed answer times: the
 // case it exists for is the request that never comes back, which a fixed
-// bound caps as well as an adaptive one, and an adaptive delay would grow
-// exactly when the directory slows, hedging less when stalls cost most.
-
-// errLost is the cancel cause of a race's losing request: send then counts
-// it as no answer (the pace and breaker ignore it).
-var errLost = errors.New("identity: the other request of a hedged race answered first")
-
-// errNotSent is what the hedge reports when it got no turn in the pace
-// (the breaker opened, the attempt's deadline passed, or it lost while it
-// waited).
-var errNotSent = errors.New("identity: hedge not sent")
+// bound caps as well as an adaptive one, and a fixed delay is one number
+// an operator can reason about. When the directory slows across the
+// board, the token and pace rules, not the delay, keep hedges from
+// piling load on it: busy tokens send none.
 
 // answer is the outcome of one request of a race.
 type answer struct {
@@ -131,3 +124,13 @@ func (r *Resolver) startHedge(ref *didRef, did string, deadline time.Time, answe
 	}()
 	return cancel, true
 }
+
+// errLost is the cancel cause of a race's losing request: unless it was
+// answered first, send counts it as no answer (the pace and the breaker
+// ignore it).
+var errLost = errors.New("identity: the other request of a hedged race answered first")
+
+// errNotSent is what the hedge reports when it got no turn in the pace
+// (the breaker opened, the attempt's deadline passed, or it lost while it
+// waited).
+var errNotSent = errors.New("identity: hedge not sent")

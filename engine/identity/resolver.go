@@ -809,15 +809,17 @@ func (r *Resolver) request(ref *didRef, did string, f *flight, attempt int, hedg
 // gives its slot back (release) and returns the identity or the failure.
 // A did:plc's answer adjusts the pace: a 429 slows every PLC request, any
 // other answer lets the pace recover, a failure feeds the breaker. A
-// request a race cancelled because the other one won (errLost) is no
-// answer and adjusts nothing.
+// request a race cancelled because the other one won (errLost) before it
+// was answered adjusts nothing: its timeout is not the directory's.
 func (r *Resolver) send(ctx context.Context, release func(), ref *didRef, did string, round uint64) (Identity, error) {
 	m := ref.method()
 	r.inFlight[m].Add(1)
 	r.resolves.Inc()
 	began := time.Now()
 	id, after, err := r.fetch(ctx, ref, did)
-	lost := errors.Is(context.Cause(ctx), errLost) // read before release cancels ctx
+	// Read before release cancels ctx; fetch reports any cancelled request
+	// as a timeout.
+	lost := errors.Is(context.Cause(ctx), errLost) && reasonOf(err) == ReasonTimeout
 	if !lost {
 		r.resolveTime.UpdateDuration(began)
 	}
