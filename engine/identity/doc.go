@@ -26,9 +26,17 @@
 //   - A transient failure (429, 5xx, timeout, transport error:
 //     Reason.Transient) of a did:plc is retried up to PLCRetries times,
 //     after a jittered exponential backoff (after a 429, when the pace
-//     allows). A first attempt has a quarter of PLCRequestTimeout, each
-//     retry twice the previous one's: a request lost by the directory
-//     costs little, a slow directory is still waited for.
+//     allows). A first attempt has a quarter of PLCRequestTimeout (at
+//     most twice PLCHedgeAfter), each retry twice the previous quarter: a
+//     request lost by the directory costs little, a slow directory is
+//     still waited for.
+//   - An attempt not answered after PLCHedgeAfter (750 ms) sends one
+//     second request for the DID, the hedge (hedge.go), and the first
+//     answer wins; the other is cancelled. A lost request then costs the
+//     hedge delay, not the attempt's timeout: the relay holds a host's
+//     frames behind its earliest unresolved one. One hedge per
+//     resolution, on a free PLC token and a turn in the pace, none while
+//     a 429 holds the pace down.
 //   - What still fails transiently is cached for plcFailureTTL (5 s)
 //     only, not NegativeTTL: enough that a burst of frames of the DID does
 //     not start a resolution each, short enough to say nothing lasting.
@@ -42,6 +50,8 @@
 //     either (the host is anyone's).
 //
 // Metrics: relay_identity_plc_retries_total,
+// relay_identity_plc_hedges_total (hedges sent),
+// relay_identity_plc_hedge_wins_total (hedges whose answer was taken),
 // relay_identity_plc_rate_limited_total (429s), relay_identity_plc_rate
 // (the pace, requests/s), relay_identity_plc_unavailable (the breaker),
 // relay_identity_resolve_errors_total{reason} per failed resolution.

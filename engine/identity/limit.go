@@ -188,6 +188,17 @@ func (l *plcLimiter) limited(round uint64, retryAfter time.Duration) {
 	l.mu.Unlock()
 }
 
+// hedgeable reports whether the directory may be sent a hedge (hedge.go):
+// not while a 429 holds the pace below maxRate or pauses every request
+// (a hedge would take the turn of another DID's first request at a
+// directory already at its limit), nor while the breaker is open.
+func (l *plcLimiter) hedgeable() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	return l.rate >= l.maxRate && !now.Before(l.pausedUntil) && !l.openLocked(now)
+}
+
 // current returns the pace, requests per second.
 func (l *plcLimiter) current() float64 {
 	l.mu.Lock()

@@ -19,6 +19,7 @@ import (
 // flakyPLC is a PLC directory (and did:web host) on 127.0.0.1 whose answer
 // to the n-th request (from 1) for a DID is chosen by fate: 0 serves a
 // generated document, hang never answers (until the client gives up),
+// stallBody sends the headers and half the document, then nothing more,
 // anything else is that HTTP status (429 with Retry-After retryAfter,
 // unless empty).
 type flakyPLC struct {
@@ -31,9 +32,13 @@ type flakyPLC struct {
 	requests map[string]int // guarded by mu
 	times    []time.Time    // guarded by mu; arrival of every request
 	limited  int            // guarded by mu; 429s answered
+	hung     atomic.Int64   // requests hanging (hang, stallBody) until the client gives up
 }
 
-const hang = -1
+const (
+	hang      = -1
+	stallBody = -2
+)
 
 func newFlakyPLC(t testing.TB, fate func(did string, n int) int) *flakyPLC {
 	t.Helper()
@@ -59,7 +64,17 @@ func (p *flakyPLC) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/did+ld+json")
 		_, _ = w.Write(docFor(did, p.key, "https://pds.example.com", "at://handle.example.com"))
 	case hang:
+		p.hung.Add(1)
 		<-r.Context().Done()
+		p.hung.Add(-1)
+	case stallBody:
+		p.hung.Add(1)
+		doc := docFor(did, p.key, "https://pds.example.com", "at://handle.example.com")
+		w.Header().Set("Content-Length", fmt.Sprint(len(doc)))
+		_, _ = w.Write(doc[:len(doc)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		p.hung.Add(-1)
 	default:
 		if status == http.StatusTooManyRequests && p.retryAfter != "" {
 			w.Header().Set("Retry-After", p.retryAfter)
@@ -241,7 +256,8 @@ func TestPLCRetryAfterPausesEveryRequest(t *testing.T) {
 // requests stay within a small multiple of one per DID (before: a burst of
 // 429s, each a failed resolution cached for a minute). Without a pause,
 // each cut still costs the requests sent within one round trip: more on a
-// slow machine.
+// slow machine. Hedging is off: on a machine slow enough to hedge, the
+// directory would count 429s to hedges cancelled before their answer.
 func TestPLCRateLimitAdapts(t *testing.T) {
 	const dids, rate, burst = 300, 200.0, 20.0
 	var mu sync.Mutex
@@ -259,7 +275,7 @@ func TestPLCRateLimitAdapts(t *testing.T) {
 		return 0
 	})
 	p.retryAfter = "0"
-	r, _ := newFlakyResolver(t, p, Config{PLCMaxRate: 1000})
+	r, _ := newFlakyResolver(t, p, Config{PLCMaxRate: 1000, PLCHedgeAfter: -1})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := range dids {
