@@ -267,6 +267,12 @@ func settingsTable(s *Settings) []setting {
 		{flag: "plc-timeout", env: "RELAY_PLC_TIMEOUT", group: groupIdentity, def: formatDuration(identity.DefaultPLCRequestTimeout),
 			help:  "Deadline of one PLC directory request, body included. 0: the default.",
 			value: durationValue(&s.Identity.PLCRequestTimeout)},
+		{flag: "plc-hedge-after", env: "RELAY_PLC_HEDGE_AFTER", group: groupIdentity, def: formatDuration(identity.DefaultPLCHedgeAfter),
+			help: "A PLC request not answered after this long gets one second request for the same DID (the hedge); " +
+				"the first answer wins, so a request the directory never answers stalls its host for about this long " +
+				"instead of a timeout. The hedge takes a free request slot and a turn in the pace, never after a 429; the " +
+				"first attempt's deadline is at most twice this. 0: the default; off: no hedging.",
+			value: hedgeValue(&s.Identity.PLCHedgeAfter)},
 		{flag: "plc-allow-private", env: "RELAY_PLC_ALLOW_PRIVATE", group: groupIdentity, def: "false",
 			help: "Let the PLC directory URL resolve to a loopback or private address (an operator's own " +
 				"directory mirror); every other outbound request stays on public addresses.",
@@ -763,6 +769,21 @@ func durationValue(p *time.Duration) value {
 		*p = d
 		return nil
 	}}
+}
+
+// hedgeValue is durationValue plus "off", stored as a negative duration
+// (identity.Config's "hedging off").
+func hedgeValue(p *time.Duration) value {
+	v := durationValue(p)
+	set := v.set
+	v.set = func(s string) error {
+		if s == "off" {
+			*p = -1
+			return nil
+		}
+		return set(s)
+	}
+	return v
 }
 
 // bytesValue takes a size in memory.ParseBytes's syntax.
