@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/cockroachdb/pebble/v2"
 )
 

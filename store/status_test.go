@@ -3,7 +3,7 @@ package store
 import (
 	"testing"
 
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 )
 
 // TestAccountStatusWire pins the lexicon spellings (they go on the wire

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // Seq is a relay sequence number. The writer (the relay's sequencer)

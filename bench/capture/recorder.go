@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )

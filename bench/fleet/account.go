@@ -8,10 +8,10 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/mst"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/internal/repo"
 )
 

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/plc"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 )
 
 // Sim is one account simulated offline, with no host and no network: the

@@ -8,7 +8,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/atrelay/relay/bench/wsconn"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/httpjson"
 )
 

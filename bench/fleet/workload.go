@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 )
 
 // ErrBadWorkload: a Workload field is out of range; the error names it.

@@ -12,8 +12,8 @@ import (
 	"github.com/atrelay/relay/bench/capture"
 	"github.com/atrelay/relay/bench/fleet"
 	"github.com/atrelay/relay/bench/replay"
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/event"
 )
 
 func generate(t testing.TB, opts Options) (*capture.Capture, []byte, Stats) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/atrelay/relay/bench/fleet"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/verify"
 )

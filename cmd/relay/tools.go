@@ -17,7 +17,7 @@ import (
 	"github.com/atrelay/relay/bench/fleet"
 	"github.com/atrelay/relay/bench/generate"
 	"github.com/atrelay/relay/bench/replay"
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 )
 
 // The capture, replay and generate subcommands: thin flag front ends over

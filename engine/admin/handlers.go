@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/httpjson"
-	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/xrpc"
 	"github.com/atrelay/relay/store"
 )

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/atproto/cid"
 	"github.com/atrelay/relay/engine/xrpc"
 	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/internal/testutil"

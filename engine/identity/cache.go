@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 )
 
 // touchEvery is how stale (in seconds) an entry's last-use time may get

@@ -13,7 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"

@@ -3,7 +3,7 @@ package identity
 import (
 	"encoding/json"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 )
 
 // Identity is what the relay needs from a DID document (digest §8.2).

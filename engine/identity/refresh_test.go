@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 )
 
 // newKey returns a fresh secp256k1 public key.

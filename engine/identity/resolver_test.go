@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 	"github.com/atrelay/relay/internal/testutil"
 )
 

@@ -4,7 +4,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // plcIDLen is the length of the method-specific part of a did:plc: 24

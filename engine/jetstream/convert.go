@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"strconv"
 
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/event"
 
 	"github.com/atrelay/relay/engine/label"
 )

@@ -9,9 +9,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/event"
 )
 
 // TestStamper: the first event of a second gets its millisecond × 1000,

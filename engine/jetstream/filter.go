@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // Filter limits, Jetstream's: a subscriber naming more is refused.

@@ -18,10 +18,10 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/internal/streamtest"
 )
 

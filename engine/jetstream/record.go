@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
 )
 
 // Errors of appendRecordJSON, one per reason a record block has no JSON

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
 	"github.com/atrelay/relay/internal/fixtures"
 
 	"github.com/atrelay/relay/internal/streamtest"

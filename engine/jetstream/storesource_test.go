@@ -8,7 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/internal/storetest"
 	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"

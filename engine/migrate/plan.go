@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/store"
 )
 

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/store"
 )

@@ -5,8 +5,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/store"

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/store"
 )

@@ -17,8 +17,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/netguard"
-	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/engine/upstream"
 	"github.com/atrelay/relay/store"
 )

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/netguard"
-	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 )

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/internal/testutil"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/store"

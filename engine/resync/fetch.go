@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/netguard"
-	"github.com/atrelay/relay/engine/syntax"
 	"github.com/valyala/bytebufferpool"
 )
 

@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/mst"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/internal/repo"
 )
 

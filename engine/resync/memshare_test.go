@@ -8,7 +8,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/atproto/car"
 )
 
 // waitWaiters blocks until s has n blocked growTo calls. The goroutines

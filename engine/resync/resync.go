@@ -12,7 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/atrelay/relay/engine/car"
+	"github.com/atrelay/relay/engine/atproto/car"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/verify"
 )

@@ -18,7 +18,7 @@ import (
 
 	"github.com/atrelay/relay/bench/fleet"
 	"github.com/atrelay/relay/bench/plc"
-	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/atproto/cid"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/verify"
 )

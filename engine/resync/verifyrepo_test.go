@@ -9,11 +9,11 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/mst"
 	"github.com/atrelay/relay/engine/identity"
-	"github.com/atrelay/relay/engine/mst"
 	"github.com/atrelay/relay/engine/verify"
 	"github.com/atrelay/relay/internal/fixtures"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/pool"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/event"
 )
 
 // fakeUpstream is a WebSocket server whose every connection runs script,

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/internal/config"
 )
 

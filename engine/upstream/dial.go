@@ -17,7 +17,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // subscribePath is the firehose endpoint (spec §9.1).

@@ -1,6 +1,6 @@
 package upstream
 
-import "github.com/atrelay/relay/engine/event"
+import "github.com/atrelay/relay/engine/atproto/event"
 
 // isErrorFrame reports whether a message's CBOR header says op -1. This is
 // the only CBOR the loop reads: an error frame ends the stream and counts as

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // Errors of the commit object (spec §6.1), one per defect. All of them

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/atrelay/relay/store"

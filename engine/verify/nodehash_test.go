@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/mst"
 	"github.com/atrelay/relay/internal/repo"
 )
 

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/mst"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // checkOps checks every op's shape (spec §10.1) and the record block of

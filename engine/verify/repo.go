@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/mst"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // RepoConfig bounds one whole-repository verification (resync). Zero

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/dagcbortest"
 	"github.com/atrelay/relay/internal/fixtures"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/atproto/cid"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/store"
 )

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/event"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/mst"
 	"github.com/atrelay/relay/engine/identity"
-	"github.com/atrelay/relay/engine/mst"
 	"github.com/atrelay/relay/internal/repo"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/atproto/cid"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/internal/fixtures"
 	"github.com/atrelay/relay/internal/storetest"

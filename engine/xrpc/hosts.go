@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/httpjson"
-	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
 

@@ -6,10 +6,10 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/atrelay/relay/engine/cid"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 	"github.com/atrelay/relay/engine/httpjson"
 	"github.com/atrelay/relay/engine/identity"
-	"github.com/atrelay/relay/engine/syntax"
 	"github.com/atrelay/relay/store"
 )
 

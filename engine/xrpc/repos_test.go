@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/atrelay/relay/engine/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/store"
 )

@@ -15,8 +15,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
 )
 
 // Errors for JSON that has no DAG-CBOR mapping.

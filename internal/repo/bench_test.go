@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atrelay/relay/engine/atcrypto"
-	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/mst"
+	"github.com/atrelay/relay/engine/atproto/atcrypto"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/mst"
 )
 
 // BenchmarkApply measures one single-create commit on a 1,000-record

@@ -3,12 +3,12 @@ package repo
 import (
 	"time"
 
-	"github.com/atrelay/relay/engine/car"
-	"github.com/atrelay/relay/engine/cid"
-	"github.com/atrelay/relay/engine/dagcbor"
-	"github.com/atrelay/relay/engine/event"
-	"github.com/atrelay/relay/engine/mst"
-	"github.com/atrelay/relay/engine/syntax"
+	"github.com/atrelay/relay/engine/atproto/car"
+	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/engine/atproto/mst"
+	"github.com/atrelay/relay/engine/atproto/syntax"
 )
 
 // SyncCommit returns the #sync event for the current state: the last
