@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
 	"github.com/atrelay/relay/internal/streamtest"
 	"github.com/atrelay/relay/pool"
 )
@@ -28,8 +29,8 @@ func appendTestFrame(dst []byte, seq uint64, pad int) []byte {
 	dst = append(dst, "#commit"...)
 	dst = append(dst, 0x62, 'o', 'p', 0x01, 0xa2, 0x63, 's', 'e', 'q', 0x1b)
 	dst = binary.BigEndian.AppendUint64(dst, seq)
-	dst = cborText(dst, "blob")
-	dst = cborHead(dst, 2, uint64(pad))
+	dst = dagcbor.AppendText(dst, "blob")
+	dst = dagcbor.AppendHead(dst, dagcbor.MajorBytes, uint64(pad))
 	for i := range pad {
 		dst = append(dst, byte(seq)+byte(i))
 	}

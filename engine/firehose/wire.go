@@ -1,11 +1,9 @@
 package firehose
 
-import "encoding/binary"
+import "github.com/atrelay/relay/engine/atproto/event"
 
-// This file holds the only bytes the hub writes itself: the relay-generated
-// control frames (error and #info) in canonical DAG-CBOR, and the WebSocket
-// frame headers. It is self-contained so the lead can swap the CBOR part for
-// engine/event once that exists.
+// This file holds the only frames the hub makes itself: the relay-generated
+// control frames (error and #info), encoded once by the event codec.
 //
 // Canonical DAG-CBOR (spec §3.2): shortest-form lengths, map keys sorted
 // shorter first, then bytewise. So the error header is {op:-1} =
@@ -19,51 +17,24 @@ const (
 	infoNameOutdatedCursor = "OutdatedCursor"
 )
 
-// cborHead appends a CBOR head of major type major with argument n in its
-// shortest form.
-func cborHead(dst []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(dst, m|byte(n))
-	case n <= 0xff:
-		return append(dst, m|24, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(dst, m|25), uint16(n))
-	case n <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(dst, m|26), uint32(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(dst, m|27), n)
-	}
-}
-
-// cborText appends s as a CBOR text string.
-func cborText(dst []byte, s string) []byte {
-	return append(cborHead(dst, 3, uint64(len(s))), s...)
-}
-
 // appendErrorFrame appends an error frame (header {op:-1}, body
 // {error, message?}); message is omitted when empty.
 func appendErrorFrame(dst []byte, name, message string) []byte {
-	dst = append(dst, 0xa1, 0x62, 'o', 'p', 0x20)
-	if message == "" {
-		return cborText(cborText(append(dst, 0xa1), "error"), name)
-	}
-	dst = cborText(cborText(append(dst, 0xa2), "error"), name)
-	return cborText(cborText(dst, "message"), message)
+	return event.AppendError(dst, &event.ErrorFrame{Error: []byte(name), Message: optional(message)})
 }
 
 // appendInfoFrame appends an #info frame (header {t:"#info", op:1}, body
 // {name, message?}); message is omitted when empty.
 func appendInfoFrame(dst []byte, name, message string) []byte {
-	dst = append(dst, 0xa2, 0x61, 't')
-	dst = cborText(dst, "#info")
-	dst = append(dst, 0x62, 'o', 'p', 0x01)
-	if message == "" {
-		return cborText(cborText(append(dst, 0xa1), "name"), name)
+	return event.AppendInfo(dst, &event.Info{Name: []byte(name), Message: optional(message)})
+}
+
+// optional is s as an optional field: nil (absent) when empty.
+func optional(s string) []byte {
+	if s == "" {
+		return nil
 	}
-	dst = cborText(cborText(append(dst, 0xa2), "name"), name)
-	return cborText(cborText(dst, "message"), message)
+	return []byte(s)
 }
 
 // controlFrames are the pre-encoded frames a hub sends; static after NewHub.

@@ -83,16 +83,6 @@ func TestControlFramesCanonical(t *testing.T) {
 	f("test frame", appendTestFrame(nil, 1<<40, 70000), "", map[string]any{"t": "#commit", "op": uint64(1)}, nil)
 }
 
-func TestCBORHeadShortest(t *testing.T) {
-	for _, n := range []uint64{0, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32} {
-		got := cborHead(nil, 0, n)
-		want, _ := cbor.Marshal(n)
-		if !bytes.Equal(got, want) {
-			t.Errorf("%d: got %x, want %x", n, got, want)
-		}
-	}
-}
-
 func TestParseCursor(t *testing.T) {
 	f := func(in string, want uint64, wantOK bool, wantErr error) {
 		t.Helper()
