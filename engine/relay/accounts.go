@@ -34,6 +34,7 @@ const (
 	ctlUnthrottle  // let a host-throttled account in (its host's limit was raised)
 	ctlUnpark      // did's identity resolved: run its parked tasks (park.go)
 	ctlFlushParked // Close: run every parked task of the worker, waiting
+	ctlWake        // nothing: wakes an idle worker to run its ready unparks (park.go)
 )
 
 // control is an account action run on the DID's worker, ordered with the

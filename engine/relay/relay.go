@@ -354,8 +354,9 @@ func New(cfg Config, d Deps) (*Relay, error) {
 		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
 		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
-		r.work.newScratch, r.work.handle)
+		r.work.newScratch, r.work.run)
 	r.work.pool = r.workers
+	r.work.ready = make([]readyUnparks, cfg.Workers)
 	r.actions = &accountActions{pool: r.workers, st: r.st, hosts: r.hosts, resyncs: r.resyncs, now: r.now, log: r.log}
 	r.ingest = &ingest{m: r.m, log: r.log, now: r.now, ids: r.ids, hosts: r.hosts, failed: &r.failed, ctx: r.ctx,
 		pool: r.workers, resume: make(chan *hostState, 1024)}

@@ -51,6 +51,10 @@ type accountWorkers struct {
 
 	parkedFrames atomic.Int64   // tasks parked on all workers (gauge)
 	parkWG       sync.WaitGroup // awaitIdentity goroutines; Close waits for them
+	// ready[i] holds worker i's unpark answers (park.go): written by the
+	// awaitIdentity goroutines, taken by worker i before each queued task.
+	// Set by New with the pool.
+	ready []readyUnparks
 }
 
 // scratch is one worker's private state, reused across its tasks: owned by
@@ -72,8 +76,9 @@ type scratch struct {
 	parked      map[string]*parkedAcct
 	parkedBytes int64
 	forceWait   bool
-	closing     bool  // Close is flushing parked tasks: no retries
-	retryFail   error // set while unpark runs tasks whose retry window ran out
+	closing     bool       // Close is flushing parked tasks: no retries
+	retryFail   error      // set while unpark runs tasks whose retry window ran out
+	readyBuf    []*control // runReady's scratch
 }
 
 // acctState is the worker's view of one account: the latest accepted state,
@@ -126,6 +131,13 @@ func (w *accountWorkers) newScratch(worker int) scratch {
 	}
 }
 
+// run is the pool's task function: the worker first runs the parked
+// accounts whose resolutions have finished (park.go, readyUnparks), then t.
+func (w *accountWorkers) run(s *scratch, t task) {
+	w.runReady(s)
+	w.handle(s, t)
+}
+
 // handle runs one task on a worker.
 func (w *accountWorkers) handle(s *scratch, t task) {
 	if c := t.ctl; c != nil {
@@ -138,6 +150,7 @@ func (w *accountWorkers) handle(s *scratch, t task) {
 			}
 		case c.kind == ctlFlushParked:
 			w.flushParked(s)
+		case c.kind == ctlWake:
 		case len(s.parked) > 0 && s.parked[c.did] != nil:
 			w.parkBehind(s, s.parked[c.did], t)
 		default:
