@@ -1,0 +1,91 @@
+package relay
+
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atrelay/relay/engine/identity"
+	"github.com/atrelay/relay/store"
+)
+
+// TestUnparkSkipsTheQueue parks one account (its DID document held back)
+// with room for no other, so every other new account's frame makes the
+// only worker wait for its own resolution, served one at a time. Once the
+// document comes, the parked account's frames must run at the worker's
+// next task, not behind every frame queued meanwhile: queued behind them,
+// each answer waited for the whole queue, the side queue stayed full and a
+// relay seeing many new accounts resolved one at a time (issue 16's
+// 1 M-account run: 10 events/s). So when the parked account's event is
+// stored, most of what was queued at the release must still be queued.
+func TestUnparkSkipsTheQueue(t *testing.T) {
+	fl := newFleet(t, 2, 30)
+	slowHost := fl.Hosts()[0]
+	slowDID := slowHost.Accounts()[0]
+
+	target, err := url.Parse(fl.PLCURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // requests the relay cancels at Close
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	var one sync.Mutex // every other document: one at a time, 30 ms each
+	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, slowDID) {
+			select {
+			case <-gate:
+			case <-req.Context().Done():
+				return
+			}
+		} else {
+			one.Lock()
+			defer one.Unlock()
+			time.Sleep(30 * time.Millisecond)
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(plc.Close)
+	t.Cleanup(release)
+
+	cfg := testConfig()
+	cfg.Workers = 1
+	cfg.ParkedAccounts = 1 // the slow account fills the side queue
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plc.URL, PLCRequestTimeout: time.Hour, PLCHedgeAfter: -1})
+	defer h.stop()
+	defer release()
+	c := dialConsumer(t, h.addr, 0)
+
+	// Every frame of both hosts delivered, the slow account parked.
+	total := uint64(slowHost.Seq()-1) + uint64(fl.Hosts()[1].Seq()-1)
+	waitUntil(t, "every frame delivered with the slow account parked", func() bool {
+		return h.r.m.framesIn.Get() >= total && h.r.work.parkedFrames.Load() > 0
+	})
+	queued, _ := h.r.workers.Queued(0)
+	if queued < 40 {
+		t.Fatalf("only %d tasks queued at the release: the test does not exercise the queue", queued)
+	}
+	release()
+	var a store.Account
+	waitUntil(t, "the parked account's event stored", func() bool {
+		ok, err := h.st.GetAccount([]byte(slowDID), &a)
+		return ok && err == nil
+	})
+	// Each queued frame of a new account waits 30 ms for its document;
+	// the parked account's answer takes one task's turn.
+	if left, _ := h.r.workers.Queued(0); left < queued/2 {
+		t.Errorf("the parked account ran with %d of the %d tasks queued at its release left: its answer waited behind the queue",
+			left, queued)
+	}
+	h.waitHostsCaughtUp(fl.Hosts())
+	h.noLosses(t)
+	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
+}
