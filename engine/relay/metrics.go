@@ -65,6 +65,7 @@ type metricsSet struct {
 	desyncMarked      *metrics.Counter
 	resyncEnqueued    *metrics.Counter
 	validation        *metrics.Histogram
+	pipeline          *metrics.Histogram // arrival at the Sink → published, per logged event
 	batchEvents       *metrics.Histogram
 	commitSeconds     *metrics.Histogram
 	storeFailures     *metrics.Counter
@@ -100,6 +101,7 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		desyncMarked:   set.NewCounter("relay_accounts_desynchronized_total"),
 		resyncEnqueued: set.NewCounter("relay_resyncs_enqueued_total"),
 		validation:     set.NewHistogram("relay_validation_seconds"),
+		pipeline:       set.NewHistogram("relay_pipeline_seconds"),
 		batchEvents:    set.NewHistogram("relay_sequencer_batch_events"),
 		commitSeconds:  set.NewHistogram("relay_sequencer_commit_seconds"),
 		storeFailures:  set.NewCounter("relay_store_failures_total"),

@@ -446,7 +446,12 @@ func (q *sequencer) write() error {
 }
 
 // publish hands durable frames to the hub and releases worker buffers.
+// relay_pipeline_seconds takes each published event's time from its
+// frame's arrival at the Sink: the relay's own share of a consumer's
+// delay (identity waits, queues, validation, the group commit), apart
+// from the host before it and the consumer's socket after it.
 func (q *sequencer) publish() {
+	var now time.Time
 	j := 0
 	for i := range q.batch {
 		res := &q.batch[i]
@@ -462,6 +467,12 @@ func (q *sequencer) publish() {
 			q.m.dropped[DropStale].Inc()
 		} else {
 			q.m.accepted[res.kind].Inc()
+			if !res.start.IsZero() {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				q.m.pipeline.Update(now.Sub(res.start).Seconds())
+			}
 			if err := q.hub.Publish(uint64(out.seq), out.f); err != nil {
 				out.f.Release()
 				q.log.Warn("firehose publish failed", "seq", out.seq, "err", err)
