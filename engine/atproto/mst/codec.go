@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/atrelay/relay/engine/atproto/cid"
+	"github.com/atrelay/relay/engine/atproto/dagcbor"
 )
 
 // NodeData is one MST node in wire form with full (decompressed) keys.
@@ -260,19 +261,8 @@ func appendLink(dst []byte, c cid.CID) []byte {
 	return append(dst, c...)
 }
 
-// appendHead appends a minimal CBOR head.
+// appendHead appends a minimal CBOR head; major is pre-shifted (the
+// majorX constants).
 func appendHead(dst []byte, major byte, v uint64) []byte {
-	switch {
-	case v < 24:
-		return append(dst, major|byte(v))
-	case v < 1<<8:
-		return append(dst, major|24, byte(v))
-	case v < 1<<16:
-		return append(dst, major|25, byte(v>>8), byte(v))
-	case v < 1<<32:
-		return append(dst, major|26, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	default:
-		return append(dst, major|27, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
-			byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
+	return dagcbor.AppendHead(dst, dagcbor.Major(major>>5), v)
 }
