@@ -357,8 +357,10 @@ func TestResyncOutcomes(t *testing.T) {
 	}
 	col := newCollector()
 	set := metrics.NewSet()
+	// FetchTimeout ends each attempt of "slow"; it must not end the others'
+	// (a loaded CI box once took over 50 ms to serve too-large-chunked).
 	rs := newResyncer(t, Config{Identities: newResolver(t, p.plc.URL()), OnResult: col.onResult,
-		FetchTimeout: 50 * time.Millisecond, MaxRepoBytes: maxBytes, Metrics: set, Concurrency: 4})
+		FetchTimeout: 500 * time.Millisecond, MaxRepoBytes: maxBytes, Metrics: set, Concurrency: 4})
 	for d := range dids {
 		if !rs.Enqueue(d, "other.example.com") {
 			t.Fatal("Enqueue refused")
