@@ -103,6 +103,11 @@ func (s *sampler) scrape(ctx context.Context) Metrics {
 	}
 	m, err := scrape(ctx, s.client, s.url)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The run ended while this scrape was in flight: not the
+			// relay's failure.
+			return nil
+		}
 		s.scrapeErrors++
 		s.lastErr = err.Error()
 		return nil

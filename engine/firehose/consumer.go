@@ -89,9 +89,11 @@ func (c *consumer) serve() {
 	defer c.h.wg.Done()
 	why := c.run()
 	c.finish(why)
+	// Counted before the consumer leaves the hub's set: whoever sees it
+	// gone sees its disconnect counted.
+	c.h.m.disconnects[why].Inc()
 	c.h.unregister(c)
 	c.h.adm.release(c.key)
-	c.h.m.disconnects[why].Inc()
 	c.h.cfg.Logger.Debug("firehose consumer disconnected", "remote", c.remote,
 		"reason", why.String(), "position", c.pos, "frames", c.stats.frames.Load())
 }

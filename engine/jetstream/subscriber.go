@@ -94,9 +94,9 @@ func (sub *subscriber) serve(kind cursorKind, cur int64, requireHello bool) {
 	defer s.wg.Done()
 	why := sub.run(kind, cur, requireHello)
 	sub.finish(why)
+	s.m.disconnects[why].Inc() // before it leaves the set (as the firehose does)
 	s.removeLive(sub)
 	sub.closeQueue()
-	s.m.disconnects[why].Inc()
 	s.cfg.Logger.Debug("jetstream subscriber disconnected", "remote", sub.remote, "reason", why.String())
 }
 
