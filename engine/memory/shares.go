@@ -58,10 +58,14 @@ package memory
 // Not in a share, and so not bounded by the budget: a subscribed host's
 // own state (a few KiB, plus crypto/tls's record buffers, up to ~17 KiB
 // idle, 34 KiB busy, for a wss:// host, plus up to 64 KiB of read-ahead
-// while the relay pauses it), kernel socket buffers (charged to the
+// while the relay pauses it), the validation workers' account overlay
+// (bounded by a count, relay.Config.OverlayEntries: about 40 MiB at the
+// default 65,536 entries per worker), kernel socket buffers (charged to the
 // cgroup, not RSS), and one message near the 5 MB frame limit, which takes
 // about four times its size across the pipeline at once (assumed rare:
-// real frames are under 2 MB).
+// real frames are under 2 MB). With 3,000 wss:// hosts at a 512 MiB budget
+// the first two kept the live heap at the GC limit (PERF.md, the headline
+// run).
 type Shares struct {
 	BlockCache    int64
 	MemTable      int64
