@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -347,19 +349,33 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 // so no request is left waiting). It returns the proxy's URL.
 func holdIdentity(t *testing.T, fl *fleet.Fleet, did string) (plcURL string, release func()) {
 	t.Helper()
+	return holdIdentityPaced(t, fl, did, 0)
+}
+
+// holdIdentityPaced is holdIdentity that also serves every other document
+// one at a time, each after a wait of each (0: at once, concurrently).
+func holdIdentityPaced(t *testing.T, fl *fleet.Fleet, did string, each time.Duration) (plcURL string, release func()) {
+	t.Helper()
 	target, err := url.Parse(fl.PLCURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{})
 	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // requests the relay cancels at Close
+	var one sync.Mutex
 	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if strings.Contains(req.URL.Path, did) {
+		switch {
+		case strings.Contains(req.URL.Path, did):
 			select {
 			case <-gate:
 			case <-req.Context().Done():
 				return
 			}
+		case each > 0:
+			one.Lock()
+			defer one.Unlock()
+			time.Sleep(each)
 		}
 		proxy.ServeHTTP(w, req)
 	}))

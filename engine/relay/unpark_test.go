@@ -1,14 +1,6 @@
 package relay
 
 import (
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,36 +22,13 @@ func TestUnparkSkipsTheQueue(t *testing.T) {
 	slowHost := fl.Hosts()[0]
 	slowDID := slowHost.Accounts()[0]
 
-	target, err := url.Parse(fl.PLCURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ErrorLog = log.New(io.Discard, "", 0) // requests the relay cancels at Close
-	gate := make(chan struct{})
-	release := sync.OnceFunc(func() { close(gate) })
-	var one sync.Mutex // every other document: one at a time, 50 ms each
-	plc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if strings.Contains(req.URL.Path, slowDID) {
-			select {
-			case <-gate:
-			case <-req.Context().Done():
-				return
-			}
-		} else {
-			one.Lock()
-			defer one.Unlock()
-			time.Sleep(50 * time.Millisecond)
-		}
-		proxy.ServeHTTP(w, req)
-	}))
-	t.Cleanup(plc.Close)
-	t.Cleanup(release)
+	// Every other document: one at a time, 50 ms each.
+	plcURL, release := holdIdentityPaced(t, fl, slowDID, 50*time.Millisecond)
 
 	cfg := testConfig()
 	cfg.Workers = 1
 	cfg.ParkedAccounts = 1 // the slow account fills the side queue
-	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plc.URL, PLCRequestTimeout: time.Hour, PLCHedgeAfter: -1})
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plcURL, PLCRequestTimeout: time.Hour, PLCHedgeAfter: -1})
 	defer h.stop()
 	defer release()
 	c := dialConsumer(t, h.addr, 0)
