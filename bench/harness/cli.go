@@ -57,6 +57,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		metricsURL  = fs.String("relay-metrics", "", "relay Prometheus metrics URL, e.g. http://127.0.0.1:2471/metrics")
 		token       = fs.String("admin-token", "", "bearer token sent with requestCrawl")
 		consumers   = fs.Int("consumers", 10, "subscribeRepos consumers")
+		revChecks   = fs.Int("rev-check-consumers", 0, "how many consumers (the first ones) also check every DID's revs move forward, keeping a map of every DID (0: all)")
 		speed       = fs.String("speed", "max", `pacing: "max" (as fast as possible) or N (N times real speed)`)
 		duration    = fs.Duration("duration", 0, "stop after this long (0: when every consumer has every event)")
 		warmup      = fs.Duration("latency-warmup", 0, "paced runs: leave commits released in the first DURATION out of the latency figures (still checked)")
@@ -88,7 +89,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: unexpected arguments %q", ErrBadConfig, fs.Args())
 	}
 	cfg := Config{
-		Capture: *capturePath, Consumers: *consumers, Duration: *duration, Timeout: *timeout,
+		Capture: *capturePath, Consumers: *consumers, RevCheckConsumers: *revChecks, Duration: *duration, Timeout: *timeout,
 		ConnectTimeout: *connectTO, Expected: *expected, LatencyWarmup: *warmup,
 		Relay: Relay{API: *api, Metrics: *metricsURL, AdminToken: *token, NoCrawl: *noCrawl},
 		TLS:   *useTLS, PLC: plcBehaviour,

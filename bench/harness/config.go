@@ -48,6 +48,13 @@ type Config struct {
 	Speed float64
 	// Consumers is the number of subscribeRepos connections (default 10).
 	Consumers int
+	// RevCheckConsumers is how many of them (the first ones) also check
+	// that every DID's commits move its rev forward, which keeps a map of
+	// every DID seen (about 100 bytes each, per consumer); 0: all. Every
+	// consumer checks seqs and measures delivery times. With a million
+	// accounts and 50 consumers, checking in all of them costs the
+	// load generator gigabytes and CPU the relay then lacks.
+	RevCheckConsumers int
 	// Expected is the number of events (frames with a seq) each consumer
 	// must receive; 0 means every frame the replay hosts serve, which is
 	// what a relay passing everything through emits.
@@ -144,6 +151,9 @@ func (c Config) validate() error {
 	}
 	if c.Consumers < 1 || c.Consumers > 10_000 {
 		bad("Consumers %d not in 1..10000", c.Consumers)
+	}
+	if c.RevCheckConsumers < 0 {
+		bad("RevCheckConsumers %d is negative", c.RevCheckConsumers)
 	}
 	if c.Expected < 0 {
 		bad("Expected %d is negative", c.Expected)

@@ -59,7 +59,7 @@ type consumer struct {
 	fragOp    ws.OpCode // opcode of the fragmented message being read
 	fi        frameInfo
 	hash      maphash.Hash
-	dids      map[string]*didState
+	dids      map[string]*didState // nil: this consumer does not check revs (Config.RevCheckConsumers)
 	hist      histogram
 	unmatched int64 // commits with no scheduled send time
 	gaps      int64 // times seq jumped by more than one
@@ -85,7 +85,7 @@ type didState struct {
 }
 
 // dialConsumer connects consumer id to a subscribeRepos URL.
-func dialConsumer(ctx context.Context, id int, url string, sched *schedule, epoch time.Time, gate *atomic.Int64, stopping *atomic.Bool, expected int64) (*consumer, error) {
+func dialConsumer(ctx context.Context, id int, url string, sched *schedule, epoch time.Time, gate *atomic.Int64, stopping *atomic.Bool, expected int64, checkRevs bool) (*consumer, error) {
 	conn, br, _, err := ws.Dialer{}.Dial(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %d: dial %s: %w", id, url, err)
@@ -96,10 +96,12 @@ func dialConsumer(ctx context.Context, id int, url string, sched *schedule, epoc
 	c := &consumer{
 		id: id, sched: sched, epoch: epoch, gate: gate, expected: expected, stopping: stopping,
 		conn: conn, br: br,
-		dids:  map[string]*didState{},
 		ready: make(chan struct{}),
 		done:  make(chan struct{}),
 		buf:   make([]byte, 0, 64<<10),
+	}
+	if checkRevs {
+		c.dids = map[string]*didState{}
 	}
 	c.hash.SetSeed(sched.seed)
 	return c, nil
@@ -253,7 +255,7 @@ func (c *consumer) handle(msg []byte) {
 		c.lastSeq.Store(fi.seq)
 	}
 	commit := fi.isCommit()
-	if len(fi.did) > 0 && len(fi.rev) > 0 {
+	if c.dids != nil && len(fi.did) > 0 && len(fi.rev) > 0 {
 		st := c.dids[string(fi.did)]
 		if st == nil {
 			st = &didState{}

@@ -258,7 +258,8 @@ func (h *Harness) dialAll(ctx context.Context, url string, epoch time.Time, gate
 	defer cancel()
 	consumers := make([]*consumer, 0, h.cfg.Consumers)
 	for i := range h.cfg.Consumers {
-		c, err := dialConsumer(dctx, i, url, h.sched, epoch, gate, stopping, h.expect)
+		c, err := dialConsumer(dctx, i, url, h.sched, epoch, gate, stopping, h.expect,
+			h.cfg.RevCheckConsumers == 0 || i < h.cfg.RevCheckConsumers)
 		if err != nil {
 			for _, c := range consumers {
 				c.conn.Close()

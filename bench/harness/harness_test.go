@@ -168,6 +168,27 @@ func TestMiniRelayFaults(t *testing.T) {
 	}
 }
 
+// With RevCheckConsumers 1 only the first consumer checks revs: it still
+// finds the fault, the second keeps no DID map and checks seqs alone.
+func TestRevCheckConsumers(t *testing.T) {
+	path, _ := smallCapture(t, 1, 200)
+	mr := newMiniRelay(t, 40, 120)
+	cfg := quietConfig(path, 2)
+	cfg.Relay = Relay{API: mr.api}
+	cfg.RevCheckConsumers = 1
+	rep, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrChecksFailed) {
+		t.Fatalf("err %v", err)
+	}
+	first, second := rep.ConsumerResults[0], rep.ConsumerResults[1]
+	if first.RevBackward != 1 || first.DIDs == 0 || first.Gaps != 1 {
+		t.Errorf("rev-checking consumer %+v", first)
+	}
+	if second.RevBackward != 0 || second.DIDs != 0 || second.Gaps != 1 || second.Backward != 1 {
+		t.Errorf("seq-only consumer %+v", second)
+	}
+}
+
 // A run that cannot complete ends at the timeout and says so.
 func TestIncomplete(t *testing.T) {
 	path, _ := smallCapture(t, 1, 50)

@@ -107,7 +107,7 @@ type ConsumerReport struct {
 	Undecodable      int64         `json:"undecodable"`
 	FirstUndecodable string        `json:"firstUndecodable,omitempty"`
 	ErrorFrames      []string      `json:"errorFrames,omitempty"`
-	DIDs             int           `json:"dids"`
+	DIDs             int           `json:"dids"`             // 0 for a consumer that does not check revs (Config.RevCheckConsumers)
 	LatencyUnmatched int64         `json:"latencyUnmatched"` // commits not in the capture
 	Latency          LatencyReport `json:"latency"`
 	EndError         string        `json:"endError,omitempty"` // why the stream ended early
