@@ -45,6 +45,11 @@ var (
 	// ErrProbesBusy: MaxConcurrentProbes describeServer probes are already
 	// running. It wraps ErrNewHostLimit (the public API answers 429).
 	ErrProbesBusy = fmt.Errorf("%w: too many requestCrawl probes in flight", ErrNewHostLimit)
+	// ErrHostCapacity: Config.MaxHosts hosts are subscribed, all the
+	// memory budget's hosts share holds. It wraps ErrNewHostLimit (the
+	// public API answers 429): capacity frees when hosts go idle, are
+	// killed or banned, or the operator raises the budget.
+	ErrHostCapacity = fmt.Errorf("%w: the relay holds as many hosts as its memory budget allows", ErrNewHostLimit)
 )
 
 // hostState is the relay's live view of one upstream host.
@@ -143,6 +148,10 @@ func (ht *hostTable) subscribeLocked(h store.Host) (*hostState, error) {
 	if hs := ht.byName[h.Hostname]; hs != nil {
 		return hs, nil
 	}
+	if len(ht.byName) >= ht.cfg.MaxHosts {
+		ht.m.hostCapacityRefusals.Inc()
+		return nil, ErrHostCapacity
+	}
 	hs := &hostState{id: h.ID, name: h.Hostname, insecure: syntax.PlaintextHost(h.Hostname)}
 	hs.trusted.Store(h.Trusted)
 	hs.accountLimit.Store(h.AccountLimit)
@@ -225,6 +234,12 @@ func (ht *hostTable) crawl(ctx context.Context, raw string, admin bool) error {
 	}
 	if ht.named(name) != nil {
 		return nil
+	}
+	if ht.count() >= ht.cfg.MaxHosts {
+		// Before the probe and before the store records the host: a host
+		// the relay cannot hold costs it nothing.
+		ht.m.hostCapacityRefusals.Inc()
+		return ErrHostCapacity
 	}
 	newHost := !known && !admin
 	if newHost && !ht.crawls.budgetLeft(ht) {
@@ -439,21 +454,33 @@ func (ht *hostTable) resubscribe() error {
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
 	after := store.HostNone
+	overCapacity := 0
 	for {
 		page := ht.st.ListHosts(after, 1000)
 		if len(page) == 0 {
-			return nil
+			break
 		}
 		for _, h := range page {
 			after = h.ID
 			if h.Status != store.HostActive {
 				continue
 			}
-			if _, err := ht.subscribeLocked(h); err != nil {
+			_, err := ht.subscribeLocked(h)
+			switch {
+			case errors.Is(err, ErrHostCapacity):
+				overCapacity++ // one line for all of them, below
+			case err != nil:
 				ht.log.Warn("cannot resubscribe host", "host", h.Hostname, "err", err)
 			}
 		}
 	}
+	if overCapacity > 0 {
+		// The hosts stay active in the store: a larger budget (or fewer
+		// hosts) subscribes them at the next start.
+		ht.log.Warn("active hosts left unsubscribed: the memory budget's hosts share is full",
+			"unsubscribed", overCapacity, "max_hosts", ht.cfg.MaxHosts)
+	}
+	return nil
 }
 
 // bootstrap seeds an empty host table from a seed relay's listHosts.
@@ -485,6 +512,12 @@ func (ht *hostTable) bootstrap(ctx context.Context) error {
 			name, err := syntax.NormalizeHost(h.Hostname, false)
 			if err != nil || ht.st.IsBanned(name) {
 				continue
+			}
+			if ht.count() >= ht.cfg.MaxHosts {
+				ht.m.hostCapacityRefusals.Inc()
+				ht.log.Warn("seed relay lists more hosts than the memory budget's hosts share holds; the rest are left out",
+					"seed", base, "hosts", added, "max_hosts", ht.cfg.MaxHosts)
+				return nil
 			}
 			limit, trusted := ht.cfg.DefaultAccountLimit, ht.isTrusted(name)
 			if trusted {
@@ -687,3 +720,14 @@ func (ht *hostTable) list() []HostInfo {
 		}
 	}
 }
+
+// HostStateBytes is what one subscribed host costs the relay and the
+// upstream loop before any connection: the relay's hostState with its
+// table entries and in-flight tracker, the loop's Host and its clock and
+// queue entries. A connection's own cost (socket, gobwas/ws, crypto/tls
+// buffers) is upstream's per-host figure; a memory budget's hosts share
+// is divided by the sum of the two (cmd/relay). Measured by
+// TestHostStateBytes: about 620 bytes on go1.26 linux/amd64 (the tracker
+// keeps room for trackerKeepCap seqs, 2.3 KiB, once a host has had that
+// many frames in flight), so 3 KiB leaves a margin.
+const HostStateBytes = 3 << 10

@@ -3,9 +3,11 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -315,5 +317,110 @@ func TestCrawlRefusesBadHostname(t *testing.T) {
 		if err := c.r.AdminRequestCrawl(ctx, in); !errors.Is(err, ErrBadHostname) || !errors.Is(err, reason) {
 			t.Errorf("requestCrawl %q: %v, want ErrBadHostname and %v", in, err, reason)
 		}
+	}
+}
+
+// TestHostCapacity checks the MaxHosts bound: past it a public or admin
+// requestCrawl is refused before the probe and before the store records
+// the host, a restart subscribes at most MaxHosts of the active hosts (the
+// rest stay active in the store, for a larger budget), and a dropped host
+// frees its place.
+func TestHostCapacity(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{AllowInsecureHosts: true, Workers: 1, NewHostsPerDay: 10, MaxHosts: 2}
+	a, b, extra := newFakePDS(t, nil), newFakePDS(t, nil), newFakePDS(t, nil)
+	ctx := context.Background()
+
+	c := openCrawlRelay(t, dir, cfg, Deps{})
+	for _, p := range []*fakePDS{a, b} {
+		if err := c.r.RequestCrawl(ctx, p.name); err != nil {
+			t.Fatalf("requestCrawl %s: %v", p.name, err)
+		}
+	}
+	for _, admin := range []bool{false, true} {
+		err := c.r.hosts.crawl(ctx, extra.name, admin)
+		if !errors.Is(err, ErrHostCapacity) || !errors.Is(err, ErrNewHostLimit) {
+			t.Fatalf("requestCrawl past MaxHosts (admin %v): %v, want ErrHostCapacity wrapping ErrNewHostLimit", admin, err)
+		}
+	}
+	if n := extra.probes.Load(); n != 0 {
+		t.Fatalf("a host past MaxHosts was probed %d times, want 0", n)
+	}
+	if _, known := c.st.HostByName(extra.name); known {
+		t.Fatal("a host past MaxHosts was recorded in the store")
+	}
+	if got := c.r.m.hostCapacityRefusals.Get(); got != 2 {
+		t.Fatalf("relay_host_capacity_refusals_total = %d, want 2", got)
+	}
+	// A known live host is not a new subscription: still answered.
+	if err := c.r.RequestCrawl(ctx, a.name); err != nil {
+		t.Fatalf("requestCrawl of a subscribed host at capacity: %v", err)
+	}
+
+	// Four active hosts in the store (drop unsubscribes b without
+	// demoting it), a restart with room for one.
+	c.r.hosts.drop(b.name)
+	if err := c.r.RequestCrawl(ctx, extra.name); err != nil {
+		t.Fatalf("requestCrawl after a host left: %v", err)
+	}
+	if _, err := c.st.CreateHost(store.NewHost{Hostname: "spare.localhost:1", Status: store.HostActive}); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	cfg.MaxHosts = 1
+	c = openCrawlRelay(t, dir, cfg, Deps{})
+	if n := c.r.hosts.count(); n != 1 {
+		t.Fatalf("restart with MaxHosts 1 subscribed %d hosts", n)
+	}
+	active := 0
+	for _, h := range c.st.ListHosts(store.HostNone, 10) {
+		if h.Status == store.HostActive {
+			active++
+		}
+	}
+	if active != 4 {
+		t.Fatalf("%d hosts active in the store after the restart, want 4 (none demoted)", active)
+	}
+}
+
+// TestHostStateBytes measures the heap one subscribed host takes before
+// its connection (hosts on a port nothing listens on: every dial fails and
+// backs off) and checks it against HostStateBytes, which the memory
+// budget's hosts share is divided by.
+func TestHostStateBytes(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("heap measurement: not under -short or -race")
+	}
+	const n = 2000
+	c := openCrawlRelay(t, t.TempDir(), Config{AllowInsecureHosts: true, Workers: 1, MaxHosts: n}, Deps{})
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	hosts := make([]store.Host, n)
+	for i := range hosts {
+		h, err := c.st.CreateHost(store.NewHost{Hostname: fmt.Sprintf("h%d.localhost:1", i), Status: store.HostActive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts[i] = h
+	}
+	before := heap()
+	c.r.hosts.mu.Lock()
+	for _, h := range hosts {
+		if _, err := c.r.hosts.subscribeLocked(h); err != nil {
+			c.r.hosts.mu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	c.r.hosts.mu.Unlock()
+	time.Sleep(200 * time.Millisecond) // the first dials fail and the hosts wait in backoff
+	per := float64(heap()-before) / n
+	t.Logf("%.0f bytes per subscribed host before its connection (HostStateBytes %d)", per, HostStateBytes)
+	if per > HostStateBytes {
+		t.Fatalf("a subscribed host takes %.0f bytes, more than HostStateBytes (%d): the hosts share is exceeded", per, HostStateBytes)
 	}
 }

@@ -2,6 +2,9 @@ package relay
 
 import "sync"
 
+// trackerKeepCap is the most seqs an idle tracker keeps room for.
+const trackerKeepCap = 256
+
 // tracker follows the upstream seqs of one host that were handed to the
 // pipeline and not yet completed, so the persisted cursor is the low-water
 // mark: every seq at or below it has been fully processed (spec §14.4).
@@ -99,6 +102,11 @@ func (t *tracker) complete(gen uint64, seq int64) (int64, bool) {
 	}
 	if t.head == len(t.seqs) {
 		t.seqs, t.done, t.head = t.seqs[:0], t.done[:0], 0
+		if cap(t.seqs) > trackerKeepCap {
+			// A burst is over: a host does not keep its largest burst's
+			// arrays for as long as it is subscribed (HostStateBytes).
+			t.seqs, t.done = nil, nil
+		}
 	}
 	return t.low, moved
 }

@@ -81,6 +81,9 @@ type metricsSet struct {
 	parkFull          *metrics.Counter            // frames processed waiting: the side queue was full
 	parkRetries       *metrics.Counter            // resolutions retried after a transient failure (park.go)
 	parkExpired       *metrics.Counter            // accounts whose frames' retry window ran out
+	// hostCapacityRefusals counts hosts not subscribed because MaxHosts
+	// were (hosts.go).
+	hostCapacityRefusals *metrics.Counter
 }
 
 const (
@@ -115,6 +118,8 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		parkFull:       set.NewCounter("relay_identity_park_full_total"),
 		parkRetries:    set.NewCounter("relay_identity_park_retries_total"),
 		parkExpired:    set.NewCounter("relay_identity_park_expired_total"),
+
+		hostCapacityRefusals: set.NewCounter("relay_host_capacity_refusals_total"),
 	}
 	for _, k := range acceptedKinds {
 		m.accepted[k] = set.NewCounter(fmt.Sprintf(`relay_events_accepted_total{kind=%q}`, k.String()))

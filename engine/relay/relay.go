@@ -34,6 +34,7 @@ const (
 	DefaultCursorFlushInterval    = time.Second
 	DefaultProbeTimeout           = 5 * time.Second
 	DefaultMaxConcurrentProbes    = 8
+	DefaultMaxHosts               = 100_000
 	DefaultOverlayEntries         = 1 << 16
 	DefaultResultsQueueBytes      = 256 << 20
 	DefaultResyncRetryBackoff     = 30 * time.Second
@@ -160,6 +161,14 @@ type Config struct {
 	// flight (each an outbound request to a caller-chosen host); beyond it
 	// requestCrawl answers ErrProbesBusy (429). Default 8.
 	MaxConcurrentProbes int
+	// MaxHosts bounds the subscribed hosts: each one holds memory for as
+	// long as it is subscribed (its connection, crypto/tls's record
+	// buffers, the relay's own state; see HostStateBytes and
+	// upstream's per-host figures), so a relay with a memory budget derives
+	// this from its hosts share. A requestCrawl (public or admin), a seed
+	// list or a resubscription at start past it is refused with
+	// ErrHostCapacity (relay_host_capacity_refusals_total). Default 100,000.
+	MaxHosts int
 	// OverlayEntries bounds each worker's cache of account states.
 	OverlayEntries int
 	// Upstream configures the epoll loop; Sink, Cursor, OnConnect and
@@ -195,6 +204,7 @@ func (c Config) withDefaults() Config {
 	setI(&c.WorkerQueueItems, DefaultWorkerQueueItems)
 	setI(&c.ResultsQueue, DefaultResultsQueue)
 	setI(&c.MaxBatchEvents, DefaultMaxBatchEvents)
+	setI(&c.MaxHosts, DefaultMaxHosts)
 	setI(&c.OverlayEntries, DefaultOverlayEntries)
 	if c.IntakeBytes <= 0 {
 		c.IntakeBytes = DefaultWorkerQueueBytes * int64(c.Workers)
@@ -422,6 +432,7 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 		return 1
 	})
 	gauge(set, "relay_hosts_subscribed", func() float64 { return float64(r.hosts.count()) })
+	gauge(set, "relay_hosts_max", func() float64 { return float64(r.cfg.MaxHosts) })
 }
 
 // Start resubscribes every active host from its persisted cursor and, if
