@@ -317,18 +317,26 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 	c := dialConsumer(t, h.addr, 0)
 
 	h.waitHostsCaughtUp([]*fleet.Host{fast})
-	step(t, fl, 300)
-	// The old code stops here: the worker waits in send, the fast host's
-	// frames sit in its queue.
-	h.waitHostsCaughtUp([]*fleet.Host{fast})
+	// The events arrive in rounds, as a live host sends them: the slow
+	// host is paused while its later rounds are still unsent, so what it
+	// holds depends on the bound, not on how many frames one burst queued
+	// before the pause took effect.
+	for range 10 {
+		step(t, fl, 30)
+		// The old code stops here: the worker waits in send, the fast
+		// host's frames sit in its queue.
+		h.waitHostsCaughtUp([]*fleet.Host{fast})
+	}
 	if h.r.m.parked.Get() == 0 {
 		t.Fatal("no frame parked: the test does not exercise holding")
 	}
 	waitUntil(t, "the slow host's pause for its held results", func() bool { return h.r.m.hostPauses[pauseHeld].Get() > 0 })
-	// Bounded: MaxHeldBytes (8 KiB) plus the results of frames the slow
-	// host had queued when it was paused, which the intake bounds; far
+	// Bounded: MaxHeldBytes plus the results of the frames the slow host
+	// had queued when it was paused (at most a round's, ~15 frames); far
 	// below what its ~150 frames would hold unpaused.
-	if held := h.r.seq.heldNow.Load(); held > 256<<10 {
+	held := h.r.seq.heldNow.Load()
+	t.Logf("%d bytes held behind the parked frame", held)
+	if held > 128<<10 {
 		t.Errorf("%d bytes held behind the parked frame", held)
 	}
 
