@@ -76,6 +76,41 @@ func TestSequencerCommit(t *testing.T) {
 	}
 }
 
+// TestNextBatch: group commits take at most maxBatchFrameBytes of frames
+// (Pebble reuses a batch's buffer only up to 1 MiB) and MaxBatchEvents
+// results, a frame larger than the bound alone, in order.
+func TestNextBatch(t *testing.T) {
+	ready := make([]result, 40)
+	for i := range ready {
+		ready[i].frameLen = 60 << 10 // ten fit in 640 KiB
+	}
+	ready[25].frameLen = 2 << 20
+	var sizes []int
+	for rest := ready; len(rest) > 0; {
+		n := nextBatch(rest, 2048)
+		sizes = append(sizes, n)
+		rest = rest[n:]
+	}
+	if got, want := fmt.Sprint(sizes), "[10 10 5 1 10 4]"; got != want {
+		t.Fatalf("batches of %s, want %s", got, want)
+	}
+	if n := nextBatch(make([]result, 10), 3); n != 3 {
+		t.Fatalf("nextBatch of 10 small results at most 3: %d", n)
+	}
+}
+
+// TestCommitReady: every ready result is committed, in order.
+func TestCommitReady(t *testing.T) {
+	q := newBareSequencer(t)
+	fillIdentities(q, 40)
+	q.ready = append(q.ready[:0], q.batch...)
+	q.batch = q.batch[:0]
+	q.commitReady()
+	if len(q.ready) != 0 || q.st.NewestSeq() != 40 {
+		t.Fatalf("after commitReady: %d ready, newest seq %d; want 0, 40", len(q.ready), q.st.NewestSeq())
+	}
+}
+
 // TestSequencerCommitAllocs holds a 64-event group commit, from released
 // results to published frames, at a few allocations per batch (the
 // store's Pebble account reads), none per frame.
