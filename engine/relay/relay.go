@@ -168,62 +168,40 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	setU := func(v *uint64, d uint64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setI := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setF := func(v *float64, d float64) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setD := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setU(&c.DefaultAccountLimit, DefaultAccountLimit)
-	setU(&c.TrustedAccountLimit, DefaultTrustedAccountLimit)
-	setI(&c.NewHostsPerDay, DefaultNewHostsPerDay)
-	setI(&c.Workers, runtime.GOMAXPROCS(0))
-	setI(&c.WorkerQueueItems, DefaultWorkerQueueItems)
-	setI(&c.ResultsQueue, DefaultResultsQueue)
-	setI(&c.MaxBatchEvents, DefaultMaxBatchEvents)
-	setI(&c.OverlayEntries, DefaultOverlayEntries)
-	if c.IntakeBytes <= 0 {
-		c.IntakeBytes = DefaultWorkerQueueBytes * int64(c.Workers)
-	}
-	if c.ParkedBytes <= 0 {
-		c.ParkedBytes = c.IntakeBytes / 8
-	}
-	setI(&c.ParkedAccounts, DefaultParkedAccounts)
-	setD(&c.IdentityRetryTimeout, DefaultIdentityRetryTimeout)
-	setF(&c.EventsPerSecond, DefaultEventsPerSecond)
-	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
-	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)
-	setD(&c.ProbeTimeout, DefaultProbeTimeout)
-	setI(&c.MaxConcurrentProbes, DefaultMaxConcurrentProbes)
-	if c.ResultsQueueBytes <= 0 {
-		c.ResultsQueueBytes = DefaultResultsQueueBytes
-	}
-	if c.MaxHeldBytes <= 0 {
-		c.MaxHeldBytes = c.ResultsQueueBytes
-	}
-	if c.HostHeldBytes <= 0 {
-		c.HostHeldBytes = c.MaxHeldBytes / 8
-	}
-	setD(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
-	setD(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
-	setI(&c.ResyncMaxAttempts, DefaultResyncMaxAttempts)
-	setD(&c.HostMetricsInterval, DefaultHostMetricsInterval)
-	setI(&c.HostMetricsTopN, DefaultHostMetricsTopN)
+	orDefault(&c.DefaultAccountLimit, DefaultAccountLimit)
+	orDefault(&c.TrustedAccountLimit, DefaultTrustedAccountLimit)
+	orDefault(&c.NewHostsPerDay, DefaultNewHostsPerDay)
+	orDefault(&c.Workers, runtime.GOMAXPROCS(0))
+	orDefault(&c.WorkerQueueItems, DefaultWorkerQueueItems)
+	orDefault(&c.ResultsQueue, DefaultResultsQueue)
+	orDefault(&c.MaxBatchEvents, DefaultMaxBatchEvents)
+	orDefault(&c.OverlayEntries, DefaultOverlayEntries)
+	orDefault(&c.IntakeBytes, DefaultWorkerQueueBytes*int64(c.Workers))
+	orDefault(&c.ParkedBytes, c.IntakeBytes/8)
+	orDefault(&c.ParkedAccounts, DefaultParkedAccounts)
+	orDefault(&c.IdentityRetryTimeout, DefaultIdentityRetryTimeout)
+	orDefault(&c.EventsPerSecond, DefaultEventsPerSecond)
+	orDefault(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
+	orDefault(&c.CursorFlushInterval, DefaultCursorFlushInterval)
+	orDefault(&c.ProbeTimeout, DefaultProbeTimeout)
+	orDefault(&c.MaxConcurrentProbes, DefaultMaxConcurrentProbes)
+	orDefault(&c.ResultsQueueBytes, DefaultResultsQueueBytes)
+	orDefault(&c.MaxHeldBytes, c.ResultsQueueBytes)
+	orDefault(&c.HostHeldBytes, c.MaxHeldBytes/8)
+	orDefault(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
+	orDefault(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
+	orDefault(&c.ResyncMaxAttempts, DefaultResyncMaxAttempts)
+	orDefault(&c.HostMetricsInterval, DefaultHostMetricsInterval)
+	orDefault(&c.HostMetricsTopN, DefaultHostMetricsTopN)
 	return c
+}
+
+// orDefault stores d in *v when *v is zero or negative: withDefaults treats
+// a negative size or interval like an unset one.
+func orDefault[T uint64 | int | int64 | float64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // Resyncer repairs a desynchronized account: fetch the repo from its PDS
