@@ -34,7 +34,7 @@ const (
 	DefaultCursorFlushInterval    = time.Second
 	DefaultProbeTimeout           = 5 * time.Second
 	DefaultMaxConcurrentProbes    = 8
-	DefaultOverlayEntries         = 1 << 16
+	DefaultOverlayBytes           = 64 << 20 // all workers together
 	DefaultResultsQueueBytes      = 256 << 20
 	DefaultResyncRetryBackoff     = 30 * time.Second
 	DefaultResyncMaxBackoff       = 30 * time.Minute
@@ -160,8 +160,14 @@ type Config struct {
 	// flight (each an outbound request to a caller-chosen host); beyond it
 	// requestCrawl answers ErrProbesBusy (429). Default 8.
 	MaxConcurrentProbes int
-	// OverlayEntries bounds each worker's cache of account states.
-	OverlayEntries int
+	// OverlayBytes bounds the workers' caches of account states (the
+	// overlay in front of the store), all workers together, split evenly
+	// between them. It is an estimate of their heap (about 256 bytes per
+	// did:plc account with a commit: overlay.go, entryBytes), exported as
+	// relay_overlay_bytes. Entries whose state is not durable yet are
+	// never evicted, so the overlay may pass it while the sequencer is
+	// behind. Default 64 MiB (about 260,000 accounts).
+	OverlayBytes int64
 	// Upstream configures the epoll loop; Sink, Cursor, OnConnect and
 	// AllowInsecureHosts are set by New.
 	Upstream upstream.Config
@@ -175,7 +181,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.WorkerQueueItems, DefaultWorkerQueueItems)
 	orDefault(&c.ResultsQueue, DefaultResultsQueue)
 	orDefault(&c.MaxBatchEvents, DefaultMaxBatchEvents)
-	orDefault(&c.OverlayEntries, DefaultOverlayEntries)
+	orDefault(&c.OverlayBytes, DefaultOverlayBytes)
 	orDefault(&c.IntakeBytes, DefaultWorkerQueueBytes*int64(c.Workers))
 	orDefault(&c.ParkedBytes, c.IntakeBytes/8)
 	orDefault(&c.ParkedAccounts, DefaultParkedAccounts)
@@ -330,7 +336,8 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
 	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
 		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
-		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable}
+		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable,
+		overlayBytes: make([]atomic.Int64, cfg.Workers)}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.work.newScratch, r.work.run)
 	r.work.pool = r.workers
@@ -380,6 +387,13 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.work.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.seq.budget.inUse()) })
 	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.seq.heldNow.Load()) })
+	gauge(set, `relay_overlay_bytes`, func() float64 {
+		var sum int64
+		for i := range r.work.overlayBytes {
+			sum += r.work.overlayBytes[i].Load()
+		}
+		return float64(sum)
+	})
 	gauge(set, `relay_accounts_desynchronized`, func() float64 { return float64(r.resyncs.desynchronized()) })
 	for _, st := range []string{"connected", "paused", "disconnected"} {
 		gauge(set, `relay_upstream_hosts_by_status{status="`+st+`"}`, func() float64 {
