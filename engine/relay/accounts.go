@@ -90,7 +90,7 @@ func (w *accountWorkers) processIdentity(s *scratch, hs *hostState, e *event.Ide
 	// document was asked for when the event arrived (Refresh); a worker
 	// that would wait for it parks the event instead. The refresh is
 	// taken on the first run; one that parked finds its result cached.
-	id, err := s.ids.reresolve(w.ctx, a.did, identityTag(hs, e.Seq))
+	id, err := s.ids.reresolve(w.ctx, a.did(), identityTag(hs, e.Seq))
 	if s.ids.parked {
 		return mustPark, false
 	}
@@ -123,7 +123,7 @@ func (w *accountWorkers) processAccount(s *scratch, hs *hostState, e *event.Acco
 		w.fail(err)
 		return DropShutdown, false
 	}
-	if !w.authoritative(s, a.did, hs) {
+	if !w.authoritative(s, a.did(), hs) {
 		if s.ids.parked {
 			return mustPark, false
 		}
@@ -165,7 +165,7 @@ func (w *accountWorkers) desync(a *acctState, hs *hostState) {
 	}
 	a.local = store.LocalDesynchronized
 	w.m.desyncMarked.Inc()
-	w.resyncs.request(a.did, hs.name)
+	w.resyncs.request(a.did(), hs.name)
 }
 
 // Takedown takes an account down: its events are no longer accepted or
@@ -278,15 +278,14 @@ func (w *accountWorkers) runControl(s *scratch, t task) {
 	}
 	// Emit the relay's own #account for the change.
 	tm := []byte(w.now().UTC().Format("2006-01-02T15:04:05.000Z"))
-	view := accountView(a, a.upstream == store.StatusActive, []byte(a.upstream.String()), []byte(a.did), tm)
+	view := accountView(a, a.upstream == store.StatusActive, []byte(a.upstream.String()), []byte(c.did), tm)
 	view.Seq = 1
-	out := w.bufs.Get(len(a.did) + 160)
+	out := w.bufs.Get(len(c.did) + 160)
 	out.B = event.AppendAccount(out.B[:0], &view)
 	res := result{worker: s.id, start: t.start, kind: event.KindAccount, frameLen: len(out.B)}
-	didAt := len(out.B)
-	out.B = append(out.B, a.did...)
+	res.ev.Kind = store.KindAccount
+	appendEventState(out, &res.ev, c.did, nil)
 	res.out = out
-	res.ev = store.Event{Kind: store.KindAccount, DID: out.B[didAt:]}
 	a.ticket = s.ticket + 1
 	w.send(s, res)
 	c.done <- nil
@@ -335,14 +334,14 @@ func (w *accountWorkers) unthrottle(a *acctState) error {
 	if hs == nil || hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 		return nil
 	}
-	if _, err := w.st.ReleaseThrottled([]byte(a.did), store.LocalDesynchronized); err != nil {
+	if _, err := w.st.ReleaseThrottled([]byte(a.did()), store.LocalDesynchronized); err != nil {
 		return err
 	}
 	hs.accounts.Add(1)
 	a.local = store.LocalDesynchronized
 	w.m.unthrottled.Inc()
 	w.m.desyncMarked.Inc()
-	w.resyncs.request(a.did, hs.name)
+	w.resyncs.request(a.did(), hs.name)
 	return nil
 }
 

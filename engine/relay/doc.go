@@ -83,11 +83,18 @@
 //
 //   - A result belongs to whoever holds it: the worker until send, then
 //     the sequencer goroutine.
-//   - An overlay entry (acctState) and a parked task belong to the worker
-//     goroutine whose key the DID hashes to (scratch); the entry is evicted
-//     only at or below sequencer.durable[worker], which the sequencer
-//     writes and that worker reads. awaitIdentity only names a parking
-//     (parkedAcct) in its ctlUnpark answer; it never touches it.
+//   - A worker's overlay (overlay.go), its entries (acctState) and its
+//     parked tasks belong to the worker goroutine whose key the DID hashes
+//     to (scratch). An entry is two heap objects, the struct and one
+//     buffer holding the DID and the repo state, and its did() views that
+//     buffer (never rewritten, so the view stays valid). The overlay is
+//     bounded by an estimate of its bytes (Config.OverlayBytes split
+//     between the workers); an entry is evicted only at or below
+//     sequencer.durable[worker], which the sequencer writes and that
+//     worker reads. accountWorkers.overlayBytes[worker] is written by the
+//     worker and read on scrape (relay_overlay_bytes). awaitIdentity only
+//     names a parking (parkedAcct) in its ctlUnpark answer; it never
+//     touches it.
 //   - hostState: id, name, insecure are static; up is set once before the
 //     first frame. fresh and dialCursor belong to the host's loop callbacks
 //     (one at a time). mu guards rate and pending (Sink, resumer,

@@ -35,7 +35,7 @@ const (
 	DefaultProbeTimeout           = 5 * time.Second
 	DefaultMaxConcurrentProbes    = 8
 	DefaultMaxHosts               = 100_000
-	DefaultOverlayEntries         = 1 << 16
+	DefaultOverlayBytes           = 64 << 20 // all workers together
 	DefaultResultsQueueBytes      = 256 << 20
 	DefaultResyncRetryBackoff     = 30 * time.Second
 	DefaultResyncMaxBackoff       = 30 * time.Minute
@@ -169,71 +169,55 @@ type Config struct {
 	// list or a resubscription at start past it is refused with
 	// ErrHostCapacity (relay_host_capacity_refusals_total). Default 100,000.
 	MaxHosts int
-	// OverlayEntries bounds each worker's cache of account states.
-	OverlayEntries int
+	// OverlayBytes bounds the workers' caches of account states (the
+	// overlay in front of the store), all workers together, split evenly
+	// between them. It is an estimate of their heap (about 256 bytes per
+	// did:plc account with a commit: overlay.go, entryBytes), exported as
+	// relay_overlay_bytes. Entries whose state is not durable yet are
+	// never evicted, so the overlay may pass it while the sequencer is
+	// behind. Default 64 MiB (about 260,000 accounts).
+	OverlayBytes int64
 	// Upstream configures the epoll loop; Sink, Cursor, OnConnect and
 	// AllowInsecureHosts are set by New.
 	Upstream upstream.Config
 }
 
 func (c Config) withDefaults() Config {
-	setU := func(v *uint64, d uint64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setI := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setF := func(v *float64, d float64) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setD := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setU(&c.DefaultAccountLimit, DefaultAccountLimit)
-	setU(&c.TrustedAccountLimit, DefaultTrustedAccountLimit)
-	setI(&c.NewHostsPerDay, DefaultNewHostsPerDay)
-	setI(&c.Workers, runtime.GOMAXPROCS(0))
-	setI(&c.WorkerQueueItems, DefaultWorkerQueueItems)
-	setI(&c.ResultsQueue, DefaultResultsQueue)
-	setI(&c.MaxBatchEvents, DefaultMaxBatchEvents)
-	setI(&c.MaxHosts, DefaultMaxHosts)
-	setI(&c.OverlayEntries, DefaultOverlayEntries)
-	if c.IntakeBytes <= 0 {
-		c.IntakeBytes = DefaultWorkerQueueBytes * int64(c.Workers)
-	}
-	if c.ParkedBytes <= 0 {
-		c.ParkedBytes = c.IntakeBytes / 8
-	}
-	setI(&c.ParkedAccounts, DefaultParkedAccounts)
-	setD(&c.IdentityRetryTimeout, DefaultIdentityRetryTimeout)
-	setF(&c.EventsPerSecond, DefaultEventsPerSecond)
-	setF(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
-	setD(&c.CursorFlushInterval, DefaultCursorFlushInterval)
-	setD(&c.ProbeTimeout, DefaultProbeTimeout)
-	setI(&c.MaxConcurrentProbes, DefaultMaxConcurrentProbes)
-	if c.ResultsQueueBytes <= 0 {
-		c.ResultsQueueBytes = DefaultResultsQueueBytes
-	}
-	if c.MaxHeldBytes <= 0 {
-		c.MaxHeldBytes = c.ResultsQueueBytes
-	}
-	if c.HostHeldBytes <= 0 {
-		c.HostHeldBytes = c.MaxHeldBytes / 8
-	}
-	setD(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
-	setD(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
-	setI(&c.ResyncMaxAttempts, DefaultResyncMaxAttempts)
-	setD(&c.HostMetricsInterval, DefaultHostMetricsInterval)
-	setI(&c.HostMetricsTopN, DefaultHostMetricsTopN)
+	orDefault(&c.DefaultAccountLimit, DefaultAccountLimit)
+	orDefault(&c.TrustedAccountLimit, DefaultTrustedAccountLimit)
+	orDefault(&c.NewHostsPerDay, DefaultNewHostsPerDay)
+	orDefault(&c.Workers, runtime.GOMAXPROCS(0))
+	orDefault(&c.WorkerQueueItems, DefaultWorkerQueueItems)
+	orDefault(&c.ResultsQueue, DefaultResultsQueue)
+	orDefault(&c.MaxBatchEvents, DefaultMaxBatchEvents)
+	orDefault(&c.MaxHosts, DefaultMaxHosts)
+	orDefault(&c.OverlayBytes, DefaultOverlayBytes)
+	orDefault(&c.IntakeBytes, DefaultWorkerQueueBytes*int64(c.Workers))
+	orDefault(&c.ParkedBytes, c.IntakeBytes/8)
+	orDefault(&c.ParkedAccounts, DefaultParkedAccounts)
+	orDefault(&c.IdentityRetryTimeout, DefaultIdentityRetryTimeout)
+	orDefault(&c.EventsPerSecond, DefaultEventsPerSecond)
+	orDefault(&c.TrustedEventsPerSecond, DefaultTrustedEventsPerSecond)
+	orDefault(&c.CursorFlushInterval, DefaultCursorFlushInterval)
+	orDefault(&c.ProbeTimeout, DefaultProbeTimeout)
+	orDefault(&c.MaxConcurrentProbes, DefaultMaxConcurrentProbes)
+	orDefault(&c.ResultsQueueBytes, DefaultResultsQueueBytes)
+	orDefault(&c.MaxHeldBytes, c.ResultsQueueBytes)
+	orDefault(&c.HostHeldBytes, c.MaxHeldBytes/8)
+	orDefault(&c.ResyncRetryBackoff, DefaultResyncRetryBackoff)
+	orDefault(&c.ResyncMaxBackoff, DefaultResyncMaxBackoff)
+	orDefault(&c.ResyncMaxAttempts, DefaultResyncMaxAttempts)
+	orDefault(&c.HostMetricsInterval, DefaultHostMetricsInterval)
+	orDefault(&c.HostMetricsTopN, DefaultHostMetricsTopN)
 	return c
+}
+
+// orDefault stores d in *v when *v is zero or negative: withDefaults treats
+// a negative size or interval like an unset one.
+func orDefault[T uint64 | int | int64 | float64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // Resyncer repairs a desynchronized account: fetch the repo from its PDS
@@ -362,7 +346,8 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
 	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
 		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
-		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable}
+		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable,
+		overlayBytes: make([]atomic.Int64, cfg.Workers)}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.work.newScratch, r.work.run)
 	r.work.pool = r.workers
@@ -412,6 +397,13 @@ func (r *Relay) registerGauges(set *metrics.Set) {
 	gauge(set, `relay_identity_parked_frames`, func() float64 { return float64(r.work.parkedFrames.Load()) })
 	gauge(set, `relay_pipeline_results_bytes`, func() float64 { return float64(r.seq.budget.inUse()) })
 	gauge(set, `relay_pipeline_held_bytes`, func() float64 { return float64(r.seq.heldNow.Load()) })
+	gauge(set, `relay_overlay_bytes`, func() float64 {
+		var sum int64
+		for i := range r.work.overlayBytes {
+			sum += r.work.overlayBytes[i].Load()
+		}
+		return float64(sum)
+	})
 	gauge(set, `relay_accounts_desynchronized`, func() float64 { return float64(r.resyncs.desynchronized()) })
 	for _, st := range []string{"connected", "paused", "disconnected"} {
 		gauge(set, `relay_upstream_hosts_by_status{status="`+st+`"}`, func() float64 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"github.com/atrelay/relay/engine/verify"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +110,9 @@ func (t *resyncs) resynced(did string) {
 // request asks the resyncer to repair did; a refusal is counted and
 // retried after the base backoff.
 func (t *resyncs) request(did, host string) {
+	// did may view a worker's overlay entry (acctState.did), which the
+	// tables and the resyncer's queue would keep alive: keep a copy.
+	did = strings.Clone(did)
 	t.mark(did)
 	if t.resyncer == nil {
 		return
@@ -215,41 +219,29 @@ func (w *accountWorkers) applyResync(s *scratch, t task, a *acctState) {
 		return // cleared meanwhile (an upstream #sync), or restricted
 	}
 	res := result{worker: s.id, start: t.start, kind: event.KindSync}
-	if len(a.rev) > 0 && bytes.Compare(d.rev, a.rev) < 0 {
+	if rev := a.rev(); len(rev) > 0 && bytes.Compare(d.rev, rev) < 0 {
 		a.local = store.LocalActive
-		res.did, res.localAfter = a.did, store.LocalActive
+		res.did, res.localAfter = a.did(), store.LocalActive
 		a.ticket = s.ticket + 1
 		w.send(s, res)
-		w.resyncs.resynced(a.did)
+		w.resyncs.resynced(a.did())
 		return
 	}
 	blocks := car.AppendHeader(nil, cid.CID(d.commit))
 	blocks = car.AppendBlock(blocks, cid.CID(d.commit), d.block)
 	tm := []byte(w.now().UTC().Format("2006-01-02T15:04:05.000Z"))
-	sy := event.Sync{Seq: 1, DID: []byte(a.did), Rev: d.rev, Blocks: blocks, Time: tm}
-	out := w.bufs.Get(len(blocks) + len(a.did) + 256)
+	sy := event.Sync{Seq: 1, DID: []byte(a.did()), Rev: d.rev, Blocks: blocks, Time: tm}
+	out := w.bufs.Get(len(blocks) + len(sy.DID) + 256)
 	out.B = event.AppendSync(out.B[:0], &sy)
 	res.frameLen = len(out.B)
-	b := out.B
-	didAt := len(b)
-	b = append(b, a.did...)
-	revAt := len(b)
-	b = append(b, d.rev...)
-	cAt := len(b)
-	b = append(b, d.commit...)
-	dAt := len(b)
-	b = append(b, d.data...)
-	out.B = b
+	res.ev = store.Event{Kind: store.KindSync, Host: a.host, Local: store.LocalActive}
+	appendEventState(out, &res.ev, a.did(), &verify.State{Rev: d.rev, Commit: d.commit, Data: d.data})
 	res.out = out
-	res.ev = store.Event{Kind: store.KindSync, DID: b[didAt:revAt], Host: a.host, Local: store.LocalActive,
-		Rev: b[revAt:cAt], Commit: b[cAt:dAt], Data: b[dAt:]}
-	a.rev = append(a.rev[:0], d.rev...)
-	a.commit = append(a.commit[:0], d.commit...)
-	a.data = append(a.data[:0], d.data...)
+	s.overlay.setState(a, d.rev, d.commit, d.data)
 	a.local = store.LocalActive
 	a.ticket = s.ticket + 1
 	w.send(s, res)
-	w.resyncs.resynced(a.did)
+	w.resyncs.resynced(a.did())
 }
 
 // recoverAccounts runs once at start-up over the account table: accounts

@@ -49,6 +49,10 @@ type accountWorkers struct {
 	budget  *byteBudget
 	durable []atomic.Uint64
 
+	// overlayBytes[i] is worker i's overlay size (overlay.published),
+	// summed on scrape into relay_overlay_bytes. Set by New.
+	overlayBytes []atomic.Int64
+
 	parkedFrames atomic.Int64   // tasks parked on all workers (gauge)
 	parkWG       sync.WaitGroup // awaitIdentity goroutines; Close waits for them
 	// ready[i] holds worker i's unpark answers (park.go): written by the
@@ -66,7 +70,7 @@ type scratch struct {
 	val     *verify.Validator
 	vs      verify.AccountState
 	acct    store.Account
-	overlay map[string]*acctState
+	overlay overlay
 	ticket  uint64 // increases with every result this worker sends
 	commit  event.Commit
 	// Parking (park.go): the identities the validator uses, the parked
@@ -79,19 +83,6 @@ type scratch struct {
 	closing     bool       // Close is flushing parked tasks: no retries
 	retryFail   error      // set while unpark runs tasks whose retry window ran out
 	readyBuf    []*control // runReady's scratch
-}
-
-// acctState is the worker's view of one account: the latest accepted state,
-// which may not be durable yet (ticket above the worker's durable mark).
-// Owned by the worker whose key the DID hashes to.
-type acctState struct {
-	did               string
-	known             bool // the store has (or will have, once durable) a row
-	host              store.HostID
-	upstream          store.AccountStatus
-	local             store.LocalStatus
-	rev, commit, data []byte
-	ticket            uint64
 }
 
 // result is what a worker hands the sequencer for every task.
@@ -125,7 +116,7 @@ func (w *accountWorkers) newScratch(worker int) scratch {
 	return scratch{
 		id:      worker,
 		val:     verify.New(verify.Config{Mode: w.cfg.Validation, Now: w.now}),
-		overlay: make(map[string]*acctState, 1024),
+		overlay: newOverlay(w.cfg.OverlayBytes/int64(w.cfg.Workers), &w.overlayBytes[worker]),
 		ids:     parkIDs{w: w, ids: w.ids},
 		parked:  make(map[string]*parkedAcct),
 	}
@@ -234,43 +225,14 @@ func (w *accountWorkers) process(s *scratch, t task, res *result) (DropReason, b
 
 // load returns the account's state from the overlay, else from the store.
 func (w *accountWorkers) load(s *scratch, did []byte) (*acctState, error) {
-	if a := s.overlay[string(did)]; a != nil {
+	if a := s.overlay.get(did); a != nil {
 		return a, nil
 	}
 	found, err := w.st.GetAccount(did, &s.acct)
 	if err != nil {
 		return nil, err
 	}
-	w.evict(s)
-	a := &acctState{did: string(did), known: found}
-	if found {
-		a.host, a.upstream, a.local = s.acct.Host, s.acct.UpstreamStatus, s.acct.LocalStatus
-		a.rev = append(a.rev, s.acct.Rev...)
-		a.commit = append(a.commit, s.acct.Commit...)
-		a.data = append(a.data, s.acct.Data...)
-	} else {
-		a.upstream, a.local = store.StatusActive, store.LocalActive
-	}
-	s.overlay[a.did] = a
-	return a, nil
-}
-
-// evict keeps the overlay under its bound by forgetting durable entries
-// (an entry not yet durable is the only record of its state: never evicted).
-func (w *accountWorkers) evict(s *scratch) {
-	if len(s.overlay) < w.cfg.OverlayEntries {
-		return
-	}
-	mark := w.durable[s.id].Load()
-	n := 0
-	for k, a := range s.overlay {
-		if a.ticket <= mark {
-			delete(s.overlay, k)
-			if n++; n >= w.cfg.OverlayEntries/8 {
-				return
-			}
-		}
-	}
+	return s.overlay.add(did, &s.acct, found, w.durable[s.id].Load()), nil
 }
 
 func (w *accountWorkers) fillVerifyState(s *scratch, a *acctState) *verify.AccountState {
@@ -285,8 +247,8 @@ func (w *accountWorkers) fillVerifyState(s *scratch, a *acctState) *verify.Accou
 		vs.Host = h.Hostname
 	}
 	vs.Upstream, vs.Local = a.upstream, a.local
-	if len(a.rev) > 0 {
-		vs.Rev, vs.Commit, vs.Data = a.rev, cid.CID(a.commit), cid.CID(a.data)
+	if rev := a.rev(); len(rev) > 0 {
+		vs.Rev, vs.Commit, vs.Data = rev, cid.CID(a.commit()), cid.CID(a.data())
 	}
 	return vs
 }
@@ -300,8 +262,8 @@ func (w *accountWorkers) admit(hs *hostState, a *acctState) bool {
 	if hs.accounts.Load() >= int64(hs.accountLimit.Load()) {
 		// Persist the refusal so that raising the limit, even after a
 		// restart, finds the account (store.MarkHostThrottled).
-		if _, err := w.st.MarkHostThrottled([]byte(a.did), hs.id); err != nil {
-			w.log.Warn("cannot record host-throttled account", "did", a.did, "host", hs.name, "err", err)
+		if _, err := w.st.MarkHostThrottled([]byte(a.did()), hs.id); err != nil {
+			w.log.Warn("cannot record host-throttled account", "did", a.did(), "host", hs.name, "err", err)
 			return false
 		}
 		w.m.hostThrottled.Inc()
@@ -370,11 +332,11 @@ func (w *accountWorkers) processSync(s *scratch, hs *hostState, sy *event.Sync, 
 	}
 	switch {
 	case v.Action == verify.Accept:
-	case v.Action == verify.Ignore && v.Reason == verify.ReasonStaleRev && bytes.Equal(sy.Rev, a.rev):
+	case v.Action == verify.Ignore && v.Reason == verify.ReasonStaleRev && bytes.Equal(sy.Rev, a.rev()):
 		// A #sync restating the current state (the reference PDS sends one
 		// on reactivation) is valid and forwarded; the store logs it as a
 		// no-op on the account row.
-		v.NewState = verify.State{Rev: a.rev, Commit: cid.CID(a.commit), Data: cid.CID(a.data)}
+		v.NewState = verify.State{Rev: a.rev(), Commit: cid.CID(a.commit()), Data: cid.CID(a.data())}
 	default:
 		w.m.reject(v.Reason.String())
 		return noDrop, false
@@ -390,7 +352,7 @@ func (w *accountWorkers) processSync(s *scratch, hs *hostState, sy *event.Sync, 
 		// durably with the event.
 		a.local = store.LocalActive
 		res.ev.Local = store.LocalActive
-		w.resyncs.resynced(a.did)
+		w.resyncs.resynced(a.did())
 	}
 	return 0, true
 }
@@ -400,26 +362,36 @@ func (w *accountWorkers) processSync(s *scratch, hs *hostState, sy *event.Sync, 
 func (w *accountWorkers) finish(s *scratch, hs *hostState, a *acctState, res *result, out *bytebufferpool.ByteBuffer,
 	kind store.Kind, ns verify.State, status store.AccountStatus) {
 	res.frameLen = len(out.B)
-	b := out.B
-	didAt := len(b)
-	b = append(b, a.did...)
 	ev := store.Event{Kind: kind, Host: hs.id, Status: status}
 	if kind == store.KindCommit || kind == store.KindSync {
-		revAt := len(b)
-		b = append(b, ns.Rev...)
-		cAt := len(b)
-		b = append(b, ns.Commit...)
-		dAt := len(b)
-		b = append(b, ns.Data...)
-		ev.Rev, ev.Commit, ev.Data = b[revAt:cAt], b[cAt:dAt], b[dAt:]
-		a.rev = append(a.rev[:0], ev.Rev...)
-		a.commit = append(a.commit[:0], ev.Commit...)
-		a.data = append(a.data[:0], ev.Data...)
+		appendEventState(out, &ev, a.did(), &ns)
+		s.overlay.setState(a, ev.Rev, ev.Commit, ev.Data)
 		a.host = hs.id
+	} else {
+		appendEventState(out, &ev, a.did(), nil)
 	}
-	ev.DID = b[didAt : didAt+len(a.did)]
-	out.B = b
 	res.out, res.ev = out, ev
 	a.known = true
 	a.ticket = s.ticket + 1 // the ticket send will assign
+}
+
+// appendEventState copies the event's DID and, unless st is nil, the state
+// it sets (rev, commit, data) into out after the output frame, and points
+// ev's fields at the copies: the store event then lives as long as out,
+// whatever happens to the frame and the overlay meanwhile.
+func appendEventState(out *bytebufferpool.ByteBuffer, ev *store.Event, did string, st *verify.State) {
+	b := out.B
+	didAt := len(b)
+	b = append(b, did...)
+	ev.DID = b[didAt:len(b):len(b)]
+	if st != nil {
+		revAt := len(b)
+		b = append(b, st.Rev...)
+		cAt := len(b)
+		b = append(b, st.Commit...)
+		dAt := len(b)
+		b = append(b, st.Data...)
+		ev.Rev, ev.Commit, ev.Data = b[revAt:cAt], b[cAt:dAt], b[dAt:]
+	}
+	out.B = b
 }
