@@ -295,9 +295,8 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 	if br != nil {
 		// Frames that arrived with the 101 response were buffered by the
 		// upgrade; they are parsed before the socket is read.
-		c.pending = l.bufs.get(br.Buffered())
 		peek, _ := br.Peek(br.Buffered())
-		c.pending.B = append(c.pending.B, peek...)
+		l.keepPending(c, peek)
 		ws.PutReader(br)
 	}
 	nb.nonblock = true

@@ -70,9 +70,17 @@
 // relay_upstream_outstanding_bytes gauge count what is held. When the Sink
 // returns false the host is parked: its socket is not re-armed, so the
 // kernel's receive window and then TCP flow control push back on the PDS,
-// until Loop.Resume. Bytes already read past the paused frame wait in a
-// small pending buffer. Readers give up a host after Config.TurnBytes and
-// requeue it, so one busy host cannot starve the others.
+// until Loop.Resume. Bytes already read past the paused frame (or past the
+// point where the buffer budget starved the host) wait in the host's pending
+// buffer. Bytes read cannot be refused, so Config.MaxPendingBytes bounds
+// these buffers softly: while all hosts' pending buffers together hold that
+// much (relay_upstream_pending_bytes, at capacity), readers read at most
+// smallReadBytes (4 KiB) at a time instead of their whole scratch buffer,
+// so a host paused then keeps at most a 4 KiB buffer. Pending bytes stay
+// under MaxPendingBytes + Readers × ReadBufferBytes (readers past the check
+// together) + hosts × 4 KiB. Under the bound reads are unchanged, so the
+// normal case pays no extra read(2). Readers give up a host after Config.TurnBytes and requeue
+// it, so one busy host cannot starve the others.
 //
 // # TLS
 //
@@ -161,6 +169,7 @@
 // gauges relay_upstream_connections, relay_upstream_hosts,
 // relay_upstream_outstanding_bytes, relay_upstream_buffered_bytes and
 // relay_upstream_buffer_limit_bytes (the buffer budget's use and bound),
+// relay_upstream_pending_bytes (pending buffers, Back-pressure),
 // relay_upstream_starved_hosts.
 //
 // Linux only (epoll).
