@@ -251,8 +251,14 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 	}
 	if !h.insecure {
 		tc := tls.Client(nb, l.tlsConfig(h))
-		if err := tc.HandshakeContext(l.ctx); err != nil {
+		nb.flightLimit, nb.flightLeft = true, maxTLSHandshakeBytes
+		err := tc.HandshakeContext(l.ctx)
+		nb.flightLimit = false
+		if err != nil {
 			nc.Close()
+			if errors.Is(err, ErrTLSHandshakeTooLarge) {
+				return nil, ReasonHandshakeTooLarge, ErrTLSHandshakeTooLarge
+			}
 			return nil, ReasonTLS, err
 		}
 		rw = tc
