@@ -37,6 +37,10 @@ const (
 	DefaultMaxBufferedBytes    = 1 << 30
 )
 
+// minPendingBytes is the least default Config.MaxPendingBytes: one whole
+// scratch read may always be kept.
+const minPendingBytes = 64 << 10
+
 // Sink receives every complete binary message, error frames (op -1)
 // included: the loop decodes no CBOR beyond the header's op, and ends the
 // stream after an error frame (reason "error_frame"). It runs on a reader
@@ -110,6 +114,17 @@ type Config struct {
 	// the difference. The relay sets it from its memory budget's upstream
 	// share. Default 1 GiB.
 	MaxBufferedBytes int64
+	// MaxPendingBytes bounds the pending buffers of all hosts together, at
+	// their capacity: bytes a reader read past the frame at which the Sink
+	// paused a host (or the buffer budget starved it), kept until the host
+	// is read again. Bytes already read cannot be refused, so this is a
+	// soft bound: at or above it, readers read at most 4 KiB at a time, and
+	// each new pending buffer is at most that. Pending bytes stay under
+	// MaxPendingBytes + Readers × ReadBufferBytes (readers that passed the
+	// check together) + hosts × 4 KiB (relay_upstream_pending_bytes). They
+	// are not part of MaxBufferedBytes. Default MaxBufferedBytes/4, at
+	// least 64 KiB.
+	MaxPendingBytes int64
 
 	// DialTimeout bounds the TCP connect. Default 5 s.
 	DialTimeout time.Duration
@@ -169,6 +184,7 @@ func (c Config) withDefaults() Config {
 	config.Default(&c.MaxHandshakeHeaders, DefaultMaxHandshakeHeaders)
 	config.Default(&c.MaxPingsPerSecond, DefaultMaxPingsPerSecond)
 	config.Default(&c.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	config.Default(&c.MaxPendingBytes, max(c.MaxBufferedBytes/4, minPendingBytes))
 	config.Default(&c.MessageTimeout, DefaultMessageTimeout)
 	config.Default(&c.LogInterval, DefaultLogInterval)
 	config.Default(&c.DialTimeout, DefaultDialTimeout)
@@ -217,6 +233,7 @@ func (c Config) Validate() error {
 	config.NotNegative(&p, "MessageTimeout", c.MessageTimeout)
 	config.NotNegative(&p, "LogInterval", c.LogInterval)
 	config.NotNegative(&p, "MaxBufferedBytes", c.MaxBufferedBytes)
+	config.NotNegative(&p, "MaxPendingBytes", c.MaxPendingBytes)
 	if c.BackoffMax < c.BackoffMin {
 		p.Addf("BackoffMax %v < BackoffMin %v", c.BackoffMax, c.BackoffMin)
 	}

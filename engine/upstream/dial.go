@@ -251,8 +251,14 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 	}
 	if !h.insecure {
 		tc := tls.Client(nb, l.tlsConfig(h))
-		if err := tc.HandshakeContext(l.ctx); err != nil {
+		nb.flightLimit, nb.flightLeft = true, maxTLSHandshakeBytes
+		err := tc.HandshakeContext(l.ctx)
+		nb.flightLimit = false
+		if err != nil {
 			nc.Close()
+			if errors.Is(err, ErrTLSHandshakeTooLarge) {
+				return nil, ReasonHandshakeTooLarge, ErrTLSHandshakeTooLarge
+			}
 			return nil, ReasonTLS, err
 		}
 		rw = tc
@@ -295,9 +301,8 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 	if br != nil {
 		// Frames that arrived with the 101 response were buffered by the
 		// upgrade; they are parsed before the socket is read.
-		c.pending = l.bufs.get(br.Buffered())
 		peek, _ := br.Peek(br.Buffered())
-		c.pending.B = append(c.pending.B, peek...)
+		l.keepPending(c, peek)
 		ws.PutReader(br)
 	}
 	nb.nonblock = true

@@ -62,7 +62,9 @@
 // message, if that is smaller), so growing messages always find room once
 // those ahead of them finish and never wait for each other for good; a
 // starved host's message clock keeps running, so hosts that trickle a
-// message to keep its bytes are dropped as usual. See memBudget.
+// message to keep its bytes are dropped as usual. See memBudget. Bytes read
+// past a paused frame are not message buffers: Config.MaxPendingBytes
+// bounds them (Back-pressure), and Cost of a host sums up the rest.
 //
 // # Back-pressure
 //
@@ -70,9 +72,17 @@
 // relay_upstream_outstanding_bytes gauge count what is held. When the Sink
 // returns false the host is parked: its socket is not re-armed, so the
 // kernel's receive window and then TCP flow control push back on the PDS,
-// until Loop.Resume. Bytes already read past the paused frame wait in a
-// small pending buffer. Readers give up a host after Config.TurnBytes and
-// requeue it, so one busy host cannot starve the others.
+// until Loop.Resume. Bytes already read past the paused frame (or past the
+// point where the buffer budget starved the host) wait in the host's pending
+// buffer. Bytes read cannot be refused, so Config.MaxPendingBytes bounds
+// these buffers softly: while all hosts' pending buffers together hold that
+// much (relay_upstream_pending_bytes, at capacity), readers read at most
+// smallReadBytes (4 KiB) at a time instead of their whole scratch buffer,
+// so a host paused then keeps at most a 4 KiB buffer. Pending bytes stay
+// under MaxPendingBytes + Readers × ReadBufferBytes (readers past the check
+// together) + hosts × 4 KiB. Under the bound reads are unchanged, so the
+// normal case pays no extra read(2). Readers give up a host after Config.TurnBytes and requeue
+// it, so one busy host cannot starve the others.
 //
 // # TLS
 //
@@ -87,8 +97,30 @@
 // re-arming (the socket may be empty while crypto/tls still holds records),
 // and a new connection's first turn runs before it is armed, for the same
 // reason and for frames that arrived with the 101 response. The cost: each
-// idle TLS connection keeps crypto/tls's record buffer (up to ~17 KiB after
-// a full-size record) that this package cannot release.
+// TLS connection keeps what crypto/tls holds, which this package cannot
+// release: a record buffer that reaches 40 KiB once a full-size record
+// arrived behind part of another, the server's certificate chain about
+// four times over (copies and parsed forms), a handshake buffer, cipher
+// state. The chain is the server's choice, so the handshake may read at
+// most maxTLSHandshakeBytes (16 KiB) from it; a larger one fails the dial
+// with reason "handshake_too_large" (ErrTLSHandshakeTooLarge). What
+// escapes the bound: TLS 1.3 post-handshake messages (session tickets, up
+// to 64 KiB) are encrypted like data, and crypto/tls keeps its handshake
+// buffer as large as the largest one it assembled.
+//
+// # Cost of a host
+//
+// What one connected host can make the loop hold, beyond the bounds above
+// (MaxBufferedBytes for message buffers, MaxPendingBytes for pending
+// buffers larger than a small read) and the kernel's socket buffers, is at
+// most HostBytesTLS (140 KiB; about 58 KiB with a public CA's chain) for
+// wss:// and HostBytesPlain (11 KiB) for ws://, measured by TestHostBytes
+// (hostbytes.go has the figures and what they are made of). A host without
+// a connection is its Host value only, under 1 KiB; dials in flight are
+// bounded by MaxConcurrentDials. So, besides its fixed goroutines and
+// their scratch buffers, the loop holds at most MaxBufferedBytes +
+// MaxPendingBytes + Readers × ReadBufferBytes + Hosts() × HostBytesTLS,
+// and a relay keeps Hosts() within its memory share by that sum.
 //
 // # Dialing
 //
@@ -122,7 +154,10 @@
 // Anyone can get a host added, so every resource a host can make us spend
 // is bounded, and abuse backs off like a failed dial:
 //
-//   - Handshake: the response head is bounded (above).
+//   - Handshake: the TLS handshake and the response head are bounded
+//     (above).
+//   - Paused hosts: bytes read past a pause are pending buffers, bounded
+//     by Config.MaxPendingBytes and 4 KiB per host (Back-pressure).
 //   - Partial messages: buffers grow with the bytes that arrive (above),
 //     all hosts' together stay within Config.MaxBufferedBytes, and a
 //     message must complete within Config.MessageTimeout (1 min) of its
@@ -161,6 +196,7 @@
 // gauges relay_upstream_connections, relay_upstream_hosts,
 // relay_upstream_outstanding_bytes, relay_upstream_buffered_bytes and
 // relay_upstream_buffer_limit_bytes (the buffer budget's use and bound),
+// relay_upstream_pending_bytes (pending buffers, Back-pressure),
 // relay_upstream_starved_hosts.
 //
 // Linux only (epoll).

@@ -23,7 +23,7 @@ const (
 	ReasonTimeout                         // no answer to our ping within PongTimeout, or the peer stopped reading (ErrWriteStalled)
 	ReasonClosedByPeer                    // close frame, EOF or reset from the peer
 	ReasonRelayLoop                       // the peer says it is a relay (Server header contains "atproto-relay")
-	ReasonHandshakeTooLarge               // upgrade response head over Config.MaxHandshakeBytes or MaxHandshakeHeaders
+	ReasonHandshakeTooLarge               // upgrade response head over Config.MaxHandshakeBytes or MaxHandshakeHeaders, or TLS handshake over 16 KiB
 	ReasonMessageTimeout                  // a message took longer than Config.MessageTimeout from its first byte
 	ReasonPingFlood                       // the peer pinged faster than Config.MaxPingsPerSecond
 	ReasonErrorFrame                      // the peer sent an error frame (op -1), which ends the stream
@@ -79,6 +79,9 @@ var (
 	// exceed Config.MaxHandshakeBytes, or it has more than
 	// Config.MaxHandshakeHeaders header lines.
 	ErrHandshakeTooLarge = errors.New("upstream: upgrade response head too large")
+	// ErrTLSHandshakeTooLarge: the server's TLS handshake (its certificate
+	// chain, mostly) needed more than maxTLSHandshakeBytes.
+	ErrTLSHandshakeTooLarge = errors.New("upstream: TLS handshake from the server too large")
 	// ErrMessageTimeout: a message (or control frame) was still incomplete
 	// Config.MessageTimeout after its first byte arrived.
 	ErrMessageTimeout = errors.New("upstream: message not completed in time")

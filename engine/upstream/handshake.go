@@ -8,6 +8,20 @@ import "io"
 // behind it, handed to the first turn as pending bytes.
 const handshakeReadBufferBytes = 4 << 10
 
+// maxTLSHandshakeBytes bounds what the TLS handshake may read from the
+// server (nbConn.flightLeft). crypto/tls keeps a copy of the server's
+// certificate message for the life of the connection (the parsed
+// certificates point into it), plus the parsed certificates, their keys in
+// its certificate cache and its handshake buffer: about four times the
+// chain's size. The chain is the server's to choose (crypto/tls accepts a
+// 256 KiB certificate message, extra certificates and extensions
+// included), so without a bound one host's connection could hold a
+// megabyte. A public CA's chain with the rest of the server's flight
+// (ServerHello with a hybrid key share, CertificateVerify, Finished, a
+// session ticket) is 4 to 7 KB; 16 KiB leaves room for long chains and
+// RSA 4096 keys, and HostBytesTLS is measured with a chain that fills it.
+const maxTLSHandshakeBytes = 16 << 10
+
 // headLimiter sits between gobwas/ws's upgrade and the connection while the
 // response head (status line and headers) is read, and fails the read that
 // would take the head past maxBytes or maxLines lines. gobwas/ws reads a

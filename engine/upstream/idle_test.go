@@ -26,6 +26,10 @@ func TestMain(m *testing.M) {
 		runIdleServer()
 		os.Exit(0)
 	}
+	if os.Getenv(hostCostServerEnv) == "1" {
+		runHostCostServer()
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

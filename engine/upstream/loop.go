@@ -34,6 +34,7 @@ type Loop struct {
 	nextConnID  atomic.Uint64
 	connected   atomic.Int64
 	outstanding atomic.Int64 // bytes delivered to Sinks and not yet released
+	pending     atomic.Int64 // capacity of every conn.pending buffer (keepPending)
 
 	// mu guards hosts and conns. Lock order: Loop.mu before Host.mu.
 	mu    sync.RWMutex

@@ -39,6 +39,7 @@ func newLoopMetrics(set *metrics.Set, l *Loop) *loopMetrics {
 	gauge("relay_upstream_outstanding_bytes", func() float64 { return float64(l.outstanding.Load()) })
 	gauge("relay_upstream_buffered_bytes", func() float64 { return float64(l.mem.inUse()) })
 	gauge("relay_upstream_buffer_limit_bytes", func() float64 { return float64(l.cfg.MaxBufferedBytes) })
+	gauge("relay_upstream_pending_bytes", func() float64 { return float64(l.pending.Load()) })
 	gauge("relay_upstream_starved_hosts", func() float64 { return float64(l.mem.waiting()) })
 	return m
 }

@@ -33,6 +33,12 @@ type nbConn struct {
 	fd       int  // raw descriptor, valid until Close
 	nonblock bool // set once by the dialer before the first reader turn
 
+	// flightLeft, while flightLimit is set (the dialer's TLS handshake),
+	// is how many more bytes blocking reads may return
+	// (maxTLSHandshakeBytes).
+	flightLimit bool
+	flightLeft  int
+
 	owed      []byte // written but not yet taken by the socket; allocated on first need
 	owedSince int64  // unix nanos owed became non-empty
 }
@@ -72,7 +78,15 @@ func newNBConn(c net.Conn) (*nbConn, error) {
 // Read implements io.Reader; see the type doc for the two modes.
 func (c *nbConn) Read(p []byte) (int, error) {
 	if !c.nonblock {
-		return c.Conn.Read(p)
+		if !c.flightLimit {
+			return c.Conn.Read(p)
+		}
+		if c.flightLeft <= 0 && len(p) > 0 {
+			return 0, ErrTLSHandshakeTooLarge
+		}
+		n, err := c.Conn.Read(p[:min(len(p), c.flightLeft)])
+		c.flightLeft -= n
+		return n, err
 	}
 	if len(p) == 0 {
 		return 0, nil

@@ -26,7 +26,7 @@ type conn struct {
 	// whatever of it the next turns leave unused is given back.
 	starved bool
 
-	pending   *bytebufferpool.ByteBuffer // bytes read but not parsed when the Sink paused
+	pending   *bytebufferpool.ByteBuffer // bytes read but not parsed when a turn stopped; in Loop.pending
 	pendOff   int                        // parsed prefix of pending
 	delivered bool                       // a message other than an error frame was delivered
 
@@ -198,8 +198,7 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 		n, stop, reason, err := r.process(h, c, c.pending.B[c.pendOff:])
 		c.pendOff += n
 		if c.pendOff == len(c.pending.B) {
-			r.l.bufs.put(c.pending)
-			c.pending, c.pendOff = nil, 0
+			r.l.freePending(c)
 		}
 		if err != nil {
 			return outFailed, reason, err
@@ -242,19 +241,19 @@ func (r *reader) turn(h *Host, c *conn) (turnOutcome, Reason, error) {
 			}
 			continue
 		}
-		n, err := c.rw.Read(r.scratch)
+		buf := r.readBuf()
+		n, err := c.rw.Read(buf)
 		if n > 0 {
 			now := time.Now().UnixNano()
 			h.lastActivity.Store(now)
 			budget -= n
-			used, stop, reason, perr := r.process(h, c, r.scratch[:n])
+			used, stop, reason, perr := r.process(h, c, buf[:n])
 			if perr != nil {
 				return outFailed, reason, perr
 			}
 			if stop != outNone {
 				if used < n {
-					c.pending = r.l.bufs.get(n - used)
-					c.pending.B = append(c.pending.B, r.scratch[used:n]...)
+					r.l.keepPending(c, buf[used:n])
 				}
 				return r.stopped(h, c, stop, now)
 			}
@@ -527,10 +526,7 @@ func (l *Loop) closeConn(c *conn) {
 	_ = l.ep.del(c.nb.fd)
 	_ = c.rw.Close()
 	c.fr.reset()
-	if c.pending != nil {
-		l.bufs.put(c.pending)
-		c.pending = nil
-	}
+	l.freePending(c)
 	l.mem.settle(c.fr.host)
 }
 
