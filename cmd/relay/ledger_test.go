@@ -14,6 +14,7 @@ import (
 var ledgerItems = []string{
 	"pebble block cache", "pebble memtables", "identity cache", "firehose ring", "firehose consumers",
 	"resync", "upstream buffers", "intake", "results", "held results past their bound", "jetstream subscribers",
+	"subscribed hosts", "account overlay",
 }
 
 // buildLedger builds the app at budget (with extra settings) and returns

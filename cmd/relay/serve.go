@@ -199,7 +199,8 @@ func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
 	a.log.Info("memory shares", "budget", applied.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
 		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "upstream", shares.Upstream,
 		"intake", shares.Intake, "results", shares.Results, "resync", shares.Resync, "consumers", shares.Consumers,
-		"jetstream", shares.Jetstream, "trim_threshold", shares.TrimThreshold)
+		"jetstream", shares.Jetstream, "hosts", shares.Hosts, "overlay", shares.Overlay,
+		"trim_threshold", shares.TrimThreshold)
 	memory.RegisterRuntimeMetrics(a.metrics, applied)
 	trim, err := memory.NewTrimmer(memCfg, a.metrics, a.log)
 	if err != nil {
@@ -308,8 +309,17 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	// Half the results share for results in transit to the sequencer,
 	// half for those it holds for host order.
 	rCfg.ResultsQueueBytes, rCfg.MaxHeldBytes = shares.Results/2, shares.Results/2
-	rCfg.Upstream.MaxBufferedBytes = shares.Upstream
-	a.ledger.Add("upstream buffers", orDefault(rCfg.Upstream.MaxBufferedBytes, upstream.DefaultMaxBufferedBytes), true)
+	// Four fifths of the upstream share for messages in flight, a fifth
+	// for bytes read past a paused host's frame.
+	rCfg.Upstream.MaxBufferedBytes, rCfg.Upstream.MaxPendingBytes = shares.Upstream*4/5, shares.Upstream/5
+	// Every subscribed host holds its connection's buffers for as long as
+	// it is subscribed: the hosts share bounds how many there may be, each
+	// counted at a TLS host's worst case.
+	rCfg.MaxHosts = a.withinShare("subscribed hosts", orDefault(rCfg.MaxHosts, relay.DefaultMaxHosts),
+		shares.Hosts, relay.HostStateBytes+upstream.HostBytesTLS, 0)
+	rCfg.OverlayBytes = shares.Overlay
+	a.ledger.Add("account overlay", rCfg.OverlayBytes, true)
+	a.ledger.Add("upstream buffers", rCfg.Upstream.MaxBufferedBytes+rCfg.Upstream.MaxPendingBytes, true)
 	a.ledger.Add("intake", rCfg.IntakeBytes, true)
 	a.ledger.Add("results", rCfg.ResultsQueueBytes+rCfg.MaxHeldBytes, true)
 	// Paused hosts' queued frames still become held results.

@@ -317,6 +317,11 @@ func settingsTable(s *Settings) []setting {
 			help:    "New hosts accepted through public requestCrawl per UTC day. 0: the default.",
 			aliases: []refAlias{{env: "RELAY_NEW_HOSTS_PER_DAY_LIMIT"}},
 			value:   intValue(&s.Relay.NewHostsPerDay, 0)},
+		{flag: "max-hosts", env: "RELAY_MAX_HOSTS", group: groupUpstream, def: fmt.Sprint(relay.DefaultMaxHosts),
+			help: "Subscribed hosts at most; past it requestCrawl answers 429. Each host holds up to about 40 KiB " +
+				"(its TLS buffers and state), so the memory budget lowers this to what its hosts share holds " +
+				"(a sixth of the budget: about 2,900 hosts at 512 MiB). 0: the default.",
+			value: intValue(&s.Relay.MaxHosts, 0)},
 		{flag: "events-per-second", env: "RELAY_EVENTS_PER_SECOND", group: groupUpstream, def: fmt.Sprint(relay.DefaultEventsPerSecond),
 			help: "Events per second an untrusted host may send, plus its account limit / 1000. Faster " +
 				"events wait (back-pressure); none is dropped. 0: the default.",
@@ -364,7 +369,7 @@ func settingsTable(s *Settings) []setting {
 		{flag: "memory-budget", env: "RELAY_MEMORY_BUDGET", group: groupMemory, def: "0", deploy: "4GiB",
 			help: "Memory of the whole process; under systemd it must equal MemoryHigh in relay.service. " +
 				"The relay sets GOMEMLIMIT to it minus max(1/10 of it, 32 MiB) minus off-heap caches, and every cache, queue and " +
-				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 77 MiB. 0: the cgroup limit " +
+				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 78 MiB. 0: the cgroup limit " +
 				"(MemoryHigh/MemoryMax), else the machine's memory.",
 			value: bytesValue(&s.Memory.Budget)},
 		{flag: "gogc", env: "RELAY_GOGC", group: groupMemory, def: fmt.Sprint(memory.DefaultGOGC),

@@ -109,9 +109,9 @@ func TestPebbleOffHeap(t *testing.T) {
 func TestSharesOf(t *testing.T) {
 	const mib = 1 << 20
 	// At 4 GiB the heap shares leave enough GC headroom: the fractions as
-	// documented, the ring at its cap.
-	want := Shares{BlockCache: 256 * mib, MemTable: 32 * mib, Ring: 1 << 30, IdentityCache: 512 * mib,
-		Upstream: 128 * mib, Intake: 128 * mib, Results: 256 * mib, Resync: 128 * mib,
+	// documented, the hosts share at its cap.
+	want := Shares{BlockCache: 256 * mib, MemTable: 32 * mib, Ring: 512 * mib, IdentityCache: 256 * mib,
+		Hosts: 512 * mib, Overlay: 64 * mib, Upstream: 128 * mib, Intake: 128 * mib, Results: 256 * mib, Resync: 128 * mib,
 		Consumers: 64 * mib, Jetstream: 64 * mib, TrimThreshold: 64 * mib}
 	if got := SharesOf(4 << 30); got != want {
 		t.Fatalf("SharesOf(4 GiB) = %+v, want %+v", got, want)
@@ -122,7 +122,7 @@ func TestSharesOf(t *testing.T) {
 	}
 	// Small budgets scale the heap shares down, never below their floors.
 	s := SharesOf(96 * mib)
-	if s.Ring >= 96*mib/4 || s.Ring < 2*mib || s.Jetstream != 2*mib || s.Consumers < mib/2 {
+	if s.Ring >= 96*mib/8 || s.Ring < 2*mib || s.Jetstream != 2*mib || s.Consumers < mib/2 || s.Hosts < mib {
 		t.Fatalf("SharesOf(96 MiB) = %+v", s)
 	}
 }

@@ -92,7 +92,8 @@ func LedgerOf(budget int64) *Ledger {
 		name string
 		v    int64
 	}{
-		{"firehose ring", s.Ring}, {"identity cache", s.IdentityCache}, {"upstream buffers", s.Upstream},
+		{"firehose ring", s.Ring}, {"identity cache", s.IdentityCache}, {"subscribed hosts", s.Hosts},
+		{"account overlay", s.Overlay}, {"upstream buffers", s.Upstream},
 		{"intake", s.Intake}, {"held results past their bound", s.Intake}, {"results", s.Results}, {"resync", s.Resync},
 		{"firehose consumers", s.Consumers}, {"jetstream subscribers", s.Jetstream},
 	} {

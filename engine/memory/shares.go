@@ -17,10 +17,17 @@ package memory
 //	                 goroutine stacks, tables sized at start (the ring's slot
 //	                 array), Pebble's Go-side state, metrics
 //	Go heap shares, each a bound its component enforces:
-//	  Ring           B/4    the firehose ring of recent frames, ≤ 1 GiB:
-//	                 about an hour of the live network, older frames are
-//	                 read from Pebble
-//	  IdentityCache  B/8    resolved DID documents
+//	  Ring           B/8    the firehose ring of recent frames, ≤ 1 GiB:
+//	                 live consumers read from it, older frames are read
+//	                 from Pebble
+//	  IdentityCache  B/16   resolved DID documents in memory (the rest are
+//	                 on disk, a Pebble read away)
+//	  Hosts          B/6    subscribed hosts, ≤ 512 MiB: each holds its
+//	                 connection, crypto/tls's record buffers and the
+//	                 relay's state for as long as it is subscribed, so the
+//	                 relay's MaxHosts is this over one host's worst case
+//	  Overlay        B/64   the validation workers' cache of account states,
+//	                 ≤ 256 MiB (relay OverlayBytes); a miss is a Pebble read
 //	  Upstream       B/32   buffers of messages in flight from PDS hosts,
 //	                 first byte to delivery (upstream.Config.MaxBufferedBytes)
 //	  Intake         B/32   delivered frames queued for the validation
@@ -49,28 +56,25 @@ package memory
 //
 // The fractions are what a large budget gets (upper bounds aside); when
 // the heap shares would leave too little GC headroom, as they do below
-// about 256 MiB, they are all scaled down alike, never below a floor of
-// 0.5–2 MiB each (2 MiB for Jetstream: a compressor and one subscriber). The ring gets the largest share because it is what keeps
-// consumers off the disk, and because memory the Go heap holds live is
-// memory the trimmer can account for: the off-heap shares are kept small
-// (PERF.md, Memory, measures the effect).
+// about 512 MiB, they are all scaled down alike, never below a floor of
+// 0.25–2 MiB each (2 MiB for Jetstream: a compressor and one subscriber).
+// The hosts share is sized for the live network at 512 MiB (about 2,800
+// hosts over TLS: PERF.md, Production scale); the ring and the identity
+// cache are caches with Pebble behind them, so they give way first. Memory
+// the Go heap holds live is memory the trimmer can account for: the
+// off-heap shares are kept small (PERF.md, Memory, measures the effect).
 //
-// Not in a share, and so not bounded by the budget: a subscribed host's
-// own state (a few KiB, plus crypto/tls's record buffers, up to ~17 KiB
-// idle, 34 KiB busy, for a wss:// host, plus up to 64 KiB of read-ahead
-// while the relay pauses it), the validation workers' account overlay
-// (bounded by a count, relay.Config.OverlayEntries: about 40 MiB at the
-// default 65,536 entries per worker), kernel socket buffers (charged to the
-// cgroup, not RSS), and one message near the 5 MB frame limit, which takes
-// about four times its size across the pipeline at once (assumed rare:
-// real frames are under 2 MB). With 3,000 wss:// hosts at a 512 MiB budget
-// the first two kept the live heap at the GC limit (PERF.md, the headline
-// run).
+// Not in a share, and so not bounded by the budget: kernel socket buffers
+// (charged to the cgroup, not RSS), and one message near the 5 MB frame
+// limit, which takes about four times its size across the pipeline at once
+// (assumed rare: real frames are under 2 MB).
 type Shares struct {
 	BlockCache    int64
 	MemTable      int64
 	Ring          int64
 	IdentityCache int64
+	Hosts         int64
+	Overlay       int64
 	Upstream      int64
 	Intake        int64
 	Results       int64
@@ -110,8 +114,10 @@ func SharesOf(budget int64) Shares {
 	s := Shares{
 		BlockCache:    clamp(budget/16, 2*mib, 1<<30),
 		MemTable:      clamp(budget/128, 1*mib, 64*mib),
-		Ring:          clamp(budget/4, 2*mib, 1<<30),
-		IdentityCache: clamp(budget/8, 1*mib, 8<<30),
+		Ring:          clamp(budget/8, 2*mib, 1<<30),
+		IdentityCache: clamp(budget/16, 1*mib, 8<<30),
+		Hosts:         clamp(budget/6, 1*mib, 512*mib),
+		Overlay:       clamp(budget/64, mib/4, 256*mib),
 		Upstream:      clamp(budget/32, 1*mib, 256*mib),
 		Intake:        clamp(budget/32, 1*mib, 256*mib),
 		Results:       clamp(budget/16, 1*mib, 256*mib),
@@ -133,7 +139,8 @@ func SharesOf(budget int64) Shares {
 		v            *int64
 		floor, count int64 // count: times Heap counts it
 	}{
-		{&s.Ring, 2 * mib, 1}, {&s.IdentityCache, mib, 1}, {&s.Upstream, mib, 1}, {&s.Intake, mib, 2},
+		{&s.Ring, 2 * mib, 1}, {&s.IdentityCache, mib, 1}, {&s.Hosts, mib, 1}, {&s.Overlay, mib / 4, 1},
+		{&s.Upstream, mib, 1}, {&s.Intake, mib, 2},
 		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.Jetstream, 2 * mib, 1},
 	}
 	var floors int64
@@ -153,7 +160,8 @@ func SharesOf(budget int64) Shares {
 // Heap is the sum of the shares on the Go heap, the intake counted twice
 // (see [Shares]).
 func (s Shares) Heap() int64 {
-	return s.Ring + s.IdentityCache + s.Upstream + 2*s.Intake + s.Results + s.Resync + s.Consumers + s.Jetstream
+	return s.Ring + s.IdentityCache + s.Hosts + s.Overlay + s.Upstream + 2*s.Intake + s.Results + s.Resync +
+		s.Consumers + s.Jetstream
 }
 
 // OffHeap is the part of s allocated outside the Go heap in this build (see
