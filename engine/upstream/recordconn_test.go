@@ -112,14 +112,12 @@ func TestRecordConnReads(t *testing.T) {
 	src := &countingConn{r: bytes.NewReader(tlsRecords(func(int, int) {}, lengths...))}
 	rc := &recordConn{nbConn: &nbConn{Conn: src}}
 	buf := make([]byte, 64<<10)
-	for {
-		_, err := rc.Read(buf)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	var err error
+	for err == nil {
+		_, err = rc.Read(buf)
+	}
+	if err != io.EOF {
+		t.Fatal(err)
 	}
 	// The first header's read, one a record, the read that saw EOF.
 	if want := 1 + len(lengths) + 1; src.reads != want {
