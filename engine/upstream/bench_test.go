@@ -11,23 +11,31 @@ import (
 )
 
 // BenchmarkLoop measures frames/s from local servers over loopback through
-// the whole loop (epoll, readers, parse, pooled buffer, Sink, release). The
+// the whole loop (epoll, readers, parse, pooled buffer, Sink, release), over
+// ws:// and, for the cost of crypto/tls and recordConn, over wss://. The
 // servers run in this process and share the two cores.
 func BenchmarkLoop(b *testing.B) {
-	for _, bc := range []struct{ conns, size int }{{1, 300}, {100, 300}, {1, 20_000}, {100, 20_000}} {
-		b.Run(fmt.Sprintf("conns=%d/size=%d", bc.conns, bc.size), func(b *testing.B) {
-			benchLoop(b, bc.conns, bc.size)
+	for _, bc := range []struct {
+		conns, size int
+		tls         bool
+	}{{1, 300, false}, {100, 300, false}, {1, 20_000, false}, {100, 20_000, false}, {1, 300, true}, {100, 300, true}, {1, 20_000, true}} {
+		name := fmt.Sprintf("conns=%d/size=%d", bc.conns, bc.size)
+		if bc.tls {
+			name += "/tls"
+		}
+		b.Run(name, func(b *testing.B) {
+			benchLoop(b, bc.conns, bc.size, bc.tls)
 		})
 	}
 }
 
-func benchLoop(b *testing.B, conns, size int) {
+func benchLoop(b *testing.B, conns, size int, useTLS bool) {
 	frame := frameBytes(ws.OpBinary, true, payloadN(1, size))
 	batch := bytes.Repeat(frame, max(1, (64<<10)/len(frame)))
 	per, rem := b.N/conns, b.N%conns
 	start := make(chan struct{})
 	var idx atomic.Int64
-	ts := newTestServer(b, false, func(sc *srvConn) {
+	ts := newTestServer(b, useTLS, func(sc *srvConn) {
 		n := per
 		if idx.Add(1) == 1 {
 			n += rem
@@ -56,9 +64,12 @@ func benchLoop(b *testing.B, conns, size int) {
 		Tick:               50 * time.Millisecond,
 		OnConnect:          func(*Host) { connected.Add(1) },
 	}
+	if useTLS {
+		cfg.TLSConfig = ts.tlsConfig()
+	}
 	l := newTestLoop(b, cfg)
 	for range conns {
-		if _, err := l.Add(ts.hostname(), HostOptions{Insecure: true}); err != nil {
+		if _, err := l.Add(ts.hostname(), HostOptions{Insecure: !useTLS}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -250,7 +250,8 @@ func (l *Loop) dial(h *Host, cursor int64, hasCursor bool) (*conn, Reason, error
 		return nil, ReasonDial, err
 	}
 	if !h.insecure {
-		tc := tls.Client(nb, l.tlsConfig(h))
+		// recordConn: crypto/tls's record buffer stays one record large.
+		tc := tls.Client(&recordConn{nbConn: nb}, l.tlsConfig(h))
 		nb.flightLimit, nb.flightLeft = true, maxTLSHandshakeBytes
 		err := tc.HandshakeContext(l.ctx)
 		nb.flightLimit = false

@@ -88,32 +88,36 @@
 //
 // crypto/tls sits above the socket and may hold decrypted or raw record
 // bytes, which epoll cannot see. The design keeps it from stranding data:
-// the TLS client runs over nbConn, whose Read returns a temporary net.Error
-// instead of blocking. crypto/tls does not poison a connection on temporary
-// errors, and tls.Conn.Read only reaches the socket after its plaintext is
-// consumed and no complete record is buffered. So "read until the TLS layer
-// reports would-block, then re-arm" implies nothing readable remains above
-// the socket. Readers yielding on budget requeue the host instead of
+// the TLS client runs over recordConn over nbConn, whose Read returns a
+// temporary net.Error instead of blocking. crypto/tls does not poison a
+// connection on temporary errors, and tls.Conn.Read only reaches the
+// socket after its plaintext is consumed and no complete record is
+// buffered; recordConn, which may hold the next record's 5-byte header,
+// reads the socket only once it handed that out. So "read until the TLS
+// layer reports would-block, then re-arm" implies nothing readable remains
+// above the socket. Readers yielding on budget requeue the host instead of
 // re-arming (the socket may be empty while crypto/tls still holds records),
 // and a new connection's first turn runs before it is armed, for the same
 // reason and for frames that arrived with the 101 response. The cost: each
 // TLS connection keeps what crypto/tls holds, which this package cannot
-// release: a record buffer that reaches 40 KiB once a full-size record
-// arrived behind part of another, the server's certificate chain about
-// four times over (copies and parsed forms), a handshake buffer, cipher
-// state. The chain is the server's choice, so the handshake may read at
-// most maxTLSHandshakeBytes (16 KiB) from it; a larger one fails the dial
-// with reason "handshake_too_large" (ErrTLSHandshakeTooLarge). What
-// escapes the bound: TLS 1.3 post-handshake messages (session tickets, up
-// to 64 KiB) are encrypted like data, and crypto/tls keeps its handshake
-// buffer as large as the largest one it assembled.
+// release: a record buffer of one record (about 17 KiB: recordConn never
+// returns bytes past a record's end, so the buffer is empty at each
+// record's start and never grows to hold one behind part of another), the
+// server's certificate chain about four times over (copies and parsed
+// forms), a handshake buffer, cipher state. The chain is the server's
+// choice, so the handshake may read at most maxTLSHandshakeBytes (10 KiB)
+// from it; a larger one fails the dial with reason "handshake_too_large"
+// (ErrTLSHandshakeTooLarge). What escapes the bound: TLS 1.3
+// post-handshake messages (session tickets, up to 64 KiB) are encrypted
+// like data, and crypto/tls keeps its handshake buffer as large as the
+// largest one it assembled.
 //
 // # Cost of a host
 //
 // What one connected host can make the loop hold, beyond the bounds above
 // (MaxBufferedBytes for message buffers, MaxPendingBytes for pending
 // buffers larger than a small read) and the kernel's socket buffers, is at
-// most HostBytesTLS (140 KiB; about 58 KiB with a public CA's chain) for
+// most HostBytesTLS (85 KiB; about 38 KiB with a public CA's chain) for
 // wss:// and HostBytesPlain (11 KiB) for ws://, measured by TestHostBytes
 // (hostbytes.go has the figures and what they are made of). A host without
 // a connection is its Host value only, under 1 KiB; dials in flight are

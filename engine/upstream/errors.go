@@ -23,7 +23,7 @@ const (
 	ReasonTimeout                         // no answer to our ping within PongTimeout, or the peer stopped reading (ErrWriteStalled)
 	ReasonClosedByPeer                    // close frame, EOF or reset from the peer
 	ReasonRelayLoop                       // the peer says it is a relay (Server header contains "atproto-relay")
-	ReasonHandshakeTooLarge               // upgrade response head over Config.MaxHandshakeBytes or MaxHandshakeHeaders, or TLS handshake over 16 KiB
+	ReasonHandshakeTooLarge               // upgrade response head over Config.MaxHandshakeBytes or MaxHandshakeHeaders, or TLS handshake over 10 KiB (maxTLSHandshakeBytes)
 	ReasonMessageTimeout                  // a message took longer than Config.MessageTimeout from its first byte
 	ReasonPingFlood                       // the peer pinged faster than Config.MaxPingsPerSecond
 	ReasonErrorFrame                      // the peer sent an error frame (op -1), which ends the stream

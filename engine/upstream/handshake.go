@@ -13,14 +13,23 @@ const handshakeReadBufferBytes = 4 << 10
 // certificate message for the life of the connection (the parsed
 // certificates point into it), plus the parsed certificates, their keys in
 // its certificate cache and its handshake buffer: about four times the
-// chain's size. The chain is the server's to choose (crypto/tls accepts a
-// 256 KiB certificate message, extra certificates and extensions
-// included), so without a bound one host's connection could hold a
-// megabyte. A public CA's chain with the rest of the server's flight
-// (ServerHello with a hybrid key share, CertificateVerify, Finished, a
-// session ticket) is 4 to 7 KB; 16 KiB leaves room for long chains and
-// RSA 4096 keys, and HostBytesTLS is measured with a chain that fills it.
-const maxTLSHandshakeBytes = 16 << 10
+// chain's size. Its record buffer, sized by the largest handshake record,
+// doubles from there when the first full data record arrives. The chain is
+// the server's to choose (crypto/tls accepts a 256 KiB certificate
+// message, extra certificates and extensions included), so without a
+// bound one host's connection could hold a megabyte.
+//
+// Why 10 KiB: real flights are 3 to 7 KB. A Let's Encrypt chain (ECDSA or
+// RSA leaf and one intermediate) is 2.2 to 2.6 KB, a commercial CA's with
+// two intermediates 5 to 6 KB; the rest of the flight (ServerHello with a
+// hybrid X25519MLKEM768 key share, EncryptedExtensions, CertificateVerify,
+// Finished, record headers and AEAD tags) adds about 1.6 KB, 0.3 KB more
+// with an RSA 4096 key. 10 KiB leaves 2.5 KB over the largest of these.
+// Every KiB of it costs about 4 KiB a TLS host at the bound
+// (HostBytesTLS is measured with a chain that fills it), and HostBytesTLS
+// decides how many hosts a relay's memory share admits. A host with a
+// larger chain is refused, visibly: reason "handshake_too_large".
+const maxTLSHandshakeBytes = 10 << 10
 
 // headLimiter sits between gobwas/ws's upgrade and the connection while the
 // response head (status line and headers) is read, and fails the read that

@@ -281,7 +281,8 @@ func (r *reader) stopped(h *Host, c *conn, stop turnOutcome, now int64) (turnOut
 // readFailure classifies a read error. errWouldBlock is the normal end of
 // a turn; for TLS it also proves crypto/tls holds no complete record, since
 // tls.Conn.Read only touches the socket once its plaintext and raw record
-// buffers cannot produce a byte.
+// buffers cannot produce a byte, and recordConn only once it handed out
+// the header bytes it holds.
 func readFailure(c *conn, err error) (turnOutcome, Reason, error) {
 	var errno syscall.Errno
 	switch {
