@@ -318,9 +318,9 @@ func settingsTable(s *Settings) []setting {
 			aliases: []refAlias{{env: "RELAY_NEW_HOSTS_PER_DAY_LIMIT"}},
 			value:   intValue(&s.Relay.NewHostsPerDay, 0)},
 		{flag: "max-hosts", env: "RELAY_MAX_HOSTS", group: groupUpstream, def: fmt.Sprint(relay.DefaultMaxHosts),
-			help: "Subscribed hosts at most; past it requestCrawl answers 429. Each host holds up to about 40 KiB " +
-				"(its TLS buffers and state), so the memory budget lowers this to what its hosts share holds " +
-				"(a sixth of the budget: about 2,900 hosts at 512 MiB). 0: the default.",
+			help: "Subscribed hosts at most; past it requestCrawl answers 429. A wss:// host can make the relay " +
+				"hold up to about 87 KiB (its TLS buffers, certificate chain and state), so the memory budget " +
+				"lowers this to what its hosts share holds: about 3,000 hosts at 1 GiB, 1,500 at 512 MiB. 0: the default.",
 			value: intValue(&s.Relay.MaxHosts, 0)},
 		{flag: "events-per-second", env: "RELAY_EVENTS_PER_SECOND", group: groupUpstream, def: fmt.Sprint(relay.DefaultEventsPerSecond),
 			help: "Events per second an untrusted host may send, plus its account limit / 1000. Faster " +

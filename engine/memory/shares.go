@@ -22,7 +22,7 @@ package memory
 //	                 from Pebble
 //	  IdentityCache  B/16   resolved DID documents in memory (the rest are
 //	                 on disk, a Pebble read away)
-//	  Hosts          B/6    subscribed hosts, ≤ 512 MiB: each holds its
+//	  Hosts          B/4    subscribed hosts, ≤ 512 MiB (~6,000 TLS hosts): each holds its
 //	                 connection, crypto/tls's record buffers and the
 //	                 relay's state for as long as it is subscribed, so the
 //	                 relay's MaxHosts is this over one host's worst case
@@ -56,13 +56,16 @@ package memory
 //
 // The fractions are what a large budget gets (upper bounds aside); when
 // the heap shares would leave too little GC headroom, as they do below
-// about 512 MiB, they are all scaled down alike, never below a floor of
-// 0.25–2 MiB each (2 MiB for Jetstream: a compressor and one subscriber).
-// The hosts share is sized for the live network at 512 MiB (about 2,800
-// hosts over TLS: PERF.md, Production scale); the ring and the identity
-// cache are caches with Pebble behind them, so they give way first. Memory
-// the Go heap holds live is memory the trimmer can account for: the
-// off-heap shares are kept small (PERF.md, Memory, measures the effect).
+// about 1.5 GiB, the ring and the identity cache (caches with Pebble
+// behind them) give up to half of themselves first, then all the heap
+// shares are scaled down alike, never below a floor of 0.25–2 MiB each
+// (2 MiB for Jetstream: a compressor and one subscriber). The hosts share
+// is counted at a TLS host's worst case (about 88 KiB: a hostile host's
+// largest certificate chain and records), so 1 GiB holds the live
+// network's ~2,800 hosts and 512 MiB about 1,500 (PERF.md, Production
+// scale). Memory the Go heap holds live is memory the trimmer can account
+// for: the off-heap shares are kept small (PERF.md, Memory, measures the
+// effect).
 //
 // Not in a share, and so not bounded by the budget: kernel socket buffers
 // (charged to the cgroup, not RSS), and one message near the 5 MB frame
@@ -116,7 +119,7 @@ func SharesOf(budget int64) Shares {
 		MemTable:      clamp(budget/128, 1*mib, 64*mib),
 		Ring:          clamp(budget/8, 2*mib, 1<<30),
 		IdentityCache: clamp(budget/16, 1*mib, 8<<30),
-		Hosts:         clamp(budget/6, 1*mib, 512*mib),
+		Hosts:         clamp(budget/4, 1*mib, 512*mib),
 		Overlay:       clamp(budget/64, mib/4, 256*mib),
 		Upstream:      clamp(budget/32, 1*mib, 256*mib),
 		Intake:        clamp(budget/32, 1*mib, 256*mib),
@@ -129,11 +132,22 @@ func SharesOf(budget int64) Shares {
 	// The heap shares and FixedGo may take three quarters of what the Go
 	// runtime gets, counting the memtables and cache as if on the heap
 	// (they are without cgo).
-	// What is above the floors shrinks alike until they fit.
+	// What is above the floors then shrinks alike until they fit.
 	avail := (budget-ProcessOverhead(budget)-s.Pebble())*3/4 - FixedGoBytes
 	heap := s.Heap()
 	if heap <= avail || budget < 0 {
 		return s
+	}
+	// The ring and the identity cache are caches with Pebble behind them:
+	// they give up to half of themselves first, alike.
+	caches := s.Ring + s.IdentityCache
+	if cut := min(heap-avail, caches/2); cut > 0 {
+		s.Ring -= s.Ring * cut / caches
+		s.IdentityCache -= s.IdentityCache * cut / caches
+		heap = s.Heap()
+		if heap <= avail {
+			return s
+		}
 	}
 	scaled := []struct {
 		v            *int64

@@ -727,7 +727,7 @@ func (ht *hostTable) list() []HostInfo {
 // queue entries. A connection's own cost (socket, gobwas/ws, crypto/tls
 // buffers) is upstream's per-host figure; a memory budget's hosts share
 // is divided by the sum of the two (cmd/relay). Measured by
-// TestHostStateBytes: about 620 bytes on go1.26 linux/amd64 (the tracker
-// keeps room for trackerKeepCap seqs, 2.3 KiB, once a host has had that
-// many frames in flight), so 3 KiB leaves a margin.
-const HostStateBytes = 3 << 10
+// TestHostStateBytes: about 620 bytes on go1.26 linux/amd64, plus what
+// the in-flight tracker keeps once a host has had many frames in flight
+// (room for trackerKeepCap seqs, 576 bytes), so 2 KiB leaves a margin.
+const HostStateBytes = 2 << 10

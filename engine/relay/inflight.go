@@ -3,7 +3,7 @@ package relay
 import "sync"
 
 // trackerKeepCap is the most seqs an idle tracker keeps room for.
-const trackerKeepCap = 256
+const trackerKeepCap = 64
 
 // tracker follows the upstream seqs of one host that were handed to the
 // pipeline and not yet completed, so the persisted cursor is the low-water
