@@ -67,6 +67,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 		jsonOut     = fs.String("json", "", "write the report as JSON to this file")
 		pngOut      = fs.String("png", "", "write the memory chart as PNG to this file")
 		noCrawl     = fs.Bool("no-crawl", false, "do not send requestCrawl (relay already configured with the hosts)")
+		refusalsOK  = fs.Bool("crawl-refusals-ok", false, "leave out hosts whose requestCrawl the relay answers 429 (a budget holding fewer hosts) instead of failing; needs --duration")
 		relayCmd    = fs.String("relay-cmd", "", "start the relay as a child with this command line; {plc}, {hosts} (comma separated) and {ca} (the test CA file, with --tls) are substituted")
 		relayLog    = fs.String("relay-log", "", "file for the child relay's output (default: discarded)")
 		quiet       = fs.Bool("quiet", false, "no live progress line")
@@ -91,7 +92,7 @@ func RunCLI(args []string, stdout io.Writer) error {
 	cfg := Config{
 		Capture: *capturePath, Consumers: *consumers, RevCheckConsumers: *revChecks, Duration: *duration, Timeout: *timeout,
 		ConnectTimeout: *connectTO, Expected: *expected, LatencyWarmup: *warmup,
-		Relay: Relay{API: *api, Metrics: *metricsURL, AdminToken: *token, NoCrawl: *noCrawl},
+		Relay: Relay{API: *api, Metrics: *metricsURL, AdminToken: *token, NoCrawl: *noCrawl, CrawlRefusalsOK: *refusalsOK},
 		TLS:   *useTLS, PLC: plcBehaviour,
 	}
 	if *speed != "max" {

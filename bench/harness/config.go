@@ -116,6 +116,11 @@ type Relay struct {
 	// NoCrawl skips requestCrawl, for a relay already configured with the
 	// replay hosts.
 	NoCrawl bool
+	// CrawlRefusalsOK leaves out a host whose requestCrawl the relay
+	// answers 429 (a relay whose memory budget holds fewer hosts than the
+	// capture has) instead of failing the run: the run then goes on with
+	// the hosts admitted, and needs Config.Duration (it cannot complete).
+	CrawlRefusalsOK bool
 }
 
 func (c Config) withDefaults() Config {
@@ -151,6 +156,9 @@ func (c Config) validate() error {
 	}
 	if c.Consumers < 1 || c.Consumers > 10_000 {
 		bad("Consumers %d not in 1..10000", c.Consumers)
+	}
+	if c.Relay.CrawlRefusalsOK && c.Duration <= 0 {
+		bad("Relay.CrawlRefusalsOK needs a Duration: a run without the refused hosts never completes")
 	}
 	if c.RevCheckConsumers < 0 {
 		bad("RevCheckConsumers %d is negative", c.RevCheckConsumers)

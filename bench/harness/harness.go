@@ -35,6 +35,9 @@ type Harness struct {
 	caFile  string // the test CA's certificate, for the relay to trust
 
 	ran atomic.Bool // set by the first Run
+	// refused are the hosts whose requestCrawl the relay answered 429
+	// (Relay.CrawlRefusalsOK); written by Run before the gate opens.
+	refused map[string]bool
 }
 
 // Prepare loads the capture, starts its replay hosts (gated; over TLS with
@@ -271,7 +274,9 @@ func (h *Harness) dialAll(ctx context.Context, url string, epoch time.Time, gate
 	return consumers, nil
 }
 
-// crawl sends requestCrawl for each replay host (spec §14.3).
+// crawl sends requestCrawl for each replay host (spec §14.3). With
+// Relay.CrawlRefusalsOK a 429 puts the host in h.refused instead of
+// failing.
 func (h *Harness) crawl(ctx context.Context, client *http.Client, relay Relay) error {
 	endpoint := relay.httpBase() + "/xrpc/com.atproto.sync.requestCrawl"
 	for _, name := range h.fleet.Hostnames {
@@ -290,7 +295,13 @@ func (h *Harness) crawl(ctx context.Context, client *http.Client, relay Relay) e
 		}
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests && relay.CrawlRefusalsOK:
+			if h.refused == nil {
+				h.refused = map[string]bool{}
+			}
+			h.refused[name] = true
+		case resp.StatusCode != http.StatusOK:
 			return fmt.Errorf("%w: %s: %s: %s", ErrCrawl, name, resp.Status, bytes.TrimSpace(msg))
 		}
 	}
@@ -308,7 +319,7 @@ func (h *Harness) waitConnected(ctx context.Context) error {
 	for {
 		var missing []string
 		for _, st := range h.fleet.Replay.Stats() {
-			if st.Open == 0 {
+			if st.Open == 0 && !h.refused[st.Name] {
 				missing = append(missing, st.Name)
 			}
 		}

@@ -168,6 +168,37 @@ func TestMiniRelayFaults(t *testing.T) {
 	}
 }
 
+// With CrawlRefusalsOK a relay that answers 429 to some requestCrawls
+// gets a run over the hosts it admitted: every event of those, in order,
+// the refused hosts counted in the report; without it the run fails.
+func TestCrawlRefusalsOK(t *testing.T) {
+	path, _ := smallCapture(t, 2, 60)
+	mr := newMiniRelay(t, 0, 0)
+	mr.maxHosts.Store(1)
+	cfg := quietConfig(path, 1)
+	cfg.Relay = Relay{API: mr.api}
+	if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrCrawl) {
+		t.Fatalf("a refused requestCrawl without CrawlRefusalsOK: %v, want ErrCrawl", err)
+	}
+
+	mr = newMiniRelay(t, 0, 0)
+	mr.maxHosts.Store(1)
+	cfg.Relay = Relay{API: mr.api, CrawlRefusalsOK: true}
+	cfg.Duration = 2 * time.Second
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.ConsumerResults[0]
+	if rep.HostsRefused != 1 || c.Events != 60 || c.Gaps+c.Backward != 0 {
+		t.Fatalf("refused %d, consumer %+v; want 1 refused and the 60 events of the other host", rep.HostsRefused, c)
+	}
+	cfg.Duration = 0
+	if _, err := Prepare(context.Background(), cfg); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("CrawlRefusalsOK without a Duration: %v, want ErrBadConfig", err)
+	}
+}
+
 // With RevCheckConsumers 1 only the first consumer checks revs: it still
 // finds the fault, the second keeps no DID map and checks seqs alone.
 func TestRevCheckConsumers(t *testing.T) {

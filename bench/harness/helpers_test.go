@@ -118,6 +118,9 @@ type miniRelay struct {
 	// roots, when set, is trusted for wss:// hosts (pds-N.localhost:PORT,
 	// dialed on loopback); nil trusts only the system roots.
 	roots atomic.Pointer[x509.CertPool]
+	// maxHosts, when set, is how many requestCrawls it accepts; beyond
+	// it answers 429, like a relay whose budget holds no more hosts.
+	maxHosts, hosts atomic.Int64
 }
 
 func newMiniRelay(t testing.TB, gapAt, dupAt int64) *miniRelay {
@@ -159,6 +162,10 @@ func (r *miniRelay) requestCrawl(w http.ResponseWriter, req *http.Request) {
 	var body struct{ Hostname string }
 	if json.NewDecoder(req.Body).Decode(&body) != nil || body.Hostname == "" {
 		http.Error(w, `{"error":"BadRequest"}`, http.StatusBadRequest)
+		return
+	}
+	if max := r.maxHosts.Load(); max > 0 && r.hosts.Add(1) > max {
+		http.Error(w, `{"error":"RateLimitExceeded"}`, http.StatusTooManyRequests)
 		return
 	}
 	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -24,6 +24,9 @@ type Report struct {
 	RelayMetrics string   `json:"relayMetrics,omitempty"`
 	PLCURL       string   `json:"plcUrl"`
 	Hosts        []string `json:"hosts"`
+	// HostsRefused counts the hosts left out because the relay answered
+	// their requestCrawl 429 (Relay.CrawlRefusalsOK).
+	HostsRefused int `json:"hostsRefused,omitempty"`
 	// TLS says the replay hosts served wss:// (Config.TLS).
 	TLS bool `json:"tls"`
 	// PLCBehaviour is the fake PLC's behaviour (plc.Behaviour.String; ""
@@ -139,7 +142,7 @@ type Sample struct {
 func (h *Harness) report(relay Relay, consumers []*consumer, s *sampler, ended string, elapsed time.Duration) Report {
 	r := Report{
 		Capture: h.capName, RelayAPI: relay.API, RelayMetrics: relay.Metrics,
-		PLCURL: h.fleet.PLCURL, Hosts: h.Hostnames(),
+		PLCURL: h.fleet.PLCURL, Hosts: h.Hostnames(), HostsRefused: len(h.refused),
 		TLS: h.cfg.TLS, PLCBehaviour: h.cfg.PLC.String(), PLCCounters: h.fleet.PLC.Counters(),
 		Pacing: "max", LatencyFrom: "gate",
 		Consumers: len(consumers), ExpectedEvents: h.expect,
@@ -261,6 +264,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	hosts := "ws://"
 	if r.TLS {
 		hosts = "wss:// (test CA)"
+	}
+	if r.HostsRefused > 0 {
+		hosts += fmt.Sprintf(", %d refused by the relay (429) and left out", r.HostsRefused)
 	}
 	row("hosts", "%d over %s", len(r.Hosts), hosts)
 	c := r.PLCCounters
