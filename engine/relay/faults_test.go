@@ -109,7 +109,7 @@ func TestStoreFailureStopsRelay(t *testing.T) {
 	// Done closes after the hub: the consumer's connection is already
 	// closed by the relay, and a new consumer is refused.
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-time.After(hangTimeout):
 		t.Fatal("consumer still connected after the store failure")
 	}

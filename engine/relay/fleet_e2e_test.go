@@ -149,8 +149,8 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 		if i == steps/2 {
 			// Disconnect one consumer and resume it from its last seq.
-			_ = resumer.conn.Close()
-			<-resumer.done
+			_ = resumer.Conn().Close()
+			<-resumer.Done()
 			firstPart = resumer.waitFrames(t, 0)
 			var last int64
 			if n := len(firstPart); n > 0 {

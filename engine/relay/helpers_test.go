@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,9 +18,9 @@ import (
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/resync"
 	"github.com/atrelay/relay/internal/fixtures"
+	"github.com/atrelay/relay/internal/streamtest"
 	"github.com/atrelay/relay/store"
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 )
 
 // harness is one relay with its store, hub and public listener.
@@ -200,13 +199,7 @@ func (h *harness) waitCaughtUp() {
 }
 
 // consumer collects every frame a subscribeRepos connection delivers.
-type consumer struct {
-	mu     sync.Mutex
-	frames [][]byte
-	conn   net.Conn
-	done   chan struct{}
-	err    error // why the read loop ended; read after done
-}
+type consumer struct{ *streamtest.Collector }
 
 // dialConsumer subscribes to the relay at addr from cursor (-1: no
 // cursor) and collects every frame from the first.
@@ -219,30 +212,8 @@ func dialConsumer(t *testing.T, addr string, cursor int64) *consumer {
 // to close before its first read (nil: it reads at once).
 func dialConsumerWith(t *testing.T, d ws.Dialer, addr string, cursor int64, gate <-chan struct{}) *consumer {
 	t.Helper()
-	conn, br, _, err := d.Dial(context.Background(), subscribeURL(addr, cursor))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := wsStream(conn, br)
-	c := &consumer{conn: conn, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		if gate != nil {
-			<-gate
-		}
-		for {
-			b, err := wsutil.ReadServerBinary(src)
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.mu.Lock()
-			c.frames = append(c.frames, b)
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { _ = conn.Close(); <-c.done })
-	return c
+	conn, src := streamtest.Dial(t, d, subscribeURL(addr, cursor))
+	return &consumer{streamtest.Collect(t, conn, src, gate)}
 }
 
 // subscribeURL is the relay's subscribeRepos at addr from cursor (-1: no
@@ -271,27 +242,7 @@ func wsStream(conn net.Conn, br *bufio.Reader) io.ReadWriter {
 // waitFrames waits until the consumer holds n frames (deadline as above).
 func (c *consumer) waitFrames(t *testing.T, n int) [][]byte {
 	t.Helper()
-	deadline := time.Now().Add(hangTimeout)
-	for {
-		c.mu.Lock()
-		got := len(c.frames)
-		c.mu.Unlock()
-		if got >= n {
-			break
-		}
-		if time.Now().After(deadline) {
-			select {
-			case <-c.done:
-				t.Fatalf("consumer got %d of %d frames; read loop ended: %v", got, n, c.err)
-			default:
-			}
-			t.Fatalf("consumer got %d of %d frames", got, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]byte(nil), c.frames...)
+	return c.Wait(t, n, hangTimeout)
 }
 
 // finalState is the capture's final-state.json.

@@ -65,8 +65,8 @@ func TestFutureCursorWait(t *testing.T) {
 // FutureCursor error frame.
 func checkFutureCursor(t *testing.T, name string, c *consumer) {
 	t.Helper()
-	<-c.done
-	frames := c.snapshot()
+	<-c.Done()
+	frames := c.Frames()
 	var p event.Peeked
 	if len(frames) != 1 || event.Peek(frames[0], &p) != nil || p.Kind != event.KindError || string(p.Name) != "FutureCursor" {
 		t.Fatalf("%s: want one FutureCursor error frame, got %d frames", name, len(frames))

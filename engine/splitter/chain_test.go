@@ -117,15 +117,15 @@ func TestChainFromRelay(t *testing.T) {
 	a.start()
 
 	// The mover was cut off with A; it continues on B from its cursor.
-	<-mover.done
-	moved := mover.snapshot()
+	<-mover.Done()
+	moved := mover.Frames()
 	if len(moved) == 0 {
 		t.Fatal("the moving consumer got nothing from A")
 	}
 	mover2 := dial(t, b.url(), int64(seqOf(t, moved[len(moved)-1])))
 	// And the consumer of A resumes on the restarted A.
-	<-fromA.done
-	gotA := fromA.snapshot()
+	<-fromA.Done()
+	gotA := fromA.Frames()
 	fromA2 := dial(t, a.url(), int64(seqOf(t, gotA[len(gotA)-1])))
 
 	rl.waitCaughtUp()

@@ -11,17 +11,16 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/internal/streamtest"
 	"github.com/atrelay/relay/pool"
 	"github.com/atrelay/relay/store"
 )
@@ -243,13 +242,7 @@ func span(from, to uint64) []uint64 {
 }
 
 // consumer collects every binary frame of one subscribeRepos connection.
-type consumer struct {
-	mu     sync.Mutex
-	frames [][]byte
-	conn   net.Conn
-	done   chan struct{}
-	err    error // why the read loop ended; read after done
-}
+type consumer struct{ *streamtest.Collector }
 
 // dial subscribes to the node at url (ws://host:port) with cursor, or
 // live when cursor < 0.
@@ -277,48 +270,17 @@ func tryDial(t *testing.T, url string, cursor int64) (*consumer, error) {
 	if br != nil {
 		src = io.MultiReader(br, conn)
 	}
-	c := &consumer{conn: conn, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{src, conn}
-		for {
-			b, err := wsutil.ReadServerBinary(rw)
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.mu.Lock()
-			c.frames = append(c.frames, b)
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(c.close)
-	return c, nil
-}
-
-func (c *consumer) close() {
-	_ = c.conn.Close()
-	<-c.done
-}
-
-func (c *consumer) snapshot() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]byte(nil), c.frames...)
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{src, conn}
+	return &consumer{streamtest.Collect(t, conn, rw, nil)}, nil
 }
 
 // waitFrames waits until c holds n frames and returns them.
 func (c *consumer) waitFrames(t *testing.T, n int) [][]byte {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("a consumer to hold %d frames", n), func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.frames) >= n
-	})
-	return c.snapshot()
+	return c.Wait(t, n, hangTimeout)
 }
 
 // waitFor polls cond until it holds, failing after hangTimeout.

@@ -39,7 +39,7 @@ func TestResumeAfterRestarts(t *testing.T) {
 	next += 100
 	n.start()
 	n.waitSeq(next - 1)
-	got := live.snapshot()
+	got := live.Frames()
 	resumed := dial(t, n.url(), int64(seqOf(t, got[len(got)-1])))
 	got = append(got, resumed.waitFrames(t, 100)...)
 
@@ -73,7 +73,7 @@ func TestConsumerSwitchesSplitters(t *testing.T) {
 		src.add(span(from, from+99)...)
 		c := dial(t, nodes[round%2].url(), cursor)
 		frames := c.waitFrames(t, int(from+99)-int(cursor))
-		c.close()
+		c.Close()
 		got = append(got, frames...)
 		cursor = int64(seqOf(t, got[len(got)-1]))
 	}
