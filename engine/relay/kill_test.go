@@ -70,6 +70,9 @@ func TestKill9(t *testing.T) {
 		go func() { _, _ = io.Copy(io.Discard, out) }()
 		var wg sync.WaitGroup
 		for _, c := range consumers {
+			// Not connected until this round's dial succeeds: cleared
+			// here, before the wait below can see last round's value.
+			c.disconnected()
 			wg.Add(1)
 			go func() { defer wg.Done(); c.run(addr) }()
 		}
@@ -187,13 +190,20 @@ func (c *recorder) count() int {
 	return len(c.frames)
 }
 
+// disconnected marks the recorder as not subscribed, before a round's
+// run starts.
+func (c *recorder) disconnected() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.connected = false
+}
+
 // run reads from addr until the connection dies (the relay was killed).
 func (c *recorder) run(addr string) {
 	c.mu.Lock()
 	if c.frames == nil {
 		c.frames = map[int64][]byte{}
 	}
-	c.connected = false
 	cursor := c.last
 	c.mu.Unlock()
 	conn, br, _, err := ws.Dial(context.Background(), subscribeURL(addr, cursor))
