@@ -174,13 +174,18 @@ const maxBatchFrameBytes = 640 << 10
 
 // commitReady commits the ready results in order, in group commits of at
 // most MaxBatchEvents results and maxBatchFrameBytes of frames.
+// ready is emptied once at the end: moving what is left to its front after
+// every batch would copy a long backlog once per batch. commit does not
+// touch ready.
 func (q *sequencer) commitReady() {
-	for len(q.ready) > 0 {
-		n := nextBatch(q.ready, cap(q.batch))
-		q.batch = append(q.batch[:0], q.ready[:n]...)
-		q.ready = append(q.ready[:0], q.ready[n:]...)
+	for rest := q.ready; len(rest) > 0; {
+		n := nextBatch(rest, cap(q.batch))
+		q.batch = append(q.batch[:0], rest[:n]...)
+		rest = rest[n:]
 		q.commit()
 	}
+	clear(q.ready)
+	q.ready = q.ready[:0]
 }
 
 // nextBatch is how many of ready (non-empty) the next group commit takes:
