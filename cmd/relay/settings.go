@@ -351,6 +351,13 @@ func settingsTable(s *Settings) []setting {
 			aliases: []refAlias{{env: "RELAY_LENIENT_SYNC_VALIDATION", conv: lenientToValidation}},
 			value: enumValue(&s.Relay.Validation, choice[verify.Mode]{"strict", verify.Strict},
 				choice[verify.Mode]{"lenient", verify.Lenient})},
+		{flag: "publish-order", env: "RELAY_PUBLISH_ORDER", group: groupUpstream, def: "account",
+			help: "Order of one host's events on the firehose: account keeps each account's events in upstream " +
+				"order (as the reference relay does) and lets a host's commits pass an earlier frame of another " +
+				"account still waiting for its DID document; host keeps the host's upstream order, so the output " +
+				"depends on the input alone, and a new account's PLC lookup delays its host's later events.",
+			value: enumValue(&s.Relay.Order, choice[relay.PublishOrder]{"account", relay.OrderAccount},
+				choice[relay.PublishOrder]{"host", relay.OrderHost})},
 		{flag: "upstream-max-dials", env: "RELAY_UPSTREAM_MAX_DIALS", group: groupUpstream, def: fmt.Sprint(upstream.DefaultMaxConcurrentDials),
 			help:  "Upstream WebSocket dials in progress at once (reconnect storms queue behind them). 0: the default.",
 			value: intValue(&s.Relay.Upstream.MaxConcurrentDials, 0)},

@@ -72,7 +72,7 @@
 // The output frame is a separate buffer (pool.Buffers) the worker takes
 // for the result: result.out travels worker ─▶ sequencer.results ─▶
 // sequencer (held per host in heldList while an earlier seq of the host is
-// unfinished) ─▶ rewritten with its seq into a pool.Frame, whose bytes the
+// unfinished, unless it passes a parked one: OrderAccount) ─▶ rewritten with its seq into a pool.Frame, whose bytes the
 // store copies in Staged.Commit and whose reference Hub.Publish takes
 // (consumers and the ring release it) ─▶ result.out back to the pool in
 // publish, or in abandon when the batch is not written. Its bytes are
@@ -110,7 +110,13 @@
 //   - Nothing reaches a consumer before Staged.Commit returned: the hub is
 //     fed after the batch commit.
 //   - Per-account order: one DID always lands on one worker; the store's
-//     conditional rev update is the second line of defence. A frame whose
+//     conditional rev update is the second line of defence. With
+//     OrderAccount (the default) a host's #commit (or dropped frame) may
+//     be published ahead of an earlier frame of another account that is
+//     parked for its identity (the tracker marks it; the worker wakes the
+//     sequencer), never ahead of a result of its own account still held;
+//     the host's cursor stays below the parked frame, and after a crash
+//     the commit comes back from the host as a stale duplicate, dropped. A frame whose
 //     identity is still resolving is parked on its worker with its
 //     account's later frames behind it, while the worker serves other
 //     accounts (park.go). So is one whose PLC resolution failed for a

@@ -29,8 +29,13 @@ import (
 // the first dial replays every account creation.
 func newFleet(t *testing.T, n, k int) *fleet.Fleet {
 	t.Helper()
-	fl, err := fleet.New(fleet.Options{FirstSeq: 2, Workload: fleet.Workload{Hosts: n, AccountsPerHost: k, Seed: 7,
-		DeleteAccountShare: 1e-9}})
+	return newFleetOf(t, fleet.Workload{Hosts: n, AccountsPerHost: k, Seed: 7, DeleteAccountShare: 1e-9})
+}
+
+// newFleetOf is newFleet with workload w.
+func newFleetOf(t *testing.T, w fleet.Workload) *fleet.Fleet {
+	t.Helper()
+	fl, err := fleet.New(fleet.Options{FirstSeq: 2, Workload: w})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,8 +254,8 @@ func testFramePanic(t *testing.T, stage int) {
 // waited for the document with every account it serves behind), then run
 // the parked frames in order once the document comes: the stream checks
 // out and the account ends at its host's head. Meanwhile the slow host,
-// whose later results wait for the parked frame, is paused (HostHeldBytes)
-// and resumed once they are released.
+// whose later results wait for the parked frame (OrderHost), is paused
+// (HostHeldBytes) and resumed once they are released.
 func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	fl := newFleet(t, 2, 3)
 	slowHost, fast := fl.Hosts()[0], fl.Hosts()[1]
@@ -258,6 +263,7 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	plcURL, release := holdIdentity(t, fl, slowDID)
 
 	cfg := testConfig()
+	cfg.Order = OrderHost
 	cfg.Workers = 1
 	// The slow host's other accounts' results wait for the parked frame
 	// (host order): any of them pauses the host until it is released.
@@ -290,6 +296,55 @@ func TestSlowIdentityParksOnlyItsAccount(t *testing.T) {
 	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
 }
 
+// TestCommitsPassParkedFrame holds back the DID document of one account,
+// created last on its host, with the default OrderAccount: the other
+// accounts' commits after its creation must not wait for it. They are
+// published and durable while the slow account's first frame is parked,
+// yet the host's persisted cursor stays below that frame, so a crash would
+// have the host send it again (the commits that passed it then come back
+// as stale duplicates and are dropped: TestKill9). Once the document
+// comes, the slow account's frames follow in order and nothing is lost.
+func TestCommitsPassParkedFrame(t *testing.T) {
+	// Commits only: an #identity, #account or #sync does not pass, and
+	// holds its account's later commits behind it.
+	fl := newFleetOf(t, fleet.Workload{Hosts: 1, AccountsPerHost: 4, Seed: 7,
+		IdentityShare: 1e-9, DeactivateShare: 1e-9, DeleteAccountShare: 1e-9, SyncShare: 1e-9})
+	host := fl.Hosts()[0]
+	slowDID := host.Accounts()[3]
+	plcURL, release := holdIdentity(t, fl, slowDID)
+
+	cfg := testConfig()
+	cfg.Workers = 2
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plcURL, PLCRequestTimeout: time.Hour})
+	defer h.stop()
+	defer release() // before stop: Close processes parked frames, waiting
+	c := dialConsumer(t, h.addr, 0)
+
+	step(t, fl, 100)
+	waitUntil(t, "commits past the parked frame published", func() bool {
+		return h.r.m.framesIn.Get() >= uint64(host.Seq()-2) && h.r.m.passed.Get() >= 20 &&
+			h.r.work.parkedFrames.Load() > 0
+	})
+	time.Sleep(2 * cfg.CursorFlushInterval)
+	sh, _ := h.st.HostByName(host.Name)
+	published := int64(h.st.NewestSeq())
+	// Upstream seqs start at 2 and each frame is one event at most: with
+	// the cursor below the parked frame, what is durable above it passed.
+	if int64(sh.Cursor)-1 >= published || int64(sh.Cursor) >= host.Seq()-1 {
+		t.Fatalf("host cursor %d with %d events published (host at seq %d): it passed the parked frame",
+			sh.Cursor, published, host.Seq()-1)
+	}
+	if ok, _ := h.st.GetAccount([]byte(slowDID), new(store.Account)); ok {
+		t.Fatal("the slow account was stored while its document was held")
+	}
+
+	release()
+	h.waitHostsCaughtUp(fl.Hosts())
+	h.noLosses(t)
+	h.wantAtHead(t, "slow account", host, slowDID)
+	checkStream(t, h, c.waitFrames(t, int(h.st.NewestSeq())), 1)
+}
+
 // TestHeldResultsDoNotStopWorkers holds back one account's DID document
 // with a results budget of a few frames and no per-host held limit to
 // speak of: the slow host's later results, held for host order behind the
@@ -308,6 +363,7 @@ func TestHeldResultsDoNotStopWorkers(t *testing.T) {
 	plcURL, release := holdIdentity(t, fl, slowDID)
 
 	cfg := testConfig()
+	cfg.Order = OrderHost // OrderAccount lets most of them pass (TestCommitsPassParkedFrame)
 	cfg.Workers = 1
 	cfg.ResultsQueueBytes = 8 << 10
 	cfg.HostHeldBytes = 1 << 30 // only the global held limit pauses

@@ -4,6 +4,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/atrelay/relay/engine/atproto/event"
+	"github.com/atrelay/relay/store"
+	"github.com/valyala/bytebufferpool"
 )
 
 // heldModel is what a held list must equal: every result held so far in
@@ -76,6 +80,80 @@ func TestHeldListGenerations(t *testing.T) {
 	if !l.empty() {
 		t.Fatalf("not empty: %v", seqs(l.items()))
 	}
+}
+
+// TestHeldListCursors: a released result carries its own seq as its host
+// cursor and only the last of a release the low-water mark, whichever path
+// releases it: a group commit that ends inside the group must not persist
+// a cursor past results still waiting for the next one (TestKill9 lost
+// events that way with a cursor of low on every result).
+func TestHeldListCursors(t *testing.T) {
+	var l heldList
+	for _, seq := range []int64{3, 5, 8, 12} {
+		l.insert(result{seq: seq, gen: 1})
+	}
+	ready := l.release(nil, 1, 10) // 9 and 10 completed without a result
+	if got := cursors(ready); !slices.Equal(got, []int64{3, 5, 10}) {
+		t.Fatalf("cursors %v, want [3 5 10]", got)
+	}
+	// The mixed path: an orphan of generation 0 carries none.
+	l.insert(result{seq: 20, gen: 0})
+	l.insert(result{seq: 14, gen: 1})
+	ready = l.release(nil, 1, 16)
+	if got := seqs(ready); !slices.Equal(got, []int64{12, 14, 20}) {
+		t.Fatalf("released %v, want [12 14 20]", got)
+	}
+	if got := cursors(ready); !slices.Equal(got, []int64{12, 16, 0}) {
+		t.Fatalf("cursors %v, want [12 16 0]", got)
+	}
+}
+
+// TestHeldListPass: commits and dropped frames pass, each account's order
+// holds (a commit whose account has a result staying stays too), and an
+// #identity, an #account or a relay-generated result never passes.
+func TestHeldListPass(t *testing.T) {
+	ev := func(seq int64, did string, kind event.Kind) result {
+		return result{seq: seq, gen: 1, kind: kind, out: new(bytebufferpool.ByteBuffer), size: 100,
+			ev: store.Event{DID: []byte(did)}}
+	}
+	var l heldList
+	for _, x := range []result{
+		ev(2, "did:a", event.KindCommit),
+		ev(3, "did:b", event.KindIdentity),
+		ev(4, "did:b", event.KindCommit), // behind b's #identity
+		{seq: 5, gen: 1},                 // dropped: passes
+		ev(6, "did:c", event.KindAccount),
+		ev(7, "did:a", event.KindCommit),
+		{seq: 8, gen: 1, kind: event.KindSync, out: new(bytebufferpool.ByteBuffer), ev: store.Event{DID: []byte("did:d")}, follows: true},
+		ev(9, "did:d", event.KindCommit), // behind d's relay-generated #sync
+	} {
+		l.insert(x)
+	}
+	var blocked [][]byte
+	ready := l.pass(nil, &blocked)
+	if got := seqs(ready); !slices.Equal(got, []int64{2, 5, 7}) {
+		t.Fatalf("passed %v, want [2 5 7]", got)
+	}
+	if got := seqs(l.items()); !slices.Equal(got, []int64{3, 4, 6, 8, 9}) {
+		t.Fatalf("kept %v, want [3 4 6 8 9]", got)
+	}
+	if l.bytes != 400 {
+		t.Fatalf("held bytes %d, want 400", l.bytes)
+	}
+	if !l.holds([]byte("did:b")) || l.holds([]byte("did:a")) {
+		t.Fatal("holds: did:b is held, did:a is not")
+	}
+	if got := cursors(ready); !slices.Equal(got, []int64{0, 0, 0}) {
+		t.Fatalf("passed results carry cursors %v: the host cursor must stay below the parked frame", got)
+	}
+}
+
+func cursors(rs []result) []int64 {
+	out := make([]int64, len(rs))
+	for i := range rs {
+		out[i] = rs[i].cursor
+	}
+	return out
 }
 
 func sameResults(a, b []result) bool {

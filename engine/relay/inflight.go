@@ -20,16 +20,24 @@ type tracker struct {
 	low  int64   // every registered seq ≤ low is complete
 	last int64   // highest registered seq
 	seqs []int64 // registered, not yet popped, increasing; from head
-	done []bool
-	head int
+	// state of seqs[i]: seqDone once completed; seqParked while its frame
+	// waits on its worker for an identity resolution (markParked).
+	state []uint8
+	head  int
 }
+
+// Tracker states of a registered seq.
+const (
+	seqDone   uint8 = 1 << iota // completed
+	seqParked                   // parked for an identity (park.go)
+)
 
 // reset forgets everything in flight and restarts at cursor.
 func (t *tracker) reset(cursor int64) {
 	t.mu.Lock()
 	t.gen++
 	t.low, t.last = cursor, cursor
-	t.seqs, t.done, t.head = t.seqs[:0], t.done[:0], 0
+	t.seqs, t.state, t.head = t.seqs[:0], t.state[:0], 0
 	t.mu.Unlock()
 }
 
@@ -39,11 +47,11 @@ func (t *tracker) register(seq int64) uint64 {
 	t.mu.Lock()
 	if t.head > 0 && t.head >= len(t.seqs)/2 {
 		n := copy(t.seqs, t.seqs[t.head:])
-		copy(t.done, t.done[t.head:])
-		t.seqs, t.done, t.head = t.seqs[:n], t.done[:n], 0
+		copy(t.state, t.state[t.head:])
+		t.seqs, t.state, t.head = t.seqs[:n], t.state[:n], 0
 	}
 	t.seqs = append(t.seqs, seq)
-	t.done = append(t.done, false)
+	t.state = append(t.state, 0)
 	t.last = seq
 	g := t.gen
 	t.mu.Unlock()
@@ -80,6 +88,31 @@ func (t *tracker) complete(gen uint64, seq int64) (int64, bool) {
 	if gen != t.gen {
 		return t.low, false
 	}
+	i, ok := t.find(seq)
+	if !ok {
+		return t.low, false
+	}
+	t.state[i] |= seqDone
+	moved := false
+	for t.head < len(t.seqs) && t.state[t.head]&seqDone != 0 {
+		t.low = t.seqs[t.head]
+		t.head++
+		moved = true
+	}
+	if t.head == len(t.seqs) {
+		t.seqs, t.state, t.head = t.seqs[:0], t.state[:0], 0
+		if cap(t.seqs) > trackerKeepCap {
+			// A burst is over: a host does not keep its largest burst's
+			// arrays for as long as it is subscribed (HostStateBytes).
+			t.seqs, t.state = nil, nil
+		}
+	}
+	return t.low, moved
+}
+
+// find returns the index in seqs of the registered, not yet popped seq.
+// The caller holds mu.
+func (t *tracker) find(seq int64) (int, bool) {
 	live := t.seqs[t.head:]
 	lo, hi := 0, len(live)
 	for lo < hi {
@@ -90,23 +123,31 @@ func (t *tracker) complete(gen uint64, seq int64) (int64, bool) {
 			hi = mid
 		}
 	}
-	if lo == len(live) || live[lo] != seq {
-		return t.low, false
+	return t.head + lo, lo < len(live) && live[lo] == seq
+}
+
+// markParked records that seq of generation gen waits on its worker for
+// an identity resolution, and reports whether it is the host's lowest
+// incomplete seq: then the results the sequencer holds behind it may pass
+// it (sequencer.passHeld), and it should be told.
+func (t *tracker) markParked(gen uint64, seq int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if gen != t.gen {
+		return false
 	}
-	t.done[t.head+lo] = true
-	moved := false
-	for t.head < len(t.seqs) && t.done[t.head] {
-		t.low = t.seqs[t.head]
-		t.head++
-		moved = true
+	i, ok := t.find(seq)
+	if !ok || t.state[i]&seqDone != 0 {
+		return false
 	}
-	if t.head == len(t.seqs) {
-		t.seqs, t.done, t.head = t.seqs[:0], t.done[:0], 0
-		if cap(t.seqs) > trackerKeepCap {
-			// A burst is over: a host does not keep its largest burst's
-			// arrays for as long as it is subscribed (HostStateBytes).
-			t.seqs, t.done = nil, nil
-		}
-	}
-	return t.low, moved
+	t.state[i] |= seqParked
+	return i == t.head
+}
+
+// headParked reports whether the host's lowest incomplete seq is of
+// generation gen and parked for an identity (markParked).
+func (t *tracker) headParked(gen uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return gen == t.gen && t.head < len(t.seqs) && t.state[t.head]&seqParked != 0
 }

@@ -81,6 +81,7 @@ type metricsSet struct {
 	parkFull          *metrics.Counter            // frames processed waiting: the side queue was full
 	parkRetries       *metrics.Counter            // resolutions retried after a transient failure (park.go)
 	parkExpired       *metrics.Counter            // accounts whose frames' retry window ran out
+	passed            *metrics.Counter            // results released ahead of a parked earlier frame of their host (OrderAccount)
 	// hostCapacityRefusals counts hosts not subscribed because MaxHosts
 	// were (hosts.go).
 	hostCapacityRefusals *metrics.Counter
@@ -118,6 +119,7 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		parkFull:       set.NewCounter("relay_identity_park_full_total"),
 		parkRetries:    set.NewCounter("relay_identity_park_retries_total"),
 		parkExpired:    set.NewCounter("relay_identity_park_expired_total"),
+		passed:         set.NewCounter("relay_events_passed_parked_total"),
 
 		hostCapacityRefusals: set.NewCounter("relay_host_capacity_refusals_total"),
 	}

@@ -276,6 +276,22 @@ func (w *accountWorkers) parkBehind(s *scratch, pa *parkedAcct, t task) {
 	pa.bytes += weight
 	s.parkedBytes += weight
 	w.parkedFrames.Add(1)
+	w.markParked(&t)
+}
+
+// markParked tells t's host tracker that t's frame waits on this worker
+// for an identity, and wakes the sequencer if that frame is what its host's
+// held results wait for.
+func (w *accountWorkers) markParked(t *task) {
+	if t.ctl != nil || t.hs == nil || w.cfg.Order != OrderAccount {
+		return
+	}
+	if t.hs.tr.markParked(t.gen, t.seq) {
+		select {
+		case w.parkedHead <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // park parks t, whose identity is being resolved, and starts the goroutine
@@ -296,6 +312,7 @@ func (w *accountWorkers) park(s *scratch, t task) bool {
 	w.m.parked.Inc()
 	w.parkWG.Add(1)
 	go w.awaitIdentity(pa, did, t.start)
+	w.markParked(&t)
 	return true
 }
 

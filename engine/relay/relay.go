@@ -53,6 +53,30 @@ var ErrConfig = errors.New("relay: invalid config")
 // stopped and the relay must be restarted (the cause is wrapped).
 var ErrStoreFailed = errors.New("relay: store write failed; ingestion stopped")
 
+// PublishOrder is the order in which the relay publishes one host's
+// events. Either way each account's events keep their upstream order,
+// and a host's cursor only passes frames that are durable (or dropped).
+type PublishOrder uint8
+
+const (
+	// OrderAccount keeps each account's events in upstream order, as the
+	// spec (§15) and the reference relay (which runs up to 40 of a host's
+	// events at once, one per account) promise. A host's #commit may then
+	// be published ahead of an earlier frame of another account that is
+	// parked for its DID document (a new account's first event waits for
+	// the PLC directory, 80–400 ms), instead of waiting behind it. Only
+	// commits pass (and frames that are dropped): their rev makes a second
+	// delivery after a crash, from the host's cursor below the parked
+	// frame, a stale duplicate the relay drops, so consumers still see
+	// each event once.
+	OrderAccount PublishOrder = iota
+	// OrderHost publishes every host's events in the host's seq order: a
+	// frame waiting for its identity holds back its host's later events.
+	// The output is then a function of the input alone (golden tests,
+	// differential replays), at the price of that wait.
+	OrderHost
+)
+
 // Config holds the engine's knobs; cmd/relay fills it from flags and RELAY_*
 // environment variables. Zero fields take the defaults above.
 type Config struct {
@@ -83,6 +107,9 @@ type Config struct {
 	Workers int
 	// Validation is Strict (default) or Lenient (RELAY_VALIDATION).
 	Validation verify.Mode
+	// Order is the order the relay publishes each host's events in:
+	// OrderAccount (default) or OrderHost (RELAY_PUBLISH_ORDER).
+	Order PublishOrder
 	// IntakeBytes bounds the frame buffers (their capacity) queued for all
 	// workers together, split evenly between them (the memory budget's
 	// intake share); a full
@@ -346,7 +373,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
 	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
 		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
-		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable,
+		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable, parkedHead: r.seq.parkedHead,
 		overlayBytes: make([]atomic.Int64, cfg.Workers)}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.work.newScratch, r.work.run)

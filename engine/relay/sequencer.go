@@ -45,16 +45,22 @@ type sequencer struct {
 	durable []atomic.Uint64
 	heldNow atomic.Int64
 	done    chan struct{} // closed when run returns
+	// parkedHead: a worker parked the lowest incomplete seq of a host
+	// (accountWorkers.markParked); run then lets held results pass it.
+	parkedHead chan struct{}
 
 	// in is what one drain of the results channel took; ready holds
-	// results whose host seqs are complete up to theirs, in release order;
-	// held holds, per host, results that finished before an earlier seq
-	// of their host: persisting them first would put events above the
-	// host's persisted cursor, to be processed twice after a crash.
+	// results whose host seqs are complete up to theirs, and those that
+	// passed a parked frame of their host (OrderAccount), in release
+	// order; held holds, per host, results that finished before an earlier
+	// seq of their host: persisting them first would put events above the
+	// host's persisted cursor, to be processed twice after a crash (a
+	// passing #commit is then dropped as stale, see passes).
 	in       []result
 	ready    []result
 	held     map[*hostState]*heldList
 	spare    []*heldList // emptied held lists, reused so holding allocates nothing
+	blocked  [][]byte    // heldList.pass's scratch
 	minHeld  []uint64    // per worker: lowest ticket held (0: none)
 	batch    []result
 	events   []store.Event
@@ -67,10 +73,12 @@ type sequencer struct {
 	// heldBytes is the memory of every held result (the heldLists'
 	// bytes) as of the last scanHeld.
 	heldBytes int64
-	// reach is, per host, the highest upstream seq among the results of
-	// the batch being written. Results are released per host in seq order
-	// and only once every earlier seq is complete, so that seq is the
-	// host's cursor once this batch (not a later one) is durable.
+	// reach is, per host, the highest cursor among the results of the
+	// batch being written: a result released in its host's order carries
+	// the host's low-water mark at its release, and every result at or
+	// below that mark was released before it (or dropped), so it is the
+	// host's cursor once this batch (not a later one) is durable. A result
+	// that passed a parked frame carries none.
 	reach map[*hostState]int64
 	// next is the seq the next logged event gets. The sequencer is the
 	// log's only writer, so it reads the store's newest seq once at start;
@@ -107,20 +115,21 @@ func newSequencer(r *Relay) *sequencer {
 	q := &sequencer{
 		cfg: &r.cfg, st: r.st, hub: r.hub, frames: r.frames, bufs: r.bufs, log: r.log, m: r.m,
 		onPub: r.onPub, fail: r.fail, failed: &r.failed,
-		results:  make(chan result, r.cfg.ResultsQueue),
-		durable:  make([]atomic.Uint64, r.cfg.Workers),
-		done:     make(chan struct{}),
-		batch:    make([]result, 0, n),
-		events:   make([]store.Event, 0, n),
-		outcomes: make([]store.Outcome, 0, n),
-		outs:     make([]outFrame, n),
-		rows:     make([]store.SeqEvent, 0, n),
-		dirty:    make(map[*hostState]int64),
-		reach:    make(map[*hostState]int64),
-		marks:    make([]uint64, r.cfg.Workers),
-		held:     make(map[*hostState]*heldList),
-		minHeld:  make([]uint64, r.cfg.Workers),
-		next:     r.st.NewestSeq() + 1,
+		results:    make(chan result, r.cfg.ResultsQueue),
+		durable:    make([]atomic.Uint64, r.cfg.Workers),
+		done:       make(chan struct{}),
+		parkedHead: make(chan struct{}, 1),
+		batch:      make([]result, 0, n),
+		events:     make([]store.Event, 0, n),
+		outcomes:   make([]store.Outcome, 0, n),
+		outs:       make([]outFrame, n),
+		rows:       make([]store.SeqEvent, 0, n),
+		dirty:      make(map[*hostState]int64),
+		reach:      make(map[*hostState]int64),
+		marks:      make([]uint64, r.cfg.Workers),
+		held:       make(map[*hostState]*heldList),
+		minHeld:    make([]uint64, r.cfg.Workers),
+		next:       r.st.NewestSeq() + 1,
 	}
 	q.budget.init(r.cfg.ResultsQueueBytes)
 	return q
@@ -152,6 +161,10 @@ func (q *sequencer) run() {
 			}
 			q.release()
 			q.commitReady()
+		case <-q.parkedHead:
+			if q.passAll() {
+				q.commitReady()
+			}
 		case <-tick.C:
 			if q.sweepHeld() {
 				q.commitReady()
@@ -203,7 +216,9 @@ func nextBatch(ready []result, maxEvents int) int {
 // release completes the seqs of the incoming results in their hosts'
 // trackers and moves to ready every result whose host is complete up to
 // its seq (per host in seq order, which keeps each account's order: one
-// account's seqs rise with its events). The rest wait in held.
+// account's seqs rise with its events). With OrderAccount, so does a
+// result that may pass (passes) while its host waits for a parked frame,
+// unless its account has a result held. The rest wait in held.
 func (q *sequencer) release() {
 	for _, res := range q.in {
 		hs := res.hs
@@ -217,6 +232,11 @@ func (q *sequencer) release() {
 			continue
 		}
 		low, moved := hs.tr.complete(res.gen, res.seq)
+		if !moved && res.seq > low && q.passing(&res) {
+			q.ready = append(q.ready, res)
+			q.m.passed.Inc()
+			continue
+		}
 		l := q.heldOf(hs)
 		l.insert(res)
 		if !moved && res.seq > low {
@@ -224,13 +244,53 @@ func (q *sequencer) release() {
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
-		// before any later incoming result of hs.
+		// before any later incoming result of hs; then what may pass the
+		// host's next frame, if parked.
 		q.ready = l.release(q.ready, res.gen, low)
+		q.passHeld(hs, l)
 		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
 	clear(q.in)
 	q.scanHeld()
+}
+
+// passing reports whether res, an incoming result of its host's current
+// generation above the host's low-water mark, may be released at once:
+// OrderAccount, a result that passes, its host's lowest incomplete seq
+// parked for an identity, and no result of its account held (they came
+// from the same worker first, so they are all here or released).
+func (q *sequencer) passing(res *result) bool {
+	if q.cfg.Order != OrderAccount || !passes(res) || !res.hs.tr.headParked(res.gen) {
+		return false
+	}
+	l := q.held[res.hs]
+	return l == nil || res.out == nil || !l.holds(res.account())
+}
+
+// passHeld releases, with OrderAccount, the results of hs's held list l
+// that may pass while hs's lowest incomplete seq is parked.
+func (q *sequencer) passHeld(hs *hostState, l *heldList) {
+	if q.cfg.Order != OrderAccount || l.empty() || l.mixed || !hs.tr.headParked(l.gen) {
+		return
+	}
+	before := len(q.ready)
+	q.ready = l.pass(q.ready, &q.blocked)
+	q.m.passed.Add(len(q.ready) - before)
+}
+
+// passAll runs passHeld over every host with held results, after a worker
+// parked some host's lowest incomplete seq, and reports whether any
+// result became ready.
+func (q *sequencer) passAll() bool {
+	before := len(q.ready)
+	for hs, l := range q.held {
+		q.passHeld(hs, l)
+		q.holdBack(hs, l)
+		q.dropIfEmpty(hs, l)
+	}
+	q.scanHeld()
+	return len(q.ready) > before
 }
 
 // scanHeld recomputes, over every held result, each worker's lowest held
@@ -318,7 +378,7 @@ func (q *sequencer) followHeld(res *result) bool {
 	if last == nil {
 		return false
 	}
-	res.hs, res.gen, res.seq = host, last.gen, last.seq
+	res.hs, res.gen, res.seq, res.follows = host, last.gen, last.seq, true
 	q.held[host].insert(*res)
 	return true
 }
@@ -332,6 +392,7 @@ func (q *sequencer) sweepHeld() bool {
 	before := len(q.ready)
 	for hs, l := range q.held {
 		q.ready = l.release(q.ready, hs.tr.generation(), hs.tr.lowWater())
+		q.passHeld(hs, l)
 		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
@@ -378,8 +439,8 @@ func (q *sequencer) commit() {
 		if res.ticket > q.marks[res.worker] {
 			q.marks[res.worker] = res.ticket
 		}
-		if hs := res.hs; hs != nil && res.gen == hs.tr.generation() && res.seq > q.reach[hs] {
-			q.reach[hs] = res.seq
+		if hs := res.hs; hs != nil && res.gen == hs.tr.generation() && res.cursor > q.reach[hs] {
+			q.reach[hs] = res.cursor
 		}
 		if res.out == nil {
 			continue

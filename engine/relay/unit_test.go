@@ -42,3 +42,39 @@ func TestBucket(t *testing.T) {
 		t.Fatalf("third event in the same instant: ok=%v wait=%v", ok, wait)
 	}
 }
+
+// TestTrackerParked: only a parked frame that is its host's lowest
+// incomplete seq lets held results pass; a completed, unknown or older
+// generation's seq is not marked, and the mark moves with the head.
+func TestTrackerParked(t *testing.T) {
+	var tr tracker
+	tr.reset(0)
+	g := tr.generation()
+	for _, s := range []int64{1, 2, 3} {
+		tr.register(s)
+	}
+	if tr.markParked(g, 2) {
+		t.Fatal("seq 2 reported as the head with seq 1 incomplete")
+	}
+	if tr.headParked(g) {
+		t.Fatal("head parked with seq 1 running")
+	}
+	tr.complete(g, 1)
+	if !tr.headParked(g) {
+		t.Fatal("seq 2, parked, is the head: not reported")
+	}
+	if tr.headParked(g + 1) {
+		t.Fatal("head parked reported for another generation")
+	}
+	if !tr.markParked(g, 2) || tr.markParked(g, 7) || tr.markParked(g+1, 3) {
+		t.Fatal("markParked: want true for the head, false for an unknown seq or another generation")
+	}
+	tr.complete(g, 2)
+	if tr.headParked(g) || tr.markParked(g, 2) {
+		t.Fatal("completed seq 2 still parked")
+	}
+	tr.reset(5)
+	if tr.headParked(tr.generation()) {
+		t.Fatal("parked after a reset")
+	}
+}

@@ -48,6 +48,10 @@ type accountWorkers struct {
 	results chan<- result
 	budget  *byteBudget
 	durable []atomic.Uint64
+	// parkedHead wakes the sequencer when a parked frame is its host's
+	// lowest incomplete seq: the results held behind it may pass it
+	// (sequencer.passHeld). Buffered one; a full channel has the news.
+	parkedHead chan<- struct{}
 
 	// overlayBytes[i] is worker i's overlay size (overlay.published),
 	// summed on scrape into relay_overlay_bytes. Set by New.
@@ -110,6 +114,14 @@ type result struct {
 	budget int64
 	// size is the memory the output frame takes (its buffer's capacity).
 	size int64
+	// cursor is set by the sequencer when it releases the result in its
+	// host's order (heldList.release): the host's persisted cursor once the
+	// result's batch is durable. 0 for a result that passed a parked frame
+	// of its host, which the cursor must stay below.
+	cursor int64
+	// follows marks a relay-generated result the sequencer queued behind
+	// its account's held results (followHeld): it never passes.
+	follows bool
 }
 
 func (w *accountWorkers) newScratch(worker int) scratch {
