@@ -61,13 +61,14 @@ type consumer struct {
 	hash      maphash.Hash
 	dids      map[string]*didState // nil: this consumer does not check revs (Config.RevCheckConsumers)
 	hist      histogram
-	unmatched int64 // commits with no scheduled send time
-	gaps      int64 // times seq jumped by more than one
-	missing   int64 // seqs skipped over by those jumps
-	backward  int64 // times seq did not rise (duplicates, reordering)
-	revBad    int64 // commits whose rev did not rise above the DID's previous one
-	noSeq     int64 // frames without a seq (#info)
-	badFrames int64 // undecodable messages
+	histKnown histogram // commits that are not their account's first frame (schedule.firstOf)
+	unmatched int64     // commits with no scheduled send time
+	gaps      int64     // times seq jumped by more than one
+	missing   int64     // seqs skipped over by those jumps
+	backward  int64     // times seq did not rise (duplicates, reordering)
+	revBad    int64     // commits whose rev did not rise above the DID's previous one
+	noSeq     int64     // frames without a seq (#info)
+	badFrames int64     // undecodable messages
 	firstBad  error
 	errFrames []string // error names of op -1 frames
 	firstSeq  int64
@@ -269,9 +270,14 @@ func (c *consumer) handle(msg []byte) {
 		st.rev = append(st.rev[:0], fi.rev...)
 	}
 	if commit {
-		if off, ok := c.sched.sendAt[commitKey(&c.hash, fi.did, fi.rev)]; ok {
+		key := commitKey(&c.hash, fi.did, fi.rev)
+		if off, ok := c.sched.sendAt[key]; ok {
 			if off >= c.sched.warmup {
-				c.hist.record(now - time.Duration(c.gate.Load()) - off)
+				d := now - time.Duration(c.gate.Load()) - off
+				c.hist.record(d)
+				if _, first := c.sched.firstOf[key]; !first {
+					c.histKnown.record(d)
+				}
 			}
 		} else {
 			c.unmatched++

@@ -323,3 +323,30 @@ func hasFailure(r Report, substr string) bool {
 	}
 	return false
 }
+
+// firstCommits counts the commits of the capture at path that are their
+// account's first frame in it (in the capture's order, as the schedule
+// reads it).
+func firstCommits(t testing.TB, path string) int {
+	t.Helper()
+	c, err := capture.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, n := map[string]bool{}, 0
+	err = c.Each(func(r capture.Record) error {
+		info, err := capture.PeekFrame(r.Frame)
+		if err != nil || info.DID == "" {
+			return err
+		}
+		if !seen[info.DID] && info.Type == "#commit" {
+			n++
+		}
+		seen[info.DID] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -22,11 +22,17 @@ import (
 // It is built once by newSchedule and read-only afterwards, so consumers
 // share it without locks.
 type schedule struct {
-	seed    maphash.Seed
-	sendAt  map[uint64]time.Duration // hash(did, rev) of a #commit → release offset
-	commits int64                    // commits served
-	frames  int64                    // frames served (what the replay hosts will send)
-	last    time.Duration            // release offset of the last frame
+	seed   maphash.Seed
+	sendAt map[uint64]time.Duration // hash(did, rev) of a #commit → release offset
+	// firstOf holds the keys of commits that are their account's first
+	// frame in the capture: a relay meeting the account there resolves
+	// its DID document before it can check the commit, so their latency
+	// is the directory's as much as the relay's (Report.LatencyKnown
+	// leaves them out).
+	firstOf map[uint64]struct{}
+	commits int64         // commits served
+	frames  int64         // frames served (what the replay hosts will send)
+	last    time.Duration // release offset of the last frame
 	// warmup is Config.LatencyWarmup: commits released before it are
 	// not timed.
 	warmup time.Duration
@@ -46,7 +52,8 @@ func commitKey(h *maphash.Hash, did, rev []byte) uint64 {
 // choices: records without a seq, or with a seq not above their host's
 // previous one, are not served.
 func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
-	s := &schedule{seed: maphash.MakeSeed(), sendAt: map[uint64]time.Duration{}}
+	s := &schedule{seed: maphash.MakeSeed(), sendAt: map[uint64]time.Duration{}, firstOf: map[uint64]struct{}{}}
+	seen := map[uint64]struct{}{} // hash of every DID met so far
 	type hostState struct {
 		lastSeq int64
 		firstAt int64 // receive time of the first served frame
@@ -75,11 +82,25 @@ func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
 		hs.seen, hs.lastSeq = true, rec.Seq
 		hs.maxRecv = max(hs.maxRecv, rec.RecvTime)
 		s.frames++
-		if scanFrame(rec.Frame, &fi) != nil || !fi.isCommit() {
+		if scanFrame(rec.Frame, &fi) != nil {
+			return nil
+		}
+		known := true
+		if len(fi.did) > 0 {
+			dk := commitKey(&h, fi.did, nil)
+			if _, known = seen[dk]; !known {
+				seen[dk] = struct{}{}
+			}
+		}
+		if !fi.isCommit() {
 			return nil
 		}
 		s.commits++
-		commits = append(commits, pending{key: commitKey(&h, fi.did, fi.rev), recv: hs.maxRecv})
+		key := commitKey(&h, fi.did, fi.rev)
+		commits = append(commits, pending{key: key, recv: hs.maxRecv})
+		if !known {
+			s.firstOf[key] = struct{}{}
+		}
 		return nil
 	})
 	if err != nil {

@@ -54,8 +54,11 @@ type task struct {
 	gen   uint64
 	kind  event.Kind
 	parks uint8 // times the frame parked for an identity (park.go)
-	ctl   *control
-	start time.Time
+	// behind: the frame waited behind a parked frame of its account
+	// (parkBehind), that is for its account's DID document too.
+	behind bool
+	ctl    *control
+	start  time.Time
 }
 
 // sinkGuard is what the Sink's panic handler needs to know about the frame

@@ -66,6 +66,7 @@ type metricsSet struct {
 	resyncEnqueued    *metrics.Counter
 	validation        *metrics.Histogram
 	pipeline          *metrics.Histogram // arrival at the Sink → published, per logged event
+	pipelineCached    *metrics.Histogram // the same, for events that did not wait for their DID document
 	batchEvents       *metrics.Histogram
 	commitSeconds     *metrics.Histogram
 	storeFailures     *metrics.Counter
@@ -106,6 +107,7 @@ func newMetrics(set *metrics.Set, rejectReasons, breakKinds []string) *metricsSe
 		resyncEnqueued: set.NewCounter("relay_resyncs_enqueued_total"),
 		validation:     set.NewHistogram("relay_validation_seconds"),
 		pipeline:       set.NewHistogram("relay_pipeline_seconds"),
+		pipelineCached: set.NewHistogram("relay_pipeline_identity_cached_seconds"),
 		batchEvents:    set.NewHistogram("relay_sequencer_batch_events"),
 		commitSeconds:  set.NewHistogram("relay_sequencer_commit_seconds"),
 		storeFailures:  set.NewCounter("relay_store_failures_total"),

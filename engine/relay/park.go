@@ -272,6 +272,7 @@ func (w *accountWorkers) parkBehind(s *scratch, pa *parkedAcct, t task) {
 		s.forceWait = was
 		return
 	}
+	t.behind = true
 	pa.tasks = append(pa.tasks, t)
 	pa.bytes += weight
 	s.parkedBytes += weight

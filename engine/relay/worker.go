@@ -122,6 +122,10 @@ type result struct {
 	// follows marks a relay-generated result the sequencer queued behind
 	// its account's held results (followHeld): it never passes.
 	follows bool
+	// waited: the frame waited for its account's DID document (it parked,
+	// or waited behind a frame of its account that did), so its delay is
+	// partly the directory's.
+	waited bool
 }
 
 func (w *accountWorkers) newScratch(worker int) scratch {
@@ -167,7 +171,8 @@ func (w *accountWorkers) handle(s *scratch, t task) {
 			return
 		}
 	}
-	res := result{hs: t.hs, seq: t.seq, gen: t.gen, worker: s.id, start: t.start, kind: t.kind}
+	res := result{hs: t.hs, seq: t.seq, gen: t.gen, worker: s.id, start: t.start, kind: t.kind,
+		waited: t.parks > 0 || t.behind}
 	reason, ok := DropQuarantined, false
 	if !t.hs.q.active() {
 		s.ids.begin(&t, s.forceWait, s.closing, s.retryFail)
