@@ -321,9 +321,12 @@ func TestCommitsPassParkedFrame(t *testing.T) {
 	c := dialConsumer(t, h.addr, 0)
 
 	step(t, fl, 100)
+	// passed counts results when they are released, before their group
+	// commit: wait for 20 events stored beyond the other three accounts'
+	// creations (4 frames each) as well.
 	waitUntil(t, "commits past the parked frame published", func() bool {
 		return h.r.m.framesIn.Get() >= uint64(host.Seq()-2) && h.r.m.passed.Get() >= 20 &&
-			h.r.work.parkedFrames.Load() > 0
+			h.r.work.parkedFrames.Load() > 0 && h.st.NewestSeq() >= 3*4+20
 	})
 	time.Sleep(2 * cfg.CursorFlushInterval)
 	sh, _ := h.st.HostByName(host.Name)
