@@ -72,9 +72,10 @@
 // The output frame is a separate buffer (pool.Buffers) the worker takes
 // for the result: result.out travels worker ─▶ sequencer.results ─▶
 // sequencer (held per host in heldList while an earlier seq of the host is
-// unfinished, unless it passes a parked one: OrderAccount) ─▶ rewritten with its seq into a pool.Frame, whose bytes the
-// store copies in Staged.Commit and whose reference Hub.Publish takes
-// (consumers and the ring release it) ─▶ result.out back to the pool in
+// unfinished, unless it passes a parked one: OrderAccount) ─▶ rewritten
+// with its seq into a pool.Frame, whose bytes the store copies in
+// Staged.Commit and whose reference Hub.Publish takes (consumers and the
+// ring release it) ─▶ result.out back to the pool in
 // publish, or in abandon when the batch is not written. Its bytes are
 // taken from sequencer.budget by the worker's send and returned by the
 // sequencer after the batch (or as soon as it holds the result).
@@ -116,10 +117,10 @@
 //     parked for its identity (the tracker marks it; the worker wakes the
 //     sequencer), never ahead of a result of its own account still held;
 //     the host's cursor stays below the parked frame, and after a crash
-//     the commit comes back from the host as a stale duplicate, dropped. A frame whose
-//     identity is still resolving is parked on its worker with its
-//     account's later frames behind it, while the worker serves other
-//     accounts (park.go). So is one whose PLC resolution failed for a
+//     the commit comes back from the host as a stale duplicate, dropped.
+//     A frame whose identity is still resolving is parked on its worker
+//     with its account's later frames behind it, while the worker serves
+//     other accounts (park.go). So is one whose PLC resolution failed for a
 //     transient reason (rate limit, 5xx, timeout): it is retried with
 //     backoff and rejected as identity_unavailable only once
 //     IdentityRetryTimeout has passed since it arrived.

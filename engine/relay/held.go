@@ -174,11 +174,20 @@ func holdsDID(dids [][]byte, did []byte) bool {
 func (l *heldList) holds(did []byte) bool {
 	items := l.items()
 	for i := range items {
-		if string(items[i].account()) == string(did) {
+		if items[i].isFor(did) {
 			return true
 		}
 	}
 	return false
+}
+
+// isFor reports whether r is for account did (account, without copying
+// did for a result without an event).
+func (r *result) isFor(did []byte) bool {
+	if len(r.ev.DID) > 0 {
+		return string(r.ev.DID) == string(did)
+	}
+	return r.did != "" && r.did == string(did)
 }
 
 // empty reports whether nothing is held.

@@ -46,7 +46,7 @@ type sequencer struct {
 	heldNow atomic.Int64
 	done    chan struct{} // closed when run returns
 	// parkedHead: a worker parked the lowest incomplete seq of a host
-	// (accountWorkers.markParked); run then lets held results pass it.
+	// (accountWorkers.markParked); run then sweeps the held results.
 	parkedHead chan struct{}
 
 	// in is what one drain of the results channel took; ready holds
@@ -75,10 +75,11 @@ type sequencer struct {
 	heldBytes int64
 	// reach is, per host, the highest cursor among the results of the
 	// batch being written: a result released in its host's order carries
-	// the host's low-water mark at its release, and every result at or
-	// below that mark was released before it (or dropped), so it is the
-	// host's cursor once this batch (not a later one) is durable. A result
-	// that passed a parked frame carries none.
+	// its seq, the last of a release the host's low-water mark then
+	// (heldList.release), and every result at or below that was released
+	// before it (or dropped), so it is the host's cursor once this batch
+	// (not a later one) is durable. A result that passed a parked frame
+	// carries none.
 	reach map[*hostState]int64
 	// next is the seq the next logged event gets. The sequencer is the
 	// log's only writer, so it reads the store's newest seq once at start;
@@ -162,7 +163,7 @@ func (q *sequencer) run() {
 			q.release()
 			q.commitReady()
 		case <-q.parkedHead:
-			if q.passAll() {
+			if q.sweepHeld() {
 				q.commitReady()
 			}
 		case <-tick.C:
@@ -279,20 +280,6 @@ func (q *sequencer) passHeld(hs *hostState, l *heldList) {
 	q.m.passed.Add(len(q.ready) - before)
 }
 
-// passAll runs passHeld over every host with held results, after a worker
-// parked some host's lowest incomplete seq, and reports whether any
-// result became ready.
-func (q *sequencer) passAll() bool {
-	before := len(q.ready)
-	for hs, l := range q.held {
-		q.passHeld(hs, l)
-		q.holdBack(hs, l)
-		q.dropIfEmpty(hs, l)
-	}
-	q.scanHeld()
-	return len(q.ready) > before
-}
-
 // scanHeld recomputes, over every held result, each worker's lowest held
 // ticket and the bytes held, and moves the results held since the last
 // scan out of the results budget: they count under MaxHeldBytes instead.
@@ -386,8 +373,10 @@ func (q *sequencer) followHeld(res *result) bool {
 // sweepHeld releases held results that no incoming result will release:
 // those at or below their host's low-water mark (moved by a completion
 // outside the sequencer, such as a frame dropped before it reached a
-// worker) and those orphaned by a cursor reset. It reports whether any
-// result became ready.
+// worker), those orphaned by a cursor reset, and those that may pass a
+// host's parked frame (run calls it on the tick and when a worker parks a
+// host's lowest incomplete seq). It reports whether any result became
+// ready.
 func (q *sequencer) sweepHeld() bool {
 	before := len(q.ready)
 	for hs, l := range q.held {
