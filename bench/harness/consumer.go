@@ -61,7 +61,7 @@ type consumer struct {
 	hash      maphash.Hash
 	dids      map[string]*didState // nil: this consumer does not check revs (Config.RevCheckConsumers)
 	hist      histogram
-	histKnown histogram // commits that are not their account's first frame (schedule.firstOf)
+	histKnown histogram // commits not in schedule.cold
 	unmatched int64     // commits with no scheduled send time
 	gaps      int64     // times seq jumped by more than one
 	missing   int64     // seqs skipped over by those jumps
@@ -275,7 +275,7 @@ func (c *consumer) handle(msg []byte) {
 			if off >= c.sched.warmup {
 				d := now - time.Duration(c.gate.Load()) - off
 				c.hist.record(d)
-				if _, first := c.sched.firstOf[key]; !first {
+				if _, cold := c.sched.cold[key]; !cold {
 					c.histKnown.record(d)
 				}
 			}

@@ -59,10 +59,12 @@ type Report struct {
 	// (Config.IngestMetric) or "consumer0".
 	IngestSource string        `json:"ingestSource"`
 	Latency      LatencyReport `json:"latency"` // all consumers merged
-	// LatencyKnown is Latency without the commits that are their
-	// account's first frame in the capture (a relay resolves those
-	// accounts' DID documents first): the relay's share of the delay
-	// with the directory's taken out, as far as the capture tells.
+	// LatencyKnown is Latency without the commits that come less than
+	// 2 s (coldWindow, at the replay's pace) after their account's first
+	// frame in the capture (a relay resolves those accounts' DID documents
+	// first, and their next frames wait for the same document): the
+	// relay's share of the delay with the directory's taken out, as far
+	// as the capture tells.
 	LatencyKnown LatencyReport `json:"latencyKnown"`
 	Peak         PeakReport    `json:"peak"`
 	// Drops is the final value of each relay drop/reject counter series.
@@ -284,8 +286,8 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	row("latency", "p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d commits, from %s)",
 		r.Latency.P50Ms, r.Latency.P90Ms, r.Latency.P99Ms, r.Latency.MaxMs, r.Latency.Count, r.LatencyFrom)
 	if k := r.LatencyKnown; k.Count > 0 && k.Count < r.Latency.Count {
-		row("  known accounts", "p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d commits: not their account's first)",
-			k.P50Ms, k.P90Ms, k.P99Ms, k.MaxMs, k.Count)
+		row("  known accounts", "p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d commits: account seen %v before)",
+			k.P50Ms, k.P90Ms, k.P99Ms, k.MaxMs, k.Count, coldWindow)
 	}
 	if r.Peak.RSSBytes > 0 {
 		row("relay peak", "rss %s  heap in use %s  heap released %s  cpu %.2f cores",

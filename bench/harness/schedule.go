@@ -24,18 +24,33 @@ import (
 type schedule struct {
 	seed   maphash.Seed
 	sendAt map[uint64]time.Duration // hash(did, rev) of a #commit → release offset
-	// firstOf holds the keys of commits that are their account's first
-	// frame in the capture: a relay meeting the account there resolves
-	// its DID document before it can check the commit, so their latency
-	// is the directory's as much as the relay's (Report.LatencyKnown
-	// leaves them out).
-	firstOf map[uint64]struct{}
+	// cold holds the keys of commits that come less than coldWindow
+	// after their account's first frame in the capture (at the replay's
+	// pace): a relay meeting the account there resolves its DID document
+	// before it can check the commit, and the account's next frames wait
+	// for the same document, so their latency is the directory's as much
+	// as the relay's (Report.LatencyKnown leaves them out).
+	cold    map[uint64]struct{}
 	commits int64         // commits served
 	frames  int64         // frames served (what the replay hosts will send)
 	last    time.Duration // release offset of the last frame
 	// warmup is Config.LatencyWarmup: commits released before it are
 	// not timed.
 	warmup time.Duration
+}
+
+// coldWindow is how long after an account's first frame its commits count
+// as cold (schedule.cold): the fake directory's slowest answers (400 ms),
+// a hedged request (750 ms) and a retry fit in it.
+const coldWindow = 2 * time.Second
+
+// paced is a capture time difference at the replay's speed; as fast as
+// possible (speed ≤ 0) keeps the capture's.
+func paced(d int64, speed float64) time.Duration {
+	if speed <= 0 {
+		return time.Duration(d)
+	}
+	return time.Duration(float64(d) / speed)
 }
 
 // commitKey hashes a (did, rev) pair with the schedule's seed; h is the
@@ -52,8 +67,8 @@ func commitKey(h *maphash.Hash, did, rev []byte) uint64 {
 // choices: records without a seq, or with a seq not above their host's
 // previous one, are not served.
 func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
-	s := &schedule{seed: maphash.MakeSeed(), sendAt: map[uint64]time.Duration{}, firstOf: map[uint64]struct{}{}}
-	seen := map[uint64]struct{}{} // hash of every DID met so far
+	s := &schedule{seed: maphash.MakeSeed(), sendAt: map[uint64]time.Duration{}, cold: map[uint64]struct{}{}}
+	firstAt := map[uint64]int64{} // hash of every DID met so far → its first frame's receive time
 	type hostState struct {
 		lastSeq int64
 		firstAt int64 // receive time of the first served frame
@@ -85,11 +100,13 @@ func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
 		if scanFrame(rec.Frame, &fi) != nil {
 			return nil
 		}
-		known := true
+		since := time.Duration(0)
 		if len(fi.did) > 0 {
 			dk := commitKey(&h, fi.did, nil)
-			if _, known = seen[dk]; !known {
-				seen[dk] = struct{}{}
+			if first, ok := firstAt[dk]; ok {
+				since = paced(hs.maxRecv-first, speed)
+			} else {
+				firstAt[dk] = hs.maxRecv
 			}
 		}
 		if !fi.isCommit() {
@@ -98,8 +115,8 @@ func newSchedule(c *capture.Capture, speed float64) (*schedule, error) {
 		s.commits++
 		key := commitKey(&h, fi.did, fi.rev)
 		commits = append(commits, pending{key: key, recv: hs.maxRecv})
-		if !known {
-			s.firstOf[key] = struct{}{}
+		if since < coldWindow {
+			s.cold[key] = struct{}{}
 		}
 		return nil
 	})

@@ -3,63 +3,93 @@ package harness
 import (
 	"bytes"
 	"hash/maphash"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/atrelay/relay/bench/capture"
 )
 
-// TestScheduleFirstOf: with a host's #identity and #account frames left
-// out, an account's first commit is its first frame, and only those are
-// in firstOf (the known-accounts latency leaves them out); with every
-// frame kept, no commit of an account created in the capture is.
-func TestScheduleFirstOf(t *testing.T) {
+// TestScheduleCold: a commit is cold (the known-accounts latency leaves it
+// out) when it comes less than coldWindow, at the replay's pace, after its
+// account's first frame: the first commit of an account whose #identity is
+// left out, and the commits that follow a first frame closely. The frames
+// are re-timed a tenth of a second apart, so the window holds twenty of
+// them at speed 1 and forty at speed 2.
+func TestScheduleCold(t *testing.T) {
 	c, recs := sharedFrames(t, 1, 400)
+	base := recs[0][0].RecvTime
+	for i := range recs[0] {
+		recs[0][i].RecvTime = base + int64(i)*int64(100*time.Millisecond)
+	}
 	var commitsOnly []capture.Record
-	firsts := map[string][]byte{} // did → rev of its first commit
-	commits := 0
 	for _, r := range recs[0] {
+		if info, err := capture.PeekFrame(r.Frame); err != nil {
+			t.Fatal(err)
+		} else if info.Type == "#commit" {
+			commitsOnly = append(commitsOnly, r)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		recs  []capture.Record
+		speed float64
+	}{
+		{"commits only", commitsOnly, 1},
+		{"every frame", recs[0], 1},
+		{"every frame at speed 2", recs[0], 2},
+	} {
+		want, commits := wantCold(t, tc.recs, tc.speed)
+		if len(want) == 0 || len(want) == commits {
+			t.Fatalf("%s: %d cold of %d commits: the capture does not exercise the window", tc.name, len(want), commits)
+		}
+		s, err := newSchedule(writeCapture(t, c, tc.recs), tc.speed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.cold) != len(want) {
+			t.Errorf("%s: %d cold commits in the schedule, want %d of %d", tc.name, len(s.cold), len(want), commits)
+		}
+		var h maphash.Hash
+		h.SetSeed(s.seed)
+		for key := range want {
+			did, rev, _ := strings.Cut(key, " ")
+			if _, ok := s.cold[commitKey(&h, []byte(did), []byte(rev))]; !ok {
+				t.Errorf("%s: %s's commit %s not cold", tc.name, did, rev)
+			}
+		}
+	}
+}
+
+// wantCold is the "did rev" of every commit of recs (one host, receive
+// times rising) less than coldWindow at speed after its account's first
+// frame, and how many commits recs has.
+func wantCold(t *testing.T, recs []capture.Record, speed float64) (map[string]bool, int) {
+	t.Helper()
+	firstAt := map[string]int64{}
+	cold, commits := map[string]bool{}, 0
+	for _, r := range recs {
 		info, err := capture.PeekFrame(r.Frame)
 		if err != nil {
 			t.Fatal(err)
+		}
+		first, seen := firstAt[info.DID]
+		if !seen {
+			firstAt[info.DID] = r.RecvTime
 		}
 		if info.Type != "#commit" {
 			continue
 		}
 		commits++
-		commitsOnly = append(commitsOnly, r)
 		var fi frameInfo
 		if err := scanFrame(r.Frame, &fi); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := firsts[info.DID]; !ok {
-			firsts[info.DID] = bytes.Clone(fi.rev)
+		if !seen || float64(r.RecvTime-first)/speed < float64(coldWindow) {
+			cold[info.DID+" "+string(fi.rev)] = true
 		}
 	}
-	if len(firsts) < 2 || len(firsts) == commits {
-		t.Fatalf("%d accounts over %d commits: the capture does not exercise firstOf", len(firsts), commits)
-	}
-	s, err := newSchedule(writeCapture(t, c, commitsOnly), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(s.firstOf) != len(firsts) {
-		t.Fatalf("%d first commits in the schedule, want %d", len(s.firstOf), len(firsts))
-	}
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	for did, rev := range firsts {
-		if _, ok := s.firstOf[commitKey(&h, []byte(did), rev)]; !ok {
-			t.Fatalf("%s's first commit (rev %s) not in firstOf", did, rev)
-		}
-	}
-
-	all, err := newSchedule(writeCapture(t, c, recs[0]), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all.firstOf) != 0 {
-		t.Errorf("%d commits marked first though every account's #identity comes before them", len(all.firstOf))
-	}
+	return cold, commits
 }
 
 // writeCapture is a one-host capture of recs with c's first source and
