@@ -113,6 +113,14 @@ const (
 // must stay at or below it.
 func (s *Store) MaxBatchEvents() int { return s.opts.MaxBatchEvents }
 
+// MaxBatchBytes is the most bytes of event frames one Stage should carry: a
+// quarter of a memtable. A Pebble batch of half a memtable or more is not
+// applied to the memtable but becomes a memtable of its own, flushed to an
+// L0 file of its size: a group commit that large would rotate the memtable
+// at every commit. The frames are most of a batch; keys and account rows
+// add about a fifth, which the quarter leaves room for.
+func (s *Store) MaxBatchBytes() int { return int(s.opts.MemTableBytes / 4) }
+
 func (o Options) withDefaults() Options {
 	if o.FS == nil {
 		o.FS = vfs.Default

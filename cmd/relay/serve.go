@@ -306,9 +306,12 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	a.resync = rs
 	rCfg := s.Relay
 	rCfg.AllowInsecureHosts, rCfg.IntakeBytes = s.AllowInsecureHosts, shares.Intake
-	// Half the results share for results in transit to the sequencer,
-	// half for those it holds for host order.
-	rCfg.ResultsQueueBytes, rCfg.MaxHeldBytes = shares.Results/2, shares.Results/2
+	// The results share holds the group commit's Pebble batch (a copy of
+	// the results it writes); of the rest, half for results in transit to
+	// the sequencer, half for those it holds for host order.
+	groupCommit := relay.GroupCommitBytes(a.store.MaxBatchBytes())
+	results := shares.Results - groupCommit
+	rCfg.ResultsQueueBytes, rCfg.MaxHeldBytes = results/2, results/2
 	// Four fifths of the upstream share for messages in flight, a fifth
 	// for bytes read past a paused host's frame.
 	rCfg.Upstream.MaxBufferedBytes, rCfg.Upstream.MaxPendingBytes = shares.Upstream*4/5, shares.Upstream/5
@@ -322,6 +325,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	a.ledger.Add("upstream buffers", rCfg.Upstream.MaxBufferedBytes+rCfg.Upstream.MaxPendingBytes, true)
 	a.ledger.Add("intake", rCfg.IntakeBytes, true)
 	a.ledger.Add("results", rCfg.ResultsQueueBytes+rCfg.MaxHeldBytes, true)
+	a.ledger.Add("group commit batch", groupCommit, true)
 	// Paused hosts' queued frames still become held results.
 	a.ledger.Add("held results past their bound", rCfg.IntakeBytes, true)
 	// The Jetstream server exists before the relay publishes anything: it

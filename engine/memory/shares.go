@@ -35,9 +35,10 @@ package memory
 //	                 (buffer capacity), ≤ 256 MiB; counted twice: held
 //	                 results can pass their bound by what the intake held
 //	                 when their hosts were paused
-//	  Results        B/16   validated output frames: half in transit to the
-//	                 sequencer, half held for host order (relay
-//	                 ResultsQueueBytes and MaxHeldBytes)
+//	  Results        B/16   validated output frames: the group commit's
+//	                 Pebble batch (relay.GroupCommitBytes), then half of
+//	                 the rest in transit to the sequencer, half held for
+//	                 host order (relay ResultsQueueBytes and MaxHeldBytes)
 //	  Resync         B/32   repositories being resynced: fetched CARs and
 //	                 their verification scratch, 1–256 MiB; about half of it
 //	                 bounds the largest repository the relay can resync

@@ -81,6 +81,11 @@ type sequencer struct {
 	// (not a later one) is durable. A result that passed a parked frame
 	// carries none.
 	reach map[*hostState]int64
+	// batchBytes and slowBatchBytes bound a group commit's frames after a
+	// fast and after a slow commit (commitReady); lastCommit is how long
+	// the last one took.
+	batchBytes, slowBatchBytes int
+	lastCommit                 time.Duration
 	// next is the seq the next logged event gets. The sequencer is the
 	// log's only writer, so it reads the store's newest seq once at start;
 	// Commit checks every batch continues it.
@@ -133,6 +138,7 @@ func newSequencer(r *Relay) *sequencer {
 		next:       r.st.NewestSeq() + 1,
 	}
 	q.budget.init(r.cfg.ResultsQueueBytes)
+	q.batchBytes, q.slowBatchBytes = groupCommitBytes(r.st.MaxBatchBytes())
 	return q
 }
 
@@ -176,24 +182,45 @@ func (q *sequencer) run() {
 }
 
 // maxBatchFrameBytes bounds the frame bytes of one group commit (a single
-// larger frame still goes alone). Pebble keeps its batch's buffer for
-// reuse only up to 1 MiB: a larger batch is allocated afresh, doubling
-// from small, at every commit; under backlog, with batches of
-// MaxBatchEvents frames (~3 MB), that was 8 GB of the 31 GB the relay
+// larger frame still goes alone) while commits are fast. Pebble keeps its
+// batch's buffer for reuse only up to 1 MiB: a larger batch is allocated
+// afresh, doubling from small, at every commit; under backlog, with batches
+// of MaxBatchEvents frames (~3 MB), that was 8 GB of the 31 GB the relay
 // allocated in the production-scale run (PERF.md). A log row is its frame
-// plus a key, and the account and cursor rows add ~200 bytes an event,
-// so 640 KiB of frames keeps the batch under 1 MiB; at 1.6 KB a frame
-// that is ~400 events, a few more commits a second under backlog.
+// plus a key, and the account and cursor rows add ~200 bytes an event, so
+// 640 KiB of frames keeps the batch under 1 MiB; at 1.6 KB a frame that
+// is ~400 events, a few more commits a second under backlog.
 const maxBatchFrameBytes = 640 << 10
 
+// maxSlowBatchFrameBytes bounds the frame bytes of one group commit while
+// commits are slow (slowCommit), with the store's MaxBatchBytes.
+const maxSlowBatchFrameBytes = 8 << 20
+
+// slowCommit is the group commit time from which the next group commit
+// may take up to slowBatchBytes of frames instead of batchBytes. A commit
+// normally takes a few milliseconds, most of it waiting for the WAL sync.
+// When the sync slows down (on a saturated machine its goroutine waits as
+// long for a CPU as it spends in fdatasync), commits of at most 640 KiB
+// every 60–75 ms carried ~2,200 events a second against 2,000 arriving:
+// the results queue filled, the workers paused their hosts and events
+// waited seconds (PERF.md, "Group commits while the WAL sync is slow").
+// A sync costs about the same for a larger batch, so taking what is
+// waiting keeps the sequencer ahead, at the price of allocating those
+// batches' buffers afresh (Pebble keeps at most 1 MiB) while it lasts.
+const slowCommit = 10 * time.Millisecond
+
 // commitReady commits the ready results in order, in group commits of at
-// most MaxBatchEvents results and maxBatchFrameBytes of frames.
-// ready is emptied once at the end: moving what is left to its front after
-// every batch would copy a long backlog once per batch. commit does not
-// touch ready.
+// most MaxBatchEvents results and batchBytes of frames, or slowBatchBytes
+// after a slow commit. ready is emptied once at the end: moving what is
+// left to its front after every batch would copy a long backlog once per
+// batch. commit does not touch ready.
 func (q *sequencer) commitReady() {
 	for rest := q.ready; len(rest) > 0; {
-		n := nextBatch(rest, cap(q.batch))
+		limit := q.batchBytes
+		if q.lastCommit >= slowCommit {
+			limit = q.slowBatchBytes
+		}
+		n := nextBatch(rest, cap(q.batch), limit)
 		q.batch = append(q.batch[:0], rest[:n]...)
 		rest = rest[n:]
 		q.commit()
@@ -203,15 +230,32 @@ func (q *sequencer) commitReady() {
 }
 
 // nextBatch is how many of ready (non-empty) the next group commit takes:
-// at most maxEvents, and at most maxBatchFrameBytes of frames unless the
-// first frame alone is larger.
-func nextBatch(ready []result, maxEvents int) int {
+// at most maxEvents, and at most maxBytes of frames unless the first frame
+// alone is larger.
+func nextBatch(ready []result, maxEvents, maxBytes int) int {
 	n, bytes := 0, 0
-	for n < len(ready) && n < maxEvents && (n == 0 || bytes+ready[n].frameLen <= maxBatchFrameBytes) {
+	for n < len(ready) && n < maxEvents && (n == 0 || bytes+ready[n].frameLen <= maxBytes) {
 		bytes += ready[n].frameLen
 		n++
 	}
 	return n
+}
+
+// groupCommitBytes is how many bytes of frames a group commit takes after a
+// fast and after a slow commit, for a store that takes storeMax bytes of
+// frames a batch (store.MaxBatchBytes).
+func groupCommitBytes(storeMax int) (fast, slow int) {
+	return min(maxBatchFrameBytes, storeMax), max(min(maxSlowBatchFrameBytes, storeMax), min(maxBatchFrameBytes, storeMax))
+}
+
+// GroupCommitBytes is the most a group commit makes the store hold beyond
+// the results it writes, for the memory ledger: Pebble's batch of the
+// largest group commit, its frames and a fifth more of keys and account
+// rows, in a buffer grown by doubling. storeMax is the store's
+// MaxBatchBytes.
+func GroupCommitBytes(storeMax int) int64 {
+	_, slow := groupCommitBytes(storeMax)
+	return int64(slow) * 5 / 4 * 2
 }
 
 // release completes the seqs of the incoming results in their hosts'
@@ -464,7 +508,8 @@ func (q *sequencer) commit() {
 	if len(q.events) > 0 {
 		began := time.Now()
 		err := q.write()
-		q.m.commitSeconds.UpdateDuration(began)
+		q.lastCommit = time.Since(began)
+		q.m.commitSeconds.Update(q.lastCommit.Seconds())
 		q.m.batchEvents.Update(float64(len(q.events)))
 		if err != nil {
 			q.fail(err)

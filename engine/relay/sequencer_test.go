@@ -3,6 +3,9 @@ package relay
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/engine/firehose"
@@ -87,14 +90,14 @@ func TestNextBatch(t *testing.T) {
 	ready[25].frameLen = 2 << 20
 	var sizes []int
 	for rest := ready; len(rest) > 0; {
-		n := nextBatch(rest, 2048)
+		n := nextBatch(rest, 2048, maxBatchFrameBytes)
 		sizes = append(sizes, n)
 		rest = rest[n:]
 	}
 	if got, want := fmt.Sprint(sizes), "[10 10 5 1 10 4]"; got != want {
 		t.Fatalf("batches of %s, want %s", got, want)
 	}
-	if n := nextBatch(make([]result, 10), 3); n != 3 {
+	if n := nextBatch(make([]result, 10), 3, maxBatchFrameBytes); n != 3 {
 		t.Fatalf("nextBatch of 10 small results at most 3: %d", n)
 	}
 }
@@ -108,6 +111,58 @@ func TestCommitReady(t *testing.T) {
 	q.commitReady()
 	if len(q.ready) != 0 || q.st.NewestSeq() != 40 {
 		t.Fatalf("after commitReady: %d ready, newest seq %d; want 0, 40", len(q.ready), q.st.NewestSeq())
+	}
+}
+
+// TestCommitReadyAfterSlowCommit: after a commit slower than slowCommit the
+// next group commit takes up to slowBatchBytes of frames; after a fast one,
+// batchBytes. Every ready result is committed, in order, either way.
+func TestCommitReadyAfterSlowCommit(t *testing.T) {
+	commits := func(last time.Duration) int {
+		q := newBareSequencer(t)
+		fillIdentities(q, 40)
+		frames := 0
+		for _, res := range q.batch {
+			frames += res.frameLen
+		}
+		// Ten and forty frames' worth: the policy, not the constants.
+		q.batchBytes, q.slowBatchBytes = frames/4, frames
+		q.ready = append(q.ready[:0], q.batch...)
+		q.batch = q.batch[:0]
+		q.lastCommit = last
+		q.commitReady()
+		if len(q.ready) != 0 || q.st.NewestSeq() != 40 {
+			t.Fatalf("after commitReady: %d ready, newest seq %d; want 0, 40", len(q.ready), q.st.NewestSeq())
+		}
+		return histogramCount(q.m.batchEvents)
+	}
+	if n := commits(0); n < 4 {
+		t.Errorf("after a fast commit: 40 results in %d group commits, want at least 4 (a quarter of them each)", n)
+	}
+	if n := commits(slowCommit); n != 1 {
+		t.Errorf("after a slow commit: 40 results in %d group commits, want 1", n)
+	}
+}
+
+// histogramCount is how many values h has recorded.
+func histogramCount(h *metrics.Histogram) int {
+	n := 0
+	h.VisitNonZeroBuckets(func(_ string, count uint64) { n += int(count) })
+	return n
+}
+
+// TestGroupCommitBytes: a group commit stays within the store's batch bound
+// and at most 640 KiB after a fast commit, and takes more after a slow one
+// when the store allows it.
+func TestGroupCommitBytes(t *testing.T) {
+	for _, c := range []struct{ storeMax, fast, slow int }{
+		{256 << 10, 256 << 10, 256 << 10}, // 1 MiB memtable (small budgets)
+		{2 << 20, maxBatchFrameBytes, 2 << 20},
+		{16 << 20, maxBatchFrameBytes, maxSlowBatchFrameBytes},
+	} {
+		if fast, slow := groupCommitBytes(c.storeMax); fast != c.fast || slow != c.slow {
+			t.Errorf("store max %d: fast %d, slow %d; want %d, %d", c.storeMax, fast, slow, c.fast, c.slow)
+		}
 	}
 }
 
