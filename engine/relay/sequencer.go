@@ -200,10 +200,11 @@ const maxSlowBatchFrameBytes = 8 << 20
 // may take up to slowBatchBytes of frames instead of batchBytes. A commit
 // normally takes a few milliseconds, most of it waiting for the WAL sync.
 // When the sync slows down (on a saturated machine its goroutine waits as
-// long for a CPU as it spends in fdatasync), commits of at most 640 KiB
-// every 60–75 ms carried ~2,200 events a second against 2,000 arriving:
-// the results queue filled, the workers paused their hosts and events
-// waited seconds (PERF.md, "Group commits while the WAL sync is slow").
+// long for a CPU as it spends in fdatasync), a minute of commits of 20–300
+// ms, a hundred of them at the 640 KiB bound, carried little more than the
+// 2,000 events a second arriving: the results queue filled, the workers
+// paused their hosts and events waited seconds (PERF.md, "Group commits
+// while the WAL sync is slow").
 // A sync costs about the same for a larger batch, so taking what is
 // waiting keeps the sequencer ahead, at the price of allocating those
 // batches' buffers afresh (Pebble keeps at most 1 MiB) while it lasts.
@@ -245,7 +246,9 @@ func nextBatch(ready []result, maxEvents, maxBytes int) int {
 // fast and after a slow commit, for a store that takes storeMax bytes of
 // frames a batch (store.MaxBatchBytes).
 func groupCommitBytes(storeMax int) (fast, slow int) {
-	return min(maxBatchFrameBytes, storeMax), max(min(maxSlowBatchFrameBytes, storeMax), min(maxBatchFrameBytes, storeMax))
+	fast = min(maxBatchFrameBytes, storeMax)
+	slow = max(fast, min(maxSlowBatchFrameBytes, storeMax))
+	return fast, slow
 }
 
 // GroupCommitBytes is the most a group commit makes the store hold beyond
