@@ -135,8 +135,12 @@ func (r *Resolver) Reresolve(ctx context.Context, did string, tag uint64) (Ident
 	f := rf.f
 	if f.finished {
 		// finish ran while the flight was detached and stored nothing.
+		// Its done is closed: waiters that joined it while it was shared
+		// read f.id without r.mu, so store a copy (storeLocked writes the
+		// interned host into the id it is given).
 		if !errors.Is(f.err, ErrClosed) {
-			r.storeLocked(&ref, did, f)
+			adopted := *f
+			r.storeLocked(&ref, did, &adopted)
 		}
 	} else {
 		// Attach it: finish stores its result, and Lookups of did join it.

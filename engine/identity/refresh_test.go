@@ -261,3 +261,64 @@ func TestRefreshSharedUntilSent(t *testing.T) {
 		t.Fatalf("%d refreshes shared, want still 2", got)
 	}
 }
+
+// TestReresolveAdoptsFinishedSharedRefresh: a refresh shared by two
+// #identity events is attached by the first event's Reresolve, a Lookup
+// joins it, and it finishes; the second event's Reresolve then adopts the
+// finished flight while the Lookup may still be reading its result. Under
+// -race this fails if adopting writes into the flight its waiters read
+// without the lock (it wrote the interned PDS host into the flight's id).
+func TestReresolveAdoptsFinishedSharedRefresh(t *testing.T) {
+	p := newFakePLC(t)
+	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: 1})
+	did, other := plcDID(51), plcDID(52)
+	ctx := context.Background()
+	rotated := newKey(t)
+	p.setKey(did, rotated)
+	gate := make(chan struct{})
+	p.setGate(gate)
+	go func() { _, _ = r.Lookup(ctx, other) }()
+	waitRequests(t, p, other, 1)
+	r.Refresh([]byte(did), 1)
+	r.Refresh([]byte(did), 2) // shares the first, unsent
+	first := make(chan Identity, 1)
+	go func() { id, _ := r.Reresolve(ctx, did, 1); first <- id }()
+	attached := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.mu.flights[did] != nil
+	}
+	for !attached() {
+		runtime.Gosched()
+	}
+	joined := r.coalesced.Get()
+	looked := make(chan Identity, 1)
+	go func() { id, _ := r.Lookup(ctx, did); looked <- id }()
+	for r.coalesced.Get() == joined {
+		runtime.Gosched()
+	}
+	close(gate)
+	p.setGate(nil)
+	finished := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		rf, ok := r.mu.refreshes[refreshKey{did, 2}]
+		return ok && rf.f.finished
+	}
+	for !finished() {
+		runtime.Gosched()
+	}
+	second, err := r.Reresolve(ctx, did, 2)
+	if err != nil || second.Key != rotated {
+		t.Fatalf("second Reresolve: %+v %v", second, err)
+	}
+	if id := <-first; id.Key != rotated {
+		t.Fatalf("first Reresolve: %+v", id)
+	}
+	if id := <-looked; id.Key != rotated || id.PDSHost != second.PDSHost {
+		t.Fatalf("Lookup joined to the refresh: %+v", id)
+	}
+	if n := p.count(did); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+}

@@ -959,7 +959,9 @@ func (r *Resolver) plcTimeout(attempt int) time.Duration {
 }
 
 // storeLocked caches the finished flight f's result for did and queues a
-// fetched identity for the disk. r.mu held.
+// fetched identity for the disk. It writes the interned PDS host into
+// f.id, so f must not be visible to waiters yet (its done not closed):
+// store a copy of a flight whose waiters may be reading it. r.mu held.
 func (r *Resolver) storeLocked(ref *didRef, did string, f *flight) {
 	now := r.now()
 	if f.err != nil {
