@@ -215,22 +215,30 @@ func TestRefreshBounded(t *testing.T) {
 	}
 }
 
+// gatedResolver is a resolver with one PLC request slot, held by a Lookup
+// of other at the fake directory's gate (the caller closes gate), and the
+// directory serving did with a fresh key, rotated.
+func gatedResolver(t *testing.T, did, other string) (r *Resolver, p *fakePLC, gate chan struct{}, rotated atcrypto.PublicKey) {
+	t.Helper()
+	p = newFakePLC(t)
+	r, _ = newTestResolver(t, p, Config{PLCMaxInFlight: 1})
+	rotated = newKey(t)
+	p.setKey(did, rotated)
+	gate = make(chan struct{})
+	p.setGate(gate)
+	go func() { _, _ = r.Lookup(context.Background(), other) }()
+	waitRequests(t, p, other, 1)
+	return r, p, gate, rotated
+}
+
 // TestRefreshSharedUntilSent: #identity events of one DID that arrive while
 // its refresh waits for a request slot share that refresh: one request,
 // and each event's Reresolve gets its document. An event arriving once the
 // request has left gets a refresh of its own.
 func TestRefreshSharedUntilSent(t *testing.T) {
-	p := newFakePLC(t)
-	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: 1})
-	did, other := plcDID(41), plcDID(42)
+	did := plcDID(41)
+	r, p, gate, rotated := gatedResolver(t, did, plcDID(42))
 	ctx := context.Background()
-	rotated := newKey(t)
-	p.setKey(did, rotated)
-	gate := make(chan struct{})
-	p.setGate(gate)
-	// other's request holds the only PLC token at the gate.
-	go func() { _, _ = r.Lookup(ctx, other) }()
-	waitRequests(t, p, other, 1)
 	for tag := uint64(1); tag <= 3; tag++ {
 		r.Refresh([]byte(did), tag)
 	}
@@ -269,16 +277,9 @@ func TestRefreshSharedUntilSent(t *testing.T) {
 // -race this fails if adopting writes into the flight its waiters read
 // without the lock (it wrote the interned PDS host into the flight's id).
 func TestReresolveAdoptsFinishedSharedRefresh(t *testing.T) {
-	p := newFakePLC(t)
-	r, _ := newTestResolver(t, p, Config{PLCMaxInFlight: 1})
-	did, other := plcDID(51), plcDID(52)
+	did := plcDID(51)
+	r, p, gate, rotated := gatedResolver(t, did, plcDID(52))
 	ctx := context.Background()
-	rotated := newKey(t)
-	p.setKey(did, rotated)
-	gate := make(chan struct{})
-	p.setGate(gate)
-	go func() { _, _ = r.Lookup(ctx, other) }()
-	waitRequests(t, p, other, 1)
 	r.Refresh([]byte(did), 1)
 	r.Refresh([]byte(did), 2) // shares the first, unsent
 	first := make(chan Identity, 1)
