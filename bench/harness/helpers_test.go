@@ -324,36 +324,62 @@ func hasFailure(r Report, substr string) bool {
 	return false
 }
 
-// coldCommits counts the commits of the capture at path that come less
-// than coldWindow of capture time after their account's first frame (each
-// host's receive times taken as their running maximum, as the replay paces
-// them): those the known-accounts latency of an as-fast-as-possible run
-// leaves out.
+// coldCommits counts the commits of the capture at path that are cold
+// (wantCold) for an as-fast-as-possible run: those its known-accounts
+// latency leaves out.
 func coldCommits(t testing.TB, path string) int {
 	t.Helper()
 	c, err := capture.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	firstAt, maxRecv, n := map[string]int64{}, map[int]int64{}, 0
+	var recs []capture.Record
 	err = c.Each(func(r capture.Record) error {
-		maxRecv[r.Source] = max(maxRecv[r.Source], r.RecvTime)
-		at := maxRecv[r.Source]
-		info, err := capture.PeekFrame(r.Frame)
-		if err != nil || info.DID == "" {
-			return err
-		}
-		first, seen := firstAt[info.DID]
-		if !seen {
-			firstAt[info.DID] = at
-		}
-		if info.Type == "#commit" && (!seen || time.Duration(at-first) < coldWindow) {
-			n++
-		}
+		r.Frame = bytes.Clone(r.Frame)
+		recs = append(recs, r)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	cold, _ := wantCold(t, recs, 0)
+	return len(cold)
+}
+
+// wantCold is the "did rev" of every commit of recs that comes less than
+// coldWindow after its account's first frame, each host's receive times
+// taken as their running maximum (as the replay paces them) and scaled by
+// speed (capture time at speed ≤ 0), and how many commits recs has.
+func wantCold(t testing.TB, recs []capture.Record, speed float64) (map[string]bool, int) {
+	t.Helper()
+	firstAt, maxRecv := map[string]int64{}, map[int]int64{}
+	cold, commits := map[string]bool{}, 0
+	for _, r := range recs {
+		maxRecv[r.Source] = max(maxRecv[r.Source], r.RecvTime)
+		at := maxRecv[r.Source]
+		info, err := capture.PeekFrame(r.Frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, seen := firstAt[info.DID]
+		if !seen {
+			firstAt[info.DID] = at
+		}
+		if info.Type != "#commit" {
+			continue
+		}
+		commits++
+		var fi frameInfo
+		if err := scanFrame(r.Frame, &fi); err != nil {
+			t.Fatal(err)
+		}
+		since := float64(at - first)
+		if speed > 0 {
+			since /= speed
+		}
+		if !seen || since < float64(coldWindow) {
+			cold[info.DID+" "+string(fi.rev)] = true
+		}
+	}
+	return cold, commits
 }

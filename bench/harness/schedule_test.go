@@ -61,37 +61,6 @@ func TestScheduleCold(t *testing.T) {
 	}
 }
 
-// wantCold is the "did rev" of every commit of recs (one host, receive
-// times rising) less than coldWindow at speed after its account's first
-// frame, and how many commits recs has.
-func wantCold(t *testing.T, recs []capture.Record, speed float64) (map[string]bool, int) {
-	t.Helper()
-	firstAt := map[string]int64{}
-	cold, commits := map[string]bool{}, 0
-	for _, r := range recs {
-		info, err := capture.PeekFrame(r.Frame)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, seen := firstAt[info.DID]
-		if !seen {
-			firstAt[info.DID] = r.RecvTime
-		}
-		if info.Type != "#commit" {
-			continue
-		}
-		commits++
-		var fi frameInfo
-		if err := scanFrame(r.Frame, &fi); err != nil {
-			t.Fatal(err)
-		}
-		if !seen || float64(r.RecvTime-first)/speed < float64(coldWindow) {
-			cold[info.DID+" "+string(fi.rev)] = true
-		}
-	}
-	return cold, commits
-}
-
 // writeCapture is a one-host capture of recs with c's first source and
 // identities, opened for reading.
 func writeCapture(t *testing.T, c *capture.Capture, recs []capture.Record) *capture.Capture {
