@@ -85,6 +85,20 @@ type Config struct {
 	// consumer lag (default relay_store_newest_seq; without it the highest
 	// seq any consumer has seen stands in).
 	NewestSeqMetric string
+	// PipelineMetrics are the relay's histograms (VictoriaMetrics/metrics
+	// vmrange buckets, in seconds) of an event's time inside the relay,
+	// from its frame's arrival to its publication: the relay's own share
+	// of a consumer's delay, apart from the load generator's. Each one the
+	// relay exposes is reported over the events published after
+	// LatencyWarmup (Report.RelayShare). Default relay_pipeline_seconds
+	// and relay_pipeline_identity_cached_seconds (the events that did not
+	// wait for their own account's DID document).
+	PipelineMetrics []string
+	// OffHeapMetrics are the gauges, summed, of memory the relay uses
+	// outside the Go heap, for Report.Memory's RSS ÷ memory in use
+	// (default relay_memory_c_inuse_bytes: what the C allocator has
+	// allocated, Pebble's block cache and memtables in a cgo build).
+	OffHeapMetrics []string
 	// Relay is the relay under test, used by the package-level Run.
 	Relay Relay
 	// Attack, when set, runs bench/attack's hostile hosts and floods
@@ -141,6 +155,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NewestSeqMetric == "" {
 		c.NewestSeqMetric = "relay_store_newest_seq"
+	}
+	if c.PipelineMetrics == nil {
+		c.PipelineMetrics = []string{"relay_pipeline_seconds", "relay_pipeline_identity_cached_seconds"}
+	}
+	if c.OffHeapMetrics == nil {
+		c.OffHeapMetrics = []string{"relay_memory_c_inuse_bytes"}
 	}
 	return c
 }

@@ -53,6 +53,23 @@
 // Consumers look the commit up by (did, rev) and record into a fixed-size
 // log-linear histogram (6% buckets): no allocation per event.
 //
+// That latency includes the load generator: on a shared machine, its
+// hosts send late and its consumers read late when it waits for a CPU.
+// The relay's own share comes from the relay's histograms of the time
+// from a frame's arrival to its event's publication
+// (Config.PipelineMetrics): the harness keeps the scrape taken when the
+// warm-up ends and reports what each histogram gained since
+// (Report.RelayShare, quantiles as bucket upper bounds).
+//
+// # Memory
+//
+// Every sample reads the relay's RSS, Go heap in use, stacks, the
+// binary's resident pages and its off-heap gauges (Config.OffHeapMetrics);
+// Report.Memory gives RSS ÷ heap in use and RSS ÷ all of it after the
+// warm-up. The first counts memory the relay uses outside the Go heap
+// (Pebble's cache under cgo) as overhead; the second leaves only what the
+// process holds beyond its use.
+//
 // # Charts
 //
 // WriteMemoryPNG draws RSS, heap in use and heap released over time for

@@ -145,6 +145,14 @@ func TestMiniRelay(t *testing.T) {
 	if rep.Peak.RSSBytes <= 0 || rep.Drops[`relay_ingest_dropped_total{reason="bad_sig"}`] != 3 {
 		t.Errorf("peak %+v drops %v", rep.Peak, rep.Drops)
 	}
+	// Without a warm-up the relay's share counts every event; the
+	// histogram the stand-in does not have is left out.
+	if share, ok := rep.RelayShare["relay_pipeline_seconds"]; !ok || share.Count != 300 || len(rep.RelayShare) != 1 {
+		t.Errorf("relay share %+v", rep.RelayShare)
+	}
+	if m := rep.Memory; m == nil || m.Samples < 1 || m.RSSOverHeap.P50 <= 1 || m.RSSOverInUse.Max <= 0 {
+		t.Errorf("memory %+v", m)
+	}
 }
 
 // A relay stream with a gap and a duplicate fails the checks.

@@ -101,8 +101,9 @@ type miniRelay struct {
 	api, metricsURL string
 	gapAt, dupAt    int64 // static: faults by output seq; 0 = none
 
-	set    *metrics.Set
-	ingest *metrics.Counter
+	set      *metrics.Set
+	ingest   *metrics.Counter
+	pipeline *metrics.Histogram // relay_pipeline_seconds: read to publish
 
 	mu   sync.Mutex // guards the fields below
 	cond *sync.Cond
@@ -128,6 +129,7 @@ func newMiniRelay(t testing.TB, gapAt, dupAt int64) *miniRelay {
 	r := &miniRelay{gapAt: gapAt, dupAt: dupAt, set: metrics.NewSet()}
 	r.cond = sync.NewCond(&r.mu)
 	r.ingest = r.set.NewCounter("relay_upstream_frames_total")
+	r.pipeline = r.set.NewHistogram("relay_pipeline_seconds")
 	r.set.NewCounter(`relay_ingest_dropped_total{reason="bad_sig"}`).Add(3)
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
@@ -193,8 +195,10 @@ func (r *miniRelay) requestCrawl(w http.ResponseWriter, req *http.Request) {
 			if err != nil {
 				return
 			}
+			start := time.Now()
 			r.ingest.Inc()
 			r.publish(msg)
+			r.pipeline.UpdateDuration(start)
 		}
 	}()
 }

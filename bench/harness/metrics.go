@@ -2,11 +2,13 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -167,4 +169,67 @@ func scrape(ctx context.Context, client *http.Client, url string) (Metrics, erro
 		return nil, err
 	}
 	return ParseMetrics(page)
+}
+
+// vmrangeLabel opens the label VictoriaMetrics/metrics histograms give
+// each bucket: name_bucket{vmrange="lo...hi"} holds the observations in
+// (lo, hi].
+const vmrangeLabel = `_bucket{vmrange="`
+
+// vmBucket is one histogram bucket's upper bound and the observations
+// added to it between two scrapes.
+type vmBucket struct {
+	lo, hi float64
+	n      float64
+}
+
+// HistogramSince summarises the observations a VictoriaMetrics/metrics
+// histogram (seconds) gained between two scrapes, from earlier and m
+// later (earlier nil: from the start), in milliseconds. Each quantile is the
+// upper bound of the bucket it falls in (the buckets are about 12 %
+// wide), the max that of the highest bucket reached, the mean exact from
+// _sum and _count. ok is false when m has no such histogram or nothing
+// was observed in between.
+func (m Metrics) HistogramSince(earlier Metrics, name string) (r LatencyReport, ok bool) {
+	prefix := name + vmrangeLabel
+	var buckets []vmBucket
+	var total float64
+	for k, v := range m {
+		rng, found := strings.CutPrefix(k, prefix)
+		if !found {
+			continue
+		}
+		rng, found = strings.CutSuffix(rng, `"}`)
+		loS, hiS, found2 := strings.Cut(rng, "...")
+		if !found || !found2 {
+			continue
+		}
+		lo, err1 := strconv.ParseFloat(loS, 64)
+		hi, err2 := strconv.ParseFloat(hiS, 64)
+		n := v - earlier[k] // a key missing from earlier (or a nil earlier) reads as 0
+		if err1 != nil || err2 != nil || n <= 0 {
+			continue
+		}
+		buckets = append(buckets, vmBucket{lo: lo, hi: hi, n: n})
+		total += n
+	}
+	if total == 0 {
+		return r, false
+	}
+	slices.SortFunc(buckets, func(a, b vmBucket) int { return cmp.Compare(a.lo, b.lo) })
+	quantile := func(q float64) float64 {
+		var seen float64
+		for _, b := range buckets {
+			if seen += b.n; seen >= q*total {
+				return b.hi * 1e3
+			}
+		}
+		return buckets[len(buckets)-1].hi * 1e3
+	}
+	r = LatencyReport{Count: int64(total), P50Ms: quantile(0.50), P90Ms: quantile(0.90), P99Ms: quantile(0.99),
+		MaxMs: buckets[len(buckets)-1].hi * 1e3}
+	if n := m[name+"_count"] - earlier[name+"_count"]; n > 0 {
+		r.MeanMs = (m[name+"_sum"] - earlier[name+"_sum"]) / n * 1e3
+	}
+	return r, true
 }

@@ -22,7 +22,7 @@ func TestParseProcessMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{metricRSS, metricHeapInuse, metricHeapReleased, metricMallocs, metricGCFraction, metricCPU, metricGoroutines} {
+	for _, name := range []string{metricRSS, metricHeapInuse, metricHeapReleased, metricMallocs, metricGCFraction, metricCPU, metricGoroutines, metricStackInuse, metricRSSFile} {
 		if v, ok := m.Get(name); !ok || (name == metricRSS && v <= 0) {
 			t.Errorf("%s: %v %v", name, v, ok)
 		}
@@ -116,5 +116,72 @@ func TestSampleCPUNeedsInterval(t *testing.T) {
 	s.prev = point{at: time.Since(s.epoch) - time.Second, cpu: 1.00}
 	if smp := s.take(Metrics{metricCPU: 1.50}); smp.CPUCores < 0.4 || smp.CPUCores > 0.6 {
 		t.Fatalf("a second after the last sample: %v cores, want about 0.5", smp.CPUCores)
+	}
+}
+
+// HistogramSince counts only what a VictoriaMetrics histogram gained
+// between two scrapes, and reads quantiles from its vmrange buckets.
+func TestHistogramSince(t *testing.T) {
+	set := metrics.NewSet()
+	h := set.NewHistogram("relay_pipeline_seconds")
+	page := func() Metrics {
+		var b bytes.Buffer
+		set.WritePrometheus(&b)
+		m, err := ParseMetrics(b.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if _, ok := page().HistogramSince(nil, "relay_pipeline_seconds"); ok {
+		t.Fatal("an empty histogram reported")
+	}
+	for range 100 {
+		h.Update(1) // before the warm-up: left out
+	}
+	warm := page()
+	for range 90 {
+		h.Update(0.010)
+	}
+	for range 9 {
+		h.Update(0.100)
+	}
+	h.Update(2)
+	end := page()
+	// Each figure is its bucket's upper bound: at most ~12 % above.
+	near := func(got, want float64) bool { return got >= want && got <= want*1.13 }
+	r, ok := end.HistogramSince(warm, "relay_pipeline_seconds")
+	if !ok || r.Count != 100 || !near(r.P50Ms, 10) || !near(r.P90Ms, 10) || !near(r.P99Ms, 100) || !near(r.MaxMs, 2000) {
+		t.Fatalf("since the warm-up: %+v %v", r, ok)
+	}
+	if mean := (90*10 + 9*100 + 2000) / 100.0; r.MeanMs < mean-0.01 || r.MeanMs > mean+0.01 {
+		t.Fatalf("mean %v, want %v", r.MeanMs, mean)
+	}
+	if all, _ := end.HistogramSince(nil, "relay_pipeline_seconds"); all.Count != 200 || !near(all.P50Ms, 1000) {
+		t.Fatalf("from the start: %+v", all)
+	}
+	if _, ok := end.HistogramSince(warm, "relay_other_seconds"); ok {
+		t.Fatal("a histogram the page does not have reported")
+	}
+}
+
+// The memory ratios leave out the samples before the warm-up and divide
+// RSS by the heap, then by everything the relay uses.
+func TestMemoryReport(t *testing.T) {
+	samples := []Sample{
+		{T: 1, RSSBytes: 1000, HeapInuseBytes: 100}, // warm-up
+		{T: 10, RSSBytes: 150, HeapInuseBytes: 100, StackInuseBytes: 10, OffHeapBytes: 20, RSSFileBytes: 20},
+		{T: 11, RSSBytes: 200, HeapInuseBytes: 100, StackInuseBytes: 10, OffHeapBytes: 20, RSSFileBytes: 20},
+		{T: 12}, // a failed scrape
+	}
+	m := memoryReport(samples, 5*time.Second)
+	if m == nil || m.Samples != 2 {
+		t.Fatalf("%+v", m)
+	}
+	if m.RSSOverHeap != (RatioReport{P50: 2, P90: 2, Max: 2}) || m.RSSOverInUse.Max != 200.0/150 || m.RSSOverInUse.P50 != 200.0/150 {
+		t.Fatalf("%+v", m)
+	}
+	if memoryReport(samples[:1], 5*time.Second) != nil {
+		t.Fatal("a report without samples after the warm-up")
 	}
 }

@@ -66,7 +66,14 @@ type Report struct {
 	// relay's share of the delay with the directory's taken out, as far
 	// as the capture tells.
 	LatencyKnown LatencyReport `json:"latencyKnown"`
-	Peak         PeakReport    `json:"peak"`
+	// RelayShare is, for each Config.PipelineMetrics histogram the relay
+	// exposes, its events published after the warm-up: the relay's own
+	// share of the delay (quantiles are bucket upper bounds).
+	RelayShare map[string]LatencyReport `json:"relayShare,omitempty"`
+	Peak       PeakReport               `json:"peak"`
+	// Memory is how closely the relay's RSS followed the memory it uses
+	// after the warm-up; nil without relay metrics.
+	Memory *MemoryReport `json:"memory,omitempty"`
 	// Drops is the final value of each relay drop/reject counter series.
 	Drops           map[string]float64 `json:"drops,omitempty"`
 	ScrapeErrors    int64              `json:"scrapeErrors"`
@@ -96,6 +103,54 @@ type PeakReport struct {
 	HeapReleasedBytes float64 `json:"heapReleasedBytes"`
 	CPUCores          float64 `json:"cpuCores"`
 	MaxLag            int64   `json:"maxLag"`
+}
+
+// MemoryReport compares the relay's resident memory with what it uses,
+// over the samples after the warm-up; a plain value.
+type MemoryReport struct {
+	Samples int `json:"samples"`
+	// RSSOverHeap is RSS ÷ Go heap in use.
+	RSSOverHeap RatioReport `json:"rssOverHeap"`
+	// RSSOverInUse is RSS ÷ (Go heap in use + goroutine stacks + the
+	// off-heap gauges + the binary's resident pages): what the process
+	// holds beyond the memory it uses (idle heap not yet returned to the
+	// OS, runtime metadata, the C allocator's slack), which RSSOverHeap
+	// mixes with off-heap memory the relay does use.
+	RSSOverInUse RatioReport `json:"rssOverInUse"`
+}
+
+// RatioReport is the spread of a ratio over samples; a plain value.
+type RatioReport struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	Max float64 `json:"max"`
+}
+
+// ratioReport summarises rs, which it sorts.
+func ratioReport(rs []float64) RatioReport {
+	if len(rs) == 0 {
+		return RatioReport{}
+	}
+	sort.Float64s(rs)
+	at := func(q float64) float64 { return rs[min(len(rs)-1, int(q*float64(len(rs))))] }
+	return RatioReport{P50: at(0.5), P90: at(0.9), Max: rs[len(rs)-1]}
+}
+
+// memoryReport computes Report.Memory from the samples at or after warm.
+func memoryReport(samples []Sample, warm time.Duration) *MemoryReport {
+	var overHeap, overInUse []float64
+	for _, smp := range samples {
+		if smp.T < warm.Seconds() || smp.RSSBytes <= 0 || smp.HeapInuseBytes <= 0 {
+			continue
+		}
+		overHeap = append(overHeap, smp.RSSBytes/smp.HeapInuseBytes)
+		inUse := smp.HeapInuseBytes + smp.StackInuseBytes + smp.OffHeapBytes + smp.RSSFileBytes
+		overInUse = append(overInUse, smp.RSSBytes/inUse)
+	}
+	if len(overHeap) == 0 {
+		return nil
+	}
+	return &MemoryReport{Samples: len(overHeap), RSSOverHeap: ratioReport(overHeap), RSSOverInUse: ratioReport(overInUse)}
 }
 
 // ConsumerReport is one consumer's counts and check results; a plain value.
@@ -138,6 +193,9 @@ type Sample struct {
 	RSSBytes             float64 `json:"rssBytes,omitempty"`
 	HeapInuseBytes       float64 `json:"heapInuseBytes,omitempty"`
 	HeapReleasedBytes    float64 `json:"heapReleasedBytes,omitempty"`
+	StackInuseBytes      float64 `json:"stackInuseBytes,omitempty"`
+	RSSFileBytes         float64 `json:"rssFileBytes,omitempty"` // file-backed resident pages: the binary's
+	OffHeapBytes         float64 `json:"offHeapBytes,omitempty"` // Config.OffHeapMetrics summed
 	GCCPUFraction        float64 `json:"gcCpuFraction,omitempty"`
 	CPUCores             float64 `json:"cpuCores,omitempty"`
 	AllocsPerEvent       float64 `json:"allocsPerEvent,omitempty"`
@@ -168,7 +226,16 @@ func (h *Harness) report(relay Relay, consumers []*consumer, s *sampler, ended s
 	}
 	if s.last != nil {
 		r.Drops = s.last.Drops()
+		for _, name := range h.cfg.PipelineMetrics {
+			if lr, ok := s.last.HistogramSince(s.warm, name); ok {
+				if r.RelayShare == nil {
+					r.RelayShare = map[string]LatencyReport{}
+				}
+				r.RelayShare[name] = lr
+			}
+		}
 	}
+	r.Memory = memoryReport(s.samples, h.cfg.LatencyWarmup)
 	fail := func(format string, args ...any) { r.Failures = append(r.Failures, fmt.Sprintf(format, args...)) }
 	var all, known histogram
 	slowest := int64(-1)
@@ -289,9 +356,18 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		row("  known accounts", "p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d commits: account seen %v before)",
 			k.P50Ms, k.P90Ms, k.P99Ms, k.MaxMs, k.Count, coldWindow)
 	}
+	for _, name := range sortedKeys(r.RelayShare) {
+		l := r.RelayShare[name]
+		row("relay's share", "p50 ≤ %.0f ms  p90 ≤ %.0f ms  p99 ≤ %.0f ms  max ≤ %.0f ms  mean %.1f ms  (%d events, %s)",
+			l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs, l.MeanMs, l.Count, name)
+	}
 	if r.Peak.RSSBytes > 0 {
 		row("relay peak", "rss %s  heap in use %s  heap released %s  cpu %.2f cores",
 			mib(r.Peak.RSSBytes), mib(r.Peak.HeapInuseBytes), mib(r.Peak.HeapReleasedBytes), r.Peak.CPUCores)
+	}
+	if m := r.Memory; m != nil {
+		row("relay memory", "rss ÷ heap in use p50 %.2f  p90 %.2f  max %.2f;  rss ÷ in use (heap, stacks, off-heap, binary) p50 %.2f  p90 %.2f  max %.2f  (%d samples)",
+			m.RSSOverHeap.P50, m.RSSOverHeap.P90, m.RSSOverHeap.Max, m.RSSOverInUse.P50, m.RSSOverInUse.P90, m.RSSOverInUse.Max, m.Samples)
 	}
 	row("max lag", "%d events", r.Peak.MaxLag)
 	if a := r.Attack; a != nil {

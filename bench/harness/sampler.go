@@ -19,6 +19,8 @@ const (
 	metricGCFraction   = "go_memstats_gc_cpu_fraction"
 	metricCPU          = "process_cpu_seconds_total"
 	metricGoroutines   = "go_goroutines"
+	metricStackInuse   = "go_memstats_stack_inuse_bytes"
+	metricRSSFile      = "process_resident_memory_file_bytes"
 )
 
 // Ingest sources named in Report.IngestSource.
@@ -39,10 +41,14 @@ type sampler struct {
 	epoch     time.Time
 	gate      *atomic.Int64
 
-	source       string // ingestFromMetrics or ingestFromConsumer0, fixed by baseline
-	prev         point
-	samples      []Sample
-	last         Metrics // latest successful scrape
+	source  string // ingestFromMetrics or ingestFromConsumer0, fixed by baseline
+	prev    point
+	samples []Sample
+	last    Metrics // latest successful scrape
+	// warm is the first successful scrape at or after Config.LatencyWarmup
+	// (nil without a warm-up): Report.RelayShare counts the histograms'
+	// observations since it, or since the relay started when nil.
+	warm         Metrics
 	scrapeErrors int64
 	lastErr      string
 	lastLen      int // length of the last progress line
@@ -143,8 +149,18 @@ func (s *sampler) take(m Metrics) Sample {
 			newest = int64(v)
 			smp.RelayNewestSeq = newest
 		}
+		// Not the baseline (prev.at 0): it comes before the gate.
+		if s.warm == nil && s.cfg.LatencyWarmup > 0 && s.prev.at > 0 && smp.T >= s.cfg.LatencyWarmup.Seconds() {
+			s.warm = m
+		}
 		smp.RSSBytes, _ = m.Get(metricRSS)
 		smp.HeapInuseBytes, _ = m.Get(metricHeapInuse)
+		smp.StackInuseBytes, _ = m.Get(metricStackInuse)
+		smp.RSSFileBytes, _ = m.Get(metricRSSFile)
+		for _, name := range s.cfg.OffHeapMetrics {
+			v, _ := m.Get(name)
+			smp.OffHeapBytes += v
+		}
 		smp.HeapReleasedBytes, _ = m.Get(metricHeapReleased)
 		smp.GCCPUFraction, _ = m.Get(metricGCFraction)
 		smp.Goroutines, _ = m.Get(metricGoroutines)
