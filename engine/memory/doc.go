@@ -60,8 +60,9 @@
 //
 // # GOGC
 //
-// [Config.GOGC] (default 100) is applied as is; -1 turns proportional GC off
-// so that only GOMEMLIMIT triggers collections.
+// [Config.GOGC] (default 25, see DefaultGOGC for why not Go's 100) is
+// applied as is; -1 turns proportional GC off so that only GOMEMLIMIT
+// triggers collections.
 //
 // # GOMAXPROCS
 //
@@ -94,6 +95,9 @@
 //	relay_memory_cgroup_limit_bytes         cgroup limit found (0: none)
 //	relay_memory_go_bytes                   Go memory counted against GOMEMLIMIT
 //	relay_memory_heap_free_bytes            idle heap not yet returned to the OS
+//	relay_memory_c_held_bytes               C allocator's memory from the OS (cgo builds)
+//	relay_memory_c_inuse_bytes              the part of it allocated
+//	relay_memory_c_arenas                   its arenas (one: set at load)
 //	relay_runtime_gogc_percent              GOGC in force (-1: off)
 //	relay_runtime_gc_cpu_fraction           GC share of available CPU since the previous scrape
 //	relay_runtime_settings_info{...}        where each setting came from

@@ -84,6 +84,15 @@ func (g *runtimeGauges) write(w io.Writer) {
 		"GOGC in force, -1 when proportional GC is off.", gogc)
 	writeMetric(w, "relay_runtime_gc_cpu_fraction", "gauge",
 		"Share of available CPU (GOMAXPROCS x wall time) spent in GC since the previous scrape.", fraction)
+	if cgoEnabled {
+		c := ReadCAllocStats()
+		writeMetric(w, "relay_memory_c_held_bytes", "gauge",
+			"Memory the C allocator has from the OS (Pebble's cache and memtables under cgo): arenas plus mmapped chunks.", float64(c.HeldBytes))
+		writeMetric(w, "relay_memory_c_inuse_bytes", "gauge",
+			"Part of relay_memory_c_held_bytes allocated; the rest is free chunks kept for reuse.", float64(c.InUseBytes))
+		writeMetric(w, "relay_memory_c_arenas", "gauge",
+			"Arenas of the C allocator (limited to 1 at load).", float64(c.Arenas))
+	}
 	fmt.Fprintf(w, "# HELP relay_runtime_settings_info Where each runtime memory setting came from.\n"+
 		"# TYPE relay_runtime_settings_info gauge\n"+
 		"relay_runtime_settings_info{budget=%q,gomemlimit=%q,gogc=%q,gomaxprocs=%q,cgo=\"%t\"} 1\n",

@@ -68,6 +68,12 @@ func TestRuntimeMetricsExposition(t *testing.T) {
 	f("relay_memory_go_bytes", positive)
 	f("relay_memory_heap_free_bytes", func(v float64) bool { return v >= 0 })
 	f("relay_runtime_gogc_percent", eq(float64(currentGOGC())))
+	if cgoEnabled {
+		// The Go runtime's own thread starts malloc, so C memory is never zero.
+		f("relay_memory_c_held_bytes", positive)
+		f("relay_memory_c_inuse_bytes", positive)
+		f("relay_memory_c_arenas", eq(cArenas))
+	}
 	f("relay_runtime_gc_cpu_fraction", func(v float64) bool { return v > 0 && v <= 1 })
 	info := fmt.Sprintf(`relay_runtime_settings_info{budget="config",gomemlimit="config",gogc="env",gomaxprocs="runtime",cgo="%t"}`, cgoEnabled)
 	f(info, eq(1))
