@@ -248,6 +248,7 @@ func TestDashboardCoverage(t *testing.T) {
 		"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes",
 		"go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_gc_cpu_fraction",
 		"go_memlimit_bytes", "relay_memory_trim_runs_total", "relay_memory_trim_returned_bytes_total",
+		"relay_memory_c_held_bytes", "relay_memory_c_inuse_bytes",
 		// pools
 		"relay_pool_buffer_hits_total", "relay_pool_buffer_misses_total", "relay_pool_buffer_held_bytes",
 	} {
