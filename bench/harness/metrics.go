@@ -176,8 +176,8 @@ func scrape(ctx context.Context, client *http.Client, url string) (Metrics, erro
 // (lo, hi].
 const vmrangeLabel = `_bucket{vmrange="`
 
-// vmBucket is one histogram bucket's upper bound and the observations
-// added to it between two scrapes.
+// vmBucket is one histogram bucket's range and the observations added
+// to it between two scrapes.
 type vmBucket struct {
 	lo, hi float64
 	n      float64
@@ -195,13 +195,10 @@ func (m Metrics) HistogramSince(earlier Metrics, name string) (r LatencyReport, 
 	var buckets []vmBucket
 	var total float64
 	for k, v := range m {
-		rng, found := strings.CutPrefix(k, prefix)
-		if !found {
-			continue
-		}
-		rng, found = strings.CutSuffix(rng, `"}`)
-		loS, hiS, found2 := strings.Cut(rng, "...")
-		if !found || !found2 {
+		rng, isBucket := strings.CutPrefix(k, prefix)
+		rng, closed := strings.CutSuffix(rng, `"}`)
+		loS, hiS, isRange := strings.Cut(rng, "...")
+		if !isBucket || !closed || !isRange {
 			continue
 		}
 		lo, err1 := strconv.ParseFloat(loS, 64)
