@@ -100,18 +100,6 @@ func TuneCAllocator() bool {
 	return C.relay_malloc_result() == 1
 }
 
-// CAllocStats is what the C allocator holds and uses; a plain value.
-type CAllocStats struct {
-	// HeldBytes is the memory malloc has from the OS (its arenas' heaps
-	// and mmapped chunks): what C allocations add to RSS, at most.
-	HeldBytes uint64
-	// InUseBytes is the part of it allocated; the rest is free chunks
-	// malloc keeps for reuse.
-	InUseBytes uint64
-	// Arenas is how many arenas malloc has.
-	Arenas int
-}
-
 // ReadCAllocStats reads the C allocator's figures. It takes each arena's
 // lock and walks its free lists, so call it at scrape rate, not per event.
 func ReadCAllocStats() CAllocStats {
