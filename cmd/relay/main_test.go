@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // asMain makes the test binary act as the relay binary when the harness
@@ -23,17 +24,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestToolsEndToEnd runs the tools together the way an operator does:
 // `relay generate` writes a synthetic capture (signed offline), and `relay
 // bench` replays it as its hosts with a fake PLC through a `relay serve`
@@ -46,7 +36,7 @@ func TestToolsEndToEnd(t *testing.T) {
 	if err := runGenerate([]string{"--out", capPath, "--hosts", "6", "--accounts", "3", "--actions", "400", "--rate", "200"}, &out); err != nil {
 		t.Fatalf("generate: %v\n%s", err, out.String())
 	}
-	api, adm := freePort(t), freePort(t)
+	api, adm := testutil.FreePort(t), testutil.FreePort(t)
 	t.Setenv(asMain, "1")
 	self, err := os.Executable()
 	if err != nil {

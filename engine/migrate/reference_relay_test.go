@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,18 +164,6 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-// freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // refRelay is a running reference relay.
 type refRelay struct {
 	api, metrics string // base URLs
@@ -189,7 +177,8 @@ type refRelay struct {
 func startReference(t *testing.T, relayBin, seederBin string, passwords string, initialSeq int) *refRelay {
 	t.Helper()
 	dir := t.TempDir()
-	api, metrics := freeAddr(t), freeAddr(t)
+	api := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	metrics := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	r := &refRelay{api: "http://" + api, metrics: "http://" + metrics, db: filepath.Join(dir, "relay.sqlite"),
 		seeder: seederBin, log: &bytes.Buffer{}}
 	cmd := exec.Command(relayBin, "serve", "--db-url", "sqlite://"+r.db, "--bind", api, "--metrics-listen", metrics,

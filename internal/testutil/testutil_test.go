@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,21 @@ func TestTCPServer(t *testing.T) {
 	if c, err := net.Dial("tcp", addr.String()); err == nil {
 		c.Close()
 		t.Error("the listener still accepts after cleanup")
+	}
+}
+
+// TestFreePort: the port is below the ephemeral range, so a bind of port
+// 0 cannot be handed it, and it can be listened on at once.
+func TestFreePort(t *testing.T) {
+	for range 20 {
+		p := FreePort(t)
+		if p >= ephemeralLow() || p < 10000 {
+			t.Fatalf("port %d, want in [10000, %d)", p, ephemeralLow())
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = ln.Close()
 	}
 }
