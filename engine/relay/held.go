@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"hash/maphash"
 	"sort"
+	"unsafe"
 
 	"github.com/atrelay/relay/engine/atproto/event"
 )
@@ -18,13 +20,31 @@ import (
 type heldList struct {
 	r   []result
 	off int
-	// bytes is the memory the held results take (result.size).
+	// bytes is the memory the held results' frames take (result.size);
+	// memory adds the list's own.
 	bytes int64
 	// gen is the tracker generation of the held results, mixed whether
 	// they span more than one (a cursor reset while some were held).
 	gen   uint64
 	mixed bool
+	// accounts counts the held results of each account by the hash of
+	// its DID (accountHash), so that asking whether an account has a
+	// result held (holds, followHeld) does not scan the list: while a
+	// host's head is parked every incoming result asks, and a host can
+	// have thousands held. Two DIDs with one hash can only make a result
+	// wait that could have passed.
+	accounts map[uint64]int32
 }
+
+// heldSlotBytes is what the list takes per slot beyond the frames: the
+// result itself and, at most one per slot, its account's count.
+const heldSlotBytes = int64(unsafe.Sizeof(result{})) + 32
+
+// memory is what the list holds: its results' frames, and its slots,
+// which a dropped frame takes too (without them a host whose frames the
+// workers drop could grow the list without limit behind one slow frame)
+// and which stay allocated once grown, as does the accounts map.
+func (l *heldList) memory() int64 { return l.bytes + int64(cap(l.r))*heldSlotBytes }
 
 // items returns the held results in order; valid until the next change.
 func (l *heldList) items() []result { return l.r[l.off:] }
@@ -53,6 +73,23 @@ func (l *heldList) insert(x result) {
 	copy(items[i+1:], items[i:])
 	items[i] = x
 	l.bytes += x.size
+	l.count(&x, 1)
+}
+
+// count adds delta to the held results of x's account.
+func (l *heldList) count(x *result, delta int32) {
+	h, ok := x.accountHash()
+	if !ok {
+		return
+	}
+	if l.accounts == nil {
+		l.accounts = make(map[uint64]int32)
+	}
+	if n := l.accounts[h] + delta; n > 0 {
+		l.accounts[h] = n
+	} else {
+		delete(l.accounts, h)
+	}
 }
 
 // release appends to ready, in order, every held result at or below low
@@ -70,6 +107,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 		}
 		for i := range items[:j] {
 			l.bytes -= items[i].size
+			l.count(&items[i], -1)
 			items[i].cursor = items[i].seq
 		}
 		if j > 0 {
@@ -86,6 +124,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 	for i := range items {
 		if items[i].seq <= low || items[i].gen != gen {
 			l.bytes -= items[i].size
+			l.count(&items[i], -1)
 			if items[i].gen == gen {
 				items[i].cursor = items[i].seq
 				last = len(ready)
@@ -108,27 +147,29 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 // pass appends to ready, in order, the held results that may pass the
 // parked frame their host waits for (passes), and drops them from the
 // list: each one whose account has no result staying held before it.
-// blocked is scratch for the DIDs of the results that stay.
-func (l *heldList) pass(ready []result, blocked *[][]byte) []result {
+// staying is scratch for the hashes of the accounts of the results that
+// stay; pass leaves it empty.
+func (l *heldList) pass(ready []result, staying map[uint64]struct{}) []result {
 	items := l.items()
-	b := (*blocked)[:0]
 	k := 0
 	for i := range items {
 		x := &items[i]
-		did := x.account()
-		if passes(x) && (x.out == nil || !holdsDID(b, did)) {
+		h, ok := x.accountHash()
+		if _, behind := staying[h]; passes(x) && (x.out == nil || !ok || !behind) {
 			l.bytes -= x.size
+			l.count(x, -1)
 			ready = append(ready, *x)
 			continue
 		}
-		b = append(b, did)
+		if ok {
+			staying[h] = struct{}{}
+		}
 		items[k] = *x
 		k++
 	}
 	clear(items[k:])
 	l.r = l.r[:l.off+k]
-	clear(b)
-	*blocked = b[:0]
+	clear(staying)
 	return ready
 }
 
@@ -148,46 +189,42 @@ func passes(r *result) bool {
 	return r.kind == event.KindCommit
 }
 
-// account returns the DID r is for: its event's, or did for a result
-// without one; nil for a dropped frame.
-func (r *result) account() []byte {
+// holds reports whether a result of x's account is held.
+func (l *heldList) holds(x *result) bool {
+	h, ok := x.accountHash()
+	return ok && l.accounts[h] > 0
+}
+
+// accountSeed seeds accountHash: random per process, so a host cannot
+// choose DIDs that collide.
+var accountSeed = maphash.MakeSeed()
+
+// accountHash returns the hash of the DID r is for (account), and false
+// for a dropped frame, which is for none.
+func (r *result) accountHash() (uint64, bool) {
 	if len(r.ev.DID) > 0 {
-		return r.ev.DID
+		return maphash.Bytes(accountSeed, r.ev.DID), true
 	}
 	if r.did != "" {
-		return []byte(r.did)
+		return maphash.String(accountSeed, r.did), true
 	}
-	return nil
+	return 0, false
 }
 
-// holdsDID reports whether did is among dids.
-func holdsDID(dids [][]byte, did []byte) bool {
-	for _, d := range dids {
-		if string(d) == string(did) {
-			return true
-		}
+// sameAccount reports whether a and b are for one account.
+func sameAccount(a, b *result) bool {
+	da, db := a.ev.DID, b.ev.DID
+	switch {
+	case len(da) == 0 && a.did == "", len(db) == 0 && b.did == "":
+		return false
+	case len(da) == 0 && len(db) == 0:
+		return a.did == b.did
+	case len(da) == 0:
+		return a.did == string(db)
+	case len(db) == 0:
+		return string(da) == b.did
 	}
-	return false
-}
-
-// holds reports whether a result of did is held.
-func (l *heldList) holds(did []byte) bool {
-	items := l.items()
-	for i := range items {
-		if items[i].isFor(did) {
-			return true
-		}
-	}
-	return false
-}
-
-// isFor reports whether r is for account did (account, without copying
-// did for a result without an event).
-func (r *result) isFor(did []byte) bool {
-	if len(r.ev.DID) > 0 {
-		return string(r.ev.DID) == string(did)
-	}
-	return r.did != "" && r.did == string(did)
+	return string(da) == string(db)
 }
 
 // empty reports whether nothing is held.

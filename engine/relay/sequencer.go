@@ -59,9 +59,10 @@ type sequencer struct {
 	in       []result
 	ready    []result
 	held     map[*hostState]*heldList
-	spare    []*heldList // emptied held lists, reused so holding allocates nothing
-	blocked  [][]byte    // heldList.pass's scratch
-	minHeld  []uint64    // per worker: lowest ticket held (0: none)
+	spare    []*heldList         // emptied held lists, reused so holding allocates nothing
+	spareN   int                 // the spare lists' slots together
+	staying  map[uint64]struct{} // heldList.pass's scratch
+	minHeld  []uint64            // per worker: lowest ticket held (0: none)
 	batch    []result
 	events   []store.Event
 	outcomes []store.Outcome // what Stage decided for events[i]
@@ -134,6 +135,7 @@ func newSequencer(r *Relay) *sequencer {
 		reach:      make(map[*hostState]int64),
 		marks:      make([]uint64, r.cfg.Workers),
 		held:       make(map[*hostState]*heldList),
+		staying:    make(map[uint64]struct{}),
 		minHeld:    make([]uint64, r.cfg.Workers),
 		next:       r.st.NewestSeq() + 1,
 	}
@@ -313,7 +315,7 @@ func (q *sequencer) passing(res *result) bool {
 		return false
 	}
 	l := q.held[res.hs]
-	return l == nil || res.out == nil || !l.holds(res.account())
+	return l == nil || res.out == nil || !l.holds(res)
 }
 
 // passHeld releases, with OrderAccount, the results of hs's held list l
@@ -323,7 +325,7 @@ func (q *sequencer) passHeld(hs *hostState, l *heldList) {
 		return
 	}
 	before := len(q.ready)
-	q.ready = l.pass(q.ready, &q.blocked)
+	q.ready = l.pass(q.ready, q.staying)
 	q.m.passed.Add(len(q.ready) - before)
 }
 
@@ -347,7 +349,7 @@ func (q *sequencer) scanHeld() {
 			moved += x.budget
 			x.budget = 0
 		}
-		total += l.bytes
+		total += l.memory()
 	}
 	if moved > 0 {
 		q.budget.release(moved)
@@ -362,6 +364,7 @@ func (q *sequencer) heldOf(hs *hostState) *heldList {
 	if l == nil {
 		if n := len(q.spare); n > 0 {
 			l, q.spare = q.spare[n-1], q.spare[:n-1]
+			q.spareN -= cap(l.r)
 		} else {
 			l = new(heldList)
 		}
@@ -377,8 +380,9 @@ func (q *sequencer) dropIfEmpty(hs *hostState, l *heldList) {
 		return
 	}
 	delete(q.held, hs)
-	if len(q.spare) < maxSpareHeld {
+	if len(q.spare) < maxSpareHeld && q.spareN+cap(l.r) <= maxSpareHeldSlots {
 		q.spare = append(q.spare, l)
+		q.spareN += cap(l.r)
 	}
 }
 
@@ -387,24 +391,20 @@ func (q *sequencer) dropIfEmpty(hs *hostState, l *heldList) {
 // so it cannot overtake that account's earlier events: the worker produced
 // them first. It reports whether the result was queued.
 func (q *sequencer) followHeld(res *result) bool {
-	did := string(res.ev.DID)
-	if did == "" {
-		did = res.did
-	}
-	if did == "" || len(q.held) == 0 {
+	h, ok := res.accountHash()
+	if !ok || len(q.held) == 0 {
 		return false
 	}
 	var host *hostState
 	var last *result
 	for hs, l := range q.held {
+		if l.accounts[h] == 0 {
+			continue
+		}
 		items := l.items()
 		for i := range items {
 			x := &items[i]
-			xdid := string(x.ev.DID)
-			if xdid == "" {
-				xdid = x.did
-			}
-			if xdid == did && (last == nil || x.seq > last.seq) {
+			if sameAccount(x, res) && (last == nil || x.seq > last.seq) {
 				host, last = hs, x
 			}
 		}
@@ -446,8 +446,9 @@ func (q *sequencer) sweepHeld() bool {
 // intake. heldBytes is as of the last scan: at most one drain old.
 func (q *sequencer) holdBack(hs *hostState, l *heldList) {
 	limit, total := q.cfg.HostHeldBytes, q.cfg.MaxHeldBytes
-	over := l.bytes > limit || (q.heldBytes > total && !l.empty())
-	under := l.bytes <= limit/2 && (q.heldBytes <= total/2 || l.empty())
+	held := l.memory()
+	over := !l.empty() && (held > limit || q.heldBytes > total)
+	under := l.empty() || (held <= limit/2 && q.heldBytes <= total/2)
 	switch {
 	case over && !hs.heldBack.Load():
 		hs.heldBack.Store(true)
@@ -461,8 +462,14 @@ func (q *sequencer) holdBack(hs *hostState, l *heldList) {
 }
 
 // maxSpareHeld bounds the emptied held lists kept for reuse: about as many
-// hosts as have results held at once under load.
-const maxSpareHeld = 256
+// hosts as have results held at once under load. maxSpareHeldSlots bounds
+// their slots together (heldSlotBytes each, 1.2 MiB in all): once held
+// results no longer count them (heldList.memory), a list grown long
+// behind a slow frame goes to the garbage collector instead.
+const (
+	maxSpareHeld      = 256
+	maxSpareHeldSlots = 4096
+)
 
 // commit writes one batch of released results.
 func (q *sequencer) commit() {
