@@ -34,6 +34,9 @@ type heldList struct {
 	// have thousands held. Two DIDs with one hash can only make a result
 	// wait that could have passed.
 	accounts map[uint64]int32
+	// counted is memory as of the sequencer's last recount: its part of
+	// the sequencer's heldBytes.
+	counted int64
 }
 
 // heldSlotBytes is what the list takes per slot beyond the frames: the

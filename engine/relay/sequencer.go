@@ -71,9 +71,10 @@ type sequencer struct {
 	evHost   []*hostState         // host of events[i] when its store Host is set
 	dirty    map[*hostState]int64 // cursors moved with no event to carry them
 	marks    []uint64             // per worker: highest ticket in the batch
-	// heldBytes is the memory of every held result (the heldLists'
-	// bytes) as of the last scanHeld.
-	heldBytes int64
+	// heldBytes is the memory of the held lists (heldList.memory, kept
+	// by recount); heldBudget is the results budget of the results held
+	// since the last settleHeld, to return to it.
+	heldBytes, heldBudget int64
 	// reach is, per host, the highest cursor among the results of the
 	// batch being written: a result released in its host's order carries
 	// its seq, the last of a release the host's low-water mark then
@@ -288,8 +289,14 @@ func (q *sequencer) release() {
 			continue
 		}
 		l := q.heldOf(hs)
+		if res.seq > low {
+			// It waits: its bytes count under MaxHeldBytes from now.
+			q.heldBudget += res.budget
+			res.budget = 0
+		}
 		l.insert(res)
 		if !moved && res.seq > low {
+			q.recount(l)
 			q.holdBack(hs, l)
 			continue
 		}
@@ -298,11 +305,12 @@ func (q *sequencer) release() {
 		// host's next frame, if parked.
 		q.ready = l.release(q.ready, res.gen, low)
 		q.passHeld(hs, l)
+		q.recount(l)
 		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
 	clear(q.in)
-	q.scanHeld()
+	q.settleHeld()
 }
 
 // passing reports whether res, an incoming result of its host's current
@@ -329,33 +337,41 @@ func (q *sequencer) passHeld(hs *hostState, l *heldList) {
 	q.m.passed.Add(len(q.ready) - before)
 }
 
-// scanHeld recomputes, over every held result, each worker's lowest held
-// ticket and the bytes held, and moves the results held since the last
-// scan out of the results budget: they count under MaxHeldBytes instead.
-// A held result waits for an earlier frame of its host that may be parked
-// or queued on a worker; if it kept its place in the results budget, a
-// worker could wait in send for room only that frame's release would
-// make, while the frame waits behind the worker: ingestion would stop.
-func (q *sequencer) scanHeld() {
+// recount brings heldBytes up to date with l after a change to l.
+func (q *sequencer) recount(l *heldList) {
+	m := l.memory()
+	q.heldBytes += m - l.counted
+	l.counted = m
+}
+
+// settleHeld returns to the results budget the bytes of the results held
+// since the last call (they count under MaxHeldBytes instead), in one
+// call for a drain, and publishes heldBytes for the gauge. A held result
+// waits for an earlier frame of its host that may be parked or queued on
+// a worker; if it kept its place in the results budget, a worker could
+// wait in send for room only that frame's release would make, while the
+// frame waits behind the worker: ingestion would stop.
+func (q *sequencer) settleHeld() {
+	if q.heldBudget > 0 {
+		q.budget.release(q.heldBudget)
+		q.heldBudget = 0
+	}
+	q.heldNow.Store(q.heldBytes)
+}
+
+// lowestHeld sets minHeld to each worker's lowest held ticket. It walks
+// every held result, so it runs once a group commit, which needs it, not
+// once a drain.
+func (q *sequencer) lowestHeld() {
 	clear(q.minHeld)
-	var total, moved int64
 	for _, l := range q.held {
 		items := l.items()
 		for i := range items {
-			x := &items[i]
-			if w, t := x.worker, x.ticket; q.minHeld[w] == 0 || t < q.minHeld[w] {
+			if w, t := items[i].worker, items[i].ticket; q.minHeld[w] == 0 || t < q.minHeld[w] {
 				q.minHeld[w] = t
 			}
-			moved += x.budget
-			x.budget = 0
 		}
-		total += l.memory()
 	}
-	if moved > 0 {
-		q.budget.release(moved)
-	}
-	q.heldBytes = total
-	q.heldNow.Store(total)
 }
 
 // heldOf returns hs's held list, taking a spare one if hs holds nothing.
@@ -379,6 +395,8 @@ func (q *sequencer) dropIfEmpty(hs *hostState, l *heldList) {
 	if !l.empty() {
 		return
 	}
+	q.heldBytes -= l.counted
+	l.counted = 0
 	delete(q.held, hs)
 	if len(q.spare) < maxSpareHeld && q.spareN+cap(l.r) <= maxSpareHeldSlots {
 		q.spare = append(q.spare, l)
@@ -413,7 +431,11 @@ func (q *sequencer) followHeld(res *result) bool {
 		return false
 	}
 	res.hs, res.gen, res.seq, res.follows = host, last.gen, last.seq, true
-	q.held[host].insert(*res)
+	q.heldBudget += res.budget
+	res.budget = 0
+	l := q.held[host]
+	l.insert(*res)
+	q.recount(l)
 	return true
 }
 
@@ -429,10 +451,11 @@ func (q *sequencer) sweepHeld() bool {
 	for hs, l := range q.held {
 		q.ready = l.release(q.ready, hs.tr.generation(), hs.tr.lowWater())
 		q.passHeld(hs, l)
+		q.recount(l)
 		q.holdBack(hs, l)
 		q.dropIfEmpty(hs, l)
 	}
-	q.scanHeld()
+	q.settleHeld()
 	return len(q.ready) > before
 }
 
@@ -441,9 +464,9 @@ func (q *sequencer) sweepHeld() bool {
 // for its identity, or slow to validate), or that holds any while all
 // hosts together hold more than MaxHeldBytes, and resumes it once both
 // are down to half, or once it holds nothing. Held results are out of
-// the results budget (scanHeld), so this pause is what bounds them: a
+// the results budget (settleHeld), so this pause is what bounds them: a
 // paused host sends nothing more, and what it already sent is in the
-// intake. heldBytes is as of the last scan: at most one drain old.
+// intake.
 func (q *sequencer) holdBack(hs *hostState, l *heldList) {
 	limit, total := q.cfg.HostHeldBytes, q.cfg.MaxHeldBytes
 	held := l.memory()
@@ -535,6 +558,7 @@ func (q *sequencer) commit() {
 	}
 	q.publish()
 	q.afterCommit()
+	q.lowestHeld()
 	for w, t := range q.marks {
 		// A held result of this worker is not durable: no overlay entry
 		// at or above its ticket may be evicted yet.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -212,5 +213,147 @@ func BenchmarkSequencerCommit(b *testing.B) {
 		fillIdentities(q, size)
 		b.StartTimer()
 		q.commit()
+	}
+}
+
+// TestSequencerHeldAccounting drives release and sweepHeld with three
+// hosts' results completing out of order, some hosts' lowest frames
+// parked, and checks after every step what the incremental accounting
+// must equal: heldBytes the held lists' memory, the results budget the
+// budget of the results not held, every held result out of the budget.
+// At the end nothing is held and the budget is back to zero.
+func TestSequencerHeldAccounting(t *testing.T) {
+	q := newBareSequencer(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	hosts := make([]*hostState, 3)
+	var pending []result
+	for h := range hosts {
+		hs := new(hostState)
+		hosts[h] = hs
+		for s := int64(1); s <= 400; s++ {
+			gen := hs.tr.register(s)
+			res := result{hs: hs, seq: s, gen: gen, worker: rng.IntN(len(q.minHeld)), kind: event.KindCommit}
+			if rng.IntN(4) > 0 { // else a dropped frame: no output
+				res.out = q.bufs.Get(64 + rng.IntN(512))
+				res.ev.DID = fmt.Appendf(nil, "did:plc:h%da%d", h, rng.IntN(8))
+				if rng.IntN(10) == 0 {
+					res.kind = event.KindIdentity // never passes a parked frame
+				}
+				res.size = int64(cap(res.out.B))
+				res.budget = res.size
+				q.budget.acquire(res.budget)
+			}
+			pending = append(pending, res)
+		}
+	}
+	// Out of order within a window, as two workers finish them.
+	for i := range pending {
+		j := min(len(pending)-1, i+rng.IntN(40))
+		pending[i], pending[j] = pending[j], pending[i]
+	}
+	var ticket uint64
+	mostHeld := 0
+	check := func(step string) {
+		t.Helper()
+		var mem, ready int64
+		for _, l := range q.held {
+			mostHeld = max(mostHeld, len(l.items()))
+			mem += l.memory()
+			for _, x := range l.items() {
+				if x.budget != 0 {
+					t.Fatalf("%s: a held result keeps %d bytes of the results budget", step, x.budget)
+				}
+			}
+		}
+		for _, x := range q.ready {
+			ready += x.budget
+		}
+		for _, x := range pending { // acquired up front, as if in the channel
+			ready += x.budget
+		}
+		if q.heldBytes != mem || q.heldNow.Load() != mem {
+			t.Fatalf("%s: heldBytes %d, gauge %d, want the lists' %d", step, q.heldBytes, q.heldNow.Load(), mem)
+		}
+		if used := q.budget.inUse(); used != ready {
+			t.Fatalf("%s: results budget in use %d, want the ready and pending results' %d", step, used, ready)
+		}
+	}
+	commit := func() { // what a group commit does with the budget of ready
+		for i := range q.ready {
+			q.budget.release(q.ready[i].budget)
+			if q.ready[i].out != nil {
+				q.bufs.Put(q.ready[i].out)
+			}
+		}
+		q.ready = q.ready[:0]
+	}
+	for len(pending) > 0 {
+		n := min(len(pending), 1+rng.IntN(16))
+		for i := range pending[:n] {
+			ticket++
+			pending[i].ticket = ticket
+			if rng.IntN(8) == 0 {
+				hs := pending[i].hs
+				hs.tr.markParked(pending[i].gen, hs.tr.lowWater()+1)
+			}
+		}
+		q.in = append(q.in[:0], pending[:n]...)
+		pending = pending[n:]
+		q.release()
+		check("release")
+		if rng.IntN(4) == 0 {
+			q.sweepHeld()
+			check("sweep")
+		}
+		if rng.IntN(2) == 0 {
+			commit()
+			check("commit")
+		}
+	}
+	q.sweepHeld()
+	commit()
+	check("end")
+	if len(q.held) != 0 || q.heldBytes != 0 || q.budget.inUse() != 0 {
+		t.Fatalf("at the end %d lists held, %d bytes, %d of the budget in use", len(q.held), q.heldBytes, q.budget.inUse())
+	}
+	if mostHeld < 10 || q.m.passed.Get() == 0 {
+		t.Fatalf("at most %d results held on a host, %d passed a parked frame: the test did not exercise holding", mostHeld, q.m.passed.Get())
+	}
+}
+
+// BenchmarkReleaseBesideHeld: one drain of 4 results of a host with
+// nothing held, while another host holds n results behind its parked
+// lowest frame. What holding costs every other host's results: before,
+// each drain walked every held result.
+func BenchmarkReleaseBesideHeld(b *testing.B) {
+	for _, n := range []int{0, 4096, 32768} {
+		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
+			q := newBareSequencer(b)
+			slow, busy := new(hostState), new(hostState)
+			gen := slow.tr.register(1)
+			slow.tr.markParked(gen, 1)
+			for s := int64(2); s <= int64(n)+1; s++ {
+				slow.tr.register(s)
+				out := q.bufs.Get(64)
+				q.in = append(q.in[:0], result{hs: slow, seq: s, gen: gen, kind: event.KindIdentity, out: out,
+					size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "did:plc:%d", s)}})
+				q.release()
+			}
+			if n > 0 && len(q.held[slow].items()) != n {
+				b.Fatalf("%d held, want %d", len(q.held[slow].items()), n)
+			}
+			seq := int64(0)
+			b.ReportAllocs()
+			for b.Loop() {
+				q.in = q.in[:0]
+				for range 4 {
+					seq++
+					g := busy.tr.register(seq)
+					q.in = append(q.in, result{hs: busy, seq: seq, gen: g})
+				}
+				q.release()
+				q.ready = q.ready[:0]
+			}
+		})
 	}
 }
