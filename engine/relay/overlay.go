@@ -89,6 +89,14 @@ type overlay struct {
 	bytes     int64                 // sum of entryBytes over m
 	limit     int64
 	published *atomic.Int64 // bytes, for relay_overlay_bytes (read on scrape)
+	// stuck: the last evict could not get down to its target, what is
+	// left not yet durable as of stuckAt, the durable mark it had. The
+	// next scan waits for the mark to move past it: until then a scan
+	// would find nothing more to forget, at the cost of the whole map on
+	// every add (the sequencer behind a slow disk, or holding a result of
+	// this worker behind a frame parked for a slow DID document).
+	stuck   bool
+	stuckAt uint64
 }
 
 func newOverlay(limit int64, published *atomic.Int64) overlay {
@@ -108,7 +116,7 @@ func (o *overlay) get(did []byte) *acctState { return o.m[string(did)] }
 // active account; it first evicts if the overlay is over its bound.
 // durable is the worker's durable mark. did must not be in the overlay.
 func (o *overlay) add(did []byte, row *store.Account, found bool, durable uint64) *acctState {
-	if o.bytes >= o.limit {
+	if o.bytes >= o.limit && (!o.stuck || durable > o.stuckAt) {
 		o.evict(durable)
 	}
 	a := &acctState{known: found, upstream: store.StatusActive, local: store.LocalActive, didEnd: uint32(len(did))}
@@ -171,5 +179,6 @@ func (o *overlay) evict(durable uint64) {
 			break
 		}
 	}
+	o.stuck, o.stuckAt = o.bytes > target, durable
 	o.published.Store(o.bytes)
 }

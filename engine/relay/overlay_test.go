@@ -176,6 +176,9 @@ func TestOverlayEvictsByBytes(t *testing.T) {
 	if len(o.m) != 32 || o.bytes <= limit {
 		t.Fatalf("%d entries, %d bytes: entries not yet durable were evicted (bound %d)", len(o.m), o.bytes, limit)
 	}
+	if !o.stuck || o.stuckAt != 0 {
+		t.Fatalf("stuck %v at %d: the scans found nothing durable, the next must wait for the mark to move", o.stuck, o.stuckAt)
+	}
 
 	// Durable through ticket 24: the next add evicts durable entries only,
 	// down to an eighth under the bound.
@@ -189,6 +192,9 @@ func TestOverlayEvictsByBytes(t *testing.T) {
 	}
 	if want := limit - limit/8 + per; o.bytes > want {
 		t.Fatalf("%d bytes after eviction, want at most %d", o.bytes, want)
+	}
+	if o.stuck {
+		t.Fatal("still stuck after an eviction that reached its target")
 	}
 
 	// A state larger than the buffer's room moves the entry to a new one.
@@ -239,5 +245,34 @@ func TestOverlayBytesGauge(t *testing.T) {
 	want := entryBytes(&acctState{buf: newStateBuf(did, 0)})
 	if line := "relay_overlay_bytes " + strconv.FormatInt(want, 10) + "\n"; !strings.Contains(sb.String(), line) {
 		t.Fatalf("metrics lack %q", line)
+	}
+}
+
+// BenchmarkOverlayAddStuck: adding an account to an overlay over its bound
+// whose n entries are all not yet durable (the sequencer holds a result of
+// this worker). Before, every add scanned the whole map for nothing.
+func BenchmarkOverlayAddStuck(b *testing.B) {
+	for _, n := range []int{1 << 10, 1 << 16} {
+		b.Run("entries="+strconv.Itoa(n), func(b *testing.B) {
+			var gauge atomic.Int64
+			o := newOverlay(1, &gauge)
+			for i := range n {
+				row := overlayRow(i)
+				o.add(row.DID, &row, true, 0).ticket = uint64(i + 1)
+			}
+			dids := make([][]byte, 4096)
+			for i := range dids {
+				dids[i] = overlayDID(n + i)
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				did := dids[i%len(dids)]
+				if a := o.get(did); a != nil {
+					delete(o.m, a.did())
+					o.bytes -= entryBytes(a)
+				}
+				o.add(did, nil, false, 0).ticket = uint64(n + 1 + i)
+			}
+		})
 	}
 }
