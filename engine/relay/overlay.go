@@ -92,11 +92,14 @@ type overlay struct {
 	// stuck: the last evict could not get down to its target, what is
 	// left not yet durable as of stuckAt, the durable mark it had. The
 	// next scan waits for the mark to move past it: until then a scan
-	// would find nothing more to forget, at the cost of the whole map on
-	// every add (the sequencer behind a slow disk, or holding a result of
-	// this worker behind a frame parked for a slow DID document).
+	// would find nothing more to forget than the entries added since, at
+	// the cost of the whole map on every add (the sequencer behind a slow
+	// disk, or holding a result of this worker behind a frame parked for
+	// a slow DID document). Those are looked at one add later, when their
+	// frame is done and their ticket set: prev is the last one added.
 	stuck   bool
 	stuckAt uint64
+	prev    *acctState
 }
 
 func newOverlay(limit int64, published *atomic.Int64) overlay {
@@ -116,8 +119,14 @@ func (o *overlay) get(did []byte) *acctState { return o.m[string(did)] }
 // active account; it first evicts if the overlay is over its bound.
 // durable is the worker's durable mark. did must not be in the overlay.
 func (o *overlay) add(did []byte, row *store.Account, found bool, durable uint64) *acctState {
-	if o.bytes >= o.limit && (!o.stuck || durable > o.stuckAt) {
-		o.evict(durable)
+	if o.bytes >= o.limit {
+		if !o.stuck || durable > o.stuckAt {
+			o.evict(durable)
+		} else if p := o.prev; p != nil && p.ticket <= durable && o.m[p.did()] == p {
+			// Loaded for a frame that changed nothing (rejected, say):
+			// durable already.
+			o.forget(p.did(), p)
+		}
 	}
 	a := &acctState{known: found, upstream: store.StatusActive, local: store.LocalActive, didEnd: uint32(len(did))}
 	var rev, commit, data []byte
@@ -130,7 +139,15 @@ func (o *overlay) add(did []byte, row *store.Account, found bool, durable uint64
 	o.m[a.did()] = a
 	o.bytes += entryBytes(a)
 	o.published.Store(o.bytes)
+	o.prev = a
 	return a
+}
+
+// forget drops entry a, keyed k, from the overlay.
+func (o *overlay) forget(k string, a *acctState) {
+	delete(o.m, k)
+	o.bytes -= entryBytes(a)
+	o.published.Store(o.bytes)
 }
 
 // newStateBuf returns a buffer holding did with room for state bytes
@@ -174,11 +191,10 @@ func (o *overlay) evict(durable uint64) {
 		if a.ticket > durable {
 			continue
 		}
-		delete(o.m, k)
-		if o.bytes -= entryBytes(a); o.bytes <= target {
+		o.forget(k, a)
+		if o.bytes <= target {
 			break
 		}
 	}
 	o.stuck, o.stuckAt = o.bytes > target, durable
-	o.published.Store(o.bytes)
 }

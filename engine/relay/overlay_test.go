@@ -248,6 +248,53 @@ func TestOverlayBytesGauge(t *testing.T) {
 	}
 }
 
+// TestOverlayStuckStaysBounded: an overlay over its bound with nothing
+// durable (stuck) does not rescan its map on every add, yet an entry
+// loaded for a frame that changed nothing (its ticket left at 0, durable
+// already) is still forgotten, one add later: a host sending rejected
+// frames for ever new accounts cannot grow the overlay while it waits.
+func TestOverlayStuckStaysBounded(t *testing.T) {
+	var gauge atomic.Int64
+	row := overlayRow(0)
+	per := entryBytes(&acctState{buf: newStateBuf(row.DID, len(row.Rev)+len(row.Commit)+len(row.Data))})
+	o := newOverlay(16*per, &gauge)
+	for i := range 32 {
+		row := overlayRow(i)
+		o.add(row.DID, &row, true, 5).ticket = uint64(i + 10) // above the mark
+	}
+	if !o.stuck || len(o.m) != 32 {
+		t.Fatalf("stuck %v with %d entries, want stuck with all 32", o.stuck, len(o.m))
+	}
+	for i := 100; i < 300; i++ {
+		row := overlayRow(i)
+		o.add(row.DID, &row, true, 5) // rejected: ticket stays 0
+	}
+	if len(o.m) != 33 || o.get(overlayDID(299)) == nil {
+		t.Fatalf("%d entries after 200 loads that changed nothing, want the 32 not durable and the last load", len(o.m))
+	}
+	// One accepted: its entry is not durable and stays.
+	row = overlayRow(300)
+	o.add(row.DID, &row, true, 5).ticket = 60
+	row = overlayRow(301)
+	o.add(row.DID, &row, true, 5)
+	if o.get(overlayDID(300)) == nil || len(o.m) != 34 {
+		t.Fatalf("%d entries; the accepted account's entry found: %v", len(o.m), o.get(overlayDID(300)) != nil)
+	}
+	// The mark moves: a full scan again.
+	row = overlayRow(302)
+	o.add(row.DID, &row, true, 40)
+	if o.get(overlayDID(300)) == nil || len(o.m) > 16 {
+		t.Fatalf("%d entries after the mark moved to 40 (bound 16 entries)", len(o.m))
+	}
+	var sum int64
+	for _, a := range o.m {
+		sum += entryBytes(a)
+	}
+	if sum != o.bytes || gauge.Load() != o.bytes {
+		t.Fatalf("entries take %d bytes, overlay counts %d, published %d", sum, o.bytes, gauge.Load())
+	}
+}
+
 // BenchmarkOverlayAddStuck: adding an account to an overlay over its bound
 // whose n entries are all not yet durable (the sequencer holds a result of
 // this worker). Before, every add scanned the whole map for nothing.
