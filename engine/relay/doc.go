@@ -147,7 +147,8 @@
 // behind an earlier, unfinished frame beyond HostHeldBytes (or with any
 // held while all hosts' held results pass MaxHeldBytes) is paused until
 // they are released. Held results do not count in ResultsQueueBytes: a
-// worker never waits for room that only a frame behind it can make. Parked frames are bounded by ParkedBytes (part of the
-// intake) and ParkedAccounts; beyond them a worker waits for resolutions.
+// worker never waits for room that only a frame behind it can make.
+// Parked frames are bounded by ParkedBytes (part of the intake) and
+// ParkedAccounts; beyond them a worker waits for resolutions.
 // Limits delay, they never drop.
 package relay

@@ -144,7 +144,8 @@ type Config struct {
 	ResultsQueueBytes int64
 	// HostHeldBytes bounds the bytes one host's results may take while
 	// they wait for an earlier frame of the host (parked for its identity,
-	// or slow); the host is paused beyond it
+	// or slow): their frames and their slots in the host's held list, which
+	// a dropped frame's result takes too. The host is paused beyond it
 	// (relay_host_pauses_total{reason="held"}). Default MaxHeldBytes/8.
 	HostHeldBytes int64
 	// MaxHeldBytes bounds the results of all hosts together that wait for
