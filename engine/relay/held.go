@@ -71,10 +71,19 @@ func (l *heldList) insert(x result) {
 	if i > 0 && items[i-1].seq > x.seq {
 		i = sort.Search(len(items), func(j int) bool { return items[j].seq > x.seq })
 	}
-	l.r = append(l.r, result{})
-	items = l.r[l.off:]
-	copy(items[i+1:], items[i:])
-	items[i] = x
+	if l.off > 0 && i < len(items)/2 {
+		// Nearer the front, where a released prefix left room: move the
+		// results before x down one. A host's completed lowest frame lands
+		// at the front, to be released at once, however long the list.
+		copy(l.r[l.off-1:], items[:i])
+		l.off--
+		l.r[l.off+i] = x
+	} else {
+		l.r = append(l.r, result{})
+		items = l.r[l.off:]
+		copy(items[i+1:], items[i:])
+		items[i] = x
+	}
 	l.bytes += x.size
 	l.count(&x, 1)
 }

@@ -201,6 +201,32 @@ func BenchmarkHeldList(b *testing.B) {
 	}
 }
 
+// BenchmarkHeldHeadCompletes: a host holds n results behind its lowest
+// frame, which completes and is released at once, its next frame still
+// unfinished: the completed result lands at the front of the list.
+func BenchmarkHeldHeadCompletes(b *testing.B) {
+	for _, n := range []int{64, 32768} {
+		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
+			var l heldList
+			for i := range n {
+				l.insert(result{seq: int64(2*n + i), gen: 1})
+			}
+			var ready []result
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				seq := int64(i % n) // below every held one
+				l.insert(result{seq: seq, gen: 1})
+				if ready = l.release(ready[:0], 1, seq); len(ready) != 1 {
+					b.Fatalf("released %d, want 1", len(ready))
+				}
+				if len(l.items()) != n {
+					b.Fatalf("%d held, want %d", len(l.items()), n)
+				}
+			}
+		})
+	}
+}
+
 // heldParked is a held list as a busy host leaves it while its lowest
 // frame waits for a DID document: n results that stay, #identity events
 // of n distinct accounts, and dids for the commits that arrive behind.
