@@ -288,11 +288,44 @@ func (w *accountWorkers) markParked(t *task) {
 		return
 	}
 	if t.hs.tr.markParked(t.gen, t.seq) {
-		select {
-		case w.parkedHead <- struct{}{}:
-		default:
-		}
+		w.parkedHeads.add(t.hs)
 	}
+}
+
+// parkedHeads is the hosts whose lowest incomplete seq a worker parked
+// since the sequencer last looked: workers add, the sequencer takes and
+// passes only those hosts' held results (once it swept every host's, and
+// a host parking its head fifty times a second made every other host's
+// held list be walked as often). A host appears once per parked head,
+// so the list is bounded by the parked frames.
+type parkedHeads struct {
+	mu    sync.Mutex
+	hosts []*hostState // guarded by mu
+	// wake is buffered one: a full channel already has the news.
+	wake chan struct{}
+}
+
+// add records that hs's lowest incomplete seq is parked and wakes the
+// sequencer. Called by workers.
+func (p *parkedHeads) add(hs *hostState) {
+	p.mu.Lock()
+	p.hosts = append(p.hosts, hs)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take appends the recorded hosts to into, forgets them, and returns it.
+// Called by the sequencer.
+func (p *parkedHeads) take(into []*hostState) []*hostState {
+	p.mu.Lock()
+	into = append(into, p.hosts...)
+	clear(p.hosts)
+	p.hosts = p.hosts[:0]
+	p.mu.Unlock()
+	return into
 }
 
 // park parks t, whose identity is being resolved, and starts the goroutine

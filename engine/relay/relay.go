@@ -374,7 +374,7 @@ func New(cfg Config, d Deps) (*Relay, error) {
 	queueBytes := (cfg.IntakeBytes - cfg.ParkedBytes) / int64(cfg.Workers)
 	r.work = &accountWorkers{cfg: &r.cfg, st: r.st, ids: r.ids, log: r.log, m: r.m, now: r.now, bufs: r.bufs,
 		hosts: r.hosts, resyncs: r.resyncs, fail: r.fail, ctx: r.ctx, bgCtx: r.bgCtx,
-		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable, parkedHead: r.seq.parkedHead,
+		results: r.seq.results, budget: &r.seq.budget, durable: r.seq.durable, parkedHeads: &r.seq.parked,
 		overlayBytes: make([]atomic.Int64, cfg.Workers)}
 	r.workers = pool.NewWorkers(pool.WorkersConfig{Workers: cfg.Workers, QueueItems: cfg.WorkerQueueItems, QueueBytes: max(queueBytes, 1)},
 		r.work.newScratch, r.work.run)

@@ -45,9 +45,9 @@ type sequencer struct {
 	durable []atomic.Uint64
 	heldNow atomic.Int64
 	done    chan struct{} // closed when run returns
-	// parkedHead: a worker parked the lowest incomplete seq of a host
-	// (accountWorkers.markParked); run then sweeps the held results.
-	parkedHead chan struct{}
+	// parked: the hosts whose lowest incomplete seq a worker parked
+	// (accountWorkers.markParked); run then passes their held results.
+	parked parkedHeads
 
 	// in is what one drain of the results channel took; ready holds
 	// results whose host seqs are complete up to theirs, and those that
@@ -56,21 +56,23 @@ type sequencer struct {
 	// seq of their host: persisting them first would put events above the
 	// host's persisted cursor, to be processed twice after a crash (a
 	// passing #commit is then dropped as stale, see passes).
-	in       []result
-	ready    []result
-	held     map[*hostState]*heldList
-	spare    []*heldList         // emptied held lists, reused so holding allocates nothing
-	spareN   int                 // the spare lists' slots together
-	staying  map[uint64]struct{} // heldList.pass's scratch
-	minHeld  []uint64            // per worker: lowest ticket held (0: none)
-	batch    []result
-	events   []store.Event
-	outcomes []store.Outcome // what Stage decided for events[i]
-	outs     []outFrame      // the output frame of events[i], if logged
-	rows     []store.SeqEvent
-	evHost   []*hostState         // host of events[i] when its store Host is set
-	dirty    map[*hostState]int64 // cursors moved with no event to carry them
-	marks    []uint64             // per worker: highest ticket in the batch
+	in      []result
+	ready   []result
+	held    map[*hostState]*heldList
+	spare   []*heldList         // emptied held lists, reused so holding allocates nothing
+	spareN  int                 // the spare lists' slots together
+	staying map[uint64]struct{} // heldList.pass's scratch
+	// parkedNow is passParked's scratch: the hosts it took from parked.
+	parkedNow []*hostState
+	minHeld   []uint64 // per worker: lowest ticket held (0: none)
+	batch     []result
+	events    []store.Event
+	outcomes  []store.Outcome // what Stage decided for events[i]
+	outs      []outFrame      // the output frame of events[i], if logged
+	rows      []store.SeqEvent
+	evHost    []*hostState         // host of events[i] when its store Host is set
+	dirty     map[*hostState]int64 // cursors moved with no event to carry them
+	marks     []uint64             // per worker: highest ticket in the batch
 	// heldBytes is the memory of the held lists (heldList.memory, kept
 	// by recount); heldBudget is the results budget of the results held
 	// since the last settleHeld, to return to it.
@@ -123,23 +125,23 @@ func newSequencer(r *Relay) *sequencer {
 	q := &sequencer{
 		cfg: &r.cfg, st: r.st, hub: r.hub, frames: r.frames, bufs: r.bufs, log: r.log, m: r.m,
 		onPub: r.onPub, fail: r.fail, failed: &r.failed,
-		results:    make(chan result, r.cfg.ResultsQueue),
-		durable:    make([]atomic.Uint64, r.cfg.Workers),
-		done:       make(chan struct{}),
-		parkedHead: make(chan struct{}, 1),
-		batch:      make([]result, 0, n),
-		events:     make([]store.Event, 0, n),
-		outcomes:   make([]store.Outcome, 0, n),
-		outs:       make([]outFrame, n),
-		rows:       make([]store.SeqEvent, 0, n),
-		dirty:      make(map[*hostState]int64),
-		reach:      make(map[*hostState]int64),
-		marks:      make([]uint64, r.cfg.Workers),
-		held:       make(map[*hostState]*heldList),
-		staying:    make(map[uint64]struct{}),
-		minHeld:    make([]uint64, r.cfg.Workers),
-		next:       r.st.NewestSeq() + 1,
+		results:  make(chan result, r.cfg.ResultsQueue),
+		durable:  make([]atomic.Uint64, r.cfg.Workers),
+		done:     make(chan struct{}),
+		batch:    make([]result, 0, n),
+		events:   make([]store.Event, 0, n),
+		outcomes: make([]store.Outcome, 0, n),
+		outs:     make([]outFrame, n),
+		rows:     make([]store.SeqEvent, 0, n),
+		dirty:    make(map[*hostState]int64),
+		reach:    make(map[*hostState]int64),
+		marks:    make([]uint64, r.cfg.Workers),
+		held:     make(map[*hostState]*heldList),
+		staying:  make(map[uint64]struct{}),
+		minHeld:  make([]uint64, r.cfg.Workers),
+		next:     r.st.NewestSeq() + 1,
 	}
+	q.parked.wake = make(chan struct{}, 1)
 	q.budget.init(r.cfg.ResultsQueueBytes)
 	q.batchBytes, q.slowBatchBytes = groupCommitBytes(r.st.MaxBatchBytes())
 	return q
@@ -171,8 +173,8 @@ func (q *sequencer) run() {
 			}
 			q.release()
 			q.commitReady()
-		case <-q.parkedHead:
-			if q.sweepHeld() {
+		case <-q.parked.wake:
+			if q.passParked() {
 				q.commitReady()
 			}
 		case <-tick.C:
@@ -437,6 +439,25 @@ func (q *sequencer) followHeld(res *result) bool {
 	l.insert(*res)
 	q.recount(l)
 	return true
+}
+
+// passParked releases the held results that may pass the parked lowest
+// frame of the hosts the workers reported (parkedHeads), and reports
+// whether any became ready.
+func (q *sequencer) passParked() bool {
+	before := len(q.ready)
+	q.parkedNow = q.parked.take(q.parkedNow[:0])
+	for _, hs := range q.parkedNow {
+		if l := q.held[hs]; l != nil {
+			q.passHeld(hs, l)
+			q.recount(l)
+			q.holdBack(hs, l)
+			q.dropIfEmpty(hs, l)
+		}
+	}
+	clear(q.parkedNow)
+	q.settleHeld()
+	return len(q.ready) > before
 }
 
 // sweepHeld releases held results that no incoming result will release:

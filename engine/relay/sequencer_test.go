@@ -357,3 +357,40 @@ func BenchmarkReleaseBesideHeld(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParkSignal: one host parks its lowest frame while 200 hosts
+// each hold 500 results (#identity events, which never pass) behind
+// parked frames of their own: what the sequencer does on the worker's
+// signal.
+func BenchmarkParkSignal(b *testing.B) {
+	q := newBareSequencer(b)
+	hosts := make([]*hostState, 200)
+	for h := range hosts {
+		hs := new(hostState)
+		hosts[h] = hs
+		gen := hs.tr.register(1)
+		hs.tr.markParked(gen, 1)
+		for s := int64(2); s <= 501; s++ {
+			hs.tr.register(s)
+			out := q.bufs.Get(64)
+			q.in = append(q.in[:0], result{hs: hs, seq: s, gen: gen, kind: event.KindIdentity, out: out,
+				size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "did:plc:h%da%d", h, s)}})
+			q.release()
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		parkSignal(q, hosts[i%len(hosts)])
+		if len(q.ready) != 0 {
+			b.Fatal("a held #identity passed")
+		}
+	}
+}
+
+// parkSignal is what the sequencer's run does when a worker parks hs's
+// lowest frame.
+func parkSignal(q *sequencer, hs *hostState) {
+	q.parked.add(hs)
+	<-q.parked.wake
+	q.passParked()
+}

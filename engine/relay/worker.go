@@ -48,10 +48,10 @@ type accountWorkers struct {
 	results chan<- result
 	budget  *byteBudget
 	durable []atomic.Uint64
-	// parkedHead wakes the sequencer when a parked frame is its host's
-	// lowest incomplete seq: the results held behind it may pass it
-	// (sequencer.passHeld). Buffered one; a full channel has the news.
-	parkedHead chan<- struct{}
+	// parkedHeads tells the sequencer which hosts have a parked frame as
+	// their lowest incomplete seq: the results held behind it may pass it
+	// (sequencer.passHeld).
+	parkedHeads *parkedHeads
 
 	// overlayBytes[i] is worker i's overlay size (overlay.published),
 	// summed on scrape into relay_overlay_bytes. Set by New.
