@@ -37,11 +37,15 @@ type heldList struct {
 	// counted is memory as of the sequencer's last recount: its part of
 	// the sequencer's heldBytes.
 	counted int64
+	// tix is the sequencer's held tickets, shared by every list; nil in
+	// tests of a list alone.
+	tix heldTickets
 }
 
 // heldSlotBytes is what the list takes per slot beyond the frames: the
-// result itself and, at most one per slot, its account's count.
-const heldSlotBytes = int64(unsafe.Sizeof(result{})) + 32
+// result itself and, at most one per slot, its account's count (32) and
+// its ticket in heldTickets (9 bytes, at most twice over).
+const heldSlotBytes = int64(unsafe.Sizeof(result{})) + 32 + 24
 
 // memory is what the list holds: its results' frames, and its slots,
 // which a dropped frame takes too (without them a host whose frames the
@@ -86,6 +90,18 @@ func (l *heldList) insert(x result) {
 	}
 	l.bytes += x.size
 	l.count(&x, 1)
+	if l.tix != nil {
+		l.tix.add(x.worker, x.ticket)
+	}
+}
+
+// leave takes x, leaving the list, out of its counts.
+func (l *heldList) leave(x *result) {
+	l.bytes -= x.size
+	l.count(x, -1)
+	if l.tix != nil {
+		l.tix.remove(x.worker, x.ticket)
+	}
 }
 
 // count adds delta to the held results of x's account.
@@ -118,8 +134,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 			j++
 		}
 		for i := range items[:j] {
-			l.bytes -= items[i].size
-			l.count(&items[i], -1)
+			l.leave(&items[i])
 			items[i].cursor = items[i].seq
 		}
 		if j > 0 {
@@ -135,8 +150,7 @@ func (l *heldList) release(ready []result, gen uint64, low int64) []result {
 	k, last := 0, -1
 	for i := range items {
 		if items[i].seq <= low || items[i].gen != gen {
-			l.bytes -= items[i].size
-			l.count(&items[i], -1)
+			l.leave(&items[i])
 			if items[i].gen == gen {
 				items[i].cursor = items[i].seq
 				last = len(ready)
@@ -168,8 +182,7 @@ func (l *heldList) pass(ready []result, staying map[uint64]struct{}) []result {
 		x := &items[i]
 		h, ok := x.accountHash()
 		if _, behind := staying[h]; passes(x) && (x.out == nil || !ok || !behind) {
-			l.bytes -= x.size
-			l.count(x, -1)
+			l.leave(x)
 			ready = append(ready, *x)
 			continue
 		}

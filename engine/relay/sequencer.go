@@ -64,7 +64,7 @@ type sequencer struct {
 	staying map[uint64]struct{} // heldList.pass's scratch
 	// parkedNow is passParked's scratch: the hosts it took from parked.
 	parkedNow []*hostState
-	minHeld   []uint64 // per worker: lowest ticket held (0: none)
+	tix       heldTickets // per worker: the tickets of the held results
 	batch     []result
 	events    []store.Event
 	outcomes  []store.Outcome // what Stage decided for events[i]
@@ -138,7 +138,7 @@ func newSequencer(r *Relay) *sequencer {
 		marks:    make([]uint64, r.cfg.Workers),
 		held:     make(map[*hostState]*heldList),
 		staying:  make(map[uint64]struct{}),
-		minHeld:  make([]uint64, r.cfg.Workers),
+		tix:      make(heldTickets, r.cfg.Workers),
 		next:     r.st.NewestSeq() + 1,
 	}
 	q.parked.wake = make(chan struct{}, 1)
@@ -361,21 +361,6 @@ func (q *sequencer) settleHeld() {
 	q.heldNow.Store(q.heldBytes)
 }
 
-// lowestHeld sets minHeld to each worker's lowest held ticket. It walks
-// every held result, so it runs once a group commit, which needs it, not
-// once a drain.
-func (q *sequencer) lowestHeld() {
-	clear(q.minHeld)
-	for _, l := range q.held {
-		items := l.items()
-		for i := range items {
-			if w, t := items[i].worker, items[i].ticket; q.minHeld[w] == 0 || t < q.minHeld[w] {
-				q.minHeld[w] = t
-			}
-		}
-	}
-}
-
 // heldOf returns hs's held list, taking a spare one if hs holds nothing.
 func (q *sequencer) heldOf(hs *hostState) *heldList {
 	l := q.held[hs]
@@ -384,7 +369,7 @@ func (q *sequencer) heldOf(hs *hostState) *heldList {
 			l, q.spare = q.spare[n-1], q.spare[:n-1]
 			q.spareN -= cap(l.r)
 		} else {
-			l = new(heldList)
+			l = &heldList{tix: q.tix}
 		}
 		q.held[hs] = l
 	}
@@ -579,11 +564,10 @@ func (q *sequencer) commit() {
 	}
 	q.publish()
 	q.afterCommit()
-	q.lowestHeld()
 	for w, t := range q.marks {
 		// A held result of this worker is not durable: no overlay entry
 		// at or above its ticket may be evicted yet.
-		if m := q.minHeld[w]; m > 0 && t >= m {
+		if m := q.tix.lowest(w); m > 0 && t >= m {
 			t = m - 1
 		}
 		if t > q.durable[w].Load() {

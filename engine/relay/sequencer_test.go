@@ -219,7 +219,8 @@ func BenchmarkSequencerCommit(b *testing.B) {
 // TestSequencerHeldAccounting drives release and sweepHeld with three
 // hosts' results completing out of order, some hosts' lowest frames
 // parked, and checks after every step what the incremental accounting
-// must equal: heldBytes the held lists' memory, the results budget the
+// must equal: heldBytes the held lists' memory, each worker's lowest held
+// ticket (heldTickets) the lowest in the lists, the results budget the
 // budget of the results not held, every held result out of the budget.
 // At the end nothing is held and the budget is back to zero.
 func TestSequencerHeldAccounting(t *testing.T) {
@@ -232,7 +233,7 @@ func TestSequencerHeldAccounting(t *testing.T) {
 		hosts[h] = hs
 		for s := int64(1); s <= 400; s++ {
 			gen := hs.tr.register(s)
-			res := result{hs: hs, seq: s, gen: gen, worker: rng.IntN(len(q.minHeld)), kind: event.KindCommit}
+			res := result{hs: hs, seq: s, gen: gen, worker: rng.IntN(len(q.tix)), kind: event.KindCommit}
 			if rng.IntN(4) > 0 { // else a dropped frame: no output
 				res.out = q.bufs.Get(64 + rng.IntN(512))
 				res.ev.DID = fmt.Appendf(nil, "did:plc:h%da%d", h, rng.IntN(8))
@@ -263,6 +264,19 @@ func TestSequencerHeldAccounting(t *testing.T) {
 				if x.budget != 0 {
 					t.Fatalf("%s: a held result keeps %d bytes of the results budget", step, x.budget)
 				}
+			}
+		}
+		lowest := make([]uint64, len(q.tix))
+		for _, l := range q.held {
+			for _, x := range l.items() {
+				if lowest[x.worker] == 0 || x.ticket < lowest[x.worker] {
+					lowest[x.worker] = x.ticket
+				}
+			}
+		}
+		for w := range lowest {
+			if got := q.tix.lowest(w); got != lowest[w] {
+				t.Fatalf("%s: worker %d's lowest held ticket %d, want %d", step, w, got, lowest[w])
 			}
 		}
 		for _, x := range q.ready {
@@ -393,4 +407,33 @@ func parkSignal(q *sequencer, hs *hostState) {
 	q.parked.add(hs)
 	<-q.parked.wake
 	q.passParked()
+}
+
+// BenchmarkCommitBesideHeld: BenchmarkSequencerCommit's group commit of 64
+// relay-generated results while one host holds n results behind its
+// parked lowest frame. Per event, as BenchmarkSequencerCommit.
+func BenchmarkCommitBesideHeld(b *testing.B) {
+	for _, n := range []int{0, 32768} {
+		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
+			q := newBareSequencer(b)
+			slow := new(hostState)
+			gen := slow.tr.register(1)
+			slow.tr.markParked(gen, 1)
+			for s := int64(2); s <= int64(n)+1; s++ {
+				slow.tr.register(s)
+				out := q.bufs.Get(64)
+				q.in = append(q.in[:0], result{hs: slow, seq: s, gen: gen, ticket: uint64(s), kind: event.KindIdentity, out: out,
+					size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "did:plc:%d", s)}})
+				q.release()
+			}
+			const size = 64
+			b.ReportAllocs()
+			for done := 0; done < b.N; done += size {
+				b.StopTimer()
+				fillIdentities(q, size)
+				b.StartTimer()
+				q.commit()
+			}
+		})
+	}
 }
