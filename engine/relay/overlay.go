@@ -90,16 +90,19 @@ type overlay struct {
 	limit     int64
 	published *atomic.Int64 // bytes, for relay_overlay_bytes (read on scrape)
 	// stuck: the last evict could not get down to its target, what is
-	// left not yet durable as of stuckAt, the durable mark it had. The
-	// next scan waits for the mark to move past it: until then a scan
-	// would find nothing more to forget than the entries added since, at
-	// the cost of the whole map on every add (the sequencer behind a slow
-	// disk, or holding a result of this worker behind a frame parked for
-	// a slow DID document). Those are looked at one add later, when their
-	// frame is done and their ticket set: prev is the last one added.
-	stuck   bool
-	stuckAt uint64
-	prev    *acctState
+	// left not yet durable. The next full scan waits for the durable
+	// mark to reach rescanAt, the ticket at or below which, by a sample
+	// of what was left, enough entries lie to get back to the target:
+	// until then a scan would find little more to forget than the
+	// entries added since, at the cost of the whole map (on every add
+	// while the mark stands still, on every commit while it creeps: the
+	// sequencer behind a slow disk, or holding a result of this worker
+	// behind a frame parked for a slow DID document). Those entries are
+	// looked at one add later, when their frame is done and their ticket
+	// set: prev is the last one added.
+	stuck    bool
+	rescanAt uint64
+	prev     *acctState
 }
 
 func newOverlay(limit int64, published *atomic.Int64) overlay {
@@ -120,7 +123,7 @@ func (o *overlay) get(did []byte) *acctState { return o.m[string(did)] }
 // durable is the worker's durable mark. did must not be in the overlay.
 func (o *overlay) add(did []byte, row *store.Account, found bool, durable uint64) *acctState {
 	if o.bytes >= o.limit {
-		if !o.stuck || durable > o.stuckAt {
+		if !o.stuck || durable >= o.rescanAt {
 			o.evict(durable)
 		} else if p := o.prev; p != nil && p.ticket <= durable && o.m[p.did()] == p {
 			// Loaded for a frame that changed nothing (rejected, say):
@@ -182,19 +185,40 @@ func (a *acctState) fill(rev, commit, data []byte) {
 	a.buf = append(b, data...)
 }
 
+// evictSample is how many tickets of the entries evict cannot forget it
+// keeps to choose rescanAt.
+const evictSample = 256
+
 // evict forgets durable entries, at or below durable, until the overlay is
 // an eighth under its bound (or none is left to forget): a chunk at a time,
 // so that the scan is paid once per many adds.
 func (o *overlay) evict(durable uint64) {
 	target := o.limit - o.limit/8
+	var sample [evictSample]uint64
+	n := 0
 	for k, a := range o.m {
 		if a.ticket > durable {
+			if n < len(sample) {
+				sample[n] = a.ticket
+				n++
+			}
 			continue
 		}
 		o.forget(k, a)
 		if o.bytes <= target {
-			break
+			o.stuck = false
+			return
 		}
 	}
-	o.stuck, o.stuckAt = o.bytes > target, durable
+	// Everything left is above durable. The map's order is random, so the
+	// first tickets met are a fair sample of them: the one a share of the
+	// sample lies at or below, the share of the bytes to forget, is where
+	// enough will be durable.
+	o.stuck, o.rescanAt = true, durable+1
+	if n > 0 && o.bytes > target {
+		s := sample[:n]
+		slices.Sort(s)
+		i := int(float64(o.bytes-target) / float64(o.bytes) * float64(n))
+		o.rescanAt = s[min(i, n-1)]
+	}
 }

@@ -176,8 +176,8 @@ func TestOverlayEvictsByBytes(t *testing.T) {
 	if len(o.m) != 32 || o.bytes <= limit {
 		t.Fatalf("%d entries, %d bytes: entries not yet durable were evicted (bound %d)", len(o.m), o.bytes, limit)
 	}
-	if !o.stuck || o.stuckAt != 0 {
-		t.Fatalf("stuck %v at %d: the scans found nothing durable, the next must wait for the mark to move", o.stuck, o.stuckAt)
+	if !o.stuck || o.rescanAt == 0 {
+		t.Fatalf("stuck %v, rescan at %d: the scans found nothing durable, the next must wait for the mark to move", o.stuck, o.rescanAt)
 	}
 
 	// Durable through ticket 24: the next add evicts durable entries only,
@@ -253,6 +253,8 @@ func TestOverlayBytesGauge(t *testing.T) {
 // loaded for a frame that changed nothing (its ticket left at 0, durable
 // already) is still forgotten, one add later: a host sending rejected
 // frames for ever new accounts cannot grow the overlay while it waits.
+// Nor does it scan again for every small move of the mark: it waits for
+// the mark to reach a ticket enough entries are at or below.
 func TestOverlayStuckStaysBounded(t *testing.T) {
 	var gauge atomic.Int64
 	row := overlayRow(0)
@@ -280,11 +282,21 @@ func TestOverlayStuckStaysBounded(t *testing.T) {
 	if o.get(overlayDID(300)) == nil || len(o.m) != 34 {
 		t.Fatalf("%d entries; the accepted account's entry found: %v", len(o.m), o.get(overlayDID(300)) != nil)
 	}
-	// The mark moves: a full scan again.
+	// The mark moving short of rescanAt scans nothing; reaching it, the
+	// overlay forgets what is durable by then.
+	at := o.rescanAt
+	if at <= 5 || at > 41 {
+		t.Fatalf("rescan at %d: want a ticket above the mark (5) among the entries (10..41)", at)
+	}
 	row = overlayRow(302)
+	o.add(row.DID, &row, true, at-1).ticket = 61
+	if o.get(overlayDID(int(at)-10-1)) == nil || !o.stuck {
+		t.Fatalf("the mark moved to %d, short of %d, yet the overlay scanned", at-1, at)
+	}
+	row = overlayRow(303)
 	o.add(row.DID, &row, true, 40)
-	if o.get(overlayDID(300)) == nil || len(o.m) > 16 {
-		t.Fatalf("%d entries after the mark moved to 40 (bound 16 entries)", len(o.m))
+	if o.get(overlayDID(300)) == nil || o.get(overlayDID(302)) == nil || len(o.m) > 16 {
+		t.Fatalf("%d entries after the mark reached 40 (bound 16 entries)", len(o.m))
 	}
 	var sum int64
 	for _, a := range o.m {
@@ -292,6 +304,48 @@ func TestOverlayStuckStaysBounded(t *testing.T) {
 	}
 	if sum != o.bytes || gauge.Load() != o.bytes {
 		t.Fatalf("entries take %d bytes, overlay counts %d, published %d", sum, o.bytes, gauge.Load())
+	}
+}
+
+// TestOverlayRescanAtSample: with more entries left than the sample
+// holds, rescanAt is about the ticket at or below which lie the share of
+// entries the overlay must forget to get back to its target.
+func TestOverlayRescanAtSample(t *testing.T) {
+	var gauge atomic.Int64
+	o := newOverlay(1<<40, &gauge)
+	const n = 4000
+	for i := range n {
+		row := overlayRow(i)
+		o.add(row.DID, &row, true, 0).ticket = uint64(i + 1)
+	}
+	o.limit = o.bytes * 6 / 7 // the target, 7/8 of it, is 3/4 of the entries
+	o.evict(0)
+	if !o.stuck {
+		t.Fatal("not stuck with nothing durable")
+	}
+	// A quarter of the entries have tickets at or below 1,000; the sample's
+	// quantile is off by 0.03 (one standard deviation) or so.
+	if o.rescanAt < 500 || o.rescanAt > 1600 {
+		t.Fatalf("rescan at %d, want about 1,000", o.rescanAt)
+	}
+}
+
+// BenchmarkOverlayAddCreeping: as BenchmarkOverlayAddStuck, but the
+// durable mark moves by one every add (a group commit's worth, while a
+// held result keeps it far below the newest entries).
+func BenchmarkOverlayAddCreeping(b *testing.B) {
+	const n = 1 << 16
+	var gauge atomic.Int64
+	o := newOverlay(1, &gauge)
+	for i := range n {
+		row := overlayRow(i)
+		o.add(row.DID, &row, true, 0).ticket = uint64(i + 1)
+	}
+	o.limit = o.bytes // over its bound by the next add: full, nothing durable
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		did := overlayDID(n + i)
+		o.add(did, nil, false, uint64(i)).ticket = uint64(n + 1 + i)
 	}
 }
 
