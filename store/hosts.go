@@ -56,6 +56,7 @@ func (s *Store) CreateHost(n NewHost) (Host, error) {
 	s.mu.Lock()
 	s.mu.hosts[id] = h
 	s.mu.byName[h.Hostname] = id
+	s.mu.topHost = max(s.mu.topHost, id)
 	s.mu.Unlock()
 	return h, nil
 }
@@ -118,24 +119,18 @@ func (s *Store) HostByName(hostname string) (Host, bool) {
 }
 
 // ListHosts returns up to limit hosts with id above after, in id (first
-// seen) order: the listHosts paging order. Safe for concurrent use.
+// seen) order: the listHosts paging order. It costs the page and the ids
+// missing in it (none: ids are dense), not the whole table. Safe for
+// concurrent use.
 func (s *Store) ListHosts(after HostID, limit int) []Host {
 	s.mu.RLock()
-	out := make([]Host, 0, min(limit, len(s.mu.hosts)))
-	ids := make([]HostID, 0, len(s.mu.hosts))
-	for id := range s.mu.hosts {
-		if id > after {
-			ids = append(ids, id)
+	defer s.mu.RUnlock()
+	out := make([]Host, 0, max(0, min(limit, len(s.mu.hosts))))
+	for id := after + 1; id > after && id <= s.mu.topHost && len(out) < limit; id++ {
+		if h, ok := s.mu.hosts[id]; ok {
+			out = append(out, h)
 		}
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if len(out) >= limit {
-			break
-		}
-		out = append(out, s.mu.hosts[id])
-	}
-	s.mu.RUnlock()
 	return out
 }
 

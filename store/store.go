@@ -40,8 +40,12 @@ type Store struct {
 		sync.RWMutex
 		hosts  map[HostID]Host
 		byName map[string]HostID
-		bans   map[string]struct{}
-		hidden map[string]Seq // DID → events at or below this seq are hidden
+		// topHost is the highest id in hosts. Ids are handed out in
+		// order and hosts are never deleted, so ListHosts walks ids up
+		// from its cursor instead of sorting every host per page.
+		topHost HostID
+		bans    map[string]struct{}
+		hidden  map[string]Seq // DID → events at or below this seq are hidden
 	}
 
 	// retMu serializes retention passes (the goroutine and RunRetention).
@@ -169,6 +173,7 @@ func (s *Store) loadTables() error {
 		}
 		s.mu.hosts[id] = h
 		s.mu.byName[h.Hostname] = id
+		s.mu.topHost = max(s.mu.topHost, id)
 		return nil
 	})
 	if err != nil {
