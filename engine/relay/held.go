@@ -224,8 +224,9 @@ func (l *heldList) holds(x *result) bool {
 // choose DIDs that collide.
 var accountSeed = maphash.MakeSeed()
 
-// accountHash returns the hash of the DID r is for (account), and false
-// for a dropped frame, which is for none.
+// accountHash returns the hash of the DID r is for (its event's, or did
+// for a result without one), and false for a dropped frame, which is for
+// none.
 func (r *result) accountHash() (uint64, bool) {
 	if len(r.ev.DID) > 0 {
 		return maphash.Bytes(accountSeed, r.ev.DID), true
