@@ -449,9 +449,9 @@ func (q *sequencer) passParked() bool {
 // those at or below their host's low-water mark (moved by a completion
 // outside the sequencer, such as a frame dropped before it reached a
 // worker), those orphaned by a cursor reset, and those that may pass a
-// host's parked frame (run calls it on the tick and when a worker parks a
-// host's lowest incomplete seq). It reports whether any result became
-// ready.
+// host's parked frame. run calls it on the tick; a worker parking a host's
+// lowest incomplete seq wakes passParked, for that host alone. It reports
+// whether any result became ready.
 func (q *sequencer) sweepHeld() bool {
 	before := len(q.ready)
 	for hs, l := range q.held {
