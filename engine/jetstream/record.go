@@ -1,9 +1,11 @@
 package jetstream
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -217,20 +219,36 @@ func (c *recordJSON) mapValue(dst []byte, off int, n uint64, depth int) ([]byte,
 	return append(dst, '}'), end, nil
 }
 
-// sortSegment sorts c.ents[seg:] by key bytes. Records have few keys, and
-// canonical DAG-CBOR order (shorter first) is already close to bytewise
-// order, so an insertion sort is the fastest and allocates nothing.
-func (c *recordJSON) sortSegment(seg int) {
-	s := c.ents[seg:]
+// insertionSortMax is the most keys sortSegment insertion-sorts. Records
+// have few keys, in canonical DAG-CBOR order (shorter first), which is
+// already close to bytewise order, so up to here an insertion sort beats
+// anything else. Above it the keys are a PDS's choice and may come in
+// descending order, where an insertion sort does n²/2 swaps: the most pairs
+// dagcbor allows would hold the pump (and s.mu) for tens of seconds.
+const insertionSortMax = 16
+
+// sortSegment sorts c.ents[seg:] by key bytes.
+func (c *recordJSON) sortSegment(seg int) { sortEntries(c.ents[seg:], c.compareKeys) }
+
+// sortEntries sorts s by cmp in O(n log n) comparisons whatever the
+// order, allocating nothing: an insertion sort up to insertionSortMax
+// entries, pdqsort above.
+func sortEntries(s []mapEntry, cmp func(a, b mapEntry) int) {
+	if len(s) > insertionSortMax {
+		slices.SortFunc(s, cmp)
+		return
+	}
 	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && c.keyLess(s[j], s[j-1]); j-- {
+		for j := i; j > 0 && cmp(s[j], s[j-1]) < 0; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
 }
 
-func (c *recordJSON) keyLess(a, b mapEntry) bool {
-	return string(c.rec[a.keyStart:a.keyEnd]) < string(c.rec[b.keyStart:b.keyEnd])
+// compareKeys orders entries by key bytes. Equal keys compare equal and
+// end up adjacent, where mapValue refuses them.
+func (c *recordJSON) compareKeys(a, b mapEntry) int {
+	return bytes.Compare(c.rec[a.keyStart:a.keyEnd], c.rec[b.keyStart:b.keyEnd])
 }
 
 // hexDigits are the digits of \u00XX escapes.

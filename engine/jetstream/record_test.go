@@ -2,11 +2,15 @@ package jetstream
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/atrelay/relay/engine/atproto/dagcbor"
@@ -123,6 +127,82 @@ func TestRecordJetstreamBytes(t *testing.T) {
 	}
 }
 
+// manyKeysRecord is a record map of n keys in descending byte order, the
+// worst case for an insertion sort, each key's value its index, and its
+// JSON with the keys in ascending (bytewise) order.
+func manyKeysRecord(n int) (rec []byte, want string) {
+	key := func(i int) string { return fmt.Sprintf("k%06d", i) }
+	rec = dagcbor.AppendMapHeader(nil, n)
+	for i := n - 1; i >= 0; i-- {
+		rec = dagcbor.AppendText(rec, key(i))
+		rec = dagcbor.AppendInt(rec, int64(i))
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%d", key(i), i)
+	}
+	b.WriteByte('}')
+	return rec, b.String()
+}
+
+// TestRecordManyKeys: a map far above the insertion-sort cutoff, its keys
+// in descending order, comes out with every key, in bytewise order; a
+// duplicate pair far apart in such a map is still refused, and a map just
+// above the cutoff sorts like one just below it.
+func TestRecordManyKeys(t *testing.T) {
+	var rc recordJSON
+	for _, n := range []int{insertionSortMax, insertionSortMax + 1, 20_000} {
+		rec, want := manyKeysRecord(n)
+		got, err := rc.appendRecord(nil, rec)
+		if err != nil {
+			t.Fatalf("%d keys: %v", n, err)
+		}
+		if string(got) != want {
+			t.Fatalf("%d keys: got %.200s…, want %.200s…", n, got, want)
+		}
+	}
+	// The first and the last pair share a key.
+	rec, _ := manyKeysRecord(20_000)
+	dup := dagcbor.AppendMapHeader(nil, 20_001)
+	dup = append(dup, rec[len(dagcbor.AppendMapHeader(nil, 20_000)):]...)
+	dup = dagcbor.AppendText(dup, "k019999")
+	dup = dagcbor.AppendInt(dup, 0)
+	if _, err := rc.appendRecord(nil, dup); err != errRecordDupKey {
+		t.Fatalf("duplicate key in a large map: err = %v, want %v", err, errRecordDupKey)
+	}
+}
+
+// TestSortEntriesComparisons: entries in descending order, the worst case
+// of an insertion sort (n²/2 comparisons), and in a scrambled order (n²/4)
+// sort in O(n log n) comparisons; a map at the cutoff still takes at most
+// an insertion sort's n²/2.
+func TestSortEntriesComparisons(t *testing.T) {
+	byKey := func(a, b mapEntry) int { return cmp.Compare(a.keyStart, b.keyStart) }
+	f := func(name string, n int, rank func(i int) int, most int) {
+		t.Helper()
+		s := make([]mapEntry, n)
+		for i := range s {
+			s[i].keyStart = rank(i)
+		}
+		calls := 0
+		sortEntries(s, func(a, b mapEntry) int { calls++; return byKey(a, b) })
+		if !slices.IsSortedFunc(s, byKey) {
+			t.Fatalf("%s, %d entries: not sorted", name, n)
+		}
+		if calls > most {
+			t.Fatalf("%s, %d entries: %d comparisons, want at most %d", name, n, calls, most)
+		}
+	}
+	const small, n = insertionSortMax, 1 << 14
+	f("descending", small, func(i int) int { return small - i }, small*(small-1)/2)
+	f("descending", n, func(i int) int { return n - i }, 4*n*14) // 4 n log₂ n
+	f("scrambled", n, func(i int) int { return i * 7919 % n }, 4*n*14)
+}
+
 // TestRecordRejects lists values with no JSON form in the data model.
 func TestRecordRejects(t *testing.T) {
 	one := func(key string, val []byte) []byte {
@@ -178,18 +258,46 @@ func TestJSONStringEscapes(t *testing.T) {
 }
 
 // TestRecordAllocs: a converter that has seen a record converts it again
-// without allocating.
+// without allocating, whichever way its maps are sorted.
 func TestRecordAllocs(t *testing.T) {
 	if streamtest.Race {
 		t.Skip("the race detector allocates")
 	}
-	rec := postRecord("hello world, a record of ordinary size with some text in it")
-	var rc recordJSON
-	dst, _ := rc.appendRecord(nil, rec)
-	if n := testing.AllocsPerRun(100, func() {
-		dst, _ = rc.appendRecord(dst[:0], rec)
-	}); n != 0 {
-		t.Fatalf("%v allocations per record", n)
+	small, _ := manyKeysRecord(insertionSortMax)
+	large, _ := manyKeysRecord(1000)
+	for name, rec := range map[string][]byte{
+		"post":  postRecord("hello world, a record of ordinary size with some text in it"),
+		"small": small,
+		"large": large,
+	} {
+		var rc recordJSON
+		dst, _ := rc.appendRecord(nil, rec)
+		if n := testing.AllocsPerRun(100, func() {
+			dst, _ = rc.appendRecord(dst[:0], rec)
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per record", name, n)
+		}
+	}
+}
+
+// BenchmarkRecordJSONManyKeys converts a record whose map keys come in
+// descending order: n = 16 is a large ordinary record, n = 16,384 a hostile
+// one (dagcbor allows 131,072 pairs).
+func BenchmarkRecordJSONManyKeys(b *testing.B) {
+	for _, n := range []int{16, 16_384} {
+		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
+			rec, _ := manyKeysRecord(n)
+			var rc recordJSON
+			dst, err := rc.appendRecord(nil, rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(rec)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst, _ = rc.appendRecord(dst[:0], rec)
+			}
+		})
 	}
 }
 
