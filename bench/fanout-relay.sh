@@ -10,7 +10,7 @@ rm -rf $DIR; mkdir -p $DIR
 p1=$!
 sleep 1
 "$BIN" splitter --upstream ws://127.0.0.1:2580 --log-level warn --api-listen 127.0.0.1:2570 --admin-listen 127.0.0.1:2571 \
-  --data-dir $DIR/splitter --memory-budget 1GiB --max-consumers-per-ip 100000 2>&1 &
+  --data-dir $DIR/splitter --memory-budget 1GiB --max-consumers-per-ip 100000 --jetstream-max-subscribers-per-ip 100000 2>&1 &
 p2=$!
 trap 'kill -INT $p2 $p1; wait' INT TERM
 wait

@@ -44,7 +44,8 @@ func RunCLI(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("bench jetstream", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	base := fs.String("url", "ws://127.0.0.1:2570/subscribe", "Jetstream endpoint")
-	n := fs.Int("consumers", 100, "subscribers (filters cycle through a mix: all, posts, app.bsky.feed.*, follows+likes)")
+	n := fs.Int("consumers", 100, "subscribers (filters cycle through a mix: all, posts, app.bsky.feed.*, follows+likes); "+
+		"all come from this machine, so the relay needs --jetstream-max-subscribers-per-ip at least this")
 	compress := fs.Bool("compress", false, "ask for zstd compression (decoded with the relay's dictionary)")
 	dur := fs.Duration("duration", time.Minute, "how long to read")
 	if err := fs.Parse(args); err != nil {

@@ -334,6 +334,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	jsCfg.MaxSubscribers = a.withinShare("jetstream subscribers", orDefault(jsCfg.MaxSubscribers, jetstream.DefaultMaxSubscribers),
 		shares.Jetstream, jsCfg.SubscriberBytes(), jsCfg.SharedBytes())
 	jsCfg.Metrics, jsCfg.Logger, jsCfg.Software = a.metrics, a.log, software
+	jsCfg.TrustedProxies = s.TrustedProxies
 	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ type Settings struct {
 	// relay's layout).
 	AdminOnAPI bool
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
-	// the client (the public API and the firehose alike).
+	// the client (the public API, the firehose and Jetstream alike).
 	TrustedProxies []netip.Prefix
 	// Warnings are the settings problems that are not errors (an alias
 	// that disagrees with our name, a reference setting ignored), logged
@@ -410,6 +410,10 @@ func settingsTable(s *Settings) []setting {
 			def:   fmt.Sprint(jetstream.DefaultMaxSubscribers),
 			help:  "Concurrent Jetstream subscribers; more get HTTP 503. 0: the default.",
 			value: intValue(&s.Jetstream.MaxSubscribers, 0)},
+		{flag: "jetstream-max-subscribers-per-ip", env: "RELAY_JETSTREAM_MAX_SUBSCRIBERS_PER_IP", group: groupJetstream,
+			def:   fmt.Sprint(jetstream.DefaultMaxSubscribersPerIP),
+			help:  "Concurrent Jetstream subscribers per IPv4 address or IPv6 /64; one more gets HTTP 429. 0: the default.",
+			value: intValue(&s.Jetstream.MaxSubscribersPerIP, 0)},
 		{flag: "jetstream-queue-bytes", env: "RELAY_JETSTREAM_QUEUE_BYTES", group: groupJetstream,
 			def: fmt.Sprintf("%dMiB", jetstream.DefaultQueueBytes>>20),
 			help: "Messages a Jetstream subscriber may have waiting; a subscriber further behind is " +
@@ -434,8 +438,9 @@ func settingsTable(s *Settings) []setting {
 		{flag: "trusted-proxies", env: "RELAY_TRUSTED_PROXIES", group: groupNetwork, def: "",
 			help: "Comma-separated networks of reverse proxies (e.g. 127.0.0.1/32,::1/128 for Caddy or nginx on " +
 				"this machine) whose X-Forwarded-For names the client for the per-client limits (requestCrawl, " +
-				"consumers), logs and the admin consumer list. Empty: the TCP peer is the client and the header " +
-				"is ignored (anyone can write it). Behind a proxy, set it, or every client shares one limit.",
+				"consumers, Jetstream subscribers), logs and the admin consumer list. Empty: the TCP peer is the " +
+				"client and the header is ignored (anyone can write it). Behind a proxy, set it, or every client " +
+				"shares one limit.",
 			value: prefixListValue(&s.TrustedProxies)},
 		{flag: "max-consumers", env: "RELAY_MAX_CONSUMERS", group: groupNetwork, def: fmt.Sprint(firehose.DefaultMaxConsumers),
 			help: "Concurrent subscribeRepos consumers; one more gets HTTP 503. An idle consumer costs about " +

@@ -1,7 +1,9 @@
 // Package clientip names the remote party behind a public HTTP request, for
 // the per-client limits of the public API (requestCrawl, firehose
-// consumers): who the client is (Policy.Addr), which clients share one
-// limit (Key) and a bounded table of per-client token buckets (Limiter).
+// consumers, Jetstream subscribers): who the client is (Policy.Addr), which
+// clients share one limit (Key), a bounded table of per-client token
+// buckets (Limiter) and the connection slots of a streaming endpoint, in
+// total and per client (Admission).
 //
 // A client is the TCP peer address unless that peer is a trusted reverse
 // proxy, in which case it is the last X-Forwarded-For entry not written by a

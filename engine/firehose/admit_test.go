@@ -53,9 +53,9 @@ func wantRefusal(t *testing.T, resp *http.Response, status int, name string) {
 func waitHeld(t *testing.T, e *env, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for e.hub.adm.held() != n {
+	for e.hub.adm.Held() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("hub holds %d connection slots, want %d", e.hub.adm.held(), n)
+			t.Fatalf("hub holds %d connection slots, want %d", e.hub.adm.Held(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}

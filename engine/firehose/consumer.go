@@ -93,7 +93,7 @@ func (c *consumer) serve() {
 	// gone sees its disconnect counted.
 	c.h.m.disconnects[why].Inc()
 	c.h.unregister(c)
-	c.h.adm.release(c.key)
+	c.h.adm.Release(c.key)
 	c.h.cfg.Logger.Debug("firehose consumer disconnected", "remote", c.remote,
 		"reason", why.String(), "position", c.pos, "frames", c.stats.frames.Load())
 }

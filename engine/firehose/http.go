@@ -80,7 +80,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := clientip.Key(h.clients.Addr(r))
-	switch why := h.adm.acquire(key, h.cfg.MaxConsumers, h.cfg.MaxConsumersPerIP); why {
+	switch why := h.adm.Acquire(key, h.cfg.MaxConsumers, h.cfg.MaxConsumersPerIP); why {
 	case refuseGlobal:
 		h.m.refused[why].Inc()
 		w.Header().Set("Retry-After", refusedRetryAfter)
@@ -95,7 +95,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, rw, _, err := h.upgrader.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has written the HTTP error response.
-		h.adm.release(key)
+		h.adm.Release(key)
 		h.m.badRequests.Inc()
 		if conn != nil {
 			_ = conn.Close()
@@ -112,7 +112,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.cursor, c.hasCursor = cursor, hasCursor
 	c.key = key
 	if !h.register(c) {
-		h.adm.release(key)
+		h.adm.Release(key)
 		_ = conn.Close()
 		return
 	}

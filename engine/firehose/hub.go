@@ -62,7 +62,7 @@ type Hub struct {
 	slots    []slot
 	mask     uint64
 	// adm holds the connection slots (its own lock).
-	adm admission
+	adm clientip.Admission
 	// ep holds the consumers' write settings and recycles their replay
 	// buffers, so only consumers that are replaying hold one.
 	ep fanout.Endpoint

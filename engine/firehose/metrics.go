@@ -3,6 +3,7 @@ package firehose
 import (
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/label"
 )
 
@@ -48,7 +49,7 @@ type hubMetrics struct {
 	badRequests  *metrics.Counter
 	replayPasses *metrics.Counter
 	disconnects  []*metrics.Counter // by cause
-	refused      []*metrics.Counter // by refusal
+	refused      []*metrics.Counter // by clientip.Refusal
 }
 
 // newHubMetrics registers the hub's metrics on set; the gauges call back
@@ -65,7 +66,7 @@ func newHubMetrics(set *metrics.Set, h *Hub) *hubMetrics {
 		replayPasses: set.NewCounter(`relay_firehose_replay_passes_total`),
 	}
 	m.disconnects = label.Counters(set, `relay_firehose_disconnects_total`, "reason", causeNames[:], causeClientClosed)
-	m.refused = label.Counters(set, `relay_firehose_refused_total`, "reason", refusalNames[:], refuseGlobal)
+	m.refused = clientip.RefusalCounters(set, `relay_firehose_refused_total`, refuseGlobal)
 	set.NewGauge(`relay_firehose_consumers`, func() float64 {
 		h.mu.Lock()
 		defer h.mu.Unlock()

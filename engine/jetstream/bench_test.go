@@ -1,11 +1,13 @@
 package jetstream
 
 import (
-	"github.com/atrelay/relay/internal/streamtest"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/atrelay/relay/internal/streamtest"
 )
 
 // fanoutRig is a Server with n in-process subscribers in its live set (no
@@ -123,5 +125,47 @@ func TestFanoutAllocs(t *testing.T) {
 	enc := r.s.m.encoded.Get() - enc0
 	if enc == 0 || uint64(delivered) < 10*enc {
 		t.Fatalf("%d encodings for %d deliveries", enc, delivered)
+	}
+}
+
+// didFilteredRig is a Server whose n live subscribers (no sockets) each
+// want one DID that never appears, and a commit of ops ops by alice: the
+// pump decodes it and asks every subscriber about every op, queueing
+// nothing.
+func didFilteredRig(tb testing.TB, n, ops int) (*Server, []byte) {
+	tb.Helper()
+	s, err := New(newFakeSource(), Config{PollInterval: time.Hour})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	s.mu.Lock()
+	for i := range n {
+		a, b := net.Pipe()
+		tb.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+		sub := newSubscriber(s, a, false)
+		sub.filter.Store(mustFilter(tb, nil, []string{fmt.Sprintf("did:plc:%024d", i)}))
+		s.goLiveLocked(sub, 0, 0)
+	}
+	s.mu.Unlock()
+	tops := make([]testOp, ops)
+	for i := range tops {
+		tops[i] = testOp{"create", fmt.Sprintf("app.bsky.feed.like/%d", i), postRecord("like")}
+	}
+	return s, commitFrame(alice, "3lbwsi4hzvk2a", tops...)
+}
+
+// BenchmarkFanoutDIDFiltered measures the pump's cost for a 200-op commit
+// that none of 1,000 DID-filtering subscribers wants.
+func BenchmarkFanoutDIDFiltered(b *testing.B) {
+	s, frame := didFilteredRig(b, 1000, 200)
+	seq := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		seq++
+		_ = s.pumpEvent(seq, secondMS, frame)
+	}
+	if n := s.m.encoded.Get(); n != 0 {
+		b.Fatalf("%d encodings, want none", n)
 	}
 }

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -13,9 +14,20 @@ import (
 // Config holds the endpoint's knobs. Zero values mean the documented
 // default; negative values are rejected by New.
 type Config struct {
-	// MaxSubscribers bounds the connected subscribers (default 5,000);
-	// more get HTTP 503.
+	// MaxSubscribers bounds the connected subscribers, those upgrading
+	// included (default 5,000); one more gets HTTP 503
+	// (relay_jetstream_rejected_total).
 	MaxSubscribers int
+	// MaxSubscribersPerIP bounds the subscribers connected from one client,
+	// an IPv4 address or an IPv6 /64 (see TrustedProxies); one more gets
+	// HTTP 429 (relay_jetstream_subscribers_rejected_total{reason="per_ip"}).
+	// Every live subscriber costs the pump a filter test per event, so one
+	// client must not take every slot. Default 16, as the firehose's.
+	MaxSubscribersPerIP int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client for MaxSubscribersPerIP (default none: the TCP peer is the
+	// client, so behind a proxy every subscriber shares the proxy's limit).
+	TrustedProxies []netip.Prefix
 	// QueueEvents bounds the messages queued for one live subscriber
 	// (default 10,000, Jetstream's outbox size); the queue grows on demand.
 	// A subscriber whose queue is full is disconnected as too slow.
@@ -74,6 +86,7 @@ type Config struct {
 // Default values of Config's fields.
 const (
 	DefaultMaxSubscribers        = 5_000
+	DefaultMaxSubscribersPerIP   = 16 // firehose.DefaultMaxConsumersPerIP
 	DefaultQueueEvents           = 10_000
 	DefaultQueueBytes            = 8 << 20
 	DefaultBatchMessages         = 64
@@ -120,6 +133,7 @@ var ErrConfig = errors.New("jetstream: invalid config")
 
 func (c Config) withDefaults() Config {
 	config.Default(&c.MaxSubscribers, DefaultMaxSubscribers)
+	config.Default(&c.MaxSubscribersPerIP, DefaultMaxSubscribersPerIP)
 	config.Default(&c.QueueEvents, DefaultQueueEvents)
 	config.Default(&c.QueueBytes, DefaultQueueBytes)
 	config.Default(&c.BatchMessages, DefaultBatchMessages)
@@ -149,6 +163,7 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	var p config.Problems
 	config.NotNegative(&p, "MaxSubscribers", c.MaxSubscribers)
+	config.NotNegative(&p, "MaxSubscribersPerIP", c.MaxSubscribersPerIP)
 	config.NotNegative(&p, "QueueEvents", c.QueueEvents)
 	config.NotNegative(&p, "QueueBytes", c.QueueBytes)
 	config.NotNegative(&p, "MaxReplays", c.MaxReplays)

@@ -85,6 +85,16 @@
 // pump's position, it joins the live set under the pump's lock, told to
 // skip the seqs it already covered: no gap, no duplicate.
 //
+// # Admission
+//
+// Every connection holds a slot from before the upgrade until its writer
+// ends: at most Config.MaxSubscribers in all (one more gets HTTP 503,
+// counted in relay_jetstream_rejected_total) and Config.MaxSubscribersPerIP
+// per client, an IPv4 address or IPv6 /64, named by X-Forwarded-For only
+// behind Config.TrustedProxies (one more gets HTTP 429, counted in
+// relay_jetstream_subscribers_rejected_total{reason="per_ip"}); the
+// firehose's rules (clientip.Admission).
+//
 // # Goroutines
 //
 // The pump (New to Close); per subscriber, around its fanout.Conn (the

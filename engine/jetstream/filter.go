@@ -90,16 +90,23 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// wants reports whether the filter passes an event of kind k about did in
-// collection (empty for identity and account events). As in Jetstream,
-// identity and account events pass every collection filter; the DID filter
-// applies to every kind.
-func (f *filter) wants(k evKind, did, collection []byte) bool {
-	if len(f.dids) > 0 {
-		if _, ok := f.dids[string(did)]; !ok {
-			return false
-		}
+// The filter passes an event of kind k about did in collection (empty for
+// identity and account events) when it passes both halves, wantsDID and
+// wantsCollection. As in Jetstream, identity and account events pass every
+// collection filter; the DID filter applies to every kind.
+
+// wantsDID is the DID half of the filter. The Jetstream events of one
+// relay event share its DID, so callers decide it once per relay event.
+func (f *filter) wantsDID(did []byte) bool {
+	if len(f.dids) == 0 {
+		return true
 	}
+	_, ok := f.dids[string(did)]
+	return ok
+}
+
+// wantsCollection is the collection half of the filter.
+func (f *filter) wantsCollection(k evKind, collection []byte) bool {
 	if f.allCollections || k != kindCommit {
 		return true
 	}

@@ -14,7 +14,7 @@ func TestFilterWants(t *testing.T) {
 		if err != nil {
 			t.Fatalf("newFilter(%q, %q): %v", cols, dids, err)
 		}
-		if got := fl.wants(k, []byte(did), []byte(col)); got != want {
+		if got := fl.wantsDID([]byte(did)) && fl.wantsCollection(k, []byte(col)); got != want {
 			t.Errorf("cols %q dids %q: wants(%v, %s, %s) = %v, want %v", cols, dids, k, did, col, got, want)
 		}
 	}

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/label"
 )
 
@@ -53,7 +54,8 @@ type serverMetrics struct {
 	pings       *metrics.Counter
 	connects    *metrics.Counter
 	badRequests *metrics.Counter
-	rejected    *metrics.Counter // refused at MaxSubscribers
+	rejected    *metrics.Counter   // refused at MaxSubscribers
+	refused     []*metrics.Counter // by clientip.Refusal: per_ip only (global is rejected)
 	replays     *metrics.Counter
 	optionsUpds *metrics.Counter
 	pumpErrors  *metrics.Counter
@@ -80,6 +82,8 @@ func newServerMetrics(set *metrics.Set, s *Server) *serverMetrics {
 	}
 	m.skipped = label.Counters(set, `relay_jetstream_ops_skipped_total`, "reason", skipNames[:], skipNoCID)
 	m.disconnects = label.Counters(set, `relay_jetstream_disconnects_total`, "reason", causeNames[:], causeClientClosed)
+	// The global refusals keep their older series, relay_jetstream_rejected_total.
+	m.refused = clientip.RefusalCounters(set, `relay_jetstream_subscribers_rejected_total`, clientip.RefusePerIP)
 	set.NewGauge(`relay_jetstream_subscribers`, func() float64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -94,7 +94,8 @@ func expectSuffix(t *testing.T, name string, c *client, want []jsEvent) {
 // starts at the oldest event, a future one goes live.
 func TestCursorReplay(t *testing.T) {
 	checkNoLeak(t)
-	ts := startServer(t, newFakeSource(), Config{})
+	// Every case is a subscriber, all from 127.0.0.1.
+	ts := startServer(t, newFakeSource(), Config{MaxSubscribersPerIP: 100})
 	ref := ts.dial(t, "")
 	ts.waitLive(t, 1)
 	seqs, counts := appendHistory(t, ts, 0, secondMS)

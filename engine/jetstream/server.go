@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/fanout"
 	"github.com/atrelay/relay/pool"
 )
@@ -33,6 +34,7 @@ type Server struct {
 	zenc        *zstd.Encoder
 	frames      *pool.Frames
 	upgrader    ws.HTTPUpgrader
+	clients     clientip.Policy
 	server      string
 	notify      chan struct{} // one slot: Notify sends without blocking
 	replaySlots chan struct{} // MaxReplays tokens
@@ -42,12 +44,20 @@ type Server struct {
 	// ep holds the subscribers' write settings and recycles their replay
 	// buffers, so only subscribers that are replaying hold one.
 	ep fanout.Endpoint
+	// adm holds the connection slots (its own lock): MaxSubscribers in
+	// all, MaxSubscribersPerIP per client.
+	adm clientip.Admission
 
 	// Owned by the pump goroutine (and by New before it starts).
 	pc    converter
 	jbuf  []byte // JSON of the event being fanned out
 	zbuf  []byte // its compressed form
 	pumpF func(seq uint64, unixMilli int64, frame []byte) error
+	// evSubs are, for the relay event being fanned out, the live
+	// subscribers whose filter passes its DID, in live's order, each with
+	// that filter: the DID is the same for every op of a commit, so it is
+	// tested once per event rather than once per op. Used under mu.
+	evSubs []subFilter
 
 	// pumpSeq mirrors doneSeq for the metrics gauge.
 	pumpSeq atomic.Uint64
@@ -93,6 +103,7 @@ func New(src Source, cfg Config) (*Server, error) {
 		zenc:        zenc,
 		frames:      pool.NewFrames(pool.NewBuffers(cfg.Metrics, "jetstream")),
 		server:      cfg.Software + " (atproto-relay)",
+		clients:     clientip.Policy{TrustedProxies: cfg.TrustedProxies},
 		notify:      make(chan struct{}, 1),
 		replaySlots: make(chan struct{}, cfg.MaxReplays),
 		pumpDone:    make(chan struct{}),
@@ -205,8 +216,14 @@ func (s *Server) pumpEvent(seq uint64, unixMilli int64, frame []byte) error {
 	}
 	s.m.events.Add(len(s.pc.cands))
 	s.mu.Lock()
-	for i := range s.pc.cands {
-		s.fanoutLocked(i)
+	if len(s.pc.cands) > 0 {
+		s.matchDIDLocked()
+		for i := range s.pc.cands {
+			s.fanoutLocked(i)
+		}
+		// Subscribers that left and filters since replaced are not kept
+		// alive.
+		clear(s.evSubs)
 	}
 	s.doneSeq = seq
 	s.lastTime = s.pc.clock.last
@@ -218,21 +235,42 @@ func (s *Server) pumpEvent(seq uint64, unixMilli int64, frame []byte) error {
 	return nil
 }
 
+// subFilter is a subscriber and the filter it had when the pump's current
+// event began.
+type subFilter struct {
+	sub *subscriber
+	f   *filter
+}
+
+// matchDIDLocked fills s.evSubs for the pump's current event. Each
+// subscriber's filter is read once here, so an options_update takes effect
+// from the next relay event on, never between two ops of a commit.
+// REQUIRES: s.mu held, called by the pump.
+func (s *Server) matchDIDLocked() {
+	did := s.pc.did()
+	s.evSubs = s.evSubs[:0]
+	for _, sub := range s.live {
+		if f := sub.filter.Load(); f.wantsDID(did) {
+			s.evSubs = append(s.evSubs, subFilter{sub, f})
+		}
+	}
+}
+
 // fanoutLocked queues candidate i of the pump's converter to every live
 // subscriber that wants it. The JSON is encoded at most once, when the
 // first subscriber wants it, and compressed at most once, when the first
 // compressing subscriber wants it; every subscriber queues a reference to
-// the same bytes. REQUIRES: s.mu held, called by the pump.
+// the same bytes. REQUIRES: s.mu held since matchDIDLocked, called by the
+// pump.
 func (s *Server) fanoutLocked(i int) {
 	c := &s.pc.cands[i]
-	did := s.pc.did()
 	var js, zs *pool.Frame
-	for _, sub := range s.live {
+	for _, w := range s.evSubs {
+		sub, f := w.sub, w.f
 		if sub.dead || c.seq <= sub.after || c.timeUS < sub.minTime {
 			continue
 		}
-		f := sub.filter.Load()
-		if !f.wants(c.kind, did, c.collection) {
+		if !f.wantsCollection(c.kind, c.collection) {
 			continue
 		}
 		if js == nil {
@@ -456,9 +494,15 @@ func parseCursor(v string) (cursorKind, int64, error) {
 	return cursorTime, n, nil
 }
 
+// refusedRetryAfter is the Retry-After, in seconds, of a request refused
+// by MaxSubscribersPerIP (the firehose's).
+const refusedRetryAfter = "30"
+
 // ServeHTTP serves GET /subscribe (Jetstream v1): it checks the query,
-// upgrades to a WebSocket and runs the subscriber in this goroutine until
-// it disconnects. Query parameters: wantedCollections and wantedDids
+// takes a connection slot (HTTP 503 when MaxSubscribers are connected, 429
+// when MaxSubscribersPerIP are connected from this client), upgrades to a
+// WebSocket and runs the subscriber in this goroutine until it
+// disconnects. Query parameters: wantedCollections and wantedDids
 // (repeated), cursor, compress=true (or a Socket-Encoding header naming
 // zstd), maxMessageSizeBytes, requireHello=true. Bad options get HTTP 400
 // with a plain-text reason, as from Jetstream.
@@ -491,17 +535,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	closed, full := s.closed, len(s.all) >= s.cfg.MaxSubscribers
+	closed := s.closed
 	s.mu.Unlock()
-	switch {
-	case closed:
+	if closed {
 		http.Error(w, "relay is shutting down", http.StatusServiceUnavailable)
 		return
-	case full:
+	}
+	key := clientip.Key(s.clients.Addr(r))
+	switch s.adm.Acquire(key, s.cfg.MaxSubscribers, s.cfg.MaxSubscribersPerIP) {
+	case clientip.RefuseGlobal:
 		s.m.rejected.Inc()
 		http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
 		return
+	case clientip.RefusePerIP:
+		s.m.refused[clientip.RefusePerIP].Inc()
+		w.Header().Set("Retry-After", refusedRetryAfter)
+		http.Error(w, "too many subscribers from this address", http.StatusTooManyRequests)
+		return
 	}
+	// The subscriber runs in this goroutine: its slot is free once it has
+	// left the server's sets.
+	defer s.adm.Release(key)
 	conn, rw, _, err := s.upgrader.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has written the HTTP error response.
@@ -526,11 +580,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // register adds sub to the set of connected subscribers and accounts for
-// its two goroutines; false when the server is closed or full.
+// its two goroutines; false when the server is closed. Its connection
+// slot bounds the set.
 func (s *Server) register(sub *subscriber) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || len(s.all) >= s.cfg.MaxSubscribers {
+	if s.closed {
 		return false
 	}
 	s.all[sub] = struct{}{}

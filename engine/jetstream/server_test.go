@@ -2,8 +2,11 @@ package jetstream
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/atrelay/relay/engine/atproto/event"
 	"github.com/atrelay/relay/internal/streamtest"
 )
 
@@ -307,4 +311,79 @@ func TestHostileMessages(t *testing.T) {
 	ts.waitLive(t, 1)
 	ts.appendAll(t, baseMS, post(alice, "p"))
 	good.expectKeys("commit " + alice + " app.bsky.feed.post/p create")
+}
+
+// TestFanoutPerEventFilters drives the pump by hand (no sockets) over
+// commits of several ops and an identity event: each subscriber gets
+// exactly the ops its DID and collection filters want, in order, including
+// one whose time cursor falls between two ops of a commit and one that
+// wants no DID of the stream.
+func TestFanoutPerEventFilters(t *testing.T) {
+	s, err := New(newFakeSource(), Config{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	subscribe := func(cols, dids []string, minTime int64) *subscriber {
+		a, b := net.Pipe()
+		t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+		sub := newSubscriber(s, a, false)
+		sub.filter.Store(mustFilter(t, cols, dids))
+		s.mu.Lock()
+		s.goLiveLocked(sub, 0, minTime)
+		s.mu.Unlock()
+		return sub
+	}
+	all := subscribe(nil, nil, 0)
+	aliceOnly := subscribe(nil, []string{alice}, 0)
+	bobLikes := subscribe([]string{"app.bsky.feed.like"}, []string{bob}, 0)
+	posts := subscribe([]string{"app.bsky.feed.post"}, []string{alice, bob}, 0)
+	late := subscribe(nil, nil, baseMS*1000+2) // from alice's third op on
+	nobody := subscribe(nil, []string{carol}, 0)
+
+	var seq uint64
+	for _, f := range [][]byte{
+		commitFrame(alice, "r1", testOp{"create", "app.bsky.feed.post/a", postRecord("a")},
+			testOp{"create", "app.bsky.feed.like/b", postRecord("b")},
+			testOp{"create", "app.bsky.graph.follow/c", postRecord("c")},
+			testOp{"delete", "app.bsky.feed.post/d", nil}),
+		commitFrame(bob, "r2", testOp{"create", "app.bsky.feed.post/e", postRecord("e")},
+			testOp{"create", "app.bsky.feed.like/f", postRecord("f")}),
+		identityFrame(alice, "alice.test"),
+	} {
+		seq++
+		frame, err := event.RewriteSeq(nil, f, int64(seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.pumpEvent(seq, baseMS, frame)
+	}
+
+	a, b, c, d := "commit "+alice+" app.bsky.feed.post/a create", "commit "+alice+" app.bsky.feed.like/b create",
+		"commit "+alice+" app.bsky.graph.follow/c create", "commit "+alice+" app.bsky.feed.post/d delete"
+	e, f := "commit "+bob+" app.bsky.feed.post/e create", "commit "+bob+" app.bsky.feed.like/f create"
+	id := "identity " + alice + " 3"
+	check := func(name string, sub *subscriber, want ...string) {
+		t.Helper()
+		n := sub.take()
+		var got []string
+		for i, fr := range sub.out.Batch()[:n] {
+			var ev jsEvent
+			if err := json.Unmarshal(fr.Bytes(), &ev); err != nil {
+				t.Fatalf("%s: message %q: %v", name, fr.Bytes(), err)
+			}
+			got = append(got, ev.key())
+			fr.Release()
+			sub.out.Batch()[i] = nil
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: got\n\t%s\nwant\n\t%s", name, strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+		}
+	}
+	check("all", all, a, b, c, d, e, f, id)
+	check("aliceOnly", aliceOnly, a, b, c, d, id)
+	check("bobLikes", bobLikes, f)
+	check("posts", posts, a, d, e, id)
+	check("late", late, c, d, e, f, id)
+	check("nobody", nobody)
 }

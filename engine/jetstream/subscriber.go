@@ -255,10 +255,13 @@ func (sub *subscriber) replayEvent(seq uint64, unixMilli int64, frame []byte) er
 		return err
 	}
 	f := sub.filter.Load()
-	did := c.did()
-	for i := range c.cands {
-		cd := &c.cands[i]
-		if cd.seq <= sub.rafter || cd.timeUS < sub.rmin || !f.wants(cd.kind, did, cd.collection) {
+	cands := c.cands
+	if !f.wantsDID(c.did()) {
+		cands = nil
+	}
+	for i := range cands {
+		cd := &cands[i]
+		if cd.seq <= sub.rafter || cd.timeUS < sub.rmin || !f.wantsCollection(cd.kind, cd.collection) {
 			continue
 		}
 		var why skip
