@@ -495,7 +495,7 @@ func parseCursor(v string) (cursorKind, int64, error) {
 }
 
 // refusedRetryAfter is the Retry-After, in seconds, of a request refused
-// by MaxSubscribersPerIP (the firehose's).
+// by MaxSubscribers or MaxSubscribersPerIP (the firehose's).
 const refusedRetryAfter = "30"
 
 // ServeHTTP serves GET /subscribe (Jetstream v1): it checks the query,
@@ -545,6 +545,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch s.adm.Acquire(key, s.cfg.MaxSubscribers, s.cfg.MaxSubscribersPerIP) {
 	case clientip.RefuseGlobal:
 		s.m.rejected.Inc()
+		w.Header().Set("Retry-After", refusedRetryAfter)
 		http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
 		return
 	case clientip.RefusePerIP:

@@ -240,10 +240,11 @@ func (ts *testServer) dialHeader(t testing.TB, query string, h http.Header) *cli
 }
 
 // TestBadRequests: refused options get HTTP 400 before the upgrade, as from
-// Jetstream; a full server 503.
+// Jetstream; a full server 503 with a Retry-After, as the firehose's.
 func TestBadRequests(t *testing.T) {
 	checkNoLeak(t)
 	ts := startServer(t, newFakeSource(), Config{MaxSubscribers: 1})
+	var retryAfter string
 	get := func(query string, upgrade bool) int {
 		req, _ := http.NewRequest(http.MethodGet, ts.hs.URL+"/subscribe?"+query, nil)
 		if upgrade {
@@ -257,6 +258,7 @@ func TestBadRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = resp.Body.Close()
+		retryAfter = resp.Header.Get("Retry-After")
 		return resp.StatusCode
 	}
 	f := func(query string, want int) {
@@ -274,6 +276,9 @@ func TestBadRequests(t *testing.T) {
 	ts.dial(t, "")
 	streamtest.WaitFor(t, "one subscriber", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.all) == 1 })
 	f("", http.StatusServiceUnavailable)
+	if retryAfter == "" {
+		t.Error("a full server's 503 carries no Retry-After")
+	}
 }
 
 // TestHostileMessages: a client message over MaxClientMessageBytes closes
