@@ -8,40 +8,23 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
-// upgradeRequest sends a WebSocket upgrade request for subscribeRepos over
-// a real socket and returns the response when it is not a 101 (a refusal);
-// a 101 fails the test.
-func (e *env) upgradeRequest(t *testing.T, hdr http.Header) *http.Response {
+// refusal sends a WebSocket upgrade request for subscribeRepos over a
+// real socket and returns the refusal's response; a 101 fails the test.
+func (e *env) refusal(t *testing.T, hdr http.Header) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/xrpc/com.atproto.sync.subscribeRepos", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		t.Fatal("upgrade accepted, want a refusal")
-	}
-	return resp
+	return testutil.UpgradeRefused(t, e.srv.Client(), e.srv.URL+"/xrpc/com.atproto.sync.subscribeRepos", hdr)
 }
 
-// wantRefusal checks an HTTP refusal: status, XRPC error name, Retry-After.
-func wantRefusal(t *testing.T, resp *http.Response, status int, name string) {
+// wantRefusal checks an HTTP refusal (refusal's answer): status, XRPC
+// error name, Retry-After.
+func wantRefusal(t *testing.T, resp *http.Response, raw []byte, status int, name string) {
 	t.Helper()
 	var body struct{ Error string }
-	_ = json.NewDecoder(resp.Body).Decode(&body)
+	_ = json.Unmarshal(raw, &body)
 	if resp.StatusCode != status || body.Error != name || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("refusal: status %d error %q Retry-After %q; want %d %q and a Retry-After",
 			resp.StatusCode, body.Error, resp.Header.Get("Retry-After"), status, name)
@@ -72,9 +55,11 @@ func TestConsumerCapPerIP(t *testing.T) {
 		cs = append(cs, e.dial(""))
 	}
 	e.waitConsumers(perIP)
-	wantRefusal(t, e.upgradeRequest(t, nil), http.StatusTooManyRequests, "RateLimitExceeded")
+	resp, body := e.refusal(t, nil)
+	wantRefusal(t, resp, body, http.StatusTooManyRequests, "RateLimitExceeded")
 	// A forged X-Forwarded-For from an untrusted peer changes nothing.
-	wantRefusal(t, e.upgradeRequest(t, http.Header{"X-Forwarded-For": {"203.0.113.9"}}), http.StatusTooManyRequests, "RateLimitExceeded")
+	resp, body = e.refusal(t, http.Header{"X-Forwarded-For": {"203.0.113.9"}})
+	wantRefusal(t, resp, body, http.StatusTooManyRequests, "RateLimitExceeded")
 	if n := e.hub.m.refused[refusePerIP].Get(); n != 2 {
 		t.Fatalf("refused{per_ip} = %d, want 2", n)
 	}
@@ -99,7 +84,8 @@ func TestConsumerCapTrustedProxy(t *testing.T) {
 		e.dialWith(ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"X-Forwarded-For": {client}})}, "")
 	}
 	e.waitConsumers(2)
-	wantRefusal(t, e.upgradeRequest(t, http.Header{"X-Forwarded-For": {"203.0.113.1"}}), http.StatusTooManyRequests, "RateLimitExceeded")
+	resp, body := e.refusal(t, http.Header{"X-Forwarded-For": {"203.0.113.1"}})
+	wantRefusal(t, resp, body, http.StatusTooManyRequests, "RateLimitExceeded")
 }
 
 // TestConsumerCapGlobal fills MaxConsumers: one more is refused with 503;
@@ -110,7 +96,7 @@ func TestConsumerCapGlobal(t *testing.T) {
 	// Upgrades that fail after admission give their slot back (the
 	// release follows the error response, hence the wait).
 	for range total + 1 {
-		if resp := e.upgradeRequest(t, http.Header{"Sec-Websocket-Version": {"99"}}); resp.StatusCode != http.StatusUpgradeRequired {
+		if resp, _ := e.refusal(t, http.Header{"Sec-Websocket-Version": {"99"}}); resp.StatusCode != http.StatusUpgradeRequired {
 			t.Fatalf("bad upgrade: status %d, want 426", resp.StatusCode)
 		}
 		waitHeld(t, e, 0)
@@ -120,7 +106,8 @@ func TestConsumerCapGlobal(t *testing.T) {
 		cs = append(cs, e.dial(""))
 	}
 	e.waitConsumers(total)
-	wantRefusal(t, e.upgradeRequest(t, nil), http.StatusServiceUnavailable, "ServiceUnavailable")
+	resp, body := e.refusal(t, nil)
+	wantRefusal(t, resp, body, http.StatusServiceUnavailable, "ServiceUnavailable")
 	if n := e.hub.m.refused[refuseGlobal].Get(); n != 1 {
 		t.Fatalf("refused{global} = %d, want 1", n)
 	}

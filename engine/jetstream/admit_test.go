@@ -13,6 +13,7 @@ import (
 
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/internal/streamtest"
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // upgradeRefused sends a WebSocket upgrade request for /subscribe over a
@@ -20,25 +21,7 @@ import (
 // fails the test.
 func (ts *testServer) upgradeRefused(t *testing.T, hdr http.Header) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, ts.hs.URL+"/subscribe", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := ts.hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		t.Fatal("upgrade accepted, want a refusal")
-	}
+	resp, _ := testutil.UpgradeRefused(t, ts.hs.Client(), ts.hs.URL+"/subscribe", hdr)
 	return resp.StatusCode, resp.Header.Get("Retry-After")
 }
 

@@ -298,8 +298,7 @@ func (q *sequencer) release() {
 		}
 		l.insert(res)
 		if !moved && res.seq > low {
-			q.recount(l)
-			q.holdBack(hs, l)
+			q.settle(hs, l)
 			continue
 		}
 		// Release, in seq order, everything of hs now at or below low,
@@ -307,9 +306,7 @@ func (q *sequencer) release() {
 		// host's next frame, if parked.
 		q.ready = l.release(q.ready, res.gen, low)
 		q.passHeld(hs, l)
-		q.recount(l)
-		q.holdBack(hs, l)
-		q.dropIfEmpty(hs, l)
+		q.settle(hs, l)
 	}
 	clear(q.in)
 	q.settleHeld()
@@ -337,6 +334,14 @@ func (q *sequencer) passHeld(hs *hostState, l *heldList) {
 	before := len(q.ready)
 	q.ready = l.pass(q.ready, q.staying)
 	q.m.passed.Add(len(q.ready) - before)
+}
+
+// settle follows a change to hs's held list l: its memory into heldBytes,
+// hs paused or resumed for it (holdBack), and l dropped once empty.
+func (q *sequencer) settle(hs *hostState, l *heldList) {
+	q.recount(l)
+	q.holdBack(hs, l)
+	q.dropIfEmpty(hs, l)
 }
 
 // recount brings heldBytes up to date with l after a change to l.
@@ -435,9 +440,7 @@ func (q *sequencer) passParked() bool {
 	for _, hs := range q.parkedNow {
 		if l := q.held[hs]; l != nil {
 			q.passHeld(hs, l)
-			q.recount(l)
-			q.holdBack(hs, l)
-			q.dropIfEmpty(hs, l)
+			q.settle(hs, l)
 		}
 	}
 	clear(q.parkedNow)
@@ -457,9 +460,7 @@ func (q *sequencer) sweepHeld() bool {
 	for hs, l := range q.held {
 		q.ready = l.release(q.ready, hs.tr.generation(), hs.tr.lowWater())
 		q.passHeld(hs, l)
-		q.recount(l)
-		q.holdBack(hs, l)
-		q.dropIfEmpty(hs, l)
+		q.settle(hs, l)
 	}
 	q.settleHeld()
 	return len(q.ready) > before

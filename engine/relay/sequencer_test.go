@@ -205,7 +205,33 @@ const sequencerAllocsPerBatch = 4
 // events through the sequencer, without fsync: stage, seqs and frames,
 // commit, publish. One op is one event.
 func BenchmarkSequencerCommit(b *testing.B) {
-	q := newBareSequencer(b)
+	benchCommits(b, newBareSequencer(b))
+}
+
+// holdBehindParked makes a host whose lowest frame (seq 1) is parked and
+// has the sequencer hold n #identity results behind it (they never pass),
+// for accounts named by prefix; it returns the host.
+func holdBehindParked(tb testing.TB, q *sequencer, n int, prefix string) *hostState {
+	tb.Helper()
+	hs := new(hostState)
+	gen := hs.tr.register(1)
+	hs.tr.markParked(gen, 1)
+	for s := int64(2); s <= int64(n)+1; s++ {
+		hs.tr.register(s)
+		out := q.bufs.Get(64)
+		q.in = append(q.in[:0], result{hs: hs, seq: s, gen: gen, ticket: uint64(s), kind: event.KindIdentity, out: out,
+			size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "%s%d", prefix, s)}})
+		q.release()
+	}
+	if n > 0 && len(q.held[hs].items()) != n {
+		tb.Fatalf("%d held, want %d", len(q.held[hs].items()), n)
+	}
+	return hs
+}
+
+// benchCommits runs group commits of 64 relay-generated events; one op is
+// one event.
+func benchCommits(b *testing.B, q *sequencer) {
 	const size = 64
 	b.ReportAllocs()
 	for done := 0; done < b.N; done += size {
@@ -343,19 +369,8 @@ func BenchmarkReleaseBesideHeld(b *testing.B) {
 	for _, n := range []int{0, 4096, 32768} {
 		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
 			q := newBareSequencer(b)
-			slow, busy := new(hostState), new(hostState)
-			gen := slow.tr.register(1)
-			slow.tr.markParked(gen, 1)
-			for s := int64(2); s <= int64(n)+1; s++ {
-				slow.tr.register(s)
-				out := q.bufs.Get(64)
-				q.in = append(q.in[:0], result{hs: slow, seq: s, gen: gen, kind: event.KindIdentity, out: out,
-					size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "did:plc:%d", s)}})
-				q.release()
-			}
-			if n > 0 && len(q.held[slow].items()) != n {
-				b.Fatalf("%d held, want %d", len(q.held[slow].items()), n)
-			}
+			holdBehindParked(b, q, n, "did:plc:")
+			busy := new(hostState)
 			seq := int64(0)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -380,17 +395,7 @@ func BenchmarkParkSignal(b *testing.B) {
 	q := newBareSequencer(b)
 	hosts := make([]*hostState, 200)
 	for h := range hosts {
-		hs := new(hostState)
-		hosts[h] = hs
-		gen := hs.tr.register(1)
-		hs.tr.markParked(gen, 1)
-		for s := int64(2); s <= 501; s++ {
-			hs.tr.register(s)
-			out := q.bufs.Get(64)
-			q.in = append(q.in[:0], result{hs: hs, seq: s, gen: gen, kind: event.KindIdentity, out: out,
-				size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "did:plc:h%da%d", h, s)}})
-			q.release()
-		}
+		hosts[h] = holdBehindParked(b, q, 500, fmt.Sprintf("did:plc:h%da", h))
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -416,24 +421,8 @@ func BenchmarkCommitBesideHeld(b *testing.B) {
 	for _, n := range []int{0, 32768} {
 		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
 			q := newBareSequencer(b)
-			slow := new(hostState)
-			gen := slow.tr.register(1)
-			slow.tr.markParked(gen, 1)
-			for s := int64(2); s <= int64(n)+1; s++ {
-				slow.tr.register(s)
-				out := q.bufs.Get(64)
-				q.in = append(q.in[:0], result{hs: slow, seq: s, gen: gen, ticket: uint64(s), kind: event.KindIdentity, out: out,
-					size: int64(cap(out.B)), ev: store.Event{DID: fmt.Appendf(nil, "did:plc:%d", s)}})
-				q.release()
-			}
-			const size = 64
-			b.ReportAllocs()
-			for done := 0; done < b.N; done += size {
-				b.StopTimer()
-				fillIdentities(q, size)
-				b.StartTimer()
-				q.commit()
-			}
+			holdBehindParked(b, q, n, "did:plc:")
+			benchCommits(b, q)
 		})
 	}
 }
