@@ -299,8 +299,7 @@ func (w *accountWorkers) markParked(t *task) {
 // held list be walked as often). A host appears once per parked head,
 // so the list is bounded by the parked frames.
 type parkedHeads struct {
-	mu    sync.Mutex
-	hosts []*hostState // guarded by mu
+	handoff[*hostState]
 	// wake is buffered one: a full channel already has the news.
 	wake chan struct{}
 }
@@ -308,24 +307,11 @@ type parkedHeads struct {
 // add records that hs's lowest incomplete seq is parked and wakes the
 // sequencer. Called by workers.
 func (p *parkedHeads) add(hs *hostState) {
-	p.mu.Lock()
-	p.hosts = append(p.hosts, hs)
-	p.mu.Unlock()
+	p.handoff.add(hs)
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
-}
-
-// take appends the recorded hosts to into, forgets them, and returns it.
-// Called by the sequencer.
-func (p *parkedHeads) take(into []*hostState) []*hostState {
-	p.mu.Lock()
-	into = append(into, p.hosts...)
-	clear(p.hosts)
-	p.hosts = p.hosts[:0]
-	p.mu.Unlock()
-	return into
 }
 
 // park parks t, whose identity is being resolved, and starts the goroutine
@@ -371,27 +357,32 @@ func (w *accountWorkers) awaitIdentity(pa *parkedAcct, did string, since time.Ti
 	_ = w.pool.TrySubmitBytes(key, task{ctl: &control{did: did, kind: ctlWake}, start: w.now()}, 1)
 }
 
-// readyUnparks is one worker's unpark answers waiting to run. Safe for
-// concurrent use; taken only by its worker.
-type readyUnparks struct {
-	mu sync.Mutex
-	c  []*control
+// readyUnparks is one worker's unpark answers waiting to run, taken only
+// by its worker.
+type readyUnparks = handoff[*control]
+
+// handoff is a list any goroutine adds to and one goroutine takes whole.
+// Safe for concurrent use.
+type handoff[T any] struct {
+	mu    sync.Mutex
+	items []T // guarded by mu
 }
 
-func (r *readyUnparks) add(c *control) {
-	r.mu.Lock()
-	r.c = append(r.c, c)
-	r.mu.Unlock()
+// add appends x to the list.
+func (h *handoff[T]) add(x T) {
+	h.mu.Lock()
+	h.items = append(h.items, x)
+	h.mu.Unlock()
 }
 
-// take moves the waiting answers into buf and returns it.
-func (r *readyUnparks) take(buf []*control) []*control {
-	r.mu.Lock()
-	buf = append(buf, r.c...)
-	clear(r.c)
-	r.c = r.c[:0]
-	r.mu.Unlock()
-	return buf
+// take appends the list to into, empties it, and returns into.
+func (h *handoff[T]) take(into []T) []T {
+	h.mu.Lock()
+	into = append(into, h.items...)
+	clear(h.items)
+	h.items = h.items[:0]
+	h.mu.Unlock()
+	return into
 }
 
 // runReady runs the unpark answers waiting for s's worker, in the order
