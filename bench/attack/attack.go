@@ -2,7 +2,8 @@
 // all at once, for the reliability bench (`relay bench --attack`, `make
 // bench-attack`): PDS hosts that abuse the WebSocket handshake, frame
 // lengths, control frames and error frames, did:web documents that never
-// answer, a requestCrawl flood and a flood of idle consumers.
+// answer, a requestCrawl flood and floods of idle firehose consumers and
+// Jetstream subscribers.
 //
 // Every attacker is bounded in time and bytes (Stop ends all of them; each
 // connection sends at most MaxBytesPerConn) and talks only to the relay
@@ -85,7 +86,8 @@ type Options struct {
 	// BlackholeListeners serve the did:web documents of DIDWebFlood (default 32).
 	BlackholeListeners int
 	// Consumers is how many idle subscribeRepos connections the consumer
-	// flood tries to open (default 2,000), never reading from them.
+	// flood tries to open (default 2,000), never reading from them; as
+	// many Jetstream subscriptions (GET /subscribe) are tried too.
 	Consumers int
 	// CrawlPerSecond is the rate of requestCrawl calls for hosts that do
 	// not answer (default 50).
@@ -126,9 +128,12 @@ type Stats struct {
 	// ("error" for transport failures).
 	Crawl map[string]int64 `json:"crawl"`
 	// ConsumersAdmitted and ConsumersRefused split the consumer flood;
-	// Refused is keyed by HTTP status.
-	ConsumersAdmitted int64            `json:"consumersAdmitted"`
-	ConsumersRefused  map[string]int64 `json:"consumersRefused"`
+	// Refused is keyed by HTTP status. Subscribers* split the Jetstream
+	// subscriber flood alike.
+	ConsumersAdmitted   int64            `json:"consumersAdmitted"`
+	ConsumersRefused    map[string]int64 `json:"consumersRefused"`
+	SubscribersAdmitted int64            `json:"subscribersAdmitted"`
+	SubscribersRefused  map[string]int64 `json:"subscribersRefused"`
 }
 
 // HostStats is one kind's figures.
@@ -147,8 +152,8 @@ type Set struct {
 	mu        sync.Mutex
 	closers   []io.Closer // listeners and open connections, closed by Stop
 	crawl     map[string]int64
-	refused   map[string]int64
-	admitted  atomic.Int64
+	consumers flood // subscribeRepos
+	subs      flood // Jetstream
 	blackhole atomic.Int64
 	hosts     []*host
 	didPorts  []int
@@ -173,7 +178,8 @@ func Start(ctx context.Context, opts Options) (*Set, error) {
 		return nil, errors.New("attack: RelayAPI is required")
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Set{opts: opts, ctx: ctx, cancel: cancel, crawl: map[string]int64{}, refused: map[string]int64{}}
+	s := &Set{opts: opts, ctx: ctx, cancel: cancel, crawl: map[string]int64{},
+		consumers: flood{refused: map[string]int64{}}, subs: flood{refused: map[string]int64{}}}
 	for range opts.BlackholeListeners {
 		ln, port, err := s.listen()
 		if err != nil {
@@ -201,9 +207,10 @@ func Start(ctx context.Context, opts Options) (*Set, error) {
 	for _, h := range s.hosts {
 		s.count(s.crawl, requestCrawl(ctx, client, opts.RelayAPI, h.name))
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.crawlFlood(client)
-	go s.consumerFlood()
+	go s.connFlood(&s.consumers, "/xrpc/com.atproto.sync.subscribeRepos")
+	go s.connFlood(&s.subs, "/subscribe")
 	return s, nil
 }
 
@@ -218,7 +225,7 @@ func (s *Set) Stop() Stats {
 	s.mu.Unlock()
 	s.wg.Wait()
 	st := Stats{Hosts: map[string]HostStats{}, BlackholeConns: s.blackhole.Load(),
-		ConsumersAdmitted: s.admitted.Load()}
+		ConsumersAdmitted: s.consumers.admitted.Load(), SubscribersAdmitted: s.subs.admitted.Load()}
 	for _, h := range s.hosts {
 		hs := st.Hosts[h.kind.String()]
 		hs.Conns += h.conns.Load()
@@ -227,7 +234,8 @@ func (s *Set) Stop() Stats {
 	}
 	s.mu.Lock()
 	st.Crawl = clone(s.crawl)
-	st.ConsumersRefused = clone(s.refused)
+	st.ConsumersRefused = clone(s.consumers.refused)
+	st.SubscribersRefused = clone(s.subs.refused)
 	s.mu.Unlock()
 	return st
 }
@@ -427,11 +435,19 @@ func (s *Set) every(period time.Duration, fn func() bool) {
 	}
 }
 
-// consumerFlood opens idle subscriptions until Consumers were tried or
-// Stop; admitted ones are held open and never read.
-func (s *Set) consumerFlood() {
+// flood is one connection flood's answers: admitted, and refused by HTTP
+// status (guarded by Set.mu).
+type flood struct {
+	admitted atomic.Int64
+	refused  map[string]int64
+}
+
+// connFlood opens idle WebSocket connections to the relay's path until
+// Consumers were tried or Stop; admitted ones are held open and never
+// read.
+func (s *Set) connFlood(f *flood, path string) {
 	defer s.wg.Done()
-	u := "ws" + strings.TrimPrefix(s.opts.RelayAPI, "http") + "/xrpc/com.atproto.sync.subscribeRepos"
+	u := "ws" + strings.TrimPrefix(s.opts.RelayAPI, "http") + path
 	for range s.opts.Consumers {
 		if s.ctx.Err() != nil {
 			return
@@ -442,12 +458,12 @@ func (s *Set) consumerFlood() {
 		var status ws.StatusError
 		switch {
 		case err == nil:
-			s.admitted.Add(1)
+			f.admitted.Add(1)
 			s.track(conn)
 		case errors.As(err, &status):
-			s.count(s.refused, fmt.Sprint(int(status)))
+			s.count(f.refused, fmt.Sprint(int(status)))
 		default:
-			s.count(s.refused, "error")
+			s.count(f.refused, "error")
 		}
 	}
 }

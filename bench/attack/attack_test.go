@@ -51,6 +51,9 @@ func TestAttackers(t *testing.T) {
 	if st.ConsumersRefused["429"] != 5 || st.ConsumersAdmitted != 0 {
 		t.Errorf("consumer flood: admitted %d, refused %v; want 5 refused with 429", st.ConsumersAdmitted, st.ConsumersRefused)
 	}
+	if st.SubscribersRefused["429"] != 5 || st.SubscribersAdmitted != 0 {
+		t.Errorf("Jetstream subscriber flood: admitted %d, refused %v; want 5 refused with 429", st.SubscribersAdmitted, st.SubscribersRefused)
+	}
 	for k := Kind(0); k < numKinds; k++ {
 		if hs := st.Hosts[k.String()]; hs.Conns != 1 || hs.Bytes == 0 {
 			t.Errorf("%s: %+v, want one connection that was sent bytes", k, hs)

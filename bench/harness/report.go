@@ -377,6 +377,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		row("attack did:web", "%d connections to never-answering document servers", a.BlackholeConns)
 		row("attack crawl", "requestCrawl answers by status: %v", a.Crawl)
 		row("attack consumers", "%d admitted, refused by status: %v", a.ConsumersAdmitted, a.ConsumersRefused)
+		row("attack jetstream", "%d subscribers admitted, refused by status: %v", a.SubscribersAdmitted, a.SubscribersRefused)
 	}
 	keys := make([]string, 0, len(r.Drops))
 	for k := range r.Drops {
