@@ -290,6 +290,14 @@ func (q *sequencer) release() {
 			q.m.passed.Inc()
 			continue
 		}
+		if res.seq <= low && q.held[hs] == nil {
+			// Nothing of hs is held (the usual case): res alone is
+			// released, and carries its host's cursor, as the last of a
+			// release does (heldList.release).
+			res.cursor = low
+			q.ready = append(q.ready, res)
+			continue
+		}
 		l := q.heldOf(hs)
 		if res.seq > low {
 			// It waits: its bytes count under MaxHeldBytes from now.

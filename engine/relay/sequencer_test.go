@@ -361,16 +361,22 @@ func TestSequencerHeldAccounting(t *testing.T) {
 	}
 }
 
-// BenchmarkReleaseBesideHeld: one drain of 4 results of a host with
-// nothing held, while another host holds n results behind its parked
-// lowest frame. What holding costs every other host's results: before,
-// each drain walked every held result.
+// BenchmarkReleaseBesideHeld: one drain of 4 commits, in order, of a host
+// with nothing held, while another host holds n results behind its parked
+// lowest frame. held=0 is the usual path; the others what holding costs
+// every other host's results (before, each drain walked every held
+// result).
 func BenchmarkReleaseBesideHeld(b *testing.B) {
 	for _, n := range []int{0, 4096, 32768} {
 		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
 			q := newBareSequencer(b)
 			holdBehindParked(b, q, n, "did:plc:")
 			busy := new(hostState)
+			dids := make([][]byte, 64)
+			for i := range dids {
+				dids[i] = fmt.Appendf(nil, "did:plc:busy%d", i)
+			}
+			out := q.bufs.Get(64)
 			seq := int64(0)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -378,7 +384,8 @@ func BenchmarkReleaseBesideHeld(b *testing.B) {
 				for range 4 {
 					seq++
 					g := busy.tr.register(seq)
-					q.in = append(q.in, result{hs: busy, seq: seq, gen: g})
+					q.in = append(q.in, result{hs: busy, seq: seq, gen: g, worker: int(seq % 2), ticket: uint64(seq),
+						kind: event.KindCommit, out: out, ev: store.Event{DID: dids[seq%64]}})
 				}
 				q.release()
 				q.ready = q.ready[:0]
