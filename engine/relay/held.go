@@ -88,8 +88,14 @@ func (l *heldList) insert(x result) {
 		copy(items[i+1:], items[i:])
 		items[i] = x
 	}
+	l.join(&x)
+}
+
+// join counts x, entering the list: its frame's bytes, its account, its
+// ticket. leave undoes it.
+func (l *heldList) join(x *result) {
 	l.bytes += x.size
-	l.count(&x, 1)
+	l.count(x, 1)
 	if l.tix != nil {
 		l.tix.add(x.worker, x.ticket)
 	}

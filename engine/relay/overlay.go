@@ -146,11 +146,11 @@ func (o *overlay) add(did []byte, row *store.Account, found bool, durable uint64
 	return a
 }
 
-// forget drops entry a, keyed k, from the overlay.
+// forget drops entry a, keyed k, from the overlay; the caller publishes
+// the new size.
 func (o *overlay) forget(k string, a *acctState) {
 	delete(o.m, k)
 	o.bytes -= entryBytes(a)
-	o.published.Store(o.bytes)
 }
 
 // newStateBuf returns a buffer holding did with room for state bytes
@@ -165,9 +165,7 @@ func newStateBuf(did []byte, state int) []byte {
 // rev, commit and data must not view a's buffer.
 func (o *overlay) setState(a *acctState, rev, commit, data []byte) {
 	if need := int(a.didEnd) + len(rev) + len(commit) + len(data); need > cap(a.buf) {
-		did := a.did()
-		delete(o.m, did)
-		o.bytes -= entryBytes(a)
+		o.forget(a.did(), a)
 		a.buf = newStateBuf(a.buf[:a.didEnd], need-int(a.didEnd))
 		o.m[a.did()] = a
 		o.bytes += entryBytes(a)
@@ -206,16 +204,19 @@ func (o *overlay) evict(durable uint64) {
 		}
 		o.forget(k, a)
 		if o.bytes <= target {
-			o.stuck = false
-			return
+			break
 		}
+	}
+	o.published.Store(o.bytes)
+	if o.stuck = o.bytes > target; !o.stuck {
+		return
 	}
 	// Everything left is above durable. The map's order is random, so the
 	// first tickets met are a fair sample of them: the one a share of the
 	// sample lies at or below, the share of the bytes to forget, is where
 	// enough will be durable.
-	o.stuck, o.rescanAt = true, durable+1
-	if n > 0 && o.bytes > target {
+	o.rescanAt = durable + 1
+	if n > 0 {
 		s := sample[:n]
 		slices.Sort(s)
 		i := int(float64(o.bytes-target) / float64(o.bytes) * float64(n))
