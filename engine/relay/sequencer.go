@@ -300,9 +300,7 @@ func (q *sequencer) release() {
 		}
 		l := q.heldOf(hs)
 		if res.seq > low {
-			// It waits: its bytes count under MaxHeldBytes from now.
-			q.heldBudget += res.budget
-			res.budget = 0
+			q.unbudget(&res)
 		}
 		l.insert(res)
 		if !moved && res.seq > low {
@@ -357,6 +355,14 @@ func (q *sequencer) recount(l *heldList) {
 	m := l.memory()
 	q.heldBytes += m - l.counted
 	l.counted = m
+}
+
+// unbudget takes res, about to wait in a held list, out of the results
+// budget: its bytes count under MaxHeldBytes from now (returned to the
+// budget at settleHeld).
+func (q *sequencer) unbudget(res *result) {
+	q.heldBudget += res.budget
+	res.budget = 0
 }
 
 // settleHeld returns to the results budget the bytes of the results held
@@ -431,8 +437,7 @@ func (q *sequencer) followHeld(res *result) bool {
 		return false
 	}
 	res.hs, res.gen, res.seq, res.follows = host, last.gen, last.seq, true
-	q.heldBudget += res.budget
-	res.budget = 0
+	q.unbudget(res)
 	l := q.held[host]
 	l.insert(*res)
 	q.recount(l)
@@ -501,7 +506,7 @@ func (q *sequencer) holdBack(hs *hostState, l *heldList) {
 
 // maxSpareHeld bounds the emptied held lists kept for reuse: about as many
 // hosts as have results held at once under load. maxSpareHeldSlots bounds
-// their slots together (heldSlotBytes each, 1.2 MiB in all): once held
+// their slots together (heldSlotBytes each, about 1.3 MiB in all): once held
 // results no longer count them (heldList.memory), a list grown long
 // behind a slow frame goes to the garbage collector instead.
 const (
