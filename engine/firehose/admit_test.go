@@ -9,6 +9,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/internal/testutil"
 )
 
@@ -60,7 +61,7 @@ func TestConsumerCapPerIP(t *testing.T) {
 	// A forged X-Forwarded-For from an untrusted peer changes nothing.
 	resp, body = e.refusal(t, http.Header{"X-Forwarded-For": {"203.0.113.9"}})
 	wantRefusal(t, resp, body, http.StatusTooManyRequests, "RateLimitExceeded")
-	if n := e.hub.m.refused[refusePerIP].Get(); n != 2 {
+	if n := e.hub.m.refused[clientip.RefusePerIP].Get(); n != 2 {
 		t.Fatalf("refused{per_ip} = %d, want 2", n)
 	}
 	if n := e.consumerCount(); n != perIP {
@@ -71,7 +72,7 @@ func TestConsumerCapPerIP(t *testing.T) {
 	waitHeld(t, e, perIP-1)
 	c := e.dial("0") // nothing published yet: receives every event
 	c.expectSeqs(1, e.publish(1))
-	if n := e.hub.m.refused[refuseGlobal].Get(); n != 0 {
+	if n := e.hub.m.refused[clientip.RefuseGlobal].Get(); n != 0 {
 		t.Fatalf("refused{global} = %d, want 0", n)
 	}
 }
@@ -108,7 +109,7 @@ func TestConsumerCapGlobal(t *testing.T) {
 	e.waitConsumers(total)
 	resp, body := e.refusal(t, nil)
 	wantRefusal(t, resp, body, http.StatusServiceUnavailable, "ServiceUnavailable")
-	if n := e.hub.m.refused[refuseGlobal].Get(); n != 1 {
+	if n := e.hub.m.refused[clientip.RefuseGlobal].Get(); n != 1 {
 		t.Fatalf("refused{global} = %d, want 1", n)
 	}
 	_ = cs[1].conn.Close()

@@ -81,12 +81,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key := clientip.Key(h.clients.Addr(r))
 	switch why := h.adm.Acquire(key, h.cfg.MaxConsumers, h.cfg.MaxConsumersPerIP); why {
-	case refuseGlobal:
+	case clientip.RefuseGlobal:
 		h.m.refused[why].Inc()
 		w.Header().Set("Retry-After", refusedRetryAfter)
 		httpjson.Error(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many consumers connected; try again later")
 		return
-	case refusePerIP:
+	case clientip.RefusePerIP:
 		h.m.refused[why].Inc()
 		w.Header().Set("Retry-After", refusedRetryAfter)
 		httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many consumers connected from this address")

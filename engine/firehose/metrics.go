@@ -66,7 +66,7 @@ func newHubMetrics(set *metrics.Set, h *Hub) *hubMetrics {
 		replayPasses: set.NewCounter(`relay_firehose_replay_passes_total`),
 	}
 	m.disconnects = label.Counters(set, `relay_firehose_disconnects_total`, "reason", causeNames[:], causeClientClosed)
-	m.refused = clientip.RefusalCounters(set, `relay_firehose_refused_total`, refuseGlobal)
+	m.refused = clientip.RefusalCounters(set, `relay_firehose_refused_total`, clientip.RefuseGlobal)
 	set.NewGauge(`relay_firehose_consumers`, func() float64 {
 		h.mu.Lock()
 		defer h.mu.Unlock()
