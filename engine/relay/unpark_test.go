@@ -17,8 +17,19 @@ import (
 // relay seeing many new accounts resolved one at a time (issue 16's
 // 1 M-account run: 10 events/s). So when the parked account's event is
 // stored, most of what was queued at the release must still be queued.
+//
+// The scenario is made deterministic, since the bound is on an order: one
+// host whose first account is the held one, so the held account's frames
+// are the worker's first tasks (it takes the one parking slot) and its
+// host's head (its event is stored as soon as it runs, not after earlier
+// frames of its host); and one PLC request at a time, so the held request
+// stops every other resolution until the release and the worker's current
+// task then waits for exactly one document. With two hosts and 128
+// requests at once, which account parked, which frames its event waited
+// for and how long the worker's task waited all depended on the race
+// (CI once saw 43 of 235 tasks left).
 func TestUnparkSkipsTheQueue(t *testing.T) {
-	fl := newFleet(t, 2, 30)
+	fl := newFleet(t, 1, 60)
 	slowHost := fl.Hosts()[0]
 	slowDID := slowHost.Accounts()[0]
 
@@ -28,13 +39,13 @@ func TestUnparkSkipsTheQueue(t *testing.T) {
 	cfg := testConfig()
 	cfg.Workers = 1
 	cfg.ParkedAccounts = 1 // the slow account fills the side queue
-	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plcURL, PLCRequestTimeout: time.Hour, PLCHedgeAfter: -1})
+	h := startPLCRelay(t, fl, cfg, identity.Config{PLCURL: plcURL, PLCMaxInFlight: 1, PLCRequestTimeout: time.Hour, PLCHedgeAfter: -1})
 	defer h.stop()
 	defer release()
 	c := dialConsumer(t, h.addr, 0)
 
-	// Every frame of both hosts delivered, the slow account parked.
-	total := uint64(slowHost.Seq()-1) + uint64(fl.Hosts()[1].Seq()-1)
+	// Every frame delivered, the slow account parked.
+	total := uint64(slowHost.Seq() - 1)
 	waitUntil(t, "every frame delivered with the slow account parked", func() bool {
 		return h.r.m.framesIn.Get() >= total && h.r.work.parkedFrames.Load() > 0
 	})
@@ -50,7 +61,8 @@ func TestUnparkSkipsTheQueue(t *testing.T) {
 	})
 	// Each queued new account waits 50 ms for its document (the queue
 	// drains in about 3 s); the parked account's answer takes one task's
-	// turn. Queued behind them, it ran with none left.
+	// turn (seen: 224 to 235 of 235 left; 200 on a loaded machine, whose
+	// commit lagged). Queued behind them, it ran with none left.
 	if left, _ := h.r.workers.Queued(0); left < queued/4 {
 		t.Errorf("the parked account ran with %d of the %d tasks queued at its release left: its answer waited behind the queue",
 			left, queued)
