@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"testing"
 
+	"github.com/atrelay/relay/engine/firehose"
+	"github.com/atrelay/relay/engine/jetstream"
 	"github.com/atrelay/relay/engine/memory"
 )
 
@@ -32,6 +35,65 @@ func buildLedger(t *testing.T, budget string, extra ...string) *memory.Ledger {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// splitterLedgerItems are ledgerItems for `relay splitter`: the firehose
+// and Jetstream, the queue in front of the store, and Pebble.
+var splitterLedgerItems = []string{
+	"pebble block cache", "pebble memtables", "firehose ring", "firehose consumers", "jetstream subscribers", "intake",
+}
+
+// TestSplitterMemoryLedger is TestServeMemoryLedger for `relay splitter`:
+// its consumers were capped at the firehose's and Jetstream's defaults
+// (10,000 consumers of 96 KiB, 5,000 subscribers of 9 MiB) whatever the
+// budget, so a few hundred clients could take a 1 GiB splitter past it.
+// Now they get the shares of what only the relay has
+// (memory.Shares.ForSplitter), and at 1 GiB many more consumers than the
+// relay's cap, which a fan-out tier is for.
+func TestSplitterMemoryLedger(t *testing.T) {
+	for _, budget := range []string{fmt.Sprintf("%dB", memory.MinBudget), "96MiB", "256MiB", "1GiB", "4GiB", "24GiB"} {
+		keepRuntimeSettings(t)
+		s, _, err := parseSplitterSettings([]string{"--upstream", "ws://127.0.0.1:1", "--data-dir", t.TempDir(),
+			"--api-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--memory-budget", budget, "--trim=false"}, noEnv, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := buildSplitterApp(s, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("budget %s: %v", budget, err)
+		}
+		l := a.ledger
+		a.close()
+		if err := l.Check(); err != nil {
+			t.Errorf("budget %s: %v", budget, err)
+		}
+		have := map[string]int64{}
+		for _, it := range l.Items {
+			have[it.Name] = it.Bytes
+		}
+		for _, name := range splitterLedgerItems {
+			if b, ok := have[name]; !ok || b <= 0 {
+				t.Errorf("budget %s: no bound for %s in the ledger (%s)", budget, name, l)
+			}
+		}
+		for _, name := range []string{"subscribed hosts", "identity cache", "results", "resync"} {
+			if _, ok := have[name]; ok {
+				t.Errorf("budget %s: the splitter's ledger lists %s, which it does not have (%s)", budget, name, l)
+			}
+		}
+		if budget == "1GiB" {
+			// The caps, from their ledger lines. The relay at 1 GiB admits
+			// 170 consumers and 25 Jetstream subscribers.
+			js := jetstreamWithin(jetstream.Config{}, memory.SharesOf(1<<30).ForSplitter().Jetstream, splitterJetstreamTarget)
+			n := have["firehose consumers"] / (firehose.Config{}).ConsumerBytes()
+			m := (have["jetstream subscribers"] - js.SharedBytes()) / js.SubscriberBytes()
+			if n < 1500 || m < 300 {
+				t.Errorf("1 GiB splitter admits %d firehose consumers and %d Jetstream subscribers, want the relay-only shares spent on them", n, m)
+			}
+			t.Logf("1 GiB: %d firehose consumers, %d Jetstream subscribers", n, m)
+		}
+		t.Logf("%s: %s", budget, l)
+	}
 }
 
 // TestServeMemoryLedger builds the relay at budgets from the smallest

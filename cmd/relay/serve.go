@@ -128,7 +128,7 @@ func (a *app) build(s *Settings) error {
 	if err := applyTestCA(s); err != nil {
 		return err
 	}
-	shares, err := a.tuneMemory(s)
+	shares, err := a.tuneMemory(s, false)
 	if err != nil {
 		return err
 	}
@@ -138,13 +138,7 @@ func (a *app) build(s *Settings) error {
 	if err := a.buildRelay(s, shares); err != nil {
 		return err
 	}
-	if err := a.ledger.Check(); err != nil {
-		// Explicit sizes (RELAY_FIREHOSE_BUFFER, RELAY_PEBBLE_CACHE, ...)
-		// may be the operator's choice: warn, do not refuse.
-		a.log.Warn("memory: the configured bounds exceed the budget; RSS may pass it", "err", err)
-	} else {
-		a.log.Info("memory ledger", "items", a.ledger.String())
-	}
+	a.checkLedger()
 	xrpcAPI, err := xrpc.New(a.xrpcConfig(s))
 	if err != nil {
 		return err
@@ -182,8 +176,9 @@ func (a *app) listen(s *Settings, api http.Handler, adm *admin.Server) error {
 
 // tuneMemory applies the memory budget to the Go runtime (process-wide:
 // GOMEMLIMIT, GOGC, the C allocator), starts the heap trimmer unless it is
-// off, and returns the budget's shares with the explicit sizes in place.
-func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
+// off, and returns the budget's shares with the explicit sizes in place,
+// the splitter's (memory.Shares.ForSplitter) when splitter is set.
+func (a *app) tuneMemory(s *Settings, splitter bool) (memory.Shares, error) {
 	memCfg := s.Memory
 	memCfg.OffHeapOf = func(b int64) int64 { return s.Sizes.apply(b).OffHeap() }
 	if !memory.TuneCAllocator() {
@@ -194,6 +189,9 @@ func (a *app) tuneMemory(s *Settings) (memory.Shares, error) {
 		return memory.Shares{}, err
 	}
 	shares := s.Sizes.apply(applied.Budget)
+	if splitter {
+		shares = shares.ForSplitter()
+	}
 	memCfg.TrimThreshold = shares.TrimThreshold
 	a.ledger = memory.NewLedger(applied.Budget)
 	a.log.Info("memory shares", "budget", applied.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
@@ -233,18 +231,8 @@ func (a *app) openServices(s *Settings, shares memory.Shares) error {
 	}
 	a.ids = identity.New(idCfg)
 
-	fhCfg := a.firehoseConfig(s, shares)
-	if fhCfg.RingFrames == 0 {
-		// The slot array is allocated up front: size it to the ring (frames
-		// average ~2 KB; an eighth of that per slot leaves room for bursts
-		// of small ones) instead of 128 Ki slots (3 MiB) at every budget.
-		fhCfg.RingFrames = int(min(max(shares.Ring/256, 8192), firehose.DefaultRingFrames))
-	}
-	fhCfg.MaxConsumers = a.withinShare("firehose consumers", orDefault(fhCfg.MaxConsumers, firehose.DefaultMaxConsumers),
-		shares.Consumers, fhCfg.ConsumerBytes(), 0)
-	a.ledger.Add("firehose ring", int64(fhCfg.RingBytes), true)
 	var err error
-	a.hub, err = firehose.NewHub(store.FirehoseLog{St: st}, fhCfg)
+	a.hub, err = firehose.NewHub(store.FirehoseLog{St: st}, a.firehoseConfig(s, shares))
 	return err
 }
 
@@ -279,11 +267,34 @@ func (a *app) openStore(s *Settings, shares memory.Shares) error {
 	return nil
 }
 
-// firehoseConfig is the configured firehose with the ring's memory share
-// and what no setting carries (metrics, logger, software name).
+// firehoseConfig is the configured firehose sized to its memory shares:
+// the ring and its slots, and the consumers the consumers share holds; it
+// adds both to the ledger, so it is called once per app.
 func (a *app) firehoseConfig(s *Settings, shares memory.Shares) firehose.Config {
 	c := s.Firehose
 	c.RingBytes, c.Metrics, c.Logger, c.Software = int(shares.Ring), a.metrics, a.log, software
+	c.TrustedProxies = s.TrustedProxies
+	if c.RingFrames == 0 {
+		// The slot array is allocated up front: size it to the ring (frames
+		// average ~2 KB; an eighth of that per slot leaves room for bursts
+		// of small ones) instead of 128 Ki slots (3 MiB) at every budget.
+		c.RingFrames = int(min(max(shares.Ring/256, 8192), firehose.DefaultRingFrames))
+	}
+	c.MaxConsumers = a.withinShare("firehose consumers", orDefault(c.MaxConsumers, firehose.DefaultMaxConsumers),
+		shares.Consumers, c.ConsumerBytes(), 0)
+	a.ledger.Add("firehose ring", int64(c.RingBytes), true)
+	return c
+}
+
+// jetstreamConfig is the configured Jetstream server sized to its memory
+// share for about target subscribers (jetstreamWithin, then the
+// subscribers that fit); it adds them to the ledger, so it is called once
+// per app.
+func (a *app) jetstreamConfig(s *Settings, shares memory.Shares, target int) jetstream.Config {
+	c := jetstreamWithin(s.Jetstream, shares.Jetstream, target)
+	c.MaxSubscribers = a.withinShare("jetstream subscribers", orDefault(c.MaxSubscribers, jetstream.DefaultMaxSubscribers),
+		shares.Jetstream, c.SubscriberBytes(), c.SharedBytes())
+	c.Metrics, c.Logger, c.Software = a.metrics, a.log, software
 	c.TrustedProxies = s.TrustedProxies
 	return c
 }
@@ -330,12 +341,7 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	a.ledger.Add("held results past their bound", rCfg.IntakeBytes, true)
 	// The Jetstream server exists before the relay publishes anything: it
 	// is woken after every durable batch instead of polling the log.
-	jsCfg := jetstreamWithin(s.Jetstream, shares.Jetstream)
-	jsCfg.MaxSubscribers = a.withinShare("jetstream subscribers", orDefault(jsCfg.MaxSubscribers, jetstream.DefaultMaxSubscribers),
-		shares.Jetstream, jsCfg.SubscriberBytes(), jsCfg.SharedBytes())
-	jsCfg.Metrics, jsCfg.Logger, jsCfg.Software = a.metrics, a.log, software
-	jsCfg.TrustedProxies = s.TrustedProxies
-	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
+	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, a.jetstreamConfig(s, shares, relayJetstreamTarget)); err != nil {
 		return err
 	}
 	r, err = relay.New(rCfg, relay.Deps{Store: a.store, Identity: a.ids, Hub: a.hub, Resyncer: rs, Logger: a.log,
@@ -345,6 +351,18 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	}
 	a.relay = r
 	return nil
+}
+
+// checkLedger logs the ledger, or warns when the configured bounds add up
+// to more than the budget: explicit sizes (RELAY_FIREHOSE_BUFFER,
+// RELAY_PEBBLE_CACHE, ...) may be the operator's choice, so it does not
+// refuse.
+func (a *app) checkLedger() {
+	if err := a.ledger.Check(); err != nil {
+		a.log.Warn("memory: the configured bounds exceed the budget; RSS may pass it", "err", err)
+		return
+	}
+	a.log.Info("memory ledger", "items", a.ledger.String())
 }
 
 // withinShare returns how many connections of per bytes each (plus shared
@@ -362,19 +380,29 @@ func (a *app) withinShare(name string, configured int, share, per, shared int64)
 }
 
 // jetstreamWithin sizes the Jetstream server's per-subscriber buffers to
-// its share: a queue and a client message of at most a 128th of it each
-// (256 KiB at least; the configured sizes if smaller: 512 KiB still holds
-// an options_update naming 10,000 DIDs) and a compressor per 16 MiB, so
-// that from 4 GiB up the share holds about 50 subscribers rather than 7
-// with 8 MiB queues (one at the smallest budgets). Messages in the queues
-// are shared between subscribers, so the bound over-counts.
-func jetstreamWithin(c jetstream.Config, share int64) jetstream.Config {
-	per := int(max(share/128, 256<<10))
+// its share, for about target subscribers: a queue and a client message
+// of at most share/(2·target) each (256 KiB at least; the configured sizes
+// if smaller: 512 KiB still holds an options_update naming 10,000 DIDs)
+// and a compressor per 16 MiB. With serve's target (relayJetstreamTarget)
+// the share holds about 50 subscribers from 4 GiB up rather than 7 with
+// 8 MiB queues (one at the smallest budgets). Messages in the queues are
+// shared between subscribers, so the bound over-counts.
+func jetstreamWithin(c jetstream.Config, share int64, target int) jetstream.Config {
+	per := int(max(share/int64(2*target), 256<<10))
 	c.QueueBytes = min(orDefault(c.QueueBytes, jetstream.DefaultQueueBytes), per)
 	c.MaxClientMessageBytes = min(orDefault(c.MaxClientMessageBytes, jetstream.DefaultMaxClientMessageBytes), per)
 	c.CompressConcurrency = min(orDefault(c.CompressConcurrency, jetstream.DefaultCompressConcurrency), int(max(share>>24, 1)))
 	return c
 }
+
+// Subscribers Jetstream's buffers are sized for (jetstreamWithin): a relay
+// serves a few Jetstream clients beside its firehose consumers; a
+// splitter, the fan-out tier, many, with shallower queues (a subscriber
+// cut as too slow reconnects with its cursor and loses nothing).
+const (
+	relayJetstreamTarget    = 64
+	splitterJetstreamTarget = 1024
+)
 
 // orDefault is v, or def when v is zero (a Config's "zero means default").
 func orDefault[T int | int64](v, def T) T {

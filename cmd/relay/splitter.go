@@ -211,7 +211,9 @@ func buildSplitterApp(s *splitterSettings, log *slog.Logger) (*splitterApp, erro
 }
 
 func (a *splitterApp) build(s *splitterSettings) error {
-	shares, err := a.tuneMemory(&s.Settings)
+	// The splitter's consumers get the shares of what only the relay has
+	// (hosts, identities, results, resyncs): it exists to serve them.
+	shares, err := a.tuneMemory(&s.Settings, true)
 	if err != nil {
 		return err
 	}
@@ -221,18 +223,18 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	if a.hub, err = firehose.NewHub(store.FirehoseLog{St: a.store}, a.firehoseConfig(&s.Settings, shares)); err != nil {
 		return err
 	}
-	jsCfg := s.Jetstream
-	jsCfg.Metrics, jsCfg.Logger, jsCfg.TrustedProxies = a.metrics, a.log, s.TrustedProxies
-	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, jsCfg); err != nil {
+	if a.js, err = jetstream.New(jetstream.StoreSource{Store: a.store}, a.jetstreamConfig(&s.Settings, shares, splitterJetstreamTarget)); err != nil {
 		return err
 	}
 	spCfg := s.Splitter
 	// Frames read and not yet stored play the part of serve's intake.
 	spCfg.Software, spCfg.QueueBytes = software, int(shares.Intake)
+	a.ledger.Add("intake", shares.Intake, true)
 	if a.sp, err = splitter.New(spCfg, splitter.Deps{Store: a.store, Hub: a.hub, OnPublish: a.js.Notify,
 		Metrics: a.metrics, Logger: a.log}); err != nil {
 		return err
 	}
+	a.checkLedger()
 	// Of the admin API only the consumer list and the upstream connection
 	// mean something here (splitterAdmin).
 	adm, err := a.adminServer(s.AdminToken, splitterAdmin{sp: a.sp, hub: a.hub})

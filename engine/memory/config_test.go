@@ -127,6 +127,30 @@ func TestSharesOf(t *testing.T) {
 	}
 }
 
+// TestSharesForSplitter: the splitter's shares hand what the relay alone
+// uses to the consumers and leave the heap total as it was, so they fit
+// wherever SharesOf does (TestSharesLedgerFits).
+func TestSharesForSplitter(t *testing.T) {
+	for _, b := range []int64{MinBudget, 96 << 20, 256 << 20, 1 << 30, 4 << 30, 24 << 30} {
+		s := SharesOf(b)
+		sp := s.ForSplitter()
+		if sp.Heap() != s.Heap() || sp.Pebble() != s.Pebble() {
+			t.Fatalf("budget %d: heap %d, Pebble %d; the relay's %d, %d", b, sp.Heap(), sp.Pebble(), s.Heap(), s.Pebble())
+		}
+		if sp.IdentityCache|sp.Hosts|sp.Overlay|sp.Upstream|sp.Results|sp.Resync != 0 {
+			t.Fatalf("budget %d: the splitter keeps a share of the relay's: %+v", b, sp)
+		}
+		if sp.Ring != s.Ring || sp.Intake != s.Intake || sp.TrimThreshold != s.TrimThreshold {
+			t.Fatalf("budget %d: %+v changed a share the splitter uses as the relay does: %+v", b, sp, s)
+		}
+		if sp.Consumers <= s.Consumers || sp.Jetstream <= s.Jetstream {
+			t.Fatalf("budget %d: consumers %d, Jetstream %d; the relay's %d, %d", b, sp.Consumers, sp.Jetstream, s.Consumers, s.Jetstream)
+		}
+		t.Logf("budget %d MiB: firehose consumers %d MiB (relay %d), Jetstream %d MiB (relay %d)",
+			b>>20, sp.Consumers>>20, s.Consumers>>20, sp.Jetstream>>20, s.Jetstream>>20)
+	}
+}
+
 // TestSharesLedgerFits is the budget's arithmetic: for every budget from
 // MinBudget up, the shares with the process overhead, the fixed Go memory
 // and their GC headroom add up to at most the budget, GOMEMLIMIT is

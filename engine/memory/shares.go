@@ -52,6 +52,9 @@ package memory
 //	                 so the collector keeps the heap under it with the live
 //	                 heap at most three quarters of it
 //
+// `relay splitter` has no hosts, identities or validation: its consumers
+// get those shares ([Shares.ForSplitter]).
+//
 // TrimThreshold (B/64, 4–256 MiB) is not memory held: it is the idle heap
 // above which the trimmer returns memory to the OS.
 //
@@ -169,6 +172,25 @@ func SharesOf(budget int64) Shares {
 		// Below MinBudget nothing fits: every share at its floor.
 		*x.v = x.floor + (*x.v-x.floor)*max(avail-floors, 0)/(heap-floors)
 	}
+	return s
+}
+
+// ForSplitter is s for `relay splitter`, which copies one upstream relay
+// to its consumers: it has no subscribed hosts, identities, account
+// overlay, validated results or resyncs, and reads one connection instead
+// of thousands, so those shares go to its consumers, a third to the
+// firehose's and two thirds to Jetstream's, whose subscribers are bounded
+// at about six times a firehose consumer (at 1 GiB: about 1,700 firehose
+// consumers instead of 170, and Jetstream subscribers in proportion). The
+// heap total is unchanged, so the GC headroom SharesOf left still holds.
+// Intake (the queue in front of the store) keeps its share; the upstream
+// message being read is, like a near-limit frame in the relay, outside the
+// shares.
+func (s Shares) ForSplitter() Shares {
+	freed := s.IdentityCache + s.Hosts + s.Overlay + s.Upstream + s.Results + s.Resync
+	s.IdentityCache, s.Hosts, s.Overlay, s.Upstream, s.Results, s.Resync = 0, 0, 0, 0, 0, 0
+	s.Consumers += freed / 3
+	s.Jetstream += freed - freed/3
 	return s
 }
 
