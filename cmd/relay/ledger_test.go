@@ -83,7 +83,7 @@ func TestSplitterMemoryLedger(t *testing.T) {
 		}
 		if budget == "1GiB" {
 			// The caps, from their ledger lines. The relay at 1 GiB admits
-			// 170 consumers and 25 Jetstream subscribers.
+			// 170 consumers and 22 Jetstream subscribers.
 			js := jetstreamWithin(jetstream.Config{}, memory.SharesOf(1<<30).ForSplitter().Jetstream, splitterJetstreamTarget)
 			n := have["firehose consumers"] / (firehose.Config{}).ConsumerBytes()
 			m := (have["jetstream subscribers"] - js.SharedBytes()) / js.SubscriberBytes()

@@ -379,17 +379,17 @@ func (a *app) withinShare(name string, configured int, share, per, shared int64)
 	return n
 }
 
-// jetstreamWithin sizes the Jetstream server's per-subscriber buffers to
-// its share, for about target subscribers: a queue and a client message
-// of at most share/(2·target) each (256 KiB at least; the configured sizes
-// if smaller: 512 KiB still holds an options_update naming 10,000 DIDs)
-// and a compressor per 16 MiB. With serve's target (relayJetstreamTarget)
-// the share holds about 50 subscribers from 4 GiB up rather than 7 with
-// 8 MiB queues (one at the smallest budgets). Messages in the queues are
-// shared between subscribers, so the bound over-counts.
+// jetstreamWithin sizes the Jetstream server's buffers to its share, for
+// about target subscribers: the backlog all live subscribers share (at
+// most a quarter of the share), one subscriber's queue within it, a
+// client message of at most share/(2·target) (256 KiB at least; the
+// configured sizes if smaller: 512 KiB still holds an options_update
+// naming 10,000 DIDs) and a compressor per 16 MiB. What is left holds the
+// subscribers' own bounds (jetstream.Config.SubscriberBytes).
 func jetstreamWithin(c jetstream.Config, share int64, target int) jetstream.Config {
+	c.BacklogBytes = int(min(int64(orDefault(c.BacklogBytes, jetstream.DefaultBacklogBytes)), max(share/4, 1)))
+	c.QueueBytes = min(orDefault(c.QueueBytes, jetstream.DefaultQueueBytes), c.BacklogBytes)
 	per := int(max(share/int64(2*target), 256<<10))
-	c.QueueBytes = min(orDefault(c.QueueBytes, jetstream.DefaultQueueBytes), per)
 	c.MaxClientMessageBytes = min(orDefault(c.MaxClientMessageBytes, jetstream.DefaultMaxClientMessageBytes), per)
 	c.CompressConcurrency = min(orDefault(c.CompressConcurrency, jetstream.DefaultCompressConcurrency), int(max(share>>24, 1)))
 	return c

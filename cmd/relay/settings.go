@@ -416,10 +416,16 @@ func settingsTable(s *Settings) []setting {
 			value: intValue(&s.Jetstream.MaxSubscribersPerIP, 0)},
 		{flag: "jetstream-queue-bytes", env: "RELAY_JETSTREAM_QUEUE_BYTES", group: groupJetstream,
 			def: fmt.Sprintf("%dMiB", jetstream.DefaultQueueBytes>>20),
-			help: "Messages a Jetstream subscriber may have waiting; a subscriber further behind is " +
-				"disconnected as too slow (messages are shared between subscribers, so this bounds how " +
-				"far back the slowest one holds them). 0: the default.",
+			help: "Messages one Jetstream subscriber may have waiting; a subscriber further behind is " +
+				"disconnected as too slow. At most the backlog (--jetstream-backlog-bytes). 0: the default.",
 			value: bytesValue(&s.Jetstream.QueueBytes)},
+		{flag: "jetstream-backlog-bytes", env: "RELAY_JETSTREAM_BACKLOG_BYTES", group: groupJetstream,
+			def: fmt.Sprintf("%dMiB", jetstream.DefaultBacklogBytes>>20),
+			help: "How far behind the newest messages a Jetstream subscriber may fall, in bytes of messages made " +
+				"since its oldest unsent one, before it is disconnected as too slow. Subscribers share their " +
+				"messages, so this bounds what all of them hold back together; at most a quarter of the memory " +
+				"budget's Jetstream share. 0: the default.",
+			value: bytesValue(&s.Jetstream.BacklogBytes)},
 		{flag: "jetstream-max-replays", env: "RELAY_JETSTREAM_MAX_REPLAYS", group: groupJetstream,
 			def:   fmt.Sprint(jetstream.DefaultMaxReplays),
 			help:  "Jetstream subscribers replaying from a cursor at once; others wait their turn. 0: the default.",

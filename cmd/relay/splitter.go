@@ -39,7 +39,7 @@ var splitterShared = []string{
 	"api-listen", "admin-listen", "trusted-proxies", "max-consumers", "max-consumers-per-ip",
 	"data-dir", "replay-window", "disk-budget", "sync-policy", "sync-interval",
 	"memory-budget", "gogc", "trim-interval", "trim", "firehose-buffer", "pebble-cache", "pebble-memtable",
-	"jetstream-max-subscribers", "jetstream-max-subscribers-per-ip", "jetstream-queue-bytes", "jetstream-max-replays",
+	"jetstream-max-subscribers", "jetstream-max-subscribers-per-ip", "jetstream-queue-bytes", "jetstream-backlog-bytes", "jetstream-max-replays",
 	"admin-password", "log-level", "log-format",
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -38,6 +39,15 @@ type Config struct {
 	// subscriber that wants them, so this bounds what one slow subscriber
 	// can pin.
 	QueueBytes int
+	// BacklogBytes bounds the messages the live subscribers pin together
+	// (default 64 MiB): a subscriber whose oldest message not yet written
+	// is more than this many bytes of messages behind the newest (every
+	// message the pump made counts, wanted by it or not) is disconnected
+	// as too slow. The queues share their messages, so QueueBytes times
+	// the subscribers counts what many slow subscribers pin many times
+	// over; every message they pin lies in the newest BacklogBytes made,
+	// so this bounds them once.
+	BacklogBytes int
 	// BatchMessages is the most queued messages one writev sends (default
 	// 64, at most 512).
 	BatchMessages int
@@ -89,6 +99,7 @@ const (
 	DefaultMaxSubscribersPerIP   = 16 // firehose.DefaultMaxConsumersPerIP
 	DefaultQueueEvents           = 10_000
 	DefaultQueueBytes            = 8 << 20
+	DefaultBacklogBytes          = 64 << 20
 	DefaultBatchMessages         = 64
 	MaxBatchMessages             = 512
 	DefaultMaxReplays            = 16
@@ -106,26 +117,33 @@ const (
 // arrays, its filter.
 const subscriberFixedBytes = 32 << 10
 
+// queueSlotBytes is one slot of a subscriber's queue ring (a message
+// reference and its mark), which grows up to QueueEvents slots.
+const queueSlotBytes = int64(unsafe.Sizeof(queued{}))
+
 // compressorBytes is the state of one zstd compression (see
 // CompressConcurrency).
 const compressorBytes = 1 << 20
 
 // SubscriberBytes bounds the Go memory one subscriber can make the server
-// hold: its queue (QueueBytes; queued messages may be shared with other
-// subscribers, so this over-counts), a client message being assembled
+// hold besides the messages it shares (SharedBytes): its queue's slots
+// (QueueEvents), a client message being assembled
 // (MaxClientMessageBytes), a replay write buffer (ReplayBufferBytes) and
 // its fixed cost. The relay derives MaxSubscribers from its memory
 // budget's Jetstream share: MaxSubscribers × SubscriberBytes +
 // SharedBytes bounds them all.
 func (c Config) SubscriberBytes() int64 {
 	c = c.withDefaults()
-	return int64(c.QueueBytes) + int64(c.MaxClientMessageBytes) + int64(c.ReplayBufferBytes) + subscriberFixedBytes
+	return int64(c.QueueEvents)*queueSlotBytes + int64(c.MaxClientMessageBytes) + int64(c.ReplayBufferBytes) +
+		subscriberFixedBytes
 }
 
-// SharedBytes bounds what the server holds whatever the subscribers: the
-// compressors' state (CompressConcurrency × about 1 MiB).
+// SharedBytes bounds what the server holds whatever the number of
+// subscribers: the messages the live subscribers pin (BacklogBytes) and
+// the compressors' state (CompressConcurrency × about 1 MiB).
 func (c Config) SharedBytes() int64 {
-	return int64(c.withDefaults().CompressConcurrency) * compressorBytes
+	c = c.withDefaults()
+	return int64(c.BacklogBytes) + int64(c.CompressConcurrency)*compressorBytes
 }
 
 // ErrConfig is returned (wrapped) by New for an invalid Config.
@@ -136,6 +154,7 @@ func (c Config) withDefaults() Config {
 	config.Default(&c.MaxSubscribersPerIP, DefaultMaxSubscribersPerIP)
 	config.Default(&c.QueueEvents, DefaultQueueEvents)
 	config.Default(&c.QueueBytes, DefaultQueueBytes)
+	config.Default(&c.BacklogBytes, DefaultBacklogBytes)
 	config.Default(&c.BatchMessages, DefaultBatchMessages)
 	config.Default(&c.MaxReplays, DefaultMaxReplays)
 	config.Default(&c.MaxClientMessageBytes, DefaultMaxClientMessageBytes)
@@ -166,6 +185,7 @@ func (c Config) validate() error {
 	config.NotNegative(&p, "MaxSubscribersPerIP", c.MaxSubscribersPerIP)
 	config.NotNegative(&p, "QueueEvents", c.QueueEvents)
 	config.NotNegative(&p, "QueueBytes", c.QueueBytes)
+	config.NotNegative(&p, "BacklogBytes", c.BacklogBytes)
 	config.NotNegative(&p, "MaxReplays", c.MaxReplays)
 	config.NotNegative(&p, "MaxClientMessageBytes", c.MaxClientMessageBytes)
 	config.NotNegative(&p, "ReplayBufferBytes", c.ReplayBufferBytes)

@@ -90,5 +90,8 @@ func newServerMetrics(set *metrics.Set, s *Server) *serverMetrics {
 		return float64(len(s.all))
 	})
 	set.NewGauge(`relay_jetstream_pump_seq`, func() float64 { return float64(s.pumpSeq.Load()) })
+	// How far the slowest live subscriber is behind, in bytes of messages
+	// made since its oldest one; at Config.BacklogBytes it is cut.
+	set.NewGauge(`relay_jetstream_backlog_bytes`, func() float64 { return float64(s.backlog()) })
 	return m
 }

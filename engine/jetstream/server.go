@@ -70,6 +70,10 @@ type Server struct {
 	doneSeq  uint64 // the last relay seq the pump has fanned out
 	lastTime int64  // the pump's last stamp (0 before any)
 	closed   bool
+	// made is the bytes (buffer capacity) of every message the pump has
+	// made; a queued message's mark is made before it (BacklogBytes).
+	// sweptAt is made at the last sweep of the live subscribers.
+	made, sweptAt int64
 
 	// wg counts subscriber goroutines; Add only under mu while !closed.
 	wg sync.WaitGroup
@@ -227,6 +231,9 @@ func (s *Server) pumpEvent(seq uint64, unixMilli int64, frame []byte) error {
 	}
 	s.doneSeq = seq
 	s.lastTime = s.pc.clock.last
+	if s.made-s.sweptAt > int64(s.cfg.BacklogBytes)/16 {
+		s.sweepLocked()
+	}
 	if s.anyDead {
 		s.dropDeadLocked()
 	}
@@ -265,6 +272,7 @@ func (s *Server) matchDIDLocked() {
 func (s *Server) fanoutLocked(i int) {
 	c := &s.pc.cands[i]
 	var js, zs *pool.Frame
+	var jsMark, zsMark int64
 	for _, w := range s.evSubs {
 		sub, f := w.sub, w.f
 		if sub.dead || c.seq <= sub.after || c.timeUS < sub.minTime {
@@ -282,20 +290,24 @@ func (s *Server) fanoutLocked(i int) {
 			}
 			s.m.encoded.Inc()
 			js = s.frames.Copy(s.jbuf)
+			jsMark = s.made
+			s.made += int64(js.Cap())
 		}
-		out := js
+		out, mark := js, jsMark
 		if sub.compress {
 			if zs == nil {
 				s.zbuf = s.zenc.EncodeAll(js.Bytes(), s.zbuf[:0])
 				s.m.compressed.Inc()
 				zs = s.frames.Copy(s.zbuf)
+				zsMark = s.made
+				s.made += int64(zs.Cap())
 			}
-			out = zs
+			out, mark = zs, zsMark
 		}
 		if f.maxMessageBytes > 0 && out.Len() > f.maxMessageBytes {
 			continue
 		}
-		if !sub.enqueue(out) {
+		if !sub.enqueue(out, mark, s.made) {
 			sub.dead = true
 			s.anyDead = true
 		}
@@ -306,6 +318,34 @@ func (s *Server) fanoutLocked(i int) {
 	if zs != nil {
 		zs.Release()
 	}
+}
+
+// sweepLocked marks dead the live subscribers holding back more than
+// BacklogBytes of the stream. enqueue checks a subscriber only when it
+// gets a message: one that stopped reading and then narrowed its filter
+// to nothing would pin its queue forever. Called every BacklogBytes/16
+// made, so the messages pinned stay within BacklogBytes and a sixteenth.
+// REQUIRES: s.mu held, called by the pump.
+func (s *Server) sweepLocked() {
+	s.sweptAt = s.made
+	for _, sub := range s.live {
+		if !sub.dead && sub.behind(s.made) > int64(s.cfg.BacklogBytes) {
+			sub.dead = true
+			s.anyDead = true
+		}
+	}
+}
+
+// backlog returns the bytes of the stream the furthest-behind live
+// subscriber holds back (relay_jetstream_backlog_bytes).
+func (s *Server) backlog() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var most int64
+	for _, sub := range s.live {
+		most = max(most, sub.behind(s.made))
+	}
+	return most
 }
 
 // dropDeadLocked removes the subscribers marked dead from the live set and

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -45,11 +46,17 @@ type subscriber struct {
 	// qmu guards the live queue: a ring of shared messages, each holding
 	// one reference, grown by doubling up to Config.QueueEvents.
 	qmu     sync.Mutex
-	q       []*pool.Frame
+	q       []queued
 	qhead   int
 	qlen    int
 	qbytes  int
 	qclosed bool
+	// flying: the writer took a batch and has not released it yet; its
+	// first message's mark is still oldest. Guarded by qmu.
+	flying bool
+	// oldest is the mark of the oldest message the subscriber pins,
+	// queued or being written (noMark: none). Guarded by qmu.
+	oldest int64
 
 	// Owned by the writer goroutine.
 	conv     *converter // replay scratch, dropped when the replay ends
@@ -63,8 +70,21 @@ type subscriber struct {
 	werr     error  // the write error that ended a replay pass
 }
 
+// queued is one message in a subscriber's queue and its mark: how many
+// bytes of messages the pump had made before it (Server.made), so that
+// the bytes made since a subscriber's oldest message tell how much of the
+// stream it holds back (Config.BacklogBytes).
+type queued struct {
+	f    *pool.Frame
+	mark int64
+}
+
+// noMark is oldest for a subscriber that pins no message.
+const noMark = math.MaxInt64
+
 func newSubscriber(s *Server, conn net.Conn, compress bool) *subscriber {
 	sub := &subscriber{
+		oldest:   noMark,
 		s:        s,
 		out:      fanout.NewConn[cause](&s.ep, conn, s.ctx),
 		remote:   conn.RemoteAddr().String(),
@@ -293,11 +313,13 @@ func (sub *subscriber) replayEvent(seq uint64, unixMilli int64, frame []byte) er
 	return nil
 }
 
-// enqueue queues a shared message for the writer, taking a reference;
-// false when the queue is full (QueueEvents) or the message does not fit
-// a non-empty queue (QueueBytes). Called by the pump under s.mu; never
-// blocks on the socket.
-func (sub *subscriber) enqueue(f *pool.Frame) bool {
+// enqueue queues a shared message made at mark for the writer, taking a
+// reference; made is the bytes of messages made so far, this one
+// included. It returns false when the queue is full (QueueEvents), the
+// message does not fit a non-empty queue (QueueBytes), or the subscriber
+// would hold back more than BacklogBytes of the stream. Called by the pump
+// under s.mu; never blocks on the socket.
+func (sub *subscriber) enqueue(f *pool.Frame, mark, made int64) bool {
 	n := f.Len()
 	cfg := &sub.s.cfg
 	sub.qmu.Lock()
@@ -305,14 +327,18 @@ func (sub *subscriber) enqueue(f *pool.Frame) bool {
 		sub.qmu.Unlock()
 		return true
 	}
-	if sub.qlen == cfg.QueueEvents || (sub.qlen > 0 && sub.qbytes+n > cfg.QueueBytes) {
+	if sub.qlen == cfg.QueueEvents || (sub.qlen > 0 && sub.qbytes+n > cfg.QueueBytes) ||
+		sub.behindLocked(made) > int64(cfg.BacklogBytes) {
 		sub.qmu.Unlock()
 		return false
 	}
 	if sub.qlen == len(sub.q) {
 		sub.growLocked(min(max(2*len(sub.q), 64), cfg.QueueEvents))
 	}
-	sub.q[(sub.qhead+sub.qlen)%len(sub.q)] = f.Retain()
+	sub.q[(sub.qhead+sub.qlen)%len(sub.q)] = queued{f.Retain(), mark}
+	if sub.qlen == 0 && !sub.flying {
+		sub.oldest = mark
+	}
 	sub.qlen++
 	sub.qbytes += n
 	sub.qmu.Unlock()
@@ -320,9 +346,25 @@ func (sub *subscriber) enqueue(f *pool.Frame) bool {
 	return true
 }
 
+// behindLocked returns the bytes of messages made since the oldest one sub
+// pins (0 when it pins none), given made so far. REQUIRES: sub.qmu.
+func (sub *subscriber) behindLocked(made int64) int64 {
+	if sub.oldest == noMark {
+		return 0
+	}
+	return made - sub.oldest
+}
+
+// behind is behindLocked for the pump's sweep and the gauge.
+func (sub *subscriber) behind(made int64) int64 {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	return sub.behindLocked(made)
+}
+
 // growLocked moves the ring into a slice of n slots. REQUIRES: sub.qmu.
 func (sub *subscriber) growLocked(n int) {
-	q := make([]*pool.Frame, n)
+	q := make([]queued, n)
 	for i := 0; i < sub.qlen; i++ {
 		q[i] = sub.q[(sub.qhead+i)%len(sub.q)]
 	}
@@ -330,7 +372,9 @@ func (sub *subscriber) growLocked(n int) {
 }
 
 // take moves up to BatchMessages queued messages into sub.out.Batch();
-// the references move with them (sub.out releases them once written).
+// the references move with them (sub.out releases them once written, and
+// the writer then calls landed). The batch's first message stays the
+// oldest sub pins until then.
 func (sub *subscriber) take() int {
 	batch := sub.out.Batch()
 	sub.qmu.Lock()
@@ -338,16 +382,28 @@ func (sub *subscriber) take() int {
 	n := min(sub.qlen, len(batch))
 	for i := 0; i < n; i++ {
 		j := (sub.qhead + i) % len(sub.q)
-		f := sub.q[j]
-		sub.q[j] = nil
-		batch[i] = f
-		sub.qbytes -= f.Len()
+		batch[i] = sub.q[j].f
+		sub.q[j] = queued{}
+		sub.qbytes -= batch[i].Len()
 	}
 	if n > 0 {
 		sub.qhead = (sub.qhead + n) % len(sub.q)
 		sub.qlen -= n
+		sub.flying = true
 	}
 	return n
+}
+
+// landed records that the batch take handed out is written and released:
+// the oldest message sub pins is now its queue's head, if any.
+func (sub *subscriber) landed() {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	sub.flying = false
+	sub.oldest = noMark
+	if sub.qlen > 0 {
+		sub.oldest = sub.q[sub.qhead].mark
+	}
 }
 
 // closeQueue releases every queued message and refuses later ones. Called
@@ -357,10 +413,11 @@ func (sub *subscriber) closeQueue() {
 	sub.qclosed = true
 	for i := 0; i < sub.qlen; i++ {
 		j := (sub.qhead + i) % len(sub.q)
-		sub.q[j].Release()
-		sub.q[j] = nil
+		sub.q[j].f.Release()
+		sub.q[j] = queued{}
 	}
 	sub.q, sub.qhead, sub.qlen, sub.qbytes = nil, 0, 0, 0
+	sub.oldest = noMark
 	sub.qmu.Unlock()
 }
 
@@ -373,6 +430,7 @@ func (sub *subscriber) live() cause {
 		}
 		if n := sub.take(); n > 0 {
 			total, err := sub.out.WriteBatch(sub.op, n)
+			sub.landed()
 			if err != nil {
 				return sub.failed()
 			}
