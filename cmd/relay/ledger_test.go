@@ -37,6 +37,43 @@ func buildLedger(t *testing.T, budget string, extra ...string) *memory.Ledger {
 	return l
 }
 
+// buildSplitterLedger is buildLedger for `relay splitter`.
+func buildSplitterLedger(t *testing.T, budget string) *memory.Ledger {
+	t.Helper()
+	keepRuntimeSettings(t)
+	s, _, err := parseSplitterSettings([]string{"--upstream", "ws://127.0.0.1:1", "--data-dir", t.TempDir(),
+		"--api-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--memory-budget", budget, "--trim=false"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := buildSplitterApp(s, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("budget %s: %v", budget, err)
+	}
+	l := a.ledger
+	a.close()
+	return l
+}
+
+// checkLedger checks that l fits its budget and holds a bound for each of
+// items, and returns its lines by name.
+func checkLedger(t *testing.T, budget string, l *memory.Ledger, items []string) map[string]int64 {
+	t.Helper()
+	if err := l.Check(); err != nil {
+		t.Errorf("budget %s: %v", budget, err)
+	}
+	have := map[string]int64{}
+	for _, it := range l.Items {
+		have[it.Name] = it.Bytes
+	}
+	for _, name := range items {
+		if b, ok := have[name]; !ok || b <= 0 {
+			t.Errorf("budget %s: no bound for %s in the ledger (%s)", budget, name, l)
+		}
+	}
+	return have
+}
+
 // splitterLedgerItems are ledgerItems for `relay splitter`: the firehose
 // and Jetstream, the queue in front of the store, and Pebble.
 var splitterLedgerItems = []string{
@@ -52,30 +89,8 @@ var splitterLedgerItems = []string{
 // relay's cap, which a fan-out tier is for.
 func TestSplitterMemoryLedger(t *testing.T) {
 	for _, budget := range []string{fmt.Sprintf("%dB", memory.MinBudget), "96MiB", "256MiB", "1GiB", "4GiB", "24GiB"} {
-		keepRuntimeSettings(t)
-		s, _, err := parseSplitterSettings([]string{"--upstream", "ws://127.0.0.1:1", "--data-dir", t.TempDir(),
-			"--api-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--memory-budget", budget, "--trim=false"}, noEnv, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := buildSplitterApp(s, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatalf("budget %s: %v", budget, err)
-		}
-		l := a.ledger
-		a.close()
-		if err := l.Check(); err != nil {
-			t.Errorf("budget %s: %v", budget, err)
-		}
-		have := map[string]int64{}
-		for _, it := range l.Items {
-			have[it.Name] = it.Bytes
-		}
-		for _, name := range splitterLedgerItems {
-			if b, ok := have[name]; !ok || b <= 0 {
-				t.Errorf("budget %s: no bound for %s in the ledger (%s)", budget, name, l)
-			}
-		}
+		l := buildSplitterLedger(t, budget)
+		have := checkLedger(t, budget, l, splitterLedgerItems)
 		for _, name := range []string{"subscribed hosts", "identity cache", "results", "resync"} {
 			if _, ok := have[name]; ok {
 				t.Errorf("budget %s: the splitter's ledger lists %s, which it does not have (%s)", budget, name, l)
@@ -108,18 +123,7 @@ func TestSplitterMemoryLedger(t *testing.T) {
 func TestServeMemoryLedger(t *testing.T) {
 	for _, budget := range []string{fmt.Sprintf("%dB", memory.MinBudget), "96MiB", "128MiB", "256MiB", "1GiB", "4GiB", "24GiB"} {
 		l := buildLedger(t, budget)
-		if err := l.Check(); err != nil {
-			t.Errorf("budget %s: %v", budget, err)
-		}
-		have := map[string]int64{}
-		for _, it := range l.Items {
-			have[it.Name] = it.Bytes
-		}
-		for _, name := range ledgerItems {
-			if b, ok := have[name]; !ok || b <= 0 {
-				t.Errorf("budget %s: no bound for %s in the ledger (%s)", budget, name, l)
-			}
-		}
+		checkLedger(t, budget, l, ledgerItems)
 		t.Logf("%s: %s", budget, l)
 	}
 }
