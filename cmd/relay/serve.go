@@ -397,8 +397,7 @@ func jetstreamWithin(c jetstream.Config, share int64, target int) jetstream.Conf
 
 // Subscribers Jetstream's buffers are sized for (jetstreamWithin): a relay
 // serves a few Jetstream clients beside its firehose consumers; a
-// splitter, the fan-out tier, many, with shallower queues (a subscriber
-// cut as too slow reconnects with its cursor and loses nothing).
+// splitter, the fan-out tier, many, each allowed a smaller options_update.
 const (
 	relayJetstreamTarget    = 64
 	splitterJetstreamTarget = 1024

@@ -12,8 +12,10 @@ import (
 )
 
 // backlogTestBytes is the BacklogBytes of the backlog tests: small beside
-// their queues (QueueBytes 64 MiB), so only the backlog can cut anyone.
-const backlogTestBytes = 1 << 20
+// their queues (QueueBytes 64 MiB), so only the backlog can cut anyone,
+// and large beside what the paced flood keeps in flight to the subscriber
+// that keeps up (16 messages of 16 KiB).
+const backlogTestBytes = 4 << 20
 
 // slowClient dials a subscriber that reads nothing, with a small socket
 // buffer so that its messages pile up in its queue soon.
@@ -25,13 +27,13 @@ func slowClient(t *testing.T, ts *testServer, query string) *client {
 	return c
 }
 
-// flood appends n 16 KiB posts by bob, numbered from first, paced on fast,
-// which must receive each in order: as a real stream, never a burst far
-// larger than any queue. While it runs it samples the backlog gauge and
-// returns the largest value seen.
+// flood appends n posts by bob, numbered from first, paced on fast, which
+// must receive each in order: as a real stream, never a burst far larger
+// than any queue. Each message takes a 16 KiB buffer. While it runs it
+// samples the backlog gauge and returns the largest value seen.
 func flood(t *testing.T, ts *testServer, fast *client, first, n int) int64 {
 	t.Helper()
-	big := postRecord(strings.Repeat("x", 16<<10))
+	big := postRecord(strings.Repeat("x", 15000))
 	var received atomic.Int64
 	var most atomic.Int64
 	stop := make(chan struct{})
@@ -81,12 +83,12 @@ func TestBacklogBoundsSlowSubscribers(t *testing.T) {
 	fast := ts.dial(t, "")
 	ts.waitLive(t, 4)
 
-	// 1,500 messages of 16 KiB (32 KiB buffers): 47 MiB made.
+	// 1,500 messages: 23 MiB made, more than the sockets take, less than
+	// any one queue.
 	most := flood(t, ts, fast, 0, 1500)
 	streamtest.WaitFor(t, "the slow subscribers cut", func() bool { return ts.m.disconnects[causeTooSlow].Get() == 3 })
-	// Within the bound, a sixteenth of it (the sweep's step) and one
-	// message.
-	if limit := int64(backlogTestBytes + backlogTestBytes/16 + 32<<10); most > limit {
+	// Within the bound and a sixteenth of it (the sweep's step).
+	if limit := int64(backlogTestBytes + backlogTestBytes/16); most > limit {
 		t.Fatalf("a subscriber held back %d bytes of the stream, over BacklogBytes %d (limit %d)", most, backlogTestBytes, limit)
 	}
 	ts.mu.Lock()
@@ -109,14 +111,16 @@ func TestBacklogSweepsANarrowedFilter(t *testing.T) {
 	fast := ts.dial(t, "")
 	ts.waitLive(t, 2)
 
-	// Enough to fill the slow one's socket buffers and queue some: it then
-	// pins messages, and is cut if it falls BacklogBytes behind first.
+	// Enough to fill the slow one's socket buffers and queue 512 KiB behind
+	// its blocked writer: it then pins messages for as long as it does not
+	// read (the kernel's buffers, full, take no more).
 	sub := ts.subscriberOf(t, slow)
-	for i := 0; sub.behind(ts.madeNow()) == 0; i += 16 {
-		if i >= 4096 {
-			t.Fatal("the slow subscriber never held a message back")
+	next := 0
+	for ; sub.queuedBytes() < 512<<10; next += 16 {
+		if next >= 4096 {
+			t.Fatal("the slow subscriber never held messages back")
 		}
-		flood(t, ts, fast, i, 16)
+		flood(t, ts, fast, next, 16)
 	}
 	if ts.m.disconnects[causeTooSlow].Get() != 0 {
 		t.Fatal("cut before narrowing its filter: the test needs a larger BacklogBytes")
@@ -124,7 +128,7 @@ func TestBacklogSweepsANarrowedFilter(t *testing.T) {
 	slow.sendText(`{"type":"options_update","payload":{"wantedCollections":["app.bsky.none.x"]}}`)
 	streamtest.WaitFor(t, "the options update", func() bool { return ts.m.optionsUpds.Get() == 1 })
 
-	flood(t, ts, fast, 4096, 100) // 3.1 MiB made past it
+	flood(t, ts, fast, next, 400) // 6.3 MiB made past it
 	streamtest.WaitFor(t, "the narrowed subscriber cut", func() bool { return ts.m.disconnects[causeTooSlow].Get() == 1 })
 }
 
@@ -147,4 +151,12 @@ func (ts *testServer) madeNow() int64 {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return ts.made
+}
+
+// queuedBytes returns the bytes in sub's queue, not counting a batch being
+// written.
+func (sub *subscriber) queuedBytes() int {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	return sub.qbytes
 }

@@ -40,10 +40,10 @@ type Config struct {
 	// can pin.
 	QueueBytes int
 	// BacklogBytes bounds the messages the live subscribers pin together
-	// (default 64 MiB): a subscriber whose oldest message not yet written
-	// is more than this many bytes of messages behind the newest (every
-	// message the pump made counts, wanted by it or not) is disconnected
-	// as too slow. The queues share their messages, so QueueBytes times
+	// (default 64 MiB): a subscriber for which the pump has made more than
+	// this many bytes of messages since its oldest message not yet written
+	// (every message counts, wanted by it or not) is disconnected as too
+	// slow. The queues share their messages, so QueueBytes times
 	// the subscribers counts what many slow subscribers pin many times
 	// over; every message they pin lies in the newest BacklogBytes made,
 	// so this bounds them once.

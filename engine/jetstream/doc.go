@@ -78,11 +78,11 @@
 // slow (Jetstream's policy for live subscribers), and reconnects with its
 // cursor. Since the queues share their messages, what slow subscribers
 // hold back together is bounded once, not per queue: every message made
-// gets a mark, the bytes made before it, and a subscriber whose oldest
+// gets a mark, the bytes made up to it, and a subscriber whose oldest
 // unsent message is more than Config.BacklogBytes of messages behind the
 // newest is cut too (checked as it gets a message, and by a sweep of all
 // every BacklogBytes/16 made, for one whose filter no longer matches).
-// Every message a live subscriber pins then lies in the newest
+// Every message a live subscriber pins then ends within the newest
 // BacklogBytes (and a sixteenth) made.
 //
 // A subscriber with a cursor first replays from the log in its own

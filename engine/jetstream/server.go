@@ -71,7 +71,7 @@ type Server struct {
 	lastTime int64  // the pump's last stamp (0 before any)
 	closed   bool
 	// made is the bytes (buffer capacity) of every message the pump has
-	// made; a queued message's mark is made before it (BacklogBytes).
+	// made; a queued message's mark is made once it was (BacklogBytes).
 	// sweptAt is made at the last sweep of the live subscribers.
 	made, sweptAt int64
 
@@ -290,8 +290,8 @@ func (s *Server) fanoutLocked(i int) {
 			}
 			s.m.encoded.Inc()
 			js = s.frames.Copy(s.jbuf)
-			jsMark = s.made
 			s.made += int64(js.Cap())
+			jsMark = s.made
 		}
 		out, mark := js, jsMark
 		if sub.compress {
@@ -299,8 +299,8 @@ func (s *Server) fanoutLocked(i int) {
 				s.zbuf = s.zenc.EncodeAll(js.Bytes(), s.zbuf[:0])
 				s.m.compressed.Inc()
 				zs = s.frames.Copy(s.zbuf)
-				zsMark = s.made
 				s.made += int64(zs.Cap())
+				zsMark = s.made
 			}
 			out, mark = zs, zsMark
 		}
@@ -324,7 +324,8 @@ func (s *Server) fanoutLocked(i int) {
 // BacklogBytes of the stream. enqueue checks a subscriber only when it
 // gets a message: one that stopped reading and then narrowed its filter
 // to nothing would pin its queue forever. Called every BacklogBytes/16
-// made, so the messages pinned stay within BacklogBytes and a sixteenth.
+// made, so the messages pinned stay within BacklogBytes, a sixteenth and
+// the oldest message.
 // REQUIRES: s.mu held, called by the pump.
 func (s *Server) sweepLocked() {
 	s.sweptAt = s.made

@@ -71,9 +71,10 @@ type subscriber struct {
 }
 
 // queued is one message in a subscriber's queue and its mark: how many
-// bytes of messages the pump had made before it (Server.made), so that
-// the bytes made since a subscriber's oldest message tell how much of the
-// stream it holds back (Config.BacklogBytes).
+// bytes of messages the pump had made once it made this one (Server.made),
+// so that the bytes made since a subscriber's oldest message tell how
+// much of the stream it holds back (Config.BacklogBytes); a message larger
+// than the backlog alone holds nothing back.
 type queued struct {
 	f    *pool.Frame
 	mark int64
@@ -84,13 +85,13 @@ const noMark = math.MaxInt64
 
 func newSubscriber(s *Server, conn net.Conn, compress bool) *subscriber {
 	sub := &subscriber{
-		oldest:   noMark,
 		s:        s,
 		out:      fanout.NewConn[cause](&s.ep, conn, s.ctx),
 		remote:   conn.RemoteAddr().String(),
 		compress: compress,
 		op:       wsframe.OpText,
 		hello:    make(chan struct{}),
+		oldest:   noMark,
 	}
 	if compress {
 		sub.op = wsframe.OpBinary
@@ -313,9 +314,8 @@ func (sub *subscriber) replayEvent(seq uint64, unixMilli int64, frame []byte) er
 	return nil
 }
 
-// enqueue queues a shared message made at mark for the writer, taking a
-// reference; made is the bytes of messages made so far, this one
-// included. It returns false when the queue is full (QueueEvents), the
+// enqueue queues a shared message with its mark for the writer, taking a
+// reference; made is the bytes of messages made so far. It returns false when the queue is full (QueueEvents), the
 // message does not fit a non-empty queue (QueueBytes), or the subscriber
 // would hold back more than BacklogBytes of the stream. Called by the pump
 // under s.mu; never blocks on the socket.
