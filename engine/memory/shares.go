@@ -45,8 +45,9 @@ package memory
 //	  Consumers      B/64   firehose consumers: MaxConsumers is this over one
 //	                 consumer's bound (firehose.Config.ConsumerBytes)
 //	  Jetstream      B/64   Jetstream subscribers: MaxSubscribers is what is
-//	                 left of this after the compressors over one subscriber's
-//	                 bound (jetstream.Config.SubscriberBytes, SharedBytes)
+//	                 left of this after the compressors and the backlog the
+//	                 subscribers share over one subscriber's bound
+//	                 (jetstream.Config.SubscriberBytes, SharedBytes)
 //	GC headroom      the rest, at least a third of the heap shares plus
 //	                 FixedGo: GOMEMLIMIT is B − ProcessOverhead − off heap,
 //	                 so the collector keeps the heap under it with the live
