@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/atrelay/relay/engine/admin"
+	"github.com/atrelay/relay/engine/clientip"
 	"github.com/atrelay/relay/engine/firehose"
 	"github.com/atrelay/relay/engine/identity"
 	"github.com/atrelay/relay/engine/jetstream"
@@ -151,28 +152,51 @@ func (a *app) build(s *Settings) error {
 	if s.AdminOnAPI && adm != nil {
 		publicAdmin = adm
 	}
-	return a.listen(s, xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin}), adm)
+	return a.listen(s, shares, xrpcAPI.Public(xrpc.PublicConfig{Software: software, Admin: publicAdmin}), adm)
 }
 
 // listen binds the public API listener (Jetstream at GET /subscribe, api
 // for the rest) and the admin listener (adminHandler of adm).
-func (a *app) listen(s *Settings, api http.Handler, adm *admin.Server) error {
+func (a *app) listen(s *Settings, shares memory.Shares, api http.Handler, adm *admin.Server) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /subscribe", a.js)
 	mux.Handle("/", api)
+	public := newHTTPServer(mux)
+	// Every open connection costs a goroutine and its buffers before it
+	// sends anything: the public listener's are capped by the HTTP share.
+	// The admin listener is not public (section 1 of the RUNBOOK).
+	conns := clientip.NewConnLimiter(a.metrics, "relay_http_connections_open", "relay_http_connections_refused_total",
+		a.withinShare("http connections", orDefault(s.MaxHTTPConns, defaultMaxHTTPConns), shares.HTTP, httpConnBytes, 0),
+		orDefault(s.MaxHTTPConnsPerIP, defaultMaxHTTPConnsPerIP), clientip.Policy{TrustedProxies: s.TrustedProxies})
+	conns.ExemptLoopback = true
+	public.ConnState = conns.Hook
 	for _, l := range []struct {
 		addr string
-		h    http.Handler
-	}{{s.APIListen, mux}, {s.AdminListen, a.adminHandler(adm)}} {
+		srv  *http.Server
+	}{{s.APIListen, public}, {s.AdminListen, newHTTPServer(a.adminHandler(adm))}} {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			return err
 		}
 		a.log.Info("listening", "addr", ln.Addr().String())
-		a.servers = append(a.servers, server{srv: newHTTPServer(l.h), ln: ln})
+		a.servers = append(a.servers, server{srv: l.srv, ln: ln})
 	}
 	return nil
 }
+
+// Defaults of the public listener's connection caps (Settings.MaxHTTPConns,
+// MaxHTTPConnsPerIP).
+const (
+	defaultMaxHTTPConns      = 10_000
+	defaultMaxHTTPConnsPerIP = 32
+)
+
+// httpConnBytes is what one connection to the public listener can hold
+// before a WebSocket endpoint hijacks it: the server's goroutine and
+// buffers (about 14 KiB silent, 16 KiB idle after a request) and, at
+// worst, a request's headers being read up to maxHeaderBytes (measured
+// 33 KiB in all, TestHTTPConnBytes), with a third of margin.
+const httpConnBytes = 48 << 10
 
 // tuneMemory applies the memory budget to the Go runtime (process-wide:
 // GOMEMLIMIT, GOGC, the C allocator), starts the heap trimmer unless it is
@@ -454,7 +478,9 @@ func (a *app) adminHandler(adm *admin.Server) http.Handler {
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
+	// Real clients send a few KiB; each open connection may hold this
+	// much (httpConnBytes).
+	maxHeaderBytes = 16 << 10
 )
 
 // readTimeout bounds reading one whole request (a variable so that a test

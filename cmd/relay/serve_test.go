@@ -69,9 +69,12 @@ func TestServeBuildRunShutdown(t *testing.T) {
 	}
 	api, adm := "http://"+a.servers[0].ln.Addr().String(), "http://"+a.servers[1].ln.Addr().String()
 	for _, s := range a.servers {
-		if s.srv.ReadHeaderTimeout != 10*time.Second || s.srv.ReadTimeout != 30*time.Second || s.srv.IdleTimeout != 120*time.Second || s.srv.MaxHeaderBytes != 64<<10 {
+		if s.srv.ReadHeaderTimeout != 10*time.Second || s.srv.ReadTimeout != 30*time.Second || s.srv.IdleTimeout != 120*time.Second || s.srv.MaxHeaderBytes != 16<<10 {
 			t.Errorf("server limits: header timeout %v, idle %v, max header %d", s.srv.ReadHeaderTimeout, s.srv.IdleTimeout, s.srv.MaxHeaderBytes)
 		}
+	}
+	if a.servers[0].srv.ConnState == nil || a.servers[1].srv.ConnState != nil {
+		t.Error("the public listener's connections are not capped, or the admin listener's are")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

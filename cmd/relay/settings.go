@@ -77,6 +77,10 @@ type Settings struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (the public API, the firehose and Jetstream alike).
 	TrustedProxies []netip.Prefix
+	// MaxHTTPConns and MaxHTTPConnsPerIP bound the public listener's
+	// connections not hijacked by a WebSocket endpoint (0: the defaults;
+	// the total is lowered to the memory budget's HTTP share).
+	MaxHTTPConns, MaxHTTPConnsPerIP int
 	// Warnings are the settings problems that are not errors (an alias
 	// that disagrees with our name, a reference setting ignored), logged
 	// once the logger exists.
@@ -376,7 +380,7 @@ func settingsTable(s *Settings) []setting {
 		{flag: "memory-budget", env: "RELAY_MEMORY_BUDGET", group: groupMemory, def: "0", deploy: "4GiB",
 			help: "Memory of the whole process; under systemd it must equal MemoryHigh in relay.service. " +
 				"The relay sets GOMEMLIMIT to it minus max(1/10 of it, 32 MiB) minus off-heap caches, and every cache, queue and " +
-				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 78 MiB. 0: the cgroup limit " +
+				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 79 MiB. 0: the cgroup limit " +
 				"(MemoryHigh/MemoryMax), else the machine's memory.",
 			value: bytesValue(&s.Memory.Budget)},
 		{flag: "gogc", env: "RELAY_GOGC", group: groupMemory, def: fmt.Sprint(memory.DefaultGOGC),
@@ -455,6 +459,16 @@ func settingsTable(s *Settings) []setting {
 		{flag: "max-consumers-per-ip", env: "RELAY_MAX_CONSUMERS_PER_IP", group: groupNetwork, def: fmt.Sprint(firehose.DefaultMaxConsumersPerIP),
 			help:  "Concurrent consumers per IPv4 address or IPv6 /64; one more gets HTTP 429. 0: the default.",
 			value: intValue(&s.Firehose.MaxConsumersPerIP, 0)},
+		{flag: "max-http-connections", env: "RELAY_MAX_HTTP_CONNECTIONS", group: groupNetwork, def: fmt.Sprint(defaultMaxHTTPConns),
+			help: "Open connections to the public listener besides consumers and Jetstream subscribers (requests " +
+				"being read or answered, idle keep-alive ones); one more is closed unanswered. Lowered to the memory " +
+				"budget's share (48 KiB each at worst). 0: the default.",
+			value: intValue(&s.MaxHTTPConns, 0)},
+		{flag: "max-http-connections-per-ip", env: "RELAY_MAX_HTTP_CONNECTIONS_PER_IP", group: groupNetwork,
+			def: fmt.Sprint(defaultMaxHTTPConnsPerIP),
+			help: "The same per IPv4 address or IPv6 /64 of the TCP peer; a trusted proxy (--trusted-proxies) and " +
+				"loopback peers are held to the total only. 0: the default.",
+			value: intValue(&s.MaxHTTPConnsPerIP, 0)},
 		{flag: "crawl-requests-per-minute", env: "RELAY_CRAWL_REQUESTS_PER_MINUTE", group: groupNetwork,
 			def:   fmt.Sprint(xrpc.DefaultCrawlRequestsPerMinute),
 			help:  "Public requestCrawl calls per client per minute; beyond it HTTP 429. 0: the default.",

@@ -37,6 +37,7 @@ type splitterSettings struct {
 // the order they are shown.
 var splitterShared = []string{
 	"api-listen", "admin-listen", "trusted-proxies", "max-consumers", "max-consumers-per-ip",
+	"max-http-connections", "max-http-connections-per-ip",
 	"data-dir", "replay-window", "disk-budget", "sync-policy", "sync-interval",
 	"memory-budget", "gogc", "trim-interval", "trim", "firehose-buffer", "pebble-cache", "pebble-memtable",
 	"jetstream-max-subscribers", "jetstream-max-subscribers-per-ip", "jetstream-queue-bytes", "jetstream-backlog-bytes", "jetstream-max-replays",
@@ -241,7 +242,7 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	if err != nil {
 		return err
 	}
-	return a.listen(&s.Settings, a.sp.Handler(), adm)
+	return a.listen(&s.Settings, shares, a.sp.Handler(), adm)
 }
 
 // run serves both listeners, starts the splitter and waits for ctx to end,

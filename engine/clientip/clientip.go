@@ -2,8 +2,9 @@
 // the per-client limits of the public API (requestCrawl, firehose
 // consumers, Jetstream subscribers): who the client is (Policy.Addr), which
 // clients share one limit (Key), a bounded table of per-client token
-// buckets (Limiter) and the connection slots of a streaming endpoint, in
-// total and per client (Admission).
+// buckets (Limiter), the connection slots of a streaming endpoint, in
+// total and per client (Admission), and the same for the connections an
+// HTTP server holds before an endpoint takes them over (ConnLimiter).
 //
 // A client is the TCP peer address unless that peer is a trusted reverse
 // proxy, in which case it is the last X-Forwarded-For entry not written by a

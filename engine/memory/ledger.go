@@ -95,7 +95,7 @@ func LedgerOf(budget int64) *Ledger {
 		{"firehose ring", s.Ring}, {"identity cache", s.IdentityCache}, {"subscribed hosts", s.Hosts},
 		{"account overlay", s.Overlay}, {"upstream buffers", s.Upstream},
 		{"intake", s.Intake}, {"held results past their bound", s.Intake}, {"results", s.Results}, {"resync", s.Resync},
-		{"firehose consumers", s.Consumers}, {"jetstream subscribers", s.Jetstream},
+		{"firehose consumers", s.Consumers}, {"http connections", s.HTTP}, {"jetstream subscribers", s.Jetstream},
 	} {
 		l.Add(x.name, x.v, true)
 	}

@@ -44,6 +44,10 @@ package memory
 //	                 bounds the largest repository the relay can resync
 //	  Consumers      B/64   firehose consumers: MaxConsumers is this over one
 //	                 consumer's bound (firehose.Config.ConsumerBytes)
+//	  HTTP           B/64   public HTTP connections not (yet) hijacked: requests
+//	                 being read or answered, idle keep-alive ones; the API
+//	                 listener's connection cap is this over one
+//	                 connection's worst case (cmd/relay httpConnBytes)
 //	  Jetstream      B/64   Jetstream subscribers: MaxSubscribers is what is
 //	                 left of this after the compressors and the backlog the
 //	                 subscribers share over one subscriber's bound
@@ -88,6 +92,7 @@ type Shares struct {
 	Results       int64
 	Resync        int64
 	Consumers     int64
+	HTTP          int64
 	Jetstream     int64
 	TrimThreshold int64
 }
@@ -131,6 +136,7 @@ func SharesOf(budget int64) Shares {
 		Results:       clamp(budget/16, 1*mib, 256*mib),
 		Resync:        clamp(budget/32, 1*mib, 256*mib),
 		Consumers:     clamp(budget/64, mib/2, 1<<30),
+		HTTP:          clamp(budget/64, mib/2, 256*mib),
 		Jetstream:     clamp(budget/64, 2*mib, 1<<30),
 		TrimThreshold: clamp(budget/64, 4*mib, 256*mib),
 	}
@@ -160,7 +166,8 @@ func SharesOf(budget int64) Shares {
 	}{
 		{&s.Ring, 2 * mib, 1}, {&s.IdentityCache, mib, 1}, {&s.Hosts, mib, 1}, {&s.Overlay, mib / 4, 1},
 		{&s.Upstream, mib, 1}, {&s.Intake, mib, 2},
-		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.Jetstream, 2 * mib, 1},
+		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.HTTP, mib / 2, 1},
+		{&s.Jetstream, 2 * mib, 1},
 	}
 	var floors int64
 	for _, x := range scaled {
@@ -199,7 +206,7 @@ func (s Shares) ForSplitter() Shares {
 // (see [Shares]).
 func (s Shares) Heap() int64 {
 	return s.Ring + s.IdentityCache + s.Hosts + s.Overlay + s.Upstream + 2*s.Intake + s.Results + s.Resync +
-		s.Consumers + s.Jetstream
+		s.Consumers + s.HTTP + s.Jetstream
 }
 
 // OffHeap is the part of s allocated outside the Go heap in this build (see
