@@ -112,7 +112,7 @@ func TestSharesOf(t *testing.T) {
 	// documented, the hosts share at its cap.
 	want := Shares{BlockCache: 256 * mib, MemTable: 32 * mib, Ring: 512 * mib, IdentityCache: 256 * mib,
 		Hosts: 512 * mib, Overlay: 64 * mib, Upstream: 128 * mib, Intake: 128 * mib, Results: 256 * mib, Resync: 128 * mib,
-		Consumers: 64 * mib, HTTP: 64 * mib, Jetstream: 64 * mib, TrimThreshold: 64 * mib}
+		Consumers: 64 * mib, HTTP: 32 * mib, Jetstream: 64 * mib, TrimThreshold: 64 * mib}
 	if got := SharesOf(4 << 30); got != want {
 		t.Fatalf("SharesOf(4 GiB) = %+v, want %+v", got, want)
 	}

@@ -44,7 +44,7 @@ package memory
 //	                 bounds the largest repository the relay can resync
 //	  Consumers      B/64   firehose consumers: MaxConsumers is this over one
 //	                 consumer's bound (firehose.Config.ConsumerBytes)
-//	  HTTP           B/64   public HTTP connections not (yet) hijacked: requests
+//	  HTTP           B/128  public HTTP connections not (yet) hijacked: requests
 //	                 being read or answered, idle keep-alive ones; the API
 //	                 listener's connection cap is this over one
 //	                 connection's worst case (cmd/relay httpConnBytes)
@@ -136,7 +136,7 @@ func SharesOf(budget int64) Shares {
 		Results:       clamp(budget/16, 1*mib, 256*mib),
 		Resync:        clamp(budget/32, 1*mib, 256*mib),
 		Consumers:     clamp(budget/64, mib/2, 1<<30),
-		HTTP:          clamp(budget/64, mib/2, 256*mib),
+		HTTP:          clamp(budget/128, mib/2, 128*mib),
 		Jetstream:     clamp(budget/64, 2*mib, 1<<30),
 		TrimThreshold: clamp(budget/64, 4*mib, 256*mib),
 	}
