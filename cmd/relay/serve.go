@@ -221,7 +221,7 @@ func (a *app) tuneMemory(s *Settings, splitter bool) (memory.Shares, error) {
 	a.log.Info("memory shares", "budget", applied.Budget, "pebble_cache", shares.BlockCache, "pebble_memtable", shares.MemTable,
 		"firehose_buffer", shares.Ring, "identity_cache", shares.IdentityCache, "upstream", shares.Upstream,
 		"intake", shares.Intake, "results", shares.Results, "resync", shares.Resync, "consumers", shares.Consumers,
-		"jetstream", shares.Jetstream, "hosts", shares.Hosts, "overlay", shares.Overlay,
+		"jetstream", shares.Jetstream, "http", shares.HTTP, "hosts", shares.Hosts, "overlay", shares.Overlay,
 		"trim_threshold", shares.TrimThreshold)
 	memory.RegisterRuntimeMetrics(a.metrics, applied)
 	trim, err := memory.NewTrimmer(memCfg, a.metrics, a.log)

@@ -140,7 +140,7 @@ func TestSharesForSplitter(t *testing.T) {
 		if sp.IdentityCache|sp.Hosts|sp.Overlay|sp.Upstream|sp.Results|sp.Resync != 0 {
 			t.Fatalf("budget %d: the splitter keeps a share of the relay's: %+v", b, sp)
 		}
-		if sp.Ring != s.Ring || sp.Intake != s.Intake || sp.TrimThreshold != s.TrimThreshold {
+		if sp.Ring != s.Ring || sp.Intake != s.Intake || sp.HTTP != s.HTTP || sp.TrimThreshold != s.TrimThreshold {
 			t.Fatalf("budget %d: %+v changed a share the splitter uses as the relay does: %+v", b, sp, s)
 		}
 		if sp.Consumers <= s.Consumers || sp.Jetstream <= s.Jetstream {

@@ -191,9 +191,9 @@ func SharesOf(budget int64) Shares {
 // at about six times a firehose consumer (at 1 GiB: about 1,700 firehose
 // consumers instead of 170, and Jetstream subscribers in proportion). The
 // heap total is unchanged, so the GC headroom SharesOf left still holds.
-// Intake (the queue in front of the store) keeps its share; the upstream
-// message being read is, like a near-limit frame in the relay, outside the
-// shares.
+// Intake (the queue in front of the store) and HTTP (its public listener)
+// keep their shares; the upstream message being read is, like a
+// near-limit frame in the relay, outside the shares.
 func (s Shares) ForSplitter() Shares {
 	freed := s.IdentityCache + s.Hosts + s.Overlay + s.Upstream + s.Results + s.Resync
 	s.IdentityCache, s.Hosts, s.Overlay, s.Upstream, s.Results, s.Resync = 0, 0, 0, 0, 0, 0
