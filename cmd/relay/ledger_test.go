@@ -17,7 +17,7 @@ import (
 var ledgerItems = []string{
 	"pebble block cache", "pebble memtables", "identity cache", "firehose ring", "firehose consumers",
 	"resync", "upstream buffers", "intake", "results", "held results past their bound", "jetstream subscribers",
-	"subscribed hosts", "account overlay", "http connections",
+	"subscribed hosts", "account overlay", "http connections", "list requests",
 }
 
 // buildLedger builds the app at budget (with extra settings) and returns
@@ -78,7 +78,7 @@ func checkLedger(t *testing.T, budget string, l *memory.Ledger, items []string) 
 // and Jetstream, the queue in front of the store, and Pebble.
 var splitterLedgerItems = []string{
 	"pebble block cache", "pebble memtables", "firehose ring", "firehose consumers", "jetstream subscribers", "intake",
-	"http connections",
+	"http connections", "sync pass-through",
 }
 
 // TestSplitterMemoryLedger is TestServeMemoryLedger for `relay splitter`:

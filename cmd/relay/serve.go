@@ -101,6 +101,9 @@ type app struct {
 	// ledger lists the memory bound each component was configured with
 	// (memory.Ledger); every place that hands a share over adds its line.
 	ledger *memory.Ledger
+	// httpRequestBytes is the part of the HTTP share the public listener's
+	// requests took (httpRequests); its connections get the rest.
+	httpRequestBytes int64
 	// servers are the public API (first) and the admin listener, bound by
 	// buildApp and served by run.
 	servers []server
@@ -140,7 +143,7 @@ func (a *app) build(s *Settings) error {
 		return err
 	}
 	a.checkLedger()
-	xrpcAPI, err := xrpc.New(a.xrpcConfig(s))
+	xrpcAPI, err := xrpc.New(a.xrpcConfig(s, shares))
 	if err != nil {
 		return err
 	}
@@ -163,10 +166,11 @@ func (a *app) listen(s *Settings, shares memory.Shares, api http.Handler, adm *a
 	mux.Handle("/", api)
 	public := newHTTPServer(mux)
 	// Every open connection costs a goroutine and its buffers before it
-	// sends anything: the public listener's are capped by the HTTP share.
-	// The admin listener is not public (section 1 of the RUNBOOK).
+	// sends anything: the public listener's are capped by what the
+	// requests they make left of the HTTP share (httpRequests). The admin
+	// listener is not public (section 1 of the RUNBOOK).
 	conns := clientip.NewConnLimiter(a.metrics, "relay_http_connections_open", "relay_http_connections_refused_total",
-		a.withinShare("http connections", orDefault(s.MaxHTTPConns, defaultMaxHTTPConns), shares.HTTP, httpConnBytes, 0),
+		a.withinShare("http connections", orDefault(s.MaxHTTPConns, defaultMaxHTTPConns), shares.HTTP-a.httpRequestBytes, httpConnBytes, 0),
 		orDefault(s.MaxHTTPConnsPerIP, defaultMaxHTTPConnsPerIP), clientip.Policy{TrustedProxies: s.TrustedProxies})
 	conns.ExemptLoopback = true
 	public.ConnState = conns.Hook
@@ -377,6 +381,16 @@ func (a *app) buildRelay(s *Settings, shares memory.Shares) error {
 	return nil
 }
 
+// httpRequests returns how many requests of per bytes each the public
+// listener may answer at once: a quarter of the HTTP share, at least one,
+// at most configured. Their bytes are kept from the connections' part of
+// the share (listen), so it is called once per app, before listen.
+func (a *app) httpRequests(name string, configured int, shares memory.Shares, per int64) int {
+	n := a.withinShare(name, configured, max(shares.HTTP/4, per), per, 0)
+	a.httpRequestBytes += int64(n) * per
+	return n
+}
+
 // checkLedger logs the ledger, or warns when the configured bounds add up
 // to more than the budget: explicit sizes (RELAY_FIREHOSE_BUFFER,
 // RELAY_PEBBLE_CACHE, ...) may be the operator's choice, so it does not
@@ -435,8 +449,12 @@ func orDefault[T int | int64](v, def T) T {
 	return v
 }
 
-func (a *app) xrpcConfig(s *Settings) xrpc.Config {
+// xrpcConfig is the public API's configuration, its list requests sized
+// to the HTTP share (httpRequests).
+func (a *app) xrpcConfig(s *Settings, shares memory.Shares) xrpc.Config {
 	c := s.XRPC
+	c.MaxListsInFlight = a.httpRequests("list requests", orDefault(c.MaxListsInFlight, xrpc.DefaultMaxListsInFlight),
+		shares, xrpc.ListRequestBytes)
 	c.TrustedProxies = s.TrustedProxies
 	c.Store, c.Engine, c.Resolver, c.Firehose, c.Metrics, c.Logger = a.store, xrpcEngine{a.relay}, a.ids, a.hub, a.metrics, a.log
 	return c

@@ -380,7 +380,7 @@ func settingsTable(s *Settings) []setting {
 		{flag: "memory-budget", env: "RELAY_MEMORY_BUDGET", group: groupMemory, def: "0", deploy: "4GiB",
 			help: "Memory of the whole process; under systemd it must equal MemoryHigh in relay.service. " +
 				"The relay sets GOMEMLIMIT to it minus max(1/10 of it, 32 MiB) minus off-heap caches, and every cache, queue and " +
-				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 79 MiB. 0: the cgroup limit " +
+				"consumer limit is a share of it (engine/memory/shares.go); the smallest budget that runs is 84 MiB. 0: the cgroup limit " +
 				"(MemoryHigh/MemoryMax), else the machine's memory.",
 			value: bytesValue(&s.Memory.Budget)},
 		{flag: "gogc", env: "RELAY_GOGC", group: groupMemory, def: fmt.Sprint(memory.DefaultGOGC),

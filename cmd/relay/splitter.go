@@ -76,7 +76,8 @@ func splitterOnly(s *splitterSettings) []setting {
 			value: durationValue(&c.ProxyTimeout)},
 		{flag: "proxy-max-in-flight", env: "RELAY_SPLITTER_PROXY_MAX_IN_FLIGHT", group: groupSplitter,
 			def:   fmt.Sprint(splitter.DefaultProxyMaxInFlight),
-			help:  "Requests passed through to the upstream at once; more get 503. 0: the default.",
+			help: "Requests passed through to the upstream at once; more get 503. Lowered to a quarter of the memory " +
+				"budget's HTTP share (128 KiB each). 0: the default.",
 			value: intValue(&c.ProxyMaxInFlight, 0)},
 	}
 }
@@ -231,6 +232,8 @@ func (a *splitterApp) build(s *splitterSettings) error {
 	// Frames read and not yet stored play the part of serve's intake.
 	spCfg.Software, spCfg.QueueBytes = software, int(shares.Intake)
 	a.ledger.Add("intake", shares.Intake, true)
+	spCfg.ProxyMaxInFlight = a.httpRequests("sync pass-through", orDefault(spCfg.ProxyMaxInFlight, splitter.DefaultProxyMaxInFlight),
+		shares, splitter.ProxyRequestBytes)
 	if a.sp, err = splitter.New(spCfg, splitter.Deps{Store: a.store, Hub: a.hub, OnPublish: a.js.Notify,
 		Metrics: a.metrics, Logger: a.log}); err != nil {
 		return err

@@ -47,7 +47,7 @@ const MinMemoryLimit = 32 << 20
 // for the relay's shares at their floors beside MinProcessOverhead and
 // FixedGoBytes (the shares' ledger fits) and a GOMEMLIMIT of at least
 // MinMemoryLimit (tested). PERF.md, Production scale, measures it.
-const MinBudget = 79 << 20
+const MinBudget = 84 << 20
 
 // Errors returned by [Config.Validate], [Apply] and [ParseBytes].
 var (

@@ -34,7 +34,7 @@
 // was too little below ~320 MiB: at a 128 MiB budget the binary alone
 // took more than the 12.8 MiB left, and RSS peaked at 137 MiB.
 //
-// The smallest budget accepted is MinBudget (79 MiB), where GOMEMLIMIT is
+// The smallest budget accepted is MinBudget (84 MiB), where GOMEMLIMIT is
 // MinMemoryLimit (32 MiB) and the shares are at their floors. Small
 // budgets cost CPU: the live heap (tables, the ring, the identity cache)
 // is then a large part of GOMEMLIMIT, so the collector runs every few MiB

@@ -44,10 +44,12 @@ package memory
 //	                 bounds the largest repository the relay can resync
 //	  Consumers      B/64   firehose consumers: MaxConsumers is this over one
 //	                 consumer's bound (firehose.Config.ConsumerBytes)
-//	  HTTP           B/128  public HTTP connections not (yet) hijacked: requests
-//	                 being read or answered, idle keep-alive ones; the API
-//	                 listener's connection cap is this over one
-//	                 connection's worst case (cmd/relay httpConnBytes)
+//	  HTTP           B/128  the public listener's HTTP: at least one list
+//	                 request's page (xrpc.ListRequestBytes; a splitter's
+//	                 requests passed through), up to a quarter of it, and
+//	                 connections not (yet) hijacked, the rest: requests being
+//	                 read or answered, idle keep-alive ones (cmd/relay
+//	                 httpConnBytes); 4 MiB at least
 //	  Jetstream      B/64   Jetstream subscribers: MaxSubscribers is what is
 //	                 left of this after the compressors and the backlog the
 //	                 subscribers share over one subscriber's bound
@@ -136,7 +138,7 @@ func SharesOf(budget int64) Shares {
 		Results:       clamp(budget/16, 1*mib, 256*mib),
 		Resync:        clamp(budget/32, 1*mib, 256*mib),
 		Consumers:     clamp(budget/64, mib/2, 1<<30),
-		HTTP:          clamp(budget/128, mib/2, 128*mib),
+		HTTP:          clamp(budget/128, 4*mib, 128*mib),
 		Jetstream:     clamp(budget/64, 2*mib, 1<<30),
 		TrimThreshold: clamp(budget/64, 4*mib, 256*mib),
 	}
@@ -166,7 +168,7 @@ func SharesOf(budget int64) Shares {
 	}{
 		{&s.Ring, 2 * mib, 1}, {&s.IdentityCache, mib, 1}, {&s.Hosts, mib, 1}, {&s.Overlay, mib / 4, 1},
 		{&s.Upstream, mib, 1}, {&s.Intake, mib, 2},
-		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.HTTP, mib / 2, 1},
+		{&s.Results, mib, 1}, {&s.Resync, mib, 1}, {&s.Consumers, mib / 2, 1}, {&s.HTTP, 4 * mib, 1},
 		{&s.Jetstream, 2 * mib, 1},
 	}
 	var floors int64

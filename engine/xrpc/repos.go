@@ -65,7 +65,7 @@ func (s *Server) listRepos(w http.ResponseWriter, r *http.Request) int {
 	if !ok {
 		return httpjson.Error(w, http.StatusBadRequest, "InvalidRequest", "invalid cursor")
 	}
-	out := listReposOutput{Repos: make([]repoItem, 0, min(limit, 64))}
+	out := listReposOutput{Repos: make([]repoItem, 0, limit)}
 	more := false
 	for range maxScanPages {
 		want := limit - len(out.Repos)

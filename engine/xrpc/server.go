@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -83,13 +84,30 @@ type Config struct {
 	// CrawlClients bounds the clients whose requestCrawl rate is
 	// remembered (about 100 bytes each). Default 10,000.
 	CrawlClients int
+	// MaxListsInFlight bounds the list requests (listRepos, listHosts)
+	// answered at once, each holding up to ListRequestBytes while it
+	// builds its page; one that finds none free waits up to listWait,
+	// then gets 503 with Retry-After. Default 8.
+	MaxListsInFlight int
 }
 
 // Defaults of Config's limits.
 const (
 	DefaultCrawlRequestsPerMinute = 5
 	DefaultCrawlClients           = 10_000
+	DefaultMaxListsInFlight       = 8
 )
+
+// ListRequestBytes bounds what one list request allocates while it
+// builds a page of maxLimit entries: the store's pages, the output and its
+// JSON (measured 1.06 MiB for listRepos with the response recorded whole,
+// 0.31 MiB for listHosts; TestListRequestBytes), with a third of margin.
+// A relay's memory budget counts MaxListsInFlight of them.
+const ListRequestBytes = 1536 << 10
+
+// listWait is how long a list request waits for a turn before 503 (a
+// variable for tests).
+var listWait = 5 * time.Second
 
 // Server is the public API handler. It is immutable after New and safe for
 // concurrent use.
@@ -107,6 +125,9 @@ type Server struct {
 	crawlLim *clientip.Limiter // its own lock
 	// crawlRetry is the Retry-After of a per-client refusal, in seconds.
 	crawlRetry string
+	// lists holds a token per list request being answered
+	// (MaxListsInFlight).
+	lists chan struct{}
 }
 
 // endpoint is one served route: its NSID, method and handler. The table
@@ -115,6 +136,7 @@ type endpoint struct {
 	nsid   string
 	method string
 	fn     func(s *Server, w http.ResponseWriter, r *http.Request) int
+	list   bool // a page of up to maxLimit entries: takes a lists token
 }
 
 // Maximum request body for the procedures; {"hostname": "..."} is tiny.
@@ -140,15 +162,15 @@ const numEndpoints = 9
 // counter row.
 func endpointTable() [numEndpoints]endpoint {
 	return [numEndpoints]endpoint{
-		{"_health", http.MethodGet, (*Server).health},
-		{"com.atproto.sync.listRepos", http.MethodGet, (*Server).listRepos},
-		{"com.atproto.sync.getLatestCommit", http.MethodGet, (*Server).getLatestCommit},
-		{"com.atproto.sync.getRepoStatus", http.MethodGet, (*Server).getRepoStatus},
-		{"com.atproto.sync.getRepo", http.MethodGet, (*Server).getRepo},
-		{"com.atproto.sync.listHosts", http.MethodGet, (*Server).listHosts},
-		{"com.atproto.sync.getHostStatus", http.MethodGet, (*Server).getHostStatus},
-		{"com.atproto.sync.requestCrawl", http.MethodPost, (*Server).requestCrawl},
-		{"com.atproto.sync.notifyOfUpdate", http.MethodPost, (*Server).requestCrawl},
+		{"_health", http.MethodGet, (*Server).health, false},
+		{"com.atproto.sync.listRepos", http.MethodGet, (*Server).listRepos, true},
+		{"com.atproto.sync.getLatestCommit", http.MethodGet, (*Server).getLatestCommit, false},
+		{"com.atproto.sync.getRepoStatus", http.MethodGet, (*Server).getRepoStatus, false},
+		{"com.atproto.sync.getRepo", http.MethodGet, (*Server).getRepo, false},
+		{"com.atproto.sync.listHosts", http.MethodGet, (*Server).listHosts, true},
+		{"com.atproto.sync.getHostStatus", http.MethodGet, (*Server).getHostStatus, false},
+		{"com.atproto.sync.requestCrawl", http.MethodPost, (*Server).requestCrawl, false},
+		{"com.atproto.sync.notifyOfUpdate", http.MethodPost, (*Server).requestCrawl, false},
 	}
 }
 
@@ -169,12 +191,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CrawlClients <= 0 {
 		cfg.CrawlClients = DefaultCrawlClients
 	}
+	if cfg.MaxListsInFlight <= 0 {
+		cfg.MaxListsInFlight = DefaultMaxListsInFlight
+	}
 	s := &Server{
 		st: cfg.Store, eng: cfg.Engine, res: cfg.Resolver, firehose: cfg.Firehose,
 		log: cfg.Logger, set: cfg.Metrics, mux: http.NewServeMux(), eps: endpointTable(),
 		clients:    clientip.Policy{TrustedProxies: cfg.TrustedProxies},
 		crawlLim:   clientip.NewLimiter(float64(cfg.CrawlRequestsPerMinute), cfg.CrawlRequestsPerMinute, cfg.CrawlClients),
 		crawlRetry: strconv.Itoa((60 + cfg.CrawlRequestsPerMinute - 1) / cfg.CrawlRequestsPerMinute),
+		lists:      make(chan struct{}, cfg.MaxListsInFlight),
 	}
 	s.counts = newRequestCounters(cfg.Metrics, &s.eps)
 	for i := range s.eps {
@@ -213,10 +239,35 @@ func (s *Server) serveEndpoint(idx int, w http.ResponseWriter, r *http.Request) 
 	if r.Method != ep.method && !(ep.method == http.MethodGet && r.Method == http.MethodHead) {
 		w.Header().Set("Allow", ep.method)
 		code = httpjson.Error(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use "+ep.method)
+	} else if ep.list && !s.takeList(r) {
+		w.Header().Set("Retry-After", "1")
+		code = httpjson.Error(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many list requests in flight; retry")
 	} else {
 		code = ep.fn(s, w, r)
+		if ep.list {
+			<-s.lists
+		}
 	}
 	s.counts.inc(idx, code)
+}
+
+// takeList waits for a list request's turn (MaxListsInFlight) while r's
+// client waits, at most listWait; false when it got none.
+func (s *Server) takeList(r *http.Request) bool {
+	select {
+	case s.lists <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(listWait)
+	defer t.Stop()
+	select {
+	case s.lists <- struct{}{}:
+		return true
+	case <-r.Context().Done():
+	case <-t.C:
+	}
+	return false
 }
 
 func (s *Server) subscribeRepos(w http.ResponseWriter, r *http.Request) {
