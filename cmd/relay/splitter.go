@@ -75,7 +75,7 @@ func splitterOnly(s *splitterSettings) []setting {
 			help:  "Deadline of one com.atproto.sync request passed through to the upstream, body included. 0: the default.",
 			value: durationValue(&c.ProxyTimeout)},
 		{flag: "proxy-max-in-flight", env: "RELAY_SPLITTER_PROXY_MAX_IN_FLIGHT", group: groupSplitter,
-			def:   fmt.Sprint(splitter.DefaultProxyMaxInFlight),
+			def: fmt.Sprint(splitter.DefaultProxyMaxInFlight),
 			help: "Requests passed through to the upstream at once; more get 503. Lowered to a quarter of the memory " +
 				"budget's HTTP share (128 KiB each). 0: the default.",
 			value: intValue(&c.ProxyMaxInFlight, 0)},
