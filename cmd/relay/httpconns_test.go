@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/atrelay/relay/engine/clientip"
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // TestHTTPConnBytes measures what a connection to the public listener
@@ -41,13 +41,7 @@ func TestHTTPConnBytes(t *testing.T) {
 	for i := 0; hdr.Len() < maxHeaderBytes+3<<10; i++ {
 		fmt.Fprintf(&hdr, "X-Filler-%d: %s\r\n", i, strings.Repeat("a", 900))
 	}
-	inUse := func() uint64 {
-		runtime.GC()
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapInuse + m.StackInuse
-	}
+	inUse := testutil.LiveBytes
 	for _, tc := range []struct {
 		name string
 		send func(c net.Conn) error
@@ -96,7 +90,7 @@ func TestHTTPConnBytes(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			time.Sleep(200 * time.Millisecond)
-			per := int64(inUse()-before) / n
+			per := (inUse() - before) / n
 			t.Logf("%s: %d B (%.1f KiB) per connection; httpConnBytes is %.1f KiB", tc.name, per, float64(per)/1024, float64(httpConnBytes)/1024)
 			if per > httpConnBytes {
 				t.Fatalf("a connection holds %d B > httpConnBytes %d", per, httpConnBytes)

@@ -3,12 +3,12 @@ package firehose
 import (
 	"context"
 	"net"
-	"runtime"
 	"sync/atomic"
 	"testing"
 
 	"github.com/atrelay/relay/engine/wsframe"
 	"github.com/atrelay/relay/internal/streamtest"
+	"github.com/atrelay/relay/internal/testutil"
 	"github.com/gobwas/ws"
 )
 
@@ -189,12 +189,7 @@ func TestIdleConsumerMemory(t *testing.T) {
 	}
 	dial() // the first consumer warms the hub's pools
 	e.waitConsumers(1)
-	inUse := func() int64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return int64(m.HeapInuse + m.StackInuse)
-	}
+	inUse := testutil.LiveBytes
 	before := inUse()
 	for range n {
 		dial()

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/atrelay/relay/internal/testutil"
 )
 
 // TestProxyRequestBytes measures what one request passed through to the
@@ -42,13 +43,7 @@ func TestProxyRequestBytes(t *testing.T) {
 	node := startNode(t, cfg, 1<<20)
 	node.waitSeq(1)
 
-	inUse := func() int64 {
-		runtime.GC()
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return int64(m.HeapInuse + m.StackInuse)
-	}
+	inUse := testutil.LiveBytes
 	// open makes n connections each sending one request, read by nobody.
 	open := func(path string) []net.Conn {
 		conns := make([]net.Conn, 0, n)
