@@ -28,6 +28,10 @@ var refusalNames = [NumRefusals]string{
 	RefusePerIP:  "per_ip",
 }
 
+// RefusedRetryAfter is the Retry-After, in seconds, the endpoints send
+// with a refusal (either cap): a slot is not expected to free sooner.
+const RefusedRetryAfter = "30"
+
 // String returns the refusal's metric label.
 func (r Refusal) String() string { return label.Of(refusalNames[:], r) }
 

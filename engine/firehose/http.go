@@ -44,10 +44,6 @@ func parseCursor(s string) (cursor uint64, ok bool, err error) {
 	return n, true, nil
 }
 
-// refusedRetryAfter is the Retry-After, in seconds, of a request refused
-// by a consumer cap.
-const refusedRetryAfter = "30"
-
 // ServeHTTP serves GET /xrpc/com.atproto.sync.subscribeRepos: it checks the
 // request and the cursor (HTTP errors as XRPC JSON), takes a connection
 // slot (HTTP 503 when MaxConsumers are connected, 429 when
@@ -83,12 +79,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch why := h.adm.Acquire(key, h.cfg.MaxConsumers, h.cfg.MaxConsumersPerIP); why {
 	case clientip.RefuseGlobal:
 		h.m.refused[why].Inc()
-		w.Header().Set("Retry-After", refusedRetryAfter)
+		w.Header().Set("Retry-After", clientip.RefusedRetryAfter)
 		httpjson.Error(w, http.StatusServiceUnavailable, "ServiceUnavailable", "too many consumers connected; try again later")
 		return
 	case clientip.RefusePerIP:
 		h.m.refused[why].Inc()
-		w.Header().Set("Retry-After", refusedRetryAfter)
+		w.Header().Set("Retry-After", clientip.RefusedRetryAfter)
 		httpjson.Error(w, http.StatusTooManyRequests, "RateLimitExceeded", "too many consumers connected from this address")
 		return
 	}

@@ -535,10 +535,6 @@ func parseCursor(v string) (cursorKind, int64, error) {
 	return cursorTime, n, nil
 }
 
-// refusedRetryAfter is the Retry-After, in seconds, of a request refused
-// by MaxSubscribers or MaxSubscribersPerIP (the firehose's).
-const refusedRetryAfter = "30"
-
 // ServeHTTP serves GET /subscribe (Jetstream v1): it checks the query,
 // takes a connection slot (HTTP 503 when MaxSubscribers are connected, 429
 // when MaxSubscribersPerIP are connected from this client), upgrades to a
@@ -586,12 +582,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch s.adm.Acquire(key, s.cfg.MaxSubscribers, s.cfg.MaxSubscribersPerIP) {
 	case clientip.RefuseGlobal:
 		s.m.rejected.Inc()
-		w.Header().Set("Retry-After", refusedRetryAfter)
+		w.Header().Set("Retry-After", clientip.RefusedRetryAfter)
 		http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
 		return
 	case clientip.RefusePerIP:
 		s.m.refused[clientip.RefusePerIP].Inc()
-		w.Header().Set("Retry-After", refusedRetryAfter)
+		w.Header().Set("Retry-After", clientip.RefusedRetryAfter)
 		http.Error(w, "too many subscribers from this address", http.StatusTooManyRequests)
 		return
 	}
